@@ -1,0 +1,59 @@
+// genai_native.node entry: registers the classes and functions lib/native.ts
+// types. Context-aware: each env (main thread, worker_threads) gets its own
+// AddonData; at env teardown running jobs are cancelled and awaited.
+#include <napi.h>
+
+#include <mutex>
+
+#include "llama.h"
+#include "llm/context.h"
+#include "llm/model.h"
+#include "system/system.h"
+#include "util/jobs.h"
+
+namespace genai {
+
+namespace {
+std::once_flag g_backend_once;
+
+void Cleanup(void* arg) {
+  auto* data = static_cast<AddonData*>(arg);
+  data->jobs->CancelAllAndWait(10000);
+}
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  std::call_once(g_backend_once, [] {
+    InstallLogger();
+    llama_backend_init();
+  });
+  auto* data = new AddonData();
+  env.SetInstanceData<AddonData>(data);
+  napi_add_env_cleanup_hook(env, Cleanup, data);
+
+  Napi::Function cancel = CancelToken::Init(env);
+  data->cancel_token_ctor = Napi::Persistent(cancel);
+  Napi::Function model = ModelHandle::Init(env);
+  data->model_ctor = Napi::Persistent(model);
+  Napi::Function context = ContextHandle::Init(env);
+  data->context_ctor = Napi::Persistent(context);
+
+  exports.Set("CancelToken", cancel);
+  exports.Set("ModelHandle", model);
+  exports.Set("ContextHandle", context);
+  exports.Set("loadModel", Napi::Function::New(env, ModelHandle::Load, "loadModel"));
+  exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));
+  exports.Set("versions", Napi::Function::New(env, Versions, "versions"));
+  exports.Set("setLogLevel", Napi::Function::New(env, SetLogLevel, "setLogLevel"));
+  Napi::Object caps = Napi::Object::New(env);
+  caps.Set("llm", true);
+  caps.Set("diffusion", false);
+  exports.Set("capabilities", caps);
+  return exports;
+}
+
+}  // namespace genai
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return genai::Init(env, exports); }
+
+NODE_API_MODULE(genai_native, InitAddon)

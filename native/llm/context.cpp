@@ -1,0 +1,224 @@
+#include "llm/context.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "ggml-backend.h"
+#include "util/args.h"
+#include "util/errors.h"
+
+namespace genai {
+
+ContextState::~ContextState() {
+  if (ctx) llama_free(ctx);
+}
+
+BusyGuard::BusyGuard(std::shared_ptr<ContextState> s, Napi::Env env) {
+  bool expected = false;
+  if (!s->busy.compare_exchange_strong(expected, true)) Throw(env, code::BUSY, "the context is busy with another operation");
+  s_ = std::move(s);
+}
+
+BusyGuard::~BusyGuard() {
+  if (s_) s_->busy = false;
+}
+
+Napi::Function ContextHandle::Init(Napi::Env env) {
+  return DefineClass(env, "ContextHandle",
+                     {
+                         InstanceMethod<&ContextHandle::Info>("info"),
+                         InstanceMethod<&ContextHandle::Generate>("generate"),
+                         InstanceMethod<&ContextHandle::Embed>("embed"),
+                         InstanceMethod<&ContextHandle::ClearHistory>("clearHistory"),
+                         InstanceMethod<&ContextHandle::Dispose>("dispose"),
+                     });
+}
+
+ContextHandle::ContextHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ContextHandle>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal()) Throw(info.Env(), code::INVALID_ARGUMENT, "ContextHandle is created by createContext()");
+  state_ = *info[0].As<Napi::External<std::shared_ptr<ContextState>>>().Data();
+}
+
+std::shared_ptr<ContextState> ContextHandle::State(Napi::Env env) const {
+  if (!state_) Throw(env, code::DISPOSED, "the context has been disposed");
+  return state_;
+}
+
+namespace {
+
+std::string MetaString(const llama_model* m, const std::string& key) {
+  char buf[256];
+  int32_t n = llama_model_meta_val_str(m, key.c_str(), buf, sizeof(buf));
+  return n < 0 ? std::string() : std::string(buf);
+}
+
+// KV cache bytes for n_ctx tokens with f16 K and V:
+//   n_layer * n_ctx * n_head_kv * (head_dim_k + head_dim_v) * 2 bytes
+// (the cache layout of llama.cpp's llama_kv_cache; head dims from
+// <arch>.attention.key_length/value_length, else n_embd / n_head).
+double EstimateKvBytes(const llama_model* m, uint32_t n_ctx) {
+  std::string arch = MetaString(m, "general.architecture");
+  double n_head = std::max(1, llama_model_n_head(m));
+  double head_k = llama_model_n_embd(m) / n_head, head_v = head_k;
+  std::string k = MetaString(m, arch + ".attention.key_length"), v = MetaString(m, arch + ".attention.value_length");
+  if (!k.empty()) head_k = std::atof(k.c_str());
+  if (!v.empty()) head_v = std::atof(v.c_str());
+  return static_cast<double>(llama_model_n_layer(m)) * n_ctx * llama_model_n_head_kv(m) * (head_k + head_v) * 2.0;
+}
+
+double FreeDeviceBytes() {
+  double total = 0;
+  for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
+    size_t free = 0, all = 0;
+    ggml_backend_dev_memory(ggml_backend_dev_get(i), &free, &all);
+    total += static_cast<double>(free);
+  }
+  return total;
+}
+
+bool AbortCallback(void* data) {
+  CancelFlag* f = static_cast<ContextState*>(data)->active_cancel.load();
+  return f != nullptr && f->IsCancelled();
+}
+
+}  // namespace
+
+Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_ptr<ModelState> model) {
+  Napi::Env env = info.Env();
+  Napi::Object opts = ObjectArg(info, 0, "options");
+  llama_context_params p = llama_context_default_params();
+  int64_t train = llama_model_n_ctx_train(model->model);
+  int64_t hw = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  p.n_ctx = static_cast<uint32_t>(IntProp(opts, "contextSize", std::min<int64_t>(train > 0 ? train : 4096, 4096), 1, 1 << 24));
+  p.n_batch = static_cast<uint32_t>(IntProp(opts, "batchSize", 512, 1, 1 << 20));
+  p.n_ubatch = std::min<uint32_t>(p.n_batch, static_cast<uint32_t>(IntProp(opts, "microBatchSize", 512, 1, 1 << 20)));
+  p.n_threads = static_cast<int32_t>(IntProp(opts, "threads", std::max<int64_t>(1, hw - 1), 1, 1024));
+  p.n_threads_batch = static_cast<int32_t>(IntProp(opts, "batchThreads", p.n_threads, 1, 1024));
+  p.n_seq_max = 1;
+  std::string fa = StringProp(opts, "flashAttention", "auto");
+  if (fa == "auto") p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_AUTO;
+  else if (fa == "on") p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+  else if (fa == "off") p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+  else Throw(env, code::INVALID_ARGUMENT, "flashAttention must be 'auto', 'on' or 'off'");
+  bool embeddings = BoolProp(opts, "embeddings", false);
+  p.embeddings = embeddings;
+  if (embeddings) p.n_ubatch = p.n_batch;  // non-causal pooling needs the whole input in one ubatch
+  uint32_t seed = static_cast<uint32_t>(IntProp(opts, "seed", 0xFFFFFFFFLL, 0, 0xFFFFFFFFLL));
+  p.no_perf = true;
+
+  double kv = EstimateKvBytes(model->model, p.n_ctx), avail = FreeDeviceBytes();
+  if (kv > avail)
+    Throw(env, code::OUT_OF_MEMORY, "a context of " + std::to_string(p.n_ctx) + " tokens needs about " + std::to_string(static_cast<int64_t>(kv / 1048576)) +
+                                        " MiB of KV cache; the devices have " + std::to_string(static_cast<int64_t>(avail / 1048576)) + " MiB free");
+
+  return ThreadJob::Start(env, "genai.createContext", std::make_shared<CancelFlag>(), Napi::Function(), [model, p, seed, embeddings](ThreadJob&) -> ThreadJob::ValueMaker {
+    llama_context* ctx = llama_init_from_model(model->model, p);
+    if (!ctx) throw CodedError(code::OUT_OF_MEMORY, "llama.cpp could not allocate the context (KV cache and compute buffers) for " + std::to_string(p.n_ctx) + " tokens");
+    auto state = std::make_shared<ContextState>();
+    state->model = model;
+    state->ctx = ctx;
+    state->seed = seed;
+    state->embeddings = embeddings;
+    llama_set_abort_callback(ctx, AbortCallback, state.get());
+    return [state](Napi::Env env) -> Napi::Value {
+      return Data(env).context_ctor.New({Napi::External<std::shared_ptr<ContextState>>::New(env, new std::shared_ptr<ContextState>(state),
+                                                                                           [](Napi::Env, std::shared_ptr<ContextState>* p) { delete p; })});
+    };
+  });
+}
+
+Napi::Value ContextHandle::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = State(env);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("contextSize", llama_n_ctx(s->ctx));
+  o.Set("batchSize", llama_n_batch(s->ctx));
+  o.Set("threads", llama_n_threads(s->ctx));
+  o.Set("batchThreads", llama_n_threads_batch(s->ctx));
+  o.Set("embeddings", s->embeddings);
+  o.Set("kvTokens", Napi::Number::New(env, static_cast<double>(s->kv_tokens.size())));
+  o.Set("stateBytes", Napi::Number::New(env, static_cast<double>(llama_state_seq_get_size(s->ctx, 0))));
+  return o;
+}
+
+Napi::Value ContextHandle::ClearHistory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = State(env);
+  BusyGuard guard(s, env);
+  llama_memory_clear(llama_get_memory(s->ctx), true);
+  s->kv_tokens.clear();
+  return env.Undefined();
+}
+
+// embed(text, normalize) -> Promise<Float32Array>: pooled embedding of text
+// (the model's pooling, or the mean over tokens when it has none).
+Napi::Value ContextHandle::Embed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = State(env);
+  if (!s->embeddings) Throw(env, code::INVALID_ARGUMENT, "this context was not created with { embeddings: true }");
+  std::string text = StringArg(info, 0, "text");
+  bool normalize = info.Length() < 2 || info[1].ToBoolean().Value();
+  auto guard = std::make_shared<BusyGuard>(s, env);
+  return RunAsync<std::vector<float>>(
+      env,
+      [s, text, normalize, guard]() mutable {
+        std::shared_ptr<BusyGuard> busy = std::move(guard);  // released before the promise settles
+        auto tokens = TokenizeText(s->model->vocab, text, true, false);
+        if (tokens.empty()) throw CodedError(code::INVALID_ARGUMENT, "text produced no tokens");
+        if (tokens.size() > llama_n_batch(s->ctx))
+          throw CodedError(code::INVALID_ARGUMENT, "text is " + std::to_string(tokens.size()) + " tokens; the embedding context's batch holds " + std::to_string(llama_n_batch(s->ctx)));
+        llama_memory_clear(llama_get_memory(s->ctx), true);
+        s->kv_tokens.clear();
+        llama_batch batch = llama_batch_init(static_cast<int32_t>(tokens.size()), 0, 1);
+        for (size_t i = 0; i < tokens.size(); i++) {
+          batch.token[i] = tokens[i];
+          batch.pos[i] = static_cast<llama_pos>(i);
+          batch.n_seq_id[i] = 1;
+          batch.seq_id[i][0] = 0;
+          batch.logits[i] = true;
+        }
+        batch.n_tokens = static_cast<int32_t>(tokens.size());
+        int32_t rc = llama_decode(s->ctx, batch);
+        llama_batch_free(batch);
+        if (rc != 0) throw CodedError(code::BACKEND_ERROR, "llama_decode failed with " + std::to_string(rc));
+        int n_embd = llama_model_n_embd_out(s->model->model);
+        std::vector<float> out(static_cast<size_t>(n_embd), 0.0f);
+        const float* pooled = llama_pooling_type(s->ctx) != LLAMA_POOLING_TYPE_NONE ? llama_get_embeddings_seq(s->ctx, 0) : nullptr;
+        if (pooled) {
+          std::memcpy(out.data(), pooled, out.size() * sizeof(float));
+        } else {
+          for (size_t i = 0; i < tokens.size(); i++) {
+            const float* e = llama_get_embeddings_ith(s->ctx, static_cast<int32_t>(i));
+            if (!e) throw CodedError(code::BACKEND_ERROR, "no embeddings were produced");
+            for (int j = 0; j < n_embd; j++) out[j] += e[j] / static_cast<float>(tokens.size());
+          }
+        }
+        llama_memory_clear(llama_get_memory(s->ctx), true);
+        if (normalize) {
+          double norm = 0;
+          for (float v : out) norm += static_cast<double>(v) * v;
+          norm = std::sqrt(norm);
+          if (norm > 0)
+            for (float& v : out) v = static_cast<float>(v / norm);
+        }
+        return out;
+      },
+      [](Napi::Env env, std::vector<float>& v) -> Napi::Value {
+        auto arr = Napi::Float32Array::New(env, v.size());
+        std::memcpy(arr.Data(), v.data(), v.size() * sizeof(float));
+        return arr;
+      });
+}
+
+Napi::Value ContextHandle::Dispose(const Napi::CallbackInfo& info) {
+  if (state_) {
+    CancelFlag* f = state_->active_cancel.load();
+    if (f) f->cancelled = true;  // a running generation stops at its next check; it holds its own reference
+  }
+  state_.reset();
+  return info.Env().Undefined();
+}
+
+}  // namespace genai

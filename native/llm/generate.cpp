@@ -1,0 +1,309 @@
+#include "llm/generate.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "util/args.h"
+#include "util/errors.h"
+#include "util/jobs.h"
+
+namespace genai {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double MsSince(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+// Length of the longest prefix of `s` that ends on a UTF-8 character boundary.
+size_t CompleteUtf8Prefix(const std::string& s, size_t len) {
+  size_t i = len;
+  // Walk back over at most 3 continuation bytes to the lead byte of the last character.
+  size_t back = 0;
+  while (i > 0 && back < 4 && (static_cast<unsigned char>(s[i - 1]) & 0xC0) == 0x80) {
+    i--;
+    back++;
+  }
+  if (i == 0) return back == 0 ? len : (back >= 4 ? len : 0);
+  unsigned char lead = static_cast<unsigned char>(s[i - 1]);
+  size_t need = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : (lead >> 3) == 0x1E ? 4 : 1;
+  return (back + 1 >= need) ? len : i - 1;
+}
+
+llama_sampler* MakeSampler(const SamplingParams& sp, int32_t n_vocab) {
+  llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
+  if (sp.repeat_penalty != 1.0f || sp.presence_penalty != 0.0f || sp.frequency_penalty != 0.0f)
+    llama_sampler_chain_add(chain, llama_sampler_init_penalties(n_vocab, sp.penalty_last_n, sp.repeat_penalty, sp.frequency_penalty, sp.presence_penalty));
+  if (sp.temperature <= 0.0f) {
+    llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+    return chain;
+  }
+  // The order of llama.cpp common's default chain (common/sampling.cpp).
+  if (sp.top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(sp.top_k));
+  if (sp.top_p < 1.0f) llama_sampler_chain_add(chain, llama_sampler_init_top_p(sp.top_p, 1));
+  if (sp.min_p > 0.0f) llama_sampler_chain_add(chain, llama_sampler_init_min_p(sp.min_p, 1));
+  llama_sampler_chain_add(chain, llama_sampler_init_temp(sp.temperature));
+  llama_sampler_chain_add(chain, llama_sampler_init_dist(sp.seed));
+  return chain;
+}
+
+struct SamplerDeleter {
+  void operator()(llama_sampler* s) const { llama_sampler_free(s); }
+};
+
+// Decodes tokens [from, to) of `prompt` in n_batch chunks; logits for the last only.
+// Returns 0, or llama_decode's error (2 = aborted).
+int32_t DecodePrompt(ContextState& s, const std::vector<llama_token>& prompt, size_t from, CancelFlag& cancel) {
+  const size_t n_batch = llama_n_batch(s.ctx);
+  llama_batch batch = llama_batch_init(static_cast<int32_t>(n_batch), 0, 1);
+  int32_t rc = 0;
+  for (size_t i = from; i < prompt.size() && rc == 0; i += n_batch) {
+    if (cancel.IsCancelled()) {
+      rc = 2;
+      break;
+    }
+    size_t n = std::min(n_batch, prompt.size() - i);
+    for (size_t j = 0; j < n; j++) {
+      batch.token[j] = prompt[i + j];
+      batch.pos[j] = static_cast<llama_pos>(i + j);
+      batch.n_seq_id[j] = 1;
+      batch.seq_id[j][0] = 0;
+      batch.logits[j] = (i + j == prompt.size() - 1);
+    }
+    batch.n_tokens = static_cast<int32_t>(n);
+    rc = llama_decode(s.ctx, batch);
+    if (rc == 0) s.kv_tokens.insert(s.kv_tokens.end(), prompt.begin() + static_cast<long>(i), prompt.begin() + static_cast<long>(i + n));
+  }
+  llama_batch_free(batch);
+  return rc;
+}
+
+// Drops KV entries past what kv_tokens says (after an aborted or failed decode).
+void TrimKv(ContextState& s) {
+  llama_memory_t mem = llama_get_memory(s.ctx);
+  if (!llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(s.kv_tokens.size()), -1)) {
+    llama_memory_clear(mem, true);
+    s.kv_tokens.clear();
+  }
+}
+
+}  // namespace
+
+std::string StopScanner::Push(const std::string& bytes, bool& stopped) {
+  pending_ += bytes;
+  stopped = false;
+  size_t best = std::string::npos;
+  for (const auto& stop : stops_) {
+    size_t at = pending_.find(stop);
+    if (at != std::string::npos && at < best) best = at;
+  }
+  if (best != std::string::npos) {
+    stopped = true;
+    std::string out = pending_.substr(0, best);
+    pending_.clear();
+    return out;
+  }
+  // Hold back the longest suffix that is a prefix of some stop sequence.
+  size_t hold = 0;
+  for (const auto& stop : stops_) {
+    for (size_t k = std::min(stop.size() - 1, pending_.size()); k > hold; k--) {
+      if (pending_.compare(pending_.size() - k, k, stop, 0, k) == 0) {
+        hold = k;
+        break;
+      }
+    }
+  }
+  size_t emit = CompleteUtf8Prefix(pending_, pending_.size() - hold);
+  std::string out = pending_.substr(0, emit);
+  pending_.erase(0, emit);
+  return out;
+}
+
+std::string StopScanner::Flush() {
+  std::string out;
+  out.swap(pending_);
+  return out;
+}
+
+GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFlag& cancel, const std::function<void(std::string)>& emit) {
+  GenerateResult r;
+  const uint32_t n_ctx = llama_n_ctx(s.ctx);
+  const std::vector<llama_token>& prompt = p.prompt;
+  r.prompt_tokens = static_cast<int32_t>(prompt.size());
+  if (prompt.empty()) throw CodedError(code::INVALID_ARGUMENT, "the prompt is empty (no tokens)");
+  if (prompt.size() >= n_ctx)
+    throw CodedError(code::INVALID_ARGUMENT, "the prompt is " + std::to_string(prompt.size()) + " tokens; the context holds " + std::to_string(n_ctx));
+
+  // Reuse the KV cache for the common prefix; the last prompt token is always
+  // decoded again so its logits are fresh.
+  size_t keep = 0;
+  while (keep < s.kv_tokens.size() && keep < prompt.size() && s.kv_tokens[keep] == prompt[keep]) keep++;
+  if (keep == prompt.size()) keep--;
+  s.kv_tokens.resize(keep);
+  TrimKv(s);
+  keep = s.kv_tokens.size();
+  r.reused_tokens = static_cast<int32_t>(keep);
+
+  std::unique_ptr<llama_sampler, SamplerDeleter> smpl(MakeSampler(p.sampling, llama_vocab_n_tokens(s.model->vocab)));
+  size_t penalty_from = prompt.size() > static_cast<size_t>(std::max(0, p.sampling.penalty_last_n)) ? prompt.size() - static_cast<size_t>(std::max(0, p.sampling.penalty_last_n)) : 0;
+  for (size_t i = penalty_from; i < prompt.size(); i++) llama_sampler_accept(smpl.get(), prompt[i]);
+
+  s.active_cancel = &cancel;
+  struct ClearActive {
+    ContextState& s;
+    ~ClearActive() { s.active_cancel = nullptr; }
+  } clear_active{s};
+
+  auto t0 = Clock::now();
+  int32_t rc = DecodePrompt(s, prompt, keep, cancel);
+  r.prompt_ms = MsSince(t0);
+  if (rc == 2 || cancel.IsCancelled()) {
+    TrimKv(s);
+    r.stop_reason = "aborted";
+    return r;
+  }
+  if (rc != 0) {
+    TrimKv(s);
+    if (rc == 1) throw CodedError(code::OUT_OF_MEMORY, "no KV cache slot for the prompt (context full)");
+    throw CodedError(code::BACKEND_ERROR, "llama_decode failed with " + std::to_string(rc));
+  }
+
+  StopScanner scanner(p.stops);
+  const llama_vocab* vocab = s.model->vocab;
+  auto t1 = Clock::now();
+  llama_batch one = llama_batch_init(1, 0, 1);
+  std::string reason;
+  while (reason.empty()) {
+    if (cancel.IsCancelled()) {
+      reason = "aborted";
+      break;
+    }
+    llama_token tok = llama_sampler_sample(smpl.get(), s.ctx, -1);
+    if (!p.ignore_eos && llama_vocab_is_eog(vocab, tok)) {
+      reason = "eos";
+      break;
+    }
+    r.generated_tokens++;
+    bool stopped = false;
+    std::string text = scanner.Push(TokenPiece(vocab, tok, false), stopped);
+    if (!text.empty()) {
+      r.text += text;
+      emit(std::move(text));
+    }
+    if (stopped) {
+      reason = "stop";
+      break;
+    }
+    if (r.generated_tokens >= p.max_tokens) {
+      reason = "maxTokens";
+      break;
+    }
+    if (s.kv_tokens.size() + 1 >= n_ctx) {
+      reason = "contextFull";
+      break;
+    }
+    one.token[0] = tok;
+    one.pos[0] = static_cast<llama_pos>(s.kv_tokens.size());
+    one.n_seq_id[0] = 1;
+    one.seq_id[0][0] = 0;
+    one.logits[0] = true;
+    one.n_tokens = 1;
+    int32_t drc = llama_decode(s.ctx, one);
+    if (drc == 2) {
+      TrimKv(s);
+      reason = "aborted";
+      break;
+    }
+    if (drc != 0) {
+      llama_batch_free(one);
+      TrimKv(s);
+      throw CodedError(code::BACKEND_ERROR, "llama_decode failed with " + std::to_string(drc));
+    }
+    s.kv_tokens.push_back(tok);
+  }
+  llama_batch_free(one);
+  if (reason != "stop") {
+    std::string rest = scanner.Flush();
+    if (!rest.empty()) {
+      r.text += rest;
+      emit(std::move(rest));
+    }
+  }
+  r.generation_ms = MsSince(t1);
+  r.stop_reason = reason;
+  return r;
+}
+
+namespace {
+
+GenerateParams ParseGenerateParams(Napi::Object o, const ContextState& s) {
+  Napi::Env env = o.Env();
+  GenerateParams p;
+  Napi::Value toks = o.Get("tokens");
+  if (!toks.IsTypedArray() || toks.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    Throw(env, code::INVALID_ARGUMENT, "tokens must be an Int32Array");
+  auto arr = toks.As<Napi::Int32Array>();
+  int32_t n_vocab = llama_vocab_n_tokens(s.model->vocab);
+  p.prompt.assign(arr.Data(), arr.Data() + arr.ElementLength());
+  for (llama_token t : p.prompt)
+    if (t < 0 || t >= n_vocab) Throw(env, code::INVALID_ARGUMENT, "token id " + std::to_string(t) + " is outside the vocabulary");
+  p.max_tokens = static_cast<int32_t>(IntProp(o, "maxTokens", 256, 1, 1 << 30));
+  p.ignore_eos = BoolProp(o, "ignoreEos", false);
+  SamplingParams& sp = p.sampling;
+  sp.temperature = static_cast<float>(NumberProp(o, "temperature", 0.8, 0, 100));
+  sp.top_k = static_cast<int32_t>(IntProp(o, "topK", 40, 0, 1 << 30));
+  sp.top_p = static_cast<float>(NumberProp(o, "topP", 0.95, 0, 1));
+  sp.min_p = static_cast<float>(NumberProp(o, "minP", 0.05, 0, 1));
+  sp.repeat_penalty = static_cast<float>(NumberProp(o, "repeatPenalty", 1.0, 1e-6, 100));
+  sp.presence_penalty = static_cast<float>(NumberProp(o, "presencePenalty", 0.0, -100, 100));
+  sp.frequency_penalty = static_cast<float>(NumberProp(o, "frequencyPenalty", 0.0, -100, 100));
+  sp.penalty_last_n = static_cast<int32_t>(IntProp(o, "penaltyLastN", 64, 0, 1 << 24));
+  sp.seed = static_cast<uint32_t>(IntProp(o, "seed", s.seed, 0, 0xFFFFFFFFLL));
+  Napi::Value stops = o.Get("stop");
+  if (!stops.IsUndefined() && !stops.IsNull()) {
+    if (!stops.IsArray()) Throw(env, code::INVALID_ARGUMENT, "stop must be an array of strings");
+    auto a = stops.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value v = a.Get(i);
+      if (!v.IsString() || v.As<Napi::String>().Utf8Value().empty()) Throw(env, code::INVALID_ARGUMENT, "stop sequences must be non-empty strings");
+      p.stops.push_back(v.As<Napi::String>().Utf8Value());
+    }
+  }
+  return p;
+}
+
+Napi::Object ResultToJs(Napi::Env env, const GenerateResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("text", r.text);
+  o.Set("tokenCount", r.generated_tokens);
+  o.Set("stopReason", r.stop_reason);
+  Napi::Object t = Napi::Object::New(env);
+  t.Set("promptTokens", r.prompt_tokens);
+  t.Set("reusedTokens", r.reused_tokens);
+  t.Set("promptMs", r.prompt_ms);
+  t.Set("generatedTokens", r.generated_tokens);
+  t.Set("generationMs", r.generation_ms);
+  o.Set("timings", t);
+  return o;
+}
+
+}  // namespace
+
+// generate({ tokens, maxTokens, temperature, ... }, onText(piece), cancelToken) -> Promise<result>
+Napi::Value ContextHandle::Generate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = State(env);
+  GenerateParams p = ParseGenerateParams(ObjectArg(info, 0, "params"), *s);
+  Napi::Function on_text = FunctionArg(info, 1, "onText");
+  auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
+  auto guard = std::make_shared<BusyGuard>(s, env);
+  return ThreadJob::Start(env, "genai.generate", cancel, on_text, [s, p, guard](ThreadJob& job) mutable -> ThreadJob::ValueMaker {
+    // Not busy any more once the promise can settle, even though this lambda lives on.
+    std::shared_ptr<BusyGuard> busy = std::move(guard);
+    GenerateResult r = RunGeneration(*s, p, *job.cancel(), [&](std::string piece) {
+      job.Post([piece = std::move(piece)](Napi::Env env, Napi::Function cb) { cb.Call({Napi::String::New(env, piece)}); });
+    });
+    return [r](Napi::Env env) -> Napi::Value { return ResultToJs(env, r); };
+  });
+}
+
+}  // namespace genai

@@ -1,0 +1,62 @@
+// Text generation: prompt decode with KV-prefix reuse, a llama.cpp sampler
+// chain, stop sequences and UTF-8-safe streaming of text pieces.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "llama.h"
+#include "llm/context.h"
+
+namespace genai {
+
+struct SamplingParams {
+  float temperature = 0.8f;  // 0 = greedy
+  int32_t top_k = 40;        // 0 = off
+  float top_p = 0.95f;       // 1 = off
+  float min_p = 0.05f;       // 0 = off
+  float repeat_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  int32_t penalty_last_n = 64;
+  uint32_t seed = 0;
+};
+
+struct GenerateParams {
+  std::vector<llama_token> prompt;
+  int32_t max_tokens = 256;
+  std::vector<std::string> stops;
+  bool ignore_eos = false;
+  SamplingParams sampling;
+};
+
+struct GenerateResult {
+  std::string text;
+  int32_t generated_tokens = 0;
+  std::string stop_reason;  // eos | maxTokens | stop | aborted | contextFull
+  int32_t prompt_tokens = 0;
+  int32_t reused_tokens = 0;  // prompt tokens found in the KV cache, not decoded again
+  double prompt_ms = 0;
+  double generation_ms = 0;
+};
+
+// Runs on a worker thread. `emit` receives text pieces as they become final.
+GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFlag& cancel, const std::function<void(std::string)>& emit);
+
+// Splits streamed bytes into text that can be shown: holds back an incomplete
+// UTF-8 sequence and any suffix that could start a stop sequence.
+class StopScanner {
+ public:
+  explicit StopScanner(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+  // Appends bytes; returns the text now safe to emit. Sets `stopped` when a
+  // stop sequence completed (the text before it is returned, the rest dropped).
+  std::string Push(const std::string& bytes, bool& stopped);
+  // Remaining held-back text at the end of generation.
+  std::string Flush();
+
+ private:
+  std::vector<std::string> stops_;
+  std::string pending_;
+};
+
+}  // namespace genai

@@ -1,0 +1,283 @@
+#include "llm/model.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "chat.h"
+#include "llm/context.h"
+#include "util/args.h"
+#include "util/errors.h"
+#include "util/jobs.h"
+
+namespace genai {
+
+ModelState::~ModelState() {
+  if (model) llama_model_free(model);
+}
+
+std::vector<llama_token> TokenizeText(const llama_vocab* vocab, const std::string& text, bool add_special, bool parse_special) {
+  if (text.size() > static_cast<size_t>(INT32_MAX) / 2) throw CodedError(code::INVALID_ARGUMENT, "text is too long to tokenize");
+  std::vector<llama_token> tokens(text.size() + 8);
+  int32_t n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(), static_cast<int32_t>(tokens.size()), add_special, parse_special);
+  if (n < 0) {
+    tokens.resize(static_cast<size_t>(-n));
+    n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(), static_cast<int32_t>(tokens.size()), add_special, parse_special);
+  }
+  if (n < 0) throw CodedError(code::BACKEND_ERROR, "tokenization failed");
+  tokens.resize(static_cast<size_t>(n));
+  return tokens;
+}
+
+std::string TokenPiece(const llama_vocab* vocab, llama_token token, bool special) {
+  char buf[256];
+  int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, special);
+  if (n >= 0) return std::string(buf, static_cast<size_t>(n));
+  std::string big(static_cast<size_t>(-n), '\0');
+  n = llama_token_to_piece(vocab, token, big.data(), static_cast<int32_t>(big.size()), 0, special);
+  return n < 0 ? std::string() : big.substr(0, static_cast<size_t>(n));
+}
+
+Napi::Function ModelHandle::Init(Napi::Env env) {
+  return DefineClass(env, "ModelHandle",
+                     {
+                         InstanceMethod<&ModelHandle::Info>("info"),
+                         InstanceMethod<&ModelHandle::Tokenize>("tokenize"),
+                         InstanceMethod<&ModelHandle::Detokenize>("detokenize"),
+                         InstanceMethod<&ModelHandle::ApplyChatTemplate>("applyChatTemplate"),
+                         InstanceMethod<&ModelHandle::CreateContext>("createContext"),
+                         InstanceMethod<&ModelHandle::Dispose>("dispose"),
+                     });
+}
+
+ModelHandle::ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelHandle>(info) {
+  if (info.Length() != 1 || !info[0].IsExternal()) Throw(info.Env(), code::INVALID_ARGUMENT, "ModelHandle is created by loadModel()");
+  state_ = *info[0].As<Napi::External<std::shared_ptr<ModelState>>>().Data();
+}
+
+std::shared_ptr<ModelState> ModelHandle::State(Napi::Env env) const {
+  if (!state_) Throw(env, code::DISPOSED, "the model has been disposed");
+  return state_;
+}
+
+namespace {
+
+// Checks the file before llama.cpp sees it: exists, regular, GGUF magic.
+void CheckModelFile(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) throw CodedError(code::MODEL_NOT_FOUND, "model file not found: " + path);
+  if (!S_ISREG(st.st_mode)) throw CodedError(code::INVALID_MODEL, "not a regular file: " + path);
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw CodedError(code::MODEL_NOT_FOUND, "cannot open model file: " + path);
+  char magic[4] = {0, 0, 0, 0};
+  size_t n = std::fread(magic, 1, 4, f);
+  std::fclose(f);
+  if (n != 4 || std::memcmp(magic, "GGUF", 4) != 0) throw CodedError(code::INVALID_MODEL, "not a GGUF file (bad magic): " + path);
+}
+
+struct LoadProgress {
+  ThreadJob* job;
+  int last_percent = -1;
+};
+
+bool OnLoadProgress(float p, void* data) {
+  auto* lp = static_cast<LoadProgress*>(data);
+  if (lp->job->cancel()->IsCancelled()) return false;
+  int percent = static_cast<int>(std::floor(p * 100.0f));
+  if (percent != lp->last_percent) {
+    lp->last_percent = percent;
+    double value = p;
+    lp->job->Post([value](Napi::Env env, Napi::Function cb) { cb.Call({Napi::Number::New(env, value)}); });
+  }
+  return true;
+}
+
+}  // namespace
+
+Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = StringArg(info, 0, "path");
+  Napi::Object opts = ObjectArg(info, 1, "options");
+  llama_model_params params = llama_model_default_params();
+  params.n_gpu_layers = static_cast<int32_t>(IntProp(opts, "gpuLayers", -1, -1, 100000));
+  Napi::Value mmap = opts.Get("useMmap");
+  if (!mmap.IsUndefined() && !mmap.IsNull()) params.load_mode = BoolProp(opts, "useMmap", true) ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
+  bool vocab_only = BoolProp(opts, "vocabOnly", false);
+  params.vocab_only = vocab_only;
+  Napi::Function on_progress;
+  if (info.Length() > 2 && info[2].IsFunction()) on_progress = info[2].As<Napi::Function>();
+  auto cancel = CancelToken::From(info.Length() > 3 ? info[3] : env.Undefined());
+
+  return ThreadJob::Start(env, "genai.loadModel", cancel, on_progress, [path, params](ThreadJob& job) mutable -> ThreadJob::ValueMaker {
+    CheckModelFile(path);
+    LoadProgress lp{&job};
+    params.progress_callback = OnLoadProgress;
+    params.progress_callback_user_data = &lp;
+    llama_model* model = llama_model_load_from_file(path.c_str(), params);
+    if (!model) {
+      if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "model load was aborted");
+      throw CodedError(code::INVALID_MODEL, "llama.cpp could not load the model (corrupt, truncated or unsupported GGUF): " + path);
+    }
+    auto state = std::make_shared<ModelState>();
+    state->model = model;
+    state->vocab = llama_model_get_vocab(model);
+    state->path = path;
+    return [state](Napi::Env env) -> Napi::Value {
+      return Data(env).model_ctor.New({Napi::External<std::shared_ptr<ModelState>>::New(env, new std::shared_ptr<ModelState>(state),
+                                                                                         [](Napi::Env, std::shared_ptr<ModelState>* p) { delete p; })});
+    };
+  });
+}
+
+Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = State(env);
+  const llama_model* m = s->model;
+  Napi::Object o = Napi::Object::New(env);
+  char desc[256];
+  llama_model_desc(m, desc, sizeof(desc));
+  o.Set("description", desc);
+  o.Set("sizeBytes", Napi::Number::New(env, static_cast<double>(llama_model_size(m))));
+  o.Set("parameters", Napi::Number::New(env, static_cast<double>(llama_model_n_params(m))));
+  o.Set("trainContextSize", llama_model_n_ctx_train(m));
+  o.Set("embeddingSize", llama_model_n_embd(m));
+  o.Set("layers", llama_model_n_layer(m));
+  o.Set("heads", llama_model_n_head(m));
+  o.Set("kvHeads", llama_model_n_head_kv(m));
+  o.Set("vocabSize", llama_vocab_n_tokens(s->vocab));
+  o.Set("bos", llama_vocab_bos(s->vocab));
+  o.Set("eos", llama_vocab_eos(s->vocab));
+  o.Set("hasEncoder", llama_model_has_encoder(m));
+  o.Set("hasDecoder", llama_model_has_decoder(m));
+  const char* tmpl = llama_model_chat_template(m, nullptr);
+  o.Set("chatTemplate", tmpl ? Napi::Value(Napi::String::New(env, tmpl)) : env.Null());
+  Napi::Object meta = Napi::Object::New(env);
+  int32_t n = llama_model_meta_count(m);
+  std::vector<char> key(512), val(4096);
+  for (int32_t i = 0; i < n; i++) {
+    if (llama_model_meta_key_by_index(m, i, key.data(), key.size()) < 0) continue;
+    int32_t len = llama_model_meta_val_str_by_index(m, i, val.data(), val.size());
+    if (len < 0) continue;
+    meta.Set(key.data(), std::string(val.data(), std::min<size_t>(static_cast<size_t>(len), val.size() - 1)));
+  }
+  o.Set("metadata", meta);
+  return o;
+}
+
+Napi::Value ModelHandle::Tokenize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = State(env);
+  std::string text = StringArg(info, 0, "text");
+  bool add_special = info.Length() > 1 && info[1].ToBoolean().Value();
+  bool parse_special = info.Length() > 2 && info[2].ToBoolean().Value();
+  return RunAsync<std::vector<llama_token>>(
+      env, [s, text, add_special, parse_special] { return TokenizeText(s->vocab, text, add_special, parse_special); },
+      [](Napi::Env env, std::vector<llama_token>& t) -> Napi::Value {
+        auto arr = Napi::Int32Array::New(env, t.size());
+        if (!t.empty()) std::memcpy(arr.Data(), t.data(), t.size() * sizeof(int32_t));
+        return arr;
+      });
+}
+
+std::vector<llama_token> TokensArg(const Napi::CallbackInfo& info, size_t i, int32_t n_vocab) {
+  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    Throw(info.Env(), code::INVALID_ARGUMENT, "tokens must be an Int32Array");
+  auto arr = info[i].As<Napi::Int32Array>();
+  std::vector<llama_token> t(arr.Data(), arr.Data() + arr.ElementLength());
+  for (llama_token tok : t)
+    if (tok < 0 || tok >= n_vocab) Throw(info.Env(), code::INVALID_ARGUMENT, "token id " + std::to_string(tok) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
+  return t;
+}
+
+Napi::Value ModelHandle::Detokenize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = State(env);
+  auto tokens = TokensArg(info, 0, llama_vocab_n_tokens(s->vocab));
+  bool remove_special = info.Length() > 1 && info[1].ToBoolean().Value();
+  bool unparse_special = info.Length() > 2 && info[2].ToBoolean().Value();
+  return RunAsync<std::string>(
+      env,
+      [s, tokens, remove_special, unparse_special] {
+        std::string out(tokens.size() * 8 + 16, '\0');
+        int32_t n = llama_detokenize(s->vocab, tokens.data(), static_cast<int32_t>(tokens.size()), out.data(), static_cast<int32_t>(out.size()), remove_special, unparse_special);
+        if (n < 0) {
+          out.resize(static_cast<size_t>(-n));
+          n = llama_detokenize(s->vocab, tokens.data(), static_cast<int32_t>(tokens.size()), out.data(), static_cast<int32_t>(out.size()), remove_special, unparse_special);
+        }
+        if (n < 0) throw CodedError(code::BACKEND_ERROR, "detokenization failed");
+        out.resize(static_cast<size_t>(n));
+        return out;
+      },
+      [](Napi::Env env, std::string& text) -> Napi::Value { return Napi::String::New(env, text); });
+}
+
+struct ChatResult {
+  std::string prompt;
+  std::vector<std::string> stops;
+};
+
+// applyChatTemplate([{role, content}], addAssistant, templateOverride|null) -> Promise<{prompt, stops}>
+Napi::Value ModelHandle::ApplyChatTemplate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = State(env);
+  if (info.Length() < 1 || !info[0].IsArray()) Throw(env, code::INVALID_ARGUMENT, "messages must be an array");
+  auto arr = info[0].As<Napi::Array>();
+  std::vector<common_chat_msg> msgs;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Value v = arr.Get(i);
+    if (!v.IsObject()) Throw(env, code::INVALID_ARGUMENT, "messages[" + std::to_string(i) + "] must be an object");
+    Napi::Object m = v.As<Napi::Object>();
+    if (!m.Get("role").IsString() || !m.Get("content").IsString())
+      Throw(env, code::INVALID_ARGUMENT, "messages[" + std::to_string(i) + "] needs string role and content");
+    common_chat_msg msg;
+    msg.role = m.Get("role").As<Napi::String>().Utf8Value();
+    msg.content = m.Get("content").As<Napi::String>().Utf8Value();
+    msgs.push_back(std::move(msg));
+  }
+  bool add_assistant = info.Length() < 2 || info[1].ToBoolean().Value();
+  std::string override_tmpl;
+  if (info.Length() > 2 && info[2].IsString()) override_tmpl = info[2].As<Napi::String>().Utf8Value();
+  return RunAsync<ChatResult>(
+      env,
+      [s, msgs, add_assistant, override_tmpl] {
+        common_chat_templates_ptr tmpls;
+        try {
+          tmpls = common_chat_templates_init(s->model, override_tmpl);
+        } catch (const std::exception& e) {
+          throw CodedError(code::INVALID_ARGUMENT, std::string("invalid chat template: ") + e.what());
+        }
+        if (!tmpls || (override_tmpl.empty() && !common_chat_templates_was_explicit(tmpls.get())))
+          throw CodedError(code::INVALID_ARGUMENT, "the model has no chat template; pass one explicitly (chatTemplate option)");
+        common_chat_templates_inputs in;
+        in.messages = msgs;
+        in.add_generation_prompt = add_assistant;
+        in.use_jinja = true;
+        common_chat_params p;
+        try {
+          p = common_chat_templates_apply(tmpls.get(), in);
+        } catch (const std::exception& e) {
+          throw CodedError(code::INVALID_ARGUMENT, std::string("chat template failed: ") + e.what());
+        }
+        return ChatResult{p.prompt, p.additional_stops};
+      },
+      [](Napi::Env env, ChatResult& r) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("prompt", r.prompt);
+        auto stops = Napi::Array::New(env, r.stops.size());
+        for (size_t i = 0; i < r.stops.size(); i++) stops.Set(static_cast<uint32_t>(i), r.stops[i]);
+        o.Set("stops", stops);
+        return o;
+      });
+}
+
+Napi::Value ModelHandle::CreateContext(const Napi::CallbackInfo& info) { return ContextHandle::Create(info, State(info.Env())); }
+
+Napi::Value ModelHandle::Dispose(const Napi::CallbackInfo& info) {
+  state_.reset();
+  return info.Env().Undefined();
+}
+
+}  // namespace genai

@@ -1,0 +1,46 @@
+// LlamaModel's native half: owns one llama_model. Contexts and running jobs
+// hold the ModelState by shared_ptr, so dispose() never frees weights a worker
+// still reads; the last holder frees them.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+#include <string>
+
+#include "llama.h"
+
+namespace genai {
+
+struct ModelState {
+  llama_model* model = nullptr;
+  const llama_vocab* vocab = nullptr;
+  std::string path;
+  ~ModelState();
+};
+
+class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit ModelHandle(const Napi::CallbackInfo& info);
+  // loadModel(path, { gpuLayers, useMmap }, onProgress(fraction), cancelToken) -> Promise<ModelHandle>
+  static Napi::Value Load(const Napi::CallbackInfo& info);
+  // The model, or throws DISPOSED.
+  std::shared_ptr<ModelState> State(Napi::Env env) const;
+
+ private:
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value Tokenize(const Napi::CallbackInfo& info);
+  Napi::Value Detokenize(const Napi::CallbackInfo& info);
+  Napi::Value ApplyChatTemplate(const Napi::CallbackInfo& info);
+  Napi::Value CreateContext(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<ModelState> state_;
+};
+
+// Tokenizes on the calling thread (used by workers). Throws CodedError.
+std::vector<llama_token> TokenizeText(const llama_vocab* vocab, const std::string& text, bool add_special, bool parse_special);
+// Text of one token, as bytes (may be a partial UTF-8 sequence).
+std::string TokenPiece(const llama_vocab* vocab, llama_token token, bool special);
+
+}  // namespace genai
