@@ -1,0 +1,11 @@
+/**
+ * genai-native: llama.cpp in the Node/Electron process.
+ * See README.md for an overview; every export is documented at its source.
+ */
+export { GenaiError, isGenaiError, type GenaiErrorCode } from "./errors";
+export { LlamaModel, type LoadModelOptions, type ModelMetadata, type ChatMessage, type TokenizeOptions } from "./llm/model";
+export { LlamaContext, type ContextOptions, type GenerateOptions, type ChatOptions, type CompletionResult, type CompletionTimings } from "./llm/context";
+export { TextStream } from "./llm/text-stream";
+export { systemInfo, versions, capabilities, setLogLevel, type LogLevel, type Device, type SystemInfo, type Versions } from "./system/index";
+export { readGgufSummary, type GgufSummary } from "./models/metadata";
+export { resolveModel, downloadModel, modelCacheDir, DEFAULT_MODEL, type KnownModel, type ResolveOptions } from "./models/resolver";

@@ -1,0 +1,162 @@
+/**
+ * LlamaModel: GGUF weights loaded by llama.cpp on a native thread.
+ *
+ *   const model = await LlamaModel.load("model.gguf", { onProgress: (f) => ..., signal });
+ *   const ctx = await model.createContext({ contextSize: 2048 });
+ *   for await (const piece of ctx.generate("Once upon a time")) process.stdout.write(piece);
+ *   await model.dispose();
+ */
+import { GenaiError, wrapErrors } from "../errors";
+import { readGgufSummary, type GgufSummary } from "../models/metadata";
+import { native, type NativeModel } from "../native";
+import { optBool, optFunction, optInt, optObject, optSignal, requireString } from "../validate";
+import { LlamaContext, type ContextOptions } from "./context";
+
+export interface LoadModelOptions {
+  /** Layers to offload to the GPU: an integer ≥ 0, or "max" / -1 for all (default "max"; ignored on CPU-only builds). */
+  gpuLayers?: number | "max";
+  /** Memory-map the file (default: llama.cpp's choice, mmap where supported). */
+  useMmap?: boolean;
+  /** Load only the vocabulary (tokenize/detokenize; no contexts). */
+  vocabOnly?: boolean;
+  /** Load progress, a fraction in [0, 1], called on the JS thread. */
+  onProgress?: (fraction: number) => void;
+  /** Aborting stops the load, frees everything, and rejects with ABORTED. */
+  signal?: AbortSignal;
+}
+
+/** What a model is, from its GGUF metadata and from llama.cpp once loaded. */
+export interface ModelMetadata extends GgufSummary {
+  /** Parameter count (from llama.cpp). */
+  parameters: number;
+  /** Bytes of tensor data. */
+  sizeBytes: number;
+  /** llama.cpp's one-line description, e.g. "llama 7B Q4_0". */
+  description: string;
+  /** The Jinja chat template embedded in the file, if any. */
+  chatTemplate: string | null;
+}
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant" | (string & {});
+  content: string;
+}
+
+export interface TokenizeOptions {
+  /** Add the model's special tokens (BOS) as it is configured to (default true). */
+  addSpecial?: boolean;
+  /** Parse special-token text such as `<|im_start|>` into special tokens (default false). */
+  parseSpecial?: boolean;
+}
+
+export class LlamaModel implements AsyncDisposable {
+  readonly path: string;
+  readonly metadata: ModelMetadata;
+  #native: NativeModel | undefined;
+  #contexts = new Set<LlamaContext>();
+
+  private constructor(path: string, handle: NativeModel, summary: GgufSummary) {
+    this.path = path;
+    this.#native = handle;
+    const info = handle.info();
+    this.metadata = { ...summary, parameters: info.parameters, sizeBytes: info.sizeBytes, description: info.description, chatTemplate: info.chatTemplate };
+  }
+
+  /**
+   * Loads a GGUF model on a native thread (the JS thread only validates).
+   * @throws GenaiError MODEL_NOT_FOUND, INVALID_MODEL (directory, empty, not GGUF, truncated, unsupported),
+   *   INVALID_ARGUMENT (bad options), ABORTED (signal), OUT_OF_MEMORY.
+   */
+  static async load(path: string, options: LoadModelOptions = {}): Promise<LlamaModel> {
+    requireString("path", path);
+    const o = optObject("options", options) as LoadModelOptions;
+    const gpuLayers = o.gpuLayers === undefined || o.gpuLayers === "max" ? -1 : optInt("gpuLayers", o.gpuLayers, -1, -1, 100000);
+    const useMmap = o.useMmap === undefined ? undefined : optBool("useMmap", o.useMmap, true);
+    const vocabOnly = optBool("vocabOnly", o.vocabOnly, false);
+    const onProgress = optFunction<(f: number) => void>("onProgress", o.onProgress);
+    const signal = optSignal("signal", o.signal);
+    if (signal?.aborted) throw new GenaiError("ABORTED", "model load was aborted before it started");
+    const summary = await readGgufSummary(path);
+    const addon = native();
+    const cancel = new addon.CancelToken();
+    const onAbort = () => cancel.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const handle = await wrapErrors(() => addon.loadModel(path, { gpuLayers, useMmap, vocabOnly }, onProgress, cancel));
+      return new LlamaModel(path, handle, summary);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** @internal */
+  handle(): NativeModel {
+    if (!this.#native) throw new GenaiError("DISPOSED", "the model has been disposed");
+    return this.#native;
+  }
+
+  get disposed(): boolean {
+    return this.#native === undefined;
+  }
+
+  /** Text → token ids, on a worker thread. @throws GenaiError DISPOSED, INVALID_ARGUMENT */
+  async tokenize(text: string, options: TokenizeOptions = {}): Promise<Int32Array> {
+    requireString("text", text);
+    const addSpecial = optBool("addSpecial", options.addSpecial, true);
+    const parseSpecial = optBool("parseSpecial", options.parseSpecial, false);
+    return wrapErrors(() => this.handle().tokenize(text, addSpecial, parseSpecial));
+  }
+
+  /** Token ids → text, on a worker thread. @throws GenaiError DISPOSED, INVALID_ARGUMENT (ids outside the vocabulary) */
+  async detokenize(tokens: Int32Array | readonly number[], options: { removeSpecial?: boolean; unparseSpecial?: boolean } = {}): Promise<string> {
+    const arr = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens as number[]);
+    if (!(tokens instanceof Int32Array)) {
+      for (const t of tokens as number[]) if (!Number.isInteger(t)) throw new GenaiError("INVALID_ARGUMENT", `tokens must be integers (got ${t})`);
+    }
+    const removeSpecial = optBool("removeSpecial", options.removeSpecial, false);
+    const unparseSpecial = optBool("unparseSpecial", options.unparseSpecial, false);
+    return wrapErrors(() => this.handle().detokenize(arr, removeSpecial, unparseSpecial));
+  }
+
+  /**
+   * Formats messages with the model's own Jinja chat template (llama.cpp
+   * common's renderer), or `template` when given.
+   * @returns the prompt text and extra stop strings the template implies.
+   * @throws GenaiError INVALID_ARGUMENT when the model has no template and none is given.
+   */
+  async applyChatTemplate(messages: readonly ChatMessage[], options: { template?: string; addAssistant?: boolean } = {}): Promise<{ prompt: string; stops: string[] }> {
+    if (!Array.isArray(messages) || messages.length === 0) throw new GenaiError("INVALID_ARGUMENT", "messages must be a non-empty array");
+    for (const [i, m] of messages.entries()) {
+      if (typeof m !== "object" || m === null || typeof m.role !== "string" || typeof m.content !== "string")
+        throw new GenaiError("INVALID_ARGUMENT", `messages[${i}] must be { role: string, content: string }`);
+    }
+    const template = options.template === undefined ? null : requireString("template", options.template);
+    const addAssistant = optBool("addAssistant", options.addAssistant, true);
+    return wrapErrors(() => this.handle().applyChatTemplate(messages.map((m) => ({ role: m.role, content: m.content })), addAssistant, template));
+  }
+
+  /**
+   * Creates a context (KV cache + compute buffers) on a native thread.
+   * @throws GenaiError DISPOSED, INVALID_ARGUMENT, OUT_OF_MEMORY (the KV cache would not fit the devices' free memory).
+   */
+  async createContext(options: ContextOptions = {}): Promise<LlamaContext> {
+    const ctx = await LlamaContext.create(this, options);
+    this.#contexts.add(ctx);
+    ctx.onDispose(() => this.#contexts.delete(ctx));
+    return ctx;
+  }
+
+  /**
+   * Disposes every context of this model (aborting their running work and
+   * waiting for it), then releases the weights. Idempotent.
+   */
+  async dispose(): Promise<void> {
+    await Promise.all([...this.#contexts].map((c) => c.dispose()));
+    this.#native?.dispose();
+    this.#native = undefined;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+}

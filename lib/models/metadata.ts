@@ -1,0 +1,94 @@
+/**
+ * GGUF metadata read in TypeScript with @huggingface/gguf (header and tensor
+ * infos only; tensor data is never read). Used to validate a file before the
+ * engine sees it and to describe a model without loading it.
+ */
+import fs from "node:fs";
+import { gguf } from "@huggingface/gguf";
+import { GenaiError } from "../errors";
+
+export interface GgufSummary {
+  /** `general.architecture`, e.g. "llama". */
+  architecture: string;
+  /** `general.name`, when present. */
+  name?: string;
+  /** Training context length in tokens (`<arch>.context_length`). */
+  contextLength?: number;
+  /** Transformer blocks (`<arch>.block_count`). */
+  layerCount?: number;
+  /** Hidden size (`<arch>.embedding_length`). */
+  embeddingLength?: number;
+  /** Attention heads (`<arch>.attention.head_count`). */
+  headCount?: number;
+  /** KV heads (`<arch>.attention.head_count_kv`, defaults to headCount). */
+  headCountKv?: number;
+  /** Tokenizer model (`tokenizer.ggml.model`), e.g. "llama" (SPM) or "gpt2" (BPE). */
+  tokenizer?: string;
+  /** Number of tokens in the vocabulary. */
+  vocabSize?: number;
+  /** True when the file carries `tokenizer.chat_template`. */
+  hasChatTemplate: boolean;
+  /** Number of tensors in the file. */
+  tensorCount: number;
+  /** File size in bytes. */
+  fileBytes: number;
+  /** Scalar metadata (arrays omitted), keyed as in the file. */
+  raw: Record<string, string | number | boolean | bigint>;
+}
+
+/**
+ * Reads and checks a GGUF header.
+ * @throws GenaiError MODEL_NOT_FOUND (no such file), INVALID_MODEL (a directory, empty, not GGUF, truncated header).
+ */
+export async function readGgufSummary(path: string): Promise<GgufSummary> {
+  let st: fs.Stats;
+  try {
+    st = await fs.promises.stat(path);
+  } catch {
+    throw new GenaiError("MODEL_NOT_FOUND", `model file not found: ${path}`);
+  }
+  if (!st.isFile()) throw new GenaiError("INVALID_MODEL", `not a regular file: ${path}`);
+  if (st.size < 24) throw new GenaiError("INVALID_MODEL", `file is too small to be a GGUF model (${st.size} bytes): ${path}`);
+  const fh = await fs.promises.open(path, "r");
+  try {
+    const magic = Buffer.alloc(4);
+    await fh.read(magic, 0, 4, 0);
+    if (magic.toString("latin1") !== "GGUF") throw new GenaiError("INVALID_MODEL", `not a GGUF file (bad magic): ${path}`);
+  } finally {
+    await fh.close();
+  }
+  let parsed: Awaited<ReturnType<typeof gguf>>;
+  try {
+    parsed = await gguf(path, { allowLocalFile: true });
+  } catch (e) {
+    throw new GenaiError("INVALID_MODEL", `unreadable GGUF header (${(e as Error).message}): ${path}`, { cause: e });
+  }
+  const md = parsed.metadata as Record<string, unknown>;
+  const arch = typeof md["general.architecture"] === "string" ? (md["general.architecture"] as string) : "";
+  if (!arch) throw new GenaiError("INVALID_MODEL", `GGUF has no general.architecture: ${path}`);
+  const num = (k: string): number | undefined => {
+    const v = md[k];
+    return typeof v === "number" ? v : typeof v === "bigint" ? Number(v) : undefined;
+  };
+  const raw: GgufSummary["raw"] = {};
+  for (const [k, v] of Object.entries(md)) {
+    if (typeof v === "string" || typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") raw[k] = v;
+  }
+  const tokens = md["tokenizer.ggml.tokens"];
+  const headCount = num(`${arch}.attention.head_count`);
+  return {
+    architecture: arch,
+    name: typeof md["general.name"] === "string" ? (md["general.name"] as string) : undefined,
+    contextLength: num(`${arch}.context_length`),
+    layerCount: num(`${arch}.block_count`),
+    embeddingLength: num(`${arch}.embedding_length`),
+    headCount,
+    headCountKv: num(`${arch}.attention.head_count_kv`) ?? headCount,
+    tokenizer: typeof md["tokenizer.ggml.model"] === "string" ? (md["tokenizer.ggml.model"] as string) : undefined,
+    vocabSize: Array.isArray(tokens) ? tokens.length : undefined,
+    hasChatTemplate: typeof md["tokenizer.chat_template"] === "string",
+    tensorCount: parsed.tensorInfos.length,
+    fileBytes: st.size,
+    raw,
+  };
+}

@@ -1,0 +1,140 @@
+/**
+ * Loads genai_native.node (prebuilds/<platform>-<arch>/ first, then
+ * build/Release, via node-gyp-build) and types what it exports. Nothing else
+ * in lib/ touches the addon's raw functions.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import nodeGypBuild from "node-gyp-build";
+import { GenaiError } from "./errors";
+
+export interface NativeCancelToken {
+  cancel(): void;
+  readonly cancelled: boolean;
+}
+
+export interface NativeModelInfo {
+  description: string;
+  sizeBytes: number;
+  parameters: number;
+  trainContextSize: number;
+  embeddingSize: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  vocabSize: number;
+  bos: number;
+  eos: number;
+  hasEncoder: boolean;
+  hasDecoder: boolean;
+  chatTemplate: string | null;
+  metadata: Record<string, string>;
+}
+
+export interface NativeGenerateResult {
+  text: string;
+  tokenCount: number;
+  stopReason: "eos" | "maxTokens" | "stop" | "aborted" | "contextFull";
+  timings: { promptTokens: number; reusedTokens: number; promptMs: number; generatedTokens: number; generationMs: number };
+}
+
+export interface NativeContextInfo {
+  contextSize: number;
+  batchSize: number;
+  threads: number;
+  batchThreads: number;
+  embeddings: boolean;
+  kvTokens: number;
+  stateBytes: number;
+}
+
+export interface NativeContext {
+  info(): NativeContextInfo;
+  generate(params: Record<string, unknown>, onText: (piece: string) => void, cancel: NativeCancelToken): Promise<NativeGenerateResult>;
+  embed(text: string, normalize: boolean): Promise<Float32Array>;
+  clearHistory(): void;
+  dispose(): void;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Promise<Int32Array>;
+  detokenize(tokens: Int32Array, removeSpecial: boolean, unparseSpecial: boolean): Promise<string>;
+  applyChatTemplate(messages: { role: string; content: string }[], addAssistant: boolean, template: string | null): Promise<{ prompt: string; stops: string[] }>;
+  createContext(options: Record<string, unknown>): Promise<NativeContext>;
+  dispose(): void;
+}
+
+export interface NativeDevice {
+  name: string;
+  description: string;
+  type: "cpu" | "gpu" | "igpu" | "accel" | "other";
+  backend: string;
+  freeBytes: number;
+  totalBytes: number;
+}
+
+export interface NativeVersions {
+  addon: string;
+  llamaCppCommit: string;
+  llamaCppSource: string;
+  ggml: string;
+  ggmlCommit: string;
+  napi: number;
+}
+
+export interface NativeSystemInfo {
+  devices: NativeDevice[];
+  backends: string[];
+  cpuThreads: number;
+  cpuFeatures: string;
+  gpuOffload: boolean;
+  mmap: boolean;
+  versions: NativeVersions;
+}
+
+export interface NativeAddon {
+  CancelToken: new () => NativeCancelToken;
+  loadModel(path: string, options: Record<string, unknown>, onProgress: ((fraction: number) => void) | undefined, cancel: NativeCancelToken): Promise<NativeModel>;
+  systemInfo(): NativeSystemInfo;
+  versions(): NativeVersions;
+  setLogLevel(level: string): void;
+  capabilities: { llm: boolean; diffusion: boolean };
+}
+
+/** The package root: the nearest folder above this file whose package.json is genai-native's. */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const pkg = path.join(dir, "package.json");
+    if (fs.existsSync(pkg)) {
+      try {
+        if (JSON.parse(fs.readFileSync(pkg, "utf8")).name === "genai-native") return dir;
+      } catch {
+        // keep looking
+      }
+    }
+    const up = path.dirname(dir);
+    if (up === dir) throw new GenaiError("ENGINE_UNAVAILABLE", "cannot find the genai-native package root");
+    dir = up;
+  }
+}
+
+let cached: NativeAddon | undefined;
+
+/**
+ * The addon, loaded once per thread. `GENAI_NATIVE_ADDON` may name a .node
+ * file to load instead (for example an Electron app's app.asar.unpacked copy).
+ * @throws GenaiError ENGINE_UNAVAILABLE when no binary loads.
+ */
+export function native(): NativeAddon {
+  if (cached) return cached;
+  const override = process.env.GENAI_NATIVE_ADDON;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    cached = (override ? require(override) : nodeGypBuild(packageRoot())) as NativeAddon;
+  } catch (e) {
+    throw new GenaiError("ENGINE_UNAVAILABLE", `genai-native's addon could not be loaded (${(e as Error).message}); build it with \`npm run build:native\``, { cause: e });
+  }
+  return cached;
+}
