@@ -83,6 +83,11 @@ export class LlamaModel implements AsyncDisposable {
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       const handle = await wrapErrors(() => addon.loadModel(path, { gpuLayers, useMmap, vocabOnly }, onProgress, cancel));
+      if (signal?.aborted) {
+        // aborted while the last progress events were on their way: free what loaded
+        handle.dispose();
+        throw new GenaiError("ABORTED", "model load was aborted");
+      }
       return new LlamaModel(path, handle, summary);
     } finally {
       signal?.removeEventListener("abort", onAbort);

@@ -32,8 +32,8 @@ export interface GgufSummary {
   tensorCount: number;
   /** File size in bytes. */
   fileBytes: number;
-  /** Scalar metadata (arrays omitted), keyed as in the file. */
-  raw: Record<string, string | number | boolean | bigint>;
+  /** Scalar metadata (arrays omitted), keyed as in the file; 64-bit integers beyond 2^53 as decimal strings. */
+  raw: Record<string, string | number | boolean>;
 }
 
 /**
@@ -72,7 +72,8 @@ export async function readGgufSummary(path: string): Promise<GgufSummary> {
   };
   const raw: GgufSummary["raw"] = {};
   for (const [k, v] of Object.entries(md)) {
-    if (typeof v === "string" || typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") raw[k] = v;
+    if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") raw[k] = v;
+    else if (typeof v === "bigint") raw[k] = v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
   }
   const tokens = md["tokenizer.ggml.tokens"];
   const headCount = num(`${arch}.attention.head_count`);

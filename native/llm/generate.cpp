@@ -6,6 +6,7 @@
 #include "util/args.h"
 #include "util/errors.h"
 #include "util/jobs.h"
+#include "system/system.h"
 
 namespace genai {
 
@@ -148,9 +149,13 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
   for (size_t i = penalty_from; i < prompt.size(); i++) llama_sampler_accept(smpl.get(), prompt[i]);
 
   s.active_cancel = &cancel;
+  t_quiet_when_cancelled = &cancel;
   struct ClearActive {
     ContextState& s;
-    ~ClearActive() { s.active_cancel = nullptr; }
+    ~ClearActive() {
+      s.active_cancel = nullptr;
+      t_quiet_when_cancelled = nullptr;
+    }
   } clear_active{s};
 
   auto t0 = Clock::now();

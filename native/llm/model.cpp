@@ -121,6 +121,10 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
       if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "model load was aborted");
       throw CodedError(code::INVALID_MODEL, "llama.cpp could not load the model (corrupt, truncated or unsupported GGUF): " + path);
     }
+    if (job.cancel()->IsCancelled()) {
+      llama_model_free(model);
+      throw CodedError(code::ABORTED, "model load was aborted");
+    }
     auto state = std::make_shared<ModelState>();
     state->model = model;
     state->vocab = llama_model_get_vocab(model);

@@ -11,8 +11,11 @@
 #include "ggml.h"
 #include "llama.h"
 #include "util/errors.h"
+#include "util/jobs.h"
 
 namespace genai {
+
+thread_local const CancelFlag* t_quiet_when_cancelled = nullptr;
 
 namespace {
 
@@ -31,6 +34,7 @@ int ParseLevel(const std::string& s) {
 void LogCallback(ggml_log_level level, const char* text, void*) {
   int effective = level == GGML_LOG_LEVEL_CONT ? g_last_level.load() : static_cast<int>(level);
   if (level != GGML_LOG_LEVEL_CONT) g_last_level = level;
+  if (t_quiet_when_cancelled && t_quiet_when_cancelled->IsCancelled()) return;
   if (effective >= g_min_level.load()) std::fputs(text, stderr);
 }
 

@@ -1,0 +1,199 @@
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GenaiError, LlamaModel } from "../lib/index";
+import { native } from "../lib/native";
+import { storiesPath, tempDir, THREADS } from "./helpers";
+
+let stories: string;
+let tmp: { dir: string; cleanup: () => void };
+
+beforeAll(async () => {
+  stories = await storiesPath();
+  tmp = tempDir();
+});
+afterAll(() => tmp.cleanup());
+
+async function loadError(p: string): Promise<GenaiError> {
+  try {
+    const m = await LlamaModel.load(p);
+    await m.dispose();
+  } catch (e) {
+    expect(e).toBeInstanceOf(GenaiError);
+    return e as GenaiError;
+  }
+  throw new Error(`loading ${p} did not fail`);
+}
+
+describe("bad model files never crash", () => {
+  it("missing file → MODEL_NOT_FOUND", async () => {
+    expect((await loadError(path.join(tmp.dir, "nope.gguf"))).code).toBe("MODEL_NOT_FOUND");
+  });
+
+  it("a directory → INVALID_MODEL", async () => {
+    expect((await loadError(tmp.dir)).code).toBe("INVALID_MODEL");
+  });
+
+  it("an empty file → INVALID_MODEL", async () => {
+    const p = path.join(tmp.dir, "empty.gguf");
+    fs.writeFileSync(p, "");
+    expect((await loadError(p)).code).toBe("INVALID_MODEL");
+  });
+
+  it("a text file renamed .gguf → INVALID_MODEL", async () => {
+    const p = path.join(tmp.dir, "text.gguf");
+    fs.writeFileSync(p, "this is not a model, just some text that is long enough to pass a size check\n".repeat(10));
+    const e = await loadError(p);
+    expect(e.code).toBe("INVALID_MODEL");
+    expect(e.message).toMatch(/magic/);
+  });
+
+  it("a GGUF truncated at many offsets → INVALID_MODEL every time", async () => {
+    const full = fs.readFileSync(stories);
+    const offsets = [4, 8, 16, 24, 64, 200, 1000, 4096, 8000, 20_000, 100_000, 600_000, full.length - 1000, full.length - 1];
+    for (const n of offsets) {
+      const p = path.join(tmp.dir, `trunc-${n}.gguf`);
+      fs.writeFileSync(p, full.subarray(0, n));
+      const e = await loadError(p);
+      expect(e.code, `truncated at ${n}`).toBe("INVALID_MODEL");
+    }
+    // the real file still loads afterwards
+    const m = await LlamaModel.load(stories);
+    await m.dispose();
+  });
+
+  it("the native layer checks files too (TS bypassed)", async () => {
+    const addon = native();
+    const p = path.join(tmp.dir, "text2.gguf");
+    fs.writeFileSync(p, "plain text");
+    await expect(addon.loadModel(p, {}, undefined, new addon.CancelToken())).rejects.toMatchObject({ code: "INVALID_MODEL" });
+    await expect(addon.loadModel(path.join(tmp.dir, "missing.gguf"), {}, undefined, new addon.CancelToken())).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
+    await expect(addon.loadModel(tmp.dir, {}, undefined, new addon.CancelToken())).rejects.toMatchObject({ code: "INVALID_MODEL" });
+  });
+});
+
+describe("bad options get INVALID_ARGUMENT in TS and in C++", () => {
+  let model: LlamaModel;
+  beforeAll(async () => {
+    model = await LlamaModel.load(stories);
+  });
+  afterAll(async () => model?.dispose());
+
+  const badLoad: [string, object][] = [
+    ["gpuLayers NaN", { gpuLayers: NaN }],
+    ["gpuLayers negative", { gpuLayers: -5 }],
+    ["gpuLayers huge", { gpuLayers: 1e12 }],
+    ["useMmap not boolean", { useMmap: "yes" }],
+    ["onProgress not a function", { onProgress: 3 }],
+    ["signal not a signal", { signal: {} }],
+  ];
+  for (const [name, opts] of badLoad) {
+    it(`load: ${name}`, async () => {
+      await expect(LlamaModel.load(stories, opts as never)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    });
+  }
+
+  const badContext: [string, object][] = [
+    ["contextSize NaN", { contextSize: NaN }],
+    ["contextSize negative", { contextSize: -1 }],
+    ["contextSize huge", { contextSize: 1e12 }],
+    ["contextSize fractional", { contextSize: 10.5 }],
+    ["batchSize 0", { batchSize: 0 }],
+    ["threads Infinity", { threads: Infinity }],
+    ["seed negative", { seed: -1 }],
+    ["flashAttention unknown", { flashAttention: "maybe" }],
+  ];
+  for (const [name, opts] of badContext) {
+    it(`createContext: ${name}`, async () => {
+      await expect(model.createContext(opts as never)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    });
+  }
+
+  const badGenerate: [string, object][] = [
+    ["maxTokens 0", { maxTokens: 0 }],
+    ["maxTokens NaN", { maxTokens: NaN }],
+    ["maxTokens huge", { maxTokens: 1e15 }],
+    ["temperature negative", { temperature: -1 }],
+    ["temperature NaN", { temperature: NaN }],
+    ["topP > 1", { topP: 2 }],
+    ["minP negative", { minP: -0.1 }],
+    ["topK negative", { topK: -3 }],
+    ["repeatPenalty 0", { repeatPenalty: 0 }],
+    ["seed huge", { seed: 2 ** 40 }],
+    ["stop not strings", { stop: [1] }],
+    ["stop empty string", { stop: [""] }],
+  ];
+  for (const [name, opts] of badGenerate) {
+    it(`generate: ${name}`, async () => {
+      const ctx = await model.createContext({ contextSize: 256, threads: THREADS });
+      try {
+        await expect(ctx.complete("Hello", opts as never)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+        // nothing was lost: the context still works
+        expect((await ctx.complete("Hello", { maxTokens: 3 })).tokenCount).toBeGreaterThan(0);
+      } finally {
+        await ctx.dispose();
+      }
+    });
+  }
+
+  it("the native layer validates options too (TS bypassed)", async () => {
+    const addon = native();
+    const h = model.handle();
+    expect(() => addon.loadModel(stories, { gpuLayers: NaN }, undefined, new addon.CancelToken())).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => h.createContext({ contextSize: -5 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => h.createContext({ threads: NaN })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => h.detokenize(Int32Array.of(1, 99999), false, false)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => (h.tokenize as unknown as (x: number) => void)(42)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    const ctx = await h.createContext({ contextSize: 128, threads: THREADS });
+    try {
+      const cancel = new addon.CancelToken();
+      expect(() => ctx.generate({ tokens: Int32Array.of(1, 99999) }, () => undefined, cancel)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      expect(() => ctx.generate({ tokens: [1, 2] }, () => undefined, cancel)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      expect(() => ctx.generate({ tokens: Int32Array.of(1), temperature: NaN }, () => undefined, cancel)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      expect(() => ctx.generate({ tokens: Int32Array.of(1), maxTokens: -1 }, () => undefined, cancel)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      expect(() => ctx.generate({ tokens: Int32Array.of(1) }, "nope" as never, cancel)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      // a prompt longer than the context
+      const long = new Int32Array(ctx.info().contextSize + 10).fill(300);
+      await expect(ctx.generate({ tokens: long }, () => undefined, cancel)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+      await expect(ctx.generate({ tokens: new Int32Array(0) }, () => undefined, cancel)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    } finally {
+      ctx.dispose();
+    }
+  });
+
+  it("a prompt longer than the context is INVALID_ARGUMENT", async () => {
+    const ctx = await model.createContext({ contextSize: 64, threads: THREADS });
+    try {
+      const n = ctx.info.contextSize; // llama.cpp may round the size up
+      await expect(ctx.complete("Once upon a time ".repeat(n))).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/context holds/) });
+    } finally {
+      await ctx.dispose();
+    }
+  });
+});
+
+describe("use after dispose → DISPOSED", () => {
+  it("model and its contexts", async () => {
+    const model = await LlamaModel.load(stories);
+    const ctx = await model.createContext({ contextSize: 128, threads: THREADS });
+    await model.dispose();
+    expect(ctx.disposed).toBe(true);
+    await expect(model.tokenize("hi")).rejects.toMatchObject({ code: "DISPOSED" });
+    await expect(model.createContext()).rejects.toMatchObject({ code: "DISPOSED" });
+    await expect(ctx.complete("hi")).rejects.toMatchObject({ code: "DISPOSED" });
+    await expect(ctx.embed("hi")).rejects.toMatchObject({ code: "DISPOSED" });
+    expect(() => ctx.info).toThrow(expect.objectContaining({ code: "DISPOSED" }));
+    await model.dispose(); // idempotent
+    await ctx.dispose();
+  });
+
+  it("await using disposes", async () => {
+    let ref: LlamaModel | undefined;
+    {
+      await using model = await LlamaModel.load(stories);
+      ref = model;
+      expect(ref.disposed).toBe(false);
+    }
+    expect(ref.disposed).toBe(true);
+  });
+});
