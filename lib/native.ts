@@ -99,6 +99,8 @@ export interface NativeAddon {
   systemInfo(): NativeSystemInfo;
   versions(): NativeVersions;
   setLogLevel(level: string): void;
+  /** Cancels this thread's (env's) running jobs and waits, up to 5 s, for their native threads to finish. */
+  shutdown(): void;
   capabilities: { llm: boolean; diffusion: boolean };
 }
 
@@ -132,7 +134,11 @@ export function native(): NativeAddon {
   const override = process.env.GENAI_NATIVE_ADDON;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    cached = (override ? require(override) : nodeGypBuild(packageRoot())) as NativeAddon;
+    const addon = (override ? require(override) : nodeGypBuild(packageRoot())) as NativeAddon;
+    // process.exit() while a generation runs: stop native threads before
+    // exit() tears down the engine's statics under them.
+    process.once("exit", () => addon.shutdown());
+    cached = addon;
   } catch (e) {
     throw new GenaiError("ENGINE_UNAVAILABLE", `genai-native's addon could not be loaded (${(e as Error).message}); build it with \`npm run build:native\``, { cause: e });
   }

@@ -3,7 +3,9 @@
 // AddonData; at env teardown running jobs are cancelled and awaited.
 #include <napi.h>
 
+#include <cstdlib>
 #include <mutex>
+#include <set>
 
 #include "llama.h"
 #include "llm/context.h"
@@ -16,9 +18,35 @@ namespace genai {
 namespace {
 std::once_flag g_backend_once;
 
+// Every env's running jobs, for process exit: exit() runs static destructors
+// (ggml's, OpenMP's) that must not race a generation still on its thread.
+std::mutex g_trackers_mu;
+std::set<std::shared_ptr<JobTracker>>* g_trackers = new std::set<std::shared_ptr<JobTracker>>();
+
+void CancelEverythingAtExit() {
+  std::set<std::shared_ptr<JobTracker>> all;
+  {
+    std::lock_guard<std::mutex> lock(g_trackers_mu);
+    all = *g_trackers;
+  }
+  for (auto& t : all) t->CancelAllAndWait(5000);
+}
+
+// shutdown(): lib/native.ts calls it from process.on('exit'), which runs
+// before exit() destroys any static (atexit is only a backstop: statics
+// created lazily after it was registered are destroyed before it runs).
+// Only this env's jobs: a worker_thread's exit must not stop the main thread's work.
+Napi::Value Shutdown(const Napi::CallbackInfo& info) {
+  Data(info.Env()).jobs->CancelAllAndWait(5000);
+  return info.Env().Undefined();
+}
+
+// Env teardown (worker_threads terminate, main-thread shutdown).
 void Cleanup(void* arg) {
   auto* data = static_cast<AddonData*>(arg);
   data->jobs->CancelAllAndWait(10000);
+  std::lock_guard<std::mutex> lock(g_trackers_mu);
+  g_trackers->erase(data->jobs);
 }
 }  // namespace
 
@@ -26,9 +54,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   std::call_once(g_backend_once, [] {
     InstallLogger();
     llama_backend_init();
+    std::atexit(CancelEverythingAtExit);
   });
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
+  {
+    std::lock_guard<std::mutex> lock(g_trackers_mu);
+    g_trackers->insert(data->jobs);
+  }
   napi_add_env_cleanup_hook(env, Cleanup, data);
 
   Napi::Function cancel = CancelToken::Init(env);
@@ -44,6 +77,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadModel", Napi::Function::New(env, ModelHandle::Load, "loadModel"));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));
   exports.Set("versions", Napi::Function::New(env, Versions, "versions"));
+  exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
   exports.Set("setLogLevel", Napi::Function::New(env, SetLogLevel, "setLogLevel"));
   Napi::Object caps = Napi::Object::New(env);
   caps.Set("llm", true);

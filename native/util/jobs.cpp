@@ -74,6 +74,7 @@ Napi::Promise ThreadJob::Start(Napi::Env env, const char* name, std::shared_ptr<
   std::shared_ptr<JobTracker> tracker = Data(env).jobs;
   tracker->Add(job->cancel_);
   std::thread([job, work = std::move(work), deferred, tracker]() mutable {
+    std::shared_ptr<CancelFlag> flag = job->cancel_;
     JsThunk settle;
     try {
       ValueMaker make = work(*job);
@@ -93,7 +94,12 @@ Napi::Promise ThreadJob::Start(Napi::Env env, const char* name, std::shared_ptr<
     }
     job->Post(std::move(settle));
     job->tsfn_.Release();
-    tracker->Remove(job->cancel_);
+    // Drop everything the work held (contexts, models) before saying we are
+    // done, so process exit never races a free on this thread.
+    settle = nullptr;
+    work = nullptr;
+    job.reset();
+    tracker->Remove(flag);
   }).detach();
   return deferred.Promise();
 }

@@ -1,0 +1,112 @@
+// The built package as users load it: CommonJS require, ESM import, the CLI.
+// Needs `npm run build` (npm ci does it); run against dist/.
+import { execFileSync, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+
+const root = path.resolve(__dirname, "..");
+const cli = path.join(root, "dist", "cjs", "cli", "main.js");
+
+function node(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, args, { cwd: root, encoding: "utf8", input, env: process.env, timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe("package entry points", () => {
+  it("dist is built", () => {
+    expect(fs.existsSync(path.join(root, "dist", "cjs", "index.js"))).toBe(true);
+    expect(fs.existsSync(path.join(root, "dist", "esm", "index.mjs"))).toBe(true);
+    expect(fs.existsSync(path.join(root, "dist", "cjs", "index.d.ts"))).toBe(true);
+  });
+
+  it("loads with require (CommonJS) by package name", () => {
+    const r = node(["-e", "const g = require('genai-native'); const v = g.versions(); console.log(JSON.stringify({ fn: typeof g.LlamaModel.load, ggml: v.ggml, commit: v.llamaCppCommit }))"]);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.fn).toBe("function");
+    expect(out.ggml).toBe("0.25.1");
+    expect(out.commit).toMatch(/^[0-9a-f]{40}$/);
+  });
+
+  it("loads with import (ESM), sharing the same classes", () => {
+    const r = node(["--input-type=module", "-e", "import { LlamaModel, GenaiError } from 'genai-native'; import { createRequire } from 'node:module'; const cjs = createRequire(import.meta.url)('genai-native'); console.log(LlamaModel === cjs.LlamaModel && GenaiError === cjs.GenaiError)"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe("true");
+  });
+
+  it("genai-native info prints devices and versions", () => {
+    const r = node([cli, "info", "--json"]);
+    expect(r.status, r.stderr).toBe(0);
+    const info = JSON.parse(r.stdout);
+    expect(info.devices.length).toBeGreaterThan(0);
+    expect(info.devices[0].totalBytes).toBeGreaterThan(0);
+    expect(info.versions.llamaCppSource).toBe("node-llama-cpp@3.22.1");
+  });
+
+  it("genai-native complete streams from the default model via the resolver", () => {
+    const r = node([cli, "complete", "--max-tokens", "30", "--temperature", "0", "--json", "Once upon a time"]);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.tokenCount).toBe(30);
+    expect(out.text.length).toBeGreaterThan(20);
+    expect(path.basename(out.model)).toBe("stories260K.gguf");
+    const plain = node([cli, "complete", "--max-tokens", "30", "--temperature", "0", "Once upon a time"]);
+    expect(plain.stdout.trim()).toBe(("Once upon a time" + out.text).trim());
+  });
+
+  it("the CLI reports errors with their code and a non-zero exit", () => {
+    const r = node([cli, "complete", "--model", path.join(root, "nope.gguf"), "hi"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/MODEL_NOT_FOUND/);
+    const bad = node([cli, "complete", "--max-tokens", "abc", "hi"]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/INVALID_ARGUMENT/);
+  });
+
+  it("worker_threads each load the addon with their own models", () => {
+    const script = `
+      const { Worker, isMainThread, parentPort } = require('node:worker_threads');
+      const g = require(${JSON.stringify(root)});
+      async function run() {
+        const m = await g.LlamaModel.load(await g.resolveModel(undefined, { download: false }));
+        const c = await m.createContext({ contextSize: 256, threads: 1 });
+        const r = await c.complete('Once upon a time', { temperature: 0, maxTokens: 12 });
+        await m.dispose();
+        return r.text;
+      }
+      if (isMainThread) {
+        const workers = [0, 1].map(() => new Promise((res, rej) => { const w = new Worker(__filename); w.on('message', res); w.on('error', rej); }));
+        Promise.all([run(), ...workers]).then((texts) => { console.log(JSON.stringify(texts)); });
+      } else {
+        run().then((t) => parentPort.postMessage(t));
+      }`;
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "genai-worker-")), "workers.js");
+    fs.writeFileSync(file, script);
+    try {
+      const out = execFileSync(process.execPath, [file], { encoding: "utf8", env: process.env, timeout: 120_000 });
+      const texts = JSON.parse(out) as string[];
+      expect(texts).toHaveLength(3);
+      expect(texts[0].length).toBeGreaterThan(10);
+      expect(texts[1]).toBe(texts[0]);
+      expect(texts[2]).toBe(texts[0]);
+    } finally {
+      fs.rmSync(path.dirname(file), { recursive: true, force: true });
+    }
+  });
+
+  it("the process exits cleanly with models loaded and a generation running", () => {
+    const r = node(["-e", `
+      const g = require('genai-native');
+      (async () => {
+        const m = await g.LlamaModel.load(await g.resolveModel(undefined, { download: false }));
+        const c = await m.createContext({ contextSize: 2048, threads: 1 });
+        const s = c.generate('Once upon a time', { maxTokens: 1900, ignoreEos: true });
+        let n = 0;
+        for await (const _ of s) if (++n === 5) { console.log('exiting'); process.exit(0); }
+      })();`]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe("exiting");
+  });
+});
