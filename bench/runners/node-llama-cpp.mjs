@@ -1,0 +1,49 @@
+// node-llama-cpp (its npm prebuilt binary, CPU) on the same model, threads,
+// batch and token counts. Installed by bench/llm.mjs into bench/.peers.
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { args, randomTokens, report } from "./common.mjs";
+
+const a = args();
+const { getLlama } = await import(pathToFileURL(path.join(a.peers, "node_modules", "node-llama-cpp", "dist", "index.js")).href);
+const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" });
+const model = await llama.loadModel({ modelPath: a.model, gpuLayers: 0 });
+const context = await model.createContext({ contextSize: a.ctx, batchSize: a.pp, threads: a.threads, flashAttention: false, sequences: 1 });
+const seq = context.getSequence();
+const vocab = model.tokens.bos !== undefined ? model.fileInsights.tensorInfo?.length && model.vocabularyType ? null : null : null;
+const nVocab = a.vocab;
+const bos = model.tokens.bos ?? 1;
+
+async function pp() {
+  await seq.clearHistory();
+  const tokens = Array.from(randomTokens(a.pp, nVocab, 7));
+  const t0 = performance.now();
+  await seq.evaluateWithoutGeneratingNewTokens(tokens);
+  const ms = performance.now() - t0;
+  await seq.clearHistory();
+  return (a.pp * 1000) / ms;
+}
+
+async function tg() {
+  await seq.clearHistory();
+  let n = 0;
+  let t0 = 0;
+  for await (const _ of seq.evaluate([bos], { temperature: 0 })) {
+    // time from the first generated token, like genai-native's generationMs
+    if (n === 0) t0 = performance.now();
+    if (++n > a.tg) break;
+  }
+  const ms = performance.now() - t0;
+  await seq.clearHistory();
+  return (a.tg * 1000) / ms;
+}
+
+void vocab;
+await pp();
+await tg();
+const ppTs = await pp();
+const tgTs = await tg();
+report({ ppTokensPerSec: ppTs, tgTokensPerSec: tgTs });
+await context.dispose();
+await model.dispose();
+await llama.dispose();
