@@ -49,7 +49,6 @@ if (opt.generated) {
   modelPath = await g.resolveModel(opt.model, { download: true });
 }
 const summary = await g.readGgufSummary(modelPath);
-const ctxSize = Math.max(pp, tg + 16) + 64;
 
 // --- llama-bench from the same sources and flags
 function llamaBenchPath() {
@@ -92,7 +91,7 @@ function runLlamaBench() {
   return { ppTokensPerSec: ppRow.avg_ts, tgTokensPerSec: tgRow.avg_ts };
 }
 
-const runnerArgs = JSON.stringify({ root, model: modelPath, threads, pp, tg, ctx: ctxSize, peers, vocab: summary.vocabSize });
+const runnerArgs = JSON.stringify({ root, model: modelPath, threads, pp, tg, peers, vocab: summary.vocabSize });
 const runAddon = () => runJson(process.execPath, [path.join(root, "bench", "runners", "addon.mjs"), runnerArgs]);
 const runPeer = () => runJson(process.execPath, [path.join(root, "bench", "runners", "node-llama-cpp.mjs"), runnerArgs]);
 

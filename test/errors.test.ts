@@ -3,6 +3,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GenaiError, LlamaModel } from "../lib/index";
 import { native } from "../lib/native";
+import { generateRandomLlamaModel } from "../lib/tools/gen-model";
+import { systemInfo } from "../lib/index";
 import { storiesPath, tempDir, THREADS } from "./helpers";
 
 let stories: string;
@@ -168,6 +170,27 @@ describe("bad options get INVALID_ARGUMENT in TS and in C++", () => {
       await expect(ctx.complete("Once upon a time ".repeat(n))).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/context holds/) });
     } finally {
       await ctx.dispose();
+    }
+  });
+});
+
+describe("memory", () => {
+  it("a context larger than memory is OUT_OF_MEMORY, and nothing is lost", async () => {
+    // 16 layers × 2 (K, V) × 512 × 2 bytes = 32 KiB of f16 KV cache per token: 2^24 tokens need 512 GiB
+    const p = path.join(tmp.dir, "wide-kv.gguf");
+    await generateRandomLlamaModel(p, { layers: 16, embd: 512, ff: 128, heads: 8, kvHeads: 8, vocab: 512, ctx: 4096 }, { type: "q4_0" });
+    const free = systemInfo().devices.reduce((s, d) => s + d.freeBytes, 0);
+    expect(32 * 1024 * 2 ** 24).toBeGreaterThan(free); // the premise of this test
+    const model = await LlamaModel.load(p);
+    try {
+      const err = await model.createContext({ contextSize: 2 ** 24 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(GenaiError);
+      expect((err as GenaiError).code).toBe("OUT_OF_MEMORY");
+      expect((err as GenaiError).message).toMatch(/MiB of KV cache/);
+      const ctx = await model.createContext({ contextSize: 512, threads: THREADS });
+      expect((await ctx.complete("hello", { maxTokens: 4, ignoreEos: true })).tokenCount).toBe(4);
+    } finally {
+      await model.dispose();
     }
   });
 });

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GenaiError, LlamaModel, type LlamaContext } from "../lib/index";
-import { storiesPath, THREADS } from "./helpers";
+import path from "node:path";
+import { generateRandomLlamaModel, PRESETS } from "../lib/tools/gen-model";
+import { storiesPath, tempDir, THREADS } from "./helpers";
 
 const PROMPT = "Once upon a time";
 let model: LlamaModel;
@@ -209,6 +211,33 @@ describe("chat", () => {
       const r = await ctx.chat([{ role: "user", content: "Tell me a story" }], { template: CHATML, temperature: 0, maxTokens: 16 }).result;
       expect(r.tokenCount).toBeGreaterThan(0);
     });
+  });
+});
+
+describe("generated random-weight models", () => {
+  it("a generated model with a chat template loads, chats with its own template, and generates", async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const p = path.join(dir, "tiny-chat.gguf");
+      const gen = await generateRandomLlamaModel(p, PRESETS.tiny, { type: "q8_0", chatTemplate: true, seed: 3 });
+      const m = await LlamaModel.load(p);
+      try {
+        expect(m.metadata.hasChatTemplate).toBe(true);
+        expect(m.metadata.parameters).toBe(gen.parameters);
+        expect(m.metadata.layerCount).toBe(PRESETS.tiny.layers);
+        const { prompt } = await m.applyChatTemplate([{ role: "user", content: "hi" }]);
+        expect(prompt).toContain("<|im_start|>user");
+        const ctx = await m.createContext({ contextSize: 256, threads: THREADS });
+        const r = await ctx.chat([{ role: "user", content: "hi" }], { temperature: 0, maxTokens: 12, ignoreEos: true }).result;
+        expect(r.tokenCount).toBe(12);
+        const again = await ctx.chat([{ role: "user", content: "hi" }], { temperature: 0, maxTokens: 12, ignoreEos: true }).result;
+        expect(again.text).toBe(r.text);
+      } finally {
+        await m.dispose();
+      }
+    } finally {
+      cleanup();
+    }
   });
 });
 

@@ -7,11 +7,15 @@ import { args, randomTokens, report } from "./common.mjs";
 const a = args();
 const g = createRequire(import.meta.url)(a.root);
 const model = await g.LlamaModel.load(a.model);
-const ctx = await model.createContext({ contextSize: a.ctx, batchSize: a.pp, threads: a.threads, batchThreads: a.threads, flashAttention: "off", seed: 1 });
+// Context sizes as llama-bench uses them (n_ctx = n_prompt + n_gen per test): the
+// attention cost of a token depends on the KV cache length llama.cpp attends over.
+const ppCtx = await model.createContext({ contextSize: a.pp + 1, batchSize: a.pp, threads: a.threads, batchThreads: a.threads, flashAttention: "off", seed: 1 });
+const tgCtx = await model.createContext({ contextSize: a.tg + 2, batchSize: a.pp, threads: a.threads, batchThreads: a.threads, flashAttention: "off", seed: 1 });
 const vocab = model.metadata.vocabSize;
 const bos = (await model.tokenize("", { addSpecial: true }))[0] ?? 1;
 
 async function pp() {
+  const ctx = ppCtx;
   ctx.clearHistory();
   const r = await ctx.complete(randomTokens(a.pp, vocab, 7), { maxTokens: 1, temperature: 0 });
   ctx.clearHistory();
@@ -19,6 +23,7 @@ async function pp() {
 }
 
 async function tg(h) {
+  const ctx = tgCtx;
   ctx.clearHistory();
   h?.enable();
   const r = await ctx.complete(Int32Array.of(bos), { maxTokens: a.tg + 1, ignoreEos: true, temperature: 0 });

@@ -8,23 +8,25 @@ const a = args();
 const { getLlama } = await import(pathToFileURL(path.join(a.peers, "node_modules", "node-llama-cpp", "dist", "index.js")).href);
 const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" });
 const model = await llama.loadModel({ modelPath: a.model, gpuLayers: 0 });
-const context = await model.createContext({ contextSize: a.ctx, batchSize: a.pp, threads: a.threads, flashAttention: false, sequences: 1 });
-const seq = context.getSequence();
-const vocab = model.tokens.bos !== undefined ? model.fileInsights.tensorInfo?.length && model.vocabularyType ? null : null : null;
+// Context sizes as llama-bench uses them (n_ctx = n_prompt + n_gen per test).
+const ppContext = await model.createContext({ contextSize: a.pp + 1, batchSize: a.pp, threads: a.threads, flashAttention: false, sequences: 1 });
+const tgContext = await model.createContext({ contextSize: a.tg + 2, batchSize: a.pp, threads: a.threads, flashAttention: false, sequences: 1 });
 const nVocab = a.vocab;
 const bos = model.tokens.bos ?? 1;
 
 async function pp() {
+  const seq = ppContext.getSequence();
   await seq.clearHistory();
   const tokens = Array.from(randomTokens(a.pp, nVocab, 7));
   const t0 = performance.now();
   await seq.evaluateWithoutGeneratingNewTokens(tokens);
   const ms = performance.now() - t0;
-  await seq.clearHistory();
+  seq.dispose();
   return (a.pp * 1000) / ms;
 }
 
 async function tg() {
+  const seq = tgContext.getSequence();
   await seq.clearHistory();
   let n = 0;
   let t0 = 0;
@@ -34,16 +36,16 @@ async function tg() {
     if (++n > a.tg) break;
   }
   const ms = performance.now() - t0;
-  await seq.clearHistory();
+  seq.dispose();
   return (a.tg * 1000) / ms;
 }
 
-void vocab;
 await pp();
 await tg();
 const ppTs = await pp();
 const tgTs = await tg();
 report({ ppTokensPerSec: ppTs, tgTokensPerSec: tgTs });
-await context.dispose();
+await ppContext.dispose();
+await tgContext.dispose();
 await model.dispose();
 await llama.dispose();
