@@ -4,7 +4,7 @@
  * engine sees it and to describe a model without loading it.
  */
 import fs from "node:fs";
-import { gguf } from "@huggingface/gguf";
+import { gguf, type GGUFParseOutput } from "@huggingface/gguf";
 import { GenaiError } from "../errors";
 
 export interface GgufSummary {
@@ -30,6 +30,8 @@ export interface GgufSummary {
   hasChatTemplate: boolean;
   /** Number of tensors in the file. */
   tensorCount: number;
+  /** Parameters: the sum of the tensors' element counts (@huggingface/gguf's count). */
+  parameterCount: number;
   /** File size in bytes. */
   fileBytes: number;
   /** Scalar metadata (arrays omitted), keyed as in the file; 64-bit integers beyond 2^53 as decimal strings. */
@@ -57,9 +59,9 @@ export async function readGgufSummary(path: string): Promise<GgufSummary> {
   } finally {
     await fh.close();
   }
-  let parsed: Awaited<ReturnType<typeof gguf>>;
+  let parsed: GGUFParseOutput & { parameterCount: number };
   try {
-    parsed = await gguf(path, { allowLocalFile: true });
+    parsed = await gguf(path, { allowLocalFile: true, computeParametersCount: true });
   } catch (e) {
     throw new GenaiError("INVALID_MODEL", `unreadable GGUF header (${(e as Error).message}): ${path}`, { cause: e });
   }
@@ -89,6 +91,7 @@ export async function readGgufSummary(path: string): Promise<GgufSummary> {
     vocabSize: Array.isArray(tokens) ? tokens.length : undefined,
     hasChatTemplate: typeof md["tokenizer.chat_template"] === "string",
     tensorCount: parsed.tensorInfos.length,
+    parameterCount: parsed.parameterCount,
     fileBytes: st.size,
     raw,
   };

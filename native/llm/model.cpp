@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "chat.h"
+#include "system/system.h"
 #include "llm/context.h"
 #include "util/args.h"
 #include "util/errors.h"
@@ -116,10 +117,12 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
     LoadProgress lp{&job};
     params.progress_callback = OnLoadProgress;
     params.progress_callback_user_data = &lp;
+    LogCapture capture;  // llama.cpp's own error lines from this thread, for the message
     llama_model* model = llama_model_load_from_file(path.c_str(), params);
     if (!model) {
       if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "model load was aborted");
-      throw CodedError(code::INVALID_MODEL, "llama.cpp could not load the model (corrupt, truncated or unsupported GGUF): " + path);
+      std::string why = capture.Errors();
+      throw CodedError(code::INVALID_MODEL, "llama.cpp could not load the model (corrupt, truncated or unsupported GGUF): " + path + (why.empty() ? "" : " — " + why));
     }
     if (job.cancel()->IsCancelled()) {
       llama_model_free(model);
@@ -165,7 +168,12 @@ Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
     if (llama_model_meta_key_by_index(m, i, key.data(), key.size()) < 0) continue;
     int32_t len = llama_model_meta_val_str_by_index(m, i, val.data(), val.size());
     if (len < 0) continue;
-    meta.Set(key.data(), std::string(val.data(), std::min<size_t>(static_cast<size_t>(len), val.size() - 1)));
+    if (static_cast<size_t>(len) >= val.size()) {  // a long value (a chat template): read it whole
+      val.resize(static_cast<size_t>(len) + 1);
+      len = llama_model_meta_val_str_by_index(m, i, val.data(), val.size());
+      if (len < 0) continue;
+    }
+    meta.Set(key.data(), std::string(val.data(), static_cast<size_t>(len)));
   }
   o.Set("metadata", meta);
   return o;

@@ -16,6 +16,26 @@
 namespace genai {
 
 thread_local const CancelFlag* t_quiet_when_cancelled = nullptr;
+thread_local LogCapture* t_capture = nullptr;
+
+LogCapture::LogCapture() : prev_(t_capture) { t_capture = this; }
+LogCapture::~LogCapture() { t_capture = prev_; }
+
+std::string LogCapture::Errors() const {
+  std::string s = errors_.empty() ? warnings_ : errors_;
+  while (!s.empty() && (s.back() == ' ' || s.back() == ';')) s.pop_back();
+  return s;
+}
+
+void CaptureLine(int level, const char* text) {
+  LogCapture* c = t_capture;
+  if (!c || (level != GGML_LOG_LEVEL_ERROR && level != GGML_LOG_LEVEL_WARN)) return;
+  std::string line(text);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  if (line.empty()) return;
+  std::string& dst = level == GGML_LOG_LEVEL_ERROR ? c->errors_ : c->warnings_;
+  if (dst.size() < 2000) dst += line + "; ";
+}
 
 namespace {
 
@@ -34,6 +54,7 @@ int ParseLevel(const std::string& s) {
 void LogCallback(ggml_log_level level, const char* text, void*) {
   int effective = level == GGML_LOG_LEVEL_CONT ? g_last_level.load() : static_cast<int>(level);
   if (level != GGML_LOG_LEVEL_CONT) g_last_level = level;
+  CaptureLine(effective, text);
   if (t_quiet_when_cancelled && t_quiet_when_cancelled->IsCancelled()) return;
   if (effective >= g_min_level.load()) std::fputs(text, stderr);
 }
