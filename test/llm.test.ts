@@ -99,7 +99,8 @@ describe("generation", () => {
       const pieces: string[] = [];
       for await (const piece of stream) pieces.push(piece);
       const result = await stream.result;
-      expect(pieces.length).toBeGreaterThan(5);
+      // pieces arrive incrementally (tokens closer than 2 ms together share a piece)
+      expect(pieces.length).toBeGreaterThan(1);
       expect(pieces.join("")).toBe(result.text);
       expect(result.timings.generatedTokens).toBe(40);
       expect(result.timings.promptTokens).toBe((await model.tokenize(PROMPT)).length);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <mutex>
 
 #include "util/args.h"
 #include "util/errors.h"
@@ -240,6 +241,39 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
 
 namespace {
 
+// Text on its way to JS. A piece is posted at once unless a post is already
+// queued or one went out under kCoalesce ago; then it rides with the next
+// one. When tokens come faster than JS takes them (small models make
+// thousands a second) this saves a JS wake-up per token; a piece waits at
+// most one token's time.
+class PieceBuffer {
+ public:
+  static constexpr std::chrono::microseconds kCoalesce{2000};
+  // Appends; true when the caller should post a drain.
+  bool Add(const std::string& piece) {
+    std::lock_guard<std::mutex> lock(mu_);
+    buf_ += piece;
+    auto now = Clock::now();
+    if (queued_ || now - last_post_ < kCoalesce) return false;
+    queued_ = true;
+    last_post_ = now;
+    return true;
+  }
+  std::string Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    queued_ = false;
+    std::string out;
+    out.swap(buf_);
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::string buf_;
+  bool queued_ = false;
+  Clock::time_point last_post_{};
+};
+
 GenerateParams ParseGenerateParams(Napi::Object o, const ContextState& s) {
   Napi::Env env = o.Env();
   GenerateParams p;
@@ -304,9 +338,21 @@ Napi::Value ContextHandle::Generate(const Napi::CallbackInfo& info) {
   return ThreadJob::Start(env, "genai.generate", cancel, on_text, [s, p, guard](ThreadJob& job) mutable -> ThreadJob::ValueMaker {
     // Not busy any more once the promise can settle, even though this lambda lives on.
     std::shared_ptr<BusyGuard> busy = std::move(guard);
-    GenerateResult r = RunGeneration(*s, p, *job.cancel(), [&](std::string piece) {
-      job.Post([piece = std::move(piece)](Napi::Env env, Napi::Function cb) { cb.Call({Napi::String::New(env, piece)}); });
-    });
+    auto pieces = std::make_shared<PieceBuffer>();
+    auto drain = [pieces](Napi::Env env, Napi::Function cb) {
+      std::string text = pieces->Take();
+      if (!text.empty()) cb.Call({Napi::String::New(env, text)});
+    };
+    GenerateResult r;
+    try {
+      r = RunGeneration(*s, p, *job.cancel(), [&](std::string piece) {
+        if (pieces->Add(piece)) job.Post(drain);
+      });
+    } catch (...) {
+      job.Post(drain);
+      throw;
+    }
+    job.Post(drain);  // whatever is still buffered reaches JS before the result
     return [r](Napi::Env env) -> Napi::Value { return ResultToJs(env, r); };
   });
 }
