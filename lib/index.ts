@@ -4,8 +4,11 @@
  */
 export { GenaiError, isGenaiError, type GenaiErrorCode } from "./errors";
 export { LlamaModel, type LoadModelOptions, type ModelMetadata, type ChatMessage, type TokenizeOptions } from "./llm/model";
-export { LlamaContext, type ContextOptions, type GenerateOptions, type ChatOptions, type CompletionResult, type CompletionTimings } from "./llm/context";
+export { LlamaContext, type SavedContextState, type ContextOptions, type GenerateOptions, type ChatOptions, type CompletionResult, type CompletionTimings } from "./llm/context";
 export { TextStream } from "./llm/text-stream";
 export { systemInfo, versions, capabilities, setLogLevel, type LogLevel, type Device, type SystemInfo, type Versions } from "./system/index";
 export { readGgufSummary, type GgufSummary } from "./models/metadata";
 export { resolveModel, downloadModel, modelCacheDir, DEFAULT_MODEL, type KnownModel, type ResolveOptions } from "./models/resolver";
+export { Orchestrator, ManagedLlama, JobQueue, JobRegistry, PRIORITIES, estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes } from "./orchestrator/index";
+export type { OrchestratorOptions, SubmitOptions, OffloadEvent, RestoreEvent, ReserveEvent, LedgerDevice, ManagedLlamaOptions, ManagedResource, Holding, HoldingKind, Residency, LlamaMemoryEstimate, Priority, QueuedJob } from "./orchestrator/index";
+export type { DeviceMemory } from "./native";

@@ -48,8 +48,23 @@ export interface NativeContextInfo {
   stateBytes: number;
 }
 
+/** Bytes llama.cpp allocated (or would allocate) on one device. */
+export interface DeviceMemory {
+  /** ggml device name, e.g. "CPU", "CUDA0". */
+  device: string;
+  /** Weights, bytes. */
+  model: number;
+  /** KV cache (and other per-context state), bytes. */
+  context: number;
+  /** Compute buffers, bytes. */
+  compute: number;
+}
+
 export interface NativeContext {
   info(): NativeContextInfo;
+  saveState(): Promise<{ state: Buffer; tokens: Int32Array }>;
+  restoreState(state: Buffer, tokens: Int32Array): Promise<void>;
+  memory(): DeviceMemory[];
   generate(params: Record<string, unknown>, onText: (piece: string) => void, cancel: NativeCancelToken): Promise<NativeGenerateResult>;
   embed(text: string, normalize: boolean): Promise<Float32Array>;
   clearHistory(): void;
@@ -96,6 +111,7 @@ export interface NativeSystemInfo {
 export interface NativeAddon {
   CancelToken: new () => NativeCancelToken;
   loadModel(path: string, options: Record<string, unknown>, onProgress: ((fraction: number) => void) | undefined, cancel: NativeCancelToken): Promise<NativeModel>;
+  estimateMemory(path: string, modelOptions: Record<string, unknown>, contextOptions: Record<string, unknown>): Promise<DeviceMemory[]>;
   systemInfo(): NativeSystemInfo;
   versions(): NativeVersions;
   setLogLevel(level: string): void;

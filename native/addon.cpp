@@ -9,6 +9,7 @@
 
 #include "llama.h"
 #include "llm/context.h"
+#include "llm/memory.h"
 #include "llm/model.h"
 #include "system/system.h"
 #include "util/jobs.h"
@@ -75,6 +76,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ModelHandle", model);
   exports.Set("ContextHandle", context);
   exports.Set("loadModel", Napi::Function::New(env, ModelHandle::Load, "loadModel"));
+  exports.Set("estimateMemory", Napi::Function::New(env, EstimateMemory, "estimateMemory"));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));
   exports.Set("versions", Napi::Function::New(env, Versions, "versions"));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));

@@ -7,7 +7,7 @@
  */
 import os from "node:os";
 import { GenaiError, wrapErrors } from "../errors";
-import { native, type NativeContext, type NativeContextInfo, type NativeGenerateResult } from "../native";
+import { native, type DeviceMemory, type NativeContext, type NativeContextInfo, type NativeGenerateResult } from "../native";
 import { optBool, optFunction, optInt, optNumber, optObject, optOneOf, optSignal, optString } from "../validate";
 import type { ChatMessage, LlamaModel } from "./model";
 import { TextStream } from "./text-stream";
@@ -87,6 +87,19 @@ export interface CompletionResult {
    */
   stopReason: "eos" | "maxTokens" | "stop" | "aborted" | "contextFull";
   timings: CompletionTimings;
+}
+
+/**
+ * A host-memory copy of a context's conversation: the KV cache of its
+ * sequence (llama_state_seq_get_data) and the tokens it holds. Restoring it
+ * into a context of the same model and at least the same size continues the
+ * conversation without decoding its prompt again.
+ */
+export interface SavedContextState {
+  /** llama.cpp's serialized sequence state; its byteLength is the host memory it takes. */
+  state: Buffer;
+  /** The tokens in the KV cache, in order. */
+  tokens: Int32Array;
 }
 
 export interface ChatOptions extends GenerateOptions {
@@ -259,6 +272,27 @@ export class LlamaContext implements AsyncDisposable {
     if (typeof text !== "string") throw new GenaiError("INVALID_ARGUMENT", "text must be a string");
     const normalize = optBool("normalize", options.normalize, true);
     return this.#exclusive(() => wrapErrors(() => this.#handle().embed(text, normalize)));
+  }
+
+  /** Copies the KV state to host memory (on a worker thread). @throws GenaiError BUSY, DISPOSED */
+  async saveState(): Promise<SavedContextState> {
+    return this.#exclusive(() => wrapErrors(() => this.#handle().saveState()));
+  }
+
+  /**
+   * Replaces the KV cache with a saved state; the next prompt that extends
+   * `saved.tokens` decodes only its new tokens.
+   * @throws GenaiError INVALID_ARGUMENT (state of another model/shape, more tokens than the context), BUSY, DISPOSED
+   */
+  async restoreState(saved: SavedContextState): Promise<void> {
+    if (typeof saved !== "object" || saved === null || !Buffer.isBuffer(saved.state) || !(saved.tokens instanceof Int32Array))
+      throw new GenaiError("INVALID_ARGUMENT", "saved must be { state: Buffer, tokens: Int32Array } from saveState()");
+    return this.#exclusive(() => wrapErrors(() => this.#handle().restoreState(saved.state, saved.tokens)));
+  }
+
+  /** Bytes llama.cpp allocated per device for this context (KV cache, compute buffers) and its model's weights. */
+  memory(): DeviceMemory[] {
+    return this.#handle().memory();
   }
 
   /** Forgets the conversation held in the KV cache. @throws GenaiError BUSY, DISPOSED */

@@ -34,6 +34,8 @@ export interface GgufSummary {
   parameterCount: number;
   /** File size in bytes. */
   fileBytes: number;
+  /** Bytes of tensor data (file size minus the header and tensor infos). */
+  tensorDataBytes: number;
   /** Scalar metadata (arrays omitted), keyed as in the file; 64-bit integers beyond 2^53 as decimal strings. */
   raw: Record<string, string | number | boolean>;
 }
@@ -93,6 +95,7 @@ export async function readGgufSummary(path: string): Promise<GgufSummary> {
     tensorCount: parsed.tensorInfos.length,
     parameterCount: parsed.parameterCount,
     fileBytes: st.size,
+    tensorDataBytes: st.size - Number(parsed.tensorDataOffset),
     raw,
   };
 }

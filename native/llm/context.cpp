@@ -32,6 +32,9 @@ Napi::Function ContextHandle::Init(Napi::Env env) {
                          InstanceMethod<&ContextHandle::Generate>("generate"),
                          InstanceMethod<&ContextHandle::Embed>("embed"),
                          InstanceMethod<&ContextHandle::ClearHistory>("clearHistory"),
+                         InstanceMethod<&ContextHandle::SaveState>("saveState"),
+                         InstanceMethod<&ContextHandle::RestoreState>("restoreState"),
+                         InstanceMethod<&ContextHandle::Memory>("memory"),
                          InstanceMethod<&ContextHandle::Dispose>("dispose"),
                      });
 }

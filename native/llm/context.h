@@ -52,6 +52,10 @@ class ContextHandle : public Napi::ObjectWrap<ContextHandle> {
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value Embed(const Napi::CallbackInfo& info);
   Napi::Value ClearHistory(const Napi::CallbackInfo& info);
+  // memory.cpp: KV state to/from host memory, allocated bytes per device
+  Napi::Value SaveState(const Napi::CallbackInfo& info);
+  Napi::Value RestoreState(const Napi::CallbackInfo& info);
+  Napi::Value Memory(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   std::shared_ptr<ContextState> state_;

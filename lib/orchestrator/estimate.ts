@@ -1,0 +1,60 @@
+/**
+ * Memory estimates for llama.cpp models before loading them.
+ * - {@link estimateLlamaFromMetadata}: from GGUF metadata alone (file layout and hyperparameters).
+ * - {@link measureLlamaMemory}: llama.cpp's own numbers from a load that allocates nothing
+ *   (`no_alloc`, as its fit routine in common/fit.cpp does) — exact for weights and KV cache.
+ */
+import { readGgufSummary, type GgufSummary } from "../models/metadata";
+import { native, type DeviceMemory } from "../native";
+import { wrapErrors } from "../errors";
+
+export interface LlamaMemoryEstimate {
+  /** Weights, bytes (the file's tensor data). */
+  weights: number;
+  /** KV cache for `contextSize` tokens, bytes. */
+  kv: number;
+  /** Compute buffers, bytes (a rough bound; see {@link estimateLlamaFromMetadata}). */
+  compute: number;
+  total: number;
+}
+
+/**
+ * KV cache bytes for `contextSize` tokens with f16 K and V:
+ *   layers × contextSize × kvHeads × (headDimK + headDimV) × 2 bytes,
+ * the layout of llama.cpp's llama_kv_cache (src/llama-kv-cache.cpp); head
+ * dims from `<arch>.attention.key_length` / `value_length`, else embedding / heads.
+ */
+export function kvCacheBytes(s: GgufSummary, contextSize: number): number {
+  const heads = s.headCount ?? 1;
+  const headDim = (s.embeddingLength ?? 0) / heads;
+  const k = Number(s.raw[`${s.architecture}.attention.key_length`] ?? headDim);
+  const v = Number(s.raw[`${s.architecture}.attention.value_length`] ?? headDim);
+  return (s.layerCount ?? 0) * contextSize * (s.headCountKv ?? heads) * (k + v) * 2;
+}
+
+/**
+ * From metadata alone. Weights: the tensor-data part of the file (all layers
+ * on one device). KV: {@link kvCacheBytes}. Compute buffers, approximating
+ * ggml's graph allocator for one micro-batch u = min(batchSize, 512):
+ *   logits u × vocab × 4 + mask u × contextSize × 2 + activations u × (ff + embd) × 2
+ *   (+ u × contextSize × heads × 4 for the attention scores without flash attention);
+ * fitted to llama.cpp's own no-allocation measurement (see the tests for the error).
+ */
+export async function estimateLlamaFromMetadata(path: string, contextSize: number, options: { batchSize?: number; flashAttention?: boolean } = {}): Promise<LlamaMemoryEstimate> {
+  const s = await readGgufSummary(path);
+  const weights = s.tensorDataBytes;
+  const kv = kvCacheBytes(s, contextSize);
+  const embd = s.embeddingLength ?? 0;
+  const ff = Number(s.raw[`${s.architecture}.feed_forward_length`] ?? 4 * embd);
+  const u = Math.min(options.batchSize ?? 512, 512);
+  let compute = u * (s.vocabSize ?? 0) * 4 + u * contextSize * 2 + u * (ff + embd) * 2;
+  if (options.flashAttention === false) compute += u * contextSize * (s.headCount ?? 1) * 4;
+  return { weights, kv, compute, total: weights + kv + compute };
+}
+
+/** llama.cpp's per-device bytes for this model and context, measured without allocating. */
+export async function measureLlamaMemory(path: string, options: { gpuLayers?: number; contextSize?: number; batchSize?: number; embeddings?: boolean } = {}): Promise<DeviceMemory[]> {
+  return wrapErrors(() =>
+    native().estimateMemory(path, { gpuLayers: options.gpuLayers ?? -1 }, { contextSize: options.contextSize ?? 0, batchSize: options.batchSize ?? 512, embeddings: options.embeddings ?? false }),
+  );
+}

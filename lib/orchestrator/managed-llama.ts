@@ -1,0 +1,141 @@
+/**
+ * ManagedLlama: an LLM (model + one context) that the orchestrator can free
+ * and restore with its conversation intact. Freeing the context copies the
+ * KV state to host memory (llama_state_seq_get_data) and frees the KV cache
+ * and compute buffers; unloading also frees the weights. Restoring reloads
+ * the weights (mmap keeps this fast), recreates the context and sets the
+ * saved state, so the next turn decodes only its new tokens.
+ */
+import { GenaiError } from "../errors";
+import { LlamaModel, type LoadModelOptions } from "../llm/model";
+import type { ContextOptions, LlamaContext, SavedContextState } from "../llm/context";
+import type { DeviceMemory } from "../native";
+import { measureLlamaMemory } from "./estimate";
+import type { Holding, ManagedResource, Residency } from "./resource";
+
+export interface ManagedLlamaOptions {
+  /** Unique id (default: the model file's path). */
+  id?: string;
+  modelPath: string;
+  load?: Omit<LoadModelOptions, "signal" | "onProgress">;
+  context?: ContextOptions;
+}
+
+function toHoldings(mem: readonly DeviceMemory[], withContext: boolean): Holding[] {
+  const out: Holding[] = [];
+  for (const m of mem) {
+    if (m.model > 0) out.push({ device: m.device, kind: "weights", bytes: m.model });
+    if (withContext && m.context > 0) out.push({ device: m.device, kind: "kv", bytes: m.context });
+    if (withContext && m.compute > 0) out.push({ device: m.device, kind: "compute", bytes: m.compute });
+  }
+  return out;
+}
+
+export class ManagedLlama implements ManagedResource {
+  readonly id: string;
+  readonly engine = "llm";
+  readonly modelPath: string;
+  #loadOptions: ManagedLlamaOptions["load"];
+  #contextOptions: ContextOptions;
+  #model: LlamaModel | undefined;
+  #context: LlamaContext | undefined;
+  #saved: SavedContextState | undefined;
+  #memory: DeviceMemory[];
+  #inUse = false;
+  #lastUsedAt = 0;
+  /** llama.cpp's no-allocation measurement taken before the first load. */
+  readonly estimated: DeviceMemory[];
+
+  private constructor(o: ManagedLlamaOptions, estimated: DeviceMemory[]) {
+    this.id = o.id ?? o.modelPath;
+    this.modelPath = o.modelPath;
+    this.#loadOptions = o.load;
+    this.#contextOptions = o.context ?? {};
+    this.estimated = estimated;
+    this.#memory = estimated;
+  }
+
+  /**
+   * Describes the LLM without loading it; the orchestrator loads it when a job
+   * needs it. Measures its memory with llama.cpp's no-allocation load.
+   * @throws GenaiError MODEL_NOT_FOUND, INVALID_MODEL
+   */
+  static async create(options: ManagedLlamaOptions): Promise<ManagedLlama> {
+    if (typeof options?.modelPath !== "string") throw new GenaiError("INVALID_ARGUMENT", "modelPath must be a string");
+    const c = options.context ?? {};
+    const estimated = await measureLlamaMemory(options.modelPath, {
+      gpuLayers: typeof options.load?.gpuLayers === "number" ? options.load.gpuLayers : -1,
+      contextSize: c.contextSize,
+      batchSize: c.batchSize,
+      embeddings: c.embeddings,
+    });
+    return new ManagedLlama(options, estimated);
+  }
+
+  get residency(): Residency {
+    return this.#context ? "resident" : this.#model ? "contextFreed" : "unloaded";
+  }
+  get inUse(): boolean {
+    return this.#inUse;
+  }
+  get lastUsedAt(): number {
+    return this.#lastUsedAt;
+  }
+  setInUse(inUse: boolean): void {
+    this.#inUse = inUse;
+    this.#lastUsedAt = Date.now();
+  }
+
+  /** The live context. @throws GenaiError DISPOSED when it is not resident (run work through the orchestrator). */
+  get context(): LlamaContext {
+    if (!this.#context) throw new GenaiError("DISPOSED", `${this.id} is not resident (${this.residency}); run work through the orchestrator`);
+    return this.#context;
+  }
+
+  /** Bytes of the host copy of the conversation while the context is freed (0 when resident). */
+  get savedStateBytes(): number {
+    return this.#saved?.state.byteLength ?? 0;
+  }
+
+  holdings(): Holding[] {
+    if (this.residency === "unloaded") return [];
+    return toHoldings(this.#memory, this.residency === "resident");
+  }
+
+  residentHoldings(): Holding[] {
+    return toHoldings(this.#memory, true);
+  }
+
+  async free(level: Exclude<Residency, "resident">): Promise<void> {
+    if (this.#inUse) throw new GenaiError("BUSY", `${this.id} is in use`);
+    if (this.#context) {
+      this.#saved = await this.#context.saveState();
+      await this.#context.dispose();
+      this.#context = undefined;
+    }
+    if (level === "unloaded" && this.#model) {
+      await this.#model.dispose();
+      this.#model = undefined;
+    }
+  }
+
+  async restore(): Promise<void> {
+    if (!this.#model) this.#model = await LlamaModel.load(this.modelPath, this.#loadOptions ?? {});
+    if (!this.#context) {
+      const ctx = await this.#model.createContext(this.#contextOptions);
+      if (this.#saved) await ctx.restoreState(this.#saved);
+      this.#saved = undefined;
+      this.#context = ctx;
+      this.#memory = ctx.memory();
+    }
+  }
+
+  /** Frees everything, including the saved conversation. */
+  async dispose(): Promise<void> {
+    this.#saved = undefined;
+    await this.#context?.dispose();
+    this.#context = undefined;
+    await this.#model?.dispose();
+    this.#model = undefined;
+  }
+}
