@@ -9,6 +9,6 @@ export { TextStream } from "./llm/text-stream";
 export { systemInfo, versions, capabilities, setLogLevel, type LogLevel, type Device, type SystemInfo, type Versions } from "./system/index";
 export { readGgufSummary, type GgufSummary } from "./models/metadata";
 export { resolveModel, downloadModel, modelCacheDir, DEFAULT_MODEL, type KnownModel, type ResolveOptions } from "./models/resolver";
-export { Orchestrator, ManagedLlama, JobQueue, JobRegistry, PRIORITIES, estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes } from "./orchestrator/index";
-export type { OrchestratorOptions, SubmitOptions, OffloadEvent, RestoreEvent, ReserveEvent, LedgerDevice, ManagedLlamaOptions, ManagedResource, Holding, HoldingKind, Residency, LlamaMemoryEstimate, Priority, QueuedJob } from "./orchestrator/index";
+export { Orchestrator, ManagedLlama, JobQueue, JobRegistry, PRIORITIES, estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes, fitLlamaParams } from "./orchestrator/index";
+export type { OrchestratorOptions, SubmitOptions, OffloadEvent, RestoreEvent, ReserveEvent, LedgerDevice, ManagedLlamaOptions, ManagedResource, Holding, HoldingKind, Residency, LlamaMemoryEstimate, Priority, QueuedJob, FitOptions, FitResult } from "./orchestrator/index";
 export type { DeviceMemory } from "./native";

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GenaiError, LlamaModel } from "../lib/index";
-import { ManagedLlama, Orchestrator, estimateLlamaFromMetadata, measureLlamaMemory, type Holding, type ManagedResource, type OffloadEvent, type Residency } from "../lib/orchestrator/index";
+import { ManagedLlama, Orchestrator, estimateLlamaFromMetadata, fitLlamaParams, measureLlamaMemory, type Holding, type ManagedResource, type OffloadEvent, type Residency } from "../lib/orchestrator/index";
 import { storiesPath, THREADS } from "./helpers";
 
 /** A test double of an engine resource (e.g. a diffusion model): holds `weights` bytes on CPU when resident. */
@@ -300,5 +300,29 @@ describe("Orchestrator eviction order and limits (test doubles)", () => {
     await expect(running.promise).rejects.toMatchObject({ code: "ABORTED" });
     expect(orch.registry.get(running.id)?.status).toBe("cancelled");
     orch.dispose();
+  });
+});
+
+describe("auto-fit", () => {
+  it("picks the largest context that fits a budget, and refuses when nothing fits", async () => {
+    const full = await measureLlamaMemory(stories, { contextSize: 2048 });
+    const fullBytes = full.reduce((s, d) => s + d.model + d.context + d.compute, 0);
+    const unlimited = await fitLlamaParams(stories, { budgets: { CPU: 1e12 } });
+    expect(unlimited.contextSize).toBe(2048); // the training context
+    const budget = Math.floor(fullBytes * 0.7);
+    const fit = await fitLlamaParams(stories, { budgets: { CPU: budget } });
+    expect(fit.contextSize).toBeLessThan(2048);
+    expect(fit.contextSize).toBeGreaterThanOrEqual(512);
+    const used = fit.memory.reduce((s, d) => s + d.model + d.context + d.compute, 0);
+    expect(used).toBeLessThanOrEqual(budget);
+    // one step (256 tokens) larger would not have fitted
+    const bigger = await measureLlamaMemory(stories, { contextSize: fit.contextSize + 256 });
+    expect(bigger.reduce((s, d) => s + d.model + d.context + d.compute, 0)).toBeGreaterThan(budget);
+    // and the fitted parameters really load
+    const model = await LlamaModel.load(stories, { gpuLayers: fit.gpuLayers });
+    const ctx = await model.createContext({ contextSize: fit.contextSize, threads: THREADS });
+    expect(ctx.info.contextSize).toBe(fit.contextSize);
+    await model.dispose();
+    await expect(fitLlamaParams(stories, { budgets: { CPU: 1_000_000 } })).rejects.toMatchObject({ code: "OUT_OF_MEMORY" });
   });
 });

@@ -4,3 +4,4 @@ export { type ManagedResource, type Holding, type HoldingKind, type Residency } 
 export { estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes, type LlamaMemoryEstimate } from "./estimate";
 export { JobQueue, PRIORITIES, type Priority, type QueuedJob } from "./queue";
 export { JobRegistry } from "./registry";
+export { fitLlamaParams, type FitOptions, type FitResult } from "./fit";

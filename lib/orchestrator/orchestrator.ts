@@ -64,8 +64,10 @@ export interface OffloadEvent {
 
 export interface RestoreEvent {
   resource: string;
-  /** Bytes taken per device. */
+  /** Bytes taken per device (the engine's own allocation sizes). */
   bytes: Record<string, number>;
+  /** How much each device's reported free memory dropped meanwhile (ggml's free/total; mmap'd weights show little on CPU). */
+  deviceFreeDrop: Record<string, number>;
   ms: number;
 }
 
@@ -73,6 +75,8 @@ export interface ReserveEvent {
   job: string;
   /** Bytes per device the job holds while it runs (its resource and extra memory). */
   bytes: Record<string, number>;
+  /** reserve: time spent making room and restoring (ms); release: the job's run time (ms). */
+  ms: number;
 }
 
 export interface LedgerDevice {
@@ -86,6 +90,11 @@ export interface LedgerDevice {
 
 function toRecord(m: Map<string, number>): Record<string, number> {
   return Object.fromEntries(m);
+}
+
+/** Free bytes per ggml device (what the device reports, not the ledger). */
+function deviceFree(): Map<string, number> {
+  return new Map(systemInfo().devices.map((d) => [d.name, d.freeBytes]));
 }
 
 function diff(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
@@ -177,6 +186,7 @@ export class Orchestrator extends EventEmitter {
       signal: spec.signal,
       run: async (signal) => {
         const freed = await this.#prepare(job.id, spec.resource, spec.memory ?? [], priority);
+        const t0 = performance.now();
         try {
           if (signal.aborted) throw new GenaiError("ABORTED", "the job was cancelled");
           return await spec.run(signal);
@@ -184,7 +194,7 @@ export class Orchestrator extends EventEmitter {
           spec.resource?.setInUse(false);
           const extra = this.#extra.get(job.id);
           this.#extra.delete(job.id);
-          this.emit("release", { job: job.id, bytes: toRecord(bytesByDevice([...(spec.resource?.holdings() ?? []), ...(extra ?? [])])) } satisfies ReserveEvent);
+          this.emit("release", { job: job.id, bytes: toRecord(bytesByDevice([...(spec.resource?.holdings() ?? []), ...(extra ?? [])])), ms: performance.now() - t0 } satisfies ReserveEvent);
           if (restoreAfter) this.#scheduleRestores(freed);
         }
       },
@@ -209,6 +219,7 @@ export class Orchestrator extends EventEmitter {
   /** Makes `resource` resident and reserves `extra`, freeing others as needed. Returns what was freed. */
   #prepare(jobId: string, resource: ManagedResource | undefined, extra: Holding[], priority: Priority): Promise<ManagedResource[]> {
     return this.#withMemoryLock(async () => {
+      const t0 = performance.now();
       const need: Holding[] = [...extra];
       if (resource && resource.residency !== "resident") {
         const now = bytesByDevice(resource.holdings());
@@ -218,7 +229,7 @@ export class Orchestrator extends EventEmitter {
       if (resource && resource.residency !== "resident") await this.#restore(resource);
       resource?.setInUse(true);
       if (extra.length) this.#extra.set(jobId, extra);
-      this.emit("reserve", { job: jobId, bytes: toRecord(bytesByDevice([...(resource?.holdings() ?? []), ...extra])) } satisfies ReserveEvent);
+      this.emit("reserve", { job: jobId, bytes: toRecord(bytesByDevice([...(resource?.holdings() ?? []), ...extra])), ms: performance.now() - t0 } satisfies ReserveEvent);
       return freed;
     });
   }
@@ -265,10 +276,12 @@ export class Orchestrator extends EventEmitter {
 
   async #restore(resource: ManagedResource): Promise<void> {
     const before = bytesByDevice(resource.holdings());
+    const freeBefore = deviceFree();
     const t0 = performance.now();
     await resource.restore();
+    const ms = performance.now() - t0;
     const bytes = diff(bytesByDevice(resource.holdings()), before);
-    this.emit("restore", { resource: resource.id, bytes: toRecord(bytes), ms: performance.now() - t0 } satisfies RestoreEvent);
+    this.emit("restore", { resource: resource.id, bytes: toRecord(bytes), deviceFreeDrop: toRecord(diff(freeBefore, deviceFree())), ms } satisfies RestoreEvent);
   }
 
   #scheduleRestores(freed: ManagedResource[]): void {
