@@ -12,3 +12,5 @@ export { resolveModel, downloadModel, modelCacheDir, DEFAULT_MODEL, type KnownMo
 export { Orchestrator, ManagedLlama, JobQueue, JobRegistry, PRIORITIES, estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes, fitLlamaParams } from "./orchestrator/index";
 export type { OrchestratorOptions, SubmitOptions, OffloadEvent, RestoreEvent, ReserveEvent, LedgerDevice, ManagedLlamaOptions, ManagedResource, Holding, HoldingKind, Residency, LlamaMemoryEstimate, Priority, QueuedJob, FitOptions, FitResult } from "./orchestrator/index";
 export type { DeviceMemory } from "./native";
+export { DiffusionModel, ImageJob, encodePng, nativeDiffusionEngine } from "./diffusion/index";
+export type { ImageGenerateOptions, GeneratedImage, ImageJobStatus, ImageProgress, ImageStage, DiffusionEngine, DiffusionLoadOptions, EngineModel, EngineEvent, EngineGenerateParams, EngineCancelToken, RawImage, LoraSpec } from "./diffusion/index";

@@ -1,0 +1,118 @@
+/**
+ * The diffusion engine seen from TypeScript: a small interface that the
+ * native stable-diffusion.cpp adapter implements, and that tests implement
+ * with doubles. The job layer (job.ts, model.ts) depends only on this.
+ */
+
+/** Raw pixels, row-major, 8 bits per channel. */
+export interface RawImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  /** 3 (RGB) or 4 (RGBA); 1 (grey) for masks. */
+  channels: 1 | 3 | 4;
+}
+
+/**
+ * What the engine reports while it generates, in order, on the JS thread.
+ * A batch of `count` images runs: encoding (prompt), then each image's
+ * sampling steps (step 1..steps), then decoding (VAE) of each image.
+ */
+export type EngineEvent =
+  | { type: "stage"; stage: "encoding" | "decoding"; imageIndex: number }
+  | { type: "step"; imageIndex: number; step: number; steps: number }
+  | { type: "preview"; imageIndex: number; step: number; image: RawImage }
+  | { type: "image"; imageIndex: number };
+
+export interface LoraSpec {
+  /** LoRA file path. */
+  path: string;
+  /** Strength multiplier (default 1). */
+  multiplier?: number;
+}
+
+/** Generation parameters after validation (all defaults filled in). */
+export interface EngineGenerateParams {
+  prompt: string;
+  negativePrompt: string;
+  /** Pixels, multiples of 8. */
+  width: number;
+  height: number;
+  /** Sampling steps (≥ 1). */
+  steps: number;
+  /** Classifier-free guidance scale. */
+  cfgScale: number;
+  /** Distilled guidance (Flux-style models), when set. */
+  guidance?: number;
+  sampler: string;
+  scheduler: string;
+  /** Seed of the first image; image i uses seed + i. */
+  seed: number;
+  /** Images in the batch. */
+  count: number;
+  clipSkip?: number;
+  /** img2img: how much to change the init image, 0..1. */
+  strength?: number;
+  initImage?: RawImage;
+  /** Inpainting mask (white = repaint), same size as the init image. */
+  mask?: RawImage;
+  loras: LoraSpec[];
+  /** Preview every `intervalSteps` steps, decoded with `mode` ("proj" fast projection, "tae" tiny VAE, "vae" full VAE). */
+  preview?: { mode: "proj" | "tae" | "vae"; intervalSteps: number };
+}
+
+/** How the job layer tells the engine to stop (the native adapter maps it to sd_cancel_generation). */
+export interface EngineCancelToken {
+  /**
+   * Set once the job is cancelled: "all" = stop as soon as possible (within
+   * one sampling step); "newLatents" = finish the current image, skip the rest.
+   */
+  readonly mode: "all" | "newLatents" | undefined;
+  /** Called when the job is cancelled (at once if it already is). */
+  onCancel(listener: (mode: "all" | "newLatents") => void): void;
+}
+
+export interface EngineModel {
+  /** Sampler names the engine accepts, e.g. "euler_a". */
+  readonly samplers: readonly string[];
+  /** Scheduler names the engine accepts, e.g. "karras". */
+  readonly schedulers: readonly string[];
+  /** Bytes this model holds per device once loaded. */
+  readonly memoryBytes: Record<string, number>;
+  /**
+   * Runs one generation. Resolves with the images finished — all of them, or
+   * after a cancel those finished before it (possibly none).
+   */
+  generate(params: EngineGenerateParams, onEvent: (e: EngineEvent) => void, cancel: EngineCancelToken): Promise<RawImage[]>;
+  /** Frees the model; never while generate runs. */
+  dispose(): void;
+}
+
+export interface DiffusionLoadOptions {
+  /** A single-file checkpoint (SD1.x, SD2.x, SDXL, …). */
+  model?: string;
+  /** Or the parts: diffusion model (UNet/DiT) + VAE + text encoders. */
+  diffusionModel?: string;
+  vae?: string;
+  clipL?: string;
+  clipG?: string;
+  t5xxl?: string;
+  /** Tiny autoencoder for fast previews/decoding. */
+  taesd?: string;
+  /** Weight type to convert to at load, e.g. "f16", "q8_0" (default: as stored). */
+  weightType?: string;
+  threads?: number;
+  flashAttention?: boolean;
+  vaeTiling?: boolean;
+  keepClipOnCpu?: boolean;
+  keepVaeOnCpu?: boolean;
+  offloadParamsToCpu?: boolean;
+}
+
+export interface DiffusionEngine {
+  /** False when the addon was built without stable-diffusion.cpp. */
+  readonly available: boolean;
+  /** Why it is unavailable, and how to get it. */
+  readonly unavailableReason?: string;
+  load(options: DiffusionLoadOptions, onProgress: (fraction: number) => void, signal?: AbortSignal): Promise<EngineModel>;
+}

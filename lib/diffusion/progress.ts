@@ -1,0 +1,102 @@
+/**
+ * Turns engine events into job progress over the whole batch.
+ *
+ * Work units: encoding = 1 step, each image's sampling = `steps` steps, each
+ * image's decoding = `decodeSteps` steps (default 2, replaced by the measured
+ * decode time once one image has decoded). percent = done units / all units.
+ * etaMs = remaining units × the mean measured step time (sampling steps so far).
+ */
+import type { EngineEvent } from "./engine";
+
+export type ImageStage = "loading" | "encoding" | "diffusion" | "decoding";
+
+export interface ImageProgress {
+  stage: ImageStage;
+  /** Sampling step of the current image, 1-based (0 outside the diffusion stage). */
+  step: number;
+  steps: number;
+  /** 0-based index of the image being worked on. */
+  imageIndex: number;
+  imageCount: number;
+  /** Over the whole batch, 0..100. */
+  percent: number;
+  /** Estimated ms left (undefined until a step has been timed). */
+  etaMs?: number;
+}
+
+export class ProgressTracker {
+  #steps: number;
+  #count: number;
+  #decodeUnits: number;
+  #now: () => number;
+  #doneUnits = 0;
+  #stepMs: number[] = [];
+  #lastStepAt: number | undefined;
+  #decodeStartedAt: number | undefined;
+  current: ImageProgress;
+
+  constructor(steps: number, count: number, options: { decodeSteps?: number; now?: () => number } = {}) {
+    this.#steps = steps;
+    this.#count = count;
+    this.#decodeUnits = options.decodeSteps ?? 2;
+    this.#now = options.now ?? (() => performance.now());
+    this.current = { stage: "loading", step: 0, steps, imageIndex: 0, imageCount: count, percent: 0 };
+  }
+
+  get #totalUnits(): number {
+    return 1 + this.#count * (this.#steps + this.#decodeUnits);
+  }
+
+  #meanStepMs(): number | undefined {
+    if (this.#stepMs.length === 0) return undefined;
+    return this.#stepMs.reduce((s, x) => s + x, 0) / this.#stepMs.length;
+  }
+
+  #emit(stage: ImageStage, imageIndex: number, step: number): ImageProgress {
+    const mean = this.#meanStepMs();
+    const left = this.#totalUnits - this.#doneUnits;
+    this.current = {
+      stage,
+      step,
+      steps: this.#steps,
+      imageIndex,
+      imageCount: this.#count,
+      percent: Math.min(100, (this.#doneUnits / this.#totalUnits) * 100),
+      etaMs: mean === undefined ? undefined : Math.max(0, left * mean),
+    };
+    return this.current;
+  }
+
+  /** The progress after this event, or undefined for events that do not move it (previews). */
+  update(e: EngineEvent): ImageProgress | undefined {
+    const now = this.#now();
+    switch (e.type) {
+      case "stage":
+        if (e.stage === "encoding") {
+          this.#lastStepAt = now;
+          return this.#emit("encoding", e.imageIndex, 0);
+        }
+        this.#decodeStartedAt = now;
+        return this.#emit("decoding", e.imageIndex, 0);
+      case "step": {
+        if (e.step === 1 && this.#doneUnits === 0) this.#doneUnits = 1; // encoding done
+        if (this.#lastStepAt !== undefined && e.step > 1) this.#stepMs.push(now - this.#lastStepAt);
+        this.#lastStepAt = now;
+        this.#doneUnits = 1 + e.imageIndex * this.#steps + e.step + this.#decodedImages * this.#decodeUnits;
+        return this.#emit("diffusion", e.imageIndex, e.step);
+      }
+      case "image": {
+        const mean = this.#meanStepMs();
+        if (this.#decodeStartedAt !== undefined && mean) this.#decodeUnits = Math.max(0.1, (now - this.#decodeStartedAt) / mean);
+        this.#decodedImages++;
+        this.#doneUnits = 1 + this.#count * this.#steps + this.#decodedImages * this.#decodeUnits;
+        this.#decodeStartedAt = now;
+        return this.#emit("decoding", e.imageIndex, 0);
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  #decodedImages = 0;
+}

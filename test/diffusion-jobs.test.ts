@@ -1,0 +1,265 @@
+// The image-job layer against a test double of the DiffusionEngine interface
+// (the real stable-diffusion.cpp engine is not built into this addon yet).
+import zlib from "node:zlib";
+import { describe, expect, it } from "vitest";
+import { capabilities } from "../lib/index";
+import { DiffusionModel, encodePng, type DiffusionEngine, type EngineEvent, type EngineGenerateParams, type EngineModel, type ImageProgress, type RawImage } from "../lib/diffusion/index";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A fake engine: `stepMs` per sampling step, images filled with (seed % 251). */
+class FakeModel implements EngineModel {
+  readonly samplers = ["euler_a", "euler", "dpm++2m"];
+  readonly schedulers = ["discrete", "karras"];
+  readonly memoryBytes = { CPU: 1000 };
+  calls: EngineGenerateParams[] = [];
+  active = 0;
+  maxActive = 0;
+  stepsRun = 0;
+  disposed = false;
+  /** Generations running in any FakeModel at once (the process-wide rule). */
+  static active = 0;
+  static maxActive = 0;
+  constructor(readonly stepMs = 2) {}
+  async generate(p: EngineGenerateParams, onEvent: (e: EngineEvent) => void, cancel: { mode: "all" | "newLatents" | undefined }): Promise<RawImage[]> {
+    this.calls.push(p);
+    this.active++;
+    this.maxActive = Math.max(this.maxActive, this.active);
+    FakeModel.active++;
+    FakeModel.maxActive = Math.max(FakeModel.maxActive, FakeModel.active);
+    try {
+      onEvent({ type: "stage", stage: "encoding", imageIndex: 0 });
+      await sleep(this.stepMs);
+      let sampled = 0;
+      outer: for (let i = 0; i < p.count; i++) {
+        for (let s = 1; s <= p.steps; s++) {
+          if (cancel.mode === "all") break outer;
+          await sleep(this.stepMs);
+          this.stepsRun++;
+          onEvent({ type: "step", imageIndex: i, step: s, steps: p.steps });
+          if (p.preview && s % p.preview.intervalSteps === 0) onEvent({ type: "preview", imageIndex: i, step: s, image: this.#image(p, i, 3) });
+        }
+        sampled++;
+        if (cancel.mode === "newLatents") break;
+      }
+      if (cancel.mode === "all") return [];
+      const out: RawImage[] = [];
+      for (let i = 0; i < sampled; i++) {
+        onEvent({ type: "stage", stage: "decoding", imageIndex: i });
+        await sleep(this.stepMs);
+        out.push(this.#image(p, i, 3));
+        onEvent({ type: "image", imageIndex: i });
+      }
+      return out;
+    } finally {
+      this.active--;
+      FakeModel.active--;
+    }
+  }
+  #image(p: EngineGenerateParams, i: number, channels: 3): RawImage {
+    return { data: new Uint8Array(p.width * p.height * channels).fill((p.seed + i) % 251), width: p.width, height: p.height, channels };
+  }
+  dispose(): void {
+    this.disposed = true;
+  }
+}
+
+function fakeEngine(model = new FakeModel()): DiffusionEngine & { model: FakeModel } {
+  return { available: true, model, load: async () => model };
+}
+
+/** Decodes our own PNG output (filter 0 rows) back to pixels. */
+function decodePng(png: Buffer): { width: number; height: number; channels: number; data: Buffer } {
+  expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true);
+  let off = 8;
+  let width = 0, height = 0, channels = 0;
+  const idat: Buffer[] = [];
+  while (off < png.length) {
+    const len = png.readUInt32BE(off);
+    const type = png.toString("latin1", off + 4, off + 8);
+    const data = png.subarray(off + 8, off + 8 + len);
+    expect(png.readUInt32BE(off + 8 + len)).toBe(zlib.crc32(png.subarray(off + 4, off + 8 + len)) >>> 0);
+    if (type === "IHDR") {
+      width = data.readUInt32BE(0);
+      height = data.readUInt32BE(4);
+      channels = data[9] === 6 ? 4 : data[9] === 2 ? 3 : 1;
+    }
+    if (type === "IDAT") idat.push(data);
+    off += 12 + len;
+  }
+  const raw = zlib.inflateSync(Buffer.concat(idat));
+  const stride = width * channels;
+  const out = Buffer.alloc(stride * height);
+  for (let y = 0; y < height; y++) {
+    expect(raw[y * (stride + 1)]).toBe(0);
+    raw.copy(out, y * stride, y * (stride + 1) + 1, (y + 1) * (stride + 1));
+  }
+  return { width, height, channels, data: out };
+}
+
+describe("diffusion engine availability", () => {
+  it("this build has no diffusion engine: capabilities say so and load rejects ENGINE_UNAVAILABLE", async () => {
+    expect(capabilities().diffusion).toBe(false);
+    const err = await DiffusionModel.load({ model: "sd.gguf" }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "ENGINE_UNAVAILABLE" });
+    expect((err as Error).message).toMatch(/git submodule update --init deps\/stable-diffusion\.cpp/);
+  });
+});
+
+describe("image jobs (test double engine)", () => {
+  it("one image: PNG of the right size and pixels, with the seed used", async () => {
+    const sd = await DiffusionModel.load({ model: "m" }, fakeEngine());
+    const [img] = await sd.generate({ prompt: "a cat", width: 64, height: 72, steps: 2, seed: 1000 }).done;
+    expect(img.seed).toBe(1000);
+    const d = decodePng(img.png!);
+    expect([d.width, d.height, d.channels]).toEqual([64, 72, 3]);
+    expect(d.data.every((v) => v === 1000 % 251)).toBe(true);
+  });
+
+  it("a batch of 3 uses seeds s, s+1, s+2; seed -1 picks one and reports it", async () => {
+    const eng = fakeEngine();
+    const sd = await DiffusionModel.load({ model: "m" }, eng);
+    const imgs = await sd.generate({ prompt: "x", width: 64, height: 64, steps: 2, count: 3, seed: 7, output: "both" }).done;
+    expect(imgs.map((i) => i.seed)).toEqual([7, 8, 9]);
+    expect(imgs.map((i) => i.raw!.data[0])).toEqual([7, 8, 9]);
+    const rnd = await sd.generate({ prompt: "x", width: 64, height: 64, steps: 1, count: 2 }).done;
+    expect(rnd[0].seed).toBeGreaterThanOrEqual(0);
+    expect(rnd[1].seed).toBe(rnd[0].seed + 1);
+    expect(eng.model.calls[1].seed).toBe(rnd[0].seed);
+  });
+
+  it("progress goes encoding → diffusion steps per image → decoding, percent rising to 100, with an ETA", async () => {
+    const sd = await DiffusionModel.load({ model: "m" }, fakeEngine(new FakeModel(5)));
+    const job = sd.generate({ prompt: "x", width: 64, height: 64, steps: 4, count: 2 });
+    const seen: ImageProgress[] = [];
+    job.on("progress", (p: ImageProgress) => seen.push(p));
+    await job.done;
+    const stages = seen.map((p) => p.stage).filter((s, i, a) => s !== a[i - 1]);
+    expect(stages).toEqual(["loading", "encoding", "diffusion", "decoding"]);
+    const steps = seen.filter((p) => p.stage === "diffusion").map((p) => `${p.imageIndex}:${p.step}/${p.steps}`);
+    expect(steps).toEqual(["0:1/4", "0:2/4", "0:3/4", "0:4/4", "1:1/4", "1:2/4", "1:3/4", "1:4/4"]);
+    for (let i = 1; i < seen.length; i++) expect(seen[i].percent).toBeGreaterThanOrEqual(seen[i - 1].percent);
+    expect(seen[seen.length - 1].percent).toBe(100);
+    const mid = seen.find((p) => p.stage === "diffusion" && p.imageIndex === 1 && p.step === 1)!;
+    expect(mid.percent).toBeGreaterThan(40);
+    expect(mid.percent).toBeLessThan(70);
+    expect(mid.etaMs).toBeGreaterThan(0);
+    expect(mid.etaMs!).toBeLessThan(200); // ~5 steps + 2 decodes left at ~5 ms each
+    expect(seen.every((p) => p.imageCount === 2)).toBe(true);
+    expect(job.status).toBe("done");
+  });
+
+  it("cancel mid-run stops within one step and rejects ABORTED", async () => {
+    const eng = fakeEngine(new FakeModel(5));
+    const sd = await DiffusionModel.load({ model: "m" }, eng);
+    const job = sd.generate({ prompt: "x", width: 64, height: 64, steps: 50, count: 2 });
+    let stepsAtCancel = 0;
+    job.on("progress", (p: ImageProgress) => {
+      if (p.stage === "diffusion" && p.step === 3 && !stepsAtCancel) {
+        stepsAtCancel = eng.model.stepsRun;
+        job.cancel();
+      }
+    });
+    await expect(job.done).rejects.toMatchObject({ code: "ABORTED" });
+    expect(job.status).toBe("cancelled");
+    expect(eng.model.stepsRun - stepsAtCancel).toBeLessThanOrEqual(1);
+  });
+
+  it("cancel with keepFinishedOnCancel keeps the images finished before it", async () => {
+    const sd = await DiffusionModel.load({ model: "m" }, fakeEngine());
+    const job = sd.generate({ prompt: "x", width: 64, height: 64, steps: 3, count: 3, seed: 20, keepFinishedOnCancel: true });
+    job.on("progress", (p: ImageProgress) => {
+      if (p.stage === "diffusion" && p.imageIndex === 1 && p.step === 1) job.cancel("newLatents");
+    });
+    const imgs = await job.done;
+    expect(imgs.map((i) => i.seed)).toEqual([20, 21]);
+    expect(job.status).toBe("cancelled");
+    const ac = new AbortController();
+    ac.abort();
+    const pre = sd.generate({ prompt: "x", width: 64, height: 64, steps: 3, signal: ac.signal });
+    await expect(pre.done).rejects.toMatchObject({ code: "ABORTED" });
+  });
+
+  it("emits previews every intervalSteps", async () => {
+    const sd = await DiffusionModel.load({ model: "m" }, fakeEngine());
+    const job = sd.generate({ prompt: "x", width: 64, height: 64, steps: 6, preview: { mode: "proj", intervalSteps: 2 } });
+    const previews: number[] = [];
+    job.on("preview", (p: { step: number; image: RawImage }) => {
+      expect(p.image.width).toBe(64);
+      previews.push(p.step);
+    });
+    await job.done;
+    expect(previews).toEqual([2, 4, 6]);
+  });
+
+  it("img2img: the init image is checked and passed with a default strength", async () => {
+    const eng = fakeEngine();
+    const sd = await DiffusionModel.load({ model: "m" }, eng);
+    const init: RawImage = { data: new Uint8Array(64 * 64 * 3), width: 64, height: 64, channels: 3 };
+    await sd.generate({ prompt: "x", width: 64, height: 64, steps: 1, initImage: init }).done;
+    expect(eng.model.calls[0].strength).toBe(0.75);
+    expect(eng.model.calls[0].initImage).toBe(init);
+    expect(() => sd.generate({ prompt: "x", width: 64, height: 64, initImage: { ...init, width: 32 } })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => sd.generate({ prompt: "x", width: 64, height: 64, initImage: { ...init, data: new Uint8Array(5) } })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => sd.generate({ prompt: "x", width: 64, height: 64, mask: init })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+  });
+
+  it("bad options are INVALID_ARGUMENT, synchronously, and nothing runs", async () => {
+    const eng = fakeEngine();
+    const sd = await DiffusionModel.load({ model: "m" }, eng);
+    const bad: object[] = [
+      { prompt: "x", width: 100 },
+      { prompt: "x", width: 32 },
+      { prompt: "x", height: 8192 },
+      { prompt: "x", steps: 0 },
+      { prompt: "x", cfgScale: NaN },
+      { prompt: "x", sampler: "nope" },
+      { prompt: "x", scheduler: "nope" },
+      { prompt: "x", count: 0 },
+      { prompt: "x", seed: -2 },
+      { prompt: "x", strength: 2, initImage: { data: new Uint8Array(512 * 512 * 3), width: 512, height: 512, channels: 3 } },
+      { prompt: 5 },
+    ];
+    for (const o of bad) expect(() => sd.generate(o as never), JSON.stringify(o)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(eng.model.calls).toHaveLength(0);
+    await expect(DiffusionModel.load({} as never, eng)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  it("one generation at a time per process, in order, progress never crossed", async () => {
+    const m1 = new FakeModel(3);
+    const m2 = new FakeModel(3);
+    const a = await DiffusionModel.load({ model: "a" }, fakeEngine(m1));
+    const b = await DiffusionModel.load({ model: "b" }, fakeEngine(m2));
+    const order: string[] = [];
+    const j1 = a.generate({ prompt: "x", width: 64, height: 64, steps: 3, count: 2 });
+    const j2 = b.generate({ prompt: "x", width: 64, height: 64, steps: 5, count: 1 });
+    const j3 = a.generate({ prompt: "x", width: 64, height: 64, steps: 2, count: 1 });
+    j1.on("progress", (p: ImageProgress) => { expect(p.steps).toBe(3); expect(p.imageCount).toBe(2); });
+    j2.on("progress", (p: ImageProgress) => { expect(p.steps).toBe(5); expect(p.imageCount).toBe(1); });
+    for (const [name, j] of [["j1", j1], ["j2", j2], ["j3", j3]] as const) void j.done.then(() => order.push(name));
+    expect(j2.status).toBe("pending");
+    await Promise.all([j1.done, j2.done, j3.done]);
+    expect(order).toEqual(["j1", "j2", "j3"]);
+    expect(FakeModel.maxActive).toBe(1); // never two generations at once, across models
+  });
+
+  it("dispose waits for the running generation; use after dispose is DISPOSED", async () => {
+    const m = new FakeModel(5);
+    const sd = await DiffusionModel.load({ model: "m" }, fakeEngine(m));
+    const job = sd.generate({ prompt: "x", width: 64, height: 64, steps: 5 });
+    await sleep(1);
+    await sd.dispose();
+    expect(job.status).toBe("done");
+    expect(m.disposed).toBe(true);
+    expect(() => sd.generate({ prompt: "x" })).toThrow(expect.objectContaining({ code: "DISPOSED" }));
+  });
+
+  it("encodePng writes RGBA and grey too", async () => {
+    for (const channels of [1, 4] as const) {
+      const data = Uint8Array.from({ length: 8 * 2 * channels }, (_, i) => i % 256);
+      const d = decodePng(await encodePng({ data, width: 8, height: 2, channels }));
+      expect(d.channels).toBe(channels);
+      expect(Buffer.from(data).equals(d.data)).toBe(true);
+    }
+  });
+});
