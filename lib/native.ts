@@ -138,6 +138,21 @@ export function packageRoot(): string {
   }
 }
 
+/**
+ * Where the addon's files really are. Inside a packaged Electron app the
+ * package sits in `resources/app.asar/...`, but native binaries cannot load
+ * from an asar archive: packagers unpack them to `app.asar.unpacked/...`
+ * (electron-builder `asarUnpack`, Electron Forge's auto-unpack-natives), so
+ * that path is used when it exists.
+ */
+export function addonRoot(root: string): string {
+  const marker = `app.asar${path.sep}`;
+  const at = root.indexOf(marker);
+  if (at < 0) return root;
+  const unpacked = root.slice(0, at) + `app.asar.unpacked${path.sep}` + root.slice(at + marker.length);
+  return fs.existsSync(unpacked) ? unpacked : root;
+}
+
 let cached: NativeAddon | undefined;
 
 /**
@@ -150,7 +165,7 @@ export function native(): NativeAddon {
   const override = process.env.GENAI_NATIVE_ADDON;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const addon = (override ? require(override) : nodeGypBuild(packageRoot())) as NativeAddon;
+    const addon = (override ? require(override) : nodeGypBuild(addonRoot(packageRoot()))) as NativeAddon;
     // process.exit() while a generation runs: stop native threads before
     // exit() tears down the engine's statics under them.
     process.once("exit", () => addon.shutdown());

@@ -110,3 +110,29 @@ describe("package entry points", () => {
     expect(r.stdout.trim()).toBe("exiting");
   });
 });
+
+describe("Electron packaging", () => {
+  it("resolves the addon from an app's app.asar.unpacked copy and loads it from there", async () => {
+    const { addonRoot } = await import("../lib/native");
+    const base = fs.mkdtempSync(path.join(os.tmpdir(), "genai-asar-"));
+    try {
+      const packed = path.join(base, "resources", "app.asar", "node_modules", "genai-native");
+      const unpacked = path.join(base, "resources", "app.asar.unpacked", "node_modules", "genai-native");
+      // no unpacked copy: the path stays as it is
+      expect(addonRoot(packed)).toBe(packed);
+      fs.mkdirSync(path.join(unpacked, "build", "Release"), { recursive: true });
+      fs.copyFileSync(path.join(root, "package.json"), path.join(unpacked, "package.json"));
+      fs.copyFileSync(path.join(root, "build", "Release", "genai_native.node"), path.join(unpacked, "build", "Release", "genai_native.node"));
+      expect(addonRoot(packed)).toBe(unpacked);
+      expect(addonRoot(root)).toBe(root);
+      // node-gyp-build finds and loads the unpacked binary
+      const r = node(["-e", `const b = require(${JSON.stringify(require.resolve("node-gyp-build"))}); const p = b.resolve(${JSON.stringify(unpacked)}); const a = require(p); console.log(JSON.stringify({ p, ggml: a.versions().ggml }))`]);
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.p.startsWith(unpacked)).toBe(true);
+      expect(out.ggml).toBe("0.25.1");
+    } finally {
+      fs.rmSync(base, { recursive: true, force: true });
+    }
+  });
+});
