@@ -108,6 +108,18 @@ export interface NativeSystemInfo {
   versions: NativeVersions;
 }
 
+/** The stable-diffusion.cpp model handle (only in builds with the diffusion engine). */
+export interface NativeDiffusionHandle {
+  info(): { samplers: string[]; schedulers: string[]; defaultSampler: string; imageGeneration: boolean };
+  generate(
+    params: Record<string, unknown>,
+    onEvent: (e: Record<string, unknown>) => void,
+    cancel: NativeCancelToken,
+  ): Promise<{ data: Buffer; width: number; height: number; channels: number }[]>;
+  cancel(mode: "all" | "newLatents"): void;
+  dispose(): void;
+}
+
 export interface NativeAddon {
   CancelToken: new () => NativeCancelToken;
   loadModel(path: string, options: Record<string, unknown>, onProgress: ((fraction: number) => void) | undefined, cancel: NativeCancelToken): Promise<NativeModel>;
@@ -118,6 +130,8 @@ export interface NativeAddon {
   /** Cancels this thread's (env's) running jobs and waits, up to 5 s, for their native threads to finish. */
   shutdown(): void;
   capabilities: { llm: boolean; diffusion: boolean };
+  /** Present when capabilities.diffusion is true. */
+  loadDiffusionModel?(options: Record<string, unknown>, onProgress: ((fraction: number) => void) | undefined, cancel: NativeCancelToken): Promise<NativeDiffusionHandle>;
 }
 
 /** The package root: the nearest folder above this file whose package.json is genai-native's. */

@@ -8,6 +8,9 @@
 #include <set>
 
 #include "llama.h"
+#ifdef GENAI_WITH_DIFFUSION
+#include "diffusion/diffusion.h"
+#endif
 #include "llm/context.h"
 #include "llm/memory.h"
 #include "llm/model.h"
@@ -83,7 +86,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setLogLevel", Napi::Function::New(env, SetLogLevel, "setLogLevel"));
   Napi::Object caps = Napi::Object::New(env);
   caps.Set("llm", true);
+#ifdef GENAI_WITH_DIFFUSION
+  caps.Set("diffusion", true);
+  exports.Set("DiffusionHandle", DiffusionHandleInit(env));
+  exports.Set("loadDiffusionModel", Napi::Function::New(env, LoadDiffusionModel, "loadDiffusionModel"));
+#else
   caps.Set("diffusion", false);
+#endif
   exports.Set("capabilities", caps);
   return exports;
 }

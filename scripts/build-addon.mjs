@@ -28,3 +28,5 @@ const args = [cmakeJs, "build", "--directory", root, "--config", "Release", "--p
 if (target) args.push("--target", target);
 args.push(...extra);
 execFileSync(process.execPath, args, { stdio: "inherit", cwd: root, env });
+// both engines in one binary: no symbol may be defined twice
+if (!target) execFileSync(process.execPath, [path.join(root, "scripts", "check-symbols.mjs"), path.join(root, "build")], { stdio: "inherit", cwd: root });
