@@ -65,6 +65,15 @@ describe("package entry points", () => {
     expect(bad.stderr).toMatch(/INVALID_ARGUMENT/);
   });
 
+  it("genai-native image reports a missing engine or model with its code", async () => {
+    const { capabilities } = await import("../lib/index");
+    const r = node([cli, "image", "--model", path.join(root, "nope.gguf"), "--size", "64x64", "a cat"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(capabilities().diffusion ? /MODEL_NOT_FOUND/ : /ENGINE_UNAVAILABLE: .*git submodule update --init deps\/stable-diffusion\.cpp/);
+    const bad = node([cli, "image", "--model", "x.gguf", "--size", "big", "a cat"]);
+    expect(bad.stderr).toMatch(/INVALID_ARGUMENT/);
+  });
+
   it("worker_threads each load the addon with their own models", () => {
     const script = `
       const { Worker, isMainThread, parentPort } = require('node:worker_threads');

@@ -3,17 +3,24 @@
  * genai-native CLI.
  *   genai-native info [--json]
  *   genai-native complete [--model PATH] [--max-tokens N] [--temperature T] [--seed S] [--threads N] [--json] PROMPT
- * Text streams to stdout; the model-load progress bar goes to stderr.
+ *   genai-native image --model PATH [--steps N] [--size WxH] [--seed S] [--count N] [--cfg-scale X]
+ *                      [--sampler NAME] [--scheduler NAME] [-o out.png] PROMPT
+ * Text streams to stdout; progress bars go to stderr.
  */
 import { parseArgs } from "node:util";
 import { GenaiError, isGenaiError } from "../errors";
+import fs from "node:fs";
+import path from "node:path";
+import { DiffusionModel } from "../diffusion/model";
+import type { ImageProgress } from "../diffusion/progress";
 import { LlamaModel } from "../llm/model";
 import { resolveModel } from "../models/resolver";
 import { systemInfo } from "../system/index";
 
 const USAGE = `usage:
   genai-native info [--json]
-  genai-native complete [--model PATH] [--max-tokens N] [--temperature T] [--seed S] [--threads N] [--json] PROMPT`;
+  genai-native complete [--model PATH] [--max-tokens N] [--temperature T] [--seed S] [--threads N] [--json] PROMPT
+  genai-native image --model PATH [--steps N] [--size WxH] [--seed S] [--count N] [--cfg-scale X] [--sampler NAME] [--scheduler NAME] [-o out.png] PROMPT`;
 
 function formatBytes(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(0)} MiB`;
@@ -89,11 +96,68 @@ async function complete(args: string[]): Promise<void> {
   }
 }
 
+function stageBar(p: ImageProgress): void {
+  const width = 30;
+  const filled = Math.round((p.percent / 100) * width);
+  const what = p.stage === "diffusion" ? `image ${p.imageIndex + 1}/${p.imageCount} step ${p.step}/${p.steps}` : p.stage;
+  const eta = p.etaMs === undefined ? "" : ` eta ${(p.etaMs / 1000).toFixed(1)}s`;
+  process.stderr.write(`\r[${"#".repeat(filled)}${".".repeat(width - filled)}] ${p.percent.toFixed(0).padStart(3)}% ${what}${eta}\x1b[K`);
+}
+
+async function image(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      model: { type: "string" },
+      steps: { type: "string" },
+      size: { type: "string", default: "512x512" },
+      seed: { type: "string" },
+      count: { type: "string" },
+      "cfg-scale": { type: "string" },
+      sampler: { type: "string" },
+      scheduler: { type: "string" },
+      output: { type: "string", short: "o", default: "out.png" },
+    },
+  });
+  const prompt = positionals.join(" ");
+  if (!prompt) throw new GenaiError("INVALID_ARGUMENT", "image needs a PROMPT");
+  if (!values.model) throw new GenaiError("INVALID_ARGUMENT", "image needs --model PATH");
+  const m = /^(\d+)x(\d+)$/.exec(values.size ?? "");
+  if (!m) throw new GenaiError("INVALID_ARGUMENT", `--size must be WxH (got ${values.size})`);
+  const sd = await DiffusionModel.load({ model: values.model, onProgress: progressBar });
+  try {
+    const job = sd.generate({
+      prompt,
+      width: Number(m[1]),
+      height: Number(m[2]),
+      steps: num("steps", values.steps),
+      seed: num("seed", values.seed),
+      count: num("count", values.count),
+      cfgScale: num("cfg-scale", values["cfg-scale"]),
+      sampler: values.sampler,
+      scheduler: values.scheduler,
+    });
+    job.on("progress", stageBar);
+    const images = await job.done;
+    process.stderr.write("\n");
+    const out = values.output ?? "out.png";
+    images.forEach((img, i) => {
+      const file = images.length === 1 ? out : out.replace(/(\.png)?$/i, `-${i + 1}.png`);
+      fs.writeFileSync(file, img.png!);
+      process.stdout.write(`${path.resolve(file)} (${img.width}x${img.height}, seed ${img.seed})\n`);
+    });
+  } finally {
+    await sd.dispose();
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     if (cmd === "info") await info(rest.includes("--json"));
     else if (cmd === "complete") await complete(rest);
+    else if (cmd === "image") await image(rest);
     else {
       process.stderr.write(USAGE + "\n");
       return cmd === undefined || cmd === "--help" || cmd === "-h" ? 0 : 2;
