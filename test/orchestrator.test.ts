@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GenaiError, LlamaModel } from "../lib/index";
-import { ManagedLlama, Orchestrator, estimateLlamaFromMetadata, fitLlamaParams, measureLlamaMemory, type Holding, type ManagedResource, type OffloadEvent, type Residency } from "../lib/orchestrator/index";
+import { ManagedDiffusion, ManagedLlama, Orchestrator, estimateLlamaFromMetadata, fitLlamaParams, measureLlamaMemory, type Holding, type ManagedResource, type OffloadEvent, type Residency } from "../lib/orchestrator/index";
 import { storiesPath, THREADS } from "./helpers";
 
 /** A test double of an engine resource (e.g. a diffusion model): holds `weights` bytes on CPU when resident. */
@@ -324,5 +324,57 @@ describe("auto-fit", () => {
     expect(ctx.info.contextSize).toBe(fit.contextSize);
     await model.dispose();
     await expect(fitLlamaParams(stories, { budgets: { CPU: 1_000_000 } })).rejects.toMatchObject({ code: "OUT_OF_MEMORY" });
+  });
+});
+
+describe("ManagedDiffusion with the orchestrator (engine test double)", () => {
+  it("an image job loads the diffusion model after freeing the LLM's context, and the LLM comes back", async () => {
+    const fs = await import("node:fs");
+    const os = await import("node:os");
+    const path = await import("node:path");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "genai-sd-"));
+    const llm = await ManagedLlama.create({ id: "llm", modelPath: stories, context: { contextSize: 2048, threads: THREADS } });
+    const kv = llm.residentHoldings().filter((h) => h.kind !== "weights").reduce((s, h) => s + h.bytes, 0);
+    const weightsFile = path.join(dir, "sd.bin");
+    fs.writeFileSync(weightsFile, Buffer.alloc(Math.floor(kv / 2))); // the double's "model" size
+    let loads = 0;
+    const engine = {
+      available: true,
+      async load() {
+        loads++;
+        return {
+          samplers: ["euler_a"],
+          schedulers: ["discrete"],
+          memoryBytes: { CPU: fs.statSync(weightsFile).size },
+          async generate(p: { width: number; height: number; seed: number; count: number }) {
+            return Array.from({ length: p.count }, (_, i) => ({ data: new Uint8Array(p.width * p.height * 3).fill(p.seed + i), width: p.width, height: p.height, channels: 3 as const }));
+          },
+          dispose() {},
+        };
+      },
+    };
+    const sd = new ManagedDiffusion({ id: "sd", load: { model: weightsFile }, engine });
+    const orch = new Orchestrator({ budgets: { CPU: total(llm.residentHoldings()) + Math.floor(kv / 4) } });
+    orch.add(llm);
+    orch.add(sd);
+    const offloads: string[] = [];
+    orch.on("offload", (e: OffloadEvent) => offloads.push(`${e.resource}:${e.level}`));
+    try {
+      const t1 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.complete(P1, { temperature: 0, maxTokens: 30 }) }).promise;
+      const images = await orch.submit({ kind: "image", resource: sd, run: () => sd.model.generate({ prompt: "a dog", width: 64, height: 64, steps: 2, count: 2, seed: 5 }).done }).promise;
+      expect(images.map((i) => i.seed)).toEqual([5, 6]);
+      expect(loads).toBe(1);
+      expect(offloads[0]).toBe("llm:contextFreed");
+      await orch.queue.onIdle();
+      expect(offloads).toContain("sd:unloaded");
+      expect(llm.residency).toBe("resident");
+      expect(sd.residency).toBe("unloaded");
+      const t2 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.complete(P1 + t1.text + " Then", { temperature: 0, maxTokens: 10 }) }).promise;
+      expect(t2.timings.reusedTokens).toBeGreaterThan(10);
+    } finally {
+      orch.dispose();
+      await llm.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -5,3 +5,4 @@ export { estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes, type Llama
 export { JobQueue, PRIORITIES, type Priority, type QueuedJob } from "./queue";
 export { JobRegistry } from "./registry";
 export { fitLlamaParams, type FitOptions, type FitResult } from "./fit";
+export { ManagedDiffusion, type ManagedDiffusionOptions } from "./managed-diffusion";
