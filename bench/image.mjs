@@ -1,0 +1,111 @@
+#!/usr/bin/env node
+// npm run bench:image [-- --model PATH] [--size 256] [--steps 6] [--reps 3] [--threads N]
+// Seconds per sampling step of genai-native's diffusion engine vs
+// stable-diffusion.cpp's own sd-cli built from the same deps/ sources and
+// flags (`--target sd-cli`), same model, size, steps, sampler, seed, threads;
+// interleaved rounds, medians and the ratio. The per-step figure is the mean
+// of steps 2..n (step 1 includes graph setup in both).
+// Needs the engine (deps/stable-diffusion.cpp populated); otherwise it says so.
+import { execFileSync, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const require = createRequire(import.meta.url);
+const g = require(root);
+const { values: opt } = parseArgs({
+  options: {
+    model: { type: "string" },
+    size: { type: "string", default: "256" },
+    steps: { type: "string", default: "6" },
+    reps: { type: "string", default: "3" },
+    threads: { type: "string" },
+  },
+});
+if (!g.capabilities().diffusion) {
+  process.stdout.write(JSON.stringify({ skipped: true, reason: "this addon has no diffusion engine: git submodule update --init deps/stable-diffusion.cpp && npm run build:native" }) + "\n");
+  process.exit(0);
+}
+const size = Number(opt.size);
+const steps = Number(opt.steps);
+const reps = Number(opt.reps);
+const threads = Number(opt.threads ?? (os.availableParallelism?.() ?? os.cpus().length));
+let modelPath = opt.model;
+if (!modelPath) {
+  modelPath = path.join(root, "bench", "out", "random-sd15.gguf");
+  if (!fs.existsSync(modelPath)) {
+    fs.mkdirSync(path.dirname(modelPath), { recursive: true });
+    execFileSync(process.execPath, [path.join(root, "dist", "cjs", "tools", "gen-sd-model.js"), "--out", modelPath], { stdio: ["ignore", "ignore", "inherit"] });
+  }
+}
+const sdCli = path.join(root, "build", "bin", "sd-cli");
+if (!fs.existsSync(sdCli)) execFileSync("cmake", ["--build", path.join(root, "build"), "--target", "sd-cli", "--parallel", String(os.cpus().length)], { stdio: ["ignore", "ignore", "inherit"] });
+
+const common = { prompt: "a lighthouse on a cliff", width: size, height: size, steps, cfgScale: 7, sampler: "euler_a", scheduler: "discrete", seed: 42, count: 1 };
+const meanTail = (xs) => (xs.length > 1 ? xs.slice(1).reduce((s, x) => s + x, 0) / (xs.length - 1) : xs[0]);
+
+async function runAddon() {
+  const sd = await g.DiffusionModel.load({ model: modelPath, threads });
+  const job = sd.generate(common);
+  const stepAt = [];
+  job.on("progress", (p) => {
+    if (p.stage === "diffusion") stepAt.push(performance.now());
+  });
+  const t0 = performance.now();
+  await job.done;
+  const total = performance.now() - t0;
+  await sd.dispose();
+  const deltas = stepAt.slice(1).map((t, i) => (t - stepAt[i]) / 1000);
+  return { secondsPerStep: deltas.length ? deltas.reduce((s, x) => s + x, 0) / deltas.length : NaN, totalMs: total };
+}
+
+function runSdCli() {
+  const out = path.join(os.tmpdir(), `genai-bench-${process.pid}.png`);
+  const t0 = performance.now();
+  const r = spawnSync(sdCli, ["-m", modelPath, "-p", common.prompt, "-W", String(size), "-H", String(size), "--steps", String(steps), "--cfg-scale", "7", "--sampling-method", "euler_a", "--scheduler", "discrete", "-s", "42", "-t", String(threads), "-o", out], { encoding: "utf8", maxBuffer: 64 << 20 });
+  const total = performance.now() - t0;
+  fs.rmSync(out, { force: true });
+  if (r.status !== 0) throw new Error(`sd-cli failed: ${r.stderr.slice(-1500)}`);
+  // progress lines: "|====| k/n - 1.23s/it" or "- 4.56it/s"
+  const perStep = [];
+  for (const m of (r.stdout + r.stderr).matchAll(/(\d+)\/(\d+) - ([\d.]+)(s\/it|it\/s)/g)) {
+    if (Number(m[2]) !== steps) continue;
+    const v = Number(m[3]);
+    perStep[Number(m[1]) - 1] = m[4] === "s/it" ? v : 1 / v;
+  }
+  return { secondsPerStep: meanTail(perStep.filter((x) => x !== undefined)), totalMs: total };
+}
+
+const samples = { "genai-native": [], "sd-cli": [] };
+for (let i = 0; i < reps; i++) {
+  process.stderr.write(`[bench] round ${i + 1}/${reps}\n`);
+  samples["sd-cli"].push(runSdCli());
+  samples["genai-native"].push(await runAddon());
+}
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const ours = median(samples["genai-native"].map((s) => s.secondsPerStep));
+const theirs = median(samples["sd-cli"].map((s) => s.secondsPerStep));
+process.stdout.write(
+  JSON.stringify(
+    {
+      model: path.basename(modelPath),
+      size: `${size}x${size}`,
+      steps,
+      threads,
+      reps,
+      medianSecondsPerStep: { "genai-native": ours, "sd-cli": theirs },
+      // throughput ratio: ≥ 1 means genai-native is at least as fast
+      ratio: Number((theirs / ours).toFixed(3)),
+      samples,
+    },
+    null,
+    2,
+  ) + "\n",
+);
