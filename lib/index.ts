@@ -12,5 +12,5 @@ export { resolveModel, downloadModel, modelCacheDir, DEFAULT_MODEL, type KnownMo
 export { Orchestrator, ManagedLlama, ManagedDiffusion, JobQueue, JobRegistry, PRIORITIES, estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes, fitLlamaParams } from "./orchestrator/index";
 export type { OrchestratorOptions, SubmitOptions, OffloadEvent, RestoreEvent, ReserveEvent, LedgerDevice, ManagedLlamaOptions, ManagedDiffusionOptions, ManagedResource, Holding, HoldingKind, Residency, LlamaMemoryEstimate, Priority, QueuedJob, FitOptions, FitResult } from "./orchestrator/index";
 export type { DeviceMemory } from "./native";
-export { DiffusionModel, ImageJob, encodePng, nativeDiffusionEngine } from "./diffusion/index";
-export type { ImageGenerateOptions, GeneratedImage, ImageJobStatus, ImageProgress, ImageStage, DiffusionEngine, DiffusionLoadOptions, EngineModel, EngineEvent, EngineGenerateParams, EngineCancelToken, RawImage, LoraSpec } from "./diffusion/index";
+export { DiffusionModel, ImageJob, Upscaler, encodePng, nativeDiffusionEngine } from "./diffusion/index";
+export type { ImageGenerateOptions, GeneratedImage, ImageJobStatus, ImageProgress, ImageStage, DiffusionEngine, DiffusionLoadOptions, EngineModel, EngineEvent, EngineGenerateParams, EngineCancelToken, RawImage, LoraSpec, UpscalerLoadOptions, UpscaleOptions, UpscaledImage } from "./diffusion/index";

@@ -90,6 +90,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   caps.Set("diffusion", true);
   exports.Set("DiffusionHandle", DiffusionHandleInit(env));
   exports.Set("loadDiffusionModel", Napi::Function::New(env, LoadDiffusionModel, "loadDiffusionModel"));
+  exports.Set("UpscalerHandle", UpscalerHandleInit(env));
+  exports.Set("loadUpscaler", Napi::Function::New(env, LoadUpscaler, "loadUpscaler"));
 #else
   caps.Set("diffusion", false);
 #endif

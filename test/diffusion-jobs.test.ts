@@ -1,9 +1,9 @@
 // The image-job layer against a test double of the DiffusionEngine interface
-// (the real stable-diffusion.cpp engine is not built into this addon yet).
+// (the real engine's tests: diffusion-engine.test.ts).
 import zlib from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { capabilities } from "../lib/index";
-import { DiffusionModel, encodePng, type DiffusionEngine, type EngineEvent, type EngineGenerateParams, type EngineModel, type ImageProgress, type RawImage } from "../lib/diffusion/index";
+import { DiffusionModel, Upscaler, encodePng, type DiffusionEngine, type EngineEvent, type EngineGenerateParams, type EngineModel, type ImageProgress, type RawImage } from "../lib/diffusion/index";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -104,6 +104,8 @@ describe("diffusion engine availability", () => {
     const err = await DiffusionModel.load({ model: "sd.gguf" }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "ENGINE_UNAVAILABLE" });
     expect((err as Error).message).toMatch(/git submodule update --init deps\/stable-diffusion\.cpp/);
+    const up = await Upscaler.load({ model: "esrgan.gguf" }).catch((e: unknown) => e);
+    expect(up).toMatchObject({ code: "ENGINE_UNAVAILABLE" });
   });
 });
 

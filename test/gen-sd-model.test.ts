@@ -181,7 +181,7 @@ describe("generateRandomSd15Model (tiny, q8_0)", () => {
     expect(names.has("model.diffusion_model.output_blocks.7.1.norm.weight")).toBe(true);
   });
 
-  it("fills norms with 1, biases with 0 and weights with small finite values", async () => {
+  it("fills norms with 1, biases with 0 (log-variance −30) and weights with small finite values", async () => {
     const { tensorInfos, tensorDataOffset } = await gguf(file, { allowLocalFile: true });
     const buf = fs.readFileSync(file);
     const base = Number(tensorDataOffset);
@@ -194,6 +194,9 @@ describe("generateRandomSd15Model (tiny, q8_0)", () => {
     for (let i = 0; i < gn.n; i++) expect(buf.readFloatLE(gn.p + 4 * i)).toBe(1);
     const b = at("model.diffusion_model.out.2.bias");
     for (let i = 0; i < b.n; i++) expect(buf.readFloatLE(b.p + 4 * i)).toBe(0);
+    // the VAE encoder's log-variance channels: −30 (near-deterministic encoding, as in a trained VAE)
+    const qb = at("first_stage_model.quant_conv.bias");
+    expect(Array.from({ length: qb.n }, (_, i) => buf.readFloatLE(qb.p + 4 * i))).toEqual([0, 0, 0, 0, -30, -30, -30, -30]);
     const conv = at("model.diffusion_model.input_blocks.0.0.weight");
     let maxAbs = 0;
     for (let i = 0; i < conv.n; i++) maxAbs = Math.max(maxAbs, Math.abs(f16ToF32(buf.readUInt16LE(conv.p + 2 * i))));

@@ -70,8 +70,19 @@ export interface GeneratedImage {
 export type ImageJobStatus = "pending" | "running" | "done" | "error" | "cancelled";
 
 let jobCounter = 0;
-/** Process-wide: one generation at a time (sd.cpp's callbacks are global). */
+/** Process-wide: one sd.cpp operation at a time (its callbacks are global). */
 let generationChain: Promise<unknown> = Promise.resolve();
+
+/**
+ * Runs `fn` after every sd.cpp operation queued before it in this process
+ * (generations, upscales), and holds the next ones until it settles.
+ * @internal
+ */
+export function runExclusive<T>(fn: () => Promise<T>): Promise<T> {
+  const run = generationChain.then(() => undefined, () => undefined).then(fn);
+  generationChain = run.catch(() => undefined);
+  return run;
+}
 
 function checkImage(name: string, img: unknown, width: number, height: number, channels: readonly number[]): RawImage {
   const i = img as RawImage;
@@ -238,10 +249,8 @@ export class DiffusionModel implements AsyncDisposable {
         const onAbort = () => j.cancel("all");
         signal?.addEventListener("abort", onAbort, { once: true });
         if (signal?.aborted) j.cancel("all");
-        const turn = generationChain.then(() => undefined, () => undefined);
-        const run = turn.then(() => this.#run(j, model, params, output, keep));
-        generationChain = run.catch(() => undefined);
-        this.#running = generationChain;
+        const run = runExclusive(() => this.#run(j, model, params, output, keep));
+        this.#running = run.catch(() => undefined);
         try {
           return await run;
         } finally {

@@ -134,8 +134,15 @@ export interface GenerateSdResult {
   seconds: number;
 }
 
-/** How a tensor is filled: random ±scale, all ones (norm weights) or zeros (biases). */
-export type SdInit = "weight" | "one" | "zero";
+/**
+ * How a tensor is filled: random ±scale, all ones (norm weights), zeros
+ * (biases), or "logvar": the VAE's quant_conv bias, 0 for the 4 mean channels
+ * and −30 for the 4 log-variance channels, so that the encoder is (almost)
+ * deterministic like a trained SD VAE's (std = exp(−15) ≈ 3e-7 at sd.cpp's
+ * clamp of −30, src/model/vae/auto_encoder_kl.hpp) and img2img/inpainting
+ * results depend on the init image, not on encoder noise drawn from the seed.
+ */
+export type SdInit = "weight" | "one" | "zero" | "logvar";
 
 /** One tensor of the checkpoint: name, ggml shape (ne[0] first), type and fill. */
 export interface SdTensorSpec {
@@ -178,9 +185,9 @@ export function sd1TensorPlan(shape: Sd1Shape, type: SdWeightType = "q8_0"): SdT
     add(`${p}.weight`, [inF, outF], linType(inF), "weight");
     if (bias) add(`${p}.bias`, [outF], GgmlType.F32, "zero");
   };
-  const conv = (p: string, inC: number, outC: number, k: number): void => {
+  const conv = (p: string, inC: number, outC: number, k: number, biasInit: SdInit = "zero"): void => {
     add(`${p}.weight`, [k, k, inC, outC], convType, "weight");
-    add(`${p}.bias`, [outC], GgmlType.F32, "zero");
+    add(`${p}.bias`, [outC], GgmlType.F32, biasInit);
   };
   const norm = (p: string, c: number): void => {
     add(`${p}.weight`, [c], GgmlType.F32, "one");
@@ -293,7 +300,7 @@ export function sd1TensorPlan(shape: Sd1Shape, type: SdWeightType = "q8_0"): SdT
   resnet(`${v}.encoder.mid.block_2`, bin, bin);
   norm(`${v}.encoder.norm_out`, bin);
   conv(`${v}.encoder.conv_out`, bin, 2 * F.latentChannels, 3);
-  conv(`${v}.quant_conv`, 2 * F.latentChannels, 2 * F.latentChannels, 1);
+  conv(`${v}.quant_conv`, 2 * F.latentChannels, 2 * F.latentChannels, 1, "logvar");
   conv(`${v}.post_quant_conv`, F.latentChannels, F.latentChannels, 1);
   const dc = shape.vaeDecoderChannels;
   bin = dc * vm[vm.length - 1];
@@ -422,6 +429,7 @@ async function produceTensor(
       const m = Math.min(f.length, n - done);
       if (init === "one") f.fill(1, 0, m);
       else if (init === "zero") f.fill(0, 0, m);
+      else if (init === "logvar") for (let i = 0; i < m; i++) f[i] = done + i < n / 2 ? 0 : -30;
       else for (let i = 0; i < m; i++) f[i] = (rng() * U32_TO_UNIT - 1) * scale;
       await write(bytes.subarray(0, m * 4));
       done += m;

@@ -3,10 +3,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "diffusion/sd_ops.h"
 #include "stable-diffusion.h"
 #include "util/args.h"
 #include "util/errors.h"
@@ -18,134 +18,13 @@ namespace {
 
 struct SdModel {
   sd_ctx_t* ctx = nullptr;
+  bool vae_tiling = false;  // decode (and encode) the VAE in tiles to bound its compute memory
   ~SdModel() {
     if (ctx) free_sd_ctx(ctx);
   }
 };
 
-// The one sd.cpp operation running in this process, for the global callbacks.
-std::mutex g_sd_mu;
-struct ActiveOp {
-  ThreadJob* job = nullptr;
-  bool generating = false;
-  int image_index = -1;
-  int last_percent = -1;
-  bool decoding = false;
-  std::string errors;
-} g_op;
-
-Napi::Object Event(Napi::Env env, const char* type) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("type", type);
-  return o;
-}
-
-void OnProgress(int step, int steps, float, void*) {
-  ActiveOp& op = g_op;
-  if (!op.job || steps <= 0) return;
-  if (!op.generating) {  // model load: tensors read so far
-    int percent = static_cast<int>(100.0 * step / steps);
-    if (percent == op.last_percent) return;
-    op.last_percent = percent;
-    double f = static_cast<double>(step) / steps;
-    op.job->Post([f](Napi::Env env, Napi::Function cb) { cb.Call({Napi::Number::New(env, f)}); });
-    return;
-  }
-  if (op.decoding) return;  // VAE tiling progress
-  if (step == 0) {          // sampling of the next image starts
-    op.image_index++;
-    return;
-  }
-  int index = std::max(0, op.image_index);
-  op.job->Post([index, step, steps](Napi::Env env, Napi::Function cb) {
-    Napi::Object e = Event(env, "step");
-    e.Set("imageIndex", index);
-    e.Set("step", step);
-    e.Set("steps", steps);
-    cb.Call({e});
-  });
-}
-
-void OnLog(sd_log_level_t level, const char* text, void*) {
-  ActiveOp& op = g_op;
-  if (!text) return;
-  std::string line(text);
-  if (level >= SD_LOG_ERROR && op.errors.size() < 2000) op.errors += line;
-  if (op.job && op.generating && !op.decoding && line.find("decoding") != std::string::npos) {
-    op.decoding = true;
-    op.job->Post([](Napi::Env env, Napi::Function cb) {
-      Napi::Object e = Event(env, "stage");
-      e.Set("stage", "decoding");
-      e.Set("imageIndex", 0);
-      cb.Call({e});
-    });
-  }
-  if (level >= SD_LOG_ERROR && std::getenv("GENAI_NATIVE_LOG")) std::fputs(text, stderr);
-}
-
-void OnPreview(int step, int frame_count, sd_image_t* frames, bool, void*) {
-  ActiveOp& op = g_op;
-  if (!op.job || frame_count < 1 || !frames || !frames[0].data) return;
-  const sd_image_t& f = frames[0];
-  auto data = std::make_shared<std::vector<uint8_t>>(f.data, f.data + static_cast<size_t>(f.width) * f.height * f.channel);
-  int index = std::max(0, op.image_index);
-  uint32_t w = f.width, h = f.height, c = f.channel;
-  op.job->Post([data, index, step, w, h, c](Napi::Env env, Napi::Function cb) {
-    Napi::Object e = Event(env, "preview");
-    e.Set("imageIndex", index);
-    e.Set("step", step);
-    Napi::Object img = Napi::Object::New(env);
-    img.Set("data", Napi::Buffer<uint8_t>::Copy(env, data->data(), data->size()));
-    img.Set("width", w);
-    img.Set("height", h);
-    img.Set("channels", c);
-    e.Set("image", img);
-    cb.Call({e});
-  });
-}
-
-// Holds the process-wide lock and routes the callbacks for one operation.
-struct OpScope {
-  std::lock_guard<std::mutex> lock{g_sd_mu};
-  explicit OpScope(ThreadJob* job, bool generating) {
-    g_op = ActiveOp{};
-    g_op.job = job;
-    g_op.generating = generating;
-    sd_set_log_callback(OnLog, nullptr);
-    sd_set_progress_callback(OnProgress, nullptr);
-  }
-  ~OpScope() {
-    sd_set_preview_callback(nullptr, PREVIEW_NONE, 1, false, false, nullptr);
-    g_op.job = nullptr;
-  }
-};
-
 std::string OptString(Napi::Object o, const char* key) { return StringProp(o, key, ""); }
-
-struct RawImg {
-  std::vector<uint8_t> data;
-  uint32_t width = 0, height = 0, channels = 0;
-};
-
-RawImg ImageProp(Napi::Object o, const char* key, uint32_t width, uint32_t height, bool mask) {
-  RawImg r;
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return r;
-  Napi::Env env = o.Env();
-  if (!v.IsObject()) Throw(env, code::INVALID_ARGUMENT, std::string(key) + " must be an image object");
-  Napi::Object img = v.As<Napi::Object>();
-  Napi::Value d = img.Get("data");
-  if (!d.IsTypedArray() || d.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".data must be a Uint8Array");
-  auto arr = d.As<Napi::Uint8Array>();
-  r.width = static_cast<uint32_t>(IntProp(img, "width", 0, 1, 16384));
-  r.height = static_cast<uint32_t>(IntProp(img, "height", 0, 1, 16384));
-  r.channels = static_cast<uint32_t>(IntProp(img, "channels", 3, 1, 4));
-  if (r.width != width || r.height != height) Throw(env, code::INVALID_ARGUMENT, std::string(key) + " must be " + std::to_string(width) + "x" + std::to_string(height));
-  if (!mask && r.channels != 3 && r.channels != 4) Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".channels must be 3 or 4");
-  if (arr.ElementLength() != static_cast<size_t>(r.width) * r.height * r.channels) Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".data has the wrong length");
-  r.data.assign(arr.Data(), arr.Data() + arr.ElementLength());
-  return r;
-}
 
 class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
  public:
@@ -252,7 +131,7 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
     {
       OpScope scope(&job, true);
       sd_cancel_generation(m->ctx, SD_CANCEL_RESET);
-      if (r.preview != PREVIEW_NONE) sd_set_preview_callback(OnPreview, r.preview, r.preview_interval, true, false, nullptr);
+      scope.EnablePreview(r.preview, r.preview_interval);
       job.Post([](Napi::Env env, Napi::Function cb) {
         Napi::Object e = Event(env, "stage");
         e.Set("stage", "encoding");
@@ -281,22 +160,13 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
         p.init_image = sd_image_t{r.init.width, r.init.height, r.init.channels, const_cast<uint8_t*>(r.init.data.data())};
         p.strength = r.strength;
       }
+      p.vae_tiling_params.enabled = m->vae_tiling;
       if (!r.mask.data.empty()) p.mask_image = sd_image_t{r.mask.width, r.mask.height, r.mask.channels, const_cast<uint8_t*>(r.mask.data.data())};
       sd_image_t* out = nullptr;
       int n = 0;
       ok = generate_image(m->ctx, &p, &out, &n);
-      for (int i = 0; out && i < n; i++) {
-        if (!out[i].data) continue;
-        RawImg img;
-        img.width = out[i].width;
-        img.height = out[i].height;
-        img.channels = out[i].channel;
-        img.data.assign(out[i].data, out[i].data + static_cast<size_t>(img.width) * img.height * img.channels);
-        std::free(out[i].data);
-        images.push_back(std::move(img));
-      }
-      std::free(out);
-      errors = g_op.errors;
+      images = TakeImages(out, n);
+      errors = scope.Op().errors;
     }
     if (!ok && images.empty() && !job.cancel()->IsCancelled()) throw CodedError(code::BACKEND_ERROR, "stable-diffusion.cpp failed to generate: " + errors);
     for (size_t i = 0; i < images.size(); i++) {
@@ -308,19 +178,7 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
       });
     }
     auto shared = std::make_shared<std::vector<RawImg>>(std::move(images));
-    return [shared](Napi::Env env) -> Napi::Value {
-      Napi::Array arr = Napi::Array::New(env, shared->size());
-      for (size_t i = 0; i < shared->size(); i++) {
-        const RawImg& img = (*shared)[i];
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("data", Napi::Buffer<uint8_t>::Copy(env, img.data.data(), img.data.size()));
-        o.Set("width", img.width);
-        o.Set("height", img.height);
-        o.Set("channels", img.channels);
-        arr.Set(static_cast<uint32_t>(i), o);
-      }
-      return arr;
-    };
+    return [shared](Napi::Env env) -> Napi::Value { return ImagesToJs(env, *shared); };
   });
 }
 
@@ -345,8 +203,14 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
     std::string model, diffusion, vae, clip_l, clip_g, t5, taesd, wtype;
   } paths{OptString(o, "model"), OptString(o, "diffusionModel"), OptString(o, "vae"), OptString(o, "clipL"), OptString(o, "clipG"), OptString(o, "t5xxl"), OptString(o, "taesd"), OptString(o, "weightType")};
   if (paths.model.empty() && paths.diffusion.empty()) Throw(env, code::INVALID_ARGUMENT, "give model or diffusionModel");
-  for (const char* k : {"keepClipOnCpu", "keepVaeOnCpu", "offloadParamsToCpu", "vaeTiling"})
-    if (BoolProp(o, k, false)) Throw(env, code::INVALID_ARGUMENT, std::string(k) + " is not supported by this engine version yet");
+  // sd.cpp's module placement specs (examples/common/common.cpp maps its
+  // --clip-on-cpu / --vae-on-cpu / --offload-to-cpu flags the same way).
+  std::string backend, params_backend;
+  auto add = [](std::string& spec, const char* a) { spec = spec.empty() ? a : spec + "," + a; };
+  if (BoolProp(o, "keepClipOnCpu", false)) add(backend, "te=cpu");
+  if (BoolProp(o, "keepVaeOnCpu", false)) add(backend, "vae=cpu");
+  if (BoolProp(o, "offloadParamsToCpu", false)) add(params_backend, "*=cpu");
+  bool vae_tiling = BoolProp(o, "vaeTiling", false);
   int threads = static_cast<int>(IntProp(o, "threads", sd_get_num_physical_cores(), 1, 1024));
   bool fa = BoolProp(o, "flashAttention", false);
   sd_type_t wtype = SD_TYPE_COUNT;
@@ -357,7 +221,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   Napi::Function on_progress;
   if (info.Length() > 1 && info[1].IsFunction()) on_progress = info[1].As<Napi::Function>();
   auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
-  return ThreadJob::Start(env, "genai.diffusion.load", cancel, on_progress, [paths, threads, fa, wtype](ThreadJob& job) -> ThreadJob::ValueMaker {
+  return ThreadJob::Start(env, "genai.diffusion.load", cancel, on_progress, [paths, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
     for (const std::string* p : {&paths.model, &paths.diffusion, &paths.vae, &paths.clip_l, &paths.clip_g, &paths.t5, &paths.taesd}) {
       if (p->empty()) continue;
       FILE* f = std::fopen(p->c_str(), "rb");
@@ -365,6 +229,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
       std::fclose(f);
     }
     auto model = std::make_shared<SdModel>();
+    model->vae_tiling = vae_tiling;
     std::string errors;
     {
       OpScope scope(&job, false);
@@ -381,9 +246,15 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
       p.n_threads = threads;
       p.flash_attn = fa;
       p.enable_mmap = true;
+      // Read every weight now (progress reported), not lazily at the first
+      // generation: load() means resident, and a lazy load's progress would
+      // arrive during a generation looking like sampling steps.
+      p.eager_load = true;
+      p.backend = c(backend);
+      p.params_backend = c(params_backend);
       if (wtype != SD_TYPE_COUNT) p.wtype = wtype;
       model->ctx = new_sd_ctx(&p);
-      errors = g_op.errors;
+      errors = scope.Op().errors;
     }
     if (!model->ctx) throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load the model: " + errors);
     if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "diffusion model load was aborted");

@@ -1,0 +1,164 @@
+/**
+ * Upscaler: stable-diffusion.cpp's ESRGAN (RRDBNet, as in Real-ESRGAN) image
+ * upscaler, on a native thread.
+ *
+ *   const up = await Upscaler.load({ model: "RealESRGAN_x4plus.gguf" });
+ *   const big = await up.upscale(image.raw, 4);   // { png, width: 4w, height: 4h }
+ *
+ * An ESRGAN model has a fixed factor per pass (`scale`: 4 for
+ * RealESRGAN_x4plus, 2 for x2 models; sd.cpp reads it from the weights, see
+ * its src/model/upscaler/esrgan.hpp). `upscale(image, factor)` runs the model
+ * k times for factor = scale^k. Upscales share the process-wide sd.cpp turn
+ * with image generations: one runs at a time, in order.
+ */
+import { GenaiError, toGenaiError, wrapErrors } from "../errors";
+import { native, type NativeAddon, type NativeCancelToken } from "../native";
+import { optInt, optObject, optOneOf, optSignal, requireString } from "../validate";
+import type { RawImage } from "./engine";
+import { runExclusive } from "./model";
+import { ENGINE_HOWTO } from "./native-engine";
+import { encodePng } from "./png";
+
+/** Largest output side in pixels (also enforced in C++). */
+export const MAX_UPSCALED_SIDE = 16384;
+
+export interface UpscalerLoadOptions {
+  /** ESRGAN weights (GGUF, safetensors or .pth), e.g. RealESRGAN_x4plus. */
+  model: string;
+  /** CPU threads (default: physical cores). */
+  threads?: number;
+  /** Images larger than this many pixels per side are upscaled in tiles of this size, bounding memory (default 128; 0 = never tile). */
+  tileSize?: number;
+  signal?: AbortSignal;
+}
+
+export interface UpscaleOptions {
+  /** "png" (default), "raw" pixels, or "both". */
+  output?: "png" | "raw" | "both";
+  /** Aborting it stops the work between passes (sd.cpp cannot stop inside one) and rejects with ABORTED. */
+  signal?: AbortSignal;
+}
+
+export interface UpscaledImage {
+  png?: Buffer;
+  raw?: RawImage;
+  /** Pixels: the input's × factor. */
+  width: number;
+  height: number;
+}
+
+interface NativeUpscaler {
+  scale(): number;
+  upscale(args: { image: RawImage; passes: number }, cancel: NativeCancelToken): Promise<{ data: Buffer; width: number; height: number; channels: number }[]>;
+  dispose(): void;
+}
+
+type UpscalerAddon = NativeAddon & { loadUpscaler?(options: Record<string, unknown>, cancel: NativeCancelToken): Promise<NativeUpscaler> };
+
+function addon(): UpscalerAddon {
+  const a = native() as UpscalerAddon;
+  if (!a.capabilities.diffusion || typeof a.loadUpscaler !== "function") throw new GenaiError("ENGINE_UNAVAILABLE", ENGINE_HOWTO);
+  return a;
+}
+
+/** Runs `fn` with a native cancel token that `signal` cancels. */
+async function withToken<T>(a: UpscalerAddon, signal: AbortSignal | undefined, fn: (t: NativeCancelToken) => Promise<T>): Promise<T> {
+  const token = new a.CancelToken();
+  const onAbort = () => token.cancel();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await wrapErrors(() => fn(token));
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+export class Upscaler implements AsyncDisposable {
+  #handle: NativeUpscaler | undefined;
+  #running: Promise<unknown> = Promise.resolve();
+  readonly #addon: UpscalerAddon;
+
+  private constructor(a: UpscalerAddon, h: NativeUpscaler) {
+    this.#addon = a;
+    this.#handle = h;
+  }
+
+  /**
+   * Loads an ESRGAN model on a native thread.
+   * @throws GenaiError ENGINE_UNAVAILABLE (built without stable-diffusion.cpp), INVALID_ARGUMENT, MODEL_NOT_FOUND, INVALID_MODEL (not an ESRGAN file), ABORTED
+   */
+  static async load(options: UpscalerLoadOptions): Promise<Upscaler> {
+    const o = optObject("options", options);
+    const a = addon();
+    const model = requireString("model", o.model);
+    const threads = o.threads === undefined ? undefined : optInt("threads", o.threads, 1, 1, 1024);
+    const tileSize = optInt("tileSize", o.tileSize, 128, 0, 4096);
+    const signal = optSignal("signal", o.signal);
+    if (signal?.aborted) throw new GenaiError("ABORTED", "load aborted before it started");
+    const h = await runExclusive(() => withToken(a, signal, (t) => a.loadUpscaler!({ model, threads, tileSize }, t)));
+    return new Upscaler(a, h);
+  }
+
+  #h(): NativeUpscaler {
+    if (!this.#handle) throw new GenaiError("DISPOSED", "the upscaler has been disposed");
+    return this.#handle;
+  }
+
+  /** The model's factor per pass (1, 2 or 4). */
+  get scale(): number {
+    return this.#h().scale();
+  }
+
+  /**
+   * Upscales `image` by `factor` (default: the model's `scale`), which must be
+   * scale^k for k in 1..4 (e.g. 4 or 16 for an x4 model), with an output side
+   * of at most 16384 pixels. RGBA input loses its alpha (ESRGAN is RGB).
+   * @throws GenaiError INVALID_ARGUMENT (synchronously checked, the promise rejects), DISPOSED, ABORTED, BACKEND_ERROR
+   */
+  async upscale(image: RawImage, factor?: number, options: UpscaleOptions = {}): Promise<UpscaledImage> {
+    const h = this.#h();
+    const o = optObject("options", options);
+    const output = optOneOf("output", o.output, ["png", "raw", "both"] as const, "png");
+    const signal = optSignal("signal", o.signal);
+    const img = optObject("image", image) as unknown as RawImage;
+    if (!(img.data instanceof Uint8Array)) throw new GenaiError("INVALID_ARGUMENT", "image must be { data: Uint8Array, width, height, channels }");
+    const width = optInt("image.width", img.width, 0, 1, MAX_UPSCALED_SIDE);
+    const height = optInt("image.height", img.height, 0, 1, MAX_UPSCALED_SIDE);
+    if (img.channels !== 3 && img.channels !== 4) throw new GenaiError("INVALID_ARGUMENT", `image.channels must be 3 or 4 (got ${String(img.channels)})`);
+    if (img.data.length !== width * height * img.channels) throw new GenaiError("INVALID_ARGUMENT", `image.data has ${img.data.length} bytes, expected ${width * height * img.channels}`);
+    const scale = h.scale();
+    const f = factor === undefined ? scale : optInt("factor", factor, scale, 1, MAX_UPSCALED_SIDE);
+    let passes = 1;
+    while (passes < 4 && scale ** passes < f) passes++;
+    if (scale ** passes !== f) throw new GenaiError("INVALID_ARGUMENT", `factor must be a power of the model's scale ${scale} (${[1, 2, 3, 4].map((k) => scale ** k).filter((v, i, a) => a.indexOf(v) === i).join(", ")}); got ${f}`);
+    if (Math.max(width, height) * f > MAX_UPSCALED_SIDE) throw new GenaiError("INVALID_ARGUMENT", `the upscaled image would be ${width * f}×${height * f}; at most ${MAX_UPSCALED_SIDE} pixels per side`);
+    if (signal?.aborted) throw new GenaiError("ABORTED", "upscale aborted before it started");
+    const run = runExclusive(async () => {
+      const [out] = await withToken(this.#addon, signal, (t) => h.upscale({ image: { data: img.data, width, height, channels: img.channels }, passes }, t));
+      const raw: RawImage = { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength), width: out.width, height: out.height, channels: out.channels as RawImage["channels"] };
+      return {
+        png: output === "raw" ? undefined : await encodePng(raw),
+        raw: output === "png" ? undefined : raw,
+        width: raw.width,
+        height: raw.height,
+      };
+    });
+    this.#running = run.catch(() => undefined);
+    return run.catch((e: unknown) => {
+      throw toGenaiError(e);
+    });
+  }
+
+  /** Waits for a running upscale, then frees the model. Idempotent. */
+  async dispose(): Promise<void> {
+    const h = this.#handle;
+    if (!h) return;
+    this.#handle = undefined;
+    await this.#running;
+    h.dispose();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+}

@@ -1,0 +1,166 @@
+#include "diffusion/sd_ops.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+
+#include "util/args.h"
+#include "util/errors.h"
+
+namespace genai {
+
+namespace {
+
+std::mutex g_sd_mu;
+ActiveOp g_op;  // guarded by g_sd_mu (the callbacks run inside the holder's sd.cpp call)
+
+void OnProgress(int step, int steps, float, void*) {
+  ActiveOp& op = g_op;
+  if (!op.job || steps <= 0) return;
+  if (!op.generating) {  // model load: tensors read so far
+    int percent = static_cast<int>(100.0 * step / steps);
+    if (percent == op.last_percent) return;
+    op.last_percent = percent;
+    double f = static_cast<double>(step) / steps;
+    op.job->Post([f](Napi::Env env, Napi::Function cb) { cb.Call({Napi::Number::New(env, f)}); });
+    return;
+  }
+  if (op.decoding) return;  // VAE tiling progress
+  if (step == 0) {          // sampling of the next image starts
+    op.image_index++;
+    return;
+  }
+  int index = std::max(0, op.image_index);
+  op.job->Post([index, step, steps](Napi::Env env, Napi::Function cb) {
+    Napi::Object e = Event(env, "step");
+    e.Set("imageIndex", index);
+    e.Set("step", step);
+    e.Set("steps", steps);
+    cb.Call({e});
+  });
+}
+
+void OnLog(sd_log_level_t level, const char* text, void*) {
+  ActiveOp& op = g_op;
+  if (!text) return;
+  std::string line(text);
+  if (level >= SD_LOG_ERROR && op.errors.size() < 2000) op.errors += line;
+  if (op.job && op.generating && !op.decoding && line.find("decoding") != std::string::npos) {
+    op.decoding = true;
+    op.job->Post([](Napi::Env env, Napi::Function cb) {
+      Napi::Object e = Event(env, "stage");
+      e.Set("stage", "decoding");
+      e.Set("imageIndex", 0);
+      cb.Call({e});
+    });
+  }
+  if (level >= SD_LOG_ERROR && std::getenv("GENAI_NATIVE_LOG")) std::fputs(text, stderr);
+}
+
+void OnPreview(int step, int frame_count, sd_image_t* frames, bool, void*) {
+  ActiveOp& op = g_op;
+  if (!op.job || frame_count < 1 || !frames || !frames[0].data) return;
+  if (step % op.preview_interval != 0) return;  // sd.cpp (487de75c) stores the interval but calls back every step
+  const sd_image_t& f = frames[0];
+  auto data = std::make_shared<std::vector<uint8_t>>(f.data, f.data + static_cast<size_t>(f.width) * f.height * f.channel);
+  int index = std::max(0, op.image_index);
+  uint32_t w = f.width, h = f.height, c = f.channel;
+  op.job->Post([data, index, step, w, h, c](Napi::Env env, Napi::Function cb) {
+    Napi::Object e = Event(env, "preview");
+    e.Set("imageIndex", index);
+    e.Set("step", step);
+    Napi::Object img = Napi::Object::New(env);
+    img.Set("data", Napi::Buffer<uint8_t>::Copy(env, data->data(), data->size()));
+    img.Set("width", w);
+    img.Set("height", h);
+    img.Set("channels", c);
+    e.Set("image", img);
+    cb.Call({e});
+  });
+}
+
+}  // namespace
+
+OpScope::OpScope(ThreadJob* job, bool generating) {
+  g_sd_mu.lock();
+  g_op = ActiveOp{};
+  g_op.job = job;
+  g_op.generating = generating;
+  sd_set_log_callback(OnLog, nullptr);
+  sd_set_progress_callback(OnProgress, nullptr);
+}
+
+OpScope::~OpScope() {
+  sd_set_preview_callback(nullptr, PREVIEW_NONE, 1, false, false, nullptr);
+  g_op.job = nullptr;
+  g_sd_mu.unlock();
+}
+
+ActiveOp& OpScope::Op() { return g_op; }
+
+void OpScope::EnablePreview(preview_t mode, int interval) {
+  if (mode == PREVIEW_NONE) return;
+  g_op.preview_interval = interval > 0 ? interval : 1;
+  sd_set_preview_callback(OnPreview, mode, g_op.preview_interval, true, false, nullptr);
+}
+
+Napi::Object Event(Napi::Env env, const char* type) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("type", type);
+  return o;
+}
+
+RawImg ImageProp(Napi::Object o, const char* key, uint32_t width, uint32_t height, bool mask) {
+  RawImg r;
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return r;
+  Napi::Env env = o.Env();
+  if (!v.IsObject()) Throw(env, code::INVALID_ARGUMENT, std::string(key) + " must be an image object");
+  Napi::Object img = v.As<Napi::Object>();
+  Napi::Value d = img.Get("data");
+  if (!d.IsTypedArray() || d.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".data must be a Uint8Array");
+  auto arr = d.As<Napi::Uint8Array>();
+  r.width = static_cast<uint32_t>(IntProp(img, "width", 0, 1, 16384));
+  r.height = static_cast<uint32_t>(IntProp(img, "height", 0, 1, 16384));
+  r.channels = static_cast<uint32_t>(IntProp(img, "channels", 3, 1, 4));
+  if ((width && r.width != width) || (height && r.height != height))
+    Throw(env, code::INVALID_ARGUMENT, std::string(key) + " must be " + std::to_string(width) + "x" + std::to_string(height));
+  if (!mask && r.channels != 3 && r.channels != 4) Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".channels must be 3 or 4");
+  if (arr.ElementLength() != static_cast<size_t>(r.width) * r.height * r.channels) Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".data has the wrong length");
+  r.data.assign(arr.Data(), arr.Data() + arr.ElementLength());
+  return r;
+}
+
+std::vector<RawImg> TakeImages(sd_image_t* images, int n) {
+  std::vector<RawImg> out;
+  for (int i = 0; images && i < n; i++) {
+    if (!images[i].data) continue;
+    RawImg img;
+    img.width = images[i].width;
+    img.height = images[i].height;
+    img.channels = images[i].channel;
+    img.data.assign(images[i].data, images[i].data + static_cast<size_t>(img.width) * img.height * img.channels);
+    std::free(images[i].data);
+    out.push_back(std::move(img));
+  }
+  std::free(images);
+  return out;
+}
+
+Napi::Array ImagesToJs(Napi::Env env, const std::vector<RawImg>& images) {
+  Napi::Array arr = Napi::Array::New(env, images.size());
+  for (size_t i = 0; i < images.size(); i++) {
+    const RawImg& img = images[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("data", Napi::Buffer<uint8_t>::Copy(env, img.data.data(), img.data.size()));
+    o.Set("width", img.width);
+    o.Set("height", img.height);
+    o.Set("channels", img.channels);
+    arr.Set(static_cast<uint32_t>(i), o);
+  }
+  return arr;
+}
+
+}  // namespace genai

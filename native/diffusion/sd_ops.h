@@ -1,0 +1,62 @@
+// Process-wide plumbing shared by every stable-diffusion.cpp operation (model
+// load, generation, upscaling): sd.cpp's log/progress/preview callbacks are
+// global, so one operation runs at a time in the process (OpScope holds the
+// lock) and the callbacks are routed to that operation's ThreadJob.
+// Also: raw images crossing the JS boundary.
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "stable-diffusion.h"
+#include "util/jobs.h"
+
+namespace genai {
+
+// What the callbacks know about the running operation.
+struct ActiveOp {
+  ThreadJob* job = nullptr;
+  bool generating = false;  // false: a load (progress = tensors read, as a fraction)
+  int image_index = -1;
+  int last_percent = -1;
+  bool decoding = false;
+  int preview_interval = 1;
+  std::string errors;  // sd.cpp's error lines, for the typed error's message
+};
+
+// Takes the process-wide sd.cpp lock and routes the callbacks to `job` for
+// its lifetime. `Op()` is the running operation's state (valid inside a scope).
+class OpScope {
+ public:
+  OpScope(ThreadJob* job, bool generating);
+  ~OpScope();
+  OpScope(const OpScope&) = delete;
+  OpScope& operator=(const OpScope&) = delete;
+  ActiveOp& Op();
+  // Sends previews of every `interval` steps of this generation to the job.
+  void EnablePreview(preview_t mode, int interval);
+};
+
+// Raw pixels, row-major, 8 bits per channel.
+struct RawImg {
+  std::vector<uint8_t> data;
+  uint32_t width = 0, height = 0, channels = 0;
+};
+
+// An event object { type } for the job's JS callback.
+Napi::Object Event(Napi::Env env, const char* type);
+
+// o[key] as { data: Uint8Array, width, height, channels } (absent: empty
+// image). Width/height must equal `width`/`height` when those are non-zero;
+// channels 3 or 4 (1..4 for a mask); data.length = width × height × channels.
+RawImg ImageProp(Napi::Object o, const char* key, uint32_t width, uint32_t height, bool mask);
+
+// Moves sd.cpp's malloc'd images into RawImgs and frees them (and the array).
+std::vector<RawImg> TakeImages(sd_image_t* images, int n);
+
+// [{ data: Buffer, width, height, channels }] on the JS thread.
+Napi::Array ImagesToJs(Napi::Env env, const std::vector<RawImg>& images);
+
+}  // namespace genai

@@ -1,0 +1,136 @@
+// Upscaler's native half: stable-diffusion.cpp's ESRGAN (RRDBNet) upscaler.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "diffusion/diffusion.h"
+#include "diffusion/sd_ops.h"
+#include "stable-diffusion.h"
+#include "util/args.h"
+#include "util/errors.h"
+#include "util/jobs.h"
+
+namespace genai {
+
+namespace {
+
+struct SdUpscaler {
+  upscaler_ctx_t* ctx = nullptr;
+  int scale = 1;  // the model's own factor per pass (ESRGAN: 1, 2 or 4)
+  ~SdUpscaler() {
+    if (ctx) free_upscaler_ctx(ctx);
+  }
+};
+
+class UpscalerHandle : public Napi::ObjectWrap<UpscalerHandle> {
+ public:
+  explicit UpscalerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UpscalerHandle>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) Throw(info.Env(), code::INVALID_ARGUMENT, "UpscalerHandle is created by loadUpscaler()");
+    model_ = *info[0].As<Napi::External<std::shared_ptr<SdUpscaler>>>().Data();
+  }
+
+  std::shared_ptr<SdUpscaler> Model(Napi::Env env) {
+    if (!model_) Throw(env, code::DISPOSED, "the upscaler has been disposed");
+    return model_;
+  }
+
+  Napi::Value Scale(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), Model(info.Env())->scale); }
+
+  // upscale(image, passes, cancelToken) -> Promise<[{ data, width, height, channels }]>:
+  // `passes` runs of the model, each multiplying the sides by its scale. sd.cpp
+  // cannot stop inside a pass; a cancel takes effect between passes.
+  Napi::Value Upscale(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto m = Model(env);
+    Napi::Object args = ObjectArg(info, 0, "args");
+    RawImg input = ImageProp(args, "image", 0, 0, false);
+    if (input.data.empty()) Throw(env, code::INVALID_ARGUMENT, "image is required");
+    int passes = static_cast<int>(IntProp(args, "passes", 1, 1, 4));
+    uint64_t out_side = std::max(input.width, input.height);
+    for (int i = 0; i < passes; i++) out_side *= static_cast<uint64_t>(m->scale);
+    if (out_side > 16384) Throw(env, code::INVALID_ARGUMENT, "the upscaled image would be wider or taller than 16384 pixels");
+    auto cancel = CancelToken::From(info.Length() > 1 ? info[1] : env.Undefined());
+    return ThreadJob::Start(env, "genai.diffusion.upscale", cancel, Napi::Function(), [m, input = std::move(input), passes](ThreadJob& job) -> ThreadJob::ValueMaker {
+      RawImg img = input;
+      if (img.channels == 4) {  // ESRGAN takes RGB: drop alpha
+        RawImg rgb;
+        rgb.width = img.width;
+        rgb.height = img.height;
+        rgb.channels = 3;
+        rgb.data.resize(static_cast<size_t>(img.width) * img.height * 3);
+        for (size_t p = 0, n = static_cast<size_t>(img.width) * img.height; p < n; p++)
+          for (int c = 0; c < 3; c++) rgb.data[p * 3 + c] = img.data[p * 4 + c];
+        img = std::move(rgb);
+      }
+      for (int i = 0; i < passes; i++) {
+        if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "upscaling was aborted");
+        std::string errors;
+        std::vector<RawImg> out;
+        {
+          OpScope scope(&job, false);
+          sd_image_t* res = nullptr;
+          int n = 0;
+          bool ok = upscale(m->ctx, sd_image_t{img.width, img.height, img.channels, img.data.data()}, static_cast<uint32_t>(m->scale), &res, &n);
+          out = TakeImages(res, n);
+          if (!ok || out.empty()) errors = scope.Op().errors.empty() ? "no output" : scope.Op().errors;
+        }
+        if (!errors.empty()) throw CodedError(code::BACKEND_ERROR, "stable-diffusion.cpp failed to upscale: " + errors);
+        img = std::move(out[0]);
+      }
+      auto shared = std::make_shared<std::vector<RawImg>>();
+      shared->push_back(std::move(img));
+      return [shared](Napi::Env env) -> Napi::Value { return ImagesToJs(env, *shared); };
+    });
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    model_.reset();
+    return info.Env().Undefined();
+  }
+
+ private:
+  std::shared_ptr<SdUpscaler> model_;
+};
+
+}  // namespace
+
+Napi::Function UpscalerHandleInit(Napi::Env env) {
+  Napi::Function f = UpscalerHandle::DefineClass(env, "UpscalerHandle",
+                                                 {
+                                                     UpscalerHandle::InstanceMethod<&UpscalerHandle::Scale>("scale"),
+                                                     UpscalerHandle::InstanceMethod<&UpscalerHandle::Upscale>("upscale"),
+                                                     UpscalerHandle::InstanceMethod<&UpscalerHandle::Dispose>("dispose"),
+                                                 });
+  Data(env).upscaler_ctor = Napi::Persistent(f);
+  return f;
+}
+
+Napi::Value LoadUpscaler(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = ObjectArg(info, 0, "options");
+  std::string path = StringProp(o, "model", "");
+  if (path.empty()) Throw(env, code::INVALID_ARGUMENT, "model (an ESRGAN file) is required");
+  int threads = static_cast<int>(IntProp(o, "threads", sd_get_num_physical_cores(), 1, 1024));
+  int tile = static_cast<int>(IntProp(o, "tileSize", 128, 0, 4096));
+  auto cancel = CancelToken::From(info.Length() > 1 ? info[1] : env.Undefined());
+  return ThreadJob::Start(env, "genai.diffusion.loadUpscaler", cancel, Napi::Function(), [path, threads, tile](ThreadJob& job) -> ThreadJob::ValueMaker {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) throw CodedError(code::MODEL_NOT_FOUND, "model file not found: " + path);
+    std::fclose(f);
+    auto model = std::make_shared<SdUpscaler>();
+    std::string errors;
+    {
+      OpScope scope(&job, false);
+      model->ctx = new_upscaler_ctx(path.c_str(), false, threads, tile, nullptr, nullptr);
+      if (model->ctx) model->scale = get_upscale_factor(model->ctx);
+      errors = scope.Op().errors;
+    }
+    if (!model->ctx) throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load the ESRGAN model: " + errors);
+    if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "upscaler load was aborted");
+    return [model](Napi::Env env) -> Napi::Value {
+      return Data(env).upscaler_ctor.New({Napi::External<std::shared_ptr<SdUpscaler>>::New(env, new std::shared_ptr<SdUpscaler>(model), [](Napi::Env, std::shared_ptr<SdUpscaler>* p) { delete p; })});
+    };
+  });
+}
+
+}  // namespace genai
