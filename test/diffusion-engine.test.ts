@@ -13,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { capabilities } from "../lib/index";
 import { DiffusionModel, Upscaler, type GeneratedImage, type ImageProgress, type RawImage } from "../lib/diffusion/index";
 import { ENGINE_HOWTO } from "../lib/diffusion/native-engine";
+import { LlamaModel } from "../lib/llm/model";
+import { ManagedDiffusion, ManagedLlama, Orchestrator, type OffloadEvent } from "../lib/orchestrator/index";
 import { generateRandomEsrganModel } from "../lib/tools/gen-esrgan-model";
 import { generateRandomSd15Model } from "../lib/tools/gen-sd-model";
 import { storiesPath, tempDir, THREADS } from "./helpers";
@@ -211,6 +213,44 @@ describe.skipIf(!available)(title, () => {
     // "newLatents" finishes the image being sampled (index 1) and skips the third
     expect(images.map((i) => i.seed)).toEqual([1233, 1234]);
     expect(same(images[1], first)).toBe(true);
+  });
+
+  it("orchestrator: an image job frees the LLM's context, runs on the real engine, and the conversation continues token-exact", async () => {
+    const stories = await storiesPath();
+    const P1 = "Once upon a time, there was a little dog named Max.";
+    // the conversation without any free/restore cycle
+    const ref = await LlamaModel.load(stories);
+    const refCtx = await ref.createContext({ contextSize: 2048, threads: THREADS });
+    const turn1 = (await refCtx.complete(P1, { temperature: 0, maxTokens: 40 })).text;
+    const turn2 = (await refCtx.complete(P1 + turn1 + " Then", { temperature: 0, maxTokens: 40 })).text;
+    await ref.dispose();
+
+    const llm = await ManagedLlama.create({ id: "llm", modelPath: stories, context: { contextSize: 2048, threads: THREADS } });
+    const image = new ManagedDiffusion({ id: "sd", load: { model: modelFile, threads: THREADS } });
+    const sum = (hs: { bytes: number }[]) => hs.reduce((a, h) => a + h.bytes, 0);
+    const kv = sum(llm.residentHoldings().filter((h) => h.kind !== "weights"));
+    const llmWeights = sum(llm.residentHoldings().filter((h) => h.kind === "weights"));
+    // room for the LLM's weights and the image model, not for the LLM's context as well
+    const orch = new Orchestrator({ budgets: { CPU: llmWeights + sum(image.residentHoldings()) + Math.floor(kv / 2) } });
+    orch.add(llm);
+    orch.add(image);
+    const offloads: string[] = [];
+    orch.on("offload", (e: OffloadEvent) => offloads.push(`${e.resource}:${e.level}`));
+    try {
+      const t1 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.complete(P1, { temperature: 0, maxTokens: 40 }) }).promise;
+      expect(t1.text).toBe(turn1);
+      const images = await orch.submit({ kind: "image", resource: image, run: () => image.model.generate({ ...base, seed: 1234 }).done }).promise;
+      expect(same(images[0], first)).toBe(true);
+      expect(offloads[0]).toBe("llm:contextFreed");
+      await orch.queue.onIdle();
+      const t2 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.complete(P1 + t1.text + " Then", { temperature: 0, maxTokens: 40 }) }).promise;
+      expect(t2.text).toBe(turn2);
+      expect(t2.timings.reusedTokens).toBeGreaterThan(10); // the KV state came back: turn 1 was not decoded again
+    } finally {
+      orch.dispose();
+      await llm.dispose();
+      await image.dispose();
+    }
   });
 
   describe("ESRGAN upscaler (random-weight RRDBNet)", () => {
