@@ -42,7 +42,7 @@ if (!modelPath) {
     execFileSync(process.execPath, [path.join(root, "dist", "cjs", "tools", "gen-sd-model.js"), "--out", modelPath], { stdio: ["ignore", "ignore", "inherit"] });
   }
 }
-const sdCli = path.join(root, "build", "bin", "sd-cli");
+const sdCli = path.join(root, "build", "Release", "sd-cli"); // beside the addon and its backend modules
 if (!fs.existsSync(sdCli)) execFileSync("cmake", ["--build", path.join(root, "build"), "--target", "sd-cli", "--parallel", String(os.cpus().length)], { stdio: ["ignore", "ignore", "inherit"] });
 
 const common = { prompt: "a lighthouse on a cliff", width: size, height: size, steps, cfgScale: 7, sampler: "euler_a", scheduler: "discrete", seed: 42, count: 1 };

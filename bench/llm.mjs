@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run bench:llm [-- --model PATH] [--generated medium|tiny] [--threads N] [--pp 512] [--tg 128]
-//                   [--reps 5] [--no-peers] [--device cpu]
+//                   [--reps 5] [--no-peers] [--device cpu|vulkan|cuda|metal|Vulkan0]
 // Prompt processing (pp) and generation (tg) tokens/s of genai-native vs
 // llama.cpp's own llama-bench (built from the same deps/llama.cpp, same flags)
 // and vs node-llama-cpp (its npm prebuilt), on the same model and threads.
@@ -27,7 +27,9 @@ const { values: opt } = parseArgs({
     device: { type: "string", default: "cpu" },
   },
 });
-if (opt.device !== "cpu") throw new Error(`--device ${opt.device}: this build has the CPU backend only (GPU backends: issue 5)`);
+// --device cpu | vulkan | cuda | metal | a device name (Vulkan0): every runner
+// puts all layers there (llama-bench -dev/-ngl, node-llama-cpp gpu: <backend>).
+const device = opt.device.toLowerCase();
 const threads = Number(opt.threads ?? (os.availableParallelism?.() ?? os.cpus().length));
 const pp = Number(opt.pp);
 const tg = Number(opt.tg);
@@ -52,7 +54,7 @@ const summary = await g.readGgufSummary(modelPath);
 
 // --- llama-bench from the same sources and flags
 function llamaBenchPath() {
-  const find = () => ["build/bin/llama-bench", "build/tools/llama-bench/llama-bench"].map((p) => path.join(root, p)).find((p) => fs.existsSync(p));
+  const find = () => ["build/Release/llama-bench"].map((p) => path.join(root, p)).find((p) => fs.existsSync(p));
   if (!find()) {
     log("[bench] building llama-bench from deps/llama.cpp (same CMake flags as the addon)");
     execFileSync(process.execPath, [path.join(root, "scripts", "build-addon.mjs"), "--target", "llama-bench"], { stdio: ["ignore", "ignore", "inherit"] });
@@ -84,14 +86,21 @@ function runJson(cmd, args) {
   return JSON.parse(r.stdout.trim().startsWith("[") ? r.stdout : line);
 }
 
+// the device name(s) llama-bench takes for --device (ggml's names: CUDA0, Vulkan0, MTL0)
+await g.initBackends();
+const gpuDevices = g.systemInfo().devices.filter((d) => d.type !== "cpu");
+const benchDevices = device === "cpu" ? [] : gpuDevices.filter((d) => d.name.toLowerCase() === device || d.backend.toLowerCase() === device || (device === "metal" && d.backend === "MTL"));
+if (device !== "cpu" && !benchDevices.length) throw new Error(`--device ${opt.device}: no such device here (${gpuDevices.map((d) => d.name).join(", ") || "CPU only"}); see \`genai-native info\``);
+const devArgs = device === "cpu" ? ["-dev", "none", "-ngl", "0"] : ["-dev", benchDevices.map((d) => d.name).join("/"), "-ngl", "999"];
+
 function runLlamaBench() {
-  const res = runJson(llamaBench, ["-m", modelPath, "-p", String(pp), "-n", String(tg), "-t", String(threads), "-b", String(pp), "-ub", String(Math.min(pp, 512)), "-fa", "0", "-ngl", "0", "-r", "1", "-o", "json"]);
+  const res = runJson(llamaBench, ["-m", modelPath, "-p", String(pp), "-n", String(tg), "-t", String(threads), "-b", String(pp), "-ub", String(Math.min(pp, 512)), "-fa", "0", ...devArgs, "-r", "1", "-o", "json"]);
   const ppRow = res.find((r) => r.n_prompt === pp && r.n_gen === 0);
   const tgRow = res.find((r) => r.n_gen === tg && r.n_prompt === 0);
   return { ppTokensPerSec: ppRow.avg_ts, tgTokensPerSec: tgRow.avg_ts };
 }
 
-const runnerArgs = JSON.stringify({ root, model: modelPath, threads, pp, tg, peers, vocab: summary.vocabSize });
+const runnerArgs = JSON.stringify({ root, model: modelPath, threads, pp, tg, peers, vocab: summary.vocabSize, device, nlcGpu: device === "cpu" ? false : (benchDevices[0]?.backend.toLowerCase().replace("mtl", "metal") ?? false) });
 const runAddon = () => runJson(process.execPath, [path.join(root, "bench", "runners", "addon.mjs"), runnerArgs]);
 const runPeer = () => runJson(process.execPath, [path.join(root, "bench", "runners", "node-llama-cpp.mjs"), runnerArgs]);
 
@@ -137,7 +146,7 @@ function ratios(m) {
 }
 const result = {
   model: { path: path.basename(modelPath), parameters: summary.parameterCount, fileBytes: summary.fileBytes, architecture: summary.architecture },
-  device: "cpu",
+  device: device === "cpu" ? "cpu" : benchDevices.map((d) => `${d.name} (${d.description})`).join(", "),
   cpu: os.cpus()[0]?.model,
   threads,
   pp,

@@ -50,13 +50,14 @@ if (!modelPath) {
 const contextSize = Math.max(4096, convTokens + 512);
 
 // --- llama-server from the same sources
-const serverBin = ["build/bin/llama-server"].map((p) => path.join(root, p)).find((p) => fs.existsSync(p));
+// beside the addon, where its backend modules are (CMakeLists.txt puts every tool there)
+const serverBin = ["build/Release/llama-server"].map((p) => path.join(root, p)).find((p) => fs.existsSync(p));
 if (!serverBin) {
   log("[bench] building llama-server (cmake -DGENAI_BENCH_SERVER=ON, --target llama-server)");
   execFileSync("cmake", [path.join(root, "build"), "-DGENAI_BENCH_SERVER=ON"], { stdio: ["ignore", "ignore", "inherit"] });
   execFileSync("cmake", ["--build", path.join(root, "build"), "--target", "llama-server", "--parallel", String(os.cpus().length)], { stdio: ["ignore", "ignore", "inherit"] });
 }
-const server = path.join(root, "build", "bin", "llama-server");
+const server = path.join(root, "build", "Release", "llama-server");
 
 // --- a conversation of about `convTokens` tokens
 const model0 = await g.LlamaModel.load(modelPath);

@@ -130,6 +130,12 @@ export interface NativeAddon {
   /** Cancels this thread's (env's) running jobs and waits, up to 5 s, for their native threads to finish. */
   shutdown(): void;
   capabilities: { llm: boolean; diffusion: boolean };
+  /** The folder the .node file was loaded from (its shared libraries and backend modules are there). */
+  addonDir: string;
+  /** Registers a ggml backend module (process-wide, idempotent). @throws BACKEND_ERROR when it does not load */
+  loadBackend(path: string): { name: string; path: string; devices: string[] };
+  /** The backend modules registered so far. */
+  backendModules(): { name: string; path: string }[];
   /** Present when capabilities.diffusion is true. */
   loadDiffusionModel?(options: Record<string, unknown>, onProgress: ((fraction: number) => void) | undefined, cancel: NativeCancelToken): Promise<NativeDiffusionHandle>;
 }
@@ -168,6 +174,40 @@ export function addonRoot(root: string): string {
 }
 
 let cached: NativeAddon | undefined;
+let cachedPath: string | undefined;
+
+/**
+ * The folder of an installed optional package `@genai-native/<name>` (the
+ * per-platform binary packages, see README "Prebuilt binaries"), its
+ * app.asar.unpacked copy inside an Electron app; undefined when not installed.
+ */
+export function platformPackageDir(name: string): string | undefined {
+  try {
+    return addonRoot(path.dirname(require.resolve(`@genai-native/${name}/package.json`)));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The .node file `native()` loads: GENAI_NATIVE_ADDON; else, by
+ * node-gyp-build's rules, this package's build/Release or its
+ * prebuilds/<platform>-<arch>; else the prebuilds of the optional package
+ * `@genai-native/<platform>-<arch>`.
+ * @throws Error when there is none
+ */
+export function nativeAddonPath(): string {
+  if (cachedPath) return cachedPath;
+  if (process.env.GENAI_NATIVE_ADDON) return (cachedPath = process.env.GENAI_NATIVE_ADDON);
+  try {
+    cachedPath = nodeGypBuild.resolve(addonRoot(packageRoot()));
+  } catch (e) {
+    const pkg = platformPackageDir(`${process.platform}-${process.arch}`);
+    if (!pkg) throw e;
+    cachedPath = nodeGypBuild.resolve(pkg);
+  }
+  return cachedPath;
+}
 
 /**
  * The addon, loaded once per thread. `GENAI_NATIVE_ADDON` may name a .node
@@ -176,10 +216,9 @@ let cached: NativeAddon | undefined;
  */
 export function native(): NativeAddon {
   if (cached) return cached;
-  const override = process.env.GENAI_NATIVE_ADDON;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const addon = (override ? require(override) : nodeGypBuild(addonRoot(packageRoot()))) as NativeAddon;
+    const addon = require(nativeAddonPath()) as NativeAddon;
     // process.exit() while a generation runs: stop native threads before
     // exit() tears down the engine's statics under them.
     process.once("exit", () => addon.shutdown());

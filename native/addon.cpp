@@ -14,6 +14,7 @@
 #include "llm/context.h"
 #include "llm/memory.h"
 #include "llm/model.h"
+#include "system/backends.h"
 #include "system/system.h"
 #include "util/jobs.h"
 
@@ -55,11 +56,21 @@ void Cleanup(void* arg) {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  static std::string init_error;
   std::call_once(g_backend_once, [] {
     InstallLogger();
+    // the CPU module first: llama_backend_init() would otherwise make ggml
+    // scan the node binary's folder and the working directory for modules
+    try {
+      LoadCpuBackend(AddonDir());
+    } catch (const std::exception& e) {
+      init_error = e.what();
+      return;
+    }
     llama_backend_init();
     std::atexit(CancelEverythingAtExit);
   });
+  if (!init_error.empty()) Throw(env, code::ENGINE_UNAVAILABLE, init_error);
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
   {
@@ -82,6 +93,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("estimateMemory", Napi::Function::New(env, EstimateMemory, "estimateMemory"));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));
   exports.Set("versions", Napi::Function::New(env, Versions, "versions"));
+  exports.Set("loadBackend", Napi::Function::New(env, LoadBackend, "loadBackend"));
+  exports.Set("backendModules", Napi::Function::New(env, BackendModules, "backendModules"));
+  exports.Set("addonDir", Napi::String::New(env, AddonDir()));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
   exports.Set("setLogLevel", Napi::Function::New(env, SetLogLevel, "setLogLevel"));
   Napi::Object caps = Napi::Object::New(env);

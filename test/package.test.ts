@@ -131,14 +131,21 @@ describe("Electron packaging", () => {
       expect(addonRoot(packed)).toBe(packed);
       fs.mkdirSync(path.join(unpacked, "build", "Release"), { recursive: true });
       fs.copyFileSync(path.join(root, "package.json"), path.join(unpacked, "package.json"));
-      fs.copyFileSync(path.join(root, "build", "Release", "genai_native.node"), path.join(unpacked, "build", "Release", "genai_native.node"));
+      // the addon with its shared libraries and backend modules, as a packager unpacks them
+      const release = path.join(root, "build", "Release");
+      for (const f of fs.readdirSync(release)) {
+        if (/\.(node|so|dll|dylib)$/.test(f) && fs.statSync(path.join(release, f)).isFile()) fs.copyFileSync(path.join(release, f), path.join(unpacked, "build", "Release", f));
+      }
       expect(addonRoot(packed)).toBe(unpacked);
       expect(addonRoot(root)).toBe(root);
       // node-gyp-build finds and loads the unpacked binary
-      const r = node(["-e", `const b = require(${JSON.stringify(require.resolve("node-gyp-build"))}); const p = b.resolve(${JSON.stringify(unpacked)}); const a = require(p); console.log(JSON.stringify({ p, ggml: a.versions().ggml }))`]);
+      const r = node(["-e", `const b = require(${JSON.stringify(require.resolve("node-gyp-build"))}); const p = b.resolve(${JSON.stringify(unpacked)}); const a = require(p); console.log(JSON.stringify({ p, dir: a.addonDir, cpu: a.backendModules()[0].path, ggml: a.versions().ggml }))`]);
       expect(r.status, r.stderr).toBe(0);
       const out = JSON.parse(r.stdout);
       expect(out.p.startsWith(unpacked)).toBe(true);
+      // its CPU backend module is the unpacked copy's, not the source tree's
+      expect(out.dir).toBe(path.join(unpacked, "build", "Release"));
+      expect(out.cpu.startsWith(unpacked)).toBe(true);
       expect(out.ggml).toBe("0.25.1");
     } finally {
       fs.rmSync(base, { recursive: true, force: true });

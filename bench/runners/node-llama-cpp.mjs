@@ -1,4 +1,4 @@
-// node-llama-cpp (its npm prebuilt binary, CPU) on the same model, threads,
+// node-llama-cpp (its npm prebuilt binary; CPU, or the --device backend) on the same model, threads,
 // batch and token counts. Installed by bench/llm.mjs into bench/.peers.
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -6,8 +6,8 @@ import { args, randomTokens, report } from "./common.mjs";
 
 const a = args();
 const { getLlama } = await import(pathToFileURL(path.join(a.peers, "node_modules", "node-llama-cpp", "dist", "index.js")).href);
-const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" });
-const model = await llama.loadModel({ modelPath: a.model, gpuLayers: 0 });
+const llama = await getLlama({ gpu: a.nlcGpu ?? false, build: "never", logLevel: "error" });
+const model = await llama.loadModel({ modelPath: a.model, gpuLayers: a.nlcGpu ? "max" : 0 });
 // Context sizes as llama-bench uses them (n_ctx = n_prompt + n_gen per test).
 const ppContext = await model.createContext({ contextSize: a.pp + 1, batchSize: a.pp, threads: a.threads, flashAttention: false, sequences: 1 });
 const tgContext = await model.createContext({ contextSize: a.tg + 2, batchSize: a.pp, threads: a.threads, flashAttention: false, sequences: 1 });

@@ -15,7 +15,7 @@ import { DiffusionModel } from "../diffusion/model";
 import type { ImageProgress } from "../diffusion/progress";
 import { LlamaModel } from "../llm/model";
 import { resolveModel } from "../models/resolver";
-import { systemInfo } from "../system/index";
+import { initBackends, systemInfo } from "../system/index";
 
 const USAGE = `usage:
   genai-native info [--json]
@@ -41,6 +41,7 @@ function num(name: string, v: string | undefined): number | undefined {
 }
 
 async function info(json: boolean): Promise<void> {
+  await initBackends();
   const s = systemInfo();
   if (json) {
     process.stdout.write(JSON.stringify(s, null, 2) + "\n");
@@ -50,6 +51,7 @@ async function info(json: boolean): Promise<void> {
   console.log(`genai-native ${v.addon} — llama.cpp ${v.llamaCppCommit.slice(0, 10)} (${v.llamaCppSource}), ggml ${v.ggml}`);
   console.log(`backends: ${s.backends.join(", ")}; CPU threads: ${s.cpuThreads}; GPU offload: ${s.gpuOffload ? "yes" : "no"}`);
   for (const d of s.devices) console.log(`device ${d.name} (${d.type}, ${d.backend}): ${d.description} — ${formatBytes(d.freeBytes)} free of ${formatBytes(d.totalBytes)}`);
+  for (const m of s.backendModules ?? []) console.log(`module ${m.name}: ${m.state}${m.devices?.length ? ` (${m.devices.join(", ")})` : ""}${m.reason ? ` — ${m.reason}` : ""}`);
   console.log(`CPU features: ${s.cpuFeatures.trim()}`);
 }
 

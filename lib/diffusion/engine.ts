@@ -107,6 +107,8 @@ export interface DiffusionLoadOptions {
   keepClipOnCpu?: boolean;
   keepVaeOnCpu?: boolean;
   offloadParamsToCpu?: boolean;
+  /** "auto" (default, or GENAI_NATIVE_DEVICE), "cpu", a backend ("vulkan") or a device ("Vulkan0"); see LoadModelOptions.device. */
+  device?: string;
 }
 
 export interface DiffusionEngine {

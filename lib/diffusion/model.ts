@@ -14,6 +14,7 @@ import { EventEmitter } from "node:events";
 import { GenaiError, toGenaiError } from "../errors";
 import { optBool, optFunction, optInt, optNumber, optObject, optOneOf, optSignal, optString, requireString } from "../validate";
 import type { DiffusionEngine, DiffusionLoadOptions, EngineCancelToken, EngineGenerateParams, EngineModel, LoraSpec, RawImage } from "./engine";
+import { resolveDevice } from "../system/backends";
 import { nativeDiffusionEngine } from "./native-engine";
 import { encodePng } from "./png";
 import { ProgressTracker, type ImageProgress } from "./progress";
@@ -205,6 +206,7 @@ export class DiffusionModel implements AsyncDisposable {
     if (!o.model && !o.diffusionModel) throw new GenaiError("INVALID_ARGUMENT", "give model (a single checkpoint) or diffusionModel (+ vae, text encoders)");
     for (const k of ["model", "diffusionModel", "vae", "clipL", "clipG", "t5xxl", "taesd", "weightType"] as const) optString(k, o[k]);
     if (o.threads !== undefined) optInt("threads", o.threads, 1, 1, 1024);
+    if (o.device !== undefined) resolveDevice(o.device);
     for (const k of ["flashAttention", "vaeTiling", "keepClipOnCpu", "keepVaeOnCpu", "offloadParamsToCpu"] as const) optBool(k, o[k], false);
     const onProgress = optFunction<(f: number) => void>("onProgress", o.onProgress) ?? (() => undefined);
     const signal = optSignal("signal", o.signal);

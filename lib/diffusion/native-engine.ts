@@ -7,6 +7,7 @@
 import fs from "node:fs";
 import { GenaiError, wrapErrors } from "../errors";
 import { native, type NativeAddon } from "../native";
+import { initBackends, resolveDevice } from "../system/backends";
 import type { DiffusionEngine, DiffusionLoadOptions, EngineEvent, EngineModel, RawImage } from "./engine";
 
 export const ENGINE_HOWTO =
@@ -25,8 +26,10 @@ async function load(addon: NativeAddon, options: DiffusionLoadOptions, onProgres
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     const { model, diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention, vaeTiling, keepClipOnCpu, keepVaeOnCpu, offloadParamsToCpu } = options;
+    const device = resolveDevice(options.device);
+    await initBackends();
     const h = await wrapErrors(() =>
-      addon.loadDiffusionModel!({ model, diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention, vaeTiling, keepClipOnCpu, keepVaeOnCpu, offloadParamsToCpu }, onProgress, cancel),
+      addon.loadDiffusionModel!({ model, diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention, vaeTiling, keepClipOnCpu, keepVaeOnCpu, offloadParamsToCpu, device }, onProgress, cancel),
     );
     const info = h.info();
     const files = [model, diffusionModel, vae, clipL, clipG, t5xxl, taesd].filter((p): p is string => !!p);

@@ -13,6 +13,7 @@
  */
 import { GenaiError, toGenaiError, wrapErrors } from "../errors";
 import { native, type NativeAddon, type NativeCancelToken } from "../native";
+import { initBackends, resolveDevice } from "../system/backends";
 import { optInt, optObject, optOneOf, optSignal, requireString } from "../validate";
 import type { RawImage } from "./engine";
 import { runExclusive } from "./model";
@@ -29,6 +30,8 @@ export interface UpscalerLoadOptions {
   threads?: number;
   /** Images larger than this many pixels per side are upscaled in tiles of this size, bounding memory (default 128; 0 = never tile). */
   tileSize?: number;
+  /** "auto" (default, or GENAI_NATIVE_DEVICE), "cpu", a backend or a device name; see LoadModelOptions.device. */
+  device?: string;
   signal?: AbortSignal;
 }
 
@@ -93,9 +96,11 @@ export class Upscaler implements AsyncDisposable {
     const model = requireString("model", o.model);
     const threads = o.threads === undefined ? undefined : optInt("threads", o.threads, 1, 1, 1024);
     const tileSize = optInt("tileSize", o.tileSize, 128, 0, 4096);
+    const device = resolveDevice(o.device);
     const signal = optSignal("signal", o.signal);
     if (signal?.aborted) throw new GenaiError("ABORTED", "load aborted before it started");
-    const h = await runExclusive(() => withToken(a, signal, (t) => a.loadUpscaler!({ model, threads, tileSize }, t)));
+    await initBackends();
+    const h = await runExclusive(() => withToken(a, signal, (t) => a.loadUpscaler!({ model, threads, tileSize, device }, t)));
     return new Upscaler(a, h);
   }
 

@@ -9,6 +9,7 @@
 import { GenaiError, wrapErrors } from "../errors";
 import { readGgufSummary, type GgufSummary } from "../models/metadata";
 import { native, type NativeModel } from "../native";
+import { initBackends, resolveDevice } from "../system/backends";
 import { optBool, optFunction, optInt, optObject, optSignal, requireString } from "../validate";
 import { LlamaContext, type ContextOptions } from "./context";
 
@@ -19,6 +20,12 @@ export interface LoadModelOptions {
   useMmap?: boolean;
   /** Load only the vocabulary (tokenize/detokenize; no contexts). */
   vocabOnly?: boolean;
+  /**
+   * Where the layers run: "auto" (default, or GENAI_NATIVE_DEVICE: the first GPU backend
+   * of CUDA → Metal → Vulkan that works here, else the CPU), "cpu", a backend name
+   * ("vulkan") or a device name ("Vulkan0"). See lib/system/backends.ts.
+   */
+  device?: string;
   /** Load progress, a fraction in [0, 1], called on the JS thread. */
   onProgress?: (fraction: number) => void;
   /** Aborting stops the load, frees everything, and rejects with ABORTED. */
@@ -73,16 +80,18 @@ export class LlamaModel implements AsyncDisposable {
     const gpuLayers = o.gpuLayers === undefined || o.gpuLayers === "max" ? -1 : optInt("gpuLayers", o.gpuLayers, -1, -1, 100000);
     const useMmap = o.useMmap === undefined ? undefined : optBool("useMmap", o.useMmap, true);
     const vocabOnly = optBool("vocabOnly", o.vocabOnly, false);
+    const device = resolveDevice(o.device);
     const onProgress = optFunction<(f: number) => void>("onProgress", o.onProgress);
     const signal = optSignal("signal", o.signal);
     if (signal?.aborted) throw new GenaiError("ABORTED", "model load was aborted before it started");
     const summary = await readGgufSummary(path);
+    await initBackends();
     const addon = native();
     const cancel = new addon.CancelToken();
     const onAbort = () => cancel.cancel();
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      const handle = await wrapErrors(() => addon.loadModel(path, { gpuLayers, useMmap, vocabOnly }, onProgress, cancel));
+      const handle = await wrapErrors(() => addon.loadModel(path, { gpuLayers, useMmap, vocabOnly, device }, onProgress, cancel));
       if (signal?.aborted) {
         // aborted while the last progress events were on their way: free what loaded
         handle.dispose();

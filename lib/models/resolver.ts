@@ -35,6 +35,12 @@ export const DEFAULT_MODEL: KnownModel = {
 /** The per-user cache: $GENAI_NATIVE_CACHE, else the platform's cache dir + /genai-native/models. */
 export function modelCacheDir(): string {
   if (process.env.GENAI_NATIVE_CACHE) return process.env.GENAI_NATIVE_CACHE;
+  return path.join(genaiCacheDir(), "models");
+}
+
+/** genai-native's cache folder: `$GENAI_NATIVE_CACHE`, else the user cache dir's `genai-native` (models, backend probe verdicts). */
+export function genaiCacheDir(): string {
+  if (process.env.GENAI_NATIVE_CACHE) return process.env.GENAI_NATIVE_CACHE;
   const home = os.homedir();
   const base =
     process.platform === "win32"
@@ -42,7 +48,7 @@ export function modelCacheDir(): string {
       : process.platform === "darwin"
         ? path.join(home, "Library", "Caches")
         : (process.env.XDG_CACHE_HOME ?? path.join(home, ".cache"));
-  return path.join(base, "genai-native", "models");
+  return path.join(base, "genai-native");
 }
 
 export interface ResolveOptions {

@@ -6,6 +6,7 @@
  */
 import { readGgufSummary, type GgufSummary } from "../models/metadata";
 import { native, type DeviceMemory } from "../native";
+import { initBackends, resolveDevice } from "../system/backends";
 import { wrapErrors } from "../errors";
 
 export interface LlamaMemoryEstimate {
@@ -52,9 +53,14 @@ export async function estimateLlamaFromMetadata(path: string, contextSize: numbe
   return { weights, kv, compute, total: weights + kv + compute };
 }
 
-/** llama.cpp's per-device bytes for this model and context, measured without allocating. */
-export async function measureLlamaMemory(path: string, options: { gpuLayers?: number; contextSize?: number; batchSize?: number; embeddings?: boolean } = {}): Promise<DeviceMemory[]> {
+/**
+ * llama.cpp's per-device bytes for this model and context, measured without
+ * allocating, on the devices a load with the same `device` option would use.
+ */
+export async function measureLlamaMemory(path: string, options: { gpuLayers?: number; contextSize?: number; batchSize?: number; embeddings?: boolean; device?: string } = {}): Promise<DeviceMemory[]> {
+  const device = resolveDevice(options.device);
+  await initBackends();
   return wrapErrors(() =>
-    native().estimateMemory(path, { gpuLayers: options.gpuLayers ?? -1 }, { contextSize: options.contextSize ?? 0, batchSize: options.batchSize ?? 512, embeddings: options.embeddings ?? false }),
+    native().estimateMemory(path, { gpuLayers: options.gpuLayers ?? -1, device }, { contextSize: options.contextSize ?? 0, batchSize: options.batchSize ?? 512, embeddings: options.embeddings ?? false }),
   );
 }

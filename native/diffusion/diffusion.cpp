@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "diffusion/sd_ops.h"
+#include "system/backends.h"
 #include "stable-diffusion.h"
 #include "util/args.h"
 #include "util/errors.h"
@@ -206,7 +207,13 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   // sd.cpp's module placement specs (examples/common/common.cpp maps its
   // --clip-on-cpu / --vae-on-cpu / --offload-to-cpu flags the same way).
   std::string backend, params_backend;
-  auto add = [](std::string& spec, const char* a) { spec = spec.empty() ? a : spec + "," + a; };
+  auto add = [](std::string& spec, const std::string& a) { spec = spec.empty() ? a : spec + "," + a; };
+  // the device every module runs on unless placed below (a bare name is sd.cpp's default assignment)
+  try {
+    add(backend, SelectDiffusionBackend(StringProp(o, "device", "auto")));
+  } catch (const CodedError& e) {
+    Throw(env, e.code, e.what());
+  }
   if (BoolProp(o, "keepClipOnCpu", false)) add(backend, "te=cpu");
   if (BoolProp(o, "keepVaeOnCpu", false)) add(backend, "vae=cpu");
   if (BoolProp(o, "offloadParamsToCpu", false)) add(params_backend, "*=cpu");

@@ -5,6 +5,7 @@
 
 #include "diffusion/diffusion.h"
 #include "diffusion/sd_ops.h"
+#include "system/backends.h"
 #include "stable-diffusion.h"
 #include "util/args.h"
 #include "util/errors.h"
@@ -112,8 +113,14 @@ Napi::Value LoadUpscaler(const Napi::CallbackInfo& info) {
   if (path.empty()) Throw(env, code::INVALID_ARGUMENT, "model (an ESRGAN file) is required");
   int threads = static_cast<int>(IntProp(o, "threads", sd_get_num_physical_cores(), 1, 1024));
   int tile = static_cast<int>(IntProp(o, "tileSize", 128, 0, 4096));
+  std::string backend;
+  try {
+    backend = SelectDiffusionBackend(StringProp(o, "device", "auto"));
+  } catch (const CodedError& e) {
+    Throw(env, e.code, e.what());
+  }
   auto cancel = CancelToken::From(info.Length() > 1 ? info[1] : env.Undefined());
-  return ThreadJob::Start(env, "genai.diffusion.loadUpscaler", cancel, Napi::Function(), [path, threads, tile](ThreadJob& job) -> ThreadJob::ValueMaker {
+  return ThreadJob::Start(env, "genai.diffusion.loadUpscaler", cancel, Napi::Function(), [path, threads, tile, backend](ThreadJob& job) -> ThreadJob::ValueMaker {
     FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) throw CodedError(code::MODEL_NOT_FOUND, "model file not found: " + path);
     std::fclose(f);
@@ -121,7 +128,7 @@ Napi::Value LoadUpscaler(const Napi::CallbackInfo& info) {
     std::string errors;
     {
       OpScope scope(&job, false);
-      model->ctx = new_upscaler_ctx(path.c_str(), false, threads, tile, nullptr, nullptr);
+      model->ctx = new_upscaler_ctx(path.c_str(), false, threads, tile, backend.c_str(), nullptr);
       if (model->ctx) model->scale = get_upscale_factor(model->ctx);
       errors = scope.Op().errors;
     }

@@ -1,5 +1,7 @@
 #include "llm/memory.h"
 
+#include "system/backends.h"
+
 #include <cstring>
 #include <map>
 
@@ -50,6 +52,7 @@ Napi::Value EstimateMemory(const Napi::CallbackInfo& info) {
   Napi::Object co = ObjectArg(info, 2, "contextOptions");
   llama_model_params mp = llama_model_default_params();
   mp.n_gpu_layers = static_cast<int32_t>(IntProp(mo, "gpuLayers", -1, -1, 100000));
+  std::vector<ggml_backend_dev_t> devices = DevicesProp(mo);
   mp.no_alloc = true;
   mp.load_mode = LLAMA_LOAD_MODE_NONE;
   llama_context_params cp = llama_context_default_params();
@@ -62,7 +65,8 @@ Napi::Value EstimateMemory(const Napi::CallbackInfo& info) {
   cp.no_perf = true;
   return RunAsync<std::vector<DeviceBytes>>(
       env,
-      [path, mp, cp] {
+      [path, mp, cp, devices]() mutable {
+        mp.devices = devices.data();
         LogCapture capture;
         llama_model* model = llama_model_load_from_file(path.c_str(), mp);
         if (!model) throw CodedError(code::INVALID_MODEL, "llama.cpp could not read the model: " + path + " — " + capture.Errors());

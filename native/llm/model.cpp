@@ -1,5 +1,7 @@
 #include "llm/model.h"
 
+#include "system/backends.h"
+
 #include <sys/stat.h>
 
 #include <cmath>
@@ -106,14 +108,16 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
   params.n_gpu_layers = static_cast<int32_t>(IntProp(opts, "gpuLayers", -1, -1, 100000));
   Napi::Value mmap = opts.Get("useMmap");
   if (!mmap.IsUndefined() && !mmap.IsNull()) params.load_mode = BoolProp(opts, "useMmap", true) ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
+  std::vector<ggml_backend_dev_t> devices = DevicesProp(opts);
   bool vocab_only = BoolProp(opts, "vocabOnly", false);
   params.vocab_only = vocab_only;
   Napi::Function on_progress;
   if (info.Length() > 2 && info[2].IsFunction()) on_progress = info[2].As<Napi::Function>();
   auto cancel = CancelToken::From(info.Length() > 3 ? info[3] : env.Undefined());
 
-  return ThreadJob::Start(env, "genai.loadModel", cancel, on_progress, [path, params](ThreadJob& job) mutable -> ThreadJob::ValueMaker {
+  return ThreadJob::Start(env, "genai.loadModel", cancel, on_progress, [path, params, devices](ThreadJob& job) mutable -> ThreadJob::ValueMaker {
     CheckModelFile(path);
+    params.devices = devices.data();
     LoadProgress lp{&job};
     params.progress_callback = OnLoadProgress;
     params.progress_callback_user_data = &lp;

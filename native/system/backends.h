@@ -1,0 +1,49 @@
+// ggml backend modules (GGML_BACKEND_DL): the CPU backend and each GPU backend
+// are shared libraries beside the addon, registered at run time. The CPU
+// module is loaded when the addon initialises (before llama_backend_init, so
+// ggml never scans other folders); GPU modules only when lib/system/backends.ts
+// asks, after a child process has loaded them without crashing.
+#pragma once
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "ggml-backend.h"
+
+namespace genai {
+
+// The folder genai_native.node was loaded from.
+std::string AddonDir();
+
+// Registers the best CPU variant in `dir` (ggml's own scoring: the module
+// whose ggml_backend_score() is highest on this CPU), or the plain
+// ggml-cpu module. Returns the loaded file's path; throws std::runtime_error
+// when no CPU module loads. Idempotent.
+std::string LoadCpuBackend(const std::string& dir);
+
+// JS: loadBackend(path) -> { name, path, devices: [device names] }: registers
+// one backend module (idempotent per path, process-wide). Rejects with
+// BACKEND_ERROR and the loader's message when the module does not load.
+Napi::Value LoadBackend(const Napi::CallbackInfo& info);
+
+// JS: backendModules() -> [{ name, path }]: the modules registered so far.
+Napi::Value BackendModules(const Napi::CallbackInfo& info);
+
+// Devices for a model, from a device spec:
+//   "auto"            the devices of the first GPU backend registered in the
+//                     order CUDA, Metal, Vulkan, then any other; none: CPU
+//   "cpu"             no GPU device (CPU only)
+//   a backend name    its devices ("cuda", "vulkan", "metal", case-insensitive)
+//   a device name     that device ("Vulkan0", "CUDA1")
+// Returns the list with a terminating nullptr (llama_model_params.devices).
+// Throws CodedError INVALID_ARGUMENT when the spec names nothing registered.
+std::vector<ggml_backend_dev_t> SelectDevices(const std::string& spec);
+
+// SelectDevices(o.device), on the JS thread: a bad spec throws INVALID_ARGUMENT.
+std::vector<ggml_backend_dev_t> DevicesProp(Napi::Object o);
+
+// The device name sd.cpp's backend spec takes for `spec` ("CPU" for CPU only).
+std::string SelectDiffusionBackend(const std::string& spec);
+
+}  // namespace genai
