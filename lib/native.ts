@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import nodeGypBuild from "node-gyp-build";
-import { GenaiError } from "./errors";
+import { GenaiError, wrapErrors } from "./errors";
 
 export interface NativeCancelToken {
   cancel(): void;
@@ -227,4 +227,19 @@ export function native(): NativeAddon {
     throw new GenaiError("ENGINE_UNAVAILABLE", `genai-native's addon could not be loaded (${(e as Error).message}); build it with \`npm run build:native\``, { cause: e });
   }
   return cached;
+}
+
+/**
+ * Runs `fn` with a fresh native cancel token that aborting `signal` cancels,
+ * turning native errors into GenaiErrors (wrapErrors).
+ */
+export async function withCancelToken<T>(signal: AbortSignal | undefined, fn: (token: NativeCancelToken) => Promise<T>): Promise<T> {
+  const token = new (native().CancelToken)();
+  const onAbort = () => token.cancel();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await wrapErrors(() => fn(token));
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
 }

@@ -6,7 +6,7 @@
  */
 import fs from "node:fs";
 import { GenaiError, wrapErrors } from "../errors";
-import { native, type NativeAddon } from "../native";
+import { native, withCancelToken, type NativeAddon } from "../native";
 import { initBackends, resolveDevice } from "../system/backends";
 import type { DiffusionEngine, DiffusionLoadOptions, EngineEvent, EngineModel, RawImage } from "./engine";
 
@@ -21,44 +21,37 @@ const toRaw = (i: { data: Uint8Array; width: number; height: number; channels: n
 });
 
 async function load(addon: NativeAddon, options: DiffusionLoadOptions, onProgress: (f: number) => void, signal?: AbortSignal): Promise<EngineModel> {
-  const cancel = new addon.CancelToken();
-  const onAbort = () => cancel.cancel();
-  signal?.addEventListener("abort", onAbort, { once: true });
-  try {
-    const { model, diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention, vaeTiling, keepClipOnCpu, keepVaeOnCpu, offloadParamsToCpu } = options;
-    const device = resolveDevice(options.device);
-    await initBackends();
-    const h = await wrapErrors(() =>
-      addon.loadDiffusionModel!({ model, diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention, vaeTiling, keepClipOnCpu, keepVaeOnCpu, offloadParamsToCpu, device }, onProgress, cancel),
-    );
-    const info = h.info();
-    const files = [model, diffusionModel, vae, clipL, clipG, t5xxl, taesd].filter((p): p is string => !!p);
-    const bytes = files.reduce((s, p) => s + fs.statSync(p).size, 0);
-    return {
-      samplers: info.samplers,
-      schedulers: info.schedulers,
-      memoryBytes: { CPU: bytes },
-      async generate(params, onEvent, cancelToken) {
-        const token = new addon.CancelToken();
-        cancelToken.onCancel((mode) => {
-          token.cancel();
-          h.cancel(mode);
-        });
-        const imgs = await wrapErrors(() =>
-          h.generate({ ...params }, (e) => {
-            if (e.type === "preview") onEvent({ ...(e as unknown as EngineEvent & { type: "preview" }), image: toRaw(e.image as RawImage) });
-            else onEvent(e as unknown as EngineEvent);
-          }, token),
-        );
-        return imgs.map(toRaw);
-      },
-      dispose() {
-        h.dispose();
-      },
-    };
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
-  }
+  const { model, diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention, vaeTiling, keepClipOnCpu, keepVaeOnCpu, offloadParamsToCpu } = options;
+  const device = resolveDevice(options.device);
+  await initBackends();
+  const h = await withCancelToken(signal, (cancel) =>
+    addon.loadDiffusionModel!({ model, diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention, vaeTiling, keepClipOnCpu, keepVaeOnCpu, offloadParamsToCpu, device }, onProgress, cancel),
+  );
+  const info = h.info();
+  const files = [model, diffusionModel, vae, clipL, clipG, t5xxl, taesd].filter((p): p is string => !!p);
+  const bytes = files.reduce((s, p) => s + fs.statSync(p).size, 0);
+  return {
+    samplers: info.samplers,
+    schedulers: info.schedulers,
+    memoryBytes: { CPU: bytes },
+    async generate(params, onEvent, cancelToken) {
+      const token = new addon.CancelToken();
+      cancelToken.onCancel((mode) => {
+        token.cancel();
+        h.cancel(mode);
+      });
+      const imgs = await wrapErrors(() =>
+        h.generate({ ...params }, (e) => {
+          if (e.type === "preview") onEvent({ ...(e as unknown as EngineEvent & { type: "preview" }), image: toRaw(e.image as RawImage) });
+          else onEvent(e as unknown as EngineEvent);
+        }, token),
+      );
+      return imgs.map(toRaw);
+    },
+    dispose() {
+      h.dispose();
+    },
+  };
 }
 
 export function nativeDiffusionEngine(): DiffusionEngine {

@@ -11,8 +11,8 @@
  * k times for factor = scale^k. Upscales share the process-wide sd.cpp turn
  * with image generations: one runs at a time, in order.
  */
-import { GenaiError, toGenaiError, wrapErrors } from "../errors";
-import { native, type NativeAddon, type NativeCancelToken } from "../native";
+import { GenaiError, toGenaiError } from "../errors";
+import { native, withCancelToken, type NativeAddon, type NativeCancelToken } from "../native";
 import { initBackends, resolveDevice } from "../system/backends";
 import { optInt, optObject, optOneOf, optSignal, requireString } from "../validate";
 import type { RawImage } from "./engine";
@@ -64,25 +64,10 @@ function addon(): UpscalerAddon {
   return a;
 }
 
-/** Runs `fn` with a native cancel token that `signal` cancels. */
-async function withToken<T>(a: UpscalerAddon, signal: AbortSignal | undefined, fn: (t: NativeCancelToken) => Promise<T>): Promise<T> {
-  const token = new a.CancelToken();
-  const onAbort = () => token.cancel();
-  signal?.addEventListener("abort", onAbort, { once: true });
-  try {
-    return await wrapErrors(() => fn(token));
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
-  }
-}
-
 export class Upscaler implements AsyncDisposable {
   #handle: NativeUpscaler | undefined;
   #running: Promise<unknown> = Promise.resolve();
-  readonly #addon: UpscalerAddon;
-
-  private constructor(a: UpscalerAddon, h: NativeUpscaler) {
-    this.#addon = a;
+  private constructor(h: NativeUpscaler) {
     this.#handle = h;
   }
 
@@ -100,8 +85,8 @@ export class Upscaler implements AsyncDisposable {
     const signal = optSignal("signal", o.signal);
     if (signal?.aborted) throw new GenaiError("ABORTED", "load aborted before it started");
     await initBackends();
-    const h = await runExclusive(() => withToken(a, signal, (t) => a.loadUpscaler!({ model, threads, tileSize, device }, t)));
-    return new Upscaler(a, h);
+    const h = await runExclusive(() => withCancelToken(signal, (t) => a.loadUpscaler!({ model, threads, tileSize, device }, t)));
+    return new Upscaler(h);
   }
 
   #h(): NativeUpscaler {
@@ -139,7 +124,7 @@ export class Upscaler implements AsyncDisposable {
     if (Math.max(width, height) * f > MAX_UPSCALED_SIDE) throw new GenaiError("INVALID_ARGUMENT", `the upscaled image would be ${width * f}×${height * f}; at most ${MAX_UPSCALED_SIDE} pixels per side`);
     if (signal?.aborted) throw new GenaiError("ABORTED", "upscale aborted before it started");
     const run = runExclusive(async () => {
-      const [out] = await withToken(this.#addon, signal, (t) => h.upscale({ image: { data: img.data, width, height, channels: img.channels }, passes }, t));
+      const [out] = await withCancelToken(signal, (t) => h.upscale({ image: { data: img.data, width, height, channels: img.channels }, passes }, t));
       const raw: RawImage = { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength), width: out.width, height: out.height, channels: out.channels as RawImage["channels"] };
       return {
         png: output === "raw" ? undefined : await encodePng(raw),
