@@ -136,6 +136,8 @@ export interface NativeAddon {
   loadBackend(path: string): { name: string; path: string; devices: string[] };
   /** The backend modules registered so far. */
   backendModules(): { name: string; path: string }[];
+  /** The first device a load with this device spec uses ("CPU" when none). @throws INVALID_ARGUMENT when the spec names nothing registered */
+  deviceName(spec: string): string;
   /** Present when capabilities.diffusion is true. */
   loadDiffusionModel?(options: Record<string, unknown>, onProgress: ((fraction: number) => void) | undefined, cancel: NativeCancelToken): Promise<NativeDiffusionHandle>;
 }

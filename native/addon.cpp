@@ -95,6 +95,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("versions", Napi::Function::New(env, Versions, "versions"));
   exports.Set("loadBackend", Napi::Function::New(env, LoadBackend, "loadBackend"));
   exports.Set("backendModules", Napi::Function::New(env, BackendModules, "backendModules"));
+  exports.Set("deviceName", Napi::Function::New(env, DeviceName, "deviceName"));
   exports.Set("addonDir", Napi::String::New(env, AddonDir()));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
   exports.Set("setLogLevel", Napi::Function::New(env, SetLogLevel, "setLogLevel"));

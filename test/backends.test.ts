@@ -5,7 +5,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LlamaModel, initBackends, systemInfo } from "../lib/index";
+import { LlamaModel, deviceFor, initBackends, systemInfo } from "../lib/index";
 import { GPU_BACKENDS, moduleFileName, probeBackendModule } from "../lib/system/backends";
 import { nativeAddonPath } from "../lib/native";
 import { storiesPath, tempDir } from "./helpers";
@@ -50,6 +50,20 @@ describe("backend modules", () => {
     await expect(LlamaModel.load(stories, { device: "NoSuchGpu7" })).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/not available.*registered devices: .*CPU/) });
     await expect(LlamaModel.load(stories, { device: "rm -rf /" })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
     await expect(LlamaModel.load(stories, { device: 3 as unknown as string })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  it("deviceFor names the device a load puts the model on: the one holding its KV cache", async () => {
+    expect(await deviceFor("cpu")).toBe("CPU");
+    const stories = await storiesPath();
+    const m = await LlamaModel.load(stories); // GENAI_NATIVE_DEVICE or auto, like deviceFor()
+    const ctx = await m.createContext({ contextSize: 256 });
+    const kvOn = ctx.memory().filter((d) => d.context > 0).map((d) => d.device);
+    await m.dispose();
+    expect(kvOn).toEqual([await deviceFor()]);
+    const gpus = systemInfo().devices.filter((d) => d.name !== "CPU");
+    if (gpus.length > 0) expect(await deviceFor(gpus[0].name)).toBe(gpus[0].name);
+    await expect(deviceFor("NoSuchGpu7")).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/not available/) });
+    await expect(deviceFor({})).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
   });
 });
 

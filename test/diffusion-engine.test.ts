@@ -226,7 +226,8 @@ describe.skipIf(!available)(title, () => {
     await ref.dispose();
 
     const llm = await ManagedLlama.create({ id: "llm", modelPath: stories, context: { contextSize: 2048, threads: THREADS } });
-    const image = new ManagedDiffusion({ id: "sd", load: { model: modelFile, threads: THREADS } });
+    const image = await ManagedDiffusion.create({ id: "sd", load: { model: modelFile, threads: THREADS } });
+    expect(image.residentHoldings()[0].device).toBe(llm.residentHoldings().find((h) => h.kind === "kv")!.device);
     const sum = (hs: { bytes: number }[]) => hs.reduce((a, h) => a + h.bytes, 0);
     const kv = sum(llm.residentHoldings().filter((h) => h.kind !== "weights"));
     const llmWeights = sum(llm.residentHoldings().filter((h) => h.kind === "weights"));

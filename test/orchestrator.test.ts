@@ -3,33 +3,35 @@ import { GenaiError, LlamaModel } from "../lib/index";
 import { ManagedDiffusion, ManagedLlama, Orchestrator, estimateLlamaFromMetadata, fitLlamaParams, measureLlamaMemory, type Holding, type ManagedResource, type OffloadEvent, type Residency } from "../lib/orchestrator/index";
 import { storiesPath, THREADS } from "./helpers";
 
-/** A test double of an engine resource (e.g. a diffusion model): holds `weights` bytes on CPU when resident. */
+/** A test double of an engine resource (e.g. a diffusion model): holds `weights` bytes on `device` (default CPU) when resident. */
 class FakeResource implements ManagedResource {
   readonly engine: string;
   residency: Residency = "unloaded";
   inUse = false;
   lastUsedAt: number;
+  readonly device: string;
   log: string[] = [];
   constructor(
     readonly id: string,
     readonly weights: number,
     readonly context = 0,
-    options: { engine?: string; lastUsedAt?: number; resident?: boolean } = {},
+    options: { engine?: string; lastUsedAt?: number; resident?: boolean; device?: string } = {},
   ) {
+    this.device = options.device ?? "CPU";
     this.engine = options.engine ?? "diffusion";
     this.lastUsedAt = options.lastUsedAt ?? 0;
     if (options.resident) this.residency = "resident";
   }
   holdings(): Holding[] {
     const h: Holding[] = [];
-    if (this.residency !== "unloaded") h.push({ device: "CPU", kind: "weights", bytes: this.weights });
-    if (this.residency === "resident" && this.context) h.push({ device: "CPU", kind: "kv", bytes: this.context });
+    if (this.residency !== "unloaded") h.push({ device: this.device, kind: "weights", bytes: this.weights });
+    if (this.residency === "resident" && this.context) h.push({ device: this.device, kind: "kv", bytes: this.context });
     return h;
   }
   residentHoldings(): Holding[] {
     return [
-      { device: "CPU", kind: "weights", bytes: this.weights },
-      ...(this.context ? [{ device: "CPU", kind: "kv" as const, bytes: this.context }] : []),
+      { device: this.device, kind: "weights", bytes: this.weights },
+      ...(this.context ? [{ device: this.device, kind: "kv" as const, bytes: this.context }] : []),
     ];
   }
   async free(level: Exclude<Residency, "resident">): Promise<void> {
@@ -47,6 +49,14 @@ class FakeResource implements ManagedResource {
 }
 
 const total = (hs: Holding[]) => hs.reduce((s, h) => s + h.bytes, 0);
+/**
+ * The device an LLM's KV cache lives on: "CPU", or the GPU device that
+ * GENAI_NATIVE_DEVICE selects (CI runs this file on lavapipe Vulkan too). Budgets
+ * below are set on it alone; the other devices (the host part of a GPU load) stay unbudgeted.
+ */
+const kvDevice = (hs: Holding[]) => [...hs].filter((h) => h.kind === "kv").sort((a, b) => b.bytes - a.bytes)[0]?.device ?? "CPU";
+/** What `hs` holds on the device its KV cache lives on. */
+const onKvDevice = (hs: Holding[]) => hs.filter((h) => h.device === kvDevice(hs));
 const P1 = "Once upon a time, there was a little dog named Max.";
 
 let stories: string;
@@ -116,7 +126,10 @@ describe("Orchestrator with real LLMs under an artificial budget", () => {
     expect(Math.abs(estimated - actual) / actual).toBeLessThan(0.01);
     const byMetadata = await estimateLlamaFromMetadata(stories, 2048);
     const measured = await measureLlamaMemory(stories, { contextSize: 2048 });
-    const measuredTotal = measured.reduce((s, d) => s + d.model + d.context + d.compute, 0);
+    // the formula's compute buffer is the one of the device running the layers
+    // (with a GPU, llama.cpp adds a host-side buffer the formula does not count)
+    const main = measured.find((d) => d.device === kvDevice(llmA.residentHoldings()))!;
+    const measuredTotal = measured.reduce((s, d) => s + d.model + d.context, 0) + main.compute;
     expect(Math.abs(byMetadata.total - measuredTotal) / measuredTotal).toBeLessThan(0.15);
     const kvActual = measured.reduce((s, d) => s + d.context, 0);
     expect(byMetadata.kv).toBe(kvActual); // the KV formula is exact
@@ -128,8 +141,9 @@ describe("Orchestrator with real LLMs under an artificial budget", () => {
   });
 
   it("two LLMs competing for one budget: each use frees the other, conversations stay exact", async () => {
-    const one = total(llmA.residentHoldings());
-    const orch = new Orchestrator({ budgets: { CPU: Math.floor(one * 1.5) } });
+    const dev = kvDevice(llmA.residentHoldings());
+    const one = total(onKvDevice(llmA.residentHoldings()));
+    const orch = new Orchestrator({ budgets: { [dev]: Math.floor(one * 1.5) } });
     orch.add(llmA);
     orch.add(llmB);
     const offloads: OffloadEvent[] = [];
@@ -160,11 +174,12 @@ describe("Orchestrator with real LLMs under an artificial budget", () => {
 
   it("an image job frees the LLM's context first, then restores it with the conversation", async () => {
     const llm = llmA;
-    const resident = total(llm.residentHoldings());
-    const kv = llm.residentHoldings().filter((h) => h.kind !== "weights").reduce((s, h) => s + h.bytes, 0);
-    const image = new FakeResource("sd", Math.floor(kv / 2));
+    const dev = kvDevice(llm.residentHoldings());
+    const resident = total(onKvDevice(llm.residentHoldings()));
+    const kv = total(onKvDevice(llm.residentHoldings()).filter((h) => h.kind !== "weights"));
+    const image = new FakeResource("sd", Math.floor(kv / 2), 0, { device: dev });
     // the LLM fits alone; with the image model it only fits once its context is freed
-    const orch = new Orchestrator({ budgets: { CPU: resident + Math.floor(kv / 4) } });
+    const orch = new Orchestrator({ budgets: { [dev]: resident + Math.floor(kv / 4) } });
     orch.add(llm);
     orch.add(image);
     const events: string[] = [];
@@ -196,9 +211,10 @@ describe("Orchestrator with real LLMs under an artificial budget", () => {
 
   it("when freeing the context is not enough, the weights go too", async () => {
     const llm = llmA;
-    const resident = total(llm.residentHoldings());
-    const image = new FakeResource("sd-big", Math.floor(resident * 0.9));
-    const orch = new Orchestrator({ budgets: { CPU: resident + 1000 } });
+    const dev = kvDevice(llm.residentHoldings());
+    const resident = total(onKvDevice(llm.residentHoldings()));
+    const image = new FakeResource("sd-big", Math.floor(resident * 0.9), 0, { device: dev });
+    const orch = new Orchestrator({ budgets: { [dev]: resident + 1000 } });
     orch.add(llm);
     orch.add(image);
     const offloads: string[] = [];
@@ -306,35 +322,70 @@ describe("Orchestrator eviction order and limits (test doubles)", () => {
 describe("auto-fit", () => {
   it("picks the largest context that fits a budget, and refuses when nothing fits", async () => {
     const full = await measureLlamaMemory(stories, { contextSize: 2048 });
-    const fullBytes = full.reduce((s, d) => s + d.model + d.context + d.compute, 0);
-    const unlimited = await fitLlamaParams(stories, { budgets: { CPU: 1e12 } });
+    const dev = full.find((d) => d.context > 0)!.device; // CPU, or the GPU device under test
+    const bytesOn = (mem: typeof full) => mem.filter((d) => d.device === dev).reduce((s, d) => s + d.model + d.context + d.compute, 0);
+    const unlimited = await fitLlamaParams(stories, { budgets: { [dev]: 1e12 } });
     expect(unlimited.contextSize).toBe(2048); // the training context
-    const budget = Math.floor(fullBytes * 0.7);
-    const fit = await fitLlamaParams(stories, { budgets: { CPU: budget } });
-    expect(fit.contextSize).toBeLessThan(2048);
+    expect(unlimited.gpuLayers).toBe(-1);
+    const budget = Math.floor(bytesOn(full) * 0.7);
+    const fit = await fitLlamaParams(stories, { budgets: { [dev]: budget } });
+    // on a GPU, fewer layers come first; on the CPU only the context can shrink
+    if (dev === "CPU") expect(fit.contextSize).toBeLessThan(2048);
+    else expect(fit.gpuLayers !== -1 || fit.contextSize < 2048).toBe(true);
     expect(fit.contextSize).toBeGreaterThanOrEqual(512);
-    const used = fit.memory.reduce((s, d) => s + d.model + d.context + d.compute, 0);
-    expect(used).toBeLessThanOrEqual(budget);
-    // one step (256 tokens) larger would not have fitted
-    const bigger = await measureLlamaMemory(stories, { contextSize: fit.contextSize + 256 });
-    expect(bigger.reduce((s, d) => s + d.model + d.context + d.compute, 0)).toBeGreaterThan(budget);
+    expect(bytesOn(fit.memory)).toBeLessThanOrEqual(budget);
+    if (fit.contextSize < 2048) {
+      // one step (256 tokens) larger would not have fitted
+      const bigger = await measureLlamaMemory(stories, { gpuLayers: fit.gpuLayers, contextSize: fit.contextSize + 256 });
+      expect(bytesOn(bigger)).toBeGreaterThan(budget);
+    }
     // and the fitted parameters really load
     const model = await LlamaModel.load(stories, { gpuLayers: fit.gpuLayers });
     const ctx = await model.createContext({ contextSize: fit.contextSize, threads: THREADS });
     expect(ctx.info.contextSize).toBe(fit.contextSize);
     await model.dispose();
-    await expect(fitLlamaParams(stories, { budgets: { CPU: 1_000_000 } })).rejects.toMatchObject({ code: "OUT_OF_MEMORY" });
+    await expect(fitLlamaParams(stories, { budgets: { [dev]: 1_000_000, CPU: 1_000_000 } })).rejects.toMatchObject({ code: "OUT_OF_MEMORY" });
   });
 });
 
 describe("ManagedDiffusion with the orchestrator (engine test double)", () => {
+  it("counts its weights on the device the engine placed them on: constructor after the first load, create() before", async () => {
+    const fs = await import("node:fs");
+    const os = await import("node:os");
+    const path = await import("node:path");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "genai-sd-"));
+    const file = path.join(dir, "sd.bin");
+    fs.writeFileSync(file, Buffer.alloc(1234));
+    const engine = {
+      available: true,
+      async load() {
+        return { samplers: ["euler"], schedulers: ["discrete"], memoryBytes: { CPU: 100, Fake0: 1134 }, async generate() { return []; }, dispose() {} };
+      },
+    };
+    try {
+      const byNew = new ManagedDiffusion({ load: { model: file }, engine });
+      expect(byNew.residentHoldings()).toEqual([{ device: "CPU", kind: "weights", bytes: 1234 }]); // not known yet
+      await byNew.restore();
+      expect(byNew.holdings()).toEqual([{ device: "Fake0", kind: "weights", bytes: 1234 }]);
+      await byNew.free();
+      expect(byNew.residentHoldings()[0].device).toBe("Fake0"); // remembered for the next reload
+      const byCreate = await ManagedDiffusion.create({ load: { model: file }, engine: { ...engine, deviceFor: async () => "Fake0" } });
+      expect(byCreate.residentHoldings()[0].device).toBe("Fake0");
+      const pinned = await ManagedDiffusion.create({ load: { model: file }, engine: { ...engine, deviceFor: async () => "Fake0" }, device: "Fake1" });
+      expect(pinned.residentHoldings()[0].device).toBe("Fake1");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("an image job loads the diffusion model after freeing the LLM's context, and the LLM comes back", async () => {
     const fs = await import("node:fs");
     const os = await import("node:os");
     const path = await import("node:path");
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "genai-sd-"));
     const llm = await ManagedLlama.create({ id: "llm", modelPath: stories, context: { contextSize: 2048, threads: THREADS } });
-    const kv = llm.residentHoldings().filter((h) => h.kind !== "weights").reduce((s, h) => s + h.bytes, 0);
+    const dev = kvDevice(llm.residentHoldings());
+    const kv = total(onKvDevice(llm.residentHoldings()).filter((h) => h.kind !== "weights"));
     const weightsFile = path.join(dir, "sd.bin");
     fs.writeFileSync(weightsFile, Buffer.alloc(Math.floor(kv / 2))); // the double's "model" size
     let loads = 0;
@@ -345,7 +396,7 @@ describe("ManagedDiffusion with the orchestrator (engine test double)", () => {
         return {
           samplers: ["euler_a"],
           schedulers: ["discrete"],
-          memoryBytes: { CPU: fs.statSync(weightsFile).size },
+          memoryBytes: { [dev]: fs.statSync(weightsFile).size },
           async generate(p: { width: number; height: number; seed: number; count: number }) {
             return Array.from({ length: p.count }, (_, i) => ({ data: new Uint8Array(p.width * p.height * 3).fill(p.seed + i), width: p.width, height: p.height, channels: 3 as const }));
           },
@@ -353,8 +404,10 @@ describe("ManagedDiffusion with the orchestrator (engine test double)", () => {
         };
       },
     };
-    const sd = new ManagedDiffusion({ id: "sd", load: { model: weightsFile }, engine });
-    const orch = new Orchestrator({ budgets: { CPU: total(llm.residentHoldings()) + Math.floor(kv / 4) } });
+    // create() asks the engine where the model will live, before anything loads
+    const sd = await ManagedDiffusion.create({ id: "sd", load: { model: weightsFile }, engine: { ...engine, deviceFor: async () => dev } });
+    expect(sd.residentHoldings()).toEqual([{ device: dev, kind: "weights", bytes: Math.floor(kv / 2) }]);
+    const orch = new Orchestrator({ budgets: { [dev]: total(onKvDevice(llm.residentHoldings())) + Math.floor(kv / 4) } });
     orch.add(llm);
     orch.add(sd);
     const offloads: string[] = [];

@@ -117,4 +117,6 @@ export interface DiffusionEngine {
   /** Why it is unavailable, and how to get it. */
   readonly unavailableReason?: string;
   load(options: DiffusionLoadOptions, onProgress: (fraction: number) => void, signal?: AbortSignal): Promise<EngineModel>;
+  /** The device a load with these options would place the model on ("CPU", "Vulkan0", …); absent: "CPU". */
+  deviceFor?(options: DiffusionLoadOptions): Promise<string>;
 }

@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import { GenaiError, wrapErrors } from "../errors";
 import { native, withCancelToken, type NativeAddon } from "../native";
-import { initBackends, resolveDevice } from "../system/backends";
+import { deviceFor, initBackends, resolveDevice } from "../system/backends";
 import type { DiffusionEngine, DiffusionLoadOptions, EngineEvent, EngineModel, RawImage } from "./engine";
 
 export const ENGINE_HOWTO =
@@ -24,6 +24,7 @@ async function load(addon: NativeAddon, options: DiffusionLoadOptions, onProgres
   const { model, diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention, vaeTiling, keepClipOnCpu, keepVaeOnCpu, offloadParamsToCpu } = options;
   const device = resolveDevice(options.device);
   await initBackends();
+  const where = await deviceFor(device);
   const h = await withCancelToken(signal, (cancel) =>
     addon.loadDiffusionModel!({ model, diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention, vaeTiling, keepClipOnCpu, keepVaeOnCpu, offloadParamsToCpu, device }, onProgress, cancel),
   );
@@ -33,7 +34,7 @@ async function load(addon: NativeAddon, options: DiffusionLoadOptions, onProgres
   return {
     samplers: info.samplers,
     schedulers: info.schedulers,
-    memoryBytes: { CPU: bytes },
+    memoryBytes: { [where]: bytes }, // the files' bytes, on the device sd.cpp computes on
     async generate(params, onEvent, cancelToken) {
       const token = new addon.CancelToken();
       cancelToken.onCancel((mode) => {
@@ -68,6 +69,10 @@ export function nativeDiffusionEngine(): DiffusionEngine {
     async load(options, onProgress, signal) {
       if (!available || !addon) throw new GenaiError("ENGINE_UNAVAILABLE", ENGINE_HOWTO);
       return load(addon, options, onProgress, signal);
+    },
+    async deviceFor(options) {
+      if (!available) throw new GenaiError("ENGINE_UNAVAILABLE", ENGINE_HOWTO);
+      return deviceFor(options.device);
     },
   };
 }

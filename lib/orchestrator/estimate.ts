@@ -40,6 +40,8 @@ export function kvCacheBytes(s: GgufSummary, contextSize: number): number {
  *   logits u × vocab × 4 + mask u × contextSize × 2 + activations u × (ff + embd) × 2
  *   (+ u × contextSize × heads × 4 for the attention scores without flash attention);
  * fitted to llama.cpp's own no-allocation measurement (see the tests for the error).
+ * `compute` is the buffer of the device that runs the layers; with layers on a
+ * GPU, llama.cpp also allocates a host-side compute buffer that this does not count.
  */
 export async function estimateLlamaFromMetadata(path: string, contextSize: number, options: { batchSize?: number; flashAttention?: boolean } = {}): Promise<LlamaMemoryEstimate> {
   const s = await readGgufSummary(path);

@@ -17,7 +17,11 @@ export interface ManagedDiffusionOptions {
   load: DiffusionLoadOptions;
   /** The engine (default the addon's stable-diffusion.cpp). */
   engine?: DiffusionEngine;
-  /** Device the weights live on (default "CPU"). */
+  /**
+   * Device the ledger counts the weights on. Default: the device the engine
+   * places the model on — resolved up front by ManagedDiffusion.create(), by
+   * the constructor only once the model has loaded ("CPU" before that).
+   */
   device?: string;
 }
 
@@ -29,6 +33,7 @@ export class ManagedDiffusion implements ManagedResource {
   #inUse = false;
   #lastUsedAt = 0;
   #bytes: number;
+  #device: string | undefined;
 
   constructor(options: ManagedDiffusionOptions) {
     const o = options.load;
@@ -36,7 +41,20 @@ export class ManagedDiffusion implements ManagedResource {
     if (files.length === 0) throw new GenaiError("INVALID_ARGUMENT", "load.model or load.diffusionModel is required");
     this.id = options.id ?? files[0];
     this.#options = options;
+    this.#device = options.device;
     this.#bytes = files.reduce((s, p) => s + (fs.existsSync(p) ? fs.statSync(p).size : 0), 0);
+  }
+
+  /**
+   * Like the constructor, with the device resolved before anything loads
+   * (engine.deviceFor: GENAI_NATIVE_DEVICE / load.device and the registered backends).
+   * @throws GenaiError INVALID_ARGUMENT (bad options or device), ENGINE_UNAVAILABLE
+   */
+  static async create(options: ManagedDiffusionOptions): Promise<ManagedDiffusion> {
+    const m = new ManagedDiffusion(options);
+    const engine = options.engine ?? nativeDiffusionEngine();
+    m.#device ??= engine.deviceFor ? await engine.deviceFor(options.load) : "CPU";
+    return m;
   }
 
   get residency(): Residency {
@@ -60,7 +78,7 @@ export class ManagedDiffusion implements ManagedResource {
   }
 
   residentHoldings(): Holding[] {
-    return [{ device: this.#options.device ?? "CPU", kind: "weights", bytes: this.#bytes }];
+    return [{ device: this.#device ?? "CPU", kind: "weights", bytes: this.#bytes }];
   }
 
   holdings(): Holding[] {
@@ -75,7 +93,13 @@ export class ManagedDiffusion implements ManagedResource {
   }
 
   async restore(): Promise<void> {
-    if (!this.#model) this.#model = await DiffusionModel.load(this.#options.load, this.#options.engine ?? nativeDiffusionEngine());
+    if (this.#model) return;
+    this.#model = await DiffusionModel.load(this.#options.load, this.#options.engine ?? nativeDiffusionEngine());
+    if (this.#device === undefined) {
+      // where the engine put it: the device holding most of its bytes
+      const held = Object.entries(this.#model.memoryBytes).sort((a, b) => b[1] - a[1]);
+      this.#device = held[0]?.[0] ?? "CPU";
+    }
   }
 
   async dispose(): Promise<void> {

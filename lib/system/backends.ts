@@ -31,7 +31,7 @@
 import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { GenaiError } from "../errors";
+import { GenaiError, toGenaiError } from "../errors";
 import { genaiCacheDir } from "../models/resolver";
 import { native, nativeAddonPath, platformPackageDir } from "../native";
 
@@ -255,4 +255,20 @@ export function resolveDevice(value: unknown): string {
   const v = value === undefined ? process.env.GENAI_NATIVE_DEVICE?.trim() || "auto" : value;
   if (typeof v !== "string" || !/^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/.test(v)) throw new GenaiError("INVALID_ARGUMENT", `device must be "auto", "cpu", a backend name or a device name such as "Vulkan0" (got ${String(v)})`);
   return v;
+}
+
+/**
+ * The device a load with this device spec places a model on ("CPU", or a
+ * ggml device name such as "Vulkan0" or "CUDA0"), after initBackends(): what
+ * the orchestrator's ledger keys the model's bytes by.
+ * @throws GenaiError INVALID_ARGUMENT for a malformed spec or one that names nothing registered
+ */
+export async function deviceFor(spec?: unknown): Promise<string> {
+  const resolved = resolveDevice(spec);
+  await initBackends();
+  try {
+    return native().deviceName(resolved);
+  } catch (e) {
+    throw toGenaiError(e);
+  }
 }

@@ -2,7 +2,7 @@
 import { native, type NativeSystemInfo, type NativeVersions } from "../native";
 import { GenaiError } from "../errors";
 import { backendStatus, type BackendModuleStatus } from "./backends";
-export { initBackends, backendStatus, probeBackendModule, GPU_BACKENDS, type BackendModuleStatus, type BackendState, type InitBackendsOptions } from "./backends";
+export { initBackends, backendStatus, deviceFor, probeBackendModule, GPU_BACKENDS, type BackendModuleStatus, type BackendState, type InitBackendsOptions } from "./backends";
 
 export type { NativeDevice as Device, NativeSystemInfo as SystemInfo, NativeVersions as Versions } from "../native";
 

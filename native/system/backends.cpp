@@ -200,4 +200,14 @@ std::string SelectDiffusionBackend(const std::string& spec) {
   return devs[0] ? ggml_backend_dev_name(devs[0]) : "CPU";
 }
 
+Napi::Value DeviceName(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string spec = StringArg(info, 0, "spec");
+  try {
+    return Napi::String::New(env, SelectDiffusionBackend(spec));
+  } catch (const CodedError& e) {
+    Throw(env, e.code, e.what());
+  }
+}
+
 }  // namespace genai

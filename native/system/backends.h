@@ -46,4 +46,9 @@ std::vector<ggml_backend_dev_t> DevicesProp(Napi::Object o);
 // The device name sd.cpp's backend spec takes for `spec` ("CPU" for CPU only).
 std::string SelectDiffusionBackend(const std::string& spec);
 
+// JS: deviceName(spec) -> the first device a load with this spec places the
+// model on ("CPU" when none): what memory ledgers key its bytes by.
+// Throws INVALID_ARGUMENT when the spec names nothing registered.
+Napi::Value DeviceName(const Napi::CallbackInfo& info);
+
 }  // namespace genai
