@@ -134,7 +134,7 @@ describe("Electron packaging", () => {
       // the addon with its shared libraries and backend modules, as a packager unpacks them
       const release = path.join(root, "build", "Release");
       for (const f of fs.readdirSync(release)) {
-        if (/\.(node|so|dll|dylib)$/.test(f) && fs.statSync(path.join(release, f)).isFile()) fs.copyFileSync(path.join(release, f), path.join(unpacked, "build", "Release", f));
+        if (/\.(node|so|dll|dylib)(\.\d+)*$/.test(f) && fs.statSync(path.join(release, f)).isFile()) fs.copyFileSync(path.join(release, f), path.join(unpacked, "build", "Release", f));
       }
       expect(addonRoot(packed)).toBe(unpacked);
       expect(addonRoot(root)).toBe(root);

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "ggml-backend.h"
+#include "system/backends.h"
 #include "util/args.h"
 #include "util/errors.h"
 
@@ -13,6 +14,8 @@ namespace genai {
 
 ContextState::~ContextState() {
   if (ctx) llama_free(ctx);
+  FreeCpuThreadpool(threadpool);
+  FreeCpuThreadpool(threadpool_batch);
 }
 
 BusyGuard::BusyGuard(std::shared_ptr<ContextState> s, Napi::Env env) {
@@ -22,7 +25,11 @@ BusyGuard::BusyGuard(std::shared_ptr<ContextState> s, Napi::Env env) {
 }
 
 BusyGuard::~BusyGuard() {
-  if (s_) s_->busy = false;
+  if (!s_) return;
+  // the operation is over: its CPU workers sleep instead of spinning
+  PauseCpuThreadpool(s_->threadpool);
+  PauseCpuThreadpool(s_->threadpool_batch);
+  s_->busy = false;
 }
 
 Napi::Function ContextHandle::Init(Napi::Env env) {
@@ -122,6 +129,10 @@ Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_pt
     auto state = std::make_shared<ContextState>();
     state->model = model;
     state->ctx = ctx;
+    // persistent CPU worker threads (llama-bench and llama-server do the same)
+    state->threadpool = NewCpuThreadpool(p.n_threads);
+    if (p.n_threads_batch != p.n_threads) state->threadpool_batch = NewCpuThreadpool(p.n_threads_batch);
+    if (state->threadpool) llama_attach_threadpool(ctx, state->threadpool, state->threadpool_batch);
     state->seed = seed;
     state->embeddings = embeddings;
     llama_set_abort_callback(ctx, AbortCallback, state.get());

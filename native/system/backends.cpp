@@ -195,6 +195,32 @@ std::vector<ggml_backend_dev_t> DevicesProp(Napi::Object o) {
   }
 }
 
+namespace {
+template <typename F>
+F CpuProc(const char* name) {
+  ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+  return cpu ? reinterpret_cast<F>(ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(cpu), name)) : nullptr;
+}
+}  // namespace
+
+ggml_threadpool_t NewCpuThreadpool(int n_threads) {
+  auto make = CpuProc<decltype(&ggml_threadpool_new)>("ggml_threadpool_new");
+  if (!make) return nullptr;
+  ggml_threadpool_params tpp = ggml_threadpool_params_default(n_threads);
+  tpp.paused = true;
+  return make(&tpp);
+}
+
+void PauseCpuThreadpool(ggml_threadpool_t tp) {
+  if (!tp) return;
+  if (auto pause = CpuProc<decltype(&ggml_threadpool_pause)>("ggml_threadpool_pause")) pause(tp);
+}
+
+void FreeCpuThreadpool(ggml_threadpool_t tp) {
+  if (!tp) return;
+  if (auto free_fn = CpuProc<decltype(&ggml_threadpool_free)>("ggml_threadpool_free")) free_fn(tp);
+}
+
 std::string SelectDiffusionBackend(const std::string& spec) {
   std::vector<ggml_backend_dev_t> devs = SelectDevices(spec);
   return devs[0] ? ggml_backend_dev_name(devs[0]) : "CPU";

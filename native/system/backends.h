@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ggml-backend.h"
+#include "ggml-cpu.h"
 
 namespace genai {
 
@@ -42,6 +43,20 @@ std::vector<ggml_backend_dev_t> SelectDevices(const std::string& spec);
 
 // SelectDevices(o.device), on the JS thread: a bad spec throws INVALID_ARGUMENT.
 std::vector<ggml_backend_dev_t> DevicesProp(Napi::Object o);
+
+// A persistent ggml CPU threadpool of n threads (through the CPU module's
+// proc address, as llama-bench does with GGML_BACKEND_DL), or nullptr when
+// the CPU module has none. Without one, ggml starts and joins its worker
+// threads on every graph compute — once per generated token — and without
+// OpenMP that costs far more than a small model's token. Free with
+// FreeCpuThreadpool after the context that uses it.
+// The pool starts paused; a graph compute resumes it. Pause it when an
+// operation ends: an unpaused pool's idle workers spin for ~0.1-0.3 s after
+// each graph (ggml's poll, 1024 * 128 * 50 rounds), taking cores from the
+// app and from other contexts.
+ggml_threadpool_t NewCpuThreadpool(int n_threads);
+void PauseCpuThreadpool(ggml_threadpool_t tp);
+void FreeCpuThreadpool(ggml_threadpool_t tp);
 
 // The device name sd.cpp's backend spec takes for `spec` ("CPU" for CPU only).
 std::string SelectDiffusionBackend(const std::string& spec);
