@@ -9,7 +9,8 @@
 //       (GENAI_VULKAN_INCLUDE / GENAI_GLSLC name them; scripts/debian-vulkan-tools.sh provides both on
 //       Debian 12), Metal on macOS;
 //       CUDA only when named
-//       (its build is long: GENAI_CUDA_ARCHS limits the architectures, default 75;86;89;90).
+//       (its build is long: GENAI_CUDA_ARCHS limits the architectures, default 75;86;89;90;
+//       GENAI_CUBLAS_ROOT supplies cuBLAS when the toolkit lacks it, see cudaDefines).
 //   GENAI_NATIVE_CPU_VARIANTS=native|all   one CPU module tuned to this machine (default), or
 //       every x86/ARM variant, ggml choosing the best at run time (what prebuilds ship).
 import { execFileSync } from "node:child_process";
@@ -108,6 +109,43 @@ function x86Features() {
   };
   return Object.fromEntries(Object.entries(map).map(([feat, need]) => [feat, need.every((f) => flags.has(f))]));
 }
+/**
+ * CMake defines for the CUDA module beyond GGML_CUDA. ggml-cuda needs cuBLAS,
+ * which some toolkit installs (a bare nvcc, a container's compiler-only
+ * image) lack: GENAI_CUBLAS_ROOT may name a folder with include/cublas_v2.h and
+ * lib/libcublas.so* (an unpacked NVIDIA "nvidia-cublas" wheel's nvidia/cu13
+ * folder has that shape). Without the driver library (libcuda.so, or its stub
+ * in lib64/stubs) the module is built without CUDA VMM (GGML_CUDA_NO_VMM: a
+ * cudaMalloc pool instead of virtual-memory reservations). NCCL stays off: the
+ * module must not depend on a library users do not have.
+ */
+function cudaDefines() {
+  const nvcc = [
+    process.env.CUDACXX,
+    ...[process.env.CUDA_PATH, process.env.CUDA_HOME].map((d) => d && path.join(d, "bin", "nvcc")),
+    ...(process.env.PATH ?? "").split(path.delimiter).map((d) => d && path.join(d, "nvcc")),
+    "/usr/local/cuda/bin/nvcc",
+  ].find((f) => f && fs.existsSync(f));
+  if (!nvcc) throw new Error("GENAI_NATIVE_GPU names cuda, but no nvcc was found (install the CUDA toolkit, or set CUDA_PATH or CUDACXX)");
+  const toolkit = path.resolve(path.dirname(fs.realpathSync(nvcc)), "..");
+  const out = [`--CDCMAKE_CUDA_COMPILER=${nvcc}`, "--CDGGML_CUDA_NCCL=OFF"];
+  const libDirs = ["lib64", "lib", path.join("targets", `${process.arch === "arm64" ? "sbsa" : "x86_64"}-linux`, "lib")].map((d) => path.join(toolkit, d));
+  const has = (dirs, re) => dirs.some((d) => fs.existsSync(d) && fs.readdirSync(d).some((f) => re.test(f)));
+  if (!fs.existsSync(path.join(toolkit, "include", "cublas_v2.h")) || !has(libDirs, /^libcublas\.so/)) {
+    const root = process.env.GENAI_CUBLAS_ROOT;
+    const lib = (name) => root && fs.existsSync(path.join(root, "lib")) && fs.readdirSync(path.join(root, "lib")).filter((f) => f.startsWith(`lib${name}.so`)).map((f) => path.join(root, "lib", f))[0];
+    if (!root || !fs.existsSync(path.join(root, "include", "cublas_v2.h")) || !lib("cublas") || !lib("cublasLt"))
+      throw new Error(`GENAI_NATIVE_GPU names cuda, but the CUDA toolkit in ${toolkit} has no cuBLAS (install its cublas development package, or set GENAI_CUBLAS_ROOT to a folder with include/cublas_v2.h and lib/libcublas.so*)`);
+    out.push(`--CDCUDA_cublas_LIBRARY=${lib("cublas")}`, `--CDCUDA_cublasLt_LIBRARY=${lib("cublasLt")}`, `--CDCMAKE_CUDA_FLAGS=-I${path.join(root, "include")}`);
+    console.log(`[build-addon] cuBLAS from ${root}`);
+  }
+  const driverDirs = [...libDirs.map((d) => path.join(d, "stubs")), ...libDirs, "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib/wsl/lib"];
+  if (process.platform === "linux" && !has(driverDirs, /^libcuda\.so/)) {
+    console.log("[build-addon] no libcuda.so (driver or toolkit stub) to link: the CUDA module is built without VMM (GGML_CUDA_NO_VMM)");
+    out.push("--CDGGML_CUDA_NO_VMM=ON");
+  }
+  return out;
+}
 const gpu = gpuBackends();
 const features = x86Features();
 const wantAll = (process.env.GENAI_NATIVE_CPU_VARIANTS ?? "native") === "all";
@@ -130,6 +168,7 @@ if (gpu.includes("vulkan")) {
   if (process.env.GENAI_GLSLC) defines.push(`--CDVulkan_GLSLC_EXECUTABLE=${path.resolve(glslc)}`); // else CMake finds it on PATH
   if (process.env.GENAI_VULKAN_INCLUDE) defines.push(`--CDVulkan_INCLUDE_DIR=${path.resolve(vulkanInclude)}`);
 }
+if (gpu.includes("cuda")) defines.push(...cudaDefines());
 if (process.env.GENAI_CUDA_ARCHS) defines.push(`--CDGENAI_CUDA_ARCHS=${process.env.GENAI_CUDA_ARCHS}`);
 // cmake-js applies defines only when it configures: configure again whenever they change
 const stamp = path.join(root, "build", "genai-defines.json");
