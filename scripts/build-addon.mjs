@@ -41,8 +41,12 @@ function onPath(cmd) {
 }
 // The Vulkan module's tools: GENAI_GLSLC / GENAI_VULKAN_INCLUDE, else glslc on
 // PATH and the system's headers (scripts/debian-vulkan-tools.sh sets both on Debian 12).
-const glslc = process.env.GENAI_GLSLC || (onPath("glslc") ? "glslc" : null);
-const vulkanInclude = [process.env.GENAI_VULKAN_INCLUDE, process.env.VULKAN_SDK && path.join(process.env.VULKAN_SDK, "include"), "/usr/include", "/usr/local/include"].find(
+// Tools that scripts/debian-vulkan-tools.sh unpacked before are used without
+// its env, so that a plain rebuild keeps the Vulkan module.
+const unpacked = path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "genai-native", "vulkan-tools");
+const unpackedOk = !process.env.GENAI_GLSLC && fs.existsSync(path.join(unpacked, "glslc")) && fs.existsSync(path.join(unpacked, "root", "usr", "include", "vulkan", "vulkan_core.h"));
+const glslc = process.env.GENAI_GLSLC || (unpackedOk ? path.join(unpacked, "glslc") : onPath("glslc") ? "glslc" : null);
+const vulkanInclude = [process.env.GENAI_VULKAN_INCLUDE, unpackedOk && path.join(unpacked, "root", "usr", "include"), process.env.VULKAN_SDK && path.join(process.env.VULKAN_SDK, "include"), "/usr/include", "/usr/local/include"].find(
   (d) => d && fs.existsSync(path.join(d, "vulkan", "vulkan_core.h")),
 );
 const VULKAN_HOWTO = "on Debian 12: eval \"$(bash scripts/debian-vulkan-tools.sh)\"";
@@ -165,8 +169,8 @@ if (!allVariants && features) {
 if (gpu.includes("vulkan")) {
   const why = vulkanProblem();
   if (why) throw new Error(`GENAI_NATIVE_GPU names vulkan, but ${why}`);
-  if (process.env.GENAI_GLSLC) defines.push(`--CDVulkan_GLSLC_EXECUTABLE=${path.resolve(glslc)}`); // else CMake finds it on PATH
-  if (process.env.GENAI_VULKAN_INCLUDE) defines.push(`--CDVulkan_INCLUDE_DIR=${path.resolve(vulkanInclude)}`);
+  if (glslc !== "glslc") defines.push(`--CDVulkan_GLSLC_EXECUTABLE=${path.resolve(glslc)}`); // else CMake finds it on PATH
+  if (process.env.GENAI_VULKAN_INCLUDE || unpackedOk) defines.push(`--CDVulkan_INCLUDE_DIR=${path.resolve(vulkanInclude)}`);
 }
 if (gpu.includes("cuda")) defines.push(...cudaDefines());
 if (process.env.GENAI_CUDA_ARCHS) defines.push(`--CDGENAI_CUDA_ARCHS=${process.env.GENAI_CUDA_ARCHS}`);

@@ -260,6 +260,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
       p.backend = c(backend);
       p.params_backend = c(params_backend);
       if (wtype != SD_TYPE_COUNT) p.wtype = wtype;
+      BackendSetupLock setup;
       model->ctx = new_sd_ctx(&p);
       errors = scope.Op().errors;
     }

@@ -128,6 +128,7 @@ Napi::Value LoadUpscaler(const Napi::CallbackInfo& info) {
     std::string errors;
     {
       OpScope scope(&job, false);
+      BackendSetupLock setup;
       model->ctx = new_upscaler_ctx(path.c_str(), false, threads, tile, backend.c_str(), nullptr);
       if (model->ctx) model->scale = get_upscale_factor(model->ctx);
       errors = scope.Op().errors;

@@ -79,6 +79,7 @@ double EstimateKvBytes(const llama_model* m, uint32_t n_ctx) {
 }
 
 double FreeDeviceBytes() {
+  auto reading = RegistryReadLock();
   double total = 0;
   for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
     size_t free = 0, all = 0;
@@ -124,7 +125,11 @@ Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_pt
                                         " MiB of KV cache; the devices have " + std::to_string(static_cast<int64_t>(avail / 1048576)) + " MiB free");
 
   return ThreadJob::Start(env, "genai.createContext", std::make_shared<CancelFlag>(), Napi::Function(), [model, p, seed, embeddings](ThreadJob&) -> ThreadJob::ValueMaker {
-    llama_context* ctx = llama_init_from_model(model->model, p);
+    llama_context* ctx;
+    {
+      BackendSetupLock setup;
+      ctx = llama_init_from_model(model->model, p);
+    }
     if (!ctx) throw CodedError(code::OUT_OF_MEMORY, "llama.cpp could not allocate the context (KV cache and compute buffers) for " + std::to_string(p.n_ctx) + " tokens");
     auto state = std::make_shared<ContextState>();
     state->model = model;

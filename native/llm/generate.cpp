@@ -161,6 +161,8 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
 
   auto t0 = Clock::now();
   int32_t rc = DecodePrompt(s, prompt, keep, cancel);
+  // a GPU backend computes asynchronously: the prompt is done when the device is
+  if (rc == 0) llama_synchronize(s.ctx);
   r.prompt_ms = MsSince(t0);
   if (rc == 2 || cancel.IsCancelled()) {
     TrimKv(s);

@@ -68,6 +68,7 @@ Napi::Value EstimateMemory(const Napi::CallbackInfo& info) {
       [path, mp, cp, devices]() mutable {
         mp.devices = devices.data();
         LogCapture capture;
+        BackendSetupLock setup;
         llama_model* model = llama_model_load_from_file(path.c_str(), mp);
         if (!model) throw CodedError(code::INVALID_MODEL, "llama.cpp could not read the model: " + path + " — " + capture.Errors());
         llama_context* ctx = llama_init_from_model(model, cp);

@@ -122,7 +122,11 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
     params.progress_callback = OnLoadProgress;
     params.progress_callback_user_data = &lp;
     LogCapture capture;  // llama.cpp's own error lines from this thread, for the message
-    llama_model* model = llama_model_load_from_file(path.c_str(), params);
+    llama_model* model;
+    {
+      BackendSetupLock setup;
+      model = llama_model_load_from_file(path.c_str(), params);
+    }
     if (!model) {
       if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "model load was aborted");
       std::string why = capture.Errors();

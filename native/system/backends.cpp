@@ -23,6 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
+std::shared_mutex g_registry;  // see RegistryReadLock; taken before g_mu
 std::mutex g_mu;
 std::map<std::string, ggml_backend_reg_t> g_loaded;  // module path -> its registration (guarded by g_mu)
 
@@ -85,6 +86,13 @@ std::string UserBackendName(ggml_backend_reg_t reg) {
 
 }  // namespace
 
+std::shared_lock<std::shared_mutex> RegistryReadLock() { return std::shared_lock<std::shared_mutex>(g_registry); }
+
+namespace {
+std::mutex g_setup;
+}
+BackendSetupLock::BackendSetupLock() : registry(g_registry), setup(g_setup) {}
+
 std::string AddonDir() {
 #ifdef _WIN32
   HMODULE self = nullptr;
@@ -100,6 +108,12 @@ std::string AddonDir() {
 }
 
 std::string LoadCpuBackend(const std::string& dir) {
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    for (const auto& [path, reg] : g_loaded)
+      if (Lower(ggml_backend_reg_name(reg)) == "cpu") return path;
+  }
+  std::unique_lock<std::shared_mutex> registering(g_registry);
   std::lock_guard<std::mutex> lock(g_mu);
   for (const auto& [path, reg] : g_loaded)
     if (Lower(ggml_backend_reg_name(reg)) == "cpu") return path;
@@ -122,9 +136,16 @@ std::string LoadCpuBackend(const std::string& dir) {
 Napi::Value LoadBackend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = StringArg(info, 0, "path");
-  ggml_backend_reg_t reg;
+  ggml_backend_reg_t reg = nullptr;
   std::string why;
   {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = g_loaded.find(path);
+    if (it != g_loaded.end()) reg = it->second;
+  }
+  if (!reg) {
+    // waits for loads running in other threads (other worker_threads) to finish
+    std::unique_lock<std::shared_mutex> registering(g_registry);
     std::lock_guard<std::mutex> lock(g_mu);
     reg = LoadLocked(path, &why);
   }
@@ -153,6 +174,7 @@ Napi::Value BackendModules(const Napi::CallbackInfo& info) {
 }
 
 std::vector<ggml_backend_dev_t> SelectDevices(const std::string& spec) {
+  auto reading = RegistryReadLock();
   std::string want = Lower(spec.empty() ? "auto" : spec);
   std::vector<ggml_backend_dev_t> out;
   if (want == "cpu") {

@@ -6,6 +6,7 @@
 #pragma once
 #include <napi.h>
 
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,26 @@
 #include "ggml-cpu.h"
 
 namespace genai {
+
+// ggml's backend registry is a plain global list: registering a module while
+// another thread walks the devices (a model load in another worker_thread)
+// is a data race (seen as a crash in llama_model_loader::create_tensor).
+// Registering takes this lock exclusively; whatever enumerates devices or
+// creates backends (loads, context creation, systemInfo, device selection)
+// holds it shared for that call. Never nest it.
+std::shared_lock<std::shared_mutex> RegistryReadLock();
+
+// Held while a model loads or a context is created (llama.cpp or sd.cpp):
+// the registry lock shared, plus one process-wide mutex, so that loads from
+// different worker_threads run one after another. Concurrent loads on one
+// Vulkan device crashed in llama_model_loader::create_tensor (lavapipe, a
+// null function pointer); loads are mostly file reads and gain little from
+// running side by side.
+struct BackendSetupLock {
+  BackendSetupLock();
+  std::shared_lock<std::shared_mutex> registry;
+  std::unique_lock<std::mutex> setup;
+};
 
 // The folder genai_native.node was loaded from.
 std::string AddonDir();

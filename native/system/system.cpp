@@ -1,5 +1,7 @@
 #include "system/system.h"
 
+#include "system/backends.h"
+
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -105,6 +107,7 @@ Napi::Value SystemInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   Napi::Array devices = Napi::Array::New(env);
+  auto reading = RegistryReadLock();
   for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
     ggml_backend_dev_t dev = ggml_backend_dev_get(i);
     size_t free = 0, total = 0;
