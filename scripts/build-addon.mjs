@@ -50,8 +50,13 @@ const vulkanInclude = [process.env.GENAI_VULKAN_INCLUDE, unpackedOk && path.join
   (d) => d && fs.existsSync(path.join(d, "vulkan", "vulkan_core.h")),
 );
 const VULKAN_HOWTO = "on Debian 12: eval \"$(bash scripts/debian-vulkan-tools.sh)\"";
-/** Why the Vulkan module cannot be built with these tools (llama.cpp's ggml-vulkan needs cooperative-matrix support in both), or null. */
+/** Why the Vulkan module cannot be built with these tools (llama.cpp's ggml-vulkan needs cooperative-matrix support in both), or null. Runs glslc once. */
+let vulkanWhy;
 function vulkanProblem() {
+  if (vulkanWhy === undefined) vulkanWhy = findVulkanProblem();
+  return vulkanWhy;
+}
+function findVulkanProblem() {
   if (!vulkanInclude) return `no Vulkan headers (install libvulkan-dev, or set GENAI_VULKAN_INCLUDE; ${VULKAN_HOWTO})`;
   if (!glslc) return `no glslc (install it, or set GENAI_GLSLC; ${VULKAN_HOWTO})`;
   if (!fs.readFileSync(path.join(vulkanInclude, "vulkan", "vulkan_core.h"), "utf8").includes("VkPhysicalDeviceCooperativeMatrixFeaturesKHR"))

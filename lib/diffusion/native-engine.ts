@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import { GenaiError, wrapErrors } from "../errors";
 import { native, withCancelToken, type NativeAddon } from "../native";
-import { deviceFor, initBackends, resolveDevice } from "../system/backends";
+import { deviceFor, resolveDevice } from "../system/backends";
 import type { DiffusionEngine, DiffusionLoadOptions, EngineEvent, EngineModel, RawImage } from "./engine";
 
 export const ENGINE_HOWTO =
@@ -23,8 +23,7 @@ const toRaw = (i: { data: Uint8Array; width: number; height: number; channels: n
 async function load(addon: NativeAddon, options: DiffusionLoadOptions, onProgress: (f: number) => void, signal?: AbortSignal): Promise<EngineModel> {
   const { model, diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention, vaeTiling, keepClipOnCpu, keepVaeOnCpu, offloadParamsToCpu } = options;
   const device = resolveDevice(options.device);
-  await initBackends();
-  const where = await deviceFor(device);
+  const where = await deviceFor(device); // registers the GPU backends first
   const h = await withCancelToken(signal, (cancel) =>
     addon.loadDiffusionModel!({ model, diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention, vaeTiling, keepClipOnCpu, keepVaeOnCpu, offloadParamsToCpu, device }, onProgress, cancel),
   );

@@ -209,11 +209,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   std::string backend, params_backend;
   auto add = [](std::string& spec, const std::string& a) { spec = spec.empty() ? a : spec + "," + a; };
   // the device every module runs on unless placed below (a bare name is sd.cpp's default assignment)
-  try {
-    add(backend, SelectDiffusionBackend(StringProp(o, "device", "auto")));
-  } catch (const CodedError& e) {
-    Throw(env, e.code, e.what());
-  }
+  add(backend, DeviceNameProp(o));
   if (BoolProp(o, "keepClipOnCpu", false)) add(backend, "te=cpu");
   if (BoolProp(o, "keepVaeOnCpu", false)) add(backend, "vae=cpu");
   if (BoolProp(o, "offloadParamsToCpu", false)) add(params_backend, "*=cpu");

@@ -113,12 +113,7 @@ Napi::Value LoadUpscaler(const Napi::CallbackInfo& info) {
   if (path.empty()) Throw(env, code::INVALID_ARGUMENT, "model (an ESRGAN file) is required");
   int threads = static_cast<int>(IntProp(o, "threads", sd_get_num_physical_cores(), 1, 1024));
   int tile = static_cast<int>(IntProp(o, "tileSize", 128, 0, 4096));
-  std::string backend;
-  try {
-    backend = SelectDiffusionBackend(StringProp(o, "device", "auto"));
-  } catch (const CodedError& e) {
-    Throw(env, e.code, e.what());
-  }
+  std::string backend = DeviceNameProp(o);
   auto cancel = CancelToken::From(info.Length() > 1 ? info[1] : env.Undefined());
   return ThreadJob::Start(env, "genai.diffusion.loadUpscaler", cancel, Napi::Function(), [path, threads, tile, backend](ThreadJob& job) -> ThreadJob::ValueMaker {
     FILE* f = std::fopen(path.c_str(), "rb");

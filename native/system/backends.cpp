@@ -73,6 +73,18 @@ ggml_backend_reg_t LoadLocked(const std::string& path, std::string* why) {
   return reg;
 }
 
+// The CPU module's threadpool functions, resolved once when it is registered
+// (ggml-cpu is a module under GGML_BACKEND_DL: no link-time symbols).
+decltype(&ggml_threadpool_new) g_tp_new = nullptr;
+decltype(&ggml_threadpool_pause) g_tp_pause = nullptr;
+decltype(&ggml_threadpool_free) g_tp_free = nullptr;
+
+void RememberCpuProcs(ggml_backend_reg_t reg) {
+  g_tp_new = reinterpret_cast<decltype(g_tp_new)>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
+  g_tp_pause = reinterpret_cast<decltype(g_tp_pause)>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_pause"));
+  g_tp_free = reinterpret_cast<decltype(g_tp_free)>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
+}
+
 bool IsGpu(ggml_backend_dev_t d) {
   auto t = ggml_backend_dev_type(d);
   return t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU;
@@ -129,7 +141,9 @@ std::string LoadCpuBackend(const std::string& dir) {
   }
   if (best.empty()) best = fs::path(dir) / (std::string(kPrefix) + "cpu" + kExt);
   std::string why;
-  if (!LoadLocked(best.string(), &why)) throw std::runtime_error("no ggml CPU backend module loads from " + dir + (why.empty() ? "" : ": " + why));
+  ggml_backend_reg_t reg = LoadLocked(best.string(), &why);
+  if (!reg) throw std::runtime_error("no ggml CPU backend module loads from " + dir + (why.empty() ? "" : ": " + why));
+  RememberCpuProcs(reg);
   return best.string();
 }
 
@@ -217,45 +231,37 @@ std::vector<ggml_backend_dev_t> DevicesProp(Napi::Object o) {
   }
 }
 
-namespace {
-template <typename F>
-F CpuProc(const char* name) {
-  ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
-  return cpu ? reinterpret_cast<F>(ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(cpu), name)) : nullptr;
-}
-}  // namespace
-
 ggml_threadpool_t NewCpuThreadpool(int n_threads) {
-  auto make = CpuProc<decltype(&ggml_threadpool_new)>("ggml_threadpool_new");
-  if (!make) return nullptr;
+  if (!g_tp_new) return nullptr;
   ggml_threadpool_params tpp = ggml_threadpool_params_default(n_threads);
   tpp.paused = true;
-  return make(&tpp);
+  return g_tp_new(&tpp);
 }
 
 void PauseCpuThreadpool(ggml_threadpool_t tp) {
-  if (!tp) return;
-  if (auto pause = CpuProc<decltype(&ggml_threadpool_pause)>("ggml_threadpool_pause")) pause(tp);
+  if (tp && g_tp_pause) g_tp_pause(tp);
 }
 
 void FreeCpuThreadpool(ggml_threadpool_t tp) {
-  if (!tp) return;
-  if (auto free_fn = CpuProc<decltype(&ggml_threadpool_free)>("ggml_threadpool_free")) free_fn(tp);
+  if (tp && g_tp_free) g_tp_free(tp);
 }
 
-std::string SelectDiffusionBackend(const std::string& spec) {
-  std::vector<ggml_backend_dev_t> devs = SelectDevices(spec);
-  return devs[0] ? ggml_backend_dev_name(devs[0]) : "CPU";
-}
-
-Napi::Value DeviceName(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string spec = StringArg(info, 0, "spec");
+namespace {
+// The name of the first device SelectDevices(spec) gives ("CPU" for none).
+std::string FirstDeviceName(Napi::Env env, const std::string& spec) {
   try {
-    return Napi::String::New(env, SelectDiffusionBackend(spec));
+    std::vector<ggml_backend_dev_t> devs = SelectDevices(spec);
+    return devs[0] ? ggml_backend_dev_name(devs[0]) : "CPU";
   } catch (const CodedError& e) {
     Throw(env, e.code, e.what());
   }
+}
+}  // namespace
+
+std::string DeviceNameProp(Napi::Object o) { return FirstDeviceName(o.Env(), StringProp(o, "device", "auto")); }
+
+Napi::Value DeviceName(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), FirstDeviceName(info.Env(), StringArg(info, 0, "spec")));
 }
 
 }  // namespace genai

@@ -17,8 +17,7 @@ namespace genai {
 
 // ggml's backend registry is a plain global list: registering a module while
 // another thread walks the devices (a model load in another worker_thread)
-// is a data race (seen as a crash in llama_model_loader::create_tensor).
-// Registering takes this lock exclusively; whatever enumerates devices or
+// would be a data race. Registering takes this lock exclusively; whatever enumerates devices or
 // creates backends (loads, context creation, systemInfo, device selection)
 // holds it shared for that call. Never nest it.
 std::shared_lock<std::shared_mutex> RegistryReadLock();
@@ -66,8 +65,8 @@ std::vector<ggml_backend_dev_t> SelectDevices(const std::string& spec);
 std::vector<ggml_backend_dev_t> DevicesProp(Napi::Object o);
 
 // A persistent ggml CPU threadpool of n threads (through the CPU module's
-// proc address, as llama-bench does with GGML_BACKEND_DL), or nullptr when
-// the CPU module has none. Without one, ggml starts and joins its worker
+// proc addresses, resolved once by LoadCpuBackend, as llama-bench does with
+// GGML_BACKEND_DL), or nullptr when the CPU module has none. Without one, ggml starts and joins its worker
 // threads on every graph compute — once per generated token — and without
 // OpenMP that costs far more than a small model's token. Free with
 // FreeCpuThreadpool after the context that uses it.
@@ -79,8 +78,10 @@ ggml_threadpool_t NewCpuThreadpool(int n_threads);
 void PauseCpuThreadpool(ggml_threadpool_t tp);
 void FreeCpuThreadpool(ggml_threadpool_t tp);
 
-// The device name sd.cpp's backend spec takes for `spec` ("CPU" for CPU only).
-std::string SelectDiffusionBackend(const std::string& spec);
+// The name of the first device for o.device (SelectDevices; "CPU" when none):
+// the device sd.cpp's backend spec takes. On the JS thread: a bad spec
+// throws INVALID_ARGUMENT.
+std::string DeviceNameProp(Napi::Object o);
 
 // JS: deviceName(spec) -> the first device a load with this spec places the
 // model on ("CPU" when none): what memory ledgers key its bytes by.
