@@ -1,5 +1,5 @@
 // Real image generation through stable-diffusion.cpp inside the addon, on a
-// generated random-weight SD1 checkpoint (lib/tools/gen-sd-model.ts, "tiny"
+// generated random-weight SD1 checkpoint (lib/tools/sd/, "tiny"
 // preset: the SD1 architecture with a narrow UNet and VAE decoder), 64×64.
 // Random weights make noise-like images, but every kernel of the pipeline
 // (CLIP text encoder, UNet with cross-attention, sampler, VAE) runs for real.
@@ -15,8 +15,7 @@ import { DiffusionModel, Upscaler, type GeneratedImage, type ImageProgress, type
 import { ENGINE_HOWTO } from "../lib/diffusion/native-engine";
 import { LlamaModel } from "../lib/llm/model";
 import { ManagedDiffusion, ManagedLlama, Orchestrator, type OffloadEvent } from "../lib/orchestrator/index";
-import { generateRandomEsrganModel } from "../lib/tools/gen-esrgan-model";
-import { generateRandomSd15Model } from "../lib/tools/gen-sd-model";
+import { generateRandomEsrganModel, generateRandomSd15Model } from "../lib/tools";
 import { storiesPath, tempDir, THREADS } from "./helpers";
 
 const available = capabilities().diffusion;

@@ -3,7 +3,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GenaiError, LlamaModel } from "../lib/index";
 import { native } from "../lib/native";
-import { generateRandomLlamaModel } from "../lib/tools/gen-model";
+import { generateRandomLlamaModel } from "../lib/tools";
 import { systemInfo } from "../lib/index";
 import { storiesPath, tempDir, THREADS } from "./helpers";
 

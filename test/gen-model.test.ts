@@ -10,11 +10,12 @@ import {
   generateRandomLlamaModel,
   llamaParameterCount,
   randomLlamaModelLayout,
-  runCli,
   type LlamaShape,
   type WeightType,
-} from "../lib/tools/gen-model";
-import { GgmlType, GgufWriter } from "../lib/models/gguf-writer";
+  GgmlType,
+  GgufWriter,
+} from "../lib/tools";
+import { runCli } from "../lib/tools/gen-model";
 
 // Expectations below are written out independently of the generator (ggml type
 // ids and block sizes from ggml.h / ggml-common.h, tensor names and shapes from

@@ -8,11 +8,11 @@ import {
   SD_PRESETS,
   generateRandomSd15Model,
   randomSd15ModelBytes,
-  runCli,
   sd1TensorPlan,
   sdParameterCount,
   validateSdShape,
-} from "../lib/tools/gen-sd-model";
+} from "../lib/tools";
+import { runCli } from "../lib/tools/gen-sd-model";
 
 // Expectations are written out independently of the generator: tensor names and
 // PyTorch shapes of the public v1-5-pruned-emaonly checkpoint (reversed here to

@@ -17,8 +17,8 @@
  *   node dist/cjs/tools/gen-esrgan-model.js --out FILE [--scale 1|2|4] [--blocks N] [--seed S]
  */
 import { parseArgs } from "node:util";
-import { GgmlType, GgufWriter } from "../models/gguf-writer";
-import { f32ToF16Bits, mulberry32 } from "./gen-model";
+import { GgmlType, GgufWriter } from "./gguf/writer";
+import { f32ToF16Bits, mulberry32 } from "./random";
 
 export const ESRGAN_FEATURES = 64;
 export const ESRGAN_GROWTH = 32;

@@ -1,0 +1,68 @@
+/**
+ * `genai-native/tools`: development tools kept out of the main entry point.
+ *
+ * Random-weight model generators (llama-architecture LLMs, Stable Diffusion
+ * 1.x checkpoints, ESRGAN upscalers) so tests and benchmarks run real
+ * inference without downloads, and the streaming GGUF v3 writer they use.
+ * Nothing under lib/ outside lib/tools imports this module, so
+ * `require("genai-native")` never loads it.
+ *
+ * CLIs (after the TypeScript build): dist/cjs/tools/gen-model.js,
+ * gen-sd-model.js and gen-esrgan-model.js (`npm run gen:model` runs the first).
+ */
+
+// GGUF writer
+export {
+  GGUF_DEFAULT_ALIGNMENT,
+  GGUF_MAGIC,
+  GGUF_VERSION,
+  GgmlType,
+  GgufDataSink,
+  GgufValueType,
+  GgufWriter,
+  alignUp,
+  ggmlTypeTraits,
+  tensorByteSize,
+  type GgmlTypeTraits,
+  type GgufLayout,
+  type GgufTensorEntry,
+  type GgufValue,
+  type GgufWriterOptions,
+} from "./gguf/writer";
+
+// Deterministic random data
+export { f32ToF16Bits, mulberry32, tensorSeed } from "./random";
+
+// llama-architecture LLMs
+export {
+  CHATML_TEMPLATE,
+  PRESETS,
+  llamaParameterCount,
+  llamaTensorPlan,
+  validateShape,
+  type LlamaShape,
+  type LlamaTensorSpec,
+  type PresetName,
+  type WeightType,
+} from "./llama/shape";
+export { TOKEN_TYPE, syntheticSpmVocab, type SyntheticVocab } from "./llama/vocab";
+export { generateRandomLlamaModel, randomLlamaModelLayout, type GenerateOptions, type GenerateResult } from "./llama/generate";
+export { runCli as runGenModelCli } from "./gen-model";
+
+// Stable Diffusion 1.x
+export {
+  SD1_FIXED,
+  SD_PRESETS,
+  validateSdShape,
+  type Sd1Shape,
+  type SdInit,
+  type SdPresetName,
+  type SdTensorSpec,
+  type SdWeightType,
+} from "./sd/shape";
+export { sd1TensorPlan, sdParameterCount } from "./sd/plan";
+export { generateRandomSd15Model, randomSd15ModelBytes, type GenerateSdOptions, type GenerateSdResult } from "./sd/generate";
+export { runCli as runGenSdModelCli } from "./gen-sd-model";
+
+// ESRGAN upscalers
+export { ESRGAN_FEATURES, ESRGAN_GROWTH, esrganConvs, generateRandomEsrganModel, type GenerateEsrganOptions } from "./gen-esrgan-model";
