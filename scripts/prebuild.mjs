@@ -11,6 +11,13 @@
 // libraries beside it and strips them. The addon finds its libraries with an
 // $ORIGIN rpath and its backend modules in its own folder.
 //
+// It then fills the platform packages (README "Prebuilt binaries"): the
+// files go to npm/<platform>-<arch>/prebuilds/<platform>-<arch>/, except the
+// GPU modules that have a package of their own (npm/<platform>-<arch>-cuda:
+// libggml-cuda is hundreds of MB), which go to that package's prebuilds
+// folder. Those folders are git-ignored; `npm run pack:platforms` packs them.
+// Linux packages are glibc-only (libc field): a musl build fills none.
+//
 // Usage: node scripts/prebuild.mjs [--gpu vulkan,cuda] [--native-cpu]
 //   --gpu        GPU modules (default: GENAI_NATIVE_GPU, else auto as in build-addon.mjs)
 //   --native-cpu one CPU module for this machine instead of every variant (a quick local check)
@@ -36,6 +43,43 @@ execFileSync(process.execPath, [prebuildify, "--napi", "--strip", "--tag-libc", 
 
 const files = fs.readdirSync(out).map((file) => ({ file, bytes: fs.statSync(path.join(out, file)).size }));
 if (!files.some((f) => f.file.endsWith(".node"))) throw new Error(`prebuild: no .node in ${out}`);
+const packages = fillPlatformPackages(out, files.map((f) => f.file));
 process.stdout.write(
-  JSON.stringify({ dir: path.relative(root, out), seconds: Math.round((Date.now() - t0) / 1000), totalBytes: files.reduce((s, f) => s + f.bytes, 0), files }, null, 1) + "\n",
+  JSON.stringify({ dir: path.relative(root, out), seconds: Math.round((Date.now() - t0) / 1000), totalBytes: files.reduce((s, f) => s + f.bytes, 0), files, packages }, null, 1) + "\n",
 );
+
+/**
+ * Copies the prebuild into npm/<platform>-<arch>[-<gpu>]/prebuilds/<platform>-<arch>/
+ * (each emptied first). Returns { package folder: files }.
+ */
+function fillPlatformPackages(src, names) {
+  const pa = `${process.platform}-${process.arch}`;
+  const pkgDir = (suffix) => path.join(root, "npm", suffix ? `${pa}-${suffix}` : pa);
+  if (!fs.existsSync(path.join(pkgDir(), "package.json"))) {
+    console.log(`[prebuild] no npm/${pa}/package.json: no platform package to fill`);
+    return {};
+  }
+  const libc = JSON.parse(fs.readFileSync(path.join(pkgDir(), "package.json"), "utf8")).libc;
+  if (libc && !names.some((n) => libc.some((l) => n.endsWith(`.${l}.node`)))) {
+    console.log(`[prebuild] npm/${pa} is for ${libc.join(", ")}; this build (${names.filter((n) => n.endsWith(".node")).join(", ")}) fills none`);
+    return {};
+  }
+  const split = {};
+  for (const name of names) {
+    // a GPU module with its own package: libggml-cuda.so / ggml-cuda.dll / libggml-cuda.dylib
+    const gpu = /^(?:lib)?ggml-(cuda|vulkan|metal)\.(?:so|dll|dylib)$/.exec(name)?.[1];
+    const dir = gpu && fs.existsSync(path.join(pkgDir(gpu), "package.json")) ? pkgDir(gpu) : pkgDir();
+    (split[dir] ??= []).push(name);
+  }
+  const out = {};
+  for (const dir of [pkgDir(), ...["cuda", "vulkan", "metal"].map(pkgDir)]) {
+    if (!fs.existsSync(path.join(dir, "package.json"))) continue;
+    const dest = path.join(dir, "prebuilds", pa);
+    fs.rmSync(path.join(dir, "prebuilds"), { recursive: true, force: true });
+    if (!split[dir]) continue;
+    fs.mkdirSync(dest, { recursive: true });
+    for (const name of split[dir]) fs.copyFileSync(path.join(src, name), path.join(dest, name));
+    out[path.relative(root, dir)] = split[dir];
+  }
+  return out;
+}
