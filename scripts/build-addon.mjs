@@ -114,9 +114,16 @@ function x86Features() {
   const map = {
     SSE42: ["sse4_2"], AVX: ["avx"], AVX2: ["avx2"], BMI2: ["bmi2"], FMA: ["fma"], F16C: ["f16c"], AVX_VNNI: ["avx_vnni"],
     AVX512: ["avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"], AVX512_VBMI: ["avx512vbmi"], AVX512_VNNI: ["avx512_vnni"],
-    AVX512_BF16: ["avx512_bf16"], AMX_TILE: ["amx_tile"], AMX_INT8: ["amx_int8"], AMX_BF16: ["amx_bf16"],
+    AVX512_BF16: ["avx512_bf16"],
   };
-  return Object.fromEntries(Object.entries(map).map(([feat, need]) => [feat, need.every((f) => flags.has(f))]));
+  const features = Object.fromEntries(Object.entries(map).map(([feat, need]) => [feat, need.every((f) => flags.has(f))]));
+  // AMX stays off even where /proc/cpuinfo lists it: on an Intel Xeon VM that
+  // lists amx_tile/amx_int8, ggml-cpu's AMX q8_0 kernel died with SIGILL
+  // (tilezero) in generation, which would take the host app down. The other
+  // kernels (AVX-512 VNNI) run the same models. GENAI_NATIVE_AMX=1 turns it on.
+  const amx = process.env.GENAI_NATIVE_AMX === "1";
+  for (const [feat, flag] of [["AMX_TILE", "amx_tile"], ["AMX_INT8", "amx_int8"], ["AMX_BF16", "amx_bf16"]]) features[feat] = amx && flags.has(flag);
+  return features;
 }
 /**
  * CMake defines for the CUDA module beyond GGML_CUDA. ggml-cuda needs cuBLAS,
