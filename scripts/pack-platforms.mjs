@@ -4,7 +4,7 @@
 //       package.json lists every platform package of npm/ (except the opt-in GPU
 //       ones, npm/*-cuda) as optionalDependencies
 //   genai-native-<platform>-<arch>[-<gpu>]-<version>.tgz   each platform package
-//       whose prebuilds folder `npm run prebuild` filled (on that platform)
+//       whose prebuilds folder `npm run build:prebuilds` filled (on that platform)
 //
 // Why the optionalDependencies are written here and not in the repository's
 // package.json: the platform packages are not on the registry until they are

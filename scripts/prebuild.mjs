@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run prebuild: the binaries to publish, in prebuilds/<platform>-<arch>/:
+// npm run build:prebuilds: the binaries to publish, in prebuilds/<platform>-<arch>/:
 //   genai-native.napi[.glibc|.musl].node   the addon (N-API 8: one binary for
 //                                           every Node ≥ 20 and Electron)
 //   libggml-base, libggml, libllama, libllama-common   (.so / .dylib / .dll)

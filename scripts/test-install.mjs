@@ -3,7 +3,7 @@
 // packed tarballs, the two ways users get it (slow: two native builds, so not
 // part of `npm test`):
 //   stage   a copy of this checkout (tracked and untracked files, no build
-//           output) with `npm ci --ignore-scripts`; `npm run prebuild -- --native-cpu`
+//           output) with `npm ci --ignore-scripts`; `npm run build:prebuilds -- --native-cpu`
 //           there fills npm/<platform>-<arch>/prebuilds; `npm run pack:platforms`
 //           packs genai-native (optionalDependencies, no binaries) and the
 //           platform package
@@ -92,8 +92,8 @@ try {
     run(npmCmd, ["ci", "--ignore-scripts", "--no-audit", "--no-fund"], src, { quiet: true });
   });
   const src = path.join(base, "src");
-  step("stage: npm run prebuild -- --native-cpu", () => {
-    run(npmCmd, ["run", "prebuild", "--", "--native-cpu"], src, { quiet: true });
+  step("stage: npm run build:prebuilds -- --native-cpu", () => {
+    run(npmCmd, ["run", "build:prebuilds", "--", "--native-cpu"], src, { quiet: true });
     const filled = path.join(src, "npm", pa, "prebuilds", pa);
     assert.ok(fs.existsSync(filled) && fs.readdirSync(filled).some((f) => f.endsWith(".node")), `prebuild did not fill npm/${pa}/prebuilds/${pa}`);
   });
