@@ -8,6 +8,8 @@ const models = process.env.GENAI_NATIVE_MODELS ?? path.resolve(import.meta.dirna
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // type tests of the public API (test/types/*.test-d.ts): tsc checks them as part of every run
+    typecheck: { enabled: true, include: ["test/types/**/*.test-d.ts"], tsconfig: "test/types/tsconfig.json" },
     env: { GENAI_NATIVE_MODELS: models },
     testTimeout: 120_000,
     hookTimeout: 300_000,

@@ -1,16 +1,34 @@
 /**
- * genai-native: llama.cpp in the Node/Electron process.
+ * genai-native: llama.cpp and stable-diffusion.cpp in the Node/Electron process.
  * See README.md for an overview; every export is documented at its source.
  */
-export { GenaiError, isGenaiError, type GenaiErrorCode } from "./errors";
-export { LlamaModel, type LoadModelOptions, type ModelMetadata, type ChatMessage, type TokenizeOptions } from "./llm/model";
-export { LlamaContext, type SavedContextState, type ContextOptions, type GenerateOptions, type ChatOptions, type CompletionResult, type CompletionTimings } from "./llm/context";
+export { GenaiError, isGenaiError, ERROR_CODES, type GenaiErrorCode } from "./errors";
+
+// text: models, contexts, streaming
+export { LlamaModel } from "./llm/model";
+export { LlamaContext } from "./llm/context";
 export { TextStream } from "./llm/text-stream";
-export { systemInfo, versions, capabilities, setLogLevel, initBackends, backendStatus, deviceFor, GPU_BACKENDS, type LogLevel, type Device, type SystemInfo, type SystemInfoWithBackends, type Versions, type BackendModuleStatus, type BackendState, type InitBackendsOptions } from "./system/index";
+export { SAMPLING_DEFAULTS, CONTEXT_DEFAULTS, LOAD_DEFAULTS, MAX_SEED } from "./llm/defaults";
+export type * from "./llm/types";
+
+// the machine: devices, backends, logs
+export { systemInfo, versions, capabilities, setLogLevel, setLogger, initBackends, backendStatus, deviceFor, GPU_BACKENDS } from "./system/index";
+export type { LogLevel, LogSource, Logger, Device, SystemInfo, SystemInfoWithBackends, Versions, BackendModuleStatus, BackendState, InitBackendsOptions } from "./system/index";
+
+// model files
 export { readGgufSummary, type GgufSummary } from "./models/metadata";
 export { resolveModel, downloadModel, modelCacheDir, DEFAULT_MODEL, type KnownModel, type ResolveOptions } from "./models/resolver";
-export { Orchestrator, ManagedLlama, ManagedDiffusion, JobQueue, JobRegistry, PRIORITIES, estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes, fitLlamaParams } from "./orchestrator/index";
-export type { OrchestratorOptions, SubmitOptions, OffloadEvent, RestoreEvent, ReserveEvent, LedgerDevice, ManagedLlamaOptions, ManagedDiffusionOptions, ManagedResource, Holding, HoldingKind, Residency, LlamaMemoryEstimate, Priority, QueuedJob, FitOptions, FitResult } from "./orchestrator/index";
-export type { DeviceMemory } from "./native";
+
+// memory orchestration
+export { Orchestrator, ManagedLlama, ManagedDiffusion, JobQueue, JobRegistry, PRIORITIES } from "./orchestrator/index";
+export { estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes, fitLlamaParams } from "./orchestrator/index";
+export type { OrchestratorOptions, SubmitOptions, OffloadEvent, RestoreEvent, ReserveEvent, LedgerDevice } from "./orchestrator/index";
+export type { ManagedLlamaOptions, ManagedDiffusionOptions, ManagedResource, Holding, HoldingKind, Residency } from "./orchestrator/index";
+export type { LlamaMemoryEstimate, Priority, QueuedJob, FitOptions, FitResult } from "./orchestrator/index";
+
+// images
 export { DiffusionModel, ImageJob, Upscaler, encodePng, nativeDiffusionEngine } from "./diffusion/index";
-export type { ImageGenerateOptions, GeneratedImage, ImageJobStatus, ImageProgress, ImageStage, DiffusionEngine, DiffusionLoadOptions, EngineModel, EngineEvent, EngineGenerateParams, EngineCancelToken, RawImage, LoraSpec, UpscalerLoadOptions, UpscaleOptions, UpscaledImage } from "./diffusion/index";
+export { IMAGE_DEFAULTS, DIFFUSION_LOAD_DEFAULTS, UPSCALER_DEFAULTS } from "./diffusion/index";
+export type { DiffusionEngine, EngineModel, EngineEvent, EngineGenerateParams, EngineCancelToken } from "./diffusion/index";
+export type { ImageGenerateOptions, GeneratedImage, ImageJobStatus, ImageProgress, ImageStage, DiffusionLoadOptions } from "./diffusion/index";
+export type { RawImage, LoraSpec, UpscalerLoadOptions, UpscaleOptions, UpscaledImage } from "./diffusion/index";

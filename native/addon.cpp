@@ -1,4 +1,4 @@
-// genai_native.node entry: registers the classes and functions lib/native.ts
+// genai_native.node entry: registers the classes and functions lib/binding/types.ts
 // types. Context-aware: each env (main thread, worker_threads) gets its own
 // AddonData; at env teardown running jobs are cancelled and awaited.
 #include <napi.h>
@@ -12,11 +12,12 @@
 #include "diffusion/diffusion.h"
 #endif
 #include "llm/context.h"
-#include "llm/memory.h"
+#include "llm/estimate.h"
 #include "llm/model.h"
 #include "system/backends.h"
 #include "system/system.h"
 #include "util/jobs.h"
+#include "util/log.h"
 
 namespace genai {
 
@@ -42,6 +43,7 @@ void CancelEverythingAtExit() {
 // created lazily after it was registered are destroyed before it runs).
 // Only this env's jobs: a worker_thread's exit must not stop the main thread's work.
 Napi::Value Shutdown(const Napi::CallbackInfo& info) {
+  DetachLogger(info.Env());  // no JS runs after 'exit': later lines go to stderr
   Data(info.Env()).jobs->CancelAllAndWait(5000);
   return info.Env().Undefined();
 }
@@ -49,6 +51,7 @@ Napi::Value Shutdown(const Napi::CallbackInfo& info) {
 // Env teardown (worker_threads terminate, main-thread shutdown).
 void Cleanup(void* arg) {
   auto* data = static_cast<AddonData*>(arg);
+  DetachLogger(data->env);
   data->jobs->CancelAllAndWait(10000);
   std::lock_guard<std::mutex> lock(g_trackers_mu);
   g_trackers->erase(data->jobs);
@@ -72,6 +75,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   });
   if (!init_error.empty()) Throw(env, code::ENGINE_UNAVAILABLE, init_error);
   auto* data = new AddonData();
+  data->env = env;
   env.SetInstanceData<AddonData>(data);
   {
     std::lock_guard<std::mutex> lock(g_trackers_mu);
@@ -86,6 +90,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function context = ContextHandle::Init(env);
   data->context_ctor = Napi::Persistent(context);
 
+  exports.Set("init", Napi::Function::New(env, InitErrors, "init"));
   exports.Set("CancelToken", cancel);
   exports.Set("ModelHandle", model);
   exports.Set("ContextHandle", context);
@@ -99,6 +104,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("addonDir", Napi::String::New(env, AddonDir()));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
   exports.Set("setLogLevel", Napi::Function::New(env, SetLogLevel, "setLogLevel"));
+  exports.Set("setLogger", Napi::Function::New(env, SetLogger, "setLogger"));
   Napi::Object caps = Napi::Object::New(env);
   caps.Set("llm", true);
 #ifdef GENAI_WITH_DIFFUSION

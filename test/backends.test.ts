@@ -7,7 +7,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LlamaModel, deviceFor, initBackends, systemInfo } from "../lib/index";
 import { GPU_BACKENDS, moduleFileName, probeBackendModule } from "../lib/system/backends";
-import { nativeAddonPath } from "../lib/native";
+import { nativeAddonPath } from "../lib/binding/load";
 import { storiesPath, tempDir } from "./helpers";
 
 const root = path.resolve(__dirname, "..");

@@ -2,10 +2,15 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GenaiError, LlamaModel } from "../lib/index";
-import { native } from "../lib/native";
+import { native } from "../lib/binding/load";
 import { generateRandomLlamaModel } from "../lib/tools";
 import { systemInfo } from "../lib/index";
 import { storiesPath, tempDir, THREADS } from "./helpers";
+
+// Complete native parameter objects (the TS layer always sends every field).
+const LOAD = { gpuLayers: -1, vocabOnly: false, device: "cpu" };
+const CTX = { contextSize: 128, batchSize: 512, threads: THREADS, batchThreads: THREADS, flashAttention: "auto", embeddings: false } as const;
+const GEN = { maxTokens: 4, temperature: 0, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, penaltyLastN: 64, seed: 1, stop: [], ignoreEos: false };
 
 let stories: string;
 let tmp: { dir: string; cleanup: () => void };
@@ -68,9 +73,11 @@ describe("bad model files never crash", () => {
     const addon = native();
     const p = path.join(tmp.dir, "text2.gguf");
     fs.writeFileSync(p, "plain text");
-    await expect(addon.loadModel(p, {}, undefined, new addon.CancelToken())).rejects.toMatchObject({ code: "INVALID_MODEL" });
-    await expect(addon.loadModel(path.join(tmp.dir, "missing.gguf"), {}, undefined, new addon.CancelToken())).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
-    await expect(addon.loadModel(tmp.dir, {}, undefined, new addon.CancelToken())).rejects.toMatchObject({ code: "INVALID_MODEL" });
+    await expect(addon.loadModel(p, LOAD, undefined, new addon.CancelToken())).rejects.toMatchObject({ code: "INVALID_MODEL" });
+    await expect(addon.loadModel(path.join(tmp.dir, "missing.gguf"), LOAD, undefined, new addon.CancelToken())).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
+    await expect(addon.loadModel(tmp.dir, LOAD, undefined, new addon.CancelToken())).rejects.toMatchObject({ code: "INVALID_MODEL" });
+    // the rejection is the JS GenaiError class itself, constructed in C++
+    await expect(addon.loadModel(tmp.dir, LOAD, undefined, new addon.CancelToken())).rejects.toBeInstanceOf(GenaiError);
   });
 });
 
@@ -103,6 +110,7 @@ describe("bad options get INVALID_ARGUMENT in TS and in C++", () => {
     ["batchSize 0", { batchSize: 0 }],
     ["threads Infinity", { threads: Infinity }],
     ["seed negative", { seed: -1 }],
+    ["seed 2^32-1", { seed: 0xffffffff }],
     ["flashAttention unknown", { flashAttention: "maybe" }],
   ];
   for (const [name, opts] of badContext) {
@@ -122,6 +130,7 @@ describe("bad options get INVALID_ARGUMENT in TS and in C++", () => {
     ["topK negative", { topK: -3 }],
     ["repeatPenalty 0", { repeatPenalty: 0 }],
     ["seed huge", { seed: 2 ** 40 }],
+    ["seed 2^32-1 (llama.cpp's 'random')", { seed: 0xffffffff }],
     ["stop not strings", { stop: [1] }],
     ["stop empty string", { stop: [""] }],
   ];
@@ -141,23 +150,39 @@ describe("bad options get INVALID_ARGUMENT in TS and in C++", () => {
   it("the native layer validates options too (TS bypassed)", async () => {
     const addon = native();
     const h = model.handle();
-    expect(() => addon.loadModel(stories, { gpuLayers: NaN }, undefined, new addon.CancelToken())).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
-    expect(() => h.createContext({ contextSize: -5 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
-    expect(() => h.createContext({ threads: NaN })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => addon.loadModel(stories, { ...LOAD, gpuLayers: NaN }, undefined, new addon.CancelToken())).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => h.createContext({ ...CTX, contextSize: -5 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => h.createContext({ ...CTX, threads: NaN })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
     expect(() => h.detokenize(Int32Array.of(1, 99999), false, false)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
     expect(() => (h.tokenize as unknown as (x: number) => void)(42)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
-    const ctx = await h.createContext({ contextSize: 128, threads: THREADS });
+    const ctx = await h.createContext(CTX);
     try {
       const cancel = new addon.CancelToken();
-      expect(() => ctx.generate({ tokens: Int32Array.of(1, 99999) }, () => undefined, cancel)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
-      expect(() => ctx.generate({ tokens: [1, 2] }, () => undefined, cancel)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
-      expect(() => ctx.generate({ tokens: Int32Array.of(1), temperature: NaN }, () => undefined, cancel)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
-      expect(() => ctx.generate({ tokens: Int32Array.of(1), maxTokens: -1 }, () => undefined, cancel)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
-      expect(() => ctx.generate({ tokens: Int32Array.of(1) }, "nope" as never, cancel)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      const gen = (p: object, cb: unknown = () => undefined) => ctx.generate({ ...GEN, tokens: Int32Array.of(1), ...p } as never, cb as never, cancel);
+      expect(() => gen({ tokens: Int32Array.of(1, 99999) })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      expect(() => gen({ tokens: [1, 2] })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      expect(() => gen({ temperature: NaN })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      expect(() => gen({ maxTokens: -1 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      expect(() => gen({}, "nope")).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      // LLAMA_DEFAULT_SEED (2^32−1) means "random" to llama.cpp: refused
+      expect(() => gen({ seed: 0xffffffff })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      // every field is required: C++ has no defaults of its own
+      for (const key of Object.keys(GEN)) {
+        const p: Record<string, unknown> = { ...GEN, tokens: Int32Array.of(1) };
+        delete p[key];
+        expect(() => ctx.generate(p as never, () => undefined, cancel), key).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: `${key} is required` }));
+      }
+      for (const key of Object.keys(CTX)) {
+        const p: Record<string, unknown> = { ...CTX };
+        delete p[key];
+        expect(() => h.createContext(p as never), key).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: `${key} is required` }));
+      }
       // a prompt longer than the context
       const long = new Int32Array(ctx.info().contextSize + 10).fill(300);
-      await expect(ctx.generate({ tokens: long }, () => undefined, cancel)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
-      await expect(ctx.generate({ tokens: new Int32Array(0) }, () => undefined, cancel)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+      await expect(gen({ tokens: long })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+      await expect(gen({ tokens: new Int32Array(0) })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+      // a valid call works, and yields what the defaults object says it should
+      expect((await gen({})).tokenCount).toBe(GEN.maxTokens);
     } finally {
       ctx.dispose();
     }
@@ -218,5 +243,14 @@ describe("use after dispose → DISPOSED", () => {
       expect(ref.disposed).toBe(false);
     }
     expect(ref.disposed).toBe(true);
+  });
+});
+
+describe("one list of error codes", () => {
+  it("init() refuses a code list that lacks a code C++ uses", async () => {
+    const { ERROR_CODES } = await import("../lib/errors");
+    const addon = native();
+    expect(() => addon.init(GenaiError, ERROR_CODES.filter((c) => c !== "BUSY"))).toThrow(/BUSY/);
+    addon.init(GenaiError, ERROR_CODES); // and accepts the real one
   });
 });

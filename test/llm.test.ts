@@ -93,6 +93,19 @@ describe("generation", () => {
     expect(r5.text).toBe(r4.text);
   });
 
+  it("without a seed, each generation draws its own (four on one context differ)", async () => {
+    // the default seed was once chosen per context, so these four were identical
+    const texts = await withContext(async (ctx) => {
+      const out: string[] = [];
+      for (let i = 0; i < 4; i++) out.push((await ctx.complete(PROMPT, { temperature: 0.8, maxTokens: 32 })).text);
+      return out;
+    });
+    expect(new Set(texts).size).toBeGreaterThan(1);
+    // a context seed applies to every generation that gives none
+    const seeded = await withContext(async (ctx) => [(await ctx.complete(PROMPT, { temperature: 0.8, maxTokens: 32 })).text, (await ctx.complete(PROMPT, { temperature: 0.8, maxTokens: 32 })).text], { seed: 5 });
+    expect(seeded[1]).toBe(seeded[0]);
+  });
+
   it("streams pieces that add up to the result text", async () => {
     await withContext(async (ctx) => {
       const stream = ctx.generate(PROMPT, { temperature: 0, maxTokens: 40 });

@@ -122,7 +122,7 @@ describe("package entry points", () => {
 
 describe("Electron packaging", () => {
   it("resolves the addon from an app's app.asar.unpacked copy and loads it from there", async () => {
-    const { addonRoot } = await import("../lib/native");
+    const { addonRoot } = await import("../lib/binding/load");
     const base = fs.mkdtempSync(path.join(os.tmpdir(), "genai-asar-"));
     try {
       const packed = path.join(base, "resources", "app.asar", "node_modules", "genai-native");

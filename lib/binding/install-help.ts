@@ -11,7 +11,6 @@
  * they are skipped with `--ignore-scripts`, when denied (`false`), under
  * `strict-allow-scripts` (which fails the install), and by default in later
  * npm releases. pnpm 10 skips them until `pnpm approve-builds`.
- * @internal
  */
 
 /** The package as apps depend on it. */

@@ -3,15 +3,9 @@
  * native stable-diffusion.cpp adapter implements, and that tests implement
  * with doubles. The job layer (job.ts, model.ts) depends only on this.
  */
+import type { DiffusionLoadOptions, LoraSpec, RawImage } from "./types";
 
-/** Raw pixels, row-major, 8 bits per channel. */
-export interface RawImage {
-  data: Uint8Array;
-  width: number;
-  height: number;
-  /** 3 (RGB) or 4 (RGBA); 1 (grey) for masks. */
-  channels: 1 | 3 | 4;
-}
+export type { DiffusionLoadOptions, LoraSpec, RawImage } from "./types";
 
 /**
  * What the engine reports while it generates, in order, on the JS thread.
@@ -23,13 +17,6 @@ export type EngineEvent =
   | { type: "step"; imageIndex: number; step: number; steps: number }
   | { type: "preview"; imageIndex: number; step: number; image: RawImage }
   | { type: "image"; imageIndex: number };
-
-export interface LoraSpec {
-  /** LoRA file path. */
-  path: string;
-  /** Strength multiplier (default 1). */
-  multiplier?: number;
-}
 
 /** Generation parameters after validation (all defaults filled in). */
 export interface EngineGenerateParams {
@@ -56,7 +43,8 @@ export interface EngineGenerateParams {
   initImage?: RawImage;
   /** Inpainting mask (white = repaint), same size as the init image. */
   mask?: RawImage;
-  loras: LoraSpec[];
+  /** LoRA files with their multipliers (filled in). */
+  loras: Required<LoraSpec>[];
   /** Preview every `intervalSteps` steps, decoded with `mode` ("proj" fast projection, "tae" tiny VAE, "vae" full VAE). */
   preview?: { mode: "proj" | "tae" | "vae"; intervalSteps: number };
 }
@@ -86,29 +74,6 @@ export interface EngineModel {
   generate(params: EngineGenerateParams, onEvent: (e: EngineEvent) => void, cancel: EngineCancelToken): Promise<RawImage[]>;
   /** Frees the model; never while generate runs. */
   dispose(): void;
-}
-
-export interface DiffusionLoadOptions {
-  /** A single-file checkpoint (SD1.x, SD2.x, SDXL, …). */
-  model?: string;
-  /** Or the parts: diffusion model (UNet/DiT) + VAE + text encoders. */
-  diffusionModel?: string;
-  vae?: string;
-  clipL?: string;
-  clipG?: string;
-  t5xxl?: string;
-  /** Tiny autoencoder for fast previews/decoding. */
-  taesd?: string;
-  /** Weight type to convert to at load, e.g. "f16", "q8_0" (default: as stored). */
-  weightType?: string;
-  threads?: number;
-  flashAttention?: boolean;
-  vaeTiling?: boolean;
-  keepClipOnCpu?: boolean;
-  keepVaeOnCpu?: boolean;
-  offloadParamsToCpu?: boolean;
-  /** "auto" (default, or GENAI_NATIVE_DEVICE), "cpu", a backend ("vulkan") or a device ("Vulkan0"); see LoadModelOptions.device. */
-  device?: string;
 }
 
 export interface DiffusionEngine {

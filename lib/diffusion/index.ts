@@ -1,6 +1,10 @@
-export { DiffusionModel, ImageJob, resolveGenerateParams, MIN_SIDE, MAX_SIDE, type ImageGenerateOptions, type GeneratedImage, type ImageJobStatus } from "./model";
-export { ProgressTracker, type ImageProgress, type ImageStage } from "./progress";
+export { DiffusionModel } from "./model";
+export { ImageJob } from "./job";
+export { resolveGenerateParams } from "./params";
+export { IMAGE_DEFAULTS, DIFFUSION_LOAD_DEFAULTS, UPSCALER_DEFAULTS, MIN_SIDE, MAX_SIDE, MAX_UPSCALED_SIDE } from "./defaults";
+export { ProgressTracker } from "./progress";
 export { encodePng } from "./png";
 export { nativeDiffusionEngine, ENGINE_HOWTO } from "./native-engine";
-export type { DiffusionEngine, DiffusionLoadOptions, EngineModel, EngineEvent, EngineGenerateParams, EngineCancelToken, RawImage, LoraSpec } from "./engine";
-export { Upscaler, MAX_UPSCALED_SIDE, type UpscalerLoadOptions, type UpscaleOptions, type UpscaledImage } from "./upscaler";
+export { Upscaler } from "./upscaler";
+export type { DiffusionEngine, EngineModel, EngineEvent, EngineGenerateParams, EngineCancelToken } from "./engine";
+export type * from "./types";

@@ -5,30 +5,53 @@
  * ENGINE_UNAVAILABLE, saying how to get it.
  */
 import fs from "node:fs";
-import { GenaiError, wrapErrors } from "../errors";
-import { native, withCancelToken, type NativeAddon } from "../native";
+import { GenaiError } from "../errors";
+import { native, withCancelToken } from "../binding/load";
+import type { Addon, DiffusionLoadParams, NativeImage } from "../binding/types";
 import { deviceFor, resolveDevice } from "../system/backends";
-import type { DiffusionEngine, DiffusionLoadOptions, EngineEvent, EngineModel, RawImage } from "./engine";
+import { DIFFUSION_FILE_OPTIONS, DIFFUSION_LOAD_DEFAULTS } from "./defaults";
+import type { DiffusionEngine, EngineEvent, EngineModel } from "./engine";
+import type { DiffusionLoadOptions, RawImage } from "./types";
 
 export const ENGINE_HOWTO =
   "genai-native was built without stable-diffusion.cpp: run `git submodule update --init deps/stable-diffusion.cpp` in the package's source, then `npm run build:native`";
 
-const toRaw = (i: { data: Uint8Array; width: number; height: number; channels: number }): RawImage => ({
+/** A native image's bytes as a RawImage (no copy). */
+export const toRaw = (i: NativeImage): RawImage => ({
   data: new Uint8Array(i.data.buffer, i.data.byteOffset, i.data.byteLength),
   width: i.width,
   height: i.height,
   channels: i.channels as RawImage["channels"],
 });
 
-async function load(addon: NativeAddon, options: DiffusionLoadOptions, onProgress: (f: number) => void, signal?: AbortSignal): Promise<EngineModel> {
-  const { model, diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention, vaeTiling, keepClipOnCpu, keepVaeOnCpu, offloadParamsToCpu } = options;
+/** Load options (validated by DiffusionModel.load) → the addon's complete parameters. */
+function loadParams(o: DiffusionLoadOptions, device: string): DiffusionLoadParams {
+  const d = DIFFUSION_LOAD_DEFAULTS;
+  return {
+    model: o.model ?? "",
+    diffusionModel: o.diffusionModel ?? "",
+    vae: o.vae ?? "",
+    clipL: o.clipL ?? "",
+    clipG: o.clipG ?? "",
+    t5xxl: o.t5xxl ?? "",
+    taesd: o.taesd ?? "",
+    weightType: o.weightType ?? "",
+    threads: o.threads,
+    flashAttention: o.flashAttention ?? d.flashAttention,
+    vaeTiling: o.vaeTiling ?? d.vaeTiling,
+    keepClipOnCpu: o.keepClipOnCpu ?? d.keepClipOnCpu,
+    keepVaeOnCpu: o.keepVaeOnCpu ?? d.keepVaeOnCpu,
+    offloadParamsToCpu: o.offloadParamsToCpu ?? d.offloadParamsToCpu,
+    device,
+  };
+}
+
+async function load(addon: Addon, options: DiffusionLoadOptions, onProgress: (f: number) => void, signal?: AbortSignal): Promise<EngineModel> {
   const device = resolveDevice(options.device);
   const where = await deviceFor(device); // registers the GPU backends first
-  const h = await withCancelToken(signal, (cancel) =>
-    addon.loadDiffusionModel!({ model, diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention, vaeTiling, keepClipOnCpu, keepVaeOnCpu, offloadParamsToCpu, device }, onProgress, cancel),
-  );
+  const h = await withCancelToken(signal, (cancel) => addon.loadDiffusionModel!(loadParams(options, device), onProgress, cancel));
   const info = h.info();
-  const files = [model, diffusionModel, vae, clipL, clipG, t5xxl, taesd].filter((p): p is string => !!p);
+  const files = DIFFUSION_FILE_OPTIONS.map((k) => options[k]).filter((p): p is string => !!p);
   const bytes = files.reduce((s, p) => s + fs.statSync(p).size, 0);
   return {
     samplers: info.samplers,
@@ -40,12 +63,10 @@ async function load(addon: NativeAddon, options: DiffusionLoadOptions, onProgres
         token.cancel();
         h.cancel(mode);
       });
-      const imgs = await wrapErrors(() =>
-        h.generate({ ...params }, (e) => {
-          if (e.type === "preview") onEvent({ ...(e as unknown as EngineEvent & { type: "preview" }), image: toRaw(e.image as RawImage) });
-          else onEvent(e as unknown as EngineEvent);
-        }, token),
-      );
+      const imgs = await h.generate({ ...params }, (e) => {
+        if (e.type === "preview") onEvent({ ...(e as unknown as EngineEvent & { type: "preview" }), image: toRaw(e.image as NativeImage) });
+        else onEvent(e as unknown as EngineEvent);
+      }, token);
       return imgs.map(toRaw);
     },
     dispose() {
@@ -55,7 +76,7 @@ async function load(addon: NativeAddon, options: DiffusionLoadOptions, onProgres
 }
 
 export function nativeDiffusionEngine(): DiffusionEngine {
-  let addon: NativeAddon | undefined;
+  let addon: Addon | undefined;
   try {
     addon = native();
   } catch {

@@ -7,22 +7,9 @@
  * etaMs = remaining units × the mean measured step time (sampling steps so far).
  */
 import type { EngineEvent } from "./engine";
+import type { ImageProgress, ImageStage } from "./types";
 
-export type ImageStage = "loading" | "encoding" | "diffusion" | "decoding";
-
-export interface ImageProgress {
-  stage: ImageStage;
-  /** Sampling step of the current image, 1-based (0 outside the diffusion stage). */
-  step: number;
-  steps: number;
-  /** 0-based index of the image being worked on. */
-  imageIndex: number;
-  imageCount: number;
-  /** Over the whole batch, 0..100. */
-  percent: number;
-  /** Estimated ms left (undefined until a step has been timed). */
-  etaMs?: number;
-}
+export type { ImageProgress, ImageStage } from "./types";
 
 export class ProgressTracker {
   #steps: number;

@@ -11,63 +11,27 @@
  * k times for factor = scale^k. Upscales share the process-wide sd.cpp turn
  * with image generations: one runs at a time, in order.
  */
-import { GenaiError, toGenaiError } from "../errors";
-import { native, withCancelToken, type NativeAddon, type NativeCancelToken } from "../native";
+import { GenaiError } from "../errors";
+import { native, withCancelToken } from "../binding/load";
+import type { Addon, UpscalerHandle } from "../binding/types";
 import { initBackends, resolveDevice } from "../system/backends";
-import { optInt, optObject, optOneOf, optSignal, requireString } from "../validate";
-import type { RawImage } from "./engine";
-import { runExclusive } from "./model";
-import { ENGINE_HOWTO } from "./native-engine";
+import { optInt, optObject, optOneOf, optSignal, requireString } from "../util/validate";
+import { MAX_UPSCALED_SIDE, UPSCALER_DEFAULTS } from "./defaults";
+import { ENGINE_HOWTO, toRaw } from "./native-engine";
 import { encodePng } from "./png";
+import { runExclusive } from "./turn";
+import type { RawImage, UpscaledImage, UpscaleOptions, UpscalerLoadOptions } from "./types";
 
-/** Largest output side in pixels (also enforced in C++). */
-export const MAX_UPSCALED_SIDE = 16384;
-
-export interface UpscalerLoadOptions {
-  /** ESRGAN weights (GGUF, safetensors or .pth), e.g. RealESRGAN_x4plus. */
-  model: string;
-  /** CPU threads (default: physical cores). */
-  threads?: number;
-  /** Images larger than this many pixels per side are upscaled in tiles of this size, bounding memory (default 128; 0 = never tile). */
-  tileSize?: number;
-  /** "auto" (default, or GENAI_NATIVE_DEVICE), "cpu", a backend or a device name; see LoadModelOptions.device. */
-  device?: string;
-  signal?: AbortSignal;
-}
-
-export interface UpscaleOptions {
-  /** "png" (default), "raw" pixels, or "both". */
-  output?: "png" | "raw" | "both";
-  /** Aborting it stops the work between passes (sd.cpp cannot stop inside one) and rejects with ABORTED. */
-  signal?: AbortSignal;
-}
-
-export interface UpscaledImage {
-  png?: Buffer;
-  raw?: RawImage;
-  /** Pixels: the input's × factor. */
-  width: number;
-  height: number;
-}
-
-interface NativeUpscaler {
-  scale(): number;
-  upscale(args: { image: RawImage; passes: number }, cancel: NativeCancelToken): Promise<{ data: Buffer; width: number; height: number; channels: number }[]>;
-  dispose(): void;
-}
-
-type UpscalerAddon = NativeAddon & { loadUpscaler?(options: Record<string, unknown>, cancel: NativeCancelToken): Promise<NativeUpscaler> };
-
-function addon(): UpscalerAddon {
-  const a = native() as UpscalerAddon;
+function addon(): Addon {
+  const a = native();
   if (!a.capabilities.diffusion || typeof a.loadUpscaler !== "function") throw new GenaiError("ENGINE_UNAVAILABLE", ENGINE_HOWTO);
   return a;
 }
 
 export class Upscaler implements AsyncDisposable {
-  #handle: NativeUpscaler | undefined;
+  #handle: UpscalerHandle | undefined;
   #running: Promise<unknown> = Promise.resolve();
-  private constructor(h: NativeUpscaler) {
+  private constructor(h: UpscalerHandle) {
     this.#handle = h;
   }
 
@@ -80,7 +44,7 @@ export class Upscaler implements AsyncDisposable {
     const a = addon();
     const model = requireString("model", o.model);
     const threads = o.threads === undefined ? undefined : optInt("threads", o.threads, 1, 1, 1024);
-    const tileSize = optInt("tileSize", o.tileSize, 128, 0, 4096);
+    const tileSize = optInt("tileSize", o.tileSize, UPSCALER_DEFAULTS.tileSize, 0, 4096);
     const device = resolveDevice(o.device);
     const signal = optSignal("signal", o.signal);
     if (signal?.aborted) throw new GenaiError("ABORTED", "load aborted before it started");
@@ -89,7 +53,7 @@ export class Upscaler implements AsyncDisposable {
     return new Upscaler(h);
   }
 
-  #h(): NativeUpscaler {
+  #h(): UpscalerHandle {
     if (!this.#handle) throw new GenaiError("DISPOSED", "the upscaler has been disposed");
     return this.#handle;
   }
@@ -125,7 +89,7 @@ export class Upscaler implements AsyncDisposable {
     if (signal?.aborted) throw new GenaiError("ABORTED", "upscale aborted before it started");
     const run = runExclusive(async () => {
       const [out] = await withCancelToken(signal, (t) => h.upscale({ image: { data: img.data, width, height, channels: img.channels }, passes }, t));
-      const raw: RawImage = { data: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength), width: out.width, height: out.height, channels: out.channels as RawImage["channels"] };
+      const raw: RawImage = toRaw(out);
       return {
         png: output === "raw" ? undefined : await encodePng(raw),
         raw: output === "png" ? undefined : raw,
@@ -134,9 +98,7 @@ export class Upscaler implements AsyncDisposable {
       };
     });
     this.#running = run.catch(() => undefined);
-    return run.catch((e: unknown) => {
-      throw toGenaiError(e);
-    });
+    return run;
   }
 
   /** Waits for a running upscale, then frees the model. Idempotent. */

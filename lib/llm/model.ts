@@ -6,66 +6,29 @@
  *   for await (const piece of ctx.generate("Once upon a time")) process.stdout.write(piece);
  *   await model.dispose();
  */
-import { GenaiError, wrapErrors } from "../errors";
+import { GenaiError } from "../errors";
+import { native, withCancelToken } from "../binding/load";
+import type { ModelHandle } from "../binding/types";
 import { readGgufSummary, type GgufSummary } from "../models/metadata";
-import { native, type NativeModel } from "../native";
 import { initBackends, resolveDevice } from "../system/backends";
-import { optBool, optFunction, optInt, optObject, optSignal, requireString } from "../validate";
-import { LlamaContext, type ContextOptions } from "./context";
-
-export interface LoadModelOptions {
-  /** Layers to offload to the GPU: an integer ≥ 0, or "max" / -1 for all (default "max"; ignored on CPU-only builds). */
-  gpuLayers?: number | "max";
-  /** Memory-map the file (default: llama.cpp's choice, mmap where supported). */
-  useMmap?: boolean;
-  /** Load only the vocabulary (tokenize/detokenize; no contexts). */
-  vocabOnly?: boolean;
-  /**
-   * Where the layers run: "auto" (default, or GENAI_NATIVE_DEVICE: the first GPU backend
-   * of CUDA → Metal → Vulkan that works here, else the CPU), "cpu", a backend name
-   * ("vulkan") or a device name ("Vulkan0"). See lib/system/backends.ts.
-   */
-  device?: string;
-  /** Load progress, a fraction in [0, 1], called on the JS thread. */
-  onProgress?: (fraction: number) => void;
-  /** Aborting stops the load, frees everything, and rejects with ABORTED. */
-  signal?: AbortSignal;
-}
-
-/** What a model is, from its GGUF metadata and from llama.cpp once loaded. */
-export interface ModelMetadata extends GgufSummary {
-  /** Parameter count (from llama.cpp). */
-  parameters: number;
-  /** Bytes of tensor data. */
-  sizeBytes: number;
-  /** llama.cpp's one-line description, e.g. "llama 7B Q4_0". */
-  description: string;
-  /** The Jinja chat template embedded in the file, if any. */
-  chatTemplate: string | null;
-}
-
-export interface ChatMessage {
-  role: "system" | "user" | "assistant" | (string & {});
-  content: string;
-}
-
-export interface TokenizeOptions {
-  /** Add the model's special tokens (BOS) as it is configured to (default true). */
-  addSpecial?: boolean;
-  /** Parse special-token text such as `<|im_start|>` into special tokens (default false). */
-  parseSpecial?: boolean;
-}
+import { optBool, optFunction, optInt, optObject, optSignal, requireString } from "../util/validate";
+import { LlamaContext } from "./context";
+import { LOAD_DEFAULTS } from "./defaults";
+import type { ChatMessage, ContextOptions, LoadModelOptions, ModelMetadata, TokenizeOptions } from "./types";
 
 export class LlamaModel implements AsyncDisposable {
   readonly path: string;
   readonly metadata: ModelMetadata;
-  #native: NativeModel | undefined;
+  /** @internal llama.cpp's training context size (n_ctx_train), tokens. */
+  readonly trainContextSize: number;
+  #native: ModelHandle | undefined;
   #contexts = new Set<LlamaContext>();
 
-  private constructor(path: string, handle: NativeModel, summary: GgufSummary) {
+  private constructor(path: string, handle: ModelHandle, summary: GgufSummary) {
     this.path = path;
     this.#native = handle;
     const info = handle.info();
+    this.trainContextSize = info.trainContextSize;
     this.metadata = { ...summary, parameters: info.parameters, sizeBytes: info.sizeBytes, description: info.description, chatTemplate: info.chatTemplate };
   }
 
@@ -77,9 +40,9 @@ export class LlamaModel implements AsyncDisposable {
   static async load(path: string, options: LoadModelOptions = {}): Promise<LlamaModel> {
     requireString("path", path);
     const o = optObject("options", options) as LoadModelOptions;
-    const gpuLayers = o.gpuLayers === undefined || o.gpuLayers === "max" ? -1 : optInt("gpuLayers", o.gpuLayers, -1, -1, 100000);
+    const gpuLayers = o.gpuLayers === undefined || o.gpuLayers === "max" ? LOAD_DEFAULTS.gpuLayers : optInt("gpuLayers", o.gpuLayers, LOAD_DEFAULTS.gpuLayers, -1, 100000);
     const useMmap = o.useMmap === undefined ? undefined : optBool("useMmap", o.useMmap, true);
-    const vocabOnly = optBool("vocabOnly", o.vocabOnly, false);
+    const vocabOnly = optBool("vocabOnly", o.vocabOnly, LOAD_DEFAULTS.vocabOnly);
     const device = resolveDevice(o.device);
     const onProgress = optFunction<(f: number) => void>("onProgress", o.onProgress);
     const signal = optSignal("signal", o.signal);
@@ -87,24 +50,17 @@ export class LlamaModel implements AsyncDisposable {
     const summary = await readGgufSummary(path);
     await initBackends();
     const addon = native();
-    const cancel = new addon.CancelToken();
-    const onAbort = () => cancel.cancel();
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      const handle = await wrapErrors(() => addon.loadModel(path, { gpuLayers, useMmap, vocabOnly, device }, onProgress, cancel));
-      if (signal?.aborted) {
-        // aborted while the last progress events were on their way: free what loaded
-        handle.dispose();
-        throw new GenaiError("ABORTED", "model load was aborted");
-      }
-      return new LlamaModel(path, handle, summary);
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
+    const handle = await withCancelToken(signal, (cancel) => addon.loadModel(path, { gpuLayers, useMmap, vocabOnly, device }, onProgress, cancel));
+    if (signal?.aborted) {
+      // aborted while the last progress events were on their way: free what loaded
+      handle.dispose();
+      throw new GenaiError("ABORTED", "model load was aborted");
     }
+    return new LlamaModel(path, handle, summary);
   }
 
   /** @internal */
-  handle(): NativeModel {
+  handle(): ModelHandle {
     if (!this.#native) throw new GenaiError("DISPOSED", "the model has been disposed");
     return this.#native;
   }
@@ -118,7 +74,7 @@ export class LlamaModel implements AsyncDisposable {
     requireString("text", text);
     const addSpecial = optBool("addSpecial", options.addSpecial, true);
     const parseSpecial = optBool("parseSpecial", options.parseSpecial, false);
-    return wrapErrors(() => this.handle().tokenize(text, addSpecial, parseSpecial));
+    return this.handle().tokenize(text, addSpecial, parseSpecial);
   }
 
   /** Token ids → text, on a worker thread. @throws GenaiError DISPOSED, INVALID_ARGUMENT (ids outside the vocabulary) */
@@ -129,7 +85,7 @@ export class LlamaModel implements AsyncDisposable {
     }
     const removeSpecial = optBool("removeSpecial", options.removeSpecial, false);
     const unparseSpecial = optBool("unparseSpecial", options.unparseSpecial, false);
-    return wrapErrors(() => this.handle().detokenize(arr, removeSpecial, unparseSpecial));
+    return this.handle().detokenize(arr, removeSpecial, unparseSpecial);
   }
 
   /**
@@ -146,7 +102,7 @@ export class LlamaModel implements AsyncDisposable {
     }
     const template = options.template === undefined ? null : requireString("template", options.template);
     const addAssistant = optBool("addAssistant", options.addAssistant, true);
-    return wrapErrors(() => this.handle().applyChatTemplate(messages.map((m) => ({ role: m.role, content: m.content })), addAssistant, template));
+    return this.handle().applyChatTemplate(messages.map((m) => ({ role: m.role, content: m.content })), addAssistant, template);
   }
 
   /**

@@ -5,9 +5,9 @@
  */
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { GenaiError } from "../errors";
+import { genaiCacheDir } from "../system/cache-dir";
 
 export interface KnownModel {
   /** File name used in model dirs and the cache. */
@@ -36,19 +36,6 @@ export const DEFAULT_MODEL: KnownModel = {
 export function modelCacheDir(): string {
   if (process.env.GENAI_NATIVE_CACHE) return process.env.GENAI_NATIVE_CACHE;
   return path.join(genaiCacheDir(), "models");
-}
-
-/** genai-native's cache folder: `$GENAI_NATIVE_CACHE`, else the user cache dir's `genai-native` (models, backend probe verdicts). */
-export function genaiCacheDir(): string {
-  if (process.env.GENAI_NATIVE_CACHE) return process.env.GENAI_NATIVE_CACHE;
-  const home = os.homedir();
-  const base =
-    process.platform === "win32"
-      ? (process.env.LOCALAPPDATA ?? path.join(home, "AppData", "Local"))
-      : process.platform === "darwin"
-        ? path.join(home, "Library", "Caches")
-        : (process.env.XDG_CACHE_HOME ?? path.join(home, ".cache"));
-  return path.join(base, "genai-native");
 }
 
 export interface ResolveOptions {

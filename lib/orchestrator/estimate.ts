@@ -5,9 +5,10 @@
  *   (`no_alloc`, as its fit routine in common/fit.cpp does) — exact for weights and KV cache.
  */
 import { readGgufSummary, type GgufSummary } from "../models/metadata";
-import { native, type DeviceMemory } from "../native";
+import { native } from "../binding/load";
+import { CONTEXT_DEFAULTS, LOAD_DEFAULTS } from "../llm/defaults";
+import type { DeviceMemory } from "../llm/types";
 import { initBackends, resolveDevice } from "../system/backends";
-import { wrapErrors } from "../errors";
 
 export interface LlamaMemoryEstimate {
   /** Weights, bytes (the file's tensor data). */
@@ -49,7 +50,7 @@ export async function estimateLlamaFromMetadata(path: string, contextSize: numbe
   const kv = kvCacheBytes(s, contextSize);
   const embd = s.embeddingLength ?? 0;
   const ff = Number(s.raw[`${s.architecture}.feed_forward_length`] ?? 4 * embd);
-  const u = Math.min(options.batchSize ?? 512, 512);
+  const u = Math.min(options.batchSize ?? CONTEXT_DEFAULTS.batchSize, 512); // 512: llama.cpp's n_ubatch default
   let compute = u * (s.vocabSize ?? 0) * 4 + u * contextSize * 2 + u * (ff + embd) * 2;
   if (options.flashAttention === false) compute += u * contextSize * (s.headCount ?? 1) * 4;
   return { weights, kv, compute, total: weights + kv + compute };
@@ -62,7 +63,10 @@ export async function estimateLlamaFromMetadata(path: string, contextSize: numbe
 export async function measureLlamaMemory(path: string, options: { gpuLayers?: number; contextSize?: number; batchSize?: number; embeddings?: boolean; device?: string } = {}): Promise<DeviceMemory[]> {
   const device = resolveDevice(options.device);
   await initBackends();
-  return wrapErrors(() =>
-    native().estimateMemory(path, { gpuLayers: options.gpuLayers ?? -1, device }, { contextSize: options.contextSize ?? 0, batchSize: options.batchSize ?? 512, embeddings: options.embeddings ?? false }),
+  return native().estimateMemory(
+    path,
+    { gpuLayers: options.gpuLayers ?? LOAD_DEFAULTS.gpuLayers, device },
+    // contextSize 0: llama.cpp's default, the model's training context
+    { contextSize: options.contextSize ?? 0, batchSize: options.batchSize ?? CONTEXT_DEFAULTS.batchSize, embeddings: options.embeddings ?? CONTEXT_DEFAULTS.embeddings },
   );
 }

@@ -7,8 +7,8 @@
  */
 import { GenaiError } from "../errors";
 import { readGgufSummary } from "../models/metadata";
-import { systemInfo } from "../system/index";
-import type { DeviceMemory } from "../native";
+import { defaultBudgets } from "./budget";
+import type { DeviceMemory } from "../llm/types";
 import { measureLlamaMemory } from "./estimate";
 
 export interface FitOptions {
@@ -33,9 +33,6 @@ export interface FitResult {
 
 const totalOf = (d: DeviceMemory) => d.model + d.context + d.compute;
 
-function defaultBudgets(): Record<string, number> {
-  return Object.fromEntries(systemInfo().devices.map((d) => [d.name, Math.max(0, d.freeBytes - Math.min(0.08 * d.totalBytes, 1.6e9))]));
-}
 
 /**
  * Picks gpuLayers and contextSize that fit.

@@ -7,9 +7,10 @@
  * saved state, so the next turn decodes only its new tokens.
  */
 import { GenaiError } from "../errors";
-import { LlamaModel, type LoadModelOptions } from "../llm/model";
-import type { ContextOptions, LlamaContext, SavedContextState } from "../llm/context";
-import type { DeviceMemory } from "../native";
+import type { LlamaContext } from "../llm/context";
+import { LOAD_DEFAULTS } from "../llm/defaults";
+import { LlamaModel } from "../llm/model";
+import type { ContextOptions, DeviceMemory, LoadModelOptions, SavedContextState } from "../llm/types";
 import { measureLlamaMemory } from "./estimate";
 import type { Holding, ManagedResource, Residency } from "./resource";
 
@@ -64,7 +65,7 @@ export class ManagedLlama implements ManagedResource {
     if (typeof options?.modelPath !== "string") throw new GenaiError("INVALID_ARGUMENT", "modelPath must be a string");
     const c = options.context ?? {};
     const estimated = await measureLlamaMemory(options.modelPath, {
-      gpuLayers: typeof options.load?.gpuLayers === "number" ? options.load.gpuLayers : -1,
+      gpuLayers: typeof options.load?.gpuLayers === "number" ? options.load.gpuLayers : LOAD_DEFAULTS.gpuLayers,
       contextSize: c.contextSize,
       batchSize: c.batchSize,
       embeddings: c.embeddings,

@@ -17,11 +17,12 @@
 import { EventEmitter } from "node:events";
 import { GenaiError } from "../errors";
 import { systemInfo } from "../system/index";
-import { JobQueue, type Priority, type QueuedJob } from "./queue";
+import { defaultBudgets } from "./budget";
+import { DEFAULT_PRIORITY, PRIORITY_RANK as RANK, type Priority } from "./priority";
+import { JobQueue, type QueuedJob } from "./queue";
 import { JobRegistry } from "./registry";
 import { bytesByDevice, type Holding, type ManagedResource, type Residency } from "./resource";
 
-const RANK: Record<Priority, number> = { immediate: 3, interactive: 2, preload: 1, background: 0 };
 
 export interface OrchestratorOptions {
   /**
@@ -126,14 +127,14 @@ export class Orchestrator extends EventEmitter {
       }
       this.#budgets = new Map(Object.entries(options.budgets));
     } else {
-      this.#budgets = new Map(systemInfo().devices.map((d) => [d.name, Math.max(0, d.freeBytes - Math.min(0.08 * d.totalBytes, 1.6e9))]));
+      this.#budgets = new Map(Object.entries(defaultBudgets()));
     }
   }
 
-  /** Registers a resource; `priority` decides its place in the eviction order (default "interactive"). */
+  /** Registers a resource; `priority` decides its place in the eviction order (default DEFAULT_PRIORITY, "interactive"). */
   add(resource: ManagedResource, options: { priority?: Priority } = {}): void {
     if (this.#resources.has(resource.id)) throw new GenaiError("INVALID_ARGUMENT", `a resource with id ${resource.id} is already registered`);
-    this.#resources.set(resource.id, { resource, priority: options.priority ?? "interactive" });
+    this.#resources.set(resource.id, { resource, priority: options.priority ?? DEFAULT_PRIORITY });
   }
 
   remove(resource: ManagedResource): void {
@@ -177,7 +178,7 @@ export class Orchestrator extends EventEmitter {
   }
 
   #submit<T>(spec: SubmitOptions<T>, restoreAfter: boolean): QueuedJob<T> {
-    const priority = spec.priority ?? "interactive";
+    const priority = spec.priority ?? DEFAULT_PRIORITY;
     const engine = spec.engine ?? spec.resource?.engine ?? "default";
     let job!: QueuedJob<T>;
     job = this.queue.enqueue<T>({

@@ -41,12 +41,11 @@
  * or failed job is not reported.
  */
 import { GenaiError, toGenaiError } from "../errors";
-import { optFunction, optObject, optOneOf, optSignal, requireString } from "../validate";
+import { onAbort } from "../util/abort";
+import { optFunction, optObject, optOneOf, optSignal, requireString } from "../util/validate";
 
-export type Priority = "immediate" | "interactive" | "preload" | "background";
-/** The priorities, highest first. */
-export const PRIORITIES: readonly Priority[] = Object.freeze(["immediate", "interactive", "preload", "background"] as const);
-const LEVEL: Readonly<Record<Priority, number>> = { immediate: 3, interactive: 2, preload: 1, background: 0 };
+import { DEFAULT_PRIORITY, PRIORITIES, PRIORITY_RANK as LEVEL, type Priority } from "./priority";
+export { PRIORITIES, type Priority } from "./priority";
 const TOP = LEVEL.immediate;
 
 export type JobStatus = "pending" | "running" | "done" | "error" | "cancelled";
@@ -201,7 +200,7 @@ export class JobQueue {
     const s = optObject("spec", spec);
     const engine = requireString("engine", s.engine);
     if (!engine) throw new GenaiError("INVALID_ARGUMENT", "engine must be a non-empty string");
-    const priority = optOneOf("priority", s.priority, PRIORITIES, "interactive");
+    const priority = optOneOf("priority", s.priority, PRIORITIES, DEFAULT_PRIORITY);
     const signal = optSignal("signal", s.signal);
     const run = optFunction<(signal: AbortSignal) => Promise<T>>("run", s.run);
     if (!run) throw new GenaiError("INVALID_ARGUMENT", "run must be a function");
@@ -225,11 +224,7 @@ export class JobQueue {
       this.#finishCancelled(entry, "the job's signal was aborted before it was queued", signal.reason);
       return job;
     }
-    if (signal) {
-      const onAbort = () => this.#cancel(entry, "the job's signal was aborted", signal.reason);
-      signal.addEventListener("abort", onAbort, { once: true });
-      entry.detachSignal = () => signal.removeEventListener("abort", onAbort);
-    }
+    if (signal) entry.detachSignal = onAbort(signal, () => this.#cancel(entry, "the job's signal was aborted", signal.reason));
     this.#pending.push(entry);
     this.#schedulePump();
     return job;

@@ -18,7 +18,7 @@
  *   evicted too (after all older ones).
  */
 import { GenaiError, type GenaiErrorCode } from "../errors";
-import { optFunction, optObject, optOneOf, requireString } from "../validate";
+import { optFunction, optObject, optOneOf, requireString } from "../util/validate";
 import type { JobStatus, QueuedJob } from "./queue";
 
 export interface JobRecord {

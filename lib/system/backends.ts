@@ -31,9 +31,9 @@
 import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { GenaiError, toGenaiError } from "../errors";
-import { genaiCacheDir } from "../models/resolver";
-import { native, nativeAddonPath, platformPackageDir } from "../native";
+import { GenaiError } from "../errors";
+import { genaiCacheDir } from "./cache-dir";
+import { native, nativeAddonPath, platformPackageDir } from "../binding/load";
 
 /** GPU backends genai-native can build, in the default preference order. */
 export const GPU_BACKENDS = ["cuda", "metal", "vulkan"] as const;
@@ -266,9 +266,5 @@ export function resolveDevice(value: unknown): string {
 export async function deviceFor(spec?: unknown): Promise<string> {
   const resolved = resolveDevice(spec);
   await initBackends();
-  try {
-    return native().deviceName(resolved);
-  } catch (e) {
-    throw toGenaiError(e);
-  }
+  return native().deviceName(resolved);
 }

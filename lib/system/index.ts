@@ -1,13 +1,19 @@
 /** What the engine sees of this machine: ggml devices with free/total memory, backends, versions. */
-import { native, type NativeSystemInfo, type NativeVersions } from "../native";
+import { native } from "../binding/load";
+import type { DeviceInfo, SystemInfoResult, VersionsInfo } from "../binding/types";
 import { GenaiError } from "../errors";
 import { backendStatus, type BackendModuleStatus } from "./backends";
 export { initBackends, backendStatus, deviceFor, probeBackendModule, GPU_BACKENDS, type BackendModuleStatus, type BackendState, type InitBackendsOptions } from "./backends";
 
-export type { NativeDevice as Device, NativeSystemInfo as SystemInfo, NativeVersions as Versions } from "../native";
+/** A ggml device: name ("CPU", "Vulkan0"), type, backend, freeBytes/totalBytes in bytes. */
+export type Device = DeviceInfo;
+/** What the engine sees of the machine (see {@link systemInfo}). */
+export type SystemInfo = SystemInfoResult;
+/** Addon version, llama.cpp source identity, ggml version, N-API version. */
+export type Versions = VersionsInfo;
 
 /** systemInfo(): what the engine sees, plus each backend module's state. */
-export interface SystemInfoWithBackends extends NativeSystemInfo {
+export interface SystemInfoWithBackends extends SystemInfo {
   /**
    * Every backend genai-native knows (cpu, cuda, metal, vulkan): "loaded" with
    * its devices, or why not — absent from this build, disabled, failed to load
@@ -28,7 +34,7 @@ export function systemInfo(): SystemInfoWithBackends {
 }
 
 /** Addon version, llama.cpp source identity (commit, npm package it came from), ggml version. */
-export function versions(): NativeVersions {
+export function versions(): Versions {
   return native().versions();
 }
 
@@ -38,9 +44,51 @@ export function capabilities(): { llm: boolean; diffusion: boolean } {
 }
 
 export type LogLevel = "debug" | "info" | "warn" | "error" | "none";
+/** The engine a log line comes from: llama.cpp, ggml (its tensor library and backends) or stable-diffusion.cpp. */
+export type LogSource = "llama" | "ggml" | "sd";
+/** Receives the engines' log lines (see {@link setLogger}). */
+export type Logger = (level: Exclude<LogLevel, "none">, message: string, source: LogSource) => void;
 
-/** llama.cpp/ggml log lines at or above `level` go to stderr (default "error"; env GENAI_NATIVE_LOG). */
+/**
+ * The lowest level of the engines' log lines that is delivered (to the
+ * {@link setLogger} logger, or stderr): llama.cpp, ggml and
+ * stable-diffusion.cpp alike. Default "error", or the env var
+ * GENAI_NATIVE_LOG read once when the addon loads. Process-wide.
+ */
 export function setLogLevel(level: LogLevel): void {
   if (!["debug", "info", "warn", "error", "none"].includes(level)) throw new GenaiError("INVALID_ARGUMENT", `unknown log level ${String(level)}`);
   native().setLogLevel(level);
+}
+
+/**
+ * Sends the engines' log lines to `fn` instead of stderr; `null` restores
+ * stderr. `fn(level, message, source)` runs on this thread's event loop, later
+ * than the engine logged (lines from engine threads are queued, never waited
+ * for): `level` is "debug" | "info" | "warn" | "error", `message` one line
+ * without its trailing newline, `source` "llama" | "ggml" | "sd". Only lines
+ * at or above {@link setLogLevel}'s level arrive. When the logger falls far
+ * behind, lines are dropped and a "warn" line says how many. An exception
+ * thrown by `fn` becomes an uncaught exception (process "uncaughtException").
+ *
+ * The engines' logging is process-wide: there is one logger for the process,
+ * on the thread (main or worker_thread) that set it last; `setLogger(null)`
+ * from any thread removes it, and when that thread exits lines go to stderr
+ * again. The logger never keeps the process alive; lines still queued when it
+ * exits are lost.
+ */
+export function setLogger(fn: Logger | null): void {
+  if (fn !== null && typeof fn !== "function") throw new GenaiError("INVALID_ARGUMENT", "logger must be a function or null");
+  native().setLogger(
+    fn &&
+      ((level, message, source) => {
+        try {
+          fn(level, message, source);
+        } catch (e) {
+          // Node-API would only warn about an exception from a native callback
+          queueMicrotask(() => {
+            throw e;
+          });
+        }
+      }),
+  );
 }

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "util/args.h"
 #include "util/errors.h"
 #include "util/jobs.h"
+#include "util/shared_handle.h"
 
 namespace genai {
 
@@ -25,19 +27,13 @@ struct SdModel {
   }
 };
 
-std::string OptString(Napi::Object o, const char* key) { return StringProp(o, key, ""); }
 
 class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
  public:
-  explicit DiffusionHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DiffusionHandle>(info) {
-    if (info.Length() != 1 || !info[0].IsExternal()) Throw(info.Env(), code::INVALID_ARGUMENT, "DiffusionHandle is created by loadDiffusionModel()");
-    model_ = *info[0].As<Napi::External<std::shared_ptr<SdModel>>>().Data();
-  }
+  explicit DiffusionHandle(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<DiffusionHandle>(info), model_(info, "DiffusionHandle is created by loadDiffusionModel()", "the diffusion model has been disposed") {}
 
-  std::shared_ptr<SdModel> Model(Napi::Env env) {
-    if (!model_) Throw(env, code::DISPOSED, "the diffusion model has been disposed");
-    return model_;
-  }
+  std::shared_ptr<SdModel> Model(Napi::Env env) const { return model_.State(env); }
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -66,19 +62,23 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
   Napi::Value Generate(const Napi::CallbackInfo& info);
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    model_.reset();
+    model_.Reset();
     return info.Env().Undefined();
   }
 
  private:
-  std::shared_ptr<SdModel> model_;
+  SharedHandle<SdModel> model_;
 };
 
+// One generation's parameters, every one read from JS (lib/diffusion/params.ts
+// fills the defaults); the optional ones fall back to sd_img_gen_params_init().
 struct GenRequest {
   std::string prompt, negative, sampler, scheduler;
-  int width = 512, height = 512, steps = 20, count = 1, clip_skip = -1, preview_interval = 1;
-  float cfg = 7.0f, guidance = 3.5f, strength = 0.75f;
-  int64_t seed = 42;
+  int width = 0, height = 0, steps = 0, count = 0, preview_interval = 1;
+  float cfg = 0;
+  std::optional<int> clip_skip;
+  std::optional<float> guidance, strength;
+  int64_t seed = 0;
   RawImg init, mask;
   std::vector<std::pair<std::string, float>> loras;
   preview_t preview = PREVIEW_NONE;
@@ -89,38 +89,38 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
   auto m = Model(env);
   Napi::Object o = ObjectArg(info, 0, "params");
   GenRequest r;
-  r.prompt = StringProp(o, "prompt", "");
-  r.negative = StringProp(o, "negativePrompt", "");
-  r.width = static_cast<int>(IntProp(o, "width", 512, 64, 4096));
-  r.height = static_cast<int>(IntProp(o, "height", 512, 64, 4096));
+  r.prompt = StringField(o, "prompt");
+  r.negative = StringField(o, "negativePrompt");
+  r.width = static_cast<int>(IntField(o, "width", 64, 4096));
+  r.height = static_cast<int>(IntField(o, "height", 64, 4096));
   if (r.width % 8 || r.height % 8) Throw(env, code::INVALID_ARGUMENT, "width and height must be multiples of 8");
-  r.steps = static_cast<int>(IntProp(o, "steps", 20, 1, 1000));
-  r.count = static_cast<int>(IntProp(o, "count", 1, 1, 64));
-  r.cfg = static_cast<float>(NumberProp(o, "cfgScale", 7.0, 0, 100));
-  r.guidance = static_cast<float>(NumberProp(o, "guidance", 3.5, 0, 100));
-  r.strength = static_cast<float>(NumberProp(o, "strength", 0.75, 0, 1));
-  r.clip_skip = static_cast<int>(IntProp(o, "clipSkip", -1, -1, 12));
-  r.seed = IntProp(o, "seed", 42, 0, 9007199254740991LL);
-  r.sampler = StringProp(o, "sampler", "euler_a");
-  r.scheduler = StringProp(o, "scheduler", "discrete");
+  r.steps = static_cast<int>(IntField(o, "steps", 1, 1000));
+  r.count = static_cast<int>(IntField(o, "count", 1, 64));
+  r.cfg = static_cast<float>(NumberField(o, "cfgScale", 0, 100));
+  if (auto g = OptNumberField(o, "guidance", 0, 100)) r.guidance = static_cast<float>(*g);
+  if (auto st = OptNumberField(o, "strength", 0, 1)) r.strength = static_cast<float>(*st);
+  if (auto cs = OptIntField(o, "clipSkip", -1, 12)) r.clip_skip = static_cast<int>(*cs);
+  r.seed = IntField(o, "seed", 0, 9007199254740991LL);
+  r.sampler = StringField(o, "sampler");
+  r.scheduler = StringField(o, "scheduler");
   if (str_to_sample_method(r.sampler.c_str()) == SAMPLE_METHOD_COUNT) Throw(env, code::INVALID_ARGUMENT, "unknown sampler " + r.sampler);
   if (str_to_scheduler(r.scheduler.c_str()) == SCHEDULER_COUNT) Throw(env, code::INVALID_ARGUMENT, "unknown scheduler " + r.scheduler);
   r.init = ImageProp(o, "initImage", r.width, r.height, false);
   r.mask = ImageProp(o, "mask", r.width, r.height, true);
   Napi::Value loras = o.Get("loras");
-  if (loras.IsArray()) {
-    auto a = loras.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); i++) {
-      Napi::Value l = a.Get(i);
-      if (!l.IsObject()) Throw(env, code::INVALID_ARGUMENT, "loras must be objects");
-      r.loras.emplace_back(StringProp(l.As<Napi::Object>(), "path", ""), static_cast<float>(NumberProp(l.As<Napi::Object>(), "multiplier", 1.0, -10, 10)));
-    }
+  if (!loras.IsArray()) Throw(env, code::INVALID_ARGUMENT, "loras must be an array");
+  auto la = loras.As<Napi::Array>();
+  for (uint32_t i = 0; i < la.Length(); i++) {
+    Napi::Value l = la.Get(i);
+    if (!l.IsObject()) Throw(env, code::INVALID_ARGUMENT, "loras must be objects");
+    r.loras.emplace_back(StringField(l.As<Napi::Object>(), "path"), static_cast<float>(NumberField(l.As<Napi::Object>(), "multiplier", -10, 10)));
   }
   Napi::Value pv = o.Get("preview");
   if (pv.IsObject()) {
-    std::string mode = StringProp(pv.As<Napi::Object>(), "mode", "proj");
+    std::string mode = StringField(pv.As<Napi::Object>(), "mode");
+    if (mode != "proj" && mode != "tae" && mode != "vae") Throw(env, code::INVALID_ARGUMENT, "preview.mode must be proj, tae or vae");
     r.preview = mode == "vae" ? PREVIEW_VAE : mode == "tae" ? PREVIEW_TAE : PREVIEW_PROJ;
-    r.preview_interval = static_cast<int>(IntProp(pv.As<Napi::Object>(), "intervalSteps", 1, 1, 1000));
+    r.preview_interval = static_cast<int>(IntField(pv.As<Napi::Object>(), "intervalSteps", 1, 1000));
   }
   Napi::Function on_event = FunctionArg(info, 1, "onEvent");
   auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
@@ -147,19 +147,19 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
       p.lora_count = static_cast<uint32_t>(loras.size());
       p.prompt = r.prompt.c_str();
       p.negative_prompt = r.negative.c_str();
-      p.clip_skip = r.clip_skip;
+      if (r.clip_skip) p.clip_skip = *r.clip_skip;
       p.width = r.width;
       p.height = r.height;
       p.sample_params.sample_method = str_to_sample_method(r.sampler.c_str());
       p.sample_params.scheduler = str_to_scheduler(r.scheduler.c_str());
       p.sample_params.sample_steps = r.steps;
       p.sample_params.guidance.txt_cfg = r.cfg;
-      p.sample_params.guidance.distilled_guidance = r.guidance;
+      if (r.guidance) p.sample_params.guidance.distilled_guidance = *r.guidance;
       p.seed = r.seed;
       p.batch_count = r.count;
       if (!r.init.data.empty()) {
         p.init_image = sd_image_t{r.init.width, r.init.height, r.init.channels, const_cast<uint8_t*>(r.init.data.data())};
-        p.strength = r.strength;
+        if (r.strength) p.strength = *r.strength;
       }
       p.vae_tiling_params.enabled = m->vae_tiling;
       if (!r.mask.data.empty()) p.mask_image = sd_image_t{r.mask.width, r.mask.height, r.mask.channels, const_cast<uint8_t*>(r.mask.data.data())};
@@ -202,7 +202,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   Napi::Object o = ObjectArg(info, 0, "options");
   struct Paths {
     std::string model, diffusion, vae, clip_l, clip_g, t5, taesd, wtype;
-  } paths{OptString(o, "model"), OptString(o, "diffusionModel"), OptString(o, "vae"), OptString(o, "clipL"), OptString(o, "clipG"), OptString(o, "t5xxl"), OptString(o, "taesd"), OptString(o, "weightType")};
+  } paths{StringField(o, "model"), StringField(o, "diffusionModel"), StringField(o, "vae"), StringField(o, "clipL"), StringField(o, "clipG"), StringField(o, "t5xxl"), StringField(o, "taesd"), StringField(o, "weightType")};
   if (paths.model.empty() && paths.diffusion.empty()) Throw(env, code::INVALID_ARGUMENT, "give model or diffusionModel");
   // sd.cpp's module placement specs (examples/common/common.cpp maps its
   // --clip-on-cpu / --vae-on-cpu / --offload-to-cpu flags the same way).
@@ -210,12 +210,12 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   auto add = [](std::string& spec, const std::string& a) { spec = spec.empty() ? a : spec + "," + a; };
   // the device every module runs on unless placed below (a bare name is sd.cpp's default assignment)
   add(backend, DeviceNameProp(o));
-  if (BoolProp(o, "keepClipOnCpu", false)) add(backend, "te=cpu");
-  if (BoolProp(o, "keepVaeOnCpu", false)) add(backend, "vae=cpu");
-  if (BoolProp(o, "offloadParamsToCpu", false)) add(params_backend, "*=cpu");
-  bool vae_tiling = BoolProp(o, "vaeTiling", false);
-  int threads = static_cast<int>(IntProp(o, "threads", sd_get_num_physical_cores(), 1, 1024));
-  bool fa = BoolProp(o, "flashAttention", false);
+  if (BoolField(o, "keepClipOnCpu")) add(backend, "te=cpu");
+  if (BoolField(o, "keepVaeOnCpu")) add(backend, "vae=cpu");
+  if (BoolField(o, "offloadParamsToCpu")) add(params_backend, "*=cpu");
+  bool vae_tiling = BoolField(o, "vaeTiling");
+  int threads = static_cast<int>(OptIntField(o, "threads", 1, 1024).value_or(sd_get_num_physical_cores()));
+  bool fa = BoolField(o, "flashAttention");
   sd_type_t wtype = SD_TYPE_COUNT;
   if (!paths.wtype.empty()) {
     wtype = str_to_sd_type(paths.wtype.c_str());
@@ -262,9 +262,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
     }
     if (!model->ctx) throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load the model: " + errors);
     if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "diffusion model load was aborted");
-    return [model](Napi::Env env) -> Napi::Value {
-      return Data(env).diffusion_ctor.New({Napi::External<std::shared_ptr<SdModel>>::New(env, new std::shared_ptr<SdModel>(model), [](Napi::Env, std::shared_ptr<SdModel>* p) { delete p; })});
-    };
+    return [model](Napi::Env env) -> Napi::Value { return SharedHandle<SdModel>::New(env, Data(env).diffusion_ctor, model); };
   });
 }
 

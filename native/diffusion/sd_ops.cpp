@@ -1,13 +1,13 @@
 #include "diffusion/sd_ops.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
 
 #include "util/args.h"
 #include "util/errors.h"
+#include "util/log.h"
 
 namespace genai {
 
@@ -42,6 +42,8 @@ void OnProgress(int step, int steps, float, void*) {
   });
 }
 
+// sd.cpp's lines: the running operation's errors (its message) and decoding
+// stage, then the process's one log sink (util/log.h).
 void OnLog(sd_log_level_t level, const char* text, void*) {
   ActiveOp& op = g_op;
   if (!text) return;
@@ -56,7 +58,7 @@ void OnLog(sd_log_level_t level, const char* text, void*) {
       cb.Call({e});
     });
   }
-  if (level >= SD_LOG_ERROR && std::getenv("GENAI_NATIVE_LOG")) std::fputs(text, stderr);
+  LogLine(static_cast<LogLevel>(kLogDebug + (level - SD_LOG_DEBUG)), text, LogSource::Sd);
 }
 
 void OnPreview(int step, int frame_count, sd_image_t* frames, bool, void*) {
@@ -94,6 +96,7 @@ OpScope::OpScope(ThreadJob* job, bool generating) {
 
 OpScope::~OpScope() {
   sd_set_preview_callback(nullptr, PREVIEW_NONE, 1, false, false, nullptr);
+  ReinstallGgmlLogger();  // new_sd_ctx() sets ggml's logger to ggml's default
   g_op.job = nullptr;
   g_sd_mu.unlock();
 }
@@ -122,9 +125,9 @@ RawImg ImageProp(Napi::Object o, const char* key, uint32_t width, uint32_t heigh
   Napi::Value d = img.Get("data");
   if (!d.IsTypedArray() || d.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".data must be a Uint8Array");
   auto arr = d.As<Napi::Uint8Array>();
-  r.width = static_cast<uint32_t>(IntProp(img, "width", 0, 1, 16384));
-  r.height = static_cast<uint32_t>(IntProp(img, "height", 0, 1, 16384));
-  r.channels = static_cast<uint32_t>(IntProp(img, "channels", 3, 1, 4));
+  r.width = static_cast<uint32_t>(IntField(img, "width", 1, 16384));
+  r.height = static_cast<uint32_t>(IntField(img, "height", 1, 16384));
+  r.channels = static_cast<uint32_t>(IntField(img, "channels", 1, 4));
   if ((width && r.width != width) || (height && r.height != height))
     Throw(env, code::INVALID_ARGUMENT, std::string(key) + " must be " + std::to_string(width) + "x" + std::to_string(height));
   if (!mask && r.channels != 3 && r.channels != 4) Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".channels must be 3 or 4");

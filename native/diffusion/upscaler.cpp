@@ -10,6 +10,7 @@
 #include "util/args.h"
 #include "util/errors.h"
 #include "util/jobs.h"
+#include "util/shared_handle.h"
 
 namespace genai {
 
@@ -25,15 +26,10 @@ struct SdUpscaler {
 
 class UpscalerHandle : public Napi::ObjectWrap<UpscalerHandle> {
  public:
-  explicit UpscalerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UpscalerHandle>(info) {
-    if (info.Length() != 1 || !info[0].IsExternal()) Throw(info.Env(), code::INVALID_ARGUMENT, "UpscalerHandle is created by loadUpscaler()");
-    model_ = *info[0].As<Napi::External<std::shared_ptr<SdUpscaler>>>().Data();
-  }
+  explicit UpscalerHandle(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<UpscalerHandle>(info), model_(info, "UpscalerHandle is created by loadUpscaler()", "the upscaler has been disposed") {}
 
-  std::shared_ptr<SdUpscaler> Model(Napi::Env env) {
-    if (!model_) Throw(env, code::DISPOSED, "the upscaler has been disposed");
-    return model_;
-  }
+  std::shared_ptr<SdUpscaler> Model(Napi::Env env) const { return model_.State(env); }
 
   Napi::Value Scale(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), Model(info.Env())->scale); }
 
@@ -46,7 +42,7 @@ class UpscalerHandle : public Napi::ObjectWrap<UpscalerHandle> {
     Napi::Object args = ObjectArg(info, 0, "args");
     RawImg input = ImageProp(args, "image", 0, 0, false);
     if (input.data.empty()) Throw(env, code::INVALID_ARGUMENT, "image is required");
-    int passes = static_cast<int>(IntProp(args, "passes", 1, 1, 4));
+    int passes = static_cast<int>(IntField(args, "passes", 1, 4));
     uint64_t out_side = std::max(input.width, input.height);
     for (int i = 0; i < passes; i++) out_side *= static_cast<uint64_t>(m->scale);
     if (out_side > 16384) Throw(env, code::INVALID_ARGUMENT, "the upscaled image would be wider or taller than 16384 pixels");
@@ -85,12 +81,12 @@ class UpscalerHandle : public Napi::ObjectWrap<UpscalerHandle> {
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    model_.reset();
+    model_.Reset();
     return info.Env().Undefined();
   }
 
  private:
-  std::shared_ptr<SdUpscaler> model_;
+  SharedHandle<SdUpscaler> model_;
 };
 
 }  // namespace
@@ -109,10 +105,10 @@ Napi::Function UpscalerHandleInit(Napi::Env env) {
 Napi::Value LoadUpscaler(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = ObjectArg(info, 0, "options");
-  std::string path = StringProp(o, "model", "");
+  std::string path = StringField(o, "model");
   if (path.empty()) Throw(env, code::INVALID_ARGUMENT, "model (an ESRGAN file) is required");
-  int threads = static_cast<int>(IntProp(o, "threads", sd_get_num_physical_cores(), 1, 1024));
-  int tile = static_cast<int>(IntProp(o, "tileSize", 128, 0, 4096));
+  int threads = static_cast<int>(OptIntField(o, "threads", 1, 1024).value_or(sd_get_num_physical_cores()));
+  int tile = static_cast<int>(IntField(o, "tileSize", 0, 4096));
   std::string backend = DeviceNameProp(o);
   auto cancel = CancelToken::From(info.Length() > 1 ? info[1] : env.Undefined());
   return ThreadJob::Start(env, "genai.diffusion.loadUpscaler", cancel, Napi::Function(), [path, threads, tile, backend](ThreadJob& job) -> ThreadJob::ValueMaker {
@@ -130,9 +126,7 @@ Napi::Value LoadUpscaler(const Napi::CallbackInfo& info) {
     }
     if (!model->ctx) throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load the ESRGAN model: " + errors);
     if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "upscaler load was aborted");
-    return [model](Napi::Env env) -> Napi::Value {
-      return Data(env).upscaler_ctor.New({Napi::External<std::shared_ptr<SdUpscaler>>::New(env, new std::shared_ptr<SdUpscaler>(model), [](Napi::Env, std::shared_ptr<SdUpscaler>* p) { delete p; })});
-    };
+    return [model](Napi::Env env) -> Napi::Value { return SharedHandle<SdUpscaler>::New(env, Data(env).upscaler_ctor, model); };
   });
 }
 

@@ -46,15 +46,8 @@ Napi::Function ContextHandle::Init(Napi::Env env) {
                      });
 }
 
-ContextHandle::ContextHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ContextHandle>(info) {
-  if (info.Length() != 1 || !info[0].IsExternal()) Throw(info.Env(), code::INVALID_ARGUMENT, "ContextHandle is created by createContext()");
-  state_ = *info[0].As<Napi::External<std::shared_ptr<ContextState>>>().Data();
-}
-
-std::shared_ptr<ContextState> ContextHandle::State(Napi::Env env) const {
-  if (!state_) Throw(env, code::DISPOSED, "the context has been disposed");
-  return state_;
-}
+ContextHandle::ContextHandle(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<ContextHandle>(info), state_(info, "ContextHandle is created by createContext()", "the context has been disposed") {}
 
 namespace {
 
@@ -100,23 +93,21 @@ Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_pt
   Napi::Env env = info.Env();
   Napi::Object opts = ObjectArg(info, 0, "options");
   llama_context_params p = llama_context_default_params();
-  int64_t train = llama_model_n_ctx_train(model->model);
-  int64_t hw = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  p.n_ctx = static_cast<uint32_t>(IntProp(opts, "contextSize", std::min<int64_t>(train > 0 ? train : 4096, 4096), 1, 1 << 24));
-  p.n_batch = static_cast<uint32_t>(IntProp(opts, "batchSize", 512, 1, 1 << 20));
-  p.n_ubatch = std::min<uint32_t>(p.n_batch, static_cast<uint32_t>(IntProp(opts, "microBatchSize", 512, 1, 1 << 20)));
-  p.n_threads = static_cast<int32_t>(IntProp(opts, "threads", std::max<int64_t>(1, hw - 1), 1, 1024));
-  p.n_threads_batch = static_cast<int32_t>(IntProp(opts, "batchThreads", p.n_threads, 1, 1024));
+  p.n_ctx = static_cast<uint32_t>(IntField(opts, "contextSize", 1, 1 << 24));
+  p.n_batch = static_cast<uint32_t>(IntField(opts, "batchSize", 1, 1 << 20));
+  if (std::optional<int64_t> ub = OptIntField(opts, "microBatchSize", 1, 1 << 20)) p.n_ubatch = static_cast<uint32_t>(*ub);
+  p.n_ubatch = std::min(p.n_batch, p.n_ubatch);
+  p.n_threads = static_cast<int32_t>(IntField(opts, "threads", 1, 1024));
+  p.n_threads_batch = static_cast<int32_t>(IntField(opts, "batchThreads", 1, 1024));
   p.n_seq_max = 1;
-  std::string fa = StringProp(opts, "flashAttention", "auto");
+  std::string fa = StringField(opts, "flashAttention");
   if (fa == "auto") p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_AUTO;
   else if (fa == "on") p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
   else if (fa == "off") p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
   else Throw(env, code::INVALID_ARGUMENT, "flashAttention must be 'auto', 'on' or 'off'");
-  bool embeddings = BoolProp(opts, "embeddings", false);
+  bool embeddings = BoolField(opts, "embeddings");
   p.embeddings = embeddings;
   if (embeddings) p.n_ubatch = p.n_batch;  // non-causal pooling needs the whole input in one ubatch
-  uint32_t seed = static_cast<uint32_t>(IntProp(opts, "seed", 0xFFFFFFFFLL, 0, 0xFFFFFFFFLL));
   p.no_perf = true;
 
   double kv = EstimateKvBytes(model->model, p.n_ctx), avail = FreeDeviceBytes();
@@ -124,7 +115,7 @@ Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_pt
     Throw(env, code::OUT_OF_MEMORY, "a context of " + std::to_string(p.n_ctx) + " tokens needs about " + std::to_string(static_cast<int64_t>(kv / 1048576)) +
                                         " MiB of KV cache; the devices have " + std::to_string(static_cast<int64_t>(avail / 1048576)) + " MiB free");
 
-  return ThreadJob::Start(env, "genai.createContext", std::make_shared<CancelFlag>(), Napi::Function(), [model, p, seed, embeddings](ThreadJob&) -> ThreadJob::ValueMaker {
+  return ThreadJob::Start(env, "genai.createContext", std::make_shared<CancelFlag>(), Napi::Function(), [model, p, embeddings](ThreadJob&) -> ThreadJob::ValueMaker {
     llama_context* ctx;
     {
       BackendSetupLock setup;
@@ -138,13 +129,9 @@ Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_pt
     state->threadpool = NewCpuThreadpool(p.n_threads);
     if (p.n_threads_batch != p.n_threads) state->threadpool_batch = NewCpuThreadpool(p.n_threads_batch);
     if (state->threadpool) llama_attach_threadpool(ctx, state->threadpool, state->threadpool_batch);
-    state->seed = seed;
     state->embeddings = embeddings;
     llama_set_abort_callback(ctx, AbortCallback, state.get());
-    return [state](Napi::Env env) -> Napi::Value {
-      return Data(env).context_ctor.New({Napi::External<std::shared_ptr<ContextState>>::New(env, new std::shared_ptr<ContextState>(state),
-                                                                                           [](Napi::Env, std::shared_ptr<ContextState>* p) { delete p; })});
-    };
+    return [state](Napi::Env env) -> Napi::Value { return SharedHandle<ContextState>::New(env, Data(env).context_ctor, state); };
   });
 }
 
@@ -232,11 +219,11 @@ Napi::Value ContextHandle::Embed(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ContextHandle::Dispose(const Napi::CallbackInfo& info) {
-  if (state_) {
-    CancelFlag* f = state_->active_cancel.load();
+  if (const auto& s = state_.Peek()) {
+    CancelFlag* f = s->active_cancel.load();
     if (f) f->cancelled = true;  // a running generation stops at its next check; it holds its own reference
   }
-  state_.reset();
+  state_.Reset();
   return info.Env().Undefined();
 }
 

@@ -13,6 +13,7 @@
 #include "llama.h"
 #include "llm/model.h"
 #include "util/jobs.h"
+#include "util/shared_handle.h"
 
 namespace genai {
 
@@ -24,7 +25,6 @@ struct ContextState {
   std::vector<llama_token> kv_tokens;  // tokens held in sequence 0 of the KV cache
   std::atomic<bool> busy{false};
   std::atomic<CancelFlag*> active_cancel{nullptr};  // read by llama's abort callback
-  uint32_t seed = 0;
   bool embeddings = false;
   ~ContextState();
 };
@@ -49,18 +49,18 @@ class ContextHandle : public Napi::ObjectWrap<ContextHandle> {
   static Napi::Value Create(const Napi::CallbackInfo& info, std::shared_ptr<ModelState> model);
 
  private:
-  std::shared_ptr<ContextState> State(Napi::Env env) const;
+  std::shared_ptr<ContextState> State(Napi::Env env) const { return state_.State(env); }
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value Embed(const Napi::CallbackInfo& info);
   Napi::Value ClearHistory(const Napi::CallbackInfo& info);
-  // memory.cpp: KV state to/from host memory, allocated bytes per device
+  // state.cpp: KV state to/from host memory, allocated bytes per device
   Napi::Value SaveState(const Napi::CallbackInfo& info);
   Napi::Value RestoreState(const Napi::CallbackInfo& info);
   Napi::Value Memory(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
-  std::shared_ptr<ContextState> state_;
+  SharedHandle<ContextState> state_;
 };
 
 }  // namespace genai

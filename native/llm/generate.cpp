@@ -7,7 +7,7 @@
 #include "util/args.h"
 #include "util/errors.h"
 #include "util/jobs.h"
-#include "system/system.h"
+#include "util/log.h"
 
 namespace genai {
 
@@ -279,35 +279,28 @@ class PieceBuffer {
 GenerateParams ParseGenerateParams(Napi::Object o, const ContextState& s) {
   Napi::Env env = o.Env();
   GenerateParams p;
-  Napi::Value toks = o.Get("tokens");
-  if (!toks.IsTypedArray() || toks.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    Throw(env, code::INVALID_ARGUMENT, "tokens must be an Int32Array");
-  auto arr = toks.As<Napi::Int32Array>();
-  int32_t n_vocab = llama_vocab_n_tokens(s.model->vocab);
-  p.prompt.assign(arr.Data(), arr.Data() + arr.ElementLength());
-  for (llama_token t : p.prompt)
-    if (t < 0 || t >= n_vocab) Throw(env, code::INVALID_ARGUMENT, "token id " + std::to_string(t) + " is outside the vocabulary");
-  p.max_tokens = static_cast<int32_t>(IntProp(o, "maxTokens", 256, 1, 1 << 30));
-  p.ignore_eos = BoolProp(o, "ignoreEos", false);
+  p.prompt = TokensFromJs(env, o.Get("tokens"), llama_vocab_n_tokens(s.model->vocab), "tokens");
+  p.max_tokens = static_cast<int32_t>(IntField(o, "maxTokens", 1, 1 << 30));
+  p.ignore_eos = BoolField(o, "ignoreEos");
   SamplingParams& sp = p.sampling;
-  sp.temperature = static_cast<float>(NumberProp(o, "temperature", 0.8, 0, 100));
-  sp.top_k = static_cast<int32_t>(IntProp(o, "topK", 40, 0, 1 << 30));
-  sp.top_p = static_cast<float>(NumberProp(o, "topP", 0.95, 0, 1));
-  sp.min_p = static_cast<float>(NumberProp(o, "minP", 0.05, 0, 1));
-  sp.repeat_penalty = static_cast<float>(NumberProp(o, "repeatPenalty", 1.0, 1e-6, 100));
-  sp.presence_penalty = static_cast<float>(NumberProp(o, "presencePenalty", 0.0, -100, 100));
-  sp.frequency_penalty = static_cast<float>(NumberProp(o, "frequencyPenalty", 0.0, -100, 100));
-  sp.penalty_last_n = static_cast<int32_t>(IntProp(o, "penaltyLastN", 64, 0, 1 << 24));
-  sp.seed = static_cast<uint32_t>(IntProp(o, "seed", s.seed, 0, 0xFFFFFFFFLL));
+  sp.temperature = static_cast<float>(NumberField(o, "temperature", 0, 100));
+  sp.top_k = static_cast<int32_t>(IntField(o, "topK", 0, 1 << 30));
+  sp.top_p = static_cast<float>(NumberField(o, "topP", 0, 1));
+  sp.min_p = static_cast<float>(NumberField(o, "minP", 0, 1));
+  sp.repeat_penalty = static_cast<float>(NumberField(o, "repeatPenalty", 1e-6, 100));
+  sp.presence_penalty = static_cast<float>(NumberField(o, "presencePenalty", -100, 100));
+  sp.frequency_penalty = static_cast<float>(NumberField(o, "frequencyPenalty", -100, 100));
+  sp.penalty_last_n = static_cast<int32_t>(IntField(o, "penaltyLastN", 0, 1 << 24));
+  // LLAMA_DEFAULT_SEED (2^32−1) would mean "random" to llama.cpp: refused
+  sp.seed = static_cast<uint32_t>(IntField(o, "seed", 0, static_cast<int64_t>(LLAMA_DEFAULT_SEED) - 1));
   Napi::Value stops = o.Get("stop");
-  if (!stops.IsUndefined() && !stops.IsNull()) {
-    if (!stops.IsArray()) Throw(env, code::INVALID_ARGUMENT, "stop must be an array of strings");
-    auto a = stops.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); i++) {
-      Napi::Value v = a.Get(i);
-      if (!v.IsString() || v.As<Napi::String>().Utf8Value().empty()) Throw(env, code::INVALID_ARGUMENT, "stop sequences must be non-empty strings");
-      p.stops.push_back(v.As<Napi::String>().Utf8Value());
-    }
+  if (stops.IsUndefined() || stops.IsNull()) Throw(env, code::INVALID_ARGUMENT, "stop is required");
+  if (!stops.IsArray()) Throw(env, code::INVALID_ARGUMENT, "stop must be an array of strings");
+  auto a = stops.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value v = a.Get(i);
+    if (!v.IsString() || v.As<Napi::String>().Utf8Value().empty()) Throw(env, code::INVALID_ARGUMENT, "stop sequences must be non-empty strings");
+    p.stops.push_back(v.As<Napi::String>().Utf8Value());
   }
   return p;
 }

@@ -19,7 +19,7 @@ struct SamplingParams {
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
   int32_t penalty_last_n = 64;
-  uint32_t seed = 0;
+  uint32_t seed = 0;  // 0 … 2^32−2; the TS layer picks one per generation
 };
 
 struct GenerateParams {

@@ -10,11 +10,11 @@
 #include <vector>
 
 #include "chat.h"
-#include "system/system.h"
 #include "llm/context.h"
 #include "util/args.h"
 #include "util/errors.h"
 #include "util/jobs.h"
+#include "util/log.h"
 
 namespace genai {
 
@@ -56,15 +56,8 @@ Napi::Function ModelHandle::Init(Napi::Env env) {
                      });
 }
 
-ModelHandle::ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelHandle>(info) {
-  if (info.Length() != 1 || !info[0].IsExternal()) Throw(info.Env(), code::INVALID_ARGUMENT, "ModelHandle is created by loadModel()");
-  state_ = *info[0].As<Napi::External<std::shared_ptr<ModelState>>>().Data();
-}
-
-std::shared_ptr<ModelState> ModelHandle::State(Napi::Env env) const {
-  if (!state_) Throw(env, code::DISPOSED, "the model has been disposed");
-  return state_;
-}
+ModelHandle::ModelHandle(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<ModelHandle>(info), state_(info, "ModelHandle is created by loadModel()", "the model has been disposed") {}
 
 namespace {
 
@@ -105,11 +98,10 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
   std::string path = StringArg(info, 0, "path");
   Napi::Object opts = ObjectArg(info, 1, "options");
   llama_model_params params = llama_model_default_params();
-  params.n_gpu_layers = static_cast<int32_t>(IntProp(opts, "gpuLayers", -1, -1, 100000));
-  Napi::Value mmap = opts.Get("useMmap");
-  if (!mmap.IsUndefined() && !mmap.IsNull()) params.load_mode = BoolProp(opts, "useMmap", true) ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
+  params.n_gpu_layers = static_cast<int32_t>(IntField(opts, "gpuLayers", -1, 100000));
+  if (std::optional<bool> mmap = OptBoolField(opts, "useMmap")) params.load_mode = *mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
   std::vector<ggml_backend_dev_t> devices = DevicesProp(opts);
-  bool vocab_only = BoolProp(opts, "vocabOnly", false);
+  bool vocab_only = BoolField(opts, "vocabOnly");
   params.vocab_only = vocab_only;
   Napi::Function on_progress;
   if (info.Length() > 2 && info[2].IsFunction()) on_progress = info[2].As<Napi::Function>();
@@ -140,10 +132,7 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
     state->model = model;
     state->vocab = llama_model_get_vocab(model);
     state->path = path;
-    return [state](Napi::Env env) -> Napi::Value {
-      return Data(env).model_ctor.New({Napi::External<std::shared_ptr<ModelState>>::New(env, new std::shared_ptr<ModelState>(state),
-                                                                                         [](Napi::Env, std::shared_ptr<ModelState>* p) { delete p; })});
-    };
+    return [state](Napi::Env env) -> Napi::Value { return SharedHandle<ModelState>::New(env, Data(env).model_ctor, state); };
   });
 }
 
@@ -202,20 +191,19 @@ Napi::Value ModelHandle::Tokenize(const Napi::CallbackInfo& info) {
       });
 }
 
-std::vector<llama_token> TokensArg(const Napi::CallbackInfo& info, size_t i, int32_t n_vocab) {
-  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    Throw(info.Env(), code::INVALID_ARGUMENT, "tokens must be an Int32Array");
-  auto arr = info[i].As<Napi::Int32Array>();
+std::vector<llama_token> TokensFromJs(Napi::Env env, Napi::Value v, int32_t n_vocab, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) Throw(env, code::INVALID_ARGUMENT, std::string(name) + " must be an Int32Array");
+  auto arr = v.As<Napi::Int32Array>();
   std::vector<llama_token> t(arr.Data(), arr.Data() + arr.ElementLength());
   for (llama_token tok : t)
-    if (tok < 0 || tok >= n_vocab) Throw(info.Env(), code::INVALID_ARGUMENT, "token id " + std::to_string(tok) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
+    if (tok < 0 || tok >= n_vocab) Throw(env, code::INVALID_ARGUMENT, "token id " + std::to_string(tok) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
   return t;
 }
 
 Napi::Value ModelHandle::Detokenize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = State(env);
-  auto tokens = TokensArg(info, 0, llama_vocab_n_tokens(s->vocab));
+  auto tokens = TokensFromJs(env, info.Length() > 0 ? info[0] : env.Undefined(), llama_vocab_n_tokens(s->vocab), "tokens");
   bool remove_special = info.Length() > 1 && info[1].ToBoolean().Value();
   bool unparse_special = info.Length() > 2 && info[2].ToBoolean().Value();
   return RunAsync<std::string>(
@@ -296,7 +284,7 @@ Napi::Value ModelHandle::ApplyChatTemplate(const Napi::CallbackInfo& info) {
 Napi::Value ModelHandle::CreateContext(const Napi::CallbackInfo& info) { return ContextHandle::Create(info, State(info.Env())); }
 
 Napi::Value ModelHandle::Dispose(const Napi::CallbackInfo& info) {
-  state_.reset();
+  state_.Reset();
   return info.Env().Undefined();
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "llama.h"
+#include "util/shared_handle.h"
 
 namespace genai {
 
@@ -25,7 +26,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   // loadModel(path, { gpuLayers, useMmap }, onProgress(fraction), cancelToken) -> Promise<ModelHandle>
   static Napi::Value Load(const Napi::CallbackInfo& info);
   // The model, or throws DISPOSED.
-  std::shared_ptr<ModelState> State(Napi::Env env) const;
+  std::shared_ptr<ModelState> State(Napi::Env env) const { return state_.State(env); }
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
@@ -35,8 +36,12 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value CreateContext(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
-  std::shared_ptr<ModelState> state_;
+  SharedHandle<ModelState> state_;
 };
+
+// The one token-id check: `v` must be an Int32Array of ids in [0, n_vocab).
+// Throws INVALID_ARGUMENT naming `name`.
+std::vector<llama_token> TokensFromJs(Napi::Env env, Napi::Value v, int32_t n_vocab, const char* name);
 
 // Tokenizes on the calling thread (used by workers). Throws CodedError.
 std::vector<llama_token> TokenizeText(const llama_vocab* vocab, const std::string& text, bool add_special, bool parse_special);

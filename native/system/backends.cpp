@@ -13,9 +13,9 @@
 #include <dlfcn.h>
 #endif
 
-#include "system/system.h"
 #include "util/args.h"
 #include "util/errors.h"
+#include "util/log.h"
 
 namespace genai {
 
@@ -223,7 +223,7 @@ std::vector<ggml_backend_dev_t> SelectDevices(const std::string& spec) {
 }
 
 std::vector<ggml_backend_dev_t> DevicesProp(Napi::Object o) {
-  std::string spec = StringProp(o, "device", "auto");
+  std::string spec = StringField(o, "device");
   try {
     return SelectDevices(spec);
   } catch (const CodedError& e) {
@@ -258,7 +258,7 @@ std::string FirstDeviceName(Napi::Env env, const std::string& spec) {
 }
 }  // namespace
 
-std::string DeviceNameProp(Napi::Object o) { return FirstDeviceName(o.Env(), StringProp(o, "device", "auto")); }
+std::string DeviceNameProp(Napi::Object o) { return FirstDeviceName(o.Env(), StringField(o, "device")); }
 
 Napi::Value DeviceName(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), FirstDeviceName(info.Env(), StringArg(info, 0, "spec")));

@@ -1,9 +1,13 @@
-// Argument checks for values coming from JS. The TS layer validates first;
-// these checks repeat the ones that protect memory safety (never trust TS).
+// Argument checks for values coming from JS. The TypeScript layer validates
+// first and fills every default (lib/*/defaults.ts); C++ reads each field and
+// checks it again (never trust the TS layer). A field is either required
+// (missing → INVALID_ARGUMENT) or optional, where absent means the engine's
+// own default (llama.cpp's / sd.cpp's *_default_params()).
 #pragma once
 #include <napi.h>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 
 #include "util/errors.h"
@@ -25,10 +29,10 @@ inline Napi::Function FunctionArg(const Napi::CallbackInfo& info, size_t i, cons
   return info[i].As<Napi::Function>();
 }
 
-// A finite number in [lo, hi], or `def` when the property is absent/undefined.
-inline double NumberProp(Napi::Object o, const char* key, double def, double lo, double hi) {
+// A finite number in [lo, hi]; nullopt when the property is absent/undefined/null.
+inline std::optional<double> OptNumberField(Napi::Object o, const char* key, double lo, double hi) {
   Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return def;
+  if (v.IsUndefined() || v.IsNull()) return std::nullopt;
   if (!v.IsNumber()) Throw(o.Env(), code::INVALID_ARGUMENT, std::string(key) + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || d < lo || d > hi)
@@ -36,24 +40,36 @@ inline double NumberProp(Napi::Object o, const char* key, double def, double lo,
   return d;
 }
 
-inline int64_t IntProp(Napi::Object o, const char* key, int64_t def, int64_t lo, int64_t hi) {
-  double d = NumberProp(o, key, static_cast<double>(def), static_cast<double>(lo), static_cast<double>(hi));
-  if (std::floor(d) != d) Throw(o.Env(), code::INVALID_ARGUMENT, std::string(key) + " must be an integer");
-  return static_cast<int64_t>(d);
+inline std::optional<int64_t> OptIntField(Napi::Object o, const char* key, int64_t lo, int64_t hi) {
+  std::optional<double> d = OptNumberField(o, key, static_cast<double>(lo), static_cast<double>(hi));
+  if (!d) return std::nullopt;
+  if (std::floor(*d) != *d) Throw(o.Env(), code::INVALID_ARGUMENT, std::string(key) + " must be an integer");
+  return static_cast<int64_t>(*d);
 }
 
-inline bool BoolProp(Napi::Object o, const char* key, bool def) {
+inline std::optional<bool> OptBoolField(Napi::Object o, const char* key) {
   Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return def;
+  if (v.IsUndefined() || v.IsNull()) return std::nullopt;
   if (!v.IsBoolean()) Throw(o.Env(), code::INVALID_ARGUMENT, std::string(key) + " must be a boolean");
   return v.As<Napi::Boolean>().Value();
 }
 
-inline std::string StringProp(Napi::Object o, const char* key, const std::string& def) {
+inline std::optional<std::string> OptStringField(Napi::Object o, const char* key) {
   Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return def;
+  if (v.IsUndefined() || v.IsNull()) return std::nullopt;
   if (!v.IsString()) Throw(o.Env(), code::INVALID_ARGUMENT, std::string(key) + " must be a string");
   return v.As<Napi::String>().Utf8Value();
 }
+
+template <typename T>
+T Required(Napi::Object o, const char* key, std::optional<T> v) {
+  if (!v) Throw(o.Env(), code::INVALID_ARGUMENT, std::string(key) + " is required");
+  return *v;
+}
+
+inline double NumberField(Napi::Object o, const char* key, double lo, double hi) { return Required(o, key, OptNumberField(o, key, lo, hi)); }
+inline int64_t IntField(Napi::Object o, const char* key, int64_t lo, int64_t hi) { return Required(o, key, OptIntField(o, key, lo, hi)); }
+inline bool BoolField(Napi::Object o, const char* key) { return Required(o, key, OptBoolField(o, key)); }
+inline std::string StringField(Napi::Object o, const char* key) { return Required(o, key, OptStringField(o, key)); }
 
 }  // namespace genai

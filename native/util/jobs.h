@@ -53,6 +53,8 @@ class JobTracker {
 };
 
 struct AddonData {
+  napi_env env = nullptr;
+  Napi::FunctionReference error_ctor;  // lib/errors.ts GenaiError, from init()
   Napi::FunctionReference cancel_token_ctor;
   Napi::FunctionReference model_ctor;
   Napi::FunctionReference context_ctor;

@@ -1,15 +1,12 @@
-#include "llm/memory.h"
-
-#include "system/backends.h"
+#include "llm/state.h"
 
 #include <cstring>
 #include <map>
+#include <memory>
 
 #include "../src/llama-ext.h"  // llama_get_memory_breakdown (llama.cpp's staging API)
 #include "ggml-backend.h"
 #include "llm/context.h"
-#include "system/system.h"
-#include "util/args.h"
 #include "util/errors.h"
 #include "util/jobs.h"
 
@@ -43,45 +40,6 @@ Napi::Array DeviceBytesToJs(Napi::Env env, const std::vector<DeviceBytes>& v) {
     arr.Set(static_cast<uint32_t>(i), o);
   }
   return arr;
-}
-
-Napi::Value EstimateMemory(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string path = StringArg(info, 0, "path");
-  Napi::Object mo = ObjectArg(info, 1, "modelOptions");
-  Napi::Object co = ObjectArg(info, 2, "contextOptions");
-  llama_model_params mp = llama_model_default_params();
-  mp.n_gpu_layers = static_cast<int32_t>(IntProp(mo, "gpuLayers", -1, -1, 100000));
-  std::vector<ggml_backend_dev_t> devices = DevicesProp(mo);
-  mp.no_alloc = true;
-  mp.load_mode = LLAMA_LOAD_MODE_NONE;
-  llama_context_params cp = llama_context_default_params();
-  cp.n_ctx = static_cast<uint32_t>(IntProp(co, "contextSize", 0, 0, 1 << 24));
-  cp.n_batch = static_cast<uint32_t>(IntProp(co, "batchSize", 512, 1, 1 << 20));
-  cp.n_ubatch = std::min<uint32_t>(cp.n_batch, 512);
-  cp.n_seq_max = 1;
-  cp.embeddings = BoolProp(co, "embeddings", false);
-  if (cp.embeddings) cp.n_ubatch = cp.n_batch;
-  cp.no_perf = true;
-  return RunAsync<std::vector<DeviceBytes>>(
-      env,
-      [path, mp, cp, devices]() mutable {
-        mp.devices = devices.data();
-        LogCapture capture;
-        BackendSetupLock setup;
-        llama_model* model = llama_model_load_from_file(path.c_str(), mp);
-        if (!model) throw CodedError(code::INVALID_MODEL, "llama.cpp could not read the model: " + path + " — " + capture.Errors());
-        llama_context* ctx = llama_init_from_model(model, cp);
-        if (!ctx) {
-          llama_model_free(model);
-          throw CodedError(code::BACKEND_ERROR, "llama.cpp could not plan the context: " + capture.Errors());
-        }
-        auto out = ContextMemory(ctx);
-        llama_free(ctx);
-        llama_model_free(model);
-        return out;
-      },
-      [](Napi::Env env, std::vector<DeviceBytes>& v) -> Napi::Value { return DeviceBytesToJs(env, v); });
 }
 
 // ---- ContextHandle methods implemented here (declared in llm/context.h) ----
@@ -124,15 +82,9 @@ Napi::Value ContextHandle::RestoreState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = State(env);
   if (info.Length() < 2 || !info[0].IsBuffer()) Throw(env, code::INVALID_ARGUMENT, "state must be a Buffer");
-  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    Throw(env, code::INVALID_ARGUMENT, "tokens must be an Int32Array");
+  std::vector<llama_token> tokens = TokensFromJs(env, info[1], llama_vocab_n_tokens(s->model->vocab), "tokens");
   auto buf = info[0].As<Napi::Buffer<uint8_t>>();
-  auto tarr = info[1].As<Napi::Int32Array>();
   auto bytes = std::make_shared<std::vector<uint8_t>>(buf.Data(), buf.Data() + buf.Length());
-  std::vector<llama_token> tokens(tarr.Data(), tarr.Data() + tarr.ElementLength());
-  int32_t n_vocab = llama_vocab_n_tokens(s->model->vocab);
-  for (llama_token t : tokens)
-    if (t < 0 || t >= n_vocab) Throw(env, code::INVALID_ARGUMENT, "token id " + std::to_string(t) + " is outside the vocabulary");
   if (tokens.size() >= llama_n_ctx(s->ctx)) Throw(env, code::INVALID_ARGUMENT, "the saved state holds more tokens than this context");
   auto guard = std::make_shared<BusyGuard>(s, env);
   return RunAsync<bool>(

@@ -1,5 +1,5 @@
 /** Option validation shared by the API: every failure is a GenaiError INVALID_ARGUMENT naming the option. */
-import { GenaiError } from "./errors";
+import { GenaiError } from "../errors";
 
 function fail(name: string, what: string, value: unknown): never {
   let shown: string;

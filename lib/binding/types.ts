@@ -1,0 +1,265 @@
+/**
+ * The native binding contract: what genai_native.node exports, typed once and
+ * named like the C++ classes that implement it (native/addon.cpp registers
+ * them). Internal: the public API (lib/index.ts) never re-exports these; its
+ * option and result types live in each topic's `types.ts`.
+ *
+ * Every parameter object below is complete: the TypeScript layer fills each
+ * default (lib/llm/defaults.ts, lib/diffusion/defaults.ts) and C++ reads and
+ * range-checks every field, falling back only to llama.cpp's or
+ * stable-diffusion.cpp's own `*_default_params()` for the fields marked
+ * optional. Every error the addon throws or rejects with is a GenaiError
+ * (the class is handed to the addon by `Addon.init`).
+ */
+import type { DeviceMemory } from "../llm/types";
+import type { GenaiError, GenaiErrorCode } from "../errors";
+
+/** native/util/jobs.h CancelToken: a flag a native job polls. */
+export interface CancelToken {
+  cancel(): void;
+  readonly cancelled: boolean;
+}
+
+/** ModelHandle::Info (native/llm/model.cpp). */
+export interface ModelInfo {
+  description: string;
+  sizeBytes: number;
+  parameters: number;
+  trainContextSize: number;
+  embeddingSize: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  vocabSize: number;
+  bos: number;
+  eos: number;
+  hasEncoder: boolean;
+  hasDecoder: boolean;
+  chatTemplate: string | null;
+  metadata: Record<string, string>;
+}
+
+/** loadModel()'s options (native/llm/model.cpp). */
+export interface ModelLoadParams {
+  /** Layers on the GPU; -1 = all. */
+  gpuLayers: number;
+  /** Absent: llama.cpp's choice (llama_model_default_params). */
+  useMmap?: boolean;
+  vocabOnly: boolean;
+  /** A resolved device spec (lib/system/backends.ts resolveDevice). */
+  device: string;
+}
+
+/** ModelHandle::CreateContext's options (native/llm/context.cpp). */
+export interface ContextParams {
+  /** Tokens. */
+  contextSize: number;
+  /** Tokens. */
+  batchSize: number;
+  /** Tokens; absent: llama_context_default_params().n_ubatch. */
+  microBatchSize?: number;
+  threads: number;
+  batchThreads: number;
+  flashAttention: "auto" | "on" | "off";
+  embeddings: boolean;
+}
+
+/** ContextHandle::Generate's params (native/llm/generate.cpp). */
+export interface GenerateParams {
+  tokens: Int32Array;
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repeatPenalty: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  penaltyLastN: number;
+  /** 0 … 2^32−2 (2^32−1 is llama.cpp's LLAMA_DEFAULT_SEED, "random"). */
+  seed: number;
+  stop: string[];
+  ignoreEos: boolean;
+}
+
+export interface GenerateResult {
+  text: string;
+  tokenCount: number;
+  stopReason: "eos" | "maxTokens" | "stop" | "aborted" | "contextFull";
+  timings: { promptTokens: number; reusedTokens: number; promptMs: number; generatedTokens: number; generationMs: number };
+}
+
+export interface ContextInfo {
+  contextSize: number;
+  batchSize: number;
+  threads: number;
+  batchThreads: number;
+  embeddings: boolean;
+  kvTokens: number;
+  stateBytes: number;
+}
+
+/** native/llm/context.h ContextHandle. */
+export interface ContextHandle {
+  info(): ContextInfo;
+  saveState(): Promise<{ state: Buffer; tokens: Int32Array }>;
+  restoreState(state: Buffer, tokens: Int32Array): Promise<void>;
+  memory(): DeviceMemory[];
+  generate(params: GenerateParams, onText: (piece: string) => void, cancel: CancelToken): Promise<GenerateResult>;
+  embed(text: string, normalize: boolean): Promise<Float32Array>;
+  clearHistory(): void;
+  dispose(): void;
+}
+
+/** native/llm/model.h ModelHandle. */
+export interface ModelHandle {
+  info(): ModelInfo;
+  tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Promise<Int32Array>;
+  detokenize(tokens: Int32Array, removeSpecial: boolean, unparseSpecial: boolean): Promise<string>;
+  applyChatTemplate(messages: { role: string; content: string }[], addAssistant: boolean, template: string | null): Promise<{ prompt: string; stops: string[] }>;
+  createContext(params: ContextParams): Promise<ContextHandle>;
+  dispose(): void;
+}
+
+/** A ggml device (native/system/system.cpp SystemInfo). */
+export interface DeviceInfo {
+  name: string;
+  description: string;
+  type: "cpu" | "gpu" | "igpu" | "accel" | "other";
+  backend: string;
+  freeBytes: number;
+  totalBytes: number;
+}
+
+export interface VersionsInfo {
+  addon: string;
+  llamaCppCommit: string;
+  llamaCppSource: string;
+  ggml: string;
+  ggmlCommit: string;
+  napi: number;
+}
+
+export interface SystemInfoResult {
+  devices: DeviceInfo[];
+  backends: string[];
+  cpuThreads: number;
+  cpuFeatures: string;
+  gpuOffload: boolean;
+  mmap: boolean;
+  versions: VersionsInfo;
+}
+
+/** Pixels as the addon takes and returns them (row-major, 8 bits per channel). */
+export interface NativeImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: number;
+}
+
+/** loadDiffusionModel()'s options (native/diffusion/diffusion.cpp). Paths are "" when not given. */
+export interface DiffusionLoadParams {
+  model: string;
+  diffusionModel: string;
+  vae: string;
+  clipL: string;
+  clipG: string;
+  t5xxl: string;
+  taesd: string;
+  /** "" = the file's own types. */
+  weightType: string;
+  /** Absent: sd.cpp's sd_get_num_physical_cores(). */
+  threads?: number;
+  flashAttention: boolean;
+  vaeTiling: boolean;
+  keepClipOnCpu: boolean;
+  keepVaeOnCpu: boolean;
+  offloadParamsToCpu: boolean;
+  device: string;
+}
+
+/** DiffusionHandle::Generate's params; optional fields fall back to sd_img_gen_params_init(). */
+export interface DiffusionGenerateParams {
+  prompt: string;
+  negativePrompt: string;
+  width: number;
+  height: number;
+  steps: number;
+  cfgScale: number;
+  guidance?: number;
+  sampler: string;
+  scheduler: string;
+  seed: number;
+  count: number;
+  clipSkip?: number;
+  strength?: number;
+  initImage?: NativeImage;
+  mask?: NativeImage;
+  loras: { path: string; multiplier: number }[];
+  preview?: { mode: "proj" | "tae" | "vae"; intervalSteps: number };
+}
+
+/** native/diffusion/diffusion.cpp DiffusionHandle (only in builds with the diffusion engine). */
+export interface DiffusionHandle {
+  info(): { samplers: string[]; schedulers: string[]; defaultSampler: string; imageGeneration: boolean };
+  generate(params: DiffusionGenerateParams, onEvent: (e: Record<string, unknown>) => void, cancel: CancelToken): Promise<(NativeImage & { data: Buffer })[]>;
+  cancel(mode: "all" | "newLatents"): void;
+  dispose(): void;
+}
+
+/** loadUpscaler()'s options (native/diffusion/upscaler.cpp). */
+export interface UpscalerLoadParams {
+  model: string;
+  /** Absent: sd.cpp's sd_get_num_physical_cores(). */
+  threads?: number;
+  /** Pixels; 0 = never tile. */
+  tileSize: number;
+  device: string;
+}
+
+/** native/diffusion/upscaler.cpp UpscalerHandle. */
+export interface UpscalerHandle {
+  scale(): number;
+  upscale(args: { image: NativeImage; passes: number }, cancel: CancelToken): Promise<(NativeImage & { data: Buffer })[]>;
+  dispose(): void;
+}
+
+/** What genai_native.node exports (native/addon.cpp). */
+export interface Addon {
+  /**
+   * Hands the addon the JS error class it constructs for every error, and the
+   * list of codes (lib/errors.ts ERROR_CODES); C++ checks that each code it
+   * uses is in the list. Called once per thread by lib/binding/load.ts.
+   * @throws Error when a native code is missing from the list
+   */
+  init(errorClass: typeof GenaiError, codes: readonly GenaiErrorCode[]): void;
+  CancelToken: new () => CancelToken;
+  loadModel(path: string, params: ModelLoadParams, onProgress: ((fraction: number) => void) | undefined, cancel: CancelToken): Promise<ModelHandle>;
+  estimateMemory(path: string, model: Pick<ModelLoadParams, "gpuLayers" | "device">, context: Pick<ContextParams, "contextSize" | "batchSize" | "embeddings">): Promise<DeviceMemory[]>;
+  systemInfo(): SystemInfoResult;
+  versions(): VersionsInfo;
+  setLogLevel(level: string): void;
+  /**
+   * native/util/log.cpp: the engines' log lines at or above the level go to
+   * `fn` (on this thread's event loop, through an unref'd ThreadSafeFunction)
+   * instead of stderr; null: stderr again. Process-wide: the last caller's
+   * thread owns it. @throws INVALID_ARGUMENT when `fn` is neither
+   */
+  setLogger(fn: ((level: "debug" | "info" | "warn" | "error", message: string, source: "llama" | "ggml" | "sd") => void) | null): void;
+  /** Cancels this thread's (env's) running jobs and waits, up to 5 s, for their native threads to finish. */
+  shutdown(): void;
+  capabilities: { llm: boolean; diffusion: boolean };
+  /** The folder the .node file was loaded from (its shared libraries and backend modules are there). */
+  addonDir: string;
+  /** Registers a ggml backend module (process-wide, idempotent). @throws BACKEND_ERROR when it does not load */
+  loadBackend(path: string): { name: string; path: string; devices: string[] };
+  /** The backend modules registered so far. */
+  backendModules(): { name: string; path: string }[];
+  /** The first device a load with this device spec uses ("CPU" when none). @throws INVALID_ARGUMENT when the spec names nothing registered */
+  deviceName(spec: string): string;
+  /** Present when capabilities.diffusion is true. */
+  loadDiffusionModel?(params: DiffusionLoadParams, onProgress: ((fraction: number) => void) | undefined, cancel: CancelToken): Promise<DiffusionHandle>;
+  /** Present when capabilities.diffusion is true. */
+  loadUpscaler?(params: UpscalerLoadParams, cancel: CancelToken): Promise<UpscalerHandle>;
+}

@@ -1,0 +1,59 @@
+/**
+ * The image API's defaults and limits: the one place each is set. The native
+ * addon receives every field filled in (lib/binding/types.ts) and only
+ * range-checks it; fields left out fall back to stable-diffusion.cpp's own
+ * sd_img_gen_params_init() / sd_ctx_params_init().
+ */
+
+/** Limits on the image side in pixels; sd.cpp works on 8× downsampled latents. */
+export const MIN_SIDE = 64;
+export const MAX_SIDE = 4096;
+
+/** Largest upscaled side in pixels (also enforced in C++). */
+export const MAX_UPSCALED_SIDE = 16384;
+
+/**
+ * Generation defaults: 512×512 (SD1.x's training size), 20 steps, CFG 7,
+ * euler_a with the discrete scheduler (sd-cli's defaults), img2img strength
+ * 0.75 (sd-cli's), one image.
+ */
+export const IMAGE_DEFAULTS: Readonly<{
+  width: number;
+  height: number;
+  steps: number;
+  cfgScale: number;
+  sampler: string;
+  scheduler: string;
+  count: number;
+  strength: number;
+  loraMultiplier: number;
+  previewMode: "proj" | "tae" | "vae";
+  previewIntervalSteps: number;
+}> = Object.freeze({
+  width: 512,
+  height: 512,
+  steps: 20,
+  cfgScale: 7,
+  sampler: "euler_a",
+  scheduler: "discrete",
+  count: 1,
+  strength: 0.75,
+  loraMultiplier: 1,
+  previewMode: "proj",
+  previewIntervalSteps: 1,
+});
+
+/** Diffusion model load defaults. */
+export const DIFFUSION_LOAD_DEFAULTS: Readonly<Record<"flashAttention" | "vaeTiling" | "keepClipOnCpu" | "keepVaeOnCpu" | "offloadParamsToCpu", boolean>> = Object.freeze({
+  flashAttention: false,
+  vaeTiling: false,
+  keepClipOnCpu: false,
+  keepVaeOnCpu: false,
+  offloadParamsToCpu: false,
+});
+
+/** The load options that name files, in DiffusionLoadOptions. */
+export const DIFFUSION_FILE_OPTIONS = Object.freeze(["model", "diffusionModel", "vae", "clipL", "clipG", "t5xxl", "taesd"] as const);
+
+/** Upscaler defaults: images with a side over 128 pixels are upscaled in 128-pixel tiles. */
+export const UPSCALER_DEFAULTS: Readonly<{ tileSize: number }> = Object.freeze({ tileSize: 128 });

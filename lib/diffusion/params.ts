@@ -1,0 +1,67 @@
+/** Image generation options → the engine's parameters: validation and every default (lib/diffusion/defaults.ts). */
+import { randomInt } from "node:crypto";
+import { GenaiError } from "../errors";
+import { optInt, optNumber, optObject, optOneOf, optString, requireString } from "../util/validate";
+import { IMAGE_DEFAULTS, MAX_SIDE, MIN_SIDE } from "./defaults";
+import type { EngineGenerateParams, EngineModel } from "./engine";
+import type { ImageGenerateOptions, RawImage } from "./types";
+
+function checkImage(name: string, img: unknown, width: number, height: number, channels: readonly number[]): RawImage {
+  const i = img as RawImage;
+  if (typeof i !== "object" || i === null || !(i.data instanceof Uint8Array)) throw new GenaiError("INVALID_ARGUMENT", `${name} must be { data: Uint8Array, width, height, channels }`);
+  if (!channels.includes(i.channels)) throw new GenaiError("INVALID_ARGUMENT", `${name}.channels must be one of ${channels.join(", ")}`);
+  if (i.width !== width || i.height !== height) throw new GenaiError("INVALID_ARGUMENT", `${name} is ${i.width}×${i.height}; the job is ${width}×${height}`);
+  if (i.data.length !== i.width * i.height * i.channels) throw new GenaiError("INVALID_ARGUMENT", `${name}.data has ${i.data.length} bytes, expected ${i.width * i.height * i.channels}`);
+  return i;
+}
+
+/** Validates options against the model's samplers/schedulers; fills defaults. @throws GenaiError INVALID_ARGUMENT */
+export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<EngineModel, "samplers" | "schedulers">): EngineGenerateParams {
+  const opts = optObject("options", o) as unknown as ImageGenerateOptions;
+  const d = IMAGE_DEFAULTS;
+  const side = (name: string, v: unknown) => {
+    const n = optInt(name, v, name === "width" ? d.width : d.height, MIN_SIDE, MAX_SIDE);
+    if (n % 8 !== 0) throw new GenaiError("INVALID_ARGUMENT", `${name} must be a multiple of 8 (got ${n})`);
+    return n;
+  };
+  const width = side("width", opts.width);
+  const height = side("height", opts.height);
+  const sampler = optString("sampler", opts.sampler) ?? d.sampler;
+  if (!model.samplers.includes(sampler)) throw new GenaiError("INVALID_ARGUMENT", `unknown sampler "${sampler}"; the engine has: ${model.samplers.join(", ")}`);
+  const scheduler = optString("scheduler", opts.scheduler) ?? d.scheduler;
+  if (!model.schedulers.includes(scheduler)) throw new GenaiError("INVALID_ARGUMENT", `unknown scheduler "${scheduler}"; the engine has: ${model.schedulers.join(", ")}`);
+  const seedIn = optInt("seed", opts.seed, -1, -1, Number.MAX_SAFE_INTEGER);
+  const count = optInt("count", opts.count, d.count, 1, 64);
+  const initImage = opts.initImage === undefined ? undefined : checkImage("initImage", opts.initImage, width, height, [3, 4]);
+  const mask = opts.mask === undefined ? undefined : checkImage("mask", opts.mask, width, height, [1, 3, 4]);
+  if (mask && !initImage) throw new GenaiError("INVALID_ARGUMENT", "mask needs an initImage");
+  const loras = opts.loras ?? [];
+  if (!Array.isArray(loras)) throw new GenaiError("INVALID_ARGUMENT", "loras must be an array");
+  for (const [i, l] of loras.entries()) {
+    requireString(`loras[${i}].path`, l?.path);
+    optNumber(`loras[${i}].multiplier`, l.multiplier, d.loraMultiplier, -10, 10);
+  }
+  const preview = opts.preview === undefined ? undefined : optObject("preview", opts.preview);
+  return {
+    prompt: requireString("prompt", opts.prompt),
+    negativePrompt: optString("negativePrompt", opts.negativePrompt) ?? "",
+    width,
+    height,
+    steps: optInt("steps", opts.steps, d.steps, 1, 1000),
+    cfgScale: optNumber("cfgScale", opts.cfgScale, d.cfgScale, 0, 100),
+    guidance: opts.guidance === undefined ? undefined : optNumber("guidance", opts.guidance, 0, 0, 100),
+    sampler,
+    scheduler,
+    seed: seedIn === -1 ? randomInt(0, 2 ** 31) : seedIn,
+    count,
+    clipSkip: opts.clipSkip === undefined ? undefined : optInt("clipSkip", opts.clipSkip, 0, -1, 12),
+    strength: initImage ? optNumber("strength", opts.strength, d.strength, 0, 1) : undefined,
+    initImage,
+    mask,
+    loras: loras.map((l) => ({ path: l.path, multiplier: l.multiplier ?? d.loraMultiplier })),
+    preview: preview
+      ? { mode: optOneOf("preview.mode", preview.mode, ["proj", "tae", "vae"] as const, d.previewMode), intervalSteps: optInt("preview.intervalSteps", preview.intervalSteps, d.previewIntervalSteps, 1, 1000) }
+      : undefined,
+  };
+}
+

@@ -1,0 +1,135 @@
+/**
+ * Public option and result types of the image API (DiffusionModel, ImageJob,
+ * Upscaler). Defaults named here are the fields of lib/diffusion/defaults.ts,
+ * the one place they are set.
+ */
+
+/** Raw pixels, row-major, 8 bits per channel. */
+export interface RawImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  /** 3 (RGB) or 4 (RGBA); 1 (grey) for masks. */
+  channels: 1 | 3 | 4;
+}
+
+export interface LoraSpec {
+  /** LoRA file path. */
+  path: string;
+  /** Strength multiplier (default 1). */
+  multiplier?: number;
+}
+
+export interface DiffusionLoadOptions {
+  /** A single-file checkpoint (SD1.x, SD2.x, SDXL, …). */
+  model?: string;
+  /** Or the parts: diffusion model (UNet/DiT) + VAE + text encoders. */
+  diffusionModel?: string;
+  vae?: string;
+  clipL?: string;
+  clipG?: string;
+  t5xxl?: string;
+  /** Tiny autoencoder for fast previews/decoding. */
+  taesd?: string;
+  /** Weight type to convert to at load, e.g. "f16", "q8_0" (default: as stored). */
+  weightType?: string;
+  threads?: number;
+  flashAttention?: boolean;
+  vaeTiling?: boolean;
+  keepClipOnCpu?: boolean;
+  keepVaeOnCpu?: boolean;
+  offloadParamsToCpu?: boolean;
+  /** "auto" (default, or GENAI_NATIVE_DEVICE), "cpu", a backend ("vulkan") or a device ("Vulkan0"); see LoadModelOptions.device. */
+  device?: string;
+}
+
+export interface ImageGenerateOptions {
+  prompt: string;
+  negativePrompt?: string;
+  /** Pixels, a multiple of 8 in [MIN_SIDE, MAX_SIDE] = [64, 4096] (default IMAGE_DEFAULTS.width / height). */
+  width?: number;
+  height?: number;
+  /** Sampling steps, 1..1000 (default IMAGE_DEFAULTS.steps). */
+  steps?: number;
+  /** CFG scale, 0..100 (default IMAGE_DEFAULTS.cfgScale). */
+  cfgScale?: number;
+  guidance?: number;
+  /** One of model.samplers (default IMAGE_DEFAULTS.sampler). */
+  sampler?: string;
+  /** One of model.schedulers (default IMAGE_DEFAULTS.scheduler). */
+  scheduler?: string;
+  /** Seed of the first image; -1 = random (default). Image i uses seed + i; the used seed is returned per image. */
+  seed?: number;
+  /** Images in the batch, 1..64 (default IMAGE_DEFAULTS.count). */
+  count?: number;
+  clipSkip?: number;
+  /** img2img: 0..1 (default IMAGE_DEFAULTS.strength with an initImage). */
+  strength?: number;
+  initImage?: RawImage;
+  mask?: RawImage;
+  loras?: LoraSpec[];
+  /** Preview images as "preview" events every intervalSteps steps. */
+  preview?: { mode?: "proj" | "tae" | "vae"; intervalSteps?: number };
+  /** "png" (default), "raw" pixels, or "both". */
+  output?: "png" | "raw" | "both";
+  /** After a cancel, resolve `done` with the images finished before it (default: reject with ABORTED). */
+  keepFinishedOnCancel?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface GeneratedImage {
+  /** PNG file bytes (unless output is "raw"). */
+  png?: Buffer;
+  /** Raw pixels (when output is "raw" or "both"). */
+  raw?: RawImage;
+  width: number;
+  height: number;
+  /** The seed this image was made with. */
+  seed: number;
+}
+
+export type ImageJobStatus = "pending" | "running" | "done" | "error" | "cancelled";
+
+export type ImageStage = "loading" | "encoding" | "diffusion" | "decoding";
+
+export interface ImageProgress {
+  stage: ImageStage;
+  /** Sampling step of the current image, 1-based (0 outside the diffusion stage). */
+  step: number;
+  steps: number;
+  /** 0-based index of the image being worked on. */
+  imageIndex: number;
+  imageCount: number;
+  /** Over the whole batch, 0..100. */
+  percent: number;
+  /** Estimated ms left (undefined until a step has been timed). */
+  etaMs?: number;
+}
+
+export interface UpscalerLoadOptions {
+  /** ESRGAN weights (GGUF, safetensors or .pth), e.g. RealESRGAN_x4plus. */
+  model: string;
+  /** CPU threads (default: physical cores). */
+  threads?: number;
+  /** Images larger than this many pixels per side are upscaled in tiles of this size, bounding memory (default UPSCALER_DEFAULTS.tileSize; 0 = never tile). */
+  tileSize?: number;
+  /** "auto" (default, or GENAI_NATIVE_DEVICE), "cpu", a backend or a device name; see LoadModelOptions.device. */
+  device?: string;
+  signal?: AbortSignal;
+}
+
+export interface UpscaleOptions {
+  /** "png" (default), "raw" pixels, or "both". */
+  output?: "png" | "raw" | "both";
+  /** Aborting it stops the work between passes (sd.cpp cannot stop inside one) and rejects with ABORTED. */
+  signal?: AbortSignal;
+}
+
+export interface UpscaledImage {
+  png?: Buffer;
+  raw?: RawImage;
+  /** Pixels: the input's × factor. */
+  width: number;
+  height: number;
+}
+

@@ -1,0 +1,175 @@
+/**
+ * Public option and result types of the LLM API (LlamaModel, LlamaContext).
+ * Defaults named here are the fields of lib/llm/defaults.ts, the one place
+ * they are set.
+ */
+import type { GgufSummary } from "../models/metadata";
+
+export interface LoadModelOptions {
+  /** Layers to offload to the GPU: an integer ≥ 0, or "max" / -1 for all (default "max"; ignored on CPU-only builds). */
+  gpuLayers?: number | "max";
+  /** Memory-map the file (default: llama.cpp's choice, mmap where supported). */
+  useMmap?: boolean;
+  /** Load only the vocabulary (tokenize/detokenize; no contexts). */
+  vocabOnly?: boolean;
+  /**
+   * Where the layers run: "auto" (default, or GENAI_NATIVE_DEVICE: the first GPU backend
+   * of CUDA → Metal → Vulkan that works here, else the CPU), "cpu", a backend name
+   * ("vulkan") or a device name ("Vulkan0"). See lib/system/backends.ts.
+   */
+  device?: string;
+  /** Load progress, a fraction in [0, 1], called on the JS thread. */
+  onProgress?: (fraction: number) => void;
+  /** Aborting stops the load, frees everything, and rejects with ABORTED. */
+  signal?: AbortSignal;
+}
+
+/** What a model is, from its GGUF metadata and from llama.cpp once loaded. */
+export interface ModelMetadata extends GgufSummary {
+  /** Parameter count (from llama.cpp). */
+  parameters: number;
+  /** Bytes of tensor data. */
+  sizeBytes: number;
+  /** llama.cpp's one-line description, e.g. "llama 7B Q4_0". */
+  description: string;
+  /** The Jinja chat template embedded in the file, if any. */
+  chatTemplate: string | null;
+}
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant" | (string & {});
+  content: string;
+}
+
+export interface TokenizeOptions {
+  /** Add the model's special tokens (BOS) as it is configured to (default true). */
+  addSpecial?: boolean;
+  /** Parse special-token text such as `<|im_start|>` into special tokens (default false). */
+  parseSpecial?: boolean;
+}
+
+export interface ContextOptions {
+  /** KV cache size in tokens (default: the training context, at most CONTEXT_DEFAULTS.maxContextSize). llama.cpp may round it up. */
+  contextSize?: number;
+  /** Logical batch size in tokens for prompt decoding (default CONTEXT_DEFAULTS.batchSize). */
+  batchSize?: number;
+  /** Threads for generation (default max(1, logical cores − 1), leaving a core to the host's event loop). */
+  threads?: number;
+  /** Threads for prompt decoding (default = threads). */
+  batchThreads?: number;
+  /** Sampling seed for this context's generations that give none, 0 … 2^32−2 (default: a new random seed per generation). */
+  seed?: number;
+  /** Flash attention: "auto" (llama.cpp decides), "on", "off" (default CONTEXT_DEFAULTS.flashAttention). */
+  flashAttention?: "auto" | "on" | "off" | boolean;
+  /** Create an embedding context (use {@link LlamaContext.embed}). */
+  embeddings?: boolean;
+}
+
+/** Sampling and stopping for one generation. Defaults: SAMPLING_DEFAULTS (lib/llm/defaults.ts), which follow llama.cpp's common sampling defaults. */
+export interface GenerateOptions {
+  /** Most tokens to generate. */
+  maxTokens?: number;
+  /** Softmax temperature; 0 = greedy. */
+  temperature?: number;
+  /** Keep the k most likely tokens; 0 = off. */
+  topK?: number;
+  /** Nucleus sampling: smallest set with cumulative probability ≥ p; 1 = off. */
+  topP?: number;
+  /** Drop tokens with probability < minP × the top token's; 0 = off. */
+  minP?: number;
+  /** Repetition penalty (> 0; 1 = off). */
+  repeatPenalty?: number;
+  /** Presence penalty (0 = off). */
+  presencePenalty?: number;
+  /** Frequency penalty (0 = off). */
+  frequencyPenalty?: number;
+  /** How many recent tokens the penalties look at. */
+  penaltyLastN?: number;
+  /**
+   * Sampling seed, 0 … 2^32−2 (2^32−1 is llama.cpp's LLAMA_DEFAULT_SEED, which means "random", and is refused);
+   * default: the context's seed, else a new random seed for each generation.
+   */
+  seed?: number;
+  /** Stop before any of these strings; the stop string is not included in the text. */
+  stop?: string[];
+  /** Keep going past end-of-generation tokens (benchmarks). */
+  ignoreEos?: boolean;
+  /**
+   * Aborting ends generation within one token (and interrupts a long prompt
+   * decode through llama.cpp's abort callback). The stream then ends normally
+   * and the result has stopReason "aborted" with the text generated so far.
+   */
+  signal?: AbortSignal;
+}
+
+export interface CompletionTimings {
+  /** Tokens in the prompt. */
+  promptTokens: number;
+  /** Prompt tokens already in the KV cache (not decoded again). */
+  reusedTokens: number;
+  /** Prompt decode time in ms. */
+  promptMs: number;
+  /** Tokens generated. */
+  generatedTokens: number;
+  /** Generation time in ms (first sample to last token). */
+  generationMs: number;
+}
+
+export interface CompletionResult {
+  /** The generated text (without the prompt and without a matched stop string). */
+  text: string;
+  /** Tokens generated. */
+  tokenCount: number;
+  /**
+   * Why generation ended: end-of-generation token, maxTokens reached, a stop
+   * string matched, aborted by the signal/dispose, or the context is full.
+   */
+  stopReason: "eos" | "maxTokens" | "stop" | "aborted" | "contextFull";
+  timings: CompletionTimings;
+}
+
+/**
+ * A host-memory copy of a context's conversation: the KV cache of its
+ * sequence (llama_state_seq_get_data) and the tokens it holds. Restoring it
+ * into a context of the same model and at least the same size continues the
+ * conversation without decoding its prompt again.
+ */
+export interface SavedContextState {
+  /** llama.cpp's serialized sequence state; its byteLength is the host memory it takes. */
+  state: Buffer;
+  /** The tokens in the KV cache, in order. */
+  tokens: Int32Array;
+}
+
+export interface ChatOptions extends GenerateOptions {
+  /** A Jinja chat template to use instead of the model's own. */
+  template?: string;
+}
+
+
+/** Bytes llama.cpp allocated (or would allocate) on one device. */
+export interface DeviceMemory {
+  /** ggml device name, e.g. "CPU", "CUDA0". */
+  device: string;
+  /** Weights, bytes. */
+  model: number;
+  /** KV cache (and other per-context state), bytes. */
+  context: number;
+  /** Compute buffers, bytes. */
+  compute: number;
+}
+
+/** Sizes and state of a context (LlamaContext.info). */
+export interface ContextInfo {
+  /** KV cache size, tokens. */
+  contextSize: number;
+  /** Logical batch size, tokens. */
+  batchSize: number;
+  threads: number;
+  batchThreads: number;
+  embeddings: boolean;
+  /** Tokens held in the KV cache. */
+  kvTokens: number;
+  /** Bytes of the sequence state saveState() would copy. */
+  stateBytes: number;
+}
