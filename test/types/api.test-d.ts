@@ -4,17 +4,17 @@ import { describe, expectTypeOf, it } from "vitest";
 import type * as Api from "../../lib/index";
 import {
   CONTEXT_DEFAULTS,
-  DiffusionModel,
-  ERROR_CODES,
+  type DiffusionModel,
+  type ERROR_CODES,
   GenaiError,
   IMAGE_DEFAULTS,
-  LlamaContext,
+  type LlamaContext,
   LlamaModel,
   MAX_SEED,
-  Orchestrator,
+  type Orchestrator,
   SAMPLING_DEFAULTS,
-  TextStream,
-  Upscaler,
+  type TextStream,
+  type Upscaler,
   isGenaiError,
 } from "../../lib/index";
 
@@ -84,6 +84,6 @@ describe("images and orchestration", () => {
 
   it("the binding contract is not public", () => {
     // @ts-expect-error internal: lib/binding/types.ts is never re-exported
-    type H = Api.ModelHandle;
+    expectTypeOf<Api.ModelHandle>().not.toBeAny();
   });
 });

@@ -4,8 +4,8 @@
 // lavapipe (GGML_VK_VISIBLE_DEVICES=0). Elsewhere the suite is reported as
 // skipped, with the reason.
 import { describe, expect, it } from "vitest";
-import { LlamaModel, initBackends, systemInfo } from "../lib/index";
-import { storiesPath } from "./helpers";
+import { LlamaModel, initBackends, systemInfo } from "../../lib/index";
+import { storiesPath } from "../helpers";
 
 const status = await initBackends();
 const vulkan = status.find((s) => s.name === "vulkan")!;

@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 
-const root = path.resolve(__dirname, "..");
+const root = path.resolve(__dirname, "..", "..");
 const dist = path.join(root, "dist");
 
 /** Runs `code` in a child node process at the package root; returns its stdout parsed as JSON. */

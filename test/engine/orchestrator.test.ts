@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GenaiError, LlamaModel } from "../lib/index";
-import { ManagedDiffusion, ManagedLlama, Orchestrator, estimateLlamaFromMetadata, fitLlamaParams, measureLlamaMemory, type Holding, type ManagedResource, type OffloadEvent, type Residency } from "../lib/orchestrator/index";
-import { storiesPath, THREADS } from "./helpers";
+import { GenaiError, LlamaModel } from "../../lib/index";
+import { ManagedDiffusion, ManagedLlama, Orchestrator, estimateLlamaFromMetadata, fitLlamaParams, measureLlamaMemory, type Holding, type ManagedResource, type OffloadEvent, type Residency } from "../../lib/orchestrator/index";
+import { storiesPath, THREADS } from "../helpers";
 
 /** A test double of an engine resource (e.g. a diffusion model): holds `weights` bytes on `device` (default CPU) when resident. */
 class FakeResource implements ManagedResource {

@@ -11,8 +11,8 @@ import {
   sd1TensorPlan,
   sdParameterCount,
   validateSdShape,
-} from "../lib/tools";
-import { runCli } from "../lib/tools/gen-sd-model";
+} from "../../lib/tools";
+import { runCli } from "../../lib/tools/gen-sd-model";
 
 // Expectations are written out independently of the generator: tensor names and
 // PyTorch shapes of the public v1-5-pruned-emaonly checkpoint (reversed here to

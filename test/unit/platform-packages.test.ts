@@ -7,10 +7,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { platformPackageName } from "../lib/binding/install-help";
-import { GPU_BACKENDS } from "../lib/system/backends";
+import { platformPackageName } from "../../lib/binding/install-help";
+import { GPU_BACKENDS } from "../../lib/system/backends";
 
-const root = path.resolve(__dirname, "..");
+const root = path.resolve(__dirname, "..", "..");
 const npmDir = path.join(root, "npm");
 const rootPkg = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8"));
 const folders = fs.readdirSync(npmDir).filter((d) => fs.existsSync(path.join(npmDir, d, "package.json")));

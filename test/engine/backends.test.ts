@@ -5,12 +5,12 @@ import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LlamaModel, deviceFor, initBackends, systemInfo } from "../lib/index";
-import { GPU_BACKENDS, moduleFileName, probeBackendModule } from "../lib/system/backends";
-import { nativeAddonPath } from "../lib/binding/load";
-import { storiesPath, tempDir } from "./helpers";
+import { LlamaModel, deviceFor, initBackends, systemInfo } from "../../lib/index";
+import { GPU_BACKENDS, moduleFileName, probeBackendModule } from "../../lib/system/backends";
+import { nativeAddonPath } from "../../lib/binding/load";
+import { storiesPath, tempDir } from "../helpers";
 
-const root = path.resolve(__dirname, "..");
+const root = path.resolve(__dirname, "..", "..");
 const releaseDir = path.dirname(nativeAddonPath());
 const onWindows = process.platform === "win32";
 

@@ -4,9 +4,9 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { tempDir } from "./helpers";
+import { tempDir } from "../helpers";
 
-const root = path.resolve(__dirname, "..");
+const root = path.resolve(__dirname, "..", "..");
 const run = (env: Record<string, string>) => {
   const before = fs.existsSync(path.join(root, "build", "genai-defines.json")) ? fs.readFileSync(path.join(root, "build", "genai-defines.json"), "utf8") : null;
   const r = spawnSync(process.execPath, [path.join(root, "scripts", "build-addon.mjs")], { cwd: root, env: { ...process.env, ...env }, encoding: "utf8", timeout: 120_000 });

@@ -14,8 +14,8 @@ import {
   type WeightType,
   GgmlType,
   GgufWriter,
-} from "../lib/tools";
-import { runCli } from "../lib/tools/gen-model";
+} from "../../lib/tools";
+import { runCli } from "../../lib/tools/gen-model";
 
 // Expectations below are written out independently of the generator (ggml type
 // ids and block sizes from ggml.h / ggml-common.h, tensor names and shapes from
@@ -50,8 +50,14 @@ function expectedTensors(s: LlamaShape, type: WeightType, tied = false): Map<str
 /** Independent minimal GGUF header walk: returns counts and the byte offset where the tensor infos end. */
 function walkHeader(buf: Buffer): { version: number; nTensors: number; nKv: number; headerEnd: number; keys: string[] } {
   let p = 0;
-  const u32 = () => ((p += 4), buf.readUInt32LE(p - 4));
-  const u64 = () => ((p += 8), Number(buf.readBigUInt64LE(p - 8)));
+  const u32 = () => {
+    p += 4;
+    return buf.readUInt32LE(p - 4);
+  };
+  const u64 = () => {
+    p += 8;
+    return Number(buf.readBigUInt64LE(p - 8));
+  };
   const str = () => {
     const n = u64();
     p += n;

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
-import { GenaiError } from "../lib/errors";
-import { JobQueue, PRIORITIES, type JobStatus, type Priority, type QueuedJob } from "../lib/orchestrator/queue";
+import { GenaiError } from "../../lib/errors";
+import { JobQueue, PRIORITIES, type JobStatus, type Priority, type QueuedJob } from "../../lib/orchestrator/queue";
 
 /** Lets queued microtasks and settled promises run. */
 const tick = () => new Promise((r) => setTimeout(r, 0));
@@ -241,7 +241,7 @@ describe("JobQueue: cancellation", () => {
     job.cancel("user pressed stop");
     expect(seen?.aborted).toBe(true);
     expect(seen?.reason).toBeInstanceOf(GenaiError);
-    expect((seen?.reason as GenaiError).code).toBe("ABORTED");
+    expect((seen?.reason as GenaiError | undefined)?.code).toBe("ABORTED");
     await expect(job.promise).rejects.toMatchObject({ code: "ABORTED", message: "user pressed stop" });
     expect(trail).toEqual(["pending", "running", "cancelled"]);
     expect(job.endedAt).toBeGreaterThanOrEqual(job.startedAt!);
@@ -273,7 +273,7 @@ describe("JobQueue: cancellation", () => {
     ac.abort(new Error("timeout"));
     expect(queued.status).toBe("cancelled");
     await expect(queued.promise).rejects.toMatchObject({ code: "ABORTED" });
-    expect((queued.error?.cause as Error).message).toBe("timeout");
+    expect((queued.error?.cause as Error | undefined)?.message).toBe("timeout");
     await expect(running.promise).rejects.toMatchObject({ code: "ABORTED" });
     expect(running.status).toBe("cancelled");
     expect(aborted).toBe(true);

@@ -10,13 +10,13 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { capabilities } from "../lib/index";
-import { DiffusionModel, Upscaler, type GeneratedImage, type ImageProgress, type RawImage } from "../lib/diffusion/index";
-import { ENGINE_HOWTO } from "../lib/diffusion/native-engine";
-import { LlamaModel } from "../lib/llm/model";
-import { ManagedDiffusion, ManagedLlama, Orchestrator, type OffloadEvent } from "../lib/orchestrator/index";
-import { generateRandomEsrganModel, generateRandomSd15Model } from "../lib/tools";
-import { storiesPath, tempDir, THREADS } from "./helpers";
+import { capabilities } from "../../lib/index";
+import { DiffusionModel, Upscaler, type GeneratedImage, type ImageProgress, type RawImage } from "../../lib/diffusion/index";
+import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
+import { LlamaModel } from "../../lib/llm/model";
+import { ManagedDiffusion, ManagedLlama, Orchestrator, type OffloadEvent } from "../../lib/orchestrator/index";
+import { generateRandomEsrganModel, generateRandomSd15Model } from "../../lib/tools";
+import { storiesPath, tempDir, THREADS } from "../helpers";
 
 const available = capabilities().diffusion;
 const title = available ? "stable-diffusion.cpp engine (real generation, random-weight SD1 model)" : `stable-diffusion.cpp engine — SKIPPED: the addon has no diffusion engine (${ENGINE_HOWTO})`;
@@ -301,5 +301,17 @@ describe.skipIf(!available)(title, () => {
       await u.dispose();
       await expect(u.upscale(src, 2)).rejects.toMatchObject({ code: "DISPOSED" });
     });
+  });
+});
+
+describe("diffusion engine availability", () => {
+  // a clone without deps/stable-diffusion.cpp (CI) builds without the engine
+  it.skipIf(capabilities().diffusion)("without the engine, capabilities say so and load rejects ENGINE_UNAVAILABLE", async () => {
+    expect(capabilities().diffusion).toBe(false);
+    const err = await DiffusionModel.load({ model: "sd.gguf" }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "ENGINE_UNAVAILABLE" });
+    expect((err as Error).message).toMatch(/git submodule update --init deps\/stable-diffusion\.cpp/);
+    const up = await Upscaler.load({ model: "esrgan.gguf" }).catch((e: unknown) => e);
+    expect(up).toMatchObject({ code: "ENGINE_UNAVAILABLE" });
   });
 });

@@ -2,8 +2,7 @@
 // (the real engine's tests: diffusion-engine.test.ts).
 import zlib from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { capabilities } from "../lib/index";
-import { DiffusionModel, Upscaler, encodePng, type DiffusionEngine, type EngineEvent, type EngineGenerateParams, type EngineModel, type ImageProgress, type RawImage } from "../lib/diffusion/index";
+import { DiffusionModel, encodePng, type DiffusionEngine, type EngineEvent, type EngineGenerateParams, type EngineModel, type ImageProgress, type RawImage } from "../../lib/diffusion/index";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -96,18 +95,6 @@ function decodePng(png: Buffer): { width: number; height: number; channels: numb
   }
   return { width, height, channels, data: out };
 }
-
-describe("diffusion engine availability", () => {
-  // a clone without deps/stable-diffusion.cpp (CI) builds without the engine
-  it.skipIf(capabilities().diffusion)("without the engine, capabilities say so and load rejects ENGINE_UNAVAILABLE", async () => {
-    expect(capabilities().diffusion).toBe(false);
-    const err = await DiffusionModel.load({ model: "sd.gguf" }).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: "ENGINE_UNAVAILABLE" });
-    expect((err as Error).message).toMatch(/git submodule update --init deps\/stable-diffusion\.cpp/);
-    const up = await Upscaler.load({ model: "esrgan.gguf" }).catch((e: unknown) => e);
-    expect(up).toMatchObject({ code: "ENGINE_UNAVAILABLE" });
-  });
-});
 
 describe("image jobs (test double engine)", () => {
   it("one image: PNG of the right size and pixels, with the seed used", async () => {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { GenaiError } from "../lib/errors";
-import { JobQueue } from "../lib/orchestrator/queue";
-import { JobRegistry, resultSize } from "../lib/orchestrator/registry";
+import { GenaiError } from "../../lib/errors";
+import { JobQueue } from "../../lib/orchestrator/queue";
+import { JobRegistry, resultSize } from "../../lib/orchestrator/registry";
 
 const tick = () => new Promise((r) => setTimeout(r, 0));
 

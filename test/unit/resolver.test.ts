@@ -4,8 +4,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_MODEL, downloadModel, resolveModel, type KnownModel } from "../lib/models/resolver";
-import { tempDir } from "./helpers";
+import { DEFAULT_MODEL, downloadModel, resolveModel, type KnownModel } from "../../lib/models/resolver";
+import { tempDir } from "../helpers";
 
 describe("model resolver", () => {
   let tmp: { dir: string; cleanup: () => void };

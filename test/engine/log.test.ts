@@ -1,11 +1,11 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { GenaiError, LlamaModel, setLogger, setLogLevel, type LogLevel, type LogSource } from "../lib/index";
-import { native } from "../lib/binding/load";
-import { storiesPath, THREADS } from "./helpers";
+import { GenaiError, LlamaModel, setLogger, setLogLevel, type LogLevel, type LogSource } from "../../lib/index";
+import { native } from "../../lib/binding/load";
+import { storiesPath, THREADS } from "../helpers";
 
-const root = path.resolve(__dirname, "..");
+const root = path.resolve(__dirname, "..", "..");
 let stories: string;
 
 interface Line {

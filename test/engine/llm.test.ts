@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GenaiError, LlamaModel, type LlamaContext } from "../lib/index";
+import { GenaiError, LlamaModel, type LlamaContext } from "../../lib/index";
 import path from "node:path";
-import { generateRandomLlamaModel, PRESETS } from "../lib/tools";
-import { storiesPath, tempDir, THREADS } from "./helpers";
+import { generateRandomLlamaModel, PRESETS } from "../../lib/tools";
+import { storiesPath, tempDir, THREADS } from "../helpers";
 
 const PROMPT = "Once upon a time";
 let model: LlamaModel;

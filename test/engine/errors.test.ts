@@ -1,11 +1,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GenaiError, LlamaModel } from "../lib/index";
-import { native } from "../lib/binding/load";
-import { generateRandomLlamaModel } from "../lib/tools";
-import { systemInfo } from "../lib/index";
-import { storiesPath, tempDir, THREADS } from "./helpers";
+import { GenaiError, LlamaModel } from "../../lib/index";
+import { native } from "../../lib/binding/load";
+import { generateRandomLlamaModel } from "../../lib/tools";
+import { systemInfo } from "../../lib/index";
+import { storiesPath, tempDir, THREADS } from "../helpers";
 
 // Complete native parameter objects (the TS layer always sends every field).
 const LOAD = { gpuLayers: -1, vocabOnly: false, device: "cpu" };
@@ -248,7 +248,7 @@ describe("use after dispose → DISPOSED", () => {
 
 describe("one list of error codes", () => {
   it("init() refuses a code list that lacks a code C++ uses", async () => {
-    const { ERROR_CODES } = await import("../lib/errors");
+    const { ERROR_CODES } = await import("../../lib/errors");
     const addon = native();
     expect(() => addon.init(GenaiError, ERROR_CODES.filter((c) => c !== "BUSY"))).toThrow(/BUSY/);
     addon.init(GenaiError, ERROR_CODES); // and accepts the real one

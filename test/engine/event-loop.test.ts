@@ -1,7 +1,7 @@
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { describe, expect, it } from "vitest";
-import { LlamaModel } from "../lib/index";
-import { storiesPath, THREADS } from "./helpers";
+import { LlamaModel } from "../../lib/index";
+import { storiesPath, THREADS } from "../helpers";
 
 describe("event loop stays responsive", () => {
   it("p99 event-loop delay ≤ 20 ms while streaming 2,000 tokens", async () => {
