@@ -3,7 +3,8 @@ import { defineConfig } from "vitest/config";
 
 // Tests find real models through the project's resolver: $GENAI_NATIVE_MODELS,
 // defaulting to the shared test-model folder beside this checkout.
-const models = process.env.GENAI_NATIVE_MODELS ?? path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), "..", "shared", "models");
+const models =
+  process.env.GENAI_NATIVE_MODELS ?? path.resolve(import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname), "..", "shared", "models");
 
 export default defineConfig({
   test: {

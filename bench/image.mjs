@@ -27,25 +27,45 @@ const { values: opt } = parseArgs({
   },
 });
 if (!g.capabilities().diffusion) {
-  process.stdout.write(JSON.stringify({ skipped: true, reason: "this addon has no diffusion engine: git submodule update --init deps/stable-diffusion.cpp && npm run build:native" }) + "\n");
+  process.stdout.write(
+    JSON.stringify({
+      skipped: true,
+      reason: "this addon has no diffusion engine: git submodule update --init deps/stable-diffusion.cpp && npm run build:native",
+    }) + "\n",
+  );
   process.exit(0);
 }
 const size = Number(opt.size);
 const steps = Number(opt.steps);
 const reps = Number(opt.reps);
-const threads = Number(opt.threads ?? (os.availableParallelism?.() ?? os.cpus().length));
+const threads = Number(opt.threads ?? os.availableParallelism?.() ?? os.cpus().length);
 let modelPath = opt.model;
 if (!modelPath) {
   modelPath = path.join(root, "bench", "out", "random-sd15.gguf");
   if (!fs.existsSync(modelPath)) {
     fs.mkdirSync(path.dirname(modelPath), { recursive: true });
-    execFileSync(process.execPath, [path.join(root, "dist", "cjs", "tools", "gen-sd-model.js"), "--out", modelPath], { stdio: ["ignore", "ignore", "inherit"] });
+    execFileSync(process.execPath, [path.join(root, "dist", "cjs", "tools", "gen-sd-model.js"), "--out", modelPath], {
+      stdio: ["ignore", "ignore", "inherit"],
+    });
   }
 }
 const sdCli = path.join(root, "build", "Release", "sd-cli"); // beside the addon and its backend modules
-if (!fs.existsSync(sdCli)) execFileSync("cmake", ["--build", path.join(root, "build"), "--target", "sd-cli", "--parallel", String(os.cpus().length)], { stdio: ["ignore", "ignore", "inherit"] });
+if (!fs.existsSync(sdCli))
+  execFileSync("cmake", ["--build", path.join(root, "build"), "--target", "sd-cli", "--parallel", String(os.cpus().length)], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
 
-const common = { prompt: "a lighthouse on a cliff", width: size, height: size, steps, cfgScale: 7, sampler: "euler_a", scheduler: "discrete", seed: 42, count: 1 };
+const common = {
+  prompt: "a lighthouse on a cliff",
+  width: size,
+  height: size,
+  steps,
+  cfgScale: 7,
+  sampler: "euler_a",
+  scheduler: "discrete",
+  seed: 42,
+  count: 1,
+};
 const meanTail = (xs) => (xs.length > 1 ? xs.slice(1).reduce((s, x) => s + x, 0) / (xs.length - 1) : xs[0]);
 
 async function runAddon() {
@@ -66,7 +86,34 @@ async function runAddon() {
 function runSdCli() {
   const out = path.join(os.tmpdir(), `genai-bench-${process.pid}.png`);
   const t0 = performance.now();
-  const r = spawnSync(sdCli, ["-m", modelPath, "-p", common.prompt, "-W", String(size), "-H", String(size), "--steps", String(steps), "--cfg-scale", "7", "--sampling-method", "euler_a", "--scheduler", "discrete", "-s", "42", "-t", String(threads), "-o", out], { encoding: "utf8", maxBuffer: 64 << 20 });
+  const r = spawnSync(
+    sdCli,
+    [
+      "-m",
+      modelPath,
+      "-p",
+      common.prompt,
+      "-W",
+      String(size),
+      "-H",
+      String(size),
+      "--steps",
+      String(steps),
+      "--cfg-scale",
+      "7",
+      "--sampling-method",
+      "euler_a",
+      "--scheduler",
+      "discrete",
+      "-s",
+      "42",
+      "-t",
+      String(threads),
+      "-o",
+      out,
+    ],
+    { encoding: "utf8", maxBuffer: 64 << 20 },
+  );
   const total = performance.now() - t0;
   fs.rmSync(out, { force: true });
   if (r.status !== 0) throw new Error(`sd-cli failed: ${r.stderr.slice(-1500)}`);

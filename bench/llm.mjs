@@ -30,7 +30,7 @@ const { values: opt } = parseArgs({
 // --device cpu | vulkan | cuda | metal | a device name (Vulkan0): every runner
 // puts all layers there (llama-bench -dev/-ngl, node-llama-cpp gpu: <backend>).
 const device = opt.device.toLowerCase();
-const threads = Number(opt.threads ?? (os.availableParallelism?.() ?? os.cpus().length));
+const threads = Number(opt.threads ?? os.availableParallelism?.() ?? os.cpus().length);
 const pp = Number(opt.pp);
 const tg = Number(opt.tg);
 const reps = Number(opt.reps);
@@ -45,7 +45,9 @@ if (opt.generated) {
   modelPath = path.join(out, `random-${opt.generated}-q8_0.gguf`);
   if (!fs.existsSync(modelPath)) {
     log(`[bench] generating ${modelPath}`);
-    execFileSync(process.execPath, [path.join(root, "dist", "cjs", "tools", "gen-model.js"), "--preset", opt.generated, "--type", "q8_0", "--out", modelPath], { stdio: ["ignore", "ignore", "inherit"] });
+    execFileSync(process.execPath, [path.join(root, "dist", "cjs", "tools", "gen-model.js"), "--preset", opt.generated, "--type", "q8_0", "--out", modelPath], {
+      stdio: ["ignore", "ignore", "inherit"],
+    });
   }
 } else {
   modelPath = await g.resolveModel(opt.model, { download: true });
@@ -72,7 +74,10 @@ if (withPeers && !fs.existsSync(path.join(peers, "node_modules", "node-llama-cpp
   log("[bench] installing node-llama-cpp@3.22.1 into bench/.peers");
   fs.mkdirSync(peers, { recursive: true });
   fs.writeFileSync(path.join(peers, "package.json"), JSON.stringify({ private: true, dependencies: { "node-llama-cpp": "3.22.1" } }));
-  const r = spawnSync("npm", ["install", "--no-audit", "--no-fund", "--prefix", peers], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true" } });
+  const r = spawnSync("npm", ["install", "--no-audit", "--no-fund", "--prefix", peers], {
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true" },
+  });
   if (r.status !== 0) {
     log("[bench] node-llama-cpp could not be installed; measuring without it");
     withPeers = false;
@@ -82,25 +87,63 @@ if (withPeers && !fs.existsSync(path.join(peers, "node_modules", "node-llama-cpp
 function runJson(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 64 << 20 });
   if (r.status !== 0) throw new Error(`${path.basename(cmd)} failed (${r.status}): ${r.stderr.slice(-2000)}`);
-  const line = r.stdout.trim().split("\n").filter((l) => l.startsWith("{") || l.startsWith("[")).pop();
+  const line = r.stdout
+    .trim()
+    .split("\n")
+    .filter((l) => l.startsWith("{") || l.startsWith("["))
+    .pop();
   return JSON.parse(r.stdout.trim().startsWith("[") ? r.stdout : line);
 }
 
 // the device name(s) llama-bench takes for --device (ggml's names: CUDA0, Vulkan0, MTL0)
 await g.initBackends();
 const gpuDevices = g.systemInfo().devices.filter((d) => d.type !== "cpu");
-const benchDevices = device === "cpu" ? [] : gpuDevices.filter((d) => d.name.toLowerCase() === device || d.backend.toLowerCase() === device || (device === "metal" && d.backend === "MTL"));
-if (device !== "cpu" && !benchDevices.length) throw new Error(`--device ${opt.device}: no such device here (${gpuDevices.map((d) => d.name).join(", ") || "CPU only"}); see \`genai-native info\``);
+const benchDevices =
+  device === "cpu"
+    ? []
+    : gpuDevices.filter((d) => d.name.toLowerCase() === device || d.backend.toLowerCase() === device || (device === "metal" && d.backend === "MTL"));
+if (device !== "cpu" && !benchDevices.length)
+  throw new Error(`--device ${opt.device}: no such device here (${gpuDevices.map((d) => d.name).join(", ") || "CPU only"}); see \`genai-native info\``);
 const devArgs = device === "cpu" ? ["-dev", "none", "-ngl", "0"] : ["-dev", benchDevices.map((d) => d.name).join("/"), "-ngl", "999"];
 
 function runLlamaBench() {
-  const res = runJson(llamaBench, ["-m", modelPath, "-p", String(pp), "-n", String(tg), "-t", String(threads), "-b", String(pp), "-ub", String(Math.min(pp, 512)), "-fa", "0", ...devArgs, "-r", "1", "-o", "json"]);
+  const res = runJson(llamaBench, [
+    "-m",
+    modelPath,
+    "-p",
+    String(pp),
+    "-n",
+    String(tg),
+    "-t",
+    String(threads),
+    "-b",
+    String(pp),
+    "-ub",
+    String(Math.min(pp, 512)),
+    "-fa",
+    "0",
+    ...devArgs,
+    "-r",
+    "1",
+    "-o",
+    "json",
+  ]);
   const ppRow = res.find((r) => r.n_prompt === pp && r.n_gen === 0);
   const tgRow = res.find((r) => r.n_gen === tg && r.n_prompt === 0);
   return { ppTokensPerSec: ppRow.avg_ts, tgTokensPerSec: tgRow.avg_ts };
 }
 
-const runnerArgs = JSON.stringify({ root, model: modelPath, threads, pp, tg, peers, vocab: summary.vocabSize, device, nlcGpu: device === "cpu" ? false : (benchDevices[0]?.backend.toLowerCase().replace("mtl", "metal") ?? false) });
+const runnerArgs = JSON.stringify({
+  root,
+  model: modelPath,
+  threads,
+  pp,
+  tg,
+  peers,
+  vocab: summary.vocabSize,
+  device,
+  nlcGpu: device === "cpu" ? false : (benchDevices[0]?.backend.toLowerCase().replace("mtl", "metal") ?? false),
+});
 const runAddon = () => runJson(process.execPath, [path.join(root, "bench", "runners", "addon.mjs"), runnerArgs]);
 const runPeer = () => runJson(process.execPath, [path.join(root, "bench", "runners", "node-llama-cpp.mjs"), runnerArgs]);
 

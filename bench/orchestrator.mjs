@@ -33,7 +33,7 @@ const { values: opt } = parseArgs({
     "image-ms": { type: "string", default: "300" },
   },
 });
-const threads = Number(opt.threads ?? (os.availableParallelism?.() ?? os.cpus().length));
+const threads = Number(opt.threads ?? os.availableParallelism?.() ?? os.cpus().length);
 const convTokens = Number(opt.tokens);
 const reps = Number(opt.reps);
 const imageMs = Number(opt["image-ms"]);
@@ -44,7 +44,9 @@ if (!modelPath) {
   modelPath = path.join(root, "bench", "out", `random-${opt.generated}-q8_0.gguf`);
   if (!fs.existsSync(modelPath)) {
     fs.mkdirSync(path.dirname(modelPath), { recursive: true });
-    execFileSync(process.execPath, [path.join(root, "dist", "cjs", "tools", "gen-model.js"), "--preset", opt.generated, "--type", "q8_0", "--out", modelPath], { stdio: ["ignore", "ignore", "inherit"] });
+    execFileSync(process.execPath, [path.join(root, "dist", "cjs", "tools", "gen-model.js"), "--preset", opt.generated, "--type", "q8_0", "--out", modelPath], {
+      stdio: ["ignore", "ignore", "inherit"],
+    });
   }
 }
 const contextSize = Math.max(4096, convTokens + 512);
@@ -55,7 +57,9 @@ const serverBin = ["build/Release/llama-server"].map((p) => path.join(root, p)).
 if (!serverBin) {
   log("[bench] building llama-server (cmake -DGENAI_BENCH_SERVER=ON, --target llama-server)");
   execFileSync("cmake", [path.join(root, "build"), "-DGENAI_BENCH_SERVER=ON"], { stdio: ["ignore", "ignore", "inherit"] });
-  execFileSync("cmake", ["--build", path.join(root, "build"), "--target", "llama-server", "--parallel", String(os.cpus().length)], { stdio: ["ignore", "ignore", "inherit"] });
+  execFileSync("cmake", ["--build", path.join(root, "build"), "--target", "llama-server", "--parallel", String(os.cpus().length)], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
 }
 const server = path.join(root, "build", "Release", "llama-server");
 
@@ -103,7 +107,10 @@ class ImageJobMemory {
 async function runAddon() {
   const llm = await ManagedLlama.create({ id: "llm", modelPath, context: { contextSize, threads } });
   const resident = llm.residentHoldings().reduce((s, h) => s + h.bytes, 0);
-  const kv = llm.residentHoldings().filter((h) => h.kind !== "weights").reduce((s, h) => s + h.bytes, 0);
+  const kv = llm
+    .residentHoldings()
+    .filter((h) => h.kind !== "weights")
+    .reduce((s, h) => s + h.bytes, 0);
   const weights = resident - kv;
   const imageBytes = opt.level === "unloaded" ? resident : Math.floor(kv * 0.75);
   const orch = new Orchestrator({ budgets: { CPU: resident + imageBytes - (opt.level === "unloaded" ? resident - 1 : Math.floor(kv * 0.5)) } });
@@ -150,12 +157,20 @@ async function waitHealthy(port, deadline) {
   }
 }
 function startServer(port) {
-  const p = spawn(server, ["-m", modelPath, "-c", String(contextSize), "-t", String(threads), "--host", "127.0.0.1", "--port", String(port), "-fa", "off", "--no-webui", "-np", "1"], { stdio: "ignore" });
+  const p = spawn(
+    server,
+    ["-m", modelPath, "-c", String(contextSize), "-t", String(threads), "--host", "127.0.0.1", "--port", String(port), "-fa", "off", "--no-webui", "-np", "1"],
+    { stdio: "ignore" },
+  );
   return p;
 }
 async function firstToken(port, prompt) {
   const t0 = performance.now();
-  const res = await fetch(`http://127.0.0.1:${port}/completion`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt, n_predict: 8, temperature: 0, stream: true, cache_prompt: true }) });
+  const res = await fetch(`http://127.0.0.1:${port}/completion`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ prompt, n_predict: 8, temperature: 0, stream: true, cache_prompt: true }),
+  });
   const reader = res.body.getReader();
   let first = 0;
   for (;;) {

@@ -13,7 +13,18 @@ export type * from "./llm/types";
 
 // the machine: devices, backends, logs
 export { systemInfo, versions, capabilities, setLogLevel, setLogger, initBackends, backendStatus, deviceFor, GPU_BACKENDS } from "./system/index";
-export type { LogLevel, LogSource, Logger, Device, SystemInfo, SystemInfoWithBackends, Versions, BackendModuleStatus, BackendState, InitBackendsOptions } from "./system/index";
+export type {
+  LogLevel,
+  LogSource,
+  Logger,
+  Device,
+  SystemInfo,
+  SystemInfoWithBackends,
+  Versions,
+  BackendModuleStatus,
+  BackendState,
+  InitBackendsOptions,
+} from "./system/index";
 
 // model files
 export { readGgufSummary, type GgufSummary } from "./models/metadata";

@@ -44,12 +44,19 @@ function onPath(cmd) {
 // Tools that scripts/debian-vulkan-tools.sh unpacked before are used without
 // its env, so that a plain rebuild keeps the Vulkan module.
 const unpacked = path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "genai-native", "vulkan-tools");
-const unpackedOk = !process.env.GENAI_GLSLC && fs.existsSync(path.join(unpacked, "glslc")) && fs.existsSync(path.join(unpacked, "root", "usr", "include", "vulkan", "vulkan_core.h"));
+const unpackedOk =
+  !process.env.GENAI_GLSLC &&
+  fs.existsSync(path.join(unpacked, "glslc")) &&
+  fs.existsSync(path.join(unpacked, "root", "usr", "include", "vulkan", "vulkan_core.h"));
 const glslc = process.env.GENAI_GLSLC || (unpackedOk ? path.join(unpacked, "glslc") : onPath("glslc") ? "glslc" : null);
-const vulkanInclude = [process.env.GENAI_VULKAN_INCLUDE, unpackedOk && path.join(unpacked, "root", "usr", "include"), process.env.VULKAN_SDK && path.join(process.env.VULKAN_SDK, "include"), "/usr/include", "/usr/local/include"].find(
-  (d) => d && fs.existsSync(path.join(d, "vulkan", "vulkan_core.h")),
-);
-const VULKAN_HOWTO = "on Debian 12: eval \"$(bash scripts/debian-vulkan-tools.sh)\"";
+const vulkanInclude = [
+  process.env.GENAI_VULKAN_INCLUDE,
+  unpackedOk && path.join(unpacked, "root", "usr", "include"),
+  process.env.VULKAN_SDK && path.join(process.env.VULKAN_SDK, "include"),
+  "/usr/include",
+  "/usr/local/include",
+].find((d) => d && fs.existsSync(path.join(d, "vulkan", "vulkan_core.h")));
+const VULKAN_HOWTO = 'on Debian 12: eval "$(bash scripts/debian-vulkan-tools.sh)"';
 /** Why the Vulkan module cannot be built with these tools (llama.cpp's ggml-vulkan needs cooperative-matrix support in both), or null. Runs glslc once. */
 let vulkanWhy;
 function vulkanProblem() {
@@ -68,11 +75,16 @@ function glslcProblem(cmd) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "genai-glslc-"));
   try {
     const src = path.join(dir, "t.comp");
-    fs.writeFileSync(src, [
-      "#version 450", "#extension GL_KHR_cooperative_matrix : enable", "#extension GL_KHR_memory_scope_semantics : enable",
-      "layout(local_size_x = 32) in;",
-      "void main() { coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> m = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0); }",
-    ].join("\n"));
+    fs.writeFileSync(
+      src,
+      [
+        "#version 450",
+        "#extension GL_KHR_cooperative_matrix : enable",
+        "#extension GL_KHR_memory_scope_semantics : enable",
+        "layout(local_size_x = 32) in;",
+        "void main() { coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> m = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0); }",
+      ].join("\n"),
+    );
     execFileSync(cmd, ["--target-env=vulkan1.3", src, "-o", path.join(dir, "t.spv")], { stdio: "ignore" });
     return null;
   } catch {
@@ -82,9 +94,14 @@ function glslcProblem(cmd) {
   }
 }
 function gpuBackends() {
-  const spec = (process.env.GENAI_NATIVE_GPU ?? "auto").toLowerCase().split(",").map((x) => x.trim()).filter(Boolean);
+  const spec = (process.env.GENAI_NATIVE_GPU ?? "auto")
+    .toLowerCase()
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
   const known = ["vulkan", "cuda", "metal"];
-  for (const g of spec) if (g !== "auto" && g !== "none" && !known.includes(g)) throw new Error(`GENAI_NATIVE_GPU: unknown backend ${g} (one of auto, none, ${known.join(", ")})`);
+  for (const g of spec)
+    if (g !== "auto" && g !== "none" && !known.includes(g)) throw new Error(`GENAI_NATIVE_GPU: unknown backend ${g} (one of auto, none, ${known.join(", ")})`);
   if (spec.includes("none")) return [];
   if (!spec.includes("auto")) return spec;
   const auto = [];
@@ -112,8 +129,16 @@ function x86Features() {
     return null;
   }
   const map = {
-    SSE42: ["sse4_2"], AVX: ["avx"], AVX2: ["avx2"], BMI2: ["bmi2"], FMA: ["fma"], F16C: ["f16c"], AVX_VNNI: ["avx_vnni"],
-    AVX512: ["avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"], AVX512_VBMI: ["avx512vbmi"], AVX512_VNNI: ["avx512_vnni"],
+    SSE42: ["sse4_2"],
+    AVX: ["avx"],
+    AVX2: ["avx2"],
+    BMI2: ["bmi2"],
+    FMA: ["fma"],
+    F16C: ["f16c"],
+    AVX_VNNI: ["avx_vnni"],
+    AVX512: ["avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"],
+    AVX512_VBMI: ["avx512vbmi"],
+    AVX512_VNNI: ["avx512_vnni"],
     AVX512_BF16: ["avx512_bf16"],
   };
   const features = Object.fromEntries(Object.entries(map).map(([feat, need]) => [feat, need.every((f) => flags.has(f))]));
@@ -122,7 +147,12 @@ function x86Features() {
   // (tilezero) in generation, which would take the host app down. The other
   // kernels (AVX-512 VNNI) run the same models. GENAI_NATIVE_AMX=1 turns it on.
   const amx = process.env.GENAI_NATIVE_AMX === "1";
-  for (const [feat, flag] of [["AMX_TILE", "amx_tile"], ["AMX_INT8", "amx_int8"], ["AMX_BF16", "amx_bf16"]]) features[feat] = amx && flags.has(flag);
+  for (const [feat, flag] of [
+    ["AMX_TILE", "amx_tile"],
+    ["AMX_INT8", "amx_int8"],
+    ["AMX_BF16", "amx_bf16"],
+  ])
+    features[feat] = amx && flags.has(flag);
   return features;
 }
 /**
@@ -149,10 +179,22 @@ function cudaDefines() {
   const has = (dirs, re) => dirs.some((d) => fs.existsSync(d) && fs.readdirSync(d).some((f) => re.test(f)));
   if (!fs.existsSync(path.join(toolkit, "include", "cublas_v2.h")) || !has(libDirs, /^libcublas\.so/)) {
     const root = process.env.GENAI_CUBLAS_ROOT;
-    const lib = (name) => root && fs.existsSync(path.join(root, "lib")) && fs.readdirSync(path.join(root, "lib")).filter((f) => f.startsWith(`lib${name}.so`)).map((f) => path.join(root, "lib", f))[0];
+    const lib = (name) =>
+      root &&
+      fs.existsSync(path.join(root, "lib")) &&
+      fs
+        .readdirSync(path.join(root, "lib"))
+        .filter((f) => f.startsWith(`lib${name}.so`))
+        .map((f) => path.join(root, "lib", f))[0];
     if (!root || !fs.existsSync(path.join(root, "include", "cublas_v2.h")) || !lib("cublas") || !lib("cublasLt"))
-      throw new Error(`GENAI_NATIVE_GPU names cuda, but the CUDA toolkit in ${toolkit} has no cuBLAS (install its cublas development package, or set GENAI_CUBLAS_ROOT to a folder with include/cublas_v2.h and lib/libcublas.so*)`);
-    out.push(`--CDCUDA_cublas_LIBRARY=${lib("cublas")}`, `--CDCUDA_cublasLt_LIBRARY=${lib("cublasLt")}`, `--CDCMAKE_CUDA_FLAGS=-I${path.join(root, "include")}`);
+      throw new Error(
+        `GENAI_NATIVE_GPU names cuda, but the CUDA toolkit in ${toolkit} has no cuBLAS (install its cublas development package, or set GENAI_CUBLAS_ROOT to a folder with include/cublas_v2.h and lib/libcublas.so*)`,
+      );
+    out.push(
+      `--CDCUDA_cublas_LIBRARY=${lib("cublas")}`,
+      `--CDCUDA_cublasLt_LIBRARY=${lib("cublasLt")}`,
+      `--CDCMAKE_CUDA_FLAGS=-I${path.join(root, "include")}`,
+    );
     console.log(`[build-addon] cuBLAS from ${root}`);
   }
   const driverDirs = [...libDirs.map((d) => path.join(d, "stubs")), ...libDirs, "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib/wsl/lib"];
@@ -166,7 +208,17 @@ const gpu = gpuBackends();
 const features = x86Features();
 const wantAll = (process.env.GENAI_NATIVE_CPU_VARIANTS ?? "native") === "all";
 const allVariants = wantAll || (process.arch === "x64" && !features);
-console.log(`[build-addon] backends: cpu (${allVariants ? "all variants" : features ? Object.keys(features).filter((f) => features[f]).join(" ") || "x86-64" : "native"})${gpu.length ? ", " + gpu.join(", ") : ""}`);
+console.log(
+  `[build-addon] backends: cpu (${
+    allVariants
+      ? "all variants"
+      : features
+        ? Object.keys(features)
+            .filter((f) => features[f])
+            .join(" ") || "x86-64"
+        : "native"
+  })${gpu.length ? ", " + gpu.join(", ") : ""}`,
+);
 const defines = [
   `--CDGGML_VULKAN=${gpu.includes("vulkan") ? "ON" : "OFF"}`,
   `--CDGGML_CUDA=${gpu.includes("cuda") ? "ON" : "OFF"}`,
@@ -195,7 +247,9 @@ if (!configured) {
   // modules of the previous configuration (another CPU variant set, a GPU backend now off)
   // would otherwise stay beside the addon and be loaded
   const release = path.join(root, "build", "Release");
-  if (fs.existsSync(release)) for (const f of fs.readdirSync(release)) if (/^(lib)?ggml-[\w-]+\.(so|dll|dylib)$/.test(f) && f !== "libggml-base.so" && f !== "ggml-base.dll") fs.rmSync(path.join(release, f));
+  if (fs.existsSync(release))
+    for (const f of fs.readdirSync(release))
+      if (/^(lib)?ggml-[\w-]+\.(so|dll|dylib)$/.test(f) && f !== "libggml-base.so" && f !== "ggml-base.dll") fs.rmSync(path.join(release, f));
   execFileSync(process.execPath, [cmakeJs, "configure", ...base, ...defines, ...extra], { stdio: "inherit", cwd: root, env });
   fs.writeFileSync(stamp, wanted);
 }

@@ -18,7 +18,12 @@ if (!fs.existsSync(sd)) {
   process.exit(0);
 }
 const release = path.join(build, "Release");
-const shared = fs.existsSync(release) ? fs.readdirSync(release).filter((f) => /^lib(llama|ggml)[\w-]*\.(so|dylib)$/.test(f)).map((f) => path.join(release, f)) : [];
+const shared = fs.existsSync(release)
+  ? fs
+      .readdirSync(release)
+      .filter((f) => /^lib(llama|ggml)[\w-]*\.(so|dylib)$/.test(f))
+      .map((f) => path.join(release, f))
+  : [];
 const statics = ["llama.cpp/common/libllama-common-base.a"].map((p) => path.join(build, p)).filter((p) => fs.existsSync(p));
 const llamaLibs = [...shared, ...statics];
 
@@ -43,4 +48,6 @@ if (dups.length) {
   console.error(`[check-symbols] ${dups.length} symbols defined by both stable-diffusion.cpp and llama.cpp:\n${demangled}`);
   process.exit(1);
 }
-console.log(`[check-symbols] no duplicate strong symbols between stable-diffusion.cpp (${sdSyms.size}) and llama.cpp's ${llamaLibs.length} libraries (${llamaLibs.map((l) => path.basename(l)).join(", ")})`);
+console.log(
+  `[check-symbols] no duplicate strong symbols between stable-diffusion.cpp (${sdSyms.size}) and llama.cpp's ${llamaLibs.length} libraries (${llamaLibs.map((l) => path.basename(l)).join(", ")})`,
+);

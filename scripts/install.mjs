@@ -10,7 +10,6 @@
 // Each candidate is loaded in a child process, so a binary that exists but
 // does not load here (another libc, a missing system library) is rebuilt.
 import { execFileSync, spawnSync } from "node:child_process";
-import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
@@ -18,14 +17,22 @@ import { fileURLToPath } from "node:url";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const require = createRequire(path.join(root, "package.json"));
 const pa = `${process.platform}-${process.arch}`;
-const fromSource = ["1", "true"].includes(String(process.env.GENAI_NATIVE_BUILD_FROM_SOURCE ?? "").toLowerCase()) || process.env.npm_config_build_from_source === "true";
+const fromSource =
+  ["1", "true"].includes(String(process.env.GENAI_NATIVE_BUILD_FROM_SOURCE ?? "").toLowerCase()) || process.env.npm_config_build_from_source === "true";
 
 /** The .node file node-gyp-build picks in `dir`, when it loads in a child process; else null. */
 function loadable(dir) {
   const gyp = require.resolve("node-gyp-build");
-  const r = spawnSync(process.execPath, ["-e", `const b = require(${JSON.stringify(gyp)}); const p = b.resolve(${JSON.stringify(dir)}); require(p); process.stdout.write(p)`], { encoding: "utf8" });
+  const r = spawnSync(
+    process.execPath,
+    ["-e", `const b = require(${JSON.stringify(gyp)}); const p = b.resolve(${JSON.stringify(dir)}); require(p); process.stdout.write(p)`],
+    { encoding: "utf8" },
+  );
   if (r.status === 0) return r.stdout;
-  const why = (r.stderr || "").trim().split("\n").find((l) => /Error/.test(l));
+  const why = (r.stderr || "")
+    .trim()
+    .split("\n")
+    .find((l) => /Error/.test(l));
   if (why && !/No native build was found/.test(why)) console.log(`[genai-native] a binary in ${dir} does not load here: ${why.trim()}`);
   return null;
 }
@@ -47,7 +54,9 @@ if (!fromSource) {
       process.exit(0);
     }
   }
-  console.log(`[genai-native] no prebuilt binary for ${pa} loads here (looked in ${candidates.map((d) => path.relative(root, d) || ".").join(", ")}): building from source`);
+  console.log(
+    `[genai-native] no prebuilt binary for ${pa} loads here (looked in ${candidates.map((d) => path.relative(root, d) || ".").join(", ")}): building from source`,
+  );
 }
 
 try {

@@ -31,7 +31,9 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const { values } = parseArgs({ options: { out: { type: "string" }, "keep-prebuilds": { type: "boolean", default: false }, "root-only": { type: "boolean", default: false } } });
+const { values } = parseArgs({
+  options: { out: { type: "string" }, "keep-prebuilds": { type: "boolean", default: false }, "root-only": { type: "boolean", default: false } },
+});
 const out = path.resolve(values.out ?? path.join(root, "npm", "out"));
 const npmCmd = process.platform === "win32" ? "npm.cmd" : "npm";
 const npm = (args, cwd) => execFileSync(npmCmd, args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], shell: process.platform === "win32" });
@@ -48,7 +50,10 @@ function platformPackages() {
 const rootPkg = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8"));
 const pkgs = platformPackages();
 const wrong = pkgs.filter((p) => p.pkg.version !== rootPkg.version);
-if (wrong.length) throw new Error(`pack-platforms: ${wrong.map((p) => `${p.pkg.name}@${p.pkg.version}`).join(", ")} ≠ genai-native@${rootPkg.version}: set the same version in npm/*/package.json`);
+if (wrong.length)
+  throw new Error(
+    `pack-platforms: ${wrong.map((p) => `${p.pkg.name}@${p.pkg.version}`).join(", ")} ≠ genai-native@${rootPkg.version}: set the same version in npm/*/package.json`,
+  );
 fs.mkdirSync(out, { recursive: true });
 
 const platforms = [];
@@ -64,7 +69,8 @@ for (const { dir, pkg } of pkgs) {
 }
 
 // genai-native itself, staged in a temporary folder with the optionalDependencies added
-if (!fs.existsSync(path.join(root, "dist", "cjs", "index.js"))) execFileSync(process.execPath, [path.join(root, "scripts", "build-ts.mjs")], { stdio: ["ignore", 2, 2], cwd: root });
+if (!fs.existsSync(path.join(root, "dist", "cjs", "index.js")))
+  execFileSync(process.execPath, [path.join(root, "scripts", "build-ts.mjs")], { stdio: ["ignore", 2, 2], cwd: root });
 const [listing] = JSON.parse(npm(["pack", "--dry-run", "--json", "--ignore-scripts"], root));
 const stage = fs.mkdtempSync(path.join(os.tmpdir(), "genai-pack-"));
 try {

@@ -43,9 +43,16 @@ execFileSync(process.execPath, [prebuildify, "--napi", "--strip", "--tag-libc", 
 
 const files = fs.readdirSync(out).map((file) => ({ file, bytes: fs.statSync(path.join(out, file)).size }));
 if (!files.some((f) => f.file.endsWith(".node"))) throw new Error(`prebuild: no .node in ${out}`);
-const packages = fillPlatformPackages(out, files.map((f) => f.file));
+const packages = fillPlatformPackages(
+  out,
+  files.map((f) => f.file),
+);
 process.stdout.write(
-  JSON.stringify({ dir: path.relative(root, out), seconds: Math.round((Date.now() - t0) / 1000), totalBytes: files.reduce((s, f) => s + f.bytes, 0), files, packages }, null, 1) + "\n",
+  JSON.stringify(
+    { dir: path.relative(root, out), seconds: Math.round((Date.now() - t0) / 1000), totalBytes: files.reduce((s, f) => s + f.bytes, 0), files, packages },
+    null,
+    1,
+  ) + "\n",
 );
 
 /**
@@ -69,7 +76,8 @@ function fillPlatformPackages(src, names) {
     // a GPU module with its own package: libggml-cuda.so / ggml-cuda.dll / libggml-cuda.dylib
     const gpu = /^(?:lib)?ggml-(cuda|vulkan|metal)\.(?:so|dll|dylib)$/.exec(name)?.[1];
     const dir = gpu && fs.existsSync(path.join(pkgDir(gpu), "package.json")) ? pkgDir(gpu) : pkgDir();
-    (split[dir] ??= []).push(name);
+    split[dir] ??= [];
+    split[dir].push(name);
   }
   const out = {};
   for (const dir of [pkgDir(), ...["cuda", "vulkan", "metal"].map(pkgDir)]) {

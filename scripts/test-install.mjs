@@ -71,7 +71,11 @@ function newApp(name) {
 }
 
 function complete(app) {
-  const r = run(npxCmd, ["--no-install", "genai-native", "complete", "--model", model, "--max-tokens", "20", "--temperature", "0", "--json", "Once upon a time"], app);
+  const r = run(
+    npxCmd,
+    ["--no-install", "genai-native", "complete", "--model", model, "--max-tokens", "20", "--temperature", "0", "--json", "Once upon a time"],
+    app,
+  );
   const out = JSON.parse(r.stdout);
   assert.equal(out.tokenCount, 20);
   assert.ok(out.text.length > 10, out.text);
@@ -82,7 +86,9 @@ let tarballs;
 try {
   step("stage: copy the checkout, npm ci --ignore-scripts", () => {
     const src = path.join(base, "src");
-    const files = execFileSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: root, encoding: "utf8" }).split("\0").filter(Boolean);
+    const files = execFileSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: root, encoding: "utf8" })
+      .split("\0")
+      .filter(Boolean);
     for (const f of files) {
       const from = path.join(root, f);
       if (!fs.existsSync(from) || !fs.statSync(from).isFile()) continue; // deleted, submodule
@@ -121,17 +127,25 @@ try {
       const app = newApp("app-source");
       run(npmCmd, ["install", "--ignore-scripts", "--no-audit", "--no-fund", tarballs.root], app);
       assert.ok(!fs.existsSync(path.join(app, "node_modules", "@genai-native", pa)), `@genai-native/${pa} should not be installable from the registry`);
-      const probe = run(process.execPath, ["-e", `
+      const probe = run(
+        process.execPath,
+        [
+          "-e",
+          `
         const report = (e, g) => console.log(JSON.stringify({ name: e.name, code: e.code, isGenaiError: !!g && e instanceof g.GenaiError, message: e.message }));
         try {
           const g = require("genai-native");
           g.LlamaModel.load(${JSON.stringify(model)}).then(() => console.log(JSON.stringify({ loaded: true })), (e) => report(e, g));
-        } catch (e) { report(e); }`], app);
+        } catch (e) { report(e); }`,
+        ],
+        app,
+      );
       const err = JSON.parse(probe.stdout.trim().split("\n").pop());
       console.log(`[test-install] (b) the error:\n${err.code}: ${err.message}`);
       assert.equal(err.code, "ENGINE_UNAVAILABLE");
       assert.equal(err.isGenaiError, true);
-      for (const cmd of ["npm install-scripts approve genai-native", "npm rebuild genai-native", "C++17", "CMake", "git", "npm registry"]) assert.ok(err.message.includes(cmd), `the message does not name ${cmd}`);
+      for (const cmd of ["npm install-scripts approve genai-native", "npm rebuild genai-native", "C++17", "CMake", "git", "npm registry"])
+        assert.ok(err.message.includes(cmd), `the message does not name ${cmd}`);
       // the commands it names
       run(npmCmd, ["install-scripts", "approve", "genai-native"], app);
       const allowed = JSON.parse(fs.readFileSync(path.join(app, "package.json"), "utf8")).allowScripts;

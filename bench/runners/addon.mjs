@@ -9,8 +9,22 @@ const g = createRequire(import.meta.url)(a.root);
 const model = await g.LlamaModel.load(a.model, { device: a.device, gpuLayers: a.device === "cpu" ? 0 : "max" });
 // Context sizes as llama-bench uses them (n_ctx = n_prompt + n_gen per test): the
 // attention cost of a token depends on the KV cache length llama.cpp attends over.
-const ppCtx = await model.createContext({ contextSize: a.pp + 1, batchSize: a.pp, threads: a.threads, batchThreads: a.threads, flashAttention: "off", seed: 1 });
-const tgCtx = await model.createContext({ contextSize: a.tg + 2, batchSize: a.pp, threads: a.threads, batchThreads: a.threads, flashAttention: "off", seed: 1 });
+const ppCtx = await model.createContext({
+  contextSize: a.pp + 1,
+  batchSize: a.pp,
+  threads: a.threads,
+  batchThreads: a.threads,
+  flashAttention: "off",
+  seed: 1,
+});
+const tgCtx = await model.createContext({
+  contextSize: a.tg + 2,
+  batchSize: a.pp,
+  threads: a.threads,
+  batchThreads: a.threads,
+  flashAttention: "off",
+  seed: 1,
+});
 const vocab = model.metadata.vocabSize;
 const bos = (await model.tokenize("", { addSpecial: true }))[0] ?? 1;
 

@@ -70,7 +70,10 @@ let cachedPath: string | undefined;
  */
 export function nativeAddonPath(): string {
   if (cachedPath) return cachedPath;
-  if (process.env.GENAI_NATIVE_ADDON) return (cachedPath = process.env.GENAI_NATIVE_ADDON);
+  if (process.env.GENAI_NATIVE_ADDON) {
+    cachedPath = process.env.GENAI_NATIVE_ADDON;
+    return cachedPath;
+  }
   try {
     cachedPath = nodeGypBuild.resolve(addonRoot(packageRoot()));
   } catch (e) {

@@ -30,6 +30,8 @@ export interface ModelInfo {
   layers: number;
   heads: number;
   kvHeads: number;
+  /** Loaded with vocabOnly: layers, heads and kvHeads are 0. */
+  vocabOnly: boolean;
   vocabSize: number;
   bos: number;
   eos: number;
@@ -116,7 +118,11 @@ export interface ModelHandle {
   info(): ModelInfo;
   tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Promise<Int32Array>;
   detokenize(tokens: Int32Array, removeSpecial: boolean, unparseSpecial: boolean): Promise<string>;
-  applyChatTemplate(messages: { role: string; content: string }[], addAssistant: boolean, template: string | null): Promise<{ prompt: string; stops: string[] }>;
+  applyChatTemplate(
+    messages: { role: string; content: string }[],
+    addAssistant: boolean,
+    template: string | null,
+  ): Promise<{ prompt: string; stops: string[] }>;
   createContext(params: ContextParams): Promise<ContextHandle>;
   dispose(): void;
 }
@@ -236,7 +242,11 @@ export interface Addon {
   init(errorClass: typeof GenaiError, codes: readonly GenaiErrorCode[]): void;
   CancelToken: new () => CancelToken;
   loadModel(path: string, params: ModelLoadParams, onProgress: ((fraction: number) => void) | undefined, cancel: CancelToken): Promise<ModelHandle>;
-  estimateMemory(path: string, model: Pick<ModelLoadParams, "gpuLayers" | "device">, context: Pick<ContextParams, "contextSize" | "batchSize" | "embeddings">): Promise<DeviceMemory[]>;
+  estimateMemory(
+    path: string,
+    model: Pick<ModelLoadParams, "gpuLayers" | "device">,
+    context: Pick<ContextParams, "contextSize" | "batchSize" | "embeddings">,
+  ): Promise<DeviceMemory[]>;
   systemInfo(): SystemInfoResult;
   versions(): VersionsInfo;
   setLogLevel(level: string): void;

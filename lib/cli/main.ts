@@ -30,7 +30,9 @@ function progressBar(fraction: number): void {
   if (!process.stderr.isTTY && fraction < 1) return;
   const width = 30;
   const filled = Math.round(fraction * width);
-  process.stderr.write(`\rloading [${"#".repeat(filled)}${".".repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}%${fraction >= 1 ? "\n" : ""}`);
+  process.stderr.write(
+    `\rloading [${"#".repeat(filled)}${".".repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}%${fraction >= 1 ? "\n" : ""}`,
+  );
 }
 
 function num(name: string, v: string | undefined): number | undefined {
@@ -50,8 +52,10 @@ async function info(json: boolean): Promise<void> {
   const v = s.versions;
   console.log(`genai-native ${v.addon} — llama.cpp ${v.llamaCppCommit.slice(0, 10)} (${v.llamaCppSource}), ggml ${v.ggml}`);
   console.log(`backends: ${s.backends.join(", ")}; CPU threads: ${s.cpuThreads}; GPU offload: ${s.gpuOffload ? "yes" : "no"}`);
-  for (const d of s.devices) console.log(`device ${d.name} (${d.type}, ${d.backend}): ${d.description} — ${formatBytes(d.freeBytes)} free of ${formatBytes(d.totalBytes)}`);
-  for (const m of s.backendModules ?? []) console.log(`module ${m.name}: ${m.state}${m.devices?.length ? ` (${m.devices.join(", ")})` : ""}${m.reason ? ` — ${m.reason}` : ""}`);
+  for (const d of s.devices)
+    console.log(`device ${d.name} (${d.type}, ${d.backend}): ${d.description} — ${formatBytes(d.freeBytes)} free of ${formatBytes(d.totalBytes)}`);
+  for (const m of s.backendModules ?? [])
+    console.log(`module ${m.name}: ${m.state}${m.devices?.length ? ` (${m.devices.join(", ")})` : ""}${m.reason ? ` — ${m.reason}` : ""}`);
   console.log(`CPU features: ${s.cpuFeatures.trim()}`);
 }
 

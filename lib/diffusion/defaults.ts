@@ -44,13 +44,14 @@ export const IMAGE_DEFAULTS: Readonly<{
 });
 
 /** Diffusion model load defaults. */
-export const DIFFUSION_LOAD_DEFAULTS: Readonly<Record<"flashAttention" | "vaeTiling" | "keepClipOnCpu" | "keepVaeOnCpu" | "offloadParamsToCpu", boolean>> = Object.freeze({
-  flashAttention: false,
-  vaeTiling: false,
-  keepClipOnCpu: false,
-  keepVaeOnCpu: false,
-  offloadParamsToCpu: false,
-});
+export const DIFFUSION_LOAD_DEFAULTS: Readonly<Record<"flashAttention" | "vaeTiling" | "keepClipOnCpu" | "keepVaeOnCpu" | "offloadParamsToCpu", boolean>> =
+  Object.freeze({
+    flashAttention: false,
+    vaeTiling: false,
+    keepClipOnCpu: false,
+    keepVaeOnCpu: false,
+    offloadParamsToCpu: false,
+  });
 
 /** The load options that name files, in DiffusionLoadOptions. */
 export const DIFFUSION_FILE_OPTIONS = Object.freeze(["model", "diffusionModel", "vae", "clipL", "clipG", "t5xxl", "taesd"] as const);

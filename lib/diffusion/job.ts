@@ -48,4 +48,3 @@ export class ImageJob extends EventEmitter {
     return this.#cancelMode !== undefined;
   }
 }
-

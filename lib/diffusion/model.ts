@@ -36,7 +36,10 @@ export class DiffusionModel implements AsyncDisposable {
    * @param engine the engine (default: the addon's stable-diffusion.cpp).
    * @throws GenaiError ENGINE_UNAVAILABLE (built without stable-diffusion.cpp), MODEL_NOT_FOUND, INVALID_MODEL, ABORTED, INVALID_ARGUMENT
    */
-  static async load(options: DiffusionLoadOptions & { onProgress?: (fraction: number) => void; signal?: AbortSignal }, engine: DiffusionEngine = nativeDiffusionEngine()): Promise<DiffusionModel> {
+  static async load(
+    options: DiffusionLoadOptions & { onProgress?: (fraction: number) => void; signal?: AbortSignal },
+    engine: DiffusionEngine = nativeDiffusionEngine(),
+  ): Promise<DiffusionModel> {
     const o = optObject("options", options) as DiffusionLoadOptions & { onProgress?: (f: number) => void; signal?: AbortSignal };
     if (!engine.available) throw new GenaiError("ENGINE_UNAVAILABLE", engine.unavailableReason ?? "the diffusion engine is not available");
     if (!o.model && !o.diffusionModel) throw new GenaiError("INVALID_ARGUMENT", "give model (a single checkpoint) or diffusionModel (+ vae, text encoders)");
@@ -110,23 +113,25 @@ export class DiffusionModel implements AsyncDisposable {
     job.emit("progress", job.progress);
     let raws: RawImage[];
     try {
-      raws = await model.generate(
-        params,
-        (e) => {
-          if (e.type === "preview") {
-            job.emit("preview", { imageIndex: e.imageIndex, step: e.step, image: e.image });
-            return;
-          }
-          const p = tracker.update(e);
-          if (p) {
-            job.progress = p;
-            job.emit("progress", p);
-          }
-        },
-        job.cancelToken,
-      ).catch((e) => {
-        throw toGenaiError(e);
-      });
+      raws = await model
+        .generate(
+          params,
+          (e) => {
+            if (e.type === "preview") {
+              job.emit("preview", { imageIndex: e.imageIndex, step: e.step, image: e.image });
+              return;
+            }
+            const p = tracker.update(e);
+            if (p) {
+              job.progress = p;
+              job.emit("progress", p);
+            }
+          },
+          job.cancelToken,
+        )
+        .catch((e) => {
+          throw toGenaiError(e);
+        });
     } catch (e) {
       job.status = job.cancelRequested ? "cancelled" : "error";
       throw job.cancelRequested ? new GenaiError("ABORTED", "the image job was cancelled", { cause: e }) : e;

@@ -63,10 +63,14 @@ async function load(addon: Addon, options: DiffusionLoadOptions, onProgress: (f:
         token.cancel();
         h.cancel(mode);
       });
-      const imgs = await h.generate({ ...params }, (e) => {
-        if (e.type === "preview") onEvent({ ...(e as unknown as EngineEvent & { type: "preview" }), image: toRaw(e.image as NativeImage) });
-        else onEvent(e as unknown as EngineEvent);
-      }, token);
+      const imgs = await h.generate(
+        { ...params },
+        (e) => {
+          if (e.type === "preview") onEvent({ ...(e as unknown as EngineEvent & { type: "preview" }), image: toRaw(e.image as NativeImage) });
+          else onEvent(e as unknown as EngineEvent);
+        },
+        token,
+      );
       return imgs.map(toRaw);
     },
     dispose() {

@@ -8,10 +8,12 @@ import type { ImageGenerateOptions, RawImage } from "./types";
 
 function checkImage(name: string, img: unknown, width: number, height: number, channels: readonly number[]): RawImage {
   const i = img as RawImage;
-  if (typeof i !== "object" || i === null || !(i.data instanceof Uint8Array)) throw new GenaiError("INVALID_ARGUMENT", `${name} must be { data: Uint8Array, width, height, channels }`);
+  if (typeof i !== "object" || i === null || !(i.data instanceof Uint8Array))
+    throw new GenaiError("INVALID_ARGUMENT", `${name} must be { data: Uint8Array, width, height, channels }`);
   if (!channels.includes(i.channels)) throw new GenaiError("INVALID_ARGUMENT", `${name}.channels must be one of ${channels.join(", ")}`);
   if (i.width !== width || i.height !== height) throw new GenaiError("INVALID_ARGUMENT", `${name} is ${i.width}×${i.height}; the job is ${width}×${height}`);
-  if (i.data.length !== i.width * i.height * i.channels) throw new GenaiError("INVALID_ARGUMENT", `${name}.data has ${i.data.length} bytes, expected ${i.width * i.height * i.channels}`);
+  if (i.data.length !== i.width * i.height * i.channels)
+    throw new GenaiError("INVALID_ARGUMENT", `${name}.data has ${i.data.length} bytes, expected ${i.width * i.height * i.channels}`);
   return i;
 }
 
@@ -29,7 +31,8 @@ export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<Engin
   const sampler = optString("sampler", opts.sampler) ?? d.sampler;
   if (!model.samplers.includes(sampler)) throw new GenaiError("INVALID_ARGUMENT", `unknown sampler "${sampler}"; the engine has: ${model.samplers.join(", ")}`);
   const scheduler = optString("scheduler", opts.scheduler) ?? d.scheduler;
-  if (!model.schedulers.includes(scheduler)) throw new GenaiError("INVALID_ARGUMENT", `unknown scheduler "${scheduler}"; the engine has: ${model.schedulers.join(", ")}`);
+  if (!model.schedulers.includes(scheduler))
+    throw new GenaiError("INVALID_ARGUMENT", `unknown scheduler "${scheduler}"; the engine has: ${model.schedulers.join(", ")}`);
   const seedIn = optInt("seed", opts.seed, -1, -1, Number.MAX_SAFE_INTEGER);
   const count = optInt("count", opts.count, d.count, 1, 64);
   const initImage = opts.initImage === undefined ? undefined : checkImage("initImage", opts.initImage, width, height, [3, 4]);
@@ -60,8 +63,10 @@ export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<Engin
     mask,
     loras: loras.map((l) => ({ path: l.path, multiplier: l.multiplier ?? d.loraMultiplier })),
     preview: preview
-      ? { mode: optOneOf("preview.mode", preview.mode, ["proj", "tae", "vae"] as const, d.previewMode), intervalSteps: optInt("preview.intervalSteps", preview.intervalSteps, d.previewIntervalSteps, 1, 1000) }
+      ? {
+          mode: optOneOf("preview.mode", preview.mode, ["proj", "tae", "vae"] as const, d.previewMode),
+          intervalSteps: optInt("preview.intervalSteps", preview.intervalSteps, d.previewIntervalSteps, 1, 1000),
+        }
       : undefined,
   };
 }
-

@@ -23,7 +23,8 @@ function chunk(type: string, data: Buffer): Buffer {
 export async function encodePng(img: RawImage): Promise<Buffer> {
   const { width, height, channels } = img;
   const stride = width * channels;
-  if (img.data.length !== stride * height) throw new RangeError(`pixel data is ${img.data.length} bytes; ${width}×${height}×${channels} needs ${stride * height}`);
+  if (img.data.length !== stride * height)
+    throw new RangeError(`pixel data is ${img.data.length} bytes; ${width}×${height}×${channels} needs ${stride * height}`);
   const raw = Buffer.alloc((stride + 1) * height);
   for (let y = 0; y < height; y++) {
     raw[y * (stride + 1)] = 0; // filter: none

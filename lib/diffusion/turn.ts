@@ -15,8 +15,12 @@ let generationChain: Promise<unknown> = Promise.resolve();
  * @internal
  */
 export function runExclusive<T>(fn: () => Promise<T>): Promise<T> {
-  const run = generationChain.then(() => undefined, () => undefined).then(fn);
+  const run = generationChain
+    .then(
+      () => undefined,
+      () => undefined,
+    )
+    .then(fn);
   generationChain = run.catch(() => undefined);
   return run;
 }
-

@@ -132,4 +132,3 @@ export interface UpscaledImage {
   width: number;
   height: number;
 }
-

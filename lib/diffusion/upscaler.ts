@@ -79,13 +79,22 @@ export class Upscaler implements AsyncDisposable {
     const width = optInt("image.width", img.width, 0, 1, MAX_UPSCALED_SIDE);
     const height = optInt("image.height", img.height, 0, 1, MAX_UPSCALED_SIDE);
     if (img.channels !== 3 && img.channels !== 4) throw new GenaiError("INVALID_ARGUMENT", `image.channels must be 3 or 4 (got ${String(img.channels)})`);
-    if (img.data.length !== width * height * img.channels) throw new GenaiError("INVALID_ARGUMENT", `image.data has ${img.data.length} bytes, expected ${width * height * img.channels}`);
+    if (img.data.length !== width * height * img.channels)
+      throw new GenaiError("INVALID_ARGUMENT", `image.data has ${img.data.length} bytes, expected ${width * height * img.channels}`);
     const scale = h.scale();
     const f = factor === undefined ? scale : optInt("factor", factor, scale, 1, MAX_UPSCALED_SIDE);
     let passes = 1;
     while (passes < 4 && scale ** passes < f) passes++;
-    if (scale ** passes !== f) throw new GenaiError("INVALID_ARGUMENT", `factor must be a power of the model's scale ${scale} (${[1, 2, 3, 4].map((k) => scale ** k).filter((v, i, a) => a.indexOf(v) === i).join(", ")}); got ${f}`);
-    if (Math.max(width, height) * f > MAX_UPSCALED_SIDE) throw new GenaiError("INVALID_ARGUMENT", `the upscaled image would be ${width * f}×${height * f}; at most ${MAX_UPSCALED_SIDE} pixels per side`);
+    if (scale ** passes !== f)
+      throw new GenaiError(
+        "INVALID_ARGUMENT",
+        `factor must be a power of the model's scale ${scale} (${[1, 2, 3, 4]
+          .map((k) => scale ** k)
+          .filter((v, i, a) => a.indexOf(v) === i)
+          .join(", ")}); got ${f}`,
+      );
+    if (Math.max(width, height) * f > MAX_UPSCALED_SIDE)
+      throw new GenaiError("INVALID_ARGUMENT", `the upscaled image would be ${width * f}×${height * f}; at most ${MAX_UPSCALED_SIDE} pixels per side`);
     if (signal?.aborted) throw new GenaiError("ABORTED", "upscale aborted before it started");
     const run = runExclusive(async () => {
       const [out] = await withCancelToken(signal, (t) => h.upscale({ image: { data: img.data, width, height, channels: img.channels }, passes }, t));

@@ -56,7 +56,12 @@ export class LlamaContext implements AsyncDisposable {
     const o = optObject("options", options) as ContextOptions;
     const d = CONTEXT_DEFAULTS;
     const threads = optInt("threads", o.threads, defaultThreads(), 1, 1024);
-    const fa = typeof o.flashAttention === "boolean" ? (o.flashAttention ? "on" : "off") : optOneOf("flashAttention", o.flashAttention, ["auto", "on", "off"] as const, d.flashAttention);
+    const fa =
+      typeof o.flashAttention === "boolean"
+        ? o.flashAttention
+          ? "on"
+          : "off"
+        : optOneOf("flashAttention", o.flashAttention, ["auto", "on", "off"] as const, d.flashAttention);
     const seed = o.seed === undefined ? undefined : optInt("seed", o.seed, 0, 0, MAX_SEED);
     const params = {
       contextSize: optInt("contextSize", o.contextSize, defaultContextSize(model.trainContextSize), 1, 2 ** 24),

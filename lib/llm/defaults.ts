@@ -25,14 +25,15 @@ export const SAMPLING_DEFAULTS: Readonly<Required<Omit<GenerateOptions, "seed" |
 });
 
 /** Context defaults (the KV cache size comes from the model, see {@link defaultContextSize}). */
-export const CONTEXT_DEFAULTS: Readonly<{ batchSize: number; flashAttention: "auto" | "on" | "off"; embeddings: boolean; maxContextSize: number }> = Object.freeze({
-  /** Tokens per llama_decode call while reading a prompt (llama.cpp's n_batch default). */
-  batchSize: 512,
-  flashAttention: "auto",
-  embeddings: false,
-  /** Upper bound of the default KV cache size, tokens (a model's training context can be 128 K or more). */
-  maxContextSize: 4096,
-});
+export const CONTEXT_DEFAULTS: Readonly<{ batchSize: number; flashAttention: "auto" | "on" | "off"; embeddings: boolean; maxContextSize: number }> =
+  Object.freeze({
+    /** Tokens per llama_decode call while reading a prompt (llama.cpp's n_batch default). */
+    batchSize: 512,
+    flashAttention: "auto",
+    embeddings: false,
+    /** Upper bound of the default KV cache size, tokens (a model's training context can be 128 K or more). */
+    maxContextSize: 4096,
+  });
 
 /** Model load defaults. */
 export const LOAD_DEFAULTS: Readonly<{ gpuLayers: number; vocabOnly: boolean }> = Object.freeze({

@@ -21,6 +21,8 @@ export class LlamaModel implements AsyncDisposable {
   readonly metadata: ModelMetadata;
   /** @internal llama.cpp's training context size (n_ctx_train), tokens. */
   readonly trainContextSize: number;
+  /** Loaded with `vocabOnly`: tokenizer and metadata only, no weights (createContext rejects). */
+  readonly vocabOnly: boolean;
   #native: ModelHandle | undefined;
   #contexts = new Set<LlamaContext>();
 
@@ -29,6 +31,7 @@ export class LlamaModel implements AsyncDisposable {
     this.#native = handle;
     const info = handle.info();
     this.trainContextSize = info.trainContextSize;
+    this.vocabOnly = info.vocabOnly === true;
     this.metadata = { ...summary, parameters: info.parameters, sizeBytes: info.sizeBytes, description: info.description, chatTemplate: info.chatTemplate };
   }
 
@@ -107,9 +110,10 @@ export class LlamaModel implements AsyncDisposable {
 
   /**
    * Creates a context (KV cache + compute buffers) on a native thread.
-   * @throws GenaiError DISPOSED, INVALID_ARGUMENT, OUT_OF_MEMORY (the KV cache would not fit the devices' free memory).
+   * @throws GenaiError DISPOSED, INVALID_ARGUMENT (also: a vocabOnly model), OUT_OF_MEMORY (the KV cache would not fit the devices' free memory).
    */
   async createContext(options: ContextOptions = {}): Promise<LlamaContext> {
+    if (this.vocabOnly && this.#native) throw new GenaiError("INVALID_ARGUMENT", "the model was loaded with vocabOnly: it has no weights to create a context from");
     const ctx = await LlamaContext.create(this, options);
     this.#contexts.add(ctx);
     ctx.onDispose(() => this.#contexts.delete(ctx));

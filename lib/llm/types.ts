@@ -146,7 +146,6 @@ export interface ChatOptions extends GenerateOptions {
   template?: string;
 }
 
-
 /** Bytes llama.cpp allocated (or would allocate) on one device. */
 export interface DeviceMemory {
   /** ggml device name, e.g. "CPU", "CUDA0". */

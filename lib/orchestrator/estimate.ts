@@ -44,7 +44,11 @@ export function kvCacheBytes(s: GgufSummary, contextSize: number): number {
  * `compute` is the buffer of the device that runs the layers; with layers on a
  * GPU, llama.cpp also allocates a host-side compute buffer that this does not count.
  */
-export async function estimateLlamaFromMetadata(path: string, contextSize: number, options: { batchSize?: number; flashAttention?: boolean } = {}): Promise<LlamaMemoryEstimate> {
+export async function estimateLlamaFromMetadata(
+  path: string,
+  contextSize: number,
+  options: { batchSize?: number; flashAttention?: boolean } = {},
+): Promise<LlamaMemoryEstimate> {
   const s = await readGgufSummary(path);
   const weights = s.tensorDataBytes;
   const kv = kvCacheBytes(s, contextSize);
@@ -60,13 +64,20 @@ export async function estimateLlamaFromMetadata(path: string, contextSize: numbe
  * llama.cpp's per-device bytes for this model and context, measured without
  * allocating, on the devices a load with the same `device` option would use.
  */
-export async function measureLlamaMemory(path: string, options: { gpuLayers?: number; contextSize?: number; batchSize?: number; embeddings?: boolean; device?: string } = {}): Promise<DeviceMemory[]> {
+export async function measureLlamaMemory(
+  path: string,
+  options: { gpuLayers?: number; contextSize?: number; batchSize?: number; embeddings?: boolean; device?: string } = {},
+): Promise<DeviceMemory[]> {
   const device = resolveDevice(options.device);
   await initBackends();
   return native().estimateMemory(
     path,
     { gpuLayers: options.gpuLayers ?? LOAD_DEFAULTS.gpuLayers, device },
     // contextSize 0: llama.cpp's default, the model's training context
-    { contextSize: options.contextSize ?? 0, batchSize: options.batchSize ?? CONTEXT_DEFAULTS.batchSize, embeddings: options.embeddings ?? CONTEXT_DEFAULTS.embeddings },
+    {
+      contextSize: options.contextSize ?? 0,
+      batchSize: options.batchSize ?? CONTEXT_DEFAULTS.batchSize,
+      embeddings: options.embeddings ?? CONTEXT_DEFAULTS.embeddings,
+    },
   );
 }

@@ -33,7 +33,6 @@ export interface FitResult {
 
 const totalOf = (d: DeviceMemory) => d.model + d.context + d.compute;
 
-
 /**
  * Picks gpuLayers and contextSize that fit.
  * @throws GenaiError OUT_OF_MEMORY when even minContextSize with no GPU layers does not fit; INVALID_MODEL, MODEL_NOT_FOUND.

@@ -1,6 +1,14 @@
-export { Orchestrator, type OrchestratorOptions, type SubmitOptions, type OffloadEvent, type RestoreEvent, type ReserveEvent, type LedgerDevice } from "./orchestrator";
+export {
+  Orchestrator,
+  type OrchestratorOptions,
+  type SubmitOptions,
+  type OffloadEvent,
+  type RestoreEvent,
+  type ReserveEvent,
+  type LedgerDevice,
+} from "./orchestrator";
 export { ManagedLlama, type ManagedLlamaOptions } from "./managed-llama";
-export { type ManagedResource, type Holding, type HoldingKind, type Residency } from "./resource";
+export type { ManagedResource, Holding, HoldingKind, Residency } from "./resource";
 export { estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes, type LlamaMemoryEstimate } from "./estimate";
 export { JobQueue, PRIORITIES, type Priority, type QueuedJob } from "./queue";
 export { JobRegistry } from "./registry";

@@ -23,7 +23,6 @@ import { JobQueue, type QueuedJob } from "./queue";
 import { JobRegistry } from "./registry";
 import { bytesByDevice, type Holding, type ManagedResource, type Residency } from "./resource";
 
-
 export interface OrchestratorOptions {
   /**
    * Memory budget per device in bytes. Default: each ggml device's free memory
@@ -146,7 +145,10 @@ export class Orchestrator extends EventEmitter {
     const devices = new Map<string, LedgerDevice>();
     const get = (d: string) => {
       let e = devices.get(d);
-      if (!e) devices.set(d, (e = { device: d, budget: this.#budgets.get(d) ?? Infinity, used: 0, holders: [] }));
+      if (!e) {
+        e = { device: d, budget: this.#budgets.get(d) ?? Infinity, used: 0, holders: [] };
+        devices.set(d, e);
+      }
       return e;
     };
     for (const d of this.#budgets.keys()) get(d);
@@ -195,7 +197,11 @@ export class Orchestrator extends EventEmitter {
           spec.resource?.setInUse(false);
           const extra = this.#extra.get(job.id);
           this.#extra.delete(job.id);
-          this.emit("release", { job: job.id, bytes: toRecord(bytesByDevice([...(spec.resource?.holdings() ?? []), ...(extra ?? [])])), ms: performance.now() - t0 } satisfies ReserveEvent);
+          this.emit("release", {
+            job: job.id,
+            bytes: toRecord(bytesByDevice([...(spec.resource?.holdings() ?? []), ...(extra ?? [])])),
+            ms: performance.now() - t0,
+          } satisfies ReserveEvent);
           if (restoreAfter) this.#scheduleRestores(freed);
         }
       },
@@ -230,7 +236,11 @@ export class Orchestrator extends EventEmitter {
       if (resource && resource.residency !== "resident") await this.#restore(resource);
       resource?.setInUse(true);
       if (extra.length) this.#extra.set(jobId, extra);
-      this.emit("reserve", { job: jobId, bytes: toRecord(bytesByDevice([...(resource?.holdings() ?? []), ...extra])), ms: performance.now() - t0 } satisfies ReserveEvent);
+      this.emit("reserve", {
+        job: jobId,
+        bytes: toRecord(bytesByDevice([...(resource?.holdings() ?? []), ...extra])),
+        ms: performance.now() - t0,
+      } satisfies ReserveEvent);
       return freed;
     });
   }
@@ -282,7 +292,12 @@ export class Orchestrator extends EventEmitter {
     await resource.restore();
     const ms = performance.now() - t0;
     const bytes = diff(bytesByDevice(resource.holdings()), before);
-    this.emit("restore", { resource: resource.id, bytes: toRecord(bytes), deviceFreeDrop: toRecord(diff(freeBefore, deviceFree())), ms } satisfies RestoreEvent);
+    this.emit("restore", {
+      resource: resource.id,
+      bytes: toRecord(bytes),
+      deviceFreeDrop: toRecord(diff(freeBefore, deviceFree())),
+      ms,
+    } satisfies RestoreEvent);
   }
 
   #scheduleRestores(freed: ManagedResource[]): void {

@@ -184,7 +184,8 @@ export class JobQueue {
   constructor(options: JobQueueOptions = {}) {
     const o = optObject("options", options);
     const ageing = o.ageingMs ?? 10_000;
-    if (!(typeof ageing === "number" && ageing > 0)) throw new GenaiError("INVALID_ARGUMENT", `ageingMs must be a positive number of ms or Infinity (got ${String(ageing)})`);
+    if (!(typeof ageing === "number" && ageing > 0))
+      throw new GenaiError("INVALID_ARGUMENT", `ageingMs must be a positive number of ms or Infinity (got ${String(ageing)})`);
     this.#ageingMs = ageing;
     for (const [engine, v] of Object.entries(optObject("limits", o.limits))) this.#limits.set(engine, limitValue(engine, v));
     this.#now = optFunction<() => number>("now", o.now) ?? Date.now;
@@ -218,7 +219,16 @@ export class JobQueue {
       position: () => this.#positionOf(entry),
       cancel: (reason) => this.#cancel(entry, reason),
     });
-    entry = { job: job as Job<unknown>, seq: this.#seq++, run, onStart: onStart?.bind(spec), controller: new AbortController(), resolve, reject, cancelRequested: false };
+    entry = {
+      job: job as Job<unknown>,
+      seq: this.#seq++,
+      run,
+      onStart: onStart?.bind(spec),
+      controller: new AbortController(),
+      resolve,
+      reject,
+      cancelRequested: false,
+    };
 
     if (signal?.aborted) {
       this.#finishCancelled(entry, "the job's signal was aborted before it was queued", signal.reason);

@@ -99,8 +99,15 @@ export function resultSize(result: unknown): number {
 
 function bound(name: string, v: unknown, def: number, opts: { integer?: boolean; min: number; max?: number; infinity?: boolean }): number {
   if (v === undefined) return def;
-  const ok = typeof v === "number" && ((opts.infinity && v === Infinity) || (Number.isFinite(v) && v >= opts.min && v <= (opts.max ?? Number.MAX_SAFE_INTEGER) && (!opts.integer || Number.isInteger(v))));
-  if (!ok) throw new GenaiError("INVALID_ARGUMENT", `${name} must be ${opts.integer ? "an integer" : "a number"} ≥ ${opts.min}${opts.max !== undefined ? ` and ≤ ${opts.max}` : ""}${opts.infinity ? " or Infinity" : ""} (got ${String(v)})`);
+  const ok =
+    typeof v === "number" &&
+    ((opts.infinity && v === Infinity) ||
+      (Number.isFinite(v) && v >= opts.min && v <= (opts.max ?? Number.MAX_SAFE_INTEGER) && (!opts.integer || Number.isInteger(v))));
+  if (!ok)
+    throw new GenaiError(
+      "INVALID_ARGUMENT",
+      `${name} must be ${opts.integer ? "an integer" : "a number"} ≥ ${opts.min}${opts.max !== undefined ? ` and ≤ ${opts.max}` : ""}${opts.infinity ? " or Infinity" : ""} (got ${String(v)})`,
+    );
   return v as number;
 }
 

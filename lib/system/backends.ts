@@ -102,7 +102,15 @@ const DEVICE_ENV = ["GGML_VK_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "HIP_VISI
 
 function probeKey(file: string): string {
   const st = fs.statSync(file);
-  return JSON.stringify([file, st.size, Math.round(st.mtimeMs), process.versions.electron ?? "", process.versions.node, process.arch, ...DEVICE_ENV.map((k) => process.env[k] ?? "")]);
+  return JSON.stringify([
+    file,
+    st.size,
+    Math.round(st.mtimeMs),
+    process.versions.electron ?? "",
+    process.versions.node,
+    process.arch,
+    ...DEVICE_ENV.map((k) => process.env[k] ?? ""),
+  ]);
 }
 
 function readCache(): Record<string, ProbeVerdict> {
@@ -190,7 +198,11 @@ async function init(options: InitBackendsOptions): Promise<BackendModuleStatus[]
       .map((d) => path.join(d, moduleFileName(name)))
       .find((f) => fs.existsSync(f));
     if (!file) {
-      out.push({ name, state: "absent", reason: `not in this build (no ${moduleFileName(name)} beside the addon, no @genai-native/${process.platform}-${process.arch}-${name} package)` });
+      out.push({
+        name,
+        state: "absent",
+        reason: `not in this build (no ${moduleFileName(name)} beside the addon, no @genai-native/${process.platform}-${process.arch}-${name} package)`,
+      });
       continue;
     }
     if (!allowed.has(name)) {
@@ -214,13 +226,19 @@ async function init(options: InitBackendsOptions): Promise<BackendModuleStatus[]
     if (verdict && !verdict.ok) {
       // no device (e.g. Vulkan without a GPU) is ordinary; a module that fails or crashes is worth a line
       if (verdict.state !== "no-devices")
-        process.emitWarning(`genai-native: the ${name} backend is not used: ${verdict.reason}; falling back to the next backend (CPU at the end)`, { code: "GENAI_BACKEND_UNAVAILABLE" });
+        process.emitWarning(`genai-native: the ${name} backend is not used: ${verdict.reason}; falling back to the next backend (CPU at the end)`, {
+          code: "GENAI_BACKEND_UNAVAILABLE",
+        });
       out.push({ name, state: verdict.state, reason: verdict.reason, path: file, devices: verdict.devices, cached });
       continue;
     }
     try {
       const r = addon.loadBackend(file);
-      out.push(r.devices.length ? { name, state: "loaded", path: file, devices: r.devices, cached } : { name, state: "no-devices", reason: "the module loaded but found no device", path: file, devices: [], cached });
+      out.push(
+        r.devices.length
+          ? { name, state: "loaded", path: file, devices: r.devices, cached }
+          : { name, state: "no-devices", reason: "the module loaded but found no device", path: file, devices: [], cached },
+      );
     } catch (e) {
       out.push({ name, state: "failed", reason: (e as Error).message, path: file, cached });
     }
@@ -253,7 +271,8 @@ export function backendStatus(): BackendModuleStatus[] | undefined {
  */
 export function resolveDevice(value: unknown): string {
   const v = value === undefined ? process.env.GENAI_NATIVE_DEVICE?.trim() || "auto" : value;
-  if (typeof v !== "string" || !/^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/.test(v)) throw new GenaiError("INVALID_ARGUMENT", `device must be "auto", "cpu", a backend name or a device name such as "Vulkan0" (got ${String(v)})`);
+  if (typeof v !== "string" || !/^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/.test(v))
+    throw new GenaiError("INVALID_ARGUMENT", `device must be "auto", "cpu", a backend name or a device name such as "Vulkan0" (got ${String(v)})`);
   return v;
 }
 

@@ -3,7 +3,16 @@ import { native } from "../binding/load";
 import type { DeviceInfo, SystemInfoResult, VersionsInfo } from "../binding/types";
 import { GenaiError } from "../errors";
 import { backendStatus, type BackendModuleStatus } from "./backends";
-export { initBackends, backendStatus, deviceFor, probeBackendModule, GPU_BACKENDS, type BackendModuleStatus, type BackendState, type InitBackendsOptions } from "./backends";
+export {
+  initBackends,
+  backendStatus,
+  deviceFor,
+  probeBackendModule,
+  GPU_BACKENDS,
+  type BackendModuleStatus,
+  type BackendState,
+  type InitBackendsOptions,
+} from "./backends";
 
 /** A ggml device: name ("CPU", "Vulkan0"), type, backend, freeBytes/totalBytes in bytes. */
 export type Device = DeviceInfo;

@@ -36,11 +36,11 @@ export interface GenerateEsrganOptions {
 
 /** [name, in channels, out channels] of every 3×3 conv, in file order. */
 export function esrganConvs(scale: 1 | 2 | 4, blocks: number): [string, number, number][] {
-  const F = ESRGAN_FEATURES, G = ESRGAN_GROWTH;
+  const F = ESRGAN_FEATURES,
+    G = ESRGAN_GROWTH;
   const convs: [string, number, number][] = [["conv_first", 3, F]];
   for (let b = 0; b < blocks; b++)
-    for (let r = 1; r <= 3; r++)
-      for (let c = 1; c <= 5; c++) convs.push([`body.${b}.rdb${r}.conv${c}`, F + (c - 1) * G, c === 5 ? F : G]);
+    for (let r = 1; r <= 3; r++) for (let c = 1; c <= 5; c++) convs.push([`body.${b}.rdb${r}.conv${c}`, F + (c - 1) * G, c === 5 ? F : G]);
   convs.push(["conv_body", F, F]);
   if (scale >= 2) convs.push(["conv_up1", F, F]);
   if (scale === 4) convs.push(["conv_up2", F, F]);

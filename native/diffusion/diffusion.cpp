@@ -27,7 +27,6 @@ struct SdModel {
   }
 };
 
-
 class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
  public:
   explicit DiffusionHandle(const Napi::CallbackInfo& info)
@@ -202,7 +201,8 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   Napi::Object o = ObjectArg(info, 0, "options");
   struct Paths {
     std::string model, diffusion, vae, clip_l, clip_g, t5, taesd, wtype;
-  } paths{StringField(o, "model"), StringField(o, "diffusionModel"), StringField(o, "vae"), StringField(o, "clipL"), StringField(o, "clipG"), StringField(o, "t5xxl"), StringField(o, "taesd"), StringField(o, "weightType")};
+  } paths{StringField(o, "model"), StringField(o, "diffusionModel"), StringField(o, "vae"),   StringField(o, "clipL"),
+          StringField(o, "clipG"), StringField(o, "t5xxl"),          StringField(o, "taesd"), StringField(o, "weightType")};
   if (paths.model.empty() && paths.diffusion.empty()) Throw(env, code::INVALID_ARGUMENT, "give model or diffusionModel");
   // sd.cpp's module placement specs (examples/common/common.cpp maps its
   // --clip-on-cpu / --vae-on-cpu / --offload-to-cpu flags the same way).
@@ -224,7 +224,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   Napi::Function on_progress;
   if (info.Length() > 1 && info[1].IsFunction()) on_progress = info[1].As<Napi::Function>();
   auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
-  return ThreadJob::Start(env, "genai.diffusion.load", cancel, on_progress, [paths, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
+  auto work = [paths, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
     for (const std::string* p : {&paths.model, &paths.diffusion, &paths.vae, &paths.clip_l, &paths.clip_g, &paths.t5, &paths.taesd}) {
       if (p->empty()) continue;
       FILE* f = std::fopen(p->c_str(), "rb");
@@ -263,7 +263,8 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
     if (!model->ctx) throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load the model: " + errors);
     if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "diffusion model load was aborted");
     return [model](Napi::Env env) -> Napi::Value { return SharedHandle<SdModel>::New(env, Data(env).diffusion_ctor, model); };
-  });
+  };
+  return ThreadJob::Start(env, "genai.diffusion.load", cancel, on_progress, std::move(work));
 }
 
 }  // namespace genai

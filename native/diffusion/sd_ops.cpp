@@ -123,7 +123,8 @@ RawImg ImageProp(Napi::Object o, const char* key, uint32_t width, uint32_t heigh
   if (!v.IsObject()) Throw(env, code::INVALID_ARGUMENT, std::string(key) + " must be an image object");
   Napi::Object img = v.As<Napi::Object>();
   Napi::Value d = img.Get("data");
-  if (!d.IsTypedArray() || d.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".data must be a Uint8Array");
+  if (!d.IsTypedArray() || d.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".data must be a Uint8Array");
   auto arr = d.As<Napi::Uint8Array>();
   r.width = static_cast<uint32_t>(IntField(img, "width", 1, 16384));
   r.height = static_cast<uint32_t>(IntField(img, "height", 1, 16384));
@@ -131,7 +132,8 @@ RawImg ImageProp(Napi::Object o, const char* key, uint32_t width, uint32_t heigh
   if ((width && r.width != width) || (height && r.height != height))
     Throw(env, code::INVALID_ARGUMENT, std::string(key) + " must be " + std::to_string(width) + "x" + std::to_string(height));
   if (!mask && r.channels != 3 && r.channels != 4) Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".channels must be 3 or 4");
-  if (arr.ElementLength() != static_cast<size_t>(r.width) * r.height * r.channels) Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".data has the wrong length");
+  if (arr.ElementLength() != static_cast<size_t>(r.width) * r.height * r.channels)
+    Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".data has the wrong length");
   r.data.assign(arr.Data(), arr.Data() + arr.ElementLength());
   return r;
 }

@@ -47,7 +47,7 @@ class UpscalerHandle : public Napi::ObjectWrap<UpscalerHandle> {
     for (int i = 0; i < passes; i++) out_side *= static_cast<uint64_t>(m->scale);
     if (out_side > 16384) Throw(env, code::INVALID_ARGUMENT, "the upscaled image would be wider or taller than 16384 pixels");
     auto cancel = CancelToken::From(info.Length() > 1 ? info[1] : env.Undefined());
-    return ThreadJob::Start(env, "genai.diffusion.upscale", cancel, Napi::Function(), [m, input = std::move(input), passes](ThreadJob& job) -> ThreadJob::ValueMaker {
+    auto work = [m, input = std::move(input), passes](ThreadJob& job) -> ThreadJob::ValueMaker {
       RawImg img = input;
       if (img.channels == 4) {  // ESRGAN takes RGB: drop alpha
         RawImg rgb;
@@ -77,7 +77,8 @@ class UpscalerHandle : public Napi::ObjectWrap<UpscalerHandle> {
       auto shared = std::make_shared<std::vector<RawImg>>();
       shared->push_back(std::move(img));
       return [shared](Napi::Env env) -> Napi::Value { return ImagesToJs(env, *shared); };
-    });
+    };
+    return ThreadJob::Start(env, "genai.diffusion.upscale", cancel, Napi::Function(), std::move(work));
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -111,7 +112,7 @@ Napi::Value LoadUpscaler(const Napi::CallbackInfo& info) {
   int tile = static_cast<int>(IntField(o, "tileSize", 0, 4096));
   std::string backend = DeviceNameProp(o);
   auto cancel = CancelToken::From(info.Length() > 1 ? info[1] : env.Undefined());
-  return ThreadJob::Start(env, "genai.diffusion.loadUpscaler", cancel, Napi::Function(), [path, threads, tile, backend](ThreadJob& job) -> ThreadJob::ValueMaker {
+  auto work = [path, threads, tile, backend](ThreadJob& job) -> ThreadJob::ValueMaker {
     FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) throw CodedError(code::MODEL_NOT_FOUND, "model file not found: " + path);
     std::fclose(f);
@@ -127,7 +128,8 @@ Napi::Value LoadUpscaler(const Napi::CallbackInfo& info) {
     if (!model->ctx) throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load the ESRGAN model: " + errors);
     if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "upscaler load was aborted");
     return [model](Napi::Env env) -> Napi::Value { return SharedHandle<SdUpscaler>::New(env, Data(env).upscaler_ctor, model); };
-  });
+  };
+  return ThreadJob::Start(env, "genai.diffusion.loadUpscaler", cancel, Napi::Function(), std::move(work));
 }
 
 }  // namespace genai

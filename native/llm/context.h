@@ -22,7 +22,7 @@ struct ContextState {
   llama_context* ctx = nullptr;
   ggml_threadpool_t threadpool = nullptr;        // generation (n_threads)
   ggml_threadpool_t threadpool_batch = nullptr;  // prompt batches, when n_threads_batch differs
-  std::vector<llama_token> kv_tokens;  // tokens held in sequence 0 of the KV cache
+  std::vector<llama_token> kv_tokens;            // tokens held in sequence 0 of the KV cache
   std::atomic<bool> busy{false};
   std::atomic<CancelFlag*> active_cancel{nullptr};  // read by llama's abort callback
   bool embeddings = false;

@@ -146,7 +146,9 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
   r.reused_tokens = static_cast<int32_t>(keep);
 
   std::unique_ptr<llama_sampler, SamplerDeleter> smpl(MakeSampler(p.sampling, llama_vocab_n_tokens(s.model->vocab)));
-  size_t penalty_from = prompt.size() > static_cast<size_t>(std::max(0, p.sampling.penalty_last_n)) ? prompt.size() - static_cast<size_t>(std::max(0, p.sampling.penalty_last_n)) : 0;
+  size_t penalty_from = prompt.size() > static_cast<size_t>(std::max(0, p.sampling.penalty_last_n))
+                            ? prompt.size() - static_cast<size_t>(std::max(0, p.sampling.penalty_last_n))
+                            : 0;
   for (size_t i = penalty_from; i < prompt.size(); i++) llama_sampler_accept(smpl.get(), prompt[i]);
 
   s.active_cancel = &cancel;

@@ -16,6 +16,7 @@ struct ModelState {
   llama_model* model = nullptr;
   const llama_vocab* vocab = nullptr;
   std::string path;
+  bool vocab_only = false;  // loaded with vocabOnly: no layers, no weights (no context, no layer hyperparameters)
   ~ModelState();
 };
 

@@ -58,14 +58,14 @@ Napi::Value ContextHandle::SaveState(const Napi::CallbackInfo& info) {
   return RunAsync<SavedState>(
       env,
       [s, guard]() mutable {
-        std::shared_ptr<BusyGuard> busy = std::move(guard);
-        SavedState st;
-        st.bytes.resize(llama_state_seq_get_size(s->ctx, 0));
-        size_t n = llama_state_seq_get_data(s->ctx, st.bytes.data(), st.bytes.size(), 0);
-        if (n == 0 && !st.bytes.empty()) throw CodedError(code::BACKEND_ERROR, "llama_state_seq_get_data failed");
-        st.bytes.resize(n);
-        st.tokens = s->kv_tokens;
-        return st;
+    std::shared_ptr<BusyGuard> busy = std::move(guard);
+    SavedState st;
+    st.bytes.resize(llama_state_seq_get_size(s->ctx, 0));
+    size_t n = llama_state_seq_get_data(s->ctx, st.bytes.data(), st.bytes.size(), 0);
+    if (n == 0 && !st.bytes.empty()) throw CodedError(code::BACKEND_ERROR, "llama_state_seq_get_data failed");
+    st.bytes.resize(n);
+    st.tokens = s->kv_tokens;
+    return st;
       },
       [](Napi::Env env, SavedState& st) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
@@ -90,15 +90,15 @@ Napi::Value ContextHandle::RestoreState(const Napi::CallbackInfo& info) {
   return RunAsync<bool>(
       env,
       [s, guard, bytes, tokens]() mutable {
-        std::shared_ptr<BusyGuard> busy = std::move(guard);
-        llama_memory_clear(llama_get_memory(s->ctx), true);
-        s->kv_tokens.clear();
-        if (!bytes->empty() && llama_state_seq_set_data(s->ctx, bytes->data(), bytes->size(), 0) == 0) {
-          llama_memory_clear(llama_get_memory(s->ctx), true);
-          throw CodedError(code::INVALID_ARGUMENT, "the saved state does not fit this context (another model or context shape?)");
-        }
-        s->kv_tokens = tokens;
-        return true;
+    std::shared_ptr<BusyGuard> busy = std::move(guard);
+    llama_memory_clear(llama_get_memory(s->ctx), true);
+    s->kv_tokens.clear();
+    if (!bytes->empty() && llama_state_seq_set_data(s->ctx, bytes->data(), bytes->size(), 0) == 0) {
+      llama_memory_clear(llama_get_memory(s->ctx), true);
+      throw CodedError(code::INVALID_ARGUMENT, "the saved state does not fit this context (another model or context shape?)");
+    }
+    s->kv_tokens = tokens;
+    return true;
       },
       [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
 }

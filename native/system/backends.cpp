@@ -215,7 +215,8 @@ std::vector<ggml_backend_dev_t> SelectDevices(const std::string& spec) {
     if (out.empty()) {
       std::string have;
       for (size_t i = 0; i < ggml_backend_dev_count(); i++) have += std::string(have.empty() ? "" : ", ") + ggml_backend_dev_name(ggml_backend_dev_get(i));
-      throw CodedError(code::INVALID_ARGUMENT, "device \"" + spec + "\" is not available (registered devices: " + have + "); see systemInfo().backendModules for why a backend is absent");
+      throw CodedError(code::INVALID_ARGUMENT, "device \"" + spec + "\" is not available (registered devices: " + have +
+                                                   "); see systemInfo().backendModules for why a backend is absent");
     }
   }
   out.push_back(nullptr);
@@ -260,8 +261,6 @@ std::string FirstDeviceName(Napi::Env env, const std::string& spec) {
 
 std::string DeviceNameProp(Napi::Object o) { return FirstDeviceName(o.Env(), StringField(o, "device")); }
 
-Napi::Value DeviceName(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), FirstDeviceName(info.Env(), StringArg(info, 0, "spec")));
-}
+Napi::Value DeviceName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), FirstDeviceName(info.Env(), StringArg(info, 0, "spec"))); }
 
 }  // namespace genai

@@ -7,13 +7,14 @@
 namespace genai {
 
 namespace {
-const char* const kCodes[] = {code::MODEL_NOT_FOUND, code::INVALID_MODEL, code::INVALID_ARGUMENT, code::OUT_OF_MEMORY, code::ABORTED,
+const char* const kCodes[] = {code::MODEL_NOT_FOUND, code::INVALID_MODEL, code::INVALID_ARGUMENT,   code::OUT_OF_MEMORY, code::ABORTED,
                               code::DISPOSED,        code::BUSY,          code::ENGINE_UNAVAILABLE, code::BACKEND_ERROR};
 }  // namespace
 
 Napi::Value InitErrors(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsArray()) throw Napi::Error::New(env, "init(errorClass, codes) takes a class and an array of codes");
+  if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsArray())
+    throw Napi::Error::New(env, "init(errorClass, codes) takes a class and an array of codes");
   std::set<std::string> known;
   auto codes = info[1].As<Napi::Array>();
   for (uint32_t i = 0; i < codes.Length(); i++) {

@@ -8,8 +8,7 @@ namespace genai {
 AddonData& Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
 Napi::Function CancelToken::Init(Napi::Env env) {
-  return DefineClass(env, "CancelToken",
-                     {InstanceMethod<&CancelToken::Cancel>("cancel"), InstanceAccessor<&CancelToken::Cancelled>("cancelled")});
+  return DefineClass(env, "CancelToken", {InstanceMethod<&CancelToken::Cancel>("cancel"), InstanceAccessor<&CancelToken::Cancelled>("cancelled")});
 }
 
 CancelToken::CancelToken(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CancelToken>(info) {}

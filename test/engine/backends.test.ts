@@ -47,7 +47,10 @@ describe("backend modules", () => {
     const ctx = await m.createContext({ contextSize: 256 });
     expect((await ctx.complete("Once upon a time", { maxTokens: 5, temperature: 0 })).tokenCount).toBe(5);
     await m.dispose();
-    await expect(LlamaModel.load(stories, { device: "NoSuchGpu7" })).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/not available.*registered devices: .*CPU/) });
+    await expect(LlamaModel.load(stories, { device: "NoSuchGpu7" })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      message: expect.stringMatching(/not available.*registered devices: .*CPU/),
+    });
     await expect(LlamaModel.load(stories, { device: "rm -rf /" })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
     await expect(LlamaModel.load(stories, { device: 3 as unknown as string })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
   });
@@ -57,7 +60,10 @@ describe("backend modules", () => {
     const stories = await storiesPath();
     const m = await LlamaModel.load(stories); // GENAI_NATIVE_DEVICE or auto, like deviceFor()
     const ctx = await m.createContext({ contextSize: 256 });
-    const kvOn = ctx.memory().filter((d) => d.context > 0).map((d) => d.device);
+    const kvOn = ctx
+      .memory()
+      .filter((d) => d.context > 0)
+      .map((d) => d.device);
     await m.dispose();
     expect(kvOn).toEqual([await deviceFor()]);
     const gpus = systemInfo().devices.filter((d) => d.name !== "CPU");
@@ -112,9 +118,19 @@ describe.skipIf(onWindows)("broken GPU modules never take the app down", () => {
         await m.dispose();
       })();`;
     const run = (env: Record<string, string> = {}) => {
-      const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", env: { ...process.env, GENAI_NATIVE_ADDON: path.join(pkg, "genai_native.node"), GENAI_NATIVE_CACHE: cache, GENAI_NATIVE_DEVICE: "", ...env } });
+      const r = spawnSync(process.execPath, ["-e", script], {
+        encoding: "utf8",
+        env: { ...process.env, GENAI_NATIVE_ADDON: path.join(pkg, "genai_native.node"), GENAI_NATIVE_CACHE: cache, GENAI_NATIVE_DEVICE: "", ...env },
+      });
       expect(r.status, r.stderr).toBe(0);
-      return { ...(JSON.parse(r.stdout.trim().split("\n").pop()!) as { vulkan: { state: string; cached?: boolean; reason?: string }; tokens: number; devices: string[] }), stderr: r.stderr };
+      return {
+        ...(JSON.parse(r.stdout.trim().split("\n").pop()!) as {
+          vulkan: { state: string; cached?: boolean; reason?: string };
+          tokens: number;
+          devices: string[];
+        }),
+        stderr: r.stderr,
+      };
     };
     const first = run();
     expect(first.vulkan).toMatchObject({ state: "crashed", cached: false });

@@ -19,7 +19,9 @@ import { generateRandomEsrganModel, generateRandomSd15Model } from "../../lib/to
 import { storiesPath, tempDir, THREADS } from "../helpers";
 
 const available = capabilities().diffusion;
-const title = available ? "stable-diffusion.cpp engine (real generation, random-weight SD1 model)" : `stable-diffusion.cpp engine — SKIPPED: the addon has no diffusion engine (${ENGINE_HOWTO})`;
+const title = available
+  ? "stable-diffusion.cpp engine (real generation, random-weight SD1 model)"
+  : `stable-diffusion.cpp engine — SKIPPED: the addon has no diffusion engine (${ENGINE_HOWTO})`;
 if (!available) console.warn(`[test:diffusion] skipped: ${ENGINE_HOWTO}`);
 
 const SIZE = 64;
@@ -191,7 +193,14 @@ describe.skipIf(!available)(title, () => {
   });
 
   it("load options: VAE tiling, text encoder and VAE kept on the CPU, weights offloaded to RAM", async () => {
-    const sd2 = await DiffusionModel.load({ model: modelFile, threads: THREADS, vaeTiling: true, keepClipOnCpu: true, keepVaeOnCpu: true, offloadParamsToCpu: true });
+    const sd2 = await DiffusionModel.load({
+      model: modelFile,
+      threads: THREADS,
+      vaeTiling: true,
+      keepClipOnCpu: true,
+      keepVaeOnCpu: true,
+      offloadParamsToCpu: true,
+    });
     try {
       const [img] = await sd2.generate({ ...base, seed: 1234 }).done;
       expect(img).toMatchObject({ width: SIZE, height: SIZE });
@@ -243,7 +252,8 @@ describe.skipIf(!available)(title, () => {
       expect(same(images[0], first)).toBe(true);
       expect(offloads[0]).toBe("llm:contextFreed");
       await orch.queue.onIdle();
-      const t2 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.complete(P1 + t1.text + " Then", { temperature: 0, maxTokens: 40 }) }).promise;
+      const t2 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.complete(P1 + t1.text + " Then", { temperature: 0, maxTokens: 40 }) })
+        .promise;
       expect(t2.text).toBe(turn2);
       expect(t2.timings.reusedTokens).toBeGreaterThan(10); // the KV state came back: turn 1 was not decoded again
     } finally {
@@ -294,7 +304,9 @@ describe.skipIf(!available)(title, () => {
       await expect(x4.upscale(src, 2)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
       await expect(x2.upscale(src, 3)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
       await expect(x2.upscale({ ...src, width: SIZE + 1 }, 2)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
-      await expect(x4.upscale({ data: new Uint8Array(5000 * 10 * 3), width: 5000, height: 10, channels: 3 }, 4)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+      await expect(x4.upscale({ data: new Uint8Array(5000 * 10 * 3), width: 5000, height: 10, channels: 3 }, 4)).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+      });
       await expect(Upscaler.load({ model: await storiesPath() })).rejects.toMatchObject({ code: "INVALID_MODEL" });
       await expect(Upscaler.load({ model: path.join(tmp.dir, "missing.gguf") })).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
       const u = await Upscaler.load({ model: path.join(tmp.dir, "esrgan-x2.gguf"), threads: THREADS });

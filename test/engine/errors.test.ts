@@ -10,7 +10,20 @@ import { storiesPath, tempDir, THREADS } from "../helpers";
 // Complete native parameter objects (the TS layer always sends every field).
 const LOAD = { gpuLayers: -1, vocabOnly: false, device: "cpu" };
 const CTX = { contextSize: 128, batchSize: 512, threads: THREADS, batchThreads: THREADS, flashAttention: "auto", embeddings: false } as const;
-const GEN = { maxTokens: 4, temperature: 0, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, penaltyLastN: 64, seed: 1, stop: [], ignoreEos: false };
+const GEN = {
+  maxTokens: 4,
+  temperature: 0,
+  topK: 40,
+  topP: 0.95,
+  minP: 0.05,
+  repeatPenalty: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  penaltyLastN: 64,
+  seed: 1,
+  stop: [],
+  ignoreEos: false,
+};
 
 let stories: string;
 let tmp: { dir: string; cleanup: () => void };
@@ -74,7 +87,9 @@ describe("bad model files never crash", () => {
     const p = path.join(tmp.dir, "text2.gguf");
     fs.writeFileSync(p, "plain text");
     await expect(addon.loadModel(p, LOAD, undefined, new addon.CancelToken())).rejects.toMatchObject({ code: "INVALID_MODEL" });
-    await expect(addon.loadModel(path.join(tmp.dir, "missing.gguf"), LOAD, undefined, new addon.CancelToken())).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
+    await expect(addon.loadModel(path.join(tmp.dir, "missing.gguf"), LOAD, undefined, new addon.CancelToken())).rejects.toMatchObject({
+      code: "MODEL_NOT_FOUND",
+    });
     await expect(addon.loadModel(tmp.dir, LOAD, undefined, new addon.CancelToken())).rejects.toMatchObject({ code: "INVALID_MODEL" });
     // the rejection is the JS GenaiError class itself, constructed in C++
     await expect(addon.loadModel(tmp.dir, LOAD, undefined, new addon.CancelToken())).rejects.toBeInstanceOf(GenaiError);
@@ -150,7 +165,9 @@ describe("bad options get INVALID_ARGUMENT in TS and in C++", () => {
   it("the native layer validates options too (TS bypassed)", async () => {
     const addon = native();
     const h = model.handle();
-    expect(() => addon.loadModel(stories, { ...LOAD, gpuLayers: NaN }, undefined, new addon.CancelToken())).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => addon.loadModel(stories, { ...LOAD, gpuLayers: NaN }, undefined, new addon.CancelToken())).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+    );
     expect(() => h.createContext({ ...CTX, contextSize: -5 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
     expect(() => h.createContext({ ...CTX, threads: NaN })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
     expect(() => h.detokenize(Int32Array.of(1, 99999), false, false)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
@@ -170,7 +187,9 @@ describe("bad options get INVALID_ARGUMENT in TS and in C++", () => {
       for (const key of Object.keys(GEN)) {
         const p: Record<string, unknown> = { ...GEN, tokens: Int32Array.of(1) };
         delete p[key];
-        expect(() => ctx.generate(p as never, () => undefined, cancel), key).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: `${key} is required` }));
+        expect(() => ctx.generate(p as never, () => undefined, cancel), key).toThrow(
+          expect.objectContaining({ code: "INVALID_ARGUMENT", message: `${key} is required` }),
+        );
       }
       for (const key of Object.keys(CTX)) {
         const p: Record<string, unknown> = { ...CTX };
@@ -192,7 +211,10 @@ describe("bad options get INVALID_ARGUMENT in TS and in C++", () => {
     const ctx = await model.createContext({ contextSize: 64, threads: THREADS });
     try {
       const n = ctx.info.contextSize; // llama.cpp may round the size up
-      await expect(ctx.complete("Once upon a time ".repeat(n))).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/context holds/) });
+      await expect(ctx.complete("Once upon a time ".repeat(n))).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+        message: expect.stringMatching(/context holds/),
+      });
     } finally {
       await ctx.dispose();
     }
@@ -250,7 +272,12 @@ describe("one list of error codes", () => {
   it("init() refuses a code list that lacks a code C++ uses", async () => {
     const { ERROR_CODES } = await import("../../lib/errors");
     const addon = native();
-    expect(() => addon.init(GenaiError, ERROR_CODES.filter((c) => c !== "BUSY"))).toThrow(/BUSY/);
+    expect(() =>
+      addon.init(
+        GenaiError,
+        ERROR_CODES.filter((c) => c !== "BUSY"),
+      ),
+    ).toThrow(/BUSY/);
     addon.init(GenaiError, ERROR_CODES); // and accepts the real one
   });
 });

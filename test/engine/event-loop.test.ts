@@ -17,7 +17,9 @@ describe("event loop stays responsive", () => {
       const r = await stream.result;
       expect(r.tokenCount).toBe(2000);
       const p99ms = h.percentile(99) / 1e6;
-      console.log(`event-loop delay over ${r.tokenCount} tokens (${pieces} pieces, ${THREADS} threads): p50 ${(h.percentile(50) / 1e6).toFixed(2)} ms, p99 ${p99ms.toFixed(2)} ms, max ${(h.max / 1e6).toFixed(2)} ms`);
+      console.log(
+        `event-loop delay over ${r.tokenCount} tokens (${pieces} pieces, ${THREADS} threads): p50 ${(h.percentile(50) / 1e6).toFixed(2)} ms, p99 ${p99ms.toFixed(2)} ms, max ${(h.max / 1e6).toFixed(2)} ms`,
+      );
       expect(p99ms).toBeLessThanOrEqual(20);
     } finally {
       h.disable();

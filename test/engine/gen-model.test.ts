@@ -358,7 +358,29 @@ describe("generateRandomLlamaModel (other types and options)", () => {
 
   it("runs from CLI arguments", async () => {
     const out = path.join(dir, "cli.gguf");
-    const r = await runCli(["--out", out, "--layers", "1", "--embd", "64", "--ff", "128", "--heads", "2", "--kv-heads", "1", "--vocab", "400", "--ctx", "256", "--type", "q4_0", "--seed", "5", "--chat-template"]);
+    const r = await runCli([
+      "--out",
+      out,
+      "--layers",
+      "1",
+      "--embd",
+      "64",
+      "--ff",
+      "128",
+      "--heads",
+      "2",
+      "--kv-heads",
+      "1",
+      "--vocab",
+      "400",
+      "--ctx",
+      "256",
+      "--type",
+      "q4_0",
+      "--seed",
+      "5",
+      "--chat-template",
+    ]);
     expect(r.shape).toEqual({ layers: 1, embd: 64, ff: 128, heads: 2, kvHeads: 1, vocab: 400, ctx: 256 });
     expect(r.parameters).toBe(llamaParameterCount(r.shape));
     expect(r.bytes).toBe(fs.statSync(out).size);

@@ -71,7 +71,10 @@ describe("LlamaModel", () => {
 
 describe("generation", () => {
   it("greedy output is identical across runs and contexts", async () => {
-    const a = await withContext(async (ctx) => [await ctx.complete(PROMPT, { temperature: 0, maxTokens: 60 }), await ctx.complete(PROMPT, { temperature: 0, maxTokens: 60 })]);
+    const a = await withContext(async (ctx) => [
+      await ctx.complete(PROMPT, { temperature: 0, maxTokens: 60 }),
+      await ctx.complete(PROMPT, { temperature: 0, maxTokens: 60 }),
+    ]);
     const b = await withContext((ctx) => ctx.complete(PROMPT, { temperature: 0, maxTokens: 60 }));
     expect(a[0].text.length).toBeGreaterThan(20);
     expect(a[0].tokenCount).toBe(60);
@@ -102,7 +105,13 @@ describe("generation", () => {
     });
     expect(new Set(texts).size).toBeGreaterThan(1);
     // a context seed applies to every generation that gives none
-    const seeded = await withContext(async (ctx) => [(await ctx.complete(PROMPT, { temperature: 0.8, maxTokens: 32 })).text, (await ctx.complete(PROMPT, { temperature: 0.8, maxTokens: 32 })).text], { seed: 5 });
+    const seeded = await withContext(
+      async (ctx) => [
+        (await ctx.complete(PROMPT, { temperature: 0.8, maxTokens: 32 })).text,
+        (await ctx.complete(PROMPT, { temperature: 0.8, maxTokens: 32 })).text,
+      ],
+      { seed: 5 },
+    );
     expect(seeded[1]).toBe(seeded[0]);
   });
 
@@ -143,20 +152,23 @@ describe("generation", () => {
   });
 
   it("abort mid-stream ends within one token with stopReason 'aborted'", async () => {
-    await withContext(async (ctx) => {
-      const ac = new AbortController();
-      let pieces = 0;
-      const stream = ctx.generate(PROMPT, { temperature: 0.8, maxTokens: 1500, ignoreEos: true, signal: ac.signal });
-      for await (const _ of stream) {
-        if (++pieces === 10) ac.abort();
-      }
-      const r = await stream.result;
-      expect(r.stopReason).toBe("aborted");
-      expect(r.tokenCount).toBeLessThan(1500);
-      // the context is usable afterwards
-      const next = await ctx.complete(PROMPT, { temperature: 0, maxTokens: 5 });
-      expect(next.tokenCount).toBe(5);
-    }, { contextSize: 2048 });
+    await withContext(
+      async (ctx) => {
+        const ac = new AbortController();
+        let pieces = 0;
+        const stream = ctx.generate(PROMPT, { temperature: 0.8, maxTokens: 1500, ignoreEos: true, signal: ac.signal });
+        for await (const _ of stream) {
+          if (++pieces === 10) ac.abort();
+        }
+        const r = await stream.result;
+        expect(r.stopReason).toBe("aborted");
+        expect(r.tokenCount).toBeLessThan(1500);
+        // the context is usable afterwards
+        const next = await ctx.complete(PROMPT, { temperature: 0, maxTokens: 5 });
+        expect(next.tokenCount).toBe(5);
+      },
+      { contextSize: 2048 },
+    );
   });
 
   it("dispose during generation waits for the worker and aborts it", async () => {
@@ -200,16 +212,20 @@ describe("generation", () => {
   });
 
   it("reports contextFull when the context runs out", async () => {
-    await withContext(async (ctx) => {
-      const r = await ctx.complete(PROMPT, { maxTokens: 10_000, ignoreEos: true });
-      expect(r.stopReason).toBe("contextFull");
-      expect(r.tokenCount + r.timings.promptTokens).toBeLessThanOrEqual(ctx.info.contextSize);
-    }, { contextSize: 256 });
+    await withContext(
+      async (ctx) => {
+        const r = await ctx.complete(PROMPT, { maxTokens: 10_000, ignoreEos: true });
+        expect(r.stopReason).toBe("contextFull");
+        expect(r.tokenCount + r.timings.promptTokens).toBeLessThanOrEqual(ctx.info.contextSize);
+      },
+      { contextSize: 256 },
+    );
   });
 });
 
 describe("chat", () => {
-  const CHATML = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+  const CHATML =
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
   it("a model without a template gets a clear error", async () => {
     await withContext(async (ctx) => {
@@ -257,20 +273,23 @@ describe("generated random-weight models", () => {
 
 describe("embeddings", () => {
   it("returns normalized Float32Array of the embedding size", async () => {
-    await withContext(async (ctx) => {
-      const a = await ctx.embed("The cat sat on the mat");
-      const b = await ctx.embed("The cat sat on the mat");
-      const c = await ctx.embed("Spaceships fly to distant stars quickly");
-      expect(a).toBeInstanceOf(Float32Array);
-      expect(a.length).toBe(64);
-      const norm = Math.hypot(...a);
-      expect(norm).toBeCloseTo(1, 4);
-      expect(Array.from(b)).toEqual(Array.from(a));
-      const dot = a.reduce((s, v, i) => s + v * c[i], 0);
-      expect(dot).toBeLessThan(0.9999);
-      const raw = await ctx.embed("The cat sat on the mat", { normalize: false });
-      expect(Math.hypot(...raw)).not.toBeCloseTo(1, 3);
-    }, { embeddings: true });
+    await withContext(
+      async (ctx) => {
+        const a = await ctx.embed("The cat sat on the mat");
+        const b = await ctx.embed("The cat sat on the mat");
+        const c = await ctx.embed("Spaceships fly to distant stars quickly");
+        expect(a).toBeInstanceOf(Float32Array);
+        expect(a.length).toBe(64);
+        const norm = Math.hypot(...a);
+        expect(norm).toBeCloseTo(1, 4);
+        expect(Array.from(b)).toEqual(Array.from(a));
+        const dot = a.reduce((s, v, i) => s + v * c[i], 0);
+        expect(dot).toBeLessThan(0.9999);
+        const raw = await ctx.embed("The cat sat on the mat", { normalize: false });
+        expect(Math.hypot(...raw)).not.toBeCloseTo(1, 3);
+      },
+      { embeddings: true },
+    );
   });
 
   it("a non-embedding context refuses embed()", async () => {

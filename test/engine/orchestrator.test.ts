@@ -1,6 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GenaiError, LlamaModel } from "../../lib/index";
-import { ManagedDiffusion, ManagedLlama, Orchestrator, estimateLlamaFromMetadata, fitLlamaParams, measureLlamaMemory, type Holding, type ManagedResource, type OffloadEvent, type Residency } from "../../lib/orchestrator/index";
+import {
+  ManagedDiffusion,
+  ManagedLlama,
+  Orchestrator,
+  estimateLlamaFromMetadata,
+  fitLlamaParams,
+  measureLlamaMemory,
+  type Holding,
+  type ManagedResource,
+  type OffloadEvent,
+  type Residency,
+} from "../../lib/orchestrator/index";
 import { storiesPath, THREADS } from "../helpers";
 
 /** A test double of an engine resource (e.g. a diffusion model): holds `weights` bytes on `device` (default CPU) when resident. */
@@ -89,7 +100,8 @@ describe("ManagedLlama free/restore keeps the conversation token-exact", () => {
         expect(llm.savedStateBytes).toBeGreaterThan(0);
         const restores: number[] = [];
         orch.on("restore", (e) => restores.push(e.ms));
-        const t2 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.complete(P1 + t1.text + " Then", { temperature: 0, maxTokens: 60 }) }).promise;
+        const t2 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.complete(P1 + t1.text + " Then", { temperature: 0, maxTokens: 60 }) })
+          .promise;
         expect(restores).toHaveLength(1);
         expect(llm.residency).toBe("resident");
         expect(t2.text).toBe(baseline.turn2);
@@ -135,7 +147,9 @@ describe("Orchestrator with real LLMs under an artificial budget", () => {
     expect(byMetadata.kv).toBe(kvActual); // the KV formula is exact
     const weightsActual = measured.reduce((s, d) => s + d.model, 0);
     expect(Math.abs(byMetadata.weights - weightsActual) / weightsActual).toBeLessThan(0.05);
-    console.log(`estimate error: no-alloc measurement ${(((estimated - actual) / actual) * 100).toFixed(2)} %; metadata formula total ${(((byMetadata.total - measuredTotal) / measuredTotal) * 100).toFixed(1)} % (weights ${(((byMetadata.weights - weightsActual) / weightsActual) * 100).toFixed(2)} %, KV 0 %)`);
+    console.log(
+      `estimate error: no-alloc measurement ${(((estimated - actual) / actual) * 100).toFixed(2)} %; metadata formula total ${(((byMetadata.total - measuredTotal) / measuredTotal) * 100).toFixed(1)} % (weights ${(((byMetadata.weights - weightsActual) / weightsActual) * 100).toFixed(2)} %, KV 0 %)`,
+    );
     orch.dispose();
     await llmA.free("unloaded");
   });
@@ -150,10 +164,12 @@ describe("Orchestrator with real LLMs under an artificial budget", () => {
     orch.on("offload", (e: OffloadEvent) => offloads.push(e));
     try {
       const a1 = await orch.submit({ kind: "llm", resource: llmA, run: () => llmA.context.complete(P1, { temperature: 0, maxTokens: 40 }) }).promise;
-      const b1 = await orch.submit({ kind: "llm", resource: llmB, run: () => llmB.context.complete("The sun was shining.", { temperature: 0, maxTokens: 40 }) }).promise;
+      const b1 = await orch.submit({ kind: "llm", resource: llmB, run: () => llmB.context.complete("The sun was shining.", { temperature: 0, maxTokens: 40 }) })
+        .promise;
       expect(offloads.map((e) => `${e.resource}:${e.level}`)).toEqual(["A:contextFreed"]); // the context alone made room
       expect(llmA.residency).toBe("contextFreed");
-      const a2 = await orch.submit({ kind: "llm", resource: llmA, run: () => llmA.context.complete(P1 + a1.text + " Then", { temperature: 0, maxTokens: 40 }) }).promise;
+      const a2 = await orch.submit({ kind: "llm", resource: llmA, run: () => llmA.context.complete(P1 + a1.text + " Then", { temperature: 0, maxTokens: 40 }) })
+        .promise;
       expect(offloads.map((e) => `${e.resource}:${e.level}`)).toEqual(["A:contextFreed", "B:contextFreed"]);
       expect(llmB.residency).toBe("contextFreed");
       // what A would have said without any of this
@@ -201,7 +217,8 @@ describe("Orchestrator with real LLMs under an artificial budget", () => {
       expect(after.filter((e) => e.startsWith("offload") || e.startsWith("restore"))).toEqual(["offload sd unloaded", "restore A"]);
       expect(llm.residency).toBe("resident");
       expect(orch.registry.get(job.id)?.status).toBe("done");
-      const t2 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.complete(P1 + t1.text + " Then", { temperature: 0, maxTokens: 30 }) }).promise;
+      const t2 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.complete(P1 + t1.text + " Then", { temperature: 0, maxTokens: 30 }) })
+        .promise;
       expect(t2.timings.reusedTokens).toBeGreaterThan(10);
     } finally {
       orch.dispose();
@@ -282,7 +299,9 @@ describe("Orchestrator eviction order and limits (test doubles)", () => {
     }).promise;
     expect(seen).toBe(300);
     expect(orch.ledger().find((d) => d.device === "CPU")!.used).toBe(0);
-    await expect(orch.submit({ kind: "t", memory: [{ device: "CPU", kind: "compute", bytes: 2000 }], run: async () => undefined }).promise).rejects.toMatchObject({ code: "OUT_OF_MEMORY" });
+    await expect(
+      orch.submit({ kind: "t", memory: [{ device: "CPU", kind: "compute", bytes: 2000 }], run: async () => undefined }).promise,
+    ).rejects.toMatchObject({ code: "OUT_OF_MEMORY" });
     orch.dispose();
   });
 
@@ -291,12 +310,47 @@ describe("Orchestrator eviction order and limits (test doubles)", () => {
     const order: string[] = [];
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const first = orch.submit({ kind: "t", engine: "e", run: async () => { order.push("first"); await gate; } });
+    const first = orch.submit({
+      kind: "t",
+      engine: "e",
+      run: async () => {
+        order.push("first");
+        await gate;
+      },
+    });
     await new Promise((r) => setTimeout(r, 5)); // first is running; the rest queue behind it
-    const bg = orch.submit({ kind: "t", engine: "e", priority: "background", run: async () => { order.push("bg"); } });
-    const inter = orch.submit({ kind: "t", engine: "e", priority: "interactive", run: async () => { order.push("inter"); } });
-    const imm = orch.submit({ kind: "t", engine: "e", priority: "immediate", run: async () => { order.push("imm"); } });
-    const dropped = orch.submit({ kind: "t", engine: "e", priority: "immediate", run: async () => { order.push("dropped"); } });
+    const bg = orch.submit({
+      kind: "t",
+      engine: "e",
+      priority: "background",
+      run: async () => {
+        order.push("bg");
+      },
+    });
+    const inter = orch.submit({
+      kind: "t",
+      engine: "e",
+      priority: "interactive",
+      run: async () => {
+        order.push("inter");
+      },
+    });
+    const imm = orch.submit({
+      kind: "t",
+      engine: "e",
+      priority: "immediate",
+      run: async () => {
+        order.push("imm");
+      },
+    });
+    const dropped = orch.submit({
+      kind: "t",
+      engine: "e",
+      priority: "immediate",
+      run: async () => {
+        order.push("dropped");
+      },
+    });
     await new Promise((r) => setTimeout(r, 10));
     expect(dropped.position()).toBe(1);
     dropped.cancel();
@@ -359,7 +413,15 @@ describe("ManagedDiffusion with the orchestrator (engine test double)", () => {
     const engine = {
       available: true,
       async load() {
-        return { samplers: ["euler"], schedulers: ["discrete"], memoryBytes: { CPU: 100, Fake0: 1134 }, async generate() { return []; }, dispose() {} };
+        return {
+          samplers: ["euler"],
+          schedulers: ["discrete"],
+          memoryBytes: { CPU: 100, Fake0: 1134 },
+          async generate() {
+            return [];
+          },
+          dispose() {},
+        };
       },
     };
     try {
@@ -398,7 +460,12 @@ describe("ManagedDiffusion with the orchestrator (engine test double)", () => {
           schedulers: ["discrete"],
           memoryBytes: { [dev]: fs.statSync(weightsFile).size },
           async generate(p: { width: number; height: number; seed: number; count: number }) {
-            return Array.from({ length: p.count }, (_, i) => ({ data: new Uint8Array(p.width * p.height * 3).fill(p.seed + i), width: p.width, height: p.height, channels: 3 as const }));
+            return Array.from({ length: p.count }, (_, i) => ({
+              data: new Uint8Array(p.width * p.height * 3).fill(p.seed + i),
+              width: p.width,
+              height: p.height,
+              channels: 3 as const,
+            }));
           },
           dispose() {},
         };
@@ -414,7 +481,11 @@ describe("ManagedDiffusion with the orchestrator (engine test double)", () => {
     orch.on("offload", (e: OffloadEvent) => offloads.push(`${e.resource}:${e.level}`));
     try {
       const t1 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.complete(P1, { temperature: 0, maxTokens: 30 }) }).promise;
-      const images = await orch.submit({ kind: "image", resource: sd, run: () => sd.model.generate({ prompt: "a dog", width: 64, height: 64, steps: 2, count: 2, seed: 5 }).done }).promise;
+      const images = await orch.submit({
+        kind: "image",
+        resource: sd,
+        run: () => sd.model.generate({ prompt: "a dog", width: 64, height: 64, steps: 2, count: 2, seed: 5 }).done,
+      }).promise;
       expect(images.map((i) => i.seed)).toEqual([5, 6]);
       expect(loads).toBe(1);
       expect(offloads[0]).toBe("llm:contextFreed");
@@ -422,7 +493,8 @@ describe("ManagedDiffusion with the orchestrator (engine test double)", () => {
       expect(offloads).toContain("sd:unloaded");
       expect(llm.residency).toBe("resident");
       expect(sd.residency).toBe("unloaded");
-      const t2 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.complete(P1 + t1.text + " Then", { temperature: 0, maxTokens: 10 }) }).promise;
+      const t2 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.complete(P1 + t1.text + " Then", { temperature: 0, maxTokens: 10 }) })
+        .promise;
       expect(t2.timings.reusedTokens).toBeGreaterThan(10);
     } finally {
       orch.dispose();

@@ -22,7 +22,10 @@ describe("package entry points", () => {
   });
 
   it("loads with require (CommonJS) by package name", () => {
-    const r = node(["-e", "const g = require('genai-native'); const v = g.versions(); console.log(JSON.stringify({ fn: typeof g.LlamaModel.load, ggml: v.ggml, commit: v.llamaCppCommit }))"]);
+    const r = node([
+      "-e",
+      "const g = require('genai-native'); const v = g.versions(); console.log(JSON.stringify({ fn: typeof g.LlamaModel.load, ggml: v.ggml, commit: v.llamaCppCommit }))",
+    ]);
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.fn).toBe("function");
@@ -31,7 +34,11 @@ describe("package entry points", () => {
   });
 
   it("loads with import (ESM), sharing the same classes", () => {
-    const r = node(["--input-type=module", "-e", "import { LlamaModel, GenaiError } from 'genai-native'; import { createRequire } from 'node:module'; const cjs = createRequire(import.meta.url)('genai-native'); console.log(LlamaModel === cjs.LlamaModel && GenaiError === cjs.GenaiError)"]);
+    const r = node([
+      "--input-type=module",
+      "-e",
+      "import { LlamaModel, GenaiError } from 'genai-native'; import { createRequire } from 'node:module'; const cjs = createRequire(import.meta.url)('genai-native'); console.log(LlamaModel === cjs.LlamaModel && GenaiError === cjs.GenaiError)",
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe("true");
   });
@@ -73,7 +80,6 @@ describe("package entry points", () => {
     const bad = node([cli, "image", "--model", "x.gguf", "--size", "big", "a cat"]);
     expect(bad.stderr).toMatch(/INVALID_ARGUMENT/);
   });
-
 });
 
 describe("Electron packaging", () => {
@@ -90,12 +96,16 @@ describe("Electron packaging", () => {
       // the addon with its shared libraries and backend modules, as a packager unpacks them
       const release = path.join(root, "build", "Release");
       for (const f of fs.readdirSync(release)) {
-        if (/\.(node|so|dll|dylib)(\.\d+)*$/.test(f) && fs.statSync(path.join(release, f)).isFile()) fs.copyFileSync(path.join(release, f), path.join(unpacked, "build", "Release", f));
+        if (/\.(node|so|dll|dylib)(\.\d+)*$/.test(f) && fs.statSync(path.join(release, f)).isFile())
+          fs.copyFileSync(path.join(release, f), path.join(unpacked, "build", "Release", f));
       }
       expect(addonRoot(packed)).toBe(unpacked);
       expect(addonRoot(root)).toBe(root);
       // node-gyp-build finds and loads the unpacked binary
-      const r = node(["-e", `const b = require(${JSON.stringify(require.resolve("node-gyp-build"))}); const p = b.resolve(${JSON.stringify(unpacked)}); const a = require(p); console.log(JSON.stringify({ p, dir: a.addonDir, cpu: a.backendModules()[0].path, ggml: a.versions().ggml }))`]);
+      const r = node([
+        "-e",
+        `const b = require(${JSON.stringify(require.resolve("node-gyp-build"))}); const p = b.resolve(${JSON.stringify(unpacked)}); const a = require(p); console.log(JSON.stringify({ p, dir: a.addonDir, cpu: a.backendModules()[0].path, ggml: a.versions().ggml }))`,
+      ]);
       expect(r.status, r.stderr).toBe(0);
       const out = JSON.parse(r.stdout);
       expect(out.p.startsWith(unpacked)).toBe(true);

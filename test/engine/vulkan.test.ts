@@ -40,7 +40,8 @@ describe.skipIf(!has)(title, () => {
     const cpu = await run("cpu");
     const vk = await run("vulkan");
     for (let i = 0; i < texts.length; i++) {
-      const a = cpu.vectors[i], b = vk.vectors[i];
+      const a = cpu.vectors[i],
+        b = vk.vectors[i];
       expect(b.length).toBe(a.length);
       let dot = 0;
       for (let j = 0; j < a.length; j++) dot += a[j] * b[j]; // both L2-normalized

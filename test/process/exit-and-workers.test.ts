@@ -45,7 +45,9 @@ describe("worker_threads and exit", () => {
   });
 
   it("the process exits cleanly with models loaded and a generation running", () => {
-    const r = node(["-e", `
+    const r = node([
+      "-e",
+      `
       const g = require('genai-native');
       (async () => {
         const m = await g.LlamaModel.load(await g.resolveModel(undefined, { download: false }));
@@ -53,7 +55,8 @@ describe("worker_threads and exit", () => {
         const s = c.generate('Once upon a time', { maxTokens: 1900, ignoreEos: true });
         let n = 0;
         for await (const _ of s) if (++n === 5) { console.log('exiting'); process.exit(0); }
-      })();`]);
+      })();`,
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe("exiting");
   });

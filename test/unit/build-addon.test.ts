@@ -9,7 +9,12 @@ import { tempDir } from "../helpers";
 const root = path.resolve(__dirname, "..", "..");
 const run = (env: Record<string, string>) => {
   const before = fs.existsSync(path.join(root, "build", "genai-defines.json")) ? fs.readFileSync(path.join(root, "build", "genai-defines.json"), "utf8") : null;
-  const r = spawnSync(process.execPath, [path.join(root, "scripts", "build-addon.mjs")], { cwd: root, env: { ...process.env, ...env }, encoding: "utf8", timeout: 120_000 });
+  const r = spawnSync(process.execPath, [path.join(root, "scripts", "build-addon.mjs")], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    encoding: "utf8",
+    timeout: 120_000,
+  });
   const after = fs.existsSync(path.join(root, "build", "genai-defines.json")) ? fs.readFileSync(path.join(root, "build", "genai-defines.json"), "utf8") : null;
   return { status: r.status, out: r.stdout + r.stderr, configured: before !== after };
 };

@@ -2,7 +2,16 @@
 // (the real engine's tests: diffusion-engine.test.ts).
 import zlib from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { DiffusionModel, encodePng, type DiffusionEngine, type EngineEvent, type EngineGenerateParams, type EngineModel, type ImageProgress, type RawImage } from "../../lib/diffusion/index";
+import {
+  DiffusionModel,
+  encodePng,
+  type DiffusionEngine,
+  type EngineEvent,
+  type EngineGenerateParams,
+  type EngineModel,
+  type ImageProgress,
+  type RawImage,
+} from "../../lib/diffusion/index";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -71,7 +80,9 @@ function fakeEngine(model = new FakeModel()): DiffusionEngine & { model: FakeMod
 function decodePng(png: Buffer): { width: number; height: number; channels: number; data: Buffer } {
   expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true);
   let off = 8;
-  let width = 0, height = 0, channels = 0;
+  let width = 0,
+    height = 0,
+    channels = 0;
   const idat: Buffer[] = [];
   while (off < png.length) {
     const len = png.readUInt32BE(off);
@@ -189,8 +200,12 @@ describe("image jobs (test double engine)", () => {
     await sd.generate({ prompt: "x", width: 64, height: 64, steps: 1, initImage: init }).done;
     expect(eng.model.calls[0].strength).toBe(0.75);
     expect(eng.model.calls[0].initImage).toBe(init);
-    expect(() => sd.generate({ prompt: "x", width: 64, height: 64, initImage: { ...init, width: 32 } })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
-    expect(() => sd.generate({ prompt: "x", width: 64, height: 64, initImage: { ...init, data: new Uint8Array(5) } })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => sd.generate({ prompt: "x", width: 64, height: 64, initImage: { ...init, width: 32 } })).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+    );
+    expect(() => sd.generate({ prompt: "x", width: 64, height: 64, initImage: { ...init, data: new Uint8Array(5) } })).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+    );
     expect(() => sd.generate({ prompt: "x", width: 64, height: 64, mask: init })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
   });
 
@@ -224,9 +239,20 @@ describe("image jobs (test double engine)", () => {
     const j1 = a.generate({ prompt: "x", width: 64, height: 64, steps: 3, count: 2 });
     const j2 = b.generate({ prompt: "x", width: 64, height: 64, steps: 5, count: 1 });
     const j3 = a.generate({ prompt: "x", width: 64, height: 64, steps: 2, count: 1 });
-    j1.on("progress", (p: ImageProgress) => { expect(p.steps).toBe(3); expect(p.imageCount).toBe(2); });
-    j2.on("progress", (p: ImageProgress) => { expect(p.steps).toBe(5); expect(p.imageCount).toBe(1); });
-    for (const [name, j] of [["j1", j1], ["j2", j2], ["j3", j3]] as const) void j.done.then(() => order.push(name));
+    j1.on("progress", (p: ImageProgress) => {
+      expect(p.steps).toBe(3);
+      expect(p.imageCount).toBe(2);
+    });
+    j2.on("progress", (p: ImageProgress) => {
+      expect(p.steps).toBe(5);
+      expect(p.imageCount).toBe(1);
+    });
+    for (const [name, j] of [
+      ["j1", j1],
+      ["j2", j2],
+      ["j3", j3],
+    ] as const)
+      void j.done.then(() => order.push(name));
     expect(j2.status).toBe("pending");
     await Promise.all([j1.done, j2.done, j3.done]);
     expect(order).toEqual(["j1", "j2", "j3"]);

@@ -4,14 +4,7 @@ import path from "node:path";
 import crypto from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { gguf } from "@huggingface/gguf";
-import {
-  SD_PRESETS,
-  generateRandomSd15Model,
-  randomSd15ModelBytes,
-  sd1TensorPlan,
-  sdParameterCount,
-  validateSdShape,
-} from "../../lib/tools";
+import { SD_PRESETS, generateRandomSd15Model, randomSd15ModelBytes, sd1TensorPlan, sdParameterCount, validateSdShape } from "../../lib/tools";
 import { runCli } from "../../lib/tools/gen-sd-model";
 
 // Expectations are written out independently of the generator: tensor names and

@@ -19,7 +19,12 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "genai-platform-pkgs-"));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function npm(args: string[], cwd: string): string {
-  return execFileSync(process.platform === "win32" ? "npm.cmd" : "npm", args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], shell: process.platform === "win32" });
+  return execFileSync(process.platform === "win32" ? "npm.cmd" : "npm", args, {
+    cwd,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+    shell: process.platform === "win32",
+  });
 }
 
 /** <platform>-<arch>[-<gpu>] */
@@ -30,7 +35,9 @@ function parse(folder: string): { platform: string; arch: string; gpu?: string }
 
 describe("platform packages (npm/)", () => {
   it("cover the main platforms and the opt-in CUDA modules", () => {
-    expect(folders).toEqual(expect.arrayContaining(["linux-x64", "linux-arm64", "darwin-arm64", "darwin-x64", "win32-x64", "linux-x64-cuda", "win32-x64-cuda"]));
+    expect(folders).toEqual(
+      expect.arrayContaining(["linux-x64", "linux-arm64", "darwin-arm64", "darwin-x64", "win32-x64", "linux-x64-cuda", "win32-x64-cuda"]),
+    );
   });
 
   it.each(folders)("%s: name, version, os/cpu/libc, files", (folder) => {
@@ -65,7 +72,9 @@ describe("platform packages (npm/)", () => {
     expect(list()).toEqual(["package.json", ...extras].sort());
 
     const ext = platform === "win32" ? "dll" : platform === "darwin" ? "dylib" : "so";
-    const fake = gpu ? [`${platform === "win32" ? "" : "lib"}ggml-${gpu}.${ext}`] : [`genai-native.napi${platform === "linux" ? ".glibc" : ""}.node`, `${platform === "win32" ? "" : "lib"}ggml-base.${ext}`];
+    const fake = gpu
+      ? [`${platform === "win32" ? "" : "lib"}ggml-${gpu}.${ext}`]
+      : [`genai-native.napi${platform === "linux" ? ".glibc" : ""}.node`, `${platform === "win32" ? "" : "lib"}ggml-base.${ext}`];
     const dest = path.join(copy, "prebuilds", `${platform}-${arch}`);
     fs.mkdirSync(dest, { recursive: true });
     for (const f of fake) fs.writeFileSync(path.join(dest, f), "fake");
@@ -78,7 +87,9 @@ describe("platform packages (npm/)", () => {
 
   it("pack:platforms writes genai-native's tarball with them as optionalDependencies and no binaries", () => {
     const out = path.join(tmp, "out");
-    const res = JSON.parse(execFileSync(process.execPath, [path.join(root, "scripts", "pack-platforms.mjs"), "--root-only", "--out", out], { cwd: root, encoding: "utf8" }));
+    const res = JSON.parse(
+      execFileSync(process.execPath, [path.join(root, "scripts", "pack-platforms.mjs"), "--root-only", "--out", out], { cwd: root, encoding: "utf8" }),
+    );
     expect(path.basename(res.root)).toBe(`genai-native-${rootPkg.version}.tgz`);
     const unpacked = path.join(tmp, "unpacked");
     fs.mkdirSync(unpacked);
@@ -88,7 +99,14 @@ describe("platform packages (npm/)", () => {
     expect(pkg.optionalDependencies).toEqual(expected);
     expect(pkg.scripts.install).toBe(rootPkg.scripts.install);
     expect(fs.existsSync(path.join(unpacked, "package", "prebuilds"))).toBe(false);
-    for (const f of ["dist/cjs/index.js", "dist/cjs/binding/install-help.js", "scripts/install.mjs", "scripts/build-addon.mjs", "CMakeLists.txt", "llama-source.json"])
+    for (const f of [
+      "dist/cjs/index.js",
+      "dist/cjs/binding/install-help.js",
+      "scripts/install.mjs",
+      "scripts/build-addon.mjs",
+      "CMakeLists.txt",
+      "llama-source.json",
+    ])
       expect(fs.existsSync(path.join(unpacked, "package", f)), f).toBe(true);
   });
 });

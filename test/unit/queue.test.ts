@@ -28,10 +28,32 @@ describe("JobQueue: order", () => {
     const q = new JobQueue();
     const order: string[] = [];
     const g = gate();
-    const first = q.enqueue({ engine: "e", run: async () => { order.push("first"); await g.p; } });
+    const first = q.enqueue({
+      engine: "e",
+      run: async () => {
+        order.push("first");
+        await g.p;
+      },
+    });
     await tick();
-    const specs: [string, Priority][] = [["b1", "background"], ["i1", "interactive"], ["p1", "preload"], ["im1", "immediate"], ["i2", "interactive"], ["b2", "background"], ["im2", "immediate"]];
-    const jobs = specs.map(([name, priority]) => q.enqueue({ engine: "e", priority, run: async () => { order.push(name); } }));
+    const specs: [string, Priority][] = [
+      ["b1", "background"],
+      ["i1", "interactive"],
+      ["p1", "preload"],
+      ["im1", "immediate"],
+      ["i2", "interactive"],
+      ["b2", "background"],
+      ["im2", "immediate"],
+    ];
+    const jobs = specs.map(([name, priority]) =>
+      q.enqueue({
+        engine: "e",
+        priority,
+        run: async () => {
+          order.push(name);
+        },
+      }),
+    );
     expect(jobs.map((j) => j.position())).toEqual([5, 2, 4, 0, 3, 6, 1]);
     expect(first.position()).toBe(-1); // running
     expect(q.pending()).toBe(7);
@@ -44,7 +66,16 @@ describe("JobQueue: order", () => {
   it("is FIFO within a priority", async () => {
     const q = new JobQueue();
     const order: number[] = [];
-    const jobs = Array.from({ length: 20 }, (_, i) => q.enqueue({ engine: "e", priority: "preload", run: async () => { order.push(i); await tick(); } }));
+    const jobs = Array.from({ length: 20 }, (_, i) =>
+      q.enqueue({
+        engine: "e",
+        priority: "preload",
+        run: async () => {
+          order.push(i);
+          await tick();
+        },
+      }),
+    );
     expect(jobs.map((j) => j.position())).toEqual(Array.from({ length: 20 }, (_, i) => i));
     await q.onIdle();
     expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i));
@@ -53,7 +84,16 @@ describe("JobQueue: order", () => {
   it("never starts a job inside enqueue(); calls onStart just before run", async () => {
     const q = new JobQueue();
     const calls: string[] = [];
-    const job: QueuedJob<number> = q.enqueue({ engine: "e", onStart: () => { calls.push(`start:${job.status}`); }, run: async () => { calls.push("run"); return 7; } });
+    const job: QueuedJob<number> = q.enqueue({
+      engine: "e",
+      onStart: () => {
+        calls.push(`start:${job.status}`);
+      },
+      run: async () => {
+        calls.push("run");
+        return 7;
+      },
+    });
     expect(calls).toEqual([]);
     expect(job.status).toBe("pending");
     expect(q.pending()).toBe(1);
@@ -71,7 +111,13 @@ describe("JobQueue: ageing", () => {
     const blocker = gate();
     q.enqueue({ engine: "e", run: () => blocker.p });
     await tick();
-    q.enqueue({ engine: "e", priority: "background", run: async () => { order.push("bg"); } });
+    q.enqueue({
+      engine: "e",
+      priority: "background",
+      run: async () => {
+        order.push("bg");
+      },
+    });
     const next = (i: number) =>
       q.enqueue({
         engine: "e",
@@ -146,11 +192,37 @@ describe("JobQueue: per-engine limits", () => {
     const q = new JobQueue({ limits: { llm: 1, diffusion: 1, embed: 2 } });
     const g = gate();
     const running: string[] = [];
-    q.enqueue({ engine: "llm", run: async () => { running.push("llm1"); await g.p; } });
+    q.enqueue({
+      engine: "llm",
+      run: async () => {
+        running.push("llm1");
+        await g.p;
+      },
+    });
     await tick(); // llm1 holds the llm engine's one slot
-    const llm2 = q.enqueue({ engine: "llm", priority: "immediate", run: async () => { running.push("llm2"); } });
-    const sd = q.enqueue({ engine: "diffusion", priority: "background", run: async () => { running.push("sd"); await g.p; } });
-    for (const n of ["e1", "e2", "e3"]) q.enqueue({ engine: "embed", run: async () => { running.push(n); await g.p; } });
+    const llm2 = q.enqueue({
+      engine: "llm",
+      priority: "immediate",
+      run: async () => {
+        running.push("llm2");
+      },
+    });
+    const sd = q.enqueue({
+      engine: "diffusion",
+      priority: "background",
+      run: async () => {
+        running.push("sd");
+        await g.p;
+      },
+    });
+    for (const n of ["e1", "e2", "e3"])
+      q.enqueue({
+        engine: "embed",
+        run: async () => {
+          running.push(n);
+          await g.p;
+        },
+      });
     await tick();
     expect([...running].sort()).toEqual(["e1", "e2", "llm1", "sd"]);
     expect(llm2.status).toBe("pending");
@@ -202,7 +274,13 @@ describe("JobQueue: cancellation", () => {
     q.enqueue({ engine: "e", run: () => g.p });
     await tick();
     let ran = false;
-    const a = q.enqueue({ engine: "e", run: async () => { ran = true; return "a"; } });
+    const a = q.enqueue({
+      engine: "e",
+      run: async () => {
+        ran = true;
+        return "a";
+      },
+    });
     const b = q.enqueue({ engine: "e", run: async () => "b" });
     const c = q.enqueue({ engine: "e", run: async () => "c" });
     expect([a.position(), b.position(), c.position()]).toEqual([0, 1, 2]);
@@ -250,7 +328,11 @@ describe("JobQueue: cancellation", () => {
   it("a cancelled run that resolves anyway is done with its result; one that fails otherwise is cancelled with its error", async () => {
     const q = new JobQueue({ limits: { e: Infinity } });
     const resolves = q.enqueue({ engine: "e", run: (signal) => new Promise((res) => signal.addEventListener("abort", () => res("partial"))) });
-    const throws = q.enqueue({ engine: "e", run: (signal) => new Promise((_, rej) => signal.addEventListener("abort", () => rej(Object.assign(new Error("decode interrupted"), { code: "BACKEND_ERROR" })))) });
+    const throws = q.enqueue({
+      engine: "e",
+      run: (signal) =>
+        new Promise((_, rej) => signal.addEventListener("abort", () => rej(Object.assign(new Error("decode interrupted"), { code: "BACKEND_ERROR" })))),
+    });
     await tick();
     resolves.cancel();
     throws.cancel();
@@ -265,10 +347,26 @@ describe("JobQueue: cancellation", () => {
     const q = new JobQueue();
     const ac = new AbortController();
     let aborted = false;
-    const running = q.enqueue({ engine: "e", signal: ac.signal, run: (s) => new Promise((_, rej) => s.addEventListener("abort", () => { aborted = true; rej(s.reason); })) });
+    const running = q.enqueue({
+      engine: "e",
+      signal: ac.signal,
+      run: (s) =>
+        new Promise((_, rej) =>
+          s.addEventListener("abort", () => {
+            aborted = true;
+            rej(s.reason);
+          }),
+        ),
+    });
     await tick();
     let ran = false;
-    const queued = q.enqueue({ engine: "e", signal: ac.signal, run: async () => { ran = true; } });
+    const queued = q.enqueue({
+      engine: "e",
+      signal: ac.signal,
+      run: async () => {
+        ran = true;
+      },
+    });
     expect(queued.position()).toBe(0);
     ac.abort(new Error("timeout"));
     expect(queued.status).toBe("cancelled");
@@ -284,7 +382,13 @@ describe("JobQueue: cancellation", () => {
   it("an already-aborted signal rejects at once and never runs", async () => {
     const q = new JobQueue();
     let ran = false;
-    const job = q.enqueue({ engine: "e", signal: AbortSignal.abort(), run: async () => { ran = true; } });
+    const job = q.enqueue({
+      engine: "e",
+      signal: AbortSignal.abort(),
+      run: async () => {
+        ran = true;
+      },
+    });
     expect(job.status).toBe("cancelled");
     expect(job.position()).toBe(-1);
     expect(q.pending()).toBe(0);
@@ -309,7 +413,12 @@ describe("JobQueue: cancellation", () => {
     let bRan = false;
     let b!: QueuedJob<void>;
     const a = q.enqueue({ engine: "e", run: async () => b.cancel() });
-    b = q.enqueue({ engine: "e", run: async () => { bRan = true; } });
+    b = q.enqueue({
+      engine: "e",
+      run: async () => {
+        bRan = true;
+      },
+    });
     await a.promise;
     await expect(b.promise).rejects.toMatchObject({ code: "ABORTED" });
     expect(bRan).toBe(false);
@@ -319,7 +428,13 @@ describe("JobQueue: cancellation", () => {
   it("cancelAll cancels queued jobs and signals running ones", async () => {
     const q = new JobQueue();
     let signal!: AbortSignal;
-    const r = q.enqueue({ engine: "e", run: (s) => { signal = s; return new Promise((_, rej) => s.addEventListener("abort", () => rej(s.reason))); } });
+    const r = q.enqueue({
+      engine: "e",
+      run: (s) => {
+        signal = s;
+        return new Promise((_, rej) => s.addEventListener("abort", () => rej(s.reason)));
+      },
+    });
     await tick();
     const p1 = q.enqueue({ engine: "e", run: async () => 1 });
     const p2 = q.enqueue({ engine: "other", priority: "background", run: () => new Promise(() => undefined) });
@@ -344,8 +459,18 @@ describe("JobQueue: cancellation", () => {
       q.enqueue({ engine: "e", run: () => g.p });
       q.enqueue({ engine: "e", run: async () => 1 }).cancel();
       q.enqueue({ engine: "e", signal: AbortSignal.abort(), run: async () => 1 });
-      q.enqueue({ engine: "x", run: async () => { throw new Error("nobody listens"); } });
-      q.enqueue({ engine: "y", run: () => { throw new Error("sync throw"); } });
+      q.enqueue({
+        engine: "x",
+        run: async () => {
+          throw new Error("nobody listens");
+        },
+      });
+      q.enqueue({
+        engine: "y",
+        run: () => {
+          throw new Error("sync throw");
+        },
+      });
       g.open();
       await q.onIdle();
       for (let i = 0; i < 5; i++) await tick();
@@ -361,7 +486,13 @@ describe("JobQueue: status, errors, onIdle", () => {
     let now = 1000;
     const q = new JobQueue({ now: () => now });
     const g = gate();
-    const job = q.enqueue({ engine: "e", run: async () => { await g.p; return { ok: true }; } });
+    const job = q.enqueue({
+      engine: "e",
+      run: async () => {
+        await g.p;
+        return { ok: true };
+      },
+    });
     const trail = statuses(job);
     expect(job.enqueuedAt).toBe(1000);
     now = 1500;
@@ -379,8 +510,18 @@ describe("JobQueue: status, errors, onIdle", () => {
 
   it("a failing run gives status error with a typed error (sync throws too)", async () => {
     const q = new JobQueue({ limits: { e: 2 } });
-    const async_ = q.enqueue({ engine: "e", run: async () => { throw Object.assign(new Error("boom"), { code: "OUT_OF_MEMORY" }); } });
-    const sync = q.enqueue({ engine: "e", run: () => { throw new Error("plain"); } });
+    const async_ = q.enqueue({
+      engine: "e",
+      run: async () => {
+        throw Object.assign(new Error("boom"), { code: "OUT_OF_MEMORY" });
+      },
+    });
+    const sync = q.enqueue({
+      engine: "e",
+      run: () => {
+        throw new Error("plain");
+      },
+    });
     const trail = statuses(async_);
     await expect(async_.promise).rejects.toMatchObject({ name: "GenaiError", code: "OUT_OF_MEMORY", message: "boom" });
     expect(async_.status).toBe("error");
@@ -388,7 +529,12 @@ describe("JobQueue: status, errors, onIdle", () => {
     await expect(sync.promise).rejects.toMatchObject({ code: "BACKEND_ERROR", message: "plain" });
     expect(sync.status).toBe("error");
     // a run that gives up with ABORTED on its own counts as cancelled
-    const gaveUp = q.enqueue({ engine: "e", run: async () => { throw new GenaiError("ABORTED", "timeout"); } });
+    const gaveUp = q.enqueue({
+      engine: "e",
+      run: async () => {
+        throw new GenaiError("ABORTED", "timeout");
+      },
+    });
     await gaveUp.promise.catch(() => undefined);
     expect(gaveUp.status).toBe("cancelled");
   });
@@ -396,7 +542,15 @@ describe("JobQueue: status, errors, onIdle", () => {
   it("onStart throwing fails the job without calling run", async () => {
     const q = new JobQueue();
     let ran = false;
-    const job = q.enqueue({ engine: "e", onStart: () => { throw new GenaiError("OUT_OF_MEMORY", "no room"); }, run: async () => { ran = true; } });
+    const job = q.enqueue({
+      engine: "e",
+      onStart: () => {
+        throw new GenaiError("OUT_OF_MEMORY", "no room");
+      },
+      run: async () => {
+        ran = true;
+      },
+    });
     await expect(job.promise).rejects.toMatchObject({ code: "OUT_OF_MEMORY" });
     expect(ran).toBe(false);
     expect(q.running()).toBe(0);
@@ -407,7 +561,9 @@ describe("JobQueue: status, errors, onIdle", () => {
     try {
       const q = new JobQueue();
       const job = q.enqueue({ engine: "e", run: async () => 3 });
-      job.onStatus(() => { throw new Error("listener bug"); });
+      job.onStatus(() => {
+        throw new Error("listener bug");
+      });
       expect(await job.promise).toBe(3);
       expect(warn).toHaveBeenCalled();
       expect(q.running()).toBe(0);

@@ -242,7 +242,12 @@ describe("JobRegistry: bounds", () => {
     expect(resultSize(new ArrayBuffer(5))).toBe(5);
     expect(resultSize("héllo")).toBe(6);
     expect(resultSize({ text: "abc", tokens: 12, stopReason: "eos" })).toBe(3 + 8 + 3);
-    expect(resultSize([{ png: Buffer.alloc(1000), width: 64, height: 64, seed: 1 }, { png: Buffer.alloc(500), width: 64, height: 64, seed: 2 }])).toBe(1500 + 6 * 8);
+    expect(
+      resultSize([
+        { png: Buffer.alloc(1000), width: 64, height: 64, seed: 1 },
+        { png: Buffer.alloc(500), width: 64, height: 64, seed: 2 },
+      ]),
+    ).toBe(1500 + 6 * 8);
     const shared = Buffer.alloc(10);
     expect(resultSize({ a: shared, b: shared })).toBe(10);
     const cyclic: Record<string, unknown> = { s: "ab" };
@@ -254,7 +259,11 @@ describe("JobRegistry: bounds", () => {
     const r = reg.create("t");
     reg.update(r.id, { status: "done", result: { n: 1234 } });
     expect(reg.resultBytes).toBe(1234);
-    const fallback = manual({ sizeOf: () => { throw new Error("bad measure"); } }).reg;
+    const fallback = manual({
+      sizeOf: () => {
+        throw new Error("bad measure");
+      },
+    }).reg;
     const f = fallback.create("t");
     fallback.update(f.id, { status: "done", result: "abcd" });
     expect(fallback.resultBytes).toBe(4);
@@ -267,7 +276,13 @@ describe("JobRegistry: track()", () => {
     const q = new JobQueue({ now: () => now });
     const reg = new JobRegistry({ sweepIntervalMs: 0, now: () => now });
     const g = gate();
-    const job = q.enqueue({ engine: "e", run: async () => { await g.p; return Buffer.alloc(10); } });
+    const job = q.enqueue({
+      engine: "e",
+      run: async () => {
+        await g.p;
+        return Buffer.alloc(10);
+      },
+    });
     const rec = reg.track(job, "image");
     expect(rec).toMatchObject({ id: job.id, kind: "image", status: "pending" });
     now = 6000;
@@ -289,7 +304,13 @@ describe("JobRegistry: track()", () => {
     const q = new JobQueue();
     const reg = new JobRegistry({ sweepIntervalMs: 0 });
     const g = gate();
-    const failed = q.enqueue({ engine: "e", run: async () => { await g.p; throw new GenaiError("OUT_OF_MEMORY", "does not fit"); } });
+    const failed = q.enqueue({
+      engine: "e",
+      run: async () => {
+        await g.p;
+        throw new GenaiError("OUT_OF_MEMORY", "does not fit");
+      },
+    });
     const queued = q.enqueue({ engine: "e", run: async () => 1 });
     reg.track(failed, "llm.complete");
     reg.track(queued, "llm.complete");
@@ -321,7 +342,13 @@ describe("JobRegistry: track()", () => {
     expect(reg.track(pre, "t")).toMatchObject({ status: "cancelled", error: { code: "ABORTED" } });
 
     const g = gate();
-    const job = q.enqueue({ engine: "e", run: async () => { await g.p; return "late"; } });
+    const job = q.enqueue({
+      engine: "e",
+      run: async () => {
+        await g.p;
+        return "late";
+      },
+    });
     reg.track(job, "t");
     await tick();
     expect(reg.remove(job.id)).toBe(true);

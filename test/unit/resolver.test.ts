@@ -31,9 +31,13 @@ describe("model resolver", () => {
   it("falls back to the cache dir, then fails without download", async () => {
     const cache = path.join(tmp.dir, "cache");
     fs.mkdirSync(cache);
-    await expect(resolveModel(undefined, { modelsDir: path.join(tmp.dir, "none"), cacheDir: cache, download: false })).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
+    await expect(resolveModel(undefined, { modelsDir: path.join(tmp.dir, "none"), cacheDir: cache, download: false })).rejects.toMatchObject({
+      code: "MODEL_NOT_FOUND",
+    });
     fs.copyFileSync(await resolveModel(undefined, { download: false }), path.join(cache, DEFAULT_MODEL.file));
-    expect(await resolveModel(undefined, { modelsDir: path.join(tmp.dir, "none"), cacheDir: cache, download: false })).toBe(path.join(cache, DEFAULT_MODEL.file));
+    expect(await resolveModel(undefined, { modelsDir: path.join(tmp.dir, "none"), cacheDir: cache, download: false })).toBe(
+      path.join(cache, DEFAULT_MODEL.file),
+    );
   });
 
   describe("download (from a loopback server)", () => {

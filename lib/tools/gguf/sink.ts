@@ -2,7 +2,7 @@
  * Streaming of a GGUF file's data section (layout in ./format.ts): tensor
  * bytes in declaration order, each tensor zero-padded to the alignment.
  */
-import fs from "node:fs";
+import type fs from "node:fs";
 import { alignUp, type GgufTensorEntry } from "./format";
 
 /**

@@ -162,10 +162,7 @@ export class GgufWriter {
    * must hand exactly `tensor.nbytes` bytes to `write` (in any number of chunks).
    * @returns the file layout (sizes in bytes).
    */
-  async writeFile(
-    path: string,
-    produce: (tensor: GgufTensorEntry, write: (chunk: Uint8Array) => Promise<void>) => Promise<void> | void,
-  ): Promise<GgufLayout> {
+  async writeFile(path: string, produce: (tensor: GgufTensorEntry, write: (chunk: Uint8Array) => Promise<void>) => Promise<void> | void): Promise<GgufLayout> {
     const sink = await this.open(path);
     try {
       for (const t of this.tensorList) {
