@@ -11,7 +11,8 @@
  * optional. Every error the addon throws or rejects with is a GenaiError
  * (the class is handed to the addon by `Addon.init`).
  */
-import type { DeviceMemory } from "../llm/types";
+import type { EngineGenerateParams } from "../diffusion/engine";
+import type { CompletionResult, ContextInfo, DeviceMemory } from "../llm/types";
 import type { GenaiError, GenaiErrorCode } from "../errors";
 
 /** native/util/jobs.h CancelToken: a flag a native job polls. */
@@ -84,22 +85,11 @@ export interface GenerateParams {
   ignoreEos: boolean;
 }
 
-export interface GenerateResult {
-  text: string;
-  tokenCount: number;
-  stopReason: "eos" | "maxTokens" | "stop" | "aborted" | "contextFull";
-  timings: { promptTokens: number; reusedTokens: number; promptMs: number; generatedTokens: number; generationMs: number };
-}
+/** ContextHandle::Generate's result: the public CompletionResult as C++ builds it (generate.cpp ResultToJs). */
+export type GenerateResult = CompletionResult;
 
-export interface ContextInfo {
-  contextSize: number;
-  batchSize: number;
-  threads: number;
-  batchThreads: number;
-  embeddings: boolean;
-  kvTokens: number;
-  stateBytes: number;
-}
+/** ContextHandle::Info: the public ContextInfo. */
+export type { ContextInfo };
 
 /** native/llm/context.h ContextHandle. */
 export interface ContextHandle {
@@ -185,26 +175,12 @@ export interface DiffusionLoadParams {
   device: string;
 }
 
-/** DiffusionHandle::Generate's params; optional fields fall back to sd_img_gen_params_init(). */
-export interface DiffusionGenerateParams {
-  prompt: string;
-  negativePrompt: string;
-  width: number;
-  height: number;
-  steps: number;
-  cfgScale: number;
-  guidance?: number;
-  sampler: string;
-  scheduler: string;
-  seed: number;
-  count: number;
-  clipSkip?: number;
-  strength?: number;
-  initImage?: NativeImage;
-  mask?: NativeImage;
-  loras: { path: string; multiplier: number }[];
-  preview?: { mode: "proj" | "tae" | "vae"; intervalSteps: number };
-}
+/**
+ * DiffusionHandle::Generate's params: the engine interface's validated
+ * parameters (lib/diffusion/params.ts fills them); the optional fields fall
+ * back to sd_img_gen_params_init().
+ */
+export type DiffusionGenerateParams = EngineGenerateParams;
 
 /** native/diffusion/diffusion.cpp DiffusionHandle (only in builds with the diffusion engine). */
 export interface DiffusionHandle {

@@ -18,7 +18,7 @@
  */
 import { parseArgs } from "node:util";
 import { GgmlType, GgufWriter } from "./gguf/writer";
-import { f32ToF16Bits, mulberry32 } from "./random";
+import { U32_TO_UNIT, f32ToF16Bits, mulberry32 } from "./random";
 
 export const ESRGAN_FEATURES = 64;
 export const ESRGAN_GROWTH = 32;
@@ -68,7 +68,7 @@ export async function generateRandomEsrganModel(file: string, opts: GenerateEsrg
     const n = t.nbytes / (t.type === GgmlType.F16 ? 2 : 4);
     if (t.type === GgmlType.F32) return write(new Uint8Array(4 * n)); // biases: zero
     const out = new Uint16Array(n);
-    for (let i = 0; i < n; i++) out[i] = f32ToF16Bits((rand() * 2 - 1) * amp);
+    for (let i = 0; i < n; i++) out[i] = f32ToF16Bits((rand() * U32_TO_UNIT - 1) * amp); // uniform in [-amp, amp)
     return write(new Uint8Array(out.buffer));
   });
   return { path: file, parameters, bytes: layout.fileBytes };

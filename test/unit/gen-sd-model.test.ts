@@ -4,7 +4,15 @@ import path from "node:path";
 import crypto from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { gguf } from "@huggingface/gguf";
-import { SD_PRESETS, generateRandomSd15Model, randomSd15ModelBytes, sd1TensorPlan, sdParameterCount, validateSdShape } from "../../lib/tools";
+import {
+  SD_PRESETS,
+  generateRandomEsrganModel,
+  generateRandomSd15Model,
+  randomSd15ModelBytes,
+  sd1TensorPlan,
+  sdParameterCount,
+  validateSdShape,
+} from "../../lib/tools";
 import { runCli } from "../../lib/tools/gen-sd-model";
 
 // Expectations are written out independently of the generator: tensor names and
@@ -229,5 +237,33 @@ describe("generateRandomSd15Model (tiny, q8_0)", () => {
     };
     expect((await read(other)).equals(await read(file))).toBe(false);
     await expect(runCli(["--type", "f16"])).rejects.toThrow(/--out/);
+  });
+});
+
+describe("generateRandomEsrganModel", () => {
+  it("writes finite conv weights of about ±weightScale (they were all f16 +inf: the PRNG's uint32 was not scaled)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "genai-esrgan-"));
+    try {
+      const file = path.join(dir, "esrgan.gguf");
+      await generateRandomEsrganModel(file, { scale: 2, blocks: 1, seed: 3 });
+      const { tensorInfos, tensorDataOffset } = await gguf(file, { allowLocalFile: true });
+      const bytes = fs.readFileSync(file);
+      const conv = tensorInfos.find((t) => t.name.endsWith(".weight"));
+      expect(conv).toBeDefined();
+      const n = conv!.shape.reduce((a, b) => a * Number(b), 1);
+      const start = Number(tensorDataOffset) + Number(conv!.offset);
+      let maxAbs = 0;
+      for (let i = 0; i < n; i++) {
+        const h = bytes.readUInt16LE(start + 2 * i);
+        expect((h & 0x7c00) === 0x7c00, `element ${i} is inf/NaN (0x${h.toString(16)})`).toBe(false);
+        const e = (h >> 10) & 0x1f;
+        const v = e === 0 ? (h & 0x3ff) * 2 ** -24 : (1 + (h & 0x3ff) / 1024) * 2 ** (e - 15);
+        maxAbs = Math.max(maxAbs, v);
+      }
+      expect(maxAbs).toBeGreaterThan(0.01);
+      expect(maxAbs).toBeLessThanOrEqual(0.02);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
