@@ -12,7 +12,8 @@
 import { GenaiError, toGenaiError } from "../errors";
 import { resolveDevice } from "../system/backends";
 import { onAbort } from "../util/abort";
-import { optBool, optFunction, optInt, optObject, optOneOf, optSignal, optString } from "../util/validate";
+import { optBool, optFunction, optInt, optOneOf, optSignal, optString, options as validOptions } from "../util/validate";
+import { DIFFUSION_LOAD_KEYS } from "./keys";
 import { DIFFUSION_FILE_OPTIONS } from "./defaults";
 import type { DiffusionEngine, EngineGenerateParams, EngineModel } from "./engine";
 import { ImageJob } from "./job";
@@ -40,7 +41,7 @@ export class DiffusionModel implements AsyncDisposable {
     options: DiffusionLoadOptions & { onProgress?: (fraction: number) => void; signal?: AbortSignal },
     engine: DiffusionEngine = nativeDiffusionEngine(),
   ): Promise<DiffusionModel> {
-    const o = optObject("options", options) as DiffusionLoadOptions & { onProgress?: (f: number) => void; signal?: AbortSignal };
+    const o = validOptions("options", options, DIFFUSION_LOAD_KEYS) as DiffusionLoadOptions & { onProgress?: (f: number) => void; signal?: AbortSignal };
     if (!engine.available) throw new GenaiError("ENGINE_UNAVAILABLE", engine.unavailableReason ?? "the diffusion engine is not available");
     if (!o.model && !o.diffusionModel) throw new GenaiError("INVALID_ARGUMENT", "give model (a single checkpoint) or diffusionModel (+ vae, text encoders)");
     for (const k of [...DIFFUSION_FILE_OPTIONS, "weightType"] as const) optString(k, o[k]);

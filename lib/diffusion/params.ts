@@ -1,10 +1,11 @@
 /** Image generation options → the engine's parameters: validation and every default (lib/diffusion/defaults.ts). */
 import { randomInt } from "node:crypto";
 import { GenaiError } from "../errors";
-import { optInt, optNumber, optObject, optOneOf, optString, requireString } from "../util/validate";
+import { optInt, optNumber, optOneOf, optString, options, requireString } from "../util/validate";
+import { IMAGE_KEYS, LORA_KEYS, PREVIEW_KEYS } from "./keys";
 import { IMAGE_DEFAULTS, MAX_SIDE, MIN_SIDE } from "./defaults";
 import type { EngineGenerateParams, EngineModel } from "./engine";
-import type { ImageGenerateOptions, RawImage } from "./types";
+import type { ImageGenerateOptions, PreviewOptions, RawImage } from "./types";
 
 function checkImage(name: string, img: unknown, width: number, height: number, channels: readonly number[]): RawImage {
   const i = img as RawImage;
@@ -19,7 +20,7 @@ function checkImage(name: string, img: unknown, width: number, height: number, c
 
 /** Validates options against the model's samplers/schedulers; fills defaults. @throws GenaiError INVALID_ARGUMENT */
 export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<EngineModel, "samplers" | "schedulers">): EngineGenerateParams {
-  const opts = optObject("options", o) as unknown as ImageGenerateOptions;
+  const opts = options("options", o, IMAGE_KEYS) as unknown as ImageGenerateOptions;
   const d = IMAGE_DEFAULTS;
   const side = (name: string, v: unknown) => {
     const n = optInt(name, v, name === "width" ? d.width : d.height, MIN_SIDE, MAX_SIDE);
@@ -41,10 +42,11 @@ export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<Engin
   const loras = opts.loras ?? [];
   if (!Array.isArray(loras)) throw new GenaiError("INVALID_ARGUMENT", "loras must be an array");
   for (const [i, l] of loras.entries()) {
-    requireString(`loras[${i}].path`, l?.path);
+    options(`loras[${i}]`, l, LORA_KEYS);
+    requireString(`loras[${i}].path`, l.path);
     optNumber(`loras[${i}].multiplier`, l.multiplier, d.loraMultiplier, -10, 10);
   }
-  const preview = opts.preview === undefined ? undefined : optObject("preview", opts.preview);
+  const preview = opts.preview === undefined ? undefined : (options("preview", opts.preview, PREVIEW_KEYS) as PreviewOptions);
   return {
     prompt: requireString("prompt", opts.prompt),
     negativePrompt: optString("negativePrompt", opts.negativePrompt) ?? "",

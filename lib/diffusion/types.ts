@@ -43,6 +43,14 @@ export interface DiffusionLoadOptions {
   device?: string;
 }
 
+/** Preview images during sampling (ImageGenerateOptions.preview). */
+export interface PreviewOptions {
+  /** "proj" (fast latent projection, default), "tae" (tiny VAE), "vae" (the full VAE). */
+  mode?: "proj" | "tae" | "vae";
+  /** A preview every this many sampling steps (default 1). */
+  intervalSteps?: number;
+}
+
 export interface ImageGenerateOptions {
   prompt: string;
   negativePrompt?: string;
@@ -69,7 +77,7 @@ export interface ImageGenerateOptions {
   mask?: RawImage;
   loras?: LoraSpec[];
   /** Preview images as "preview" events every intervalSteps steps. */
-  preview?: { mode?: "proj" | "tae" | "vae"; intervalSteps?: number };
+  preview?: PreviewOptions;
   /** "png" (default), "raw" pixels, or "both". */
   output?: "png" | "raw" | "both";
   /** After a cancel, resolve `done` with the images finished before it (default: reject with ABORTED). */

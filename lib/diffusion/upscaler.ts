@@ -15,7 +15,8 @@ import { GenaiError } from "../errors";
 import { native, withCancelToken } from "../binding/load";
 import type { Addon, UpscalerHandle } from "../binding/types";
 import { initBackends, resolveDevice } from "../system/backends";
-import { optInt, optObject, optOneOf, optSignal, requireString } from "../util/validate";
+import { optInt, optObject, optOneOf, optSignal, options as validOptions, requireString } from "../util/validate";
+import { UPSCALE_KEYS, UPSCALER_LOAD_KEYS } from "./keys";
 import { MAX_UPSCALED_SIDE, UPSCALER_DEFAULTS } from "./defaults";
 import { ENGINE_HOWTO, toRaw } from "./native-engine";
 import { encodePng } from "./png";
@@ -40,7 +41,7 @@ export class Upscaler implements AsyncDisposable {
    * @throws GenaiError ENGINE_UNAVAILABLE (built without stable-diffusion.cpp), INVALID_ARGUMENT, MODEL_NOT_FOUND, INVALID_MODEL (not an ESRGAN file), ABORTED
    */
   static async load(options: UpscalerLoadOptions): Promise<Upscaler> {
-    const o = optObject("options", options);
+    const o = validOptions("options", options, UPSCALER_LOAD_KEYS);
     const a = addon();
     const model = requireString("model", o.model);
     const threads = o.threads === undefined ? undefined : optInt("threads", o.threads, 1, 1, 1024);
@@ -71,7 +72,7 @@ export class Upscaler implements AsyncDisposable {
    */
   async upscale(image: RawImage, factor?: number, options: UpscaleOptions = {}): Promise<UpscaledImage> {
     const h = this.#h();
-    const o = optObject("options", options);
+    const o = validOptions("options", options, UPSCALE_KEYS);
     const output = optOneOf("output", o.output, ["png", "raw", "both"] as const, "png");
     const signal = optSignal("signal", o.signal);
     const img = optObject("image", image) as unknown as RawImage;

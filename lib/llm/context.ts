@@ -8,11 +8,23 @@
 import { GenaiError } from "../errors";
 import type { CancelToken, ContextHandle, GenerateParams } from "../binding/types";
 import { withCancelToken } from "../binding/load";
-import { optBool, optFunction, optInt, optNumber, optObject, optOneOf, optSignal, optString } from "../util/validate";
+import { optBool, optFunction, optInt, optNumber, optOneOf, optSignal, optString, options as validOptions } from "../util/validate";
 import { CONTEXT_DEFAULTS, MAX_SEED, SAMPLING_DEFAULTS, defaultContextSize, defaultThreads, randomSeed } from "./defaults";
 import type { LlamaModel } from "./model";
 import { TextStream } from "./text-stream";
-import type { ChatMessage, ChatOptions, CompletionResult, ContextInfo, ContextOptions, DeviceMemory, GenerateOptions, SavedContextState } from "./types";
+import { CHAT_KEYS, COMPLETE_KEYS, CONTEXT_KEYS, EMBED_KEYS, GENERATE_KEYS } from "./keys";
+import type {
+  ChatMessage,
+  ChatOptions,
+  CompleteOptions,
+  CompletionResult,
+  ContextInfo,
+  ContextOptions,
+  DeviceMemory,
+  EmbedOptions,
+  GenerateOptions,
+  SavedContextState,
+} from "./types";
 
 /** Validates one generation's options and fills every default (the seed: the given one, else the context's, else a new random one). */
 function generateParams(o: GenerateOptions, contextSeed: number | undefined): Omit<GenerateParams, "tokens"> {
@@ -53,7 +65,7 @@ export class LlamaContext implements AsyncDisposable {
 
   /** @internal use {@link LlamaModel.createContext} */
   static async create(model: LlamaModel, options: ContextOptions): Promise<LlamaContext> {
-    const o = optObject("options", options) as ContextOptions;
+    const o = validOptions("options", options, CONTEXT_KEYS) as ContextOptions;
     const d = CONTEXT_DEFAULTS;
     const threads = optInt("threads", o.threads, defaultThreads(), 1, 1024);
     const fa =
@@ -119,13 +131,14 @@ export class LlamaContext implements AsyncDisposable {
    * @throws (via the stream) GenaiError DISPOSED, BUSY, INVALID_ARGUMENT (bad options, prompt longer than the context).
    */
   generate(prompt: string | Int32Array, options: GenerateOptions = {}): TextStream<CompletionResult> {
-    return this.#stream(prompt, options, false, []);
+    return this.#stream(prompt, options, GENERATE_KEYS, false, []);
   }
 
   /** Like {@link generate}, resolving with the whole result; `onText` sees each piece. */
-  async complete(prompt: string | Int32Array, options: GenerateOptions & { onText?: (piece: string) => void } = {}): Promise<CompletionResult> {
-    const onText = optFunction<(p: string) => void>("onText", options.onText);
-    const stream = this.generate(prompt, options);
+  async complete(prompt: string | Int32Array, options: CompleteOptions = {}): Promise<CompletionResult> {
+    const { onText: onTextOption, ...rest } = validOptions("options", options, COMPLETE_KEYS) as CompleteOptions;
+    const onText = optFunction<(p: string) => void>("onText", onTextOption);
+    const stream = this.generate(prompt, rest);
     if (onText) for await (const piece of stream) onText(piece);
     return stream.result;
   }
@@ -137,15 +150,22 @@ export class LlamaContext implements AsyncDisposable {
    * @throws (via the stream) GenaiError INVALID_ARGUMENT when the model has no chat template and none is given.
    */
   chat(messages: readonly ChatMessage[], options: ChatOptions = {}): TextStream<CompletionResult> {
-    return this.#stream(messages, options, true, []);
+    return this.#stream(messages, options, CHAT_KEYS, true, []);
   }
 
-  #stream(input: string | Int32Array | readonly ChatMessage[], options: ChatOptions, isChat: boolean, extraStops: string[]): TextStream<CompletionResult> {
+  #stream(
+    input: string | Int32Array | readonly ChatMessage[],
+    options: ChatOptions,
+    keys: readonly string[],
+    isChat: boolean,
+    extraStops: string[],
+  ): TextStream<CompletionResult> {
     return new TextStream<CompletionResult>((push) => {
       let params: Omit<GenerateParams, "tokens">;
       let signal: AbortSignal | undefined;
+      let o: ChatOptions;
       try {
-        const o = optObject("options", options) as ChatOptions;
+        o = validOptions("options", options, keys) as ChatOptions;
         params = generateParams(o, this.#seed);
         signal = optSignal("signal", o.signal);
         optString("template", o.template);
@@ -157,7 +177,7 @@ export class LlamaContext implements AsyncDisposable {
         let tokens: Int32Array;
         let stops: string[] = extraStops;
         if (isChat) {
-          const { prompt, stops: tmplStops } = await this.model.applyChatTemplate(input as ChatMessage[], { template: options.template });
+          const { prompt, stops: tmplStops } = await this.model.applyChatTemplate(input as ChatMessage[], { template: o.template });
           stops = [...stops, ...tmplStops];
           tokens = await this.model.tokenize(prompt, { addSpecial: true, parseSpecial: true });
         } else if (typeof input === "string") {
@@ -178,9 +198,10 @@ export class LlamaContext implements AsyncDisposable {
    * with `{ embeddings: true }`; the text must fit one batch.
    * @returns Float32Array of the model's embedding size.
    */
-  async embed(text: string, options: { normalize?: boolean } = {}): Promise<Float32Array> {
+  async embed(text: string, options: EmbedOptions = {}): Promise<Float32Array> {
     if (typeof text !== "string") throw new GenaiError("INVALID_ARGUMENT", "text must be a string");
-    const normalize = optBool("normalize", options.normalize, true);
+    const o = validOptions("options", options, EMBED_KEYS) as EmbedOptions;
+    const normalize = optBool("normalize", o.normalize, true);
     return this.#exclusive(undefined, () => this.#handle().embed(text, normalize));
   }
 

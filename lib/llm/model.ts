@@ -11,10 +11,11 @@ import { native, withCancelToken } from "../binding/load";
 import type { ModelHandle } from "../binding/types";
 import { readGgufSummary, type GgufSummary } from "../models/metadata";
 import { initBackends, resolveDevice } from "../system/backends";
-import { optBool, optFunction, optInt, optObject, optSignal, requireString } from "../util/validate";
+import { optBool, optFunction, optInt, optSignal, requireString, options as validOptions, tokenIds } from "../util/validate";
 import { LlamaContext } from "./context";
 import { LOAD_DEFAULTS } from "./defaults";
-import type { ChatMessage, ContextOptions, LoadModelOptions, ModelMetadata, TokenizeOptions } from "./types";
+import { CHAT_TEMPLATE_KEYS, DETOKENIZE_KEYS, LOAD_KEYS, TOKENIZE_KEYS } from "./keys";
+import type { ChatMessage, ChatTemplateOptions, ContextOptions, DetokenizeOptions, LoadModelOptions, ModelMetadata, TokenizeOptions } from "./types";
 
 export class LlamaModel implements AsyncDisposable {
   readonly path: string;
@@ -42,8 +43,9 @@ export class LlamaModel implements AsyncDisposable {
    */
   static async load(path: string, options: LoadModelOptions = {}): Promise<LlamaModel> {
     requireString("path", path);
-    const o = optObject("options", options) as LoadModelOptions;
-    const gpuLayers = o.gpuLayers === undefined || o.gpuLayers === "max" ? LOAD_DEFAULTS.gpuLayers : optInt("gpuLayers", o.gpuLayers, LOAD_DEFAULTS.gpuLayers, -1, 100000);
+    const o = validOptions("options", options, LOAD_KEYS) as LoadModelOptions;
+    const gpuLayers =
+      o.gpuLayers === undefined || o.gpuLayers === "max" ? LOAD_DEFAULTS.gpuLayers : optInt("gpuLayers", o.gpuLayers, LOAD_DEFAULTS.gpuLayers, -1, 100000);
     const useMmap = o.useMmap === undefined ? undefined : optBool("useMmap", o.useMmap, true);
     const vocabOnly = optBool("vocabOnly", o.vocabOnly, LOAD_DEFAULTS.vocabOnly);
     const device = resolveDevice(o.device);
@@ -75,19 +77,18 @@ export class LlamaModel implements AsyncDisposable {
   /** Text → token ids, on a worker thread. @throws GenaiError DISPOSED, INVALID_ARGUMENT */
   async tokenize(text: string, options: TokenizeOptions = {}): Promise<Int32Array> {
     requireString("text", text);
-    const addSpecial = optBool("addSpecial", options.addSpecial, true);
-    const parseSpecial = optBool("parseSpecial", options.parseSpecial, false);
+    const o = validOptions("options", options, TOKENIZE_KEYS) as TokenizeOptions;
+    const addSpecial = optBool("addSpecial", o.addSpecial, true);
+    const parseSpecial = optBool("parseSpecial", o.parseSpecial, false);
     return this.handle().tokenize(text, addSpecial, parseSpecial);
   }
 
   /** Token ids → text, on a worker thread. @throws GenaiError DISPOSED, INVALID_ARGUMENT (ids outside the vocabulary) */
-  async detokenize(tokens: Int32Array | readonly number[], options: { removeSpecial?: boolean; unparseSpecial?: boolean } = {}): Promise<string> {
-    const arr = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens as number[]);
-    if (!(tokens instanceof Int32Array)) {
-      for (const t of tokens as number[]) if (!Number.isInteger(t)) throw new GenaiError("INVALID_ARGUMENT", `tokens must be integers (got ${t})`);
-    }
-    const removeSpecial = optBool("removeSpecial", options.removeSpecial, false);
-    const unparseSpecial = optBool("unparseSpecial", options.unparseSpecial, false);
+  async detokenize(tokens: Int32Array | readonly number[], options: DetokenizeOptions = {}): Promise<string> {
+    const arr = tokenIds("tokens", tokens);
+    const o = validOptions("options", options, DETOKENIZE_KEYS) as DetokenizeOptions;
+    const removeSpecial = optBool("removeSpecial", o.removeSpecial, false);
+    const unparseSpecial = optBool("unparseSpecial", o.unparseSpecial, false);
     return this.handle().detokenize(arr, removeSpecial, unparseSpecial);
   }
 
@@ -97,15 +98,20 @@ export class LlamaModel implements AsyncDisposable {
    * @returns the prompt text and extra stop strings the template implies.
    * @throws GenaiError INVALID_ARGUMENT when the model has no template and none is given.
    */
-  async applyChatTemplate(messages: readonly ChatMessage[], options: { template?: string; addAssistant?: boolean } = {}): Promise<{ prompt: string; stops: string[] }> {
+  async applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): Promise<{ prompt: string; stops: string[] }> {
+    const o = validOptions("options", options, CHAT_TEMPLATE_KEYS) as ChatTemplateOptions;
     if (!Array.isArray(messages) || messages.length === 0) throw new GenaiError("INVALID_ARGUMENT", "messages must be a non-empty array");
     for (const [i, m] of messages.entries()) {
       if (typeof m !== "object" || m === null || typeof m.role !== "string" || typeof m.content !== "string")
         throw new GenaiError("INVALID_ARGUMENT", `messages[${i}] must be { role: string, content: string }`);
     }
-    const template = options.template === undefined ? null : requireString("template", options.template);
-    const addAssistant = optBool("addAssistant", options.addAssistant, true);
-    return this.handle().applyChatTemplate(messages.map((m) => ({ role: m.role, content: m.content })), addAssistant, template);
+    const template = o.template === undefined ? null : requireString("template", o.template);
+    const addAssistant = optBool("addAssistant", o.addAssistant, true);
+    return this.handle().applyChatTemplate(
+      messages.map((m) => ({ role: m.role, content: m.content })),
+      addAssistant,
+      template,
+    );
   }
 
   /**
@@ -113,7 +119,8 @@ export class LlamaModel implements AsyncDisposable {
    * @throws GenaiError DISPOSED, INVALID_ARGUMENT (also: a vocabOnly model), OUT_OF_MEMORY (the KV cache would not fit the devices' free memory).
    */
   async createContext(options: ContextOptions = {}): Promise<LlamaContext> {
-    if (this.vocabOnly && this.#native) throw new GenaiError("INVALID_ARGUMENT", "the model was loaded with vocabOnly: it has no weights to create a context from");
+    if (this.vocabOnly && this.#native)
+      throw new GenaiError("INVALID_ARGUMENT", "the model was loaded with vocabOnly: it has no weights to create a context from");
     const ctx = await LlamaContext.create(this, options);
     this.#contexts.add(ctx);
     ctx.onDispose(() => this.#contexts.delete(ctx));

@@ -48,6 +48,25 @@ export interface TokenizeOptions {
   parseSpecial?: boolean;
 }
 
+export interface DetokenizeOptions {
+  /** Drop special tokens such as BOS/EOS from the text (default false). */
+  removeSpecial?: boolean;
+  /** Render special tokens as their text, e.g. `<|im_end|>` (default false). */
+  unparseSpecial?: boolean;
+}
+
+export interface ChatTemplateOptions {
+  /** A Jinja chat template to use instead of the model's own. */
+  template?: string;
+  /** End with the assistant's turn opened, ready for generation (default true). */
+  addAssistant?: boolean;
+}
+
+export interface EmbedOptions {
+  /** L2-normalize the vector (default true). */
+  normalize?: boolean;
+}
+
 export interface ContextOptions {
   /** KV cache size in tokens (default: the training context, at most CONTEXT_DEFAULTS.maxContextSize). llama.cpp may round it up. */
   contextSize?: number;
@@ -139,6 +158,12 @@ export interface SavedContextState {
   state: Buffer;
   /** The tokens in the KV cache, in order. */
   tokens: Int32Array;
+}
+
+/** {@link GenerateOptions} plus a callback for each text piece (LlamaContext.complete). */
+export interface CompleteOptions extends GenerateOptions {
+  /** Each text piece as it is generated, on the JS thread. */
+  onText?: (piece: string) => void;
 }
 
 export interface ChatOptions extends GenerateOptions {

@@ -4,10 +4,12 @@
  * - {@link measureLlamaMemory}: llama.cpp's own numbers from a load that allocates nothing
  *   (`no_alloc`, as its fit routine in common/fit.cpp does) — exact for weights and KV cache.
  */
+import { GenaiError } from "../errors";
 import { readGgufSummary, type GgufSummary } from "../models/metadata";
 import { native } from "../binding/load";
 import { CONTEXT_DEFAULTS, LOAD_DEFAULTS } from "../llm/defaults";
 import type { DeviceMemory } from "../llm/types";
+import { optBool, optInt, options, requireString } from "../util/validate";
 import { initBackends, resolveDevice } from "../system/backends";
 
 export interface LlamaMemoryEstimate {
@@ -47,16 +49,22 @@ export function kvCacheBytes(s: GgufSummary, contextSize: number): number {
 export async function estimateLlamaFromMetadata(
   path: string,
   contextSize: number,
-  options: { batchSize?: number; flashAttention?: boolean } = {},
+  opts: { batchSize?: number; flashAttention?: boolean } = {},
 ): Promise<LlamaMemoryEstimate> {
+  requireString("path", path);
+  if (contextSize === undefined) throw new GenaiError("INVALID_ARGUMENT", "contextSize (tokens) is required");
+  optInt("contextSize", contextSize, 0, 1, 2 ** 24);
+  const o = options("options", opts, ["batchSize", "flashAttention"]) as { batchSize?: number; flashAttention?: boolean };
+  optInt("batchSize", o.batchSize, CONTEXT_DEFAULTS.batchSize, 1, 2 ** 20);
+  optBool("flashAttention", o.flashAttention, true);
   const s = await readGgufSummary(path);
   const weights = s.tensorDataBytes;
   const kv = kvCacheBytes(s, contextSize);
   const embd = s.embeddingLength ?? 0;
   const ff = Number(s.raw[`${s.architecture}.feed_forward_length`] ?? 4 * embd);
-  const u = Math.min(options.batchSize ?? CONTEXT_DEFAULTS.batchSize, 512); // 512: llama.cpp's n_ubatch default
+  const u = Math.min(o.batchSize ?? CONTEXT_DEFAULTS.batchSize, 512); // 512: llama.cpp's n_ubatch default
   let compute = u * (s.vocabSize ?? 0) * 4 + u * contextSize * 2 + u * (ff + embd) * 2;
-  if (options.flashAttention === false) compute += u * contextSize * (s.headCount ?? 1) * 4;
+  if (o.flashAttention === false) compute += u * contextSize * (s.headCount ?? 1) * 4;
   return { weights, kv, compute, total: weights + kv + compute };
 }
 

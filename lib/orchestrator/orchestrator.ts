@@ -16,6 +16,7 @@
  */
 import { EventEmitter } from "node:events";
 import { GenaiError } from "../errors";
+import { optionKeys, options as validOptions } from "../util/validate";
 import { systemInfo } from "../system/index";
 import { defaultBudgets } from "./budget";
 import { DEFAULT_PRIORITY, PRIORITY_RANK as RANK, type Priority } from "./priority";
@@ -115,8 +116,10 @@ export class Orchestrator extends EventEmitter {
   #memoryLock: Promise<void> = Promise.resolve();
   #restoreAfterJob: boolean;
 
-  constructor(options: OrchestratorOptions = {}) {
+  constructor(opts: OrchestratorOptions = {}) {
     super();
+    const options = validOptions("options", opts, optionKeys<OrchestratorOptions>()("budgets", "restoreAfterJob", "queue", "registry")) as OrchestratorOptions;
+    if (options.queue !== undefined) validOptions("queue", options.queue, ["ageingMs", "limits"]);
     this.queue = new JobQueue({ ageingMs: options.queue?.ageingMs, limits: options.queue?.limits });
     this.registry = new JobRegistry(options.registry);
     this.#restoreAfterJob = options.restoreAfterJob ?? true;
@@ -131,7 +134,8 @@ export class Orchestrator extends EventEmitter {
   }
 
   /** Registers a resource; `priority` decides its place in the eviction order (default DEFAULT_PRIORITY, "interactive"). */
-  add(resource: ManagedResource, options: { priority?: Priority } = {}): void {
+  add(resource: ManagedResource, opts: { priority?: Priority } = {}): void {
+    const options = validOptions("options", opts, ["priority"]) as { priority?: Priority };
     if (this.#resources.has(resource.id)) throw new GenaiError("INVALID_ARGUMENT", `a resource with id ${resource.id} is already registered`);
     this.#resources.set(resource.id, { resource, priority: options.priority ?? DEFAULT_PRIORITY });
   }
@@ -179,7 +183,12 @@ export class Orchestrator extends EventEmitter {
     return this.#submit(spec, this.#restoreAfterJob);
   }
 
-  #submit<T>(spec: SubmitOptions<T>, restoreAfter: boolean): QueuedJob<T> {
+  #submit<T>(specIn: SubmitOptions<T>, restoreAfter: boolean): QueuedJob<T> {
+    const spec = validOptions(
+      "spec",
+      specIn,
+      optionKeys<SubmitOptions<T>>()("kind", "resource", "engine", "priority", "memory", "signal", "run"),
+    ) as unknown as SubmitOptions<T>;
     const priority = spec.priority ?? DEFAULT_PRIORITY;
     const engine = spec.engine ?? spec.resource?.engine ?? "default";
     let job!: QueuedJob<T>;

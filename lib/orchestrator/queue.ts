@@ -42,7 +42,7 @@
  */
 import { GenaiError, toGenaiError } from "../errors";
 import { onAbort } from "../util/abort";
-import { optFunction, optObject, optOneOf, optSignal, requireString } from "../util/validate";
+import { optFunction, optObject, optOneOf, optSignal, optionKeys, options, requireString } from "../util/validate";
 
 import { DEFAULT_PRIORITY, PRIORITIES, PRIORITY_RANK as LEVEL, type Priority } from "./priority";
 export { PRIORITIES, type Priority } from "./priority";
@@ -181,8 +181,8 @@ export class JobQueue {
   #idleWaiters: (() => void)[] = [];
 
   /** @throws GenaiError INVALID_ARGUMENT for a bad option */
-  constructor(options: JobQueueOptions = {}) {
-    const o = optObject("options", options);
+  constructor(opts: JobQueueOptions = {}) {
+    const o = options("options", opts, optionKeys<JobQueueOptions>()("ageingMs", "limits", "now"));
     const ageing = o.ageingMs ?? 10_000;
     if (!(typeof ageing === "number" && ageing > 0))
       throw new GenaiError("INVALID_ARGUMENT", `ageingMs must be a positive number of ms or Infinity (got ${String(ageing)})`);
@@ -198,7 +198,7 @@ export class JobQueue {
    * @throws GenaiError INVALID_ARGUMENT for a bad spec (missing run, empty engine, unknown priority, …)
    */
   enqueue<T>(spec: JobSpec<T>): QueuedJob<T> {
-    const s = optObject("spec", spec);
+    const s = options("spec", spec, optionKeys<JobSpec<T>>()("engine", "priority", "signal", "run", "onStart"));
     const engine = requireString("engine", s.engine);
     if (!engine) throw new GenaiError("INVALID_ARGUMENT", "engine must be a non-empty string");
     const priority = optOneOf("priority", s.priority, PRIORITIES, DEFAULT_PRIORITY);

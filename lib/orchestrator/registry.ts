@@ -18,7 +18,7 @@
  *   evicted too (after all older ones).
  */
 import { GenaiError, type GenaiErrorCode } from "../errors";
-import { optFunction, optObject, optOneOf, requireString } from "../util/validate";
+import { optFunction, optObject, optOneOf, optionKeys, options, requireString } from "../util/validate";
 import type { JobStatus, QueuedJob } from "./queue";
 
 export interface JobRecord {
@@ -128,8 +128,8 @@ export class JobRegistry {
   #bytes = 0;
 
   /** @throws GenaiError INVALID_ARGUMENT for a bad option */
-  constructor(options: JobRegistryOptions = {}) {
-    const o = optObject("options", options);
+  constructor(opts: JobRegistryOptions = {}) {
+    const o = options("options", opts, optionKeys<JobRegistryOptions>()("ttlMs", "sweepIntervalMs", "maxRecords", "maxResultBytes", "sizeOf", "now"));
     this.#ttlMs = bound("ttlMs", o.ttlMs, 300_000, { min: 0, infinity: true });
     this.#maxRecords = bound("maxRecords", o.maxRecords, 1000, { integer: true, min: 1, infinity: true });
     this.#maxBytes = bound("maxResultBytes", o.maxResultBytes, 64 * 2 ** 20, { min: 0, infinity: true });

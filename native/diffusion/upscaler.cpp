@@ -106,6 +106,7 @@ Napi::Function UpscalerHandleInit(Napi::Env env) {
 Napi::Value LoadUpscaler(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = ObjectArg(info, 0, "options");
+  CheckKeys(o, {"model", "threads", "tileSize", "device"}, "upscaler load");
   std::string path = StringField(o, "model");
   if (path.empty()) Throw(env, code::INVALID_ARGUMENT, "model (an ESRGAN file) is required");
   int threads = static_cast<int>(OptIntField(o, "threads", 1, 1024).value_or(sd_get_num_physical_cores()));

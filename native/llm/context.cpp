@@ -93,6 +93,7 @@ Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_pt
   Napi::Env env = info.Env();
   Napi::Object opts = ObjectArg(info, 0, "options");
   llama_context_params p = llama_context_default_params();
+  CheckKeys(opts, {"contextSize", "batchSize", "microBatchSize", "threads", "batchThreads", "flashAttention", "embeddings"}, "context");
   p.n_ctx = static_cast<uint32_t>(IntField(opts, "contextSize", 1, 1 << 24));
   p.n_batch = static_cast<uint32_t>(IntField(opts, "batchSize", 1, 1 << 20));
   if (std::optional<int64_t> ub = OptIntField(opts, "microBatchSize", 1, 1 << 20)) p.n_ubatch = static_cast<uint32_t>(*ub);

@@ -6,6 +6,7 @@
 #pragma once
 #include <napi.h>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 #include <optional>
 #include <string>
@@ -65,6 +66,18 @@ template <typename T>
 T Required(Napi::Object o, const char* key, std::optional<T> v) {
   if (!v) Throw(o.Env(), code::INVALID_ARGUMENT, std::string(key) + " is required");
   return *v;
+}
+
+// Throws INVALID_ARGUMENT naming the first property of `o` that is not in
+// `keys`: an option C++ does not read must not be silently ignored.
+inline void CheckKeys(Napi::Object o, std::initializer_list<const char*> keys, const char* what) {
+  Napi::Array names = o.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); i++) {
+    std::string k = names.Get(i).ToString().Utf8Value();
+    bool known = false;
+    for (const char* key : keys) known = known || k == key;
+    if (!known) Throw(o.Env(), code::INVALID_ARGUMENT, std::string("unknown ") + what + " field " + k);
+  }
 }
 
 inline double NumberField(Napi::Object o, const char* key, double lo, double hi) { return Required(o, key, OptNumberField(o, key, lo, hi)); }

@@ -281,3 +281,95 @@ describe("one list of error codes", () => {
     addon.init(GenaiError, ERROR_CODES); // and accepts the real one
   });
 });
+
+describe("unknown options and null options are INVALID_ARGUMENT naming them", () => {
+  let model: LlamaModel;
+  beforeAll(async () => {
+    model = await LlamaModel.load(stories);
+  });
+  afterAll(async () => model?.dispose());
+
+  it("every LLM call rejects a key it does not understand, by name", async () => {
+    const bad = { code: "INVALID_ARGUMENT" };
+    await expect(LlamaModel.load(stories, { gpuLayer: 1 } as never)).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/options\.gpuLayer/) });
+    await expect(model.createContext({ contextsize: 64 } as never)).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/options\.contextsize/) });
+    await expect(model.tokenize("x", { addBos: true } as never)).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/addBos/) });
+    await expect(model.detokenize([1], { special: true } as never)).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/special/) });
+    await expect(model.applyChatTemplate([{ role: "user", content: "x" }], { tmpl: "" } as never)).rejects.toMatchObject(bad);
+    const ctx = await model.createContext({ contextSize: 128, threads: THREADS });
+    try {
+      // options that would change the output must never be ignored
+      await expect(ctx.complete("Hello", { grammar: 'root ::= "a"' } as never)).rejects.toMatchObject({
+        ...bad,
+        message: expect.stringMatching(/options\.grammar/),
+      });
+      await expect(ctx.complete("Hello", { tools: [] } as never)).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/options\.tools/) });
+      await expect(ctx.generate("Hello", { temprature: 0 } as never).result).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/temprature/) });
+      await expect(ctx.chat([{ role: "user", content: "x" }], { maxToken: 3 } as never).result).rejects.toMatchObject(bad);
+      // complete's onText is known, chat's template is known
+      expect((await ctx.complete("Hello", { maxTokens: 2, onText: () => undefined })).tokenCount).toBe(2);
+    } finally {
+      await ctx.dispose();
+    }
+    const emb = await model.createContext({ contextSize: 64, threads: THREADS, embeddings: true });
+    try {
+      await expect(emb.embed("x", { normalise: true } as never)).rejects.toMatchObject(bad);
+    } finally {
+      await emb.dispose();
+    }
+  });
+
+  it("the addon rejects unknown fields too (TS bypassed)", async () => {
+    const addon = native();
+    const h = model.handle();
+    expect(() => addon.loadModel(stories, { ...LOAD, mmap: true } as never, undefined, new addon.CancelToken())).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", message: "unknown load field mmap" }),
+    );
+    expect(() => h.createContext({ ...CTX, seed: 1 } as never)).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", message: "unknown context field seed" }),
+    );
+    const ctx = await h.createContext(CTX);
+    try {
+      expect(() => ctx.generate({ ...GEN, tokens: Int32Array.of(1), grammar: "x" } as never, () => undefined, new addon.CancelToken())).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT", message: "unknown generate field grammar" }),
+      );
+    } finally {
+      ctx.dispose();
+    }
+  });
+
+  it("null where an options object goes is a typed error, not a TypeError", async () => {
+    const ctx = await model.createContext({ contextSize: 128, threads: THREADS });
+    try {
+      for (const call of [
+        () => ctx.complete("x", null as never),
+        () => ctx.generate("x", null as never).result,
+        () => ctx.chat([{ role: "user", content: "x" }], null as never).result,
+        () => model.tokenize("x", null as never),
+        () => model.detokenize([1], null as never),
+        () => model.applyChatTemplate([{ role: "user", content: "x" }], null as never),
+        () => model.createContext(null as never),
+        () => LlamaModel.load(stories, null as never),
+      ]) {
+        await expect(call()).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/options must be an object/) });
+      }
+    } finally {
+      await ctx.dispose();
+    }
+  });
+
+  it("detokenize takes token ids only: no null, numbers, array-likes or ids that would wrap", async () => {
+    for (const bad of [null, 5, { length: 1e7 }, "12", [1.5], [-1], [2 ** 40], [Number.NaN]]) {
+      await expect(model.detokenize(bad as never)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    }
+    expect(typeof (await model.detokenize([1, 2]))).toBe("string");
+  });
+
+  it("estimateLlamaFromMetadata refuses a negative or missing context size", async () => {
+    const { estimateLlamaFromMetadata } = await import("../../lib/index");
+    await expect(estimateLlamaFromMetadata(stories, -1e12)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(estimateLlamaFromMetadata(stories, undefined as never)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(estimateLlamaFromMetadata(stories, 256, { batch: 1 } as never)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    expect((await estimateLlamaFromMetadata(stories, 256)).total).toBeGreaterThan(0);
+  });
+});

@@ -224,10 +224,19 @@ describe("image jobs (test double engine)", () => {
       { prompt: "x", seed: -2 },
       { prompt: "x", strength: 2, initImage: { data: new Uint8Array(512 * 512 * 3), width: 512, height: 512, channels: 3 } },
       { prompt: 5 },
+      // unknown keys, anywhere, by name
+      { prompt: "x", guidanceScale: 3 },
+      { prompt: "x", preview: { every: 2 } },
+      { prompt: "x", loras: [{ path: "l.safetensors", strength: 1 }] },
     ];
     for (const o of bad) expect(() => sd.generate(o as never), JSON.stringify(o)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
     expect(eng.model.calls).toHaveLength(0);
     await expect(DiffusionModel.load({} as never, eng)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(DiffusionModel.load({ model: "m", vaeOnCpu: true } as never, eng)).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      message: expect.stringMatching(/vaeOnCpu/),
+    });
+    expect(() => sd.generate(null as never)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
   });
 
   it("one generation at a time per process, in order, progress never crossed", async () => {

@@ -622,3 +622,25 @@ describe("JobQueue: status, errors, onIdle", () => {
     q.cancelAll();
   });
 });
+
+describe("JobQueue, JobRegistry and Orchestrator options", () => {
+  it("unknown keys are INVALID_ARGUMENT naming them", async () => {
+    const { JobRegistry } = await import("../../lib/orchestrator/registry");
+    const { Orchestrator } = await import("../../lib/orchestrator/orchestrator");
+    expect(() => new JobQueue({ ageing: 5 } as never)).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/options\.ageing/) }),
+    );
+    const q = new JobQueue();
+    expect(() => q.enqueue({ engine: "llm", run: async () => 1, prio: "immediate" } as never)).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/spec\.prio/) }),
+    );
+    expect(() => new JobRegistry({ ttl: 5 } as never)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => new Orchestrator({ budgets: {}, restore: false } as never)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    const o = new Orchestrator({ budgets: { CPU: 1e9 } });
+    try {
+      expect(() => o.submit({ kind: "x", run: async () => 1, priorty: "background" } as never)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    } finally {
+      o.dispose();
+    }
+  });
+});

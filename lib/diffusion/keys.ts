@@ -1,0 +1,49 @@
+/** The accepted keys of each image options object (unknown keys are INVALID_ARGUMENT); the compiler checks each list is complete. */
+import { optionKeys } from "../util/validate";
+import type { DiffusionLoadOptions, ImageGenerateOptions, LoraSpec, PreviewOptions, UpscaleOptions, UpscalerLoadOptions } from "./types";
+
+export const DIFFUSION_LOAD_KEYS = optionKeys<DiffusionLoadOptions & { onProgress?: unknown; signal?: unknown }>()(
+  "model",
+  "diffusionModel",
+  "vae",
+  "clipL",
+  "clipG",
+  "t5xxl",
+  "taesd",
+  "weightType",
+  "threads",
+  "flashAttention",
+  "vaeTiling",
+  "keepClipOnCpu",
+  "keepVaeOnCpu",
+  "offloadParamsToCpu",
+  "device",
+  "onProgress",
+  "signal",
+);
+export const IMAGE_KEYS = optionKeys<ImageGenerateOptions>()(
+  "prompt",
+  "negativePrompt",
+  "width",
+  "height",
+  "steps",
+  "cfgScale",
+  "guidance",
+  "sampler",
+  "scheduler",
+  "seed",
+  "count",
+  "clipSkip",
+  "strength",
+  "initImage",
+  "mask",
+  "loras",
+  "preview",
+  "output",
+  "keepFinishedOnCancel",
+  "signal",
+);
+export const PREVIEW_KEYS = optionKeys<PreviewOptions>()("mode", "intervalSteps");
+export const LORA_KEYS = optionKeys<LoraSpec>()("path", "multiplier");
+export const UPSCALER_LOAD_KEYS = optionKeys<UpscalerLoadOptions>()("model", "threads", "tileSize", "device", "signal");
+export const UPSCALE_KEYS = optionKeys<UpscaleOptions>()("output", "signal");
