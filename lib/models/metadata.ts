@@ -1,11 +1,14 @@
 /**
  * GGUF metadata read in TypeScript with @huggingface/gguf (header and tensor
  * infos only; tensor data is never read). Used to validate a file before the
- * engine sees it and to describe a model without loading it.
+ * engine sees it and to describe a model without loading it. The cheap checks
+ * (exists, regular file, size, magic) run here; the header parse runs on a
+ * worker thread (./gguf-worker.ts), so a large vocabulary never blocks the
+ * event loop.
  */
 import fs from "node:fs";
-import { gguf, type GGUFParseOutput } from "@huggingface/gguf";
 import { GenaiError } from "../errors";
+import { parseGgufHeaderOffThread, type ParsedHeader } from "./gguf-worker";
 
 export interface GgufSummary {
   /** `general.architecture`, e.g. "llama". */
@@ -61,9 +64,9 @@ export async function readGgufSummary(path: string): Promise<GgufSummary> {
   } finally {
     await fh.close();
   }
-  let parsed: GGUFParseOutput & { parameterCount: number };
+  let parsed: ParsedHeader;
   try {
-    parsed = await gguf(path, { allowLocalFile: true, computeParametersCount: true });
+    parsed = await parseGgufHeaderOffThread(path);
   } catch (e) {
     throw new GenaiError("INVALID_MODEL", `unreadable GGUF header (${(e as Error).message}): ${path}`, { cause: e });
   }
@@ -79,7 +82,7 @@ export async function readGgufSummary(path: string): Promise<GgufSummary> {
     if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") raw[k] = v;
     else if (typeof v === "bigint") raw[k] = v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
   }
-  const tokens = md["tokenizer.ggml.tokens"];
+  const tokens = md["tokenizer.ggml.tokens"] as { arrayLength?: number } | undefined;
   const headCount = num(`${arch}.attention.head_count`);
   return {
     architecture: arch,
@@ -90,9 +93,9 @@ export async function readGgufSummary(path: string): Promise<GgufSummary> {
     headCount,
     headCountKv: num(`${arch}.attention.head_count_kv`) ?? headCount,
     tokenizer: typeof md["tokenizer.ggml.model"] === "string" ? (md["tokenizer.ggml.model"] as string) : undefined,
-    vocabSize: Array.isArray(tokens) ? tokens.length : undefined,
+    vocabSize: typeof tokens?.arrayLength === "number" ? tokens.arrayLength : undefined,
     hasChatTemplate: typeof md["tokenizer.chat_template"] === "string",
-    tensorCount: parsed.tensorInfos.length,
+    tensorCount: parsed.tensorCount,
     parameterCount: parsed.parameterCount,
     fileBytes: st.size,
     tensorDataBytes: st.size - Number(parsed.tensorDataOffset),

@@ -49,6 +49,11 @@ export { TOKEN_TYPE, syntheticSpmVocab, type SyntheticVocab } from "./llama/voca
 export { generateRandomLlamaModel, randomLlamaModelLayout, type GenerateOptions, type GenerateResult } from "./llama/generate";
 export { runCli as runGenModelCli } from "./gen-model";
 
+// GGUF fuzzing: a structure-aware mutator and a crash-isolating runner (npm run fuzz:gguf)
+export { parseGguf, serializeGguf, relayout, cloneDoc, type GgufDoc, type RawKv, type RawTensor, type RawValue, type HeaderField } from "./fuzz/gguf-doc";
+export { caseSeed, mutateGguf, type MutatedGguf } from "./fuzz/mutate";
+export { fuzzCase, runGgufFuzz, type CaseResult, type FuzzOptions, type FuzzReport } from "./fuzz/run";
+
 // Stable Diffusion 1.x
 export {
   SD1_FIXED,

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "llama.h"
+#include "llm/gguf_check.h"
 #include "llm/state.h"
 #include "system/backends.h"
 #include "util/args.h"
@@ -35,6 +36,7 @@ Napi::Value EstimateMemory(const Napi::CallbackInfo& info) {
   return RunAsync<std::vector<DeviceBytes>>(
       env,
       [path, mp, cp, devices]() mutable {
+        CheckGgufFile(path, false);  // what llama.cpp would abort on (GGML_ASSERT): INVALID_MODEL
         mp.devices = devices.data();
         LogCapture capture;
         BackendSetupLock setup;

@@ -11,6 +11,7 @@
 
 #include "chat.h"
 #include "llm/context.h"
+#include "llm/gguf_check.h"
 #include "util/args.h"
 #include "util/errors.h"
 #include "util/jobs.h"
@@ -22,7 +23,27 @@ ModelState::~ModelState() {
   if (model) llama_model_free(model);
 }
 
+namespace {
+// llama.cpp asserts, rather than reports, a tokenizer call its vocabulary cannot
+// serve (llama-vocab.cpp impl::tokenize: "Tokenizer not initialized", and
+// special_bos_id/special_eos_id/special_sep_id != LLAMA_TOKEN_NULL when it adds
+// them; token_to_piece: GGML_ABORT for a model without a vocabulary).
+void CheckVocabServes(const llama_vocab* vocab, bool add_special) {
+  enum llama_vocab_type type = llama_vocab_type(vocab);
+  if (type == LLAMA_VOCAB_TYPE_NONE) throw CodedError(code::INVALID_MODEL, "the model has no vocabulary (tokenizer.ggml.model is none): it cannot tokenize or detokenize");
+  if (!add_special) return;
+  bool wpm = type == LLAMA_VOCAB_TYPE_WPM;
+  if ((wpm || llama_vocab_get_add_bos(vocab)) && llama_vocab_bos(vocab) == LLAMA_TOKEN_NULL)
+    throw CodedError(code::INVALID_MODEL, "the model's vocabulary adds a BOS token but has none (tokenizer.ggml.bos_token_id missing or out of range); tokenize with addSpecial: false");
+  if (!wpm && llama_vocab_get_add_eos(vocab) && llama_vocab_eos(vocab) == LLAMA_TOKEN_NULL)
+    throw CodedError(code::INVALID_MODEL, "the model's vocabulary adds an EOS token but has none (tokenizer.ggml.eos_token_id missing or out of range); tokenize with addSpecial: false");
+  if (wpm && llama_vocab_sep(vocab) == LLAMA_TOKEN_NULL)
+    throw CodedError(code::INVALID_MODEL, "the model's WordPiece vocabulary adds a SEP token but has none (tokenizer.ggml.seperator_token_id); tokenize with addSpecial: false");
+}
+}  // namespace
+
 std::vector<llama_token> TokenizeText(const llama_vocab* vocab, const std::string& text, bool add_special, bool parse_special) {
+  CheckVocabServes(vocab, add_special);
   if (text.size() > static_cast<size_t>(INT32_MAX) / 2) throw CodedError(code::INVALID_ARGUMENT, "text is too long to tokenize");
   std::vector<llama_token> tokens(text.size() + 8);
   int32_t n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(), static_cast<int32_t>(tokens.size()), add_special, parse_special);
@@ -36,6 +57,7 @@ std::vector<llama_token> TokenizeText(const llama_vocab* vocab, const std::strin
 }
 
 std::string TokenPiece(const llama_vocab* vocab, llama_token token, bool special) {
+  CheckVocabServes(vocab, false);
   char buf[256];
   int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, special);
   if (n >= 0) return std::string(buf, static_cast<size_t>(n));
@@ -107,8 +129,10 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
   if (info.Length() > 2 && info[2].IsFunction()) on_progress = info[2].As<Napi::Function>();
   auto cancel = CancelToken::From(info.Length() > 3 ? info[3] : env.Undefined());
 
-  return ThreadJob::Start(env, "genai.loadModel", cancel, on_progress, [path, params, devices](ThreadJob& job) mutable -> ThreadJob::ValueMaker {
+  return ThreadJob::Start(env, "genai.loadModel", cancel, on_progress, [path, params, devices, vocab_only](ThreadJob& job) mutable -> ThreadJob::ValueMaker {
     CheckModelFile(path);
+    // what llama.cpp would abort the process on (GGML_ASSERT) rather than report: INVALID_MODEL here
+    if (CheckGgufFile(path, params.vocab_only).mmap_misaligned) params.load_mode = LLAMA_LOAD_MODE_NONE;  // read, not mapped: ggml needs 32-byte aligned mapped tensors
     params.devices = devices.data();
     LoadProgress lp{&job};
     params.progress_callback = OnLoadProgress;
@@ -132,6 +156,7 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
     state->model = model;
     state->vocab = llama_model_get_vocab(model);
     state->path = path;
+    state->vocab_only = vocab_only;
     return [state](Napi::Env env) -> Napi::Value { return SharedHandle<ModelState>::New(env, Data(env).model_ctor, state); };
   });
 }
@@ -148,9 +173,11 @@ Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
   o.Set("parameters", Napi::Number::New(env, static_cast<double>(llama_model_n_params(m))));
   o.Set("trainContextSize", llama_model_n_ctx_train(m));
   o.Set("embeddingSize", llama_model_n_embd(m));
-  o.Set("layers", llama_model_n_layer(m));
-  o.Set("heads", llama_model_n_head(m));
-  o.Set("kvHeads", llama_model_n_head_kv(m));
+  // a vocabulary-only model has no layers: llama.cpp asserts (llama-hparams.cpp n_head(il): il < n_layer) when asked their head counts
+  o.Set("layers", s->vocab_only ? 0 : llama_model_n_layer(m));
+  o.Set("heads", s->vocab_only ? 0 : llama_model_n_head(m));
+  o.Set("kvHeads", s->vocab_only ? 0 : llama_model_n_head_kv(m));
+  o.Set("vocabOnly", s->vocab_only);
   o.Set("vocabSize", llama_vocab_n_tokens(s->vocab));
   o.Set("bos", llama_vocab_bos(s->vocab));
   o.Set("eos", llama_vocab_eos(s->vocab));
@@ -209,6 +236,7 @@ Napi::Value ModelHandle::Detokenize(const Napi::CallbackInfo& info) {
   return RunAsync<std::string>(
       env,
       [s, tokens, remove_special, unparse_special] {
+        CheckVocabServes(s->vocab, false);
         std::string out(tokens.size() * 8 + 16, '\0');
         int32_t n = llama_detokenize(s->vocab, tokens.data(), static_cast<int32_t>(tokens.size()), out.data(), static_cast<int32_t>(out.size()), remove_special, unparse_special);
         if (n < 0) {
@@ -251,6 +279,7 @@ Napi::Value ModelHandle::ApplyChatTemplate(const Napi::CallbackInfo& info) {
   return RunAsync<ChatResult>(
       env,
       [s, msgs, add_assistant, override_tmpl] {
+        CheckVocabServes(s->vocab, false);  // the template renderer reads the BOS/EOS texts
         common_chat_templates_ptr tmpls;
         try {
           tmpls = common_chat_templates_init(s->model, override_tmpl);
@@ -281,7 +310,11 @@ Napi::Value ModelHandle::ApplyChatTemplate(const Napi::CallbackInfo& info) {
       });
 }
 
-Napi::Value ModelHandle::CreateContext(const Napi::CallbackInfo& info) { return ContextHandle::Create(info, State(info.Env())); }
+Napi::Value ModelHandle::CreateContext(const Napi::CallbackInfo& info) {
+  auto s = State(info.Env());
+  if (s->vocab_only) Throw(info.Env(), code::INVALID_ARGUMENT, "the model was loaded with vocabOnly: it has no weights to create a context from");
+  return ContextHandle::Create(info, s);
+}
 
 Napi::Value ModelHandle::Dispose(const Napi::CallbackInfo& info) {
   state_.Reset();
