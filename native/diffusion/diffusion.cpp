@@ -88,8 +88,9 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
   auto m = Model(env);
   Napi::Object o = ObjectArg(info, 0, "params");
   GenRequest r;
-  CheckKeys(o, {"prompt", "negativePrompt", "width", "height", "steps", "count", "cfgScale", "guidance", "strength", "clipSkip", "seed", "sampler", "scheduler",
-               "initImage", "mask", "loras", "preview"},
+  CheckKeys(o,
+            {"prompt", "negativePrompt", "width", "height", "steps", "count", "cfgScale", "guidance", "strength", "clipSkip", "seed", "sampler", "scheduler",
+             "initImage", "mask", "loras", "preview"},
             "generate");
   r.prompt = StringField(o, "prompt");
   r.negative = StringField(o, "negativePrompt");
@@ -202,8 +203,9 @@ Napi::Function DiffusionHandleInit(Napi::Env env) {
 Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = ObjectArg(info, 0, "options");
-  CheckKeys(o, {"model", "diffusionModel", "vae", "clipL", "clipG", "t5xxl", "taesd", "weightType", "threads", "flashAttention", "vaeTiling", "keepClipOnCpu",
-                "keepVaeOnCpu", "offloadParamsToCpu", "device"},
+  CheckKeys(o,
+            {"model", "diffusionModel", "vae", "clipL", "clipG", "t5xxl", "taesd", "weightType", "threads", "flashAttention", "vaeTiling", "keepClipOnCpu",
+             "keepVaeOnCpu", "offloadParamsToCpu", "device"},
             "diffusion load");
   struct Paths {
     std::string model, diffusion, vae, clip_l, clip_g, t5, taesd, wtype;

@@ -179,47 +179,47 @@ Napi::Value ContextHandle::Embed(const Napi::CallbackInfo& info) {
   return RunAsync<std::vector<float>>(
       env,
       [s, text, normalize, guard]() mutable {
-    std::shared_ptr<BusyGuard> busy = std::move(guard);  // released before the promise settles
-    auto tokens = TokenizeText(s->model->vocab, text, true, false);
-    if (tokens.empty()) throw CodedError(code::INVALID_ARGUMENT, "text produced no tokens");
-    if (tokens.size() > llama_n_batch(s->ctx))
-      throw CodedError(code::INVALID_ARGUMENT,
-                       "text is " + std::to_string(tokens.size()) + " tokens; the embedding context's batch holds " + std::to_string(llama_n_batch(s->ctx)));
-    llama_memory_clear(llama_get_memory(s->ctx), true);
-    s->kv_tokens.clear();
-    llama_batch batch = llama_batch_init(static_cast<int32_t>(tokens.size()), 0, 1);
-    for (size_t i = 0; i < tokens.size(); i++) {
-      batch.token[i] = tokens[i];
-      batch.pos[i] = static_cast<llama_pos>(i);
-      batch.n_seq_id[i] = 1;
-      batch.seq_id[i][0] = 0;
-      batch.logits[i] = true;
-    }
-    batch.n_tokens = static_cast<int32_t>(tokens.size());
-    int32_t rc = llama_decode(s->ctx, batch);
-    llama_batch_free(batch);
-    if (rc != 0) throw CodedError(code::BACKEND_ERROR, "llama_decode failed with " + std::to_string(rc));
-    int n_embd = llama_model_n_embd_out(s->model->model);
-    std::vector<float> out(static_cast<size_t>(n_embd), 0.0f);
-    const float* pooled = llama_pooling_type(s->ctx) != LLAMA_POOLING_TYPE_NONE ? llama_get_embeddings_seq(s->ctx, 0) : nullptr;
-    if (pooled) {
-      std::memcpy(out.data(), pooled, out.size() * sizeof(float));
-    } else {
-      for (size_t i = 0; i < tokens.size(); i++) {
-        const float* e = llama_get_embeddings_ith(s->ctx, static_cast<int32_t>(i));
-        if (!e) throw CodedError(code::BACKEND_ERROR, "no embeddings were produced");
-        for (int j = 0; j < n_embd; j++) out[j] += e[j] / static_cast<float>(tokens.size());
-      }
-    }
-    llama_memory_clear(llama_get_memory(s->ctx), true);
-    if (normalize) {
-      double norm = 0;
-      for (float v : out) norm += static_cast<double>(v) * v;
-      norm = std::sqrt(norm);
-      if (norm > 0)
-        for (float& v : out) v = static_cast<float>(v / norm);
-    }
-    return out;
+        std::shared_ptr<BusyGuard> busy = std::move(guard);  // released before the promise settles
+        auto tokens = TokenizeText(s->model->vocab, text, true, false);
+        if (tokens.empty()) throw CodedError(code::INVALID_ARGUMENT, "text produced no tokens");
+        if (tokens.size() > llama_n_batch(s->ctx))
+          throw CodedError(code::INVALID_ARGUMENT, "text is " + std::to_string(tokens.size()) + " tokens; the embedding context's batch holds " +
+                                                       std::to_string(llama_n_batch(s->ctx)));
+        llama_memory_clear(llama_get_memory(s->ctx), true);
+        s->kv_tokens.clear();
+        llama_batch batch = llama_batch_init(static_cast<int32_t>(tokens.size()), 0, 1);
+        for (size_t i = 0; i < tokens.size(); i++) {
+          batch.token[i] = tokens[i];
+          batch.pos[i] = static_cast<llama_pos>(i);
+          batch.n_seq_id[i] = 1;
+          batch.seq_id[i][0] = 0;
+          batch.logits[i] = true;
+        }
+        batch.n_tokens = static_cast<int32_t>(tokens.size());
+        int32_t rc = llama_decode(s->ctx, batch);
+        llama_batch_free(batch);
+        if (rc != 0) throw CodedError(code::BACKEND_ERROR, "llama_decode failed with " + std::to_string(rc));
+        int n_embd = llama_model_n_embd_out(s->model->model);
+        std::vector<float> out(static_cast<size_t>(n_embd), 0.0f);
+        const float* pooled = llama_pooling_type(s->ctx) != LLAMA_POOLING_TYPE_NONE ? llama_get_embeddings_seq(s->ctx, 0) : nullptr;
+        if (pooled) {
+          std::memcpy(out.data(), pooled, out.size() * sizeof(float));
+        } else {
+          for (size_t i = 0; i < tokens.size(); i++) {
+            const float* e = llama_get_embeddings_ith(s->ctx, static_cast<int32_t>(i));
+            if (!e) throw CodedError(code::BACKEND_ERROR, "no embeddings were produced");
+            for (int j = 0; j < n_embd; j++) out[j] += e[j] / static_cast<float>(tokens.size());
+          }
+        }
+        llama_memory_clear(llama_get_memory(s->ctx), true);
+        if (normalize) {
+          double norm = 0;
+          for (float v : out) norm += static_cast<double>(v) * v;
+          norm = std::sqrt(norm);
+          if (norm > 0)
+            for (float& v : out) v = static_cast<float>(v / norm);
+        }
+        return out;
       },
       [](Napi::Env env, std::vector<float>& v) -> Napi::Value {
         auto arr = Napi::Float32Array::New(env, v.size());

@@ -281,7 +281,9 @@ class PieceBuffer {
 GenerateParams ParseGenerateParams(Napi::Object o, const ContextState& s) {
   Napi::Env env = o.Env();
   GenerateParams p;
-  CheckKeys(o, {"tokens", "maxTokens", "temperature", "topK", "topP", "minP", "repeatPenalty", "presencePenalty", "frequencyPenalty", "penaltyLastN", "seed", "stop", "ignoreEos"},
+  CheckKeys(o,
+            {"tokens", "maxTokens", "temperature", "topK", "topP", "minP", "repeatPenalty", "presencePenalty", "frequencyPenalty", "penaltyLastN", "seed",
+             "stop", "ignoreEos"},
             "generate");
   p.prompt = TokensFromJs(env, o.Get("tokens"), llama_vocab_n_tokens(s.model->vocab), "tokens");
   p.max_tokens = static_cast<int32_t>(IntField(o, "maxTokens", 1, 1 << 30));

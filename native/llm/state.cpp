@@ -42,6 +42,73 @@ Napi::Array DeviceBytesToJs(Napi::Env env, const std::vector<DeviceBytes>& v) {
   return arr;
 }
 
+// ---- the saved-state format ----
+// saveState()'s Buffer is a header followed by llama.cpp's sequence state
+// (llama_state_seq_get_data). restoreState() checks the header before
+// llama.cpp sees the bytes: llama.cpp accepts many corrupted states and
+// generates from them.
+//   0  "GNKV"  magic
+//   4  u32     format version (1)
+//   8  u64     model fingerprint (ModelFingerprint)
+//   16 u64     payload bytes
+//   24 u32     tokens in the state
+//   28 u32     reserved (0)
+//   32 u64     checksum of the payload and the tokens (Hash64)
+namespace {
+constexpr char kMagic[4] = {'G', 'N', 'K', 'V'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kHeader = 40;
+
+// A 64-bit hash over 8-byte words (multiply-xorshift, the finalizer of
+// SplitMix64 / MurmurHash3's fmix64): several GB/s, enough to catch corruption
+// (not an authenticator).
+uint64_t Hash64(const uint8_t* p, size_t n, uint64_t h) {
+  auto mix = [](uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+  };
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h = mix(h ^ w) + 0x9e3779b97f4a7c15ULL;
+  }
+  uint64_t tail = 0;
+  std::memcpy(&tail, p + i, n - i);
+  return mix(h ^ tail ^ (static_cast<uint64_t>(n) << 56));
+}
+
+// What must match between the model that saved a state and the one restoring it.
+uint64_t ModelFingerprint(const llama_model* m) {
+  char desc[256] = {0};
+  llama_model_desc(m, desc, sizeof(desc));
+  uint64_t fields[] = {llama_model_n_params(m), llama_model_size(m), static_cast<uint64_t>(llama_vocab_n_tokens(llama_model_get_vocab(m))),
+                       static_cast<uint64_t>(llama_model_n_embd(m)), static_cast<uint64_t>(llama_model_n_layer(m))};
+  uint64_t h = Hash64(reinterpret_cast<const uint8_t*>(fields), sizeof(fields), 0x676e6b76);
+  return Hash64(reinterpret_cast<const uint8_t*>(desc), std::strlen(desc), h);
+}
+
+uint64_t StateChecksum(const uint8_t* payload, size_t n, const std::vector<llama_token>& tokens) {
+  uint64_t h = Hash64(payload, n, 0x5eed);
+  return Hash64(reinterpret_cast<const uint8_t*>(tokens.data()), tokens.size() * sizeof(llama_token), h);
+}
+
+template <typename T>
+void Put(std::vector<uint8_t>& b, size_t at, T v) {
+  std::memcpy(b.data() + at, &v, sizeof(T));
+}
+template <typename T>
+T Get(const uint8_t* b, size_t at) {
+  T v;
+  std::memcpy(&v, b + at, sizeof(T));
+  return v;
+}
+}  // namespace
+
 // ---- ContextHandle methods implemented here (declared in llm/context.h) ----
 
 struct SavedState {
@@ -58,14 +125,22 @@ Napi::Value ContextHandle::SaveState(const Napi::CallbackInfo& info) {
   return RunAsync<SavedState>(
       env,
       [s, guard]() mutable {
-    std::shared_ptr<BusyGuard> busy = std::move(guard);
-    SavedState st;
-    st.bytes.resize(llama_state_seq_get_size(s->ctx, 0));
-    size_t n = llama_state_seq_get_data(s->ctx, st.bytes.data(), st.bytes.size(), 0);
-    if (n == 0 && !st.bytes.empty()) throw CodedError(code::BACKEND_ERROR, "llama_state_seq_get_data failed");
-    st.bytes.resize(n);
-    st.tokens = s->kv_tokens;
-    return st;
+        std::shared_ptr<BusyGuard> busy = std::move(guard);
+        SavedState st;
+        size_t size = llama_state_seq_get_size(s->ctx, 0);
+        st.bytes.resize(kHeader + size);
+        size_t n = llama_state_seq_get_data(s->ctx, st.bytes.data() + kHeader, size, 0);
+        if (n == 0 && size != 0) throw CodedError(code::BACKEND_ERROR, "llama_state_seq_get_data failed");
+        st.bytes.resize(kHeader + n);
+        st.tokens = s->kv_tokens;
+        std::memcpy(st.bytes.data(), kMagic, 4);
+        Put<uint32_t>(st.bytes, 4, kVersion);
+        Put<uint64_t>(st.bytes, 8, ModelFingerprint(s->model->model));
+        Put<uint64_t>(st.bytes, 16, n);
+        Put<uint32_t>(st.bytes, 24, static_cast<uint32_t>(st.tokens.size()));
+        Put<uint32_t>(st.bytes, 28, 0);
+        Put<uint64_t>(st.bytes, 32, StateChecksum(st.bytes.data() + kHeader, n, st.tokens));
+        return st;
       },
       [](Napi::Env env, SavedState& st) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
@@ -84,21 +159,32 @@ Napi::Value ContextHandle::RestoreState(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[0].IsBuffer()) Throw(env, code::INVALID_ARGUMENT, "state must be a Buffer");
   std::vector<llama_token> tokens = TokensFromJs(env, info[1], llama_vocab_n_tokens(s->model->vocab), "tokens");
   auto buf = info[0].As<Napi::Buffer<uint8_t>>();
-  auto bytes = std::make_shared<std::vector<uint8_t>>(buf.Data(), buf.Data() + buf.Length());
+  const uint8_t* b = buf.Data();
+  const size_t len = buf.Length();
+  if (len < kHeader || std::memcmp(b, kMagic, 4) != 0) Throw(env, code::INVALID_ARGUMENT, "state is not a saved context state (no header)");
+  if (Get<uint32_t>(b, 4) != kVersion)
+    Throw(env, code::INVALID_ARGUMENT, "state has format version " + std::to_string(Get<uint32_t>(b, 4)) + "; this addon reads 1");
+  if (Get<uint64_t>(b, 8) != ModelFingerprint(s->model->model)) Throw(env, code::INVALID_ARGUMENT, "state was saved by another model");
+  if (Get<uint64_t>(b, 16) != len - kHeader) Throw(env, code::INVALID_ARGUMENT, "state is truncated or padded (its length does not match its header)");
+  if (Get<uint32_t>(b, 24) != tokens.size()) Throw(env, code::INVALID_ARGUMENT, "tokens do not belong to this state (count differs)");
+  const uint64_t checksum = Get<uint64_t>(b, 32);  // checked on the worker thread (hashing is O(bytes))
+  auto bytes = std::make_shared<std::vector<uint8_t>>(b + kHeader, b + len);
   if (tokens.size() >= llama_n_ctx(s->ctx)) Throw(env, code::INVALID_ARGUMENT, "the saved state holds more tokens than this context");
   auto guard = std::make_shared<BusyGuard>(s, env);
   return RunAsync<bool>(
       env,
-      [s, guard, bytes, tokens]() mutable {
-    std::shared_ptr<BusyGuard> busy = std::move(guard);
-    llama_memory_clear(llama_get_memory(s->ctx), true);
-    s->kv_tokens.clear();
-    if (!bytes->empty() && llama_state_seq_set_data(s->ctx, bytes->data(), bytes->size(), 0) == 0) {
-      llama_memory_clear(llama_get_memory(s->ctx), true);
-      throw CodedError(code::INVALID_ARGUMENT, "the saved state does not fit this context (another model or context shape?)");
-    }
-    s->kv_tokens = tokens;
-    return true;
+      [s, guard, bytes, tokens, checksum]() mutable {
+        std::shared_ptr<BusyGuard> busy = std::move(guard);
+        if (StateChecksum(bytes->data(), bytes->size(), tokens) != checksum)
+          throw CodedError(code::INVALID_ARGUMENT, "state or tokens are corrupted (checksum mismatch); the context is unchanged");
+        llama_memory_clear(llama_get_memory(s->ctx), true);
+        s->kv_tokens.clear();
+        if (!bytes->empty() && llama_state_seq_set_data(s->ctx, bytes->data(), bytes->size(), 0) == 0) {
+          llama_memory_clear(llama_get_memory(s->ctx), true);
+          throw CodedError(code::INVALID_ARGUMENT, "the saved state does not fit this context (another model or context shape?)");
+        }
+        s->kv_tokens = tokens;
+        return true;
       },
       [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
 }

@@ -3,7 +3,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GenaiError, LlamaModel } from "../../lib/index";
 import { native } from "../../lib/binding/load";
-import { generateRandomLlamaModel } from "../../lib/tools";
+import { PRESETS, generateRandomLlamaModel } from "../../lib/tools";
 import { systemInfo } from "../../lib/index";
 import { storiesPath, tempDir, THREADS } from "../helpers";
 
@@ -371,5 +371,43 @@ describe("unknown options and null options are INVALID_ARGUMENT naming them", ()
     await expect(estimateLlamaFromMetadata(stories, undefined as never)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
     await expect(estimateLlamaFromMetadata(stories, 256, { batch: 1 } as never)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
     expect((await estimateLlamaFromMetadata(stories, 256)).total).toBeGreaterThan(0);
+  });
+});
+
+describe("restoreState checks what it is given", () => {
+  it("corrupted, truncated or foreign states and mismatched tokens are INVALID_ARGUMENT, and nothing is lost", async () => {
+    const model = await LlamaModel.load(stories);
+    const other = path.join(tmp.dir, "other-model.gguf");
+    await generateRandomLlamaModel(other, PRESETS.tiny, { seed: 9 });
+    const otherModel = await LlamaModel.load(other);
+    try {
+      const ctx = await model.createContext({ contextSize: 256, threads: THREADS });
+      const first = await ctx.complete("Once upon a time", { temperature: 0, maxTokens: 8 });
+      const saved = await ctx.saveState();
+      const reference = await ctx.complete("Once upon a time" + first.text + " and", { temperature: 0, maxTokens: 8 });
+      const bad = (e: RegExp) => ({ code: "INVALID_ARGUMENT", message: expect.stringMatching(e) });
+      const flipped = Buffer.from(saved.state);
+      flipped[flipped.length - 7] ^= 0x40;
+      await expect(ctx.restoreState({ state: flipped, tokens: saved.tokens })).rejects.toMatchObject(bad(/checksum/));
+      await expect(ctx.restoreState({ state: saved.state.subarray(0, saved.state.length - 100), tokens: saved.tokens })).rejects.toMatchObject(
+        bad(/truncated/),
+      );
+      await expect(ctx.restoreState({ state: saved.state.subarray(40), tokens: saved.tokens })).rejects.toMatchObject(bad(/header/));
+      await expect(ctx.restoreState({ state: saved.state, tokens: saved.tokens.subarray(1) })).rejects.toMatchObject(bad(/count/));
+      const swapped = Int32Array.from(saved.tokens);
+      swapped[1] = swapped[1] === 5 ? 6 : 5;
+      await expect(ctx.restoreState({ state: saved.state, tokens: swapped })).rejects.toMatchObject(bad(/checksum/));
+      const foreign = await otherModel.createContext({ contextSize: 256, threads: THREADS });
+      await expect(foreign.restoreState(saved)).rejects.toMatchObject(bad(/another model/));
+      // the real state still restores and the conversation continues exactly
+      const fresh = await model.createContext({ contextSize: 256, threads: THREADS });
+      await fresh.restoreState(saved);
+      const again = await fresh.complete("Once upon a time" + first.text + " and", { temperature: 0, maxTokens: 8 });
+      expect(again.text).toBe(reference.text);
+      expect(again.timings.reusedTokens).toBeGreaterThan(0);
+    } finally {
+      await model.dispose();
+      await otherModel.dispose();
+    }
   });
 });
