@@ -17,6 +17,7 @@
 #include "system/backends.h"
 #include "system/system.h"
 #include "util/jobs.h"
+#include "util/abort_guard.h"
 #include "util/log.h"
 
 namespace genai {
@@ -62,6 +63,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   static std::string init_error;
   std::call_once(g_backend_once, [] {
     InstallLogger();
+    InstallAbortCallback();  // GGML_ASSERT on a guarded thread (model load, tokenizer) throws instead of aborting
     // the CPU module first: llama_backend_init() would otherwise make ggml
     // scan the node binary's folder and the working directory for modules
     try {

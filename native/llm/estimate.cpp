@@ -6,6 +6,7 @@
 
 #include "llama.h"
 #include "llm/gguf_check.h"
+#include "util/abort_guard.h"
 #include "llm/state.h"
 #include "system/backends.h"
 #include "util/args.h"
@@ -36,6 +37,7 @@ Napi::Value EstimateMemory(const Napi::CallbackInfo& info) {
   return RunAsync<std::vector<DeviceBytes>>(
       env,
       [path, mp, cp, devices]() mutable {
+        AbortToException abort_guard(code::INVALID_MODEL, "llama.cpp failed an assertion while reading the model");
         CheckGgufFile(path, false);  // what llama.cpp would abort on (GGML_ASSERT): INVALID_MODEL
         mp.devices = devices.data();
         LogCapture capture;

@@ -12,6 +12,7 @@
 #include "chat.h"
 #include "llm/context.h"
 #include "llm/gguf_check.h"
+#include "util/abort_guard.h"
 #include "util/args.h"
 #include "util/errors.h"
 #include "util/jobs.h"
@@ -44,12 +45,20 @@ void CheckVocabServes(const llama_vocab* vocab, bool add_special) {
 
 std::vector<llama_token> TokenizeText(const llama_vocab* vocab, const std::string& text, bool add_special, bool parse_special) {
   CheckVocabServes(vocab, add_special);
+  AbortToException guard(code::INVALID_MODEL, "llama.cpp's tokenizer failed an assertion");
   if (text.size() > static_cast<size_t>(INT32_MAX) / 2) throw CodedError(code::INVALID_ARGUMENT, "text is too long to tokenize");
   std::vector<llama_token> tokens(text.size() + 8);
-  int32_t n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(), static_cast<int32_t>(tokens.size()), add_special, parse_special);
-  if (n < 0) {
-    tokens.resize(static_cast<size_t>(-n));
+  int32_t n;
+  try {
     n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(), static_cast<int32_t>(tokens.size()), add_special, parse_special);
+    if (n < 0) {
+      tokens.resize(static_cast<size_t>(-n));
+      n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), tokens.data(), static_cast<int32_t>(tokens.size()), add_special, parse_special);
+    }
+  } catch (const CodedError&) {
+    throw;
+  } catch (const std::exception& e) {  // a malformed vocabulary (e.g. unordered_map::at of a missing byte token)
+    throw CodedError(code::INVALID_MODEL, std::string("llama.cpp's tokenizer failed on this model's vocabulary: ") + e.what());
   }
   if (n < 0) throw CodedError(code::BACKEND_ERROR, "tokenization failed");
   tokens.resize(static_cast<size_t>(n));
@@ -58,6 +67,7 @@ std::vector<llama_token> TokenizeText(const llama_vocab* vocab, const std::strin
 
 std::string TokenPiece(const llama_vocab* vocab, llama_token token, bool special) {
   CheckVocabServes(vocab, false);
+  AbortToException guard(code::INVALID_MODEL, "llama.cpp's tokenizer failed an assertion");
   char buf[256];
   int32_t n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, special);
   if (n >= 0) return std::string(buf, static_cast<size_t>(n));
@@ -131,6 +141,8 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
 
   return ThreadJob::Start(env, "genai.loadModel", cancel, on_progress, [path, params, devices, vocab_only](ThreadJob& job) mutable -> ThreadJob::ValueMaker {
     CheckModelFile(path);
+    // an assertion in the load below is an exception on this thread, which llama_model_load catches (util/abort_guard.h)
+    AbortToException abort_guard(code::INVALID_MODEL, "llama.cpp failed an assertion while loading the model");
     // what llama.cpp would abort the process on (GGML_ASSERT) rather than report: INVALID_MODEL here
     if (CheckGgufFile(path, params.vocab_only).mmap_misaligned) params.load_mode = LLAMA_LOAD_MODE_NONE;  // read, not mapped: ggml needs 32-byte aligned mapped tensors
     params.devices = devices.data();
@@ -237,6 +249,7 @@ Napi::Value ModelHandle::Detokenize(const Napi::CallbackInfo& info) {
       env,
       [s, tokens, remove_special, unparse_special] {
         CheckVocabServes(s->vocab, false);
+        AbortToException guard(code::INVALID_MODEL, "llama.cpp's tokenizer failed an assertion");
         std::string out(tokens.size() * 8 + 16, '\0');
         int32_t n = llama_detokenize(s->vocab, tokens.data(), static_cast<int32_t>(tokens.size()), out.data(), static_cast<int32_t>(out.size()), remove_special, unparse_special);
         if (n < 0) {

@@ -32,7 +32,7 @@ beforeAll(async () => {
 afterAll(() => tmp?.cleanup());
 
 /** Runs one file through the fuzz child in its own process; fails the test on a crash or hang. */
-function runAlone(name: string, bytes: Buffer): Omit<CaseReply, "id"> {
+function runAlone(name: string, bytes: Buffer, env: NodeJS.ProcessEnv = {}): Omit<CaseReply, "id"> {
   const file = path.join(tmp.dir, `${name}.gguf`);
   fs.writeFileSync(file, bytes);
   const code = `require(${JSON.stringify(child)}).runCase(${JSON.stringify(file)}).then(([full, vocabOnly]) => console.log(JSON.stringify({ full, vocabOnly })))`;
@@ -40,7 +40,7 @@ function runAlone(name: string, bytes: Buffer): Omit<CaseReply, "id"> {
     cwd: root,
     encoding: "utf8",
     timeout: 60_000,
-    env: { ...process.env, GENAI_NATIVE_BACKENDS: "cpu", GENAI_NATIVE_PROBE: "0" },
+    env: { ...process.env, GENAI_NATIVE_BACKENDS: "cpu", GENAI_NATIVE_PROBE: "0", GENAI_NATIVE_LOG: "none", ...env },
   });
   expect({ signal: r.signal, status: r.status, stderr: r.status === 0 ? "" : r.stderr.slice(-600) }).toEqual({ signal: null, status: 0, stderr: "" });
   return JSON.parse(r.stdout.trim().split("\n").pop() as string);
@@ -222,6 +222,24 @@ describe("crashers found by the fuzzer, kept as minimal cases", () => {
     expect(r.vocabOnly).toMatchObject({ outcome: "error", code: "INVALID_MODEL", stage: "tokenize" });
     if (r.vocabOnly.outcome === "error") expect(r.vocabOnly.message).toMatch(/BOS/);
     expect(r.full).toMatchObject({ outcome: "error", code: "INVALID_MODEL" });
+  });
+});
+
+describe("second line: an assertion during a load is an exception (native/util/abort_guard.h)", () => {
+  it("with the file checks off (GENAI_NATIVE_GGUF_CHECK=0), load-time assertions reject with INVALID_MODEL naming the assertion", () => {
+    const off = { GENAI_NATIVE_GGUF_CHECK: "0" };
+    const cases: [string, Buffer, RegExp][] = [
+      ["dup-tokens", edited((d) => void (tokens(d)[300] = tokens(d)[200])), /llama-vocab\.cpp:\d+: GGML_ASSERT\(id_to_token.size\(\) == token_to_id.size\(\)\)/],
+      ["layers-0", edited((d) => setKv(d, "llama.block_count", u32(0))), /GGML_ASSERT\(hparams.n_layer_all > 0/],
+      ["experts-no-used", edited((d) => setKv(d, "llama.expert_count", u32(8))), /GGML_ASSERT\(n_expert_used_max > 0\)/],
+      ["align-16", edited((d) => (setKv(d, "general.alignment", u32(16)), relayout(d, 16))), /buffer pointer must be aligned/],
+      ["bert-bytes", edited((d) => setKv(d, "tokenizer.ggml.model", str("bert"))), /llama-vocab\.cpp:\d+: fatal error/],
+    ];
+    for (const [name, bytes, pattern] of cases) {
+      const r = runAlone(`off-${name}`, bytes, off);
+      expect(r.full, name).toMatchObject({ outcome: "error", code: "INVALID_MODEL", stage: "load" });
+      if (r.full.outcome === "error") expect(r.full.message, name).toMatch(pattern);
+    }
   });
 });
 

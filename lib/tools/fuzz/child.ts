@@ -25,7 +25,7 @@ export interface CaseReply {
 
 function failure(e: unknown, stage: string): StepOutcome {
   const typed = e instanceof GenaiError;
-  return { outcome: "error", code: typed ? e.code : "UNTYPED", message: String((e as Error)?.message ?? e).slice(0, 300), typed, stage };
+  return { outcome: "error", code: typed ? e.code : "UNTYPED", message: String((e as Error)?.message ?? e).slice(0, 1000), typed, stage };
 }
 
 export async function runCase(path: string): Promise<CaseReply["full" | "vocabOnly"][]> {
