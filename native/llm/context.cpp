@@ -7,6 +7,7 @@
 
 #include "ggml-backend.h"
 #include "system/backends.h"
+#include "util/abort_guard.h"
 #include "util/args.h"
 #include "util/errors.h"
 
@@ -123,10 +124,13 @@ Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_pt
 
   auto work = [model, p, embeddings](ThreadJob&) -> ThreadJob::ValueMaker {
     llama_context* ctx;
+    // a graph-building assertion (e.g. head sizes a model file contradicts) is an exception that llama_init_from_model catches
+    AbortToException abort_guard(code::INVALID_MODEL, "llama.cpp failed an assertion while creating the context");
     {
       BackendSetupLock setup;
       ctx = llama_init_from_model(model->model, p);
     }
+    if (!ctx && abort_guard.fired()) throw CodedError(code::INVALID_MODEL, abort_guard.message());
     if (!ctx)
       throw CodedError(code::OUT_OF_MEMORY,
                        "llama.cpp could not allocate the context (KV cache and compute buffers) for " + std::to_string(p.n_ctx) + " tokens");

@@ -15,7 +15,8 @@ thread_local AbortToException* t_scope = nullptr;
 void OnGgmlAbort(const char* message) {
   if (AbortToException* s = t_scope) {
     t_scope = s->prev_;  // one throw per scope: a second assertion while unwinding aborts
-    throw CodedError(s->code_, std::string(s->what_) + ": " + message);
+    s->message_ = std::string(s->what_) + ": " + message;
+    throw CodedError(s->code_, s->message_);
   }
   // as ggml without a callback (less its backtrace, which ggml does not export); ggml_abort calls abort() when this returns
   std::fprintf(stderr, "%s\n", message);

@@ -14,6 +14,7 @@
 // This is the second line: native/llm/gguf_check.cpp rejects the files known
 // to reach an assertion before llama.cpp sees them.
 #pragma once
+#include <string>
 
 namespace genai {
 
@@ -26,6 +27,10 @@ class AbortToException {
   // `code` and `what` must outlive the scope (string literals).
   AbortToException(const char* code, const char* what);
   ~AbortToException();
+  // Whether an assertion fired in this scope (llama.cpp may have caught the
+  // exception and returned NULL), and ggml's message.
+  bool fired() const { return !message_.empty(); }
+  const std::string& message() const { return message_; }
   AbortToException(const AbortToException&) = delete;
   AbortToException& operator=(const AbortToException&) = delete;
 
@@ -33,6 +38,7 @@ class AbortToException {
   friend void OnGgmlAbort(const char* message);
   const char* code_;
   const char* what_;
+  std::string message_;
   AbortToException* prev_;
 };
 

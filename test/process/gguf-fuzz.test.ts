@@ -243,6 +243,25 @@ describe("second line: an assertion during a load is an exception (native/util/a
   });
 });
 
+describe("context creation", () => {
+  it("value_length unlike key_length with matching tensor shapes: the graph builder's assertion (src/models/llama.cpp: n_embd_head == n_embd_head_k) is INVALID_MODEL at createContext", () => {
+    const bytes = edited((d) => {
+      setKv(d, "llama.attention.value_length", u32(16));
+      const sizes = new Map<number, bigint>();
+      d.tensors.forEach((t, i) => {
+        if (t.name.endsWith("attn_v.weight")) {
+          t.dims = [64n, 64n];
+          sizes.set(i, 64n * 64n * 4n);
+        }
+      });
+      relayout(d, 32, sizes);
+    });
+    const r = runAlone("value-length", bytes);
+    expect(r.full).toMatchObject({ outcome: "error", code: "INVALID_MODEL", stage: "context" });
+    if (r.full.outcome === "error") expect(r.full.message).toMatch(/GGML_ASSERT\(n_embd_head == hparams.n_embd_head_k\(\)\)/);
+  });
+});
+
 describe("fuzz slice", () => {
   it("200 fixed-seed cases: typed errors or generation, no crash, hang or untyped error", async () => {
     const report = await runGgufFuzz({ model, count: 200, seed: 20240601, timeoutMs: 30_000, childScript: child });
