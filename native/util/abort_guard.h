@@ -3,8 +3,9 @@
 // (ggml_set_abort_callback); ours throws a CodedError — but only on a thread
 // inside an AbortToException scope, and such scopes wrap only single-threaded
 // C++ work whose callers catch and unwind cleanly: llama.cpp's model load
-// (llama_model_load catches std::exception and frees what it built) and the
-// tokenizer. Everywhere else (a decode: OpenMP/threadpool workers, barriers,
+// (llama_model_load catches std::exception and frees what it built), context
+// creation (llama_init_from_model catches; graphs are built, not computed) and
+// the tokenizer. Everywhere else (a decode: OpenMP/threadpool workers, barriers,
 // other engines' threads) the callback prints ggml's message and
 // ggml aborts as before: an exception there would leave workers waiting at a
 // barrier or escape a thread with no handler (std::terminate).
