@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -59,6 +60,16 @@ class Kv {
     double m = -INFINITY;
     for (size_t k = 0; k < n; k++) m = std::max(m, Element(t, data, k));
     return m;
+  }
+
+  // A scalar, or the first element of an array (llama.cpp's per-layer keys: layer 0).
+  std::optional<double> First(const std::string& key) const {
+    int64_t i = Find(key);
+    if (i < 0) return std::nullopt;
+    if (gguf_get_kv_type(ctx_, i) != GGUF_TYPE_ARRAY) return ScalarAt(i);
+    gguf_type t = gguf_get_arr_type(ctx_, i);
+    if (gguf_get_arr_n(ctx_, i) == 0 || t == GGUF_TYPE_STRING || t == GGUF_TYPE_ARRAY) return std::nullopt;
+    return Element(t, gguf_get_arr_data(ctx_, i), 0);
   }
 
   std::optional<std::string> String(const std::string& key) const {
@@ -183,6 +194,27 @@ void CheckHparams(const std::string& path, const Kv& kv, const std::string& arch
   if (kv.Find(p + "rope.scaling.type") >= 0) {
     std::optional<std::string> s = kv.String(p + "rope.scaling.type");
     if (s && *s != "none" && *s != "linear" && *s != "yarn" && *s != "longrope") Bad(path, p + "rope.scaling.type \"" + *s + "\" is not none, linear, yarn or longrope");
+  }
+
+  // RoPE: the CPU kernel asserts (ggml-cpu/ops.cpp rope: GGML_ASSERT(n_dims % 2 == 0),
+  // GGML_ASSERT(n_dims <= ne0)) at the first decode. n_rot is rope.dimension_count, by
+  // default the head size: key_length, by default embedding_length / head_count (layer 0).
+  std::optional<double> n_head = kv.First(p + "attention.head_count");
+  std::optional<double> n_embd = kv.Number(p + "embedding_length");
+  if (n_head && *n_head > 0) {
+    std::optional<double> key_length = kv.Number(p + "attention.key_length");
+    double head_k = key_length ? *key_length : (n_embd ? std::floor(*n_embd / *n_head) : 0);
+    std::optional<double> rot = kv.Number(p + "rope.dimension_count");
+    // architectures whose graphs apply no RoPE (absolute positions, ALiBi, relative bias) ignore a derived n_rot
+    static const char* const kNoRope[] = {"bert", "jina-bert-v2", "mpt", "bloom", "gpt2", "starcoder", "t5", "t5encoder", "refact"};
+    bool ropeless = std::any_of(std::begin(kNoRope), std::end(kNoRope), [&](const char* a) { return arch == a; });
+    if (rot || !ropeless) {
+      double n_rot = rot ? *rot : head_k;
+      if (std::fmod(n_rot, 2) != 0) Bad(path, "RoPE dimension count " + Num(n_rot) + (rot ? " (" + p + "rope.dimension_count)" : " (the head size)") + " is odd; ggml's RoPE needs an even count");
+      if (rot && head_k > 0 && *rot > head_k) Bad(path, p + "rope.dimension_count (" + Num(*rot) + ") exceeds the head size (" + Num(head_k) + ")");
+    }
+    std::optional<double> rot_swa = kv.Number(p + "rope.dimension_count_swa");
+    if (rot_swa && std::fmod(*rot_swa, 2) != 0) Bad(path, p + "rope.dimension_count_swa (" + Num(*rot_swa) + ") is odd; ggml's RoPE needs an even count");
   }
 
   // Normalization epsilons reach ggml_rms_norm/ggml_norm/ggml_group_norm, whose CPU

@@ -243,6 +243,50 @@ describe("second line: an assertion during a load is an exception (native/util/a
   });
 });
 
+describe("first decode", () => {
+  it("an odd RoPE dimension count (ggml-cpu ops.cpp rope: n_dims % 2 == 0) is INVALID_MODEL at load", () => {
+    // a self-consistent model with head size 3: embedding 24, 8 heads, 4 KV heads
+    const bytes = edited((d) => {
+      const set = (k: string, v: number) => setKv(d, `llama.${k}`, u32(v));
+      set("embedding_length", 24);
+      set("rope.dimension_count", 3);
+      const dims: Record<string, bigint[]> = { attn_q: [24n, 24n], attn_k: [24n, 12n], attn_v: [24n, 12n], attn_output: [24n, 24n], ffn_gate: [24n, 172n], ffn_down: [172n, 24n], ffn_up: [24n, 172n] };
+      const sizes = new Map<number, bigint>();
+      d.tensors.forEach((t, i) => {
+        const kind = t.name.split(".").at(-2) as string;
+        if (t.name === "token_embd.weight" || t.name === "output.weight") t.dims = [24n, 512n];
+        else if (t.dims.length === 1) t.dims = [24n];
+        else if (dims[kind]) t.dims = dims[kind];
+        sizes.set(i, t.dims.reduce((a, b) => a * b, 1n) * 4n);
+      });
+      relayout(d, 32, sizes);
+    });
+    const r = runAlone("rope-odd", bytes);
+    expect(r.full).toMatchObject({ outcome: "error", code: "INVALID_MODEL", stage: "load" });
+    if (r.full.outcome === "error") expect(r.full.message).toMatch(/RoPE dimension count 3/);
+    // the same geometry with an even head size loads and generates (the check is not over-broad)
+    const ok = runAlone(
+      "rope-even",
+      edited((d) => {
+        const set = (k: string, v: number) => setKv(d, `llama.${k}`, u32(v));
+        set("embedding_length", 32);
+        set("rope.dimension_count", 4);
+        const dims: Record<string, bigint[]> = { attn_q: [32n, 32n], attn_k: [32n, 16n], attn_v: [32n, 16n], attn_output: [32n, 32n], ffn_gate: [32n, 172n], ffn_down: [172n, 32n], ffn_up: [32n, 172n] };
+        const sizes = new Map<number, bigint>();
+        d.tensors.forEach((t, i) => {
+          const kind = t.name.split(".").at(-2) as string;
+          if (t.name === "token_embd.weight" || t.name === "output.weight") t.dims = [32n, 512n];
+          else if (t.dims.length === 1) t.dims = [32n];
+          else if (dims[kind]) t.dims = dims[kind];
+          sizes.set(i, t.dims.reduce((a, b) => a * b, 1n) * 4n);
+        });
+        relayout(d, 32, sizes);
+      }),
+    );
+    expect(ok.full).toMatchObject({ outcome: "ok", tokens: 4 });
+  });
+});
+
 describe("context creation", () => {
   it("value_length unlike key_length with matching tensor shapes: the graph builder's assertion (src/models/llama.cpp: n_embd_head == n_embd_head_k) is INVALID_MODEL at createContext", () => {
     const bytes = edited((d) => {

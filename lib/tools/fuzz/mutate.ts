@@ -417,7 +417,69 @@ const version: DocMutation = (doc, rng) => {
   return `version ${doc.version}`;
 };
 
+/**
+ * A llama-architecture model rebuilt with an odd but self-consistent geometry
+ * (embedding, heads, KV heads, head sizes, feed-forward, layers): every tensor
+ * shaped as llama.cpp expects for it, so the file passes the loader's shape
+ * checks and reaches graph building and the kernels.
+ */
+const geometry: DocMutation = (doc, rng) => {
+  if (archOf(doc) !== "llama") return "geometry (not llama)";
+  const vocabN = getArr(doc, "tokenizer.ggml.tokens")?.length ?? 0;
+  if (vocabN === 0) return "geometry (no vocabulary)";
+  const embd = pick(rng, [8, 16, 48, 60, 64, 96]);
+  const nh = pick(rng, [1, 2, 3, 4, 5, 7, 8, 16]);
+  const nkv = pick(rng, [1, 2, 3, nh, nh]);
+  const hkDefault = Math.floor(embd / nh);
+  const hk = chance(rng, 0.5) ? hkDefault : pick(rng, [2, 3, 4, 6, 8, 16, 32]);
+  const hv = chance(rng, 0.7) ? hk : pick(rng, [2, 4, 8, 16]);
+  const ff = pick(rng, [1, 7, 32, 100, 172]);
+  const layers = pick(rng, [1, 2, 3]);
+  const rot = chance(rng, 0.8) ? hk : pick(rng, [0, 2, hk - 1, hk + 2]);
+  const arch = "llama";
+  setKv(doc, `${arch}.embedding_length`, { type: U32, value: embd });
+  setKv(doc, `${arch}.attention.head_count`, { type: U32, value: nh });
+  setKv(doc, `${arch}.attention.head_count_kv`, { type: U32, value: nkv });
+  if (hk !== hkDefault) setKv(doc, `${arch}.attention.key_length`, { type: U32, value: hk });
+  if (hv !== hkDefault || hk !== hkDefault) setKv(doc, `${arch}.attention.value_length`, { type: U32, value: hv });
+  setKv(doc, `${arch}.rope.dimension_count`, { type: U32, value: rot });
+  setKv(doc, `${arch}.feed_forward_length`, { type: U32, value: ff });
+  setKv(doc, `${arch}.block_count`, { type: U32, value: layers });
+  const shapes: [string, number[]][] = [
+    ["token_embd.weight", [embd, vocabN]],
+    ["output_norm.weight", [embd]],
+    ["output.weight", [embd, vocabN]],
+  ];
+  for (let l = 0; l < layers; l++) {
+    shapes.push(
+      [`blk.${l}.attn_norm.weight`, [embd]],
+      [`blk.${l}.attn_q.weight`, [embd, hk * nh]],
+      [`blk.${l}.attn_k.weight`, [embd, hk * nkv]],
+      [`blk.${l}.attn_v.weight`, [embd, hv * nkv]],
+      [`blk.${l}.attn_output.weight`, [hk * nh, embd]],
+      [`blk.${l}.ffn_norm.weight`, [embd]],
+      [`blk.${l}.ffn_gate.weight`, [embd, ff]],
+      [`blk.${l}.ffn_down.weight`, [ff, embd]],
+      [`blk.${l}.ffn_up.weight`, [embd, ff]],
+    );
+  }
+  const parts: Buffer[] = [];
+  let at = 0n;
+  doc.tensors = shapes.map(([name, dims]) => {
+    const n = dims.reduce((a, b) => a * b, 1);
+    const bytes = Buffer.alloc(Math.ceil((n * 4) / doc.alignment) * doc.alignment);
+    for (let k = 0; k < n; k++) bytes.writeFloatLE(name.endsWith("norm.weight") ? 1 : ((rng() % 2001) - 1000) / 20000, 4 * k);
+    const t = { name, dims: dims.map(BigInt), type: 0, offset: at };
+    at += BigInt(bytes.length);
+    parts.push(bytes);
+    return t;
+  });
+  doc.data = Buffer.concat(parts);
+  return `geometry embd=${embd} heads=${nh} kv=${nkv} k=${hk} v=${hv} rot=${rot} ff=${ff} layers=${layers}`;
+};
+
 const DOC_MUTATIONS: [DocMutation, number][] = [
+  [geometry, 8],
   [hparam, 30],
   [hparamArray, 5],
   [arch, 5],
