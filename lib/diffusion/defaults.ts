@@ -9,6 +9,21 @@
 export const MIN_SIDE = 64;
 export const MAX_SIDE = 4096;
 
+/**
+ * Image sides are multiples of 64 pixels: stable-diffusion.cpp rounds other
+ * sizes up without saying so (72×200 came back 128×256 from an SD1 model).
+ */
+export const SIDE_MULTIPLE = 64;
+
+/**
+ * Longest prompt (and negative prompt) in characters. stable-diffusion.cpp's
+ * prompt-attention parser recurses per character: a prompt of about 27,000
+ * characters overflowed an 8 MiB thread stack and took the process down
+ * (its own sd-cli dies the same way). CLIP reads 77 tokens per chunk; real
+ * prompts are far shorter than this limit. Also enforced in C++.
+ */
+export const MAX_PROMPT_CHARS = 4096;
+
 /** Largest upscaled side in pixels (also enforced in C++). */
 export const MAX_UPSCALED_SIDE = 16384;
 

@@ -22,7 +22,7 @@ export type EngineEvent =
 export interface EngineGenerateParams {
   prompt: string;
   negativePrompt: string;
-  /** Pixels, multiples of 8. */
+  /** Pixels, multiples of 64 (SIDE_MULTIPLE). */
   width: number;
   height: number;
   /** Sampling steps (≥ 1). */

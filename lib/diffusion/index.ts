@@ -1,7 +1,7 @@
 export { DiffusionModel } from "./model";
 export { ImageJob } from "./job";
 export { resolveGenerateParams } from "./params";
-export { IMAGE_DEFAULTS, DIFFUSION_LOAD_DEFAULTS, UPSCALER_DEFAULTS, MIN_SIDE, MAX_SIDE, MAX_UPSCALED_SIDE } from "./defaults";
+export { IMAGE_DEFAULTS, DIFFUSION_LOAD_DEFAULTS, UPSCALER_DEFAULTS, MIN_SIDE, MAX_SIDE, MAX_UPSCALED_SIDE, MAX_PROMPT_CHARS, SIDE_MULTIPLE } from "./defaults";
 export { ProgressTracker } from "./progress";
 export { encodePng } from "./png";
 export { nativeDiffusionEngine, ENGINE_HOWTO } from "./native-engine";

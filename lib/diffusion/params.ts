@@ -1,9 +1,16 @@
 /** Image generation options → the engine's parameters: validation and every default (lib/diffusion/defaults.ts). */
 import { randomInt } from "node:crypto";
+import fs from "node:fs";
 import { GenaiError } from "../errors";
 import { optInt, optNumber, optOneOf, optString, options, requireString } from "../util/validate";
 import { IMAGE_KEYS, LORA_KEYS, PREVIEW_KEYS } from "./keys";
-import { IMAGE_DEFAULTS, MAX_SIDE, MIN_SIDE } from "./defaults";
+import { IMAGE_DEFAULTS, MAX_PROMPT_CHARS, MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE } from "./defaults";
+
+function promptText(name: string, text: string): string {
+  if (text.length > MAX_PROMPT_CHARS)
+    throw new GenaiError("INVALID_ARGUMENT", `${name} is ${text.length} characters; at most ${MAX_PROMPT_CHARS} (MAX_PROMPT_CHARS)`);
+  return text;
+}
 import type { EngineGenerateParams, EngineModel } from "./engine";
 import type { ImageGenerateOptions, PreviewOptions, RawImage } from "./types";
 
@@ -24,7 +31,8 @@ export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<Engin
   const d = IMAGE_DEFAULTS;
   const side = (name: string, v: unknown) => {
     const n = optInt(name, v, name === "width" ? d.width : d.height, MIN_SIDE, MAX_SIDE);
-    if (n % 8 !== 0) throw new GenaiError("INVALID_ARGUMENT", `${name} must be a multiple of 8 (got ${n})`);
+    if (n % SIDE_MULTIPLE !== 0)
+      throw new GenaiError("INVALID_ARGUMENT", `${name} must be a multiple of ${SIDE_MULTIPLE} (got ${n}; stable-diffusion.cpp would round it up)`);
     return n;
   };
   const width = side("width", opts.width);
@@ -44,12 +52,14 @@ export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<Engin
   for (const [i, l] of loras.entries()) {
     options(`loras[${i}]`, l, LORA_KEYS);
     requireString(`loras[${i}].path`, l.path);
+    // sd.cpp skips a LoRA it cannot open and generates without it
+    if (!fs.existsSync(l.path)) throw new GenaiError("MODEL_NOT_FOUND", `LoRA file not found: ${l.path}`);
     optNumber(`loras[${i}].multiplier`, l.multiplier, d.loraMultiplier, -10, 10);
   }
   const preview = opts.preview === undefined ? undefined : (options("preview", opts.preview, PREVIEW_KEYS) as PreviewOptions);
   return {
-    prompt: requireString("prompt", opts.prompt),
-    negativePrompt: optString("negativePrompt", opts.negativePrompt) ?? "",
+    prompt: promptText("prompt", requireString("prompt", opts.prompt)),
+    negativePrompt: promptText("negativePrompt", optString("negativePrompt", opts.negativePrompt) ?? ""),
     width,
     height,
     steps: optInt("steps", opts.steps, d.steps, 1, 1000),

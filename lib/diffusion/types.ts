@@ -54,7 +54,7 @@ export interface PreviewOptions {
 export interface ImageGenerateOptions {
   prompt: string;
   negativePrompt?: string;
-  /** Pixels, a multiple of 8 in [MIN_SIDE, MAX_SIDE] = [64, 4096] (default IMAGE_DEFAULTS.width / height). */
+  /** Pixels, a multiple of 64 (SIDE_MULTIPLE) in [MIN_SIDE, MAX_SIDE] = [64, 4096] (default IMAGE_DEFAULTS.width / height). */
   width?: number;
   height?: number;
   /** Sampling steps, 1..1000 (default IMAGE_DEFAULTS.steps). */

@@ -94,9 +94,14 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
             "generate");
   r.prompt = StringField(o, "prompt");
   r.negative = StringField(o, "negativePrompt");
+  // sd.cpp's prompt-attention parser recurses per character (lib/diffusion/defaults.ts MAX_PROMPT_CHARS)
+  constexpr size_t kMaxPromptBytes = 4096 * 4;
+  if (r.prompt.size() > kMaxPromptBytes || r.negative.size() > kMaxPromptBytes)
+    Throw(env, code::INVALID_ARGUMENT, "prompt and negativePrompt are limited to " + std::to_string(kMaxPromptBytes) + " bytes");
   r.width = static_cast<int>(IntField(o, "width", 64, 4096));
   r.height = static_cast<int>(IntField(o, "height", 64, 4096));
-  if (r.width % 8 || r.height % 8) Throw(env, code::INVALID_ARGUMENT, "width and height must be multiples of 8");
+  // sd.cpp rounds other sizes up without saying so (lib/diffusion/defaults.ts SIDE_MULTIPLE)
+  if (r.width % 64 || r.height % 64) Throw(env, code::INVALID_ARGUMENT, "width and height must be multiples of 64");
   r.steps = static_cast<int>(IntField(o, "steps", 1, 1000));
   r.count = static_cast<int>(IntField(o, "count", 1, 64));
   r.cfg = static_cast<float>(NumberField(o, "cfgScale", 0, 100));
@@ -129,6 +134,8 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
   auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
 
   return ThreadJob::Start(env, "genai.diffusion.generate", cancel, on_event, [m, r](ThreadJob& job) -> ThreadJob::ValueMaker {
+    // sd.cpp skips a LoRA it cannot open and generates without it
+    for (const auto& lora : r.loras) CheckModelFileExtent(lora.first, "LoRA");
     std::vector<RawImg> images;
     std::string errors;
     bool ok = false;
@@ -172,7 +179,7 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
       images = TakeImages(out, n);
       errors = scope.Op().errors;
     }
-    if (!ok && images.empty() && !job.cancel()->IsCancelled()) throw CodedError(code::BACKEND_ERROR, "stable-diffusion.cpp failed to generate: " + errors);
+    if (!ok && images.empty() && !job.cancel()->IsCancelled()) throw CodedError(FailureCode(errors), "stable-diffusion.cpp failed to generate: " + errors);
     for (size_t i = 0; i < images.size(); i++) {
       int index = static_cast<int>(i);
       job.Post([index](Napi::Env env, Napi::Function cb) {
@@ -233,12 +240,8 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   if (info.Length() > 1 && info[1].IsFunction()) on_progress = info[1].As<Napi::Function>();
   auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
   auto work = [paths, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
-    for (const std::string* p : {&paths.model, &paths.diffusion, &paths.vae, &paths.clip_l, &paths.clip_g, &paths.t5, &paths.taesd}) {
-      if (p->empty()) continue;
-      FILE* f = std::fopen(p->c_str(), "rb");
-      if (!f) throw CodedError(code::MODEL_NOT_FOUND, "model file not found: " + *p);
-      std::fclose(f);
-    }
+    for (const std::string* p : {&paths.model, &paths.diffusion, &paths.vae, &paths.clip_l, &paths.clip_g, &paths.t5, &paths.taesd})
+      if (!p->empty()) CheckModelFileExtent(*p, "model");
     auto model = std::make_shared<SdModel>();
     model->vae_tiling = vae_tiling;
     std::string errors;

@@ -1,10 +1,15 @@
 #include "diffusion/sd_ops.h"
 
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
 
+#include "gguf.h"
 #include "util/args.h"
 #include "util/errors.h"
 #include "util/log.h"
@@ -113,6 +118,68 @@ Napi::Object Event(Napi::Env env, const char* type) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("type", type);
   return o;
+}
+
+void CheckModelFileExtent(const std::string& path, const char* what) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw CodedError(code::MODEL_NOT_FOUND, std::string(what) + " file not found: " + path);
+  char magic[8] = {0};
+  size_t got = std::fread(magic, 1, 8, f);
+  std::fseek(f, 0, SEEK_END);
+  const uint64_t file_size = static_cast<uint64_t>(std::ftell(f));
+  auto truncated = [&](const std::string& detail) {
+    return CodedError(code::INVALID_MODEL, std::string(what) + " file is truncated or corrupted (" + detail + "): " + path);
+  };
+  if (got == 8 && std::memcmp(magic, "GGUF", 4) == 0) {
+    std::fclose(f);
+    LogCapture capture;
+    gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
+    gguf_context* g = gguf_init_from_file(path.c_str(), params);
+    if (!g) throw truncated("unreadable GGUF header: " + capture.Errors());
+    const uint64_t data = gguf_get_data_offset(g);
+    for (int64_t i = 0; i < gguf_get_n_tensors(g); i++) {
+      uint64_t end = data + gguf_get_tensor_offset(g, i) + gguf_get_tensor_size(g, i);
+      if (end > file_size) {
+        std::string name = gguf_get_tensor_name(g, i);
+        gguf_free(g);
+        throw truncated("tensor " + name + " ends at byte " + std::to_string(end) + " of a " + std::to_string(file_size) + "-byte file");
+      }
+    }
+    gguf_free(g);
+    return;
+  }
+  if (got == 8 && (path.size() >= 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0)) {
+    uint64_t header_len = 0;
+    std::memcpy(&header_len, magic, 8);  // little-endian u64, then a JSON header
+    if (header_len > 100u * 1024 * 1024 || 8 + header_len > file_size) {
+      std::fclose(f);
+      throw truncated("safetensors header of " + std::to_string(header_len) + " bytes");
+    }
+    std::string header(header_len, '\0');
+    std::fseek(f, 8, SEEK_SET);
+    bool ok = std::fread(header.data(), 1, header_len, f) == header_len;
+    std::fclose(f);
+    if (!ok) throw truncated("unreadable safetensors header");
+    // the largest "data_offsets":[begin,end] end, relative to the data after the header
+    uint64_t max_end = 0;
+    for (size_t at = header.find("\"data_offsets\""); at != std::string::npos; at = header.find("\"data_offsets\"", at + 1)) {
+      size_t comma = header.find(',', at);
+      if (comma == std::string::npos) break;
+      max_end = std::max<uint64_t>(max_end, std::strtoull(header.c_str() + comma + 1, nullptr, 10));
+    }
+    if (8 + header_len + max_end > file_size)
+      throw truncated("tensor data ends at byte " + std::to_string(8 + header_len + max_end) + " of a " + std::to_string(file_size) + "-byte file");
+    return;
+  }
+  std::fclose(f);
+}
+
+const char* FailureCode(const std::string& errors) {
+  std::string lower(errors);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  bool oom = lower.find("failed to allocate") != std::string::npos || lower.find("out of memory") != std::string::npos ||
+             lower.find("alloc failed") != std::string::npos || lower.find("bad_alloc") != std::string::npos;
+  return oom ? code::OUT_OF_MEMORY : code::BACKEND_ERROR;
 }
 
 RawImg ImageProp(Napi::Object o, const char* key, uint32_t width, uint32_t height, bool mask) {

@@ -53,6 +53,19 @@ Napi::Object Event(Napi::Env env, const char* type);
 // channels 3 or 4 (1..4 for a mask); data.length = width × height × channels.
 RawImg ImageProp(Napi::Object o, const char* key, uint32_t width, uint32_t height, bool mask);
 
+// Checks, before sd.cpp opens it, that a model file exists (MODEL_NOT_FOUND)
+// and that every tensor's data lies inside the file (INVALID_MODEL): sd.cpp
+// loads a truncated checkpoint without complaint and then crashes the process
+// reading past its end. GGUF (ggml's gguf reader, no data read) and
+// safetensors (its JSON header's data_offsets) are checked; other formats
+// (.ckpt/.pth zip archives) only for existence.
+void CheckModelFileExtent(const std::string& path, const char* what);
+
+// The error code for a failed sd.cpp operation from the error lines it (and
+// ggml) logged: OUT_OF_MEMORY when an allocation failed ("failed to allocate
+// ..." from ggml-backend / ggml-alloc / sd.cpp), else BACKEND_ERROR.
+const char* FailureCode(const std::string& errors);
+
 // Moves sd.cpp's malloc'd images into RawImgs and frees them (and the array).
 std::vector<RawImg> TakeImages(sd_image_t* images, int n);
 

@@ -71,7 +71,7 @@ class UpscalerHandle : public Napi::ObjectWrap<UpscalerHandle> {
           out = TakeImages(res, n);
           if (!ok || out.empty()) errors = scope.Op().errors.empty() ? "no output" : scope.Op().errors;
         }
-        if (!errors.empty()) throw CodedError(code::BACKEND_ERROR, "stable-diffusion.cpp failed to upscale: " + errors);
+        if (!errors.empty()) throw CodedError(FailureCode(errors), "stable-diffusion.cpp failed to upscale: " + errors);
         img = std::move(out[0]);
       }
       auto shared = std::make_shared<std::vector<RawImg>>();
@@ -114,9 +114,7 @@ Napi::Value LoadUpscaler(const Napi::CallbackInfo& info) {
   std::string backend = DeviceNameProp(o);
   auto cancel = CancelToken::From(info.Length() > 1 ? info[1] : env.Undefined());
   auto work = [path, threads, tile, backend](ThreadJob& job) -> ThreadJob::ValueMaker {
-    FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) throw CodedError(code::MODEL_NOT_FOUND, "model file not found: " + path);
-    std::fclose(f);
+    CheckModelFileExtent(path, "model");
     auto model = std::make_shared<SdUpscaler>();
     std::string errors;
     {

@@ -10,6 +10,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { native } from "../../lib/binding/load";
 import { capabilities } from "../../lib/index";
 import { DiffusionModel, Upscaler, type GeneratedImage, type ImageProgress, type RawImage } from "../../lib/diffusion/index";
 import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
@@ -173,12 +174,76 @@ describe.skipIf(!available)(title, () => {
     expect(same(img, first)).toBe(true);
   });
 
+  it("inputs that sd.cpp would crash on, skip or silently change are refused, in TS and in C++", async () => {
+    // TS
+    expect(() => sd.generate({ ...base, width: 72 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => sd.generate({ ...base, prompt: "(a".repeat(15_000) })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => sd.generate({ ...base, loras: [{ path: path.join(tmp.dir, "missing-lora.safetensors") }] })).toThrow(
+      expect.objectContaining({ code: "MODEL_NOT_FOUND" }),
+    );
+    // C++, TS bypassed: the same refusals from the addon
+    const addon = native();
+    const h = await addon.loadDiffusionModel!(
+      {
+        model: modelFile,
+        diffusionModel: "",
+        vae: "",
+        clipL: "",
+        clipG: "",
+        t5xxl: "",
+        taesd: "",
+        weightType: "",
+        threads: THREADS,
+        flashAttention: false,
+        vaeTiling: false,
+        keepClipOnCpu: false,
+        keepVaeOnCpu: false,
+        offloadParamsToCpu: false,
+        device: "cpu",
+      },
+      undefined,
+      new addon.CancelToken(),
+    );
+    try {
+      const p = {
+        prompt: "x",
+        negativePrompt: "",
+        width: SIZE,
+        height: SIZE,
+        steps: 1,
+        cfgScale: 7,
+        sampler: "euler",
+        scheduler: "discrete",
+        seed: 1,
+        count: 1,
+        loras: [],
+      };
+      const gen = (o: object) => h.generate({ ...p, ...o } as never, () => undefined, new addon.CancelToken());
+      expect(() => gen({ width: 72 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      // a prompt of about 27,000 characters overflowed the stack in sd.cpp's prompt parser
+      expect(() => gen({ prompt: "(a".repeat(15_000) })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      expect(() => gen({ guidanceScale: 2 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: "unknown generate field guidanceScale" }));
+      await expect(gen({ loras: [{ path: path.join(tmp.dir, "missing-lora.safetensors"), multiplier: 1 }] })).rejects.toMatchObject({
+        code: "MODEL_NOT_FOUND",
+      });
+      // an allocation that cannot succeed (SD1 attention at 4096² wants about 2 TB) is OUT_OF_MEMORY, and the model keeps working
+      await expect(gen({ width: 4096, height: 4096 })).rejects.toMatchObject({ code: "OUT_OF_MEMORY" });
+      expect(await gen({})).toHaveLength(1);
+    } finally {
+      h.dispose();
+    }
+  });
+
   it("a file that is not a diffusion model is INVALID_MODEL; a missing one MODEL_NOT_FOUND", async () => {
     await expect(DiffusionModel.load({ model: await storiesPath() })).rejects.toMatchObject({ code: "INVALID_MODEL" });
     const text = path.join(tmp.dir, "notes.gguf");
     fs.writeFileSync(text, "not a model at all\n".repeat(100));
     await expect(DiffusionModel.load({ model: text })).rejects.toMatchObject({ code: "INVALID_MODEL" });
     await expect(DiffusionModel.load({ model: path.join(tmp.dir, "missing.gguf") })).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
+    // a checkpoint cut short
+    const cut = path.join(tmp.dir, "cut.gguf");
+    fs.writeFileSync(cut, fs.readFileSync(modelFile).subarray(0, Math.floor(fs.statSync(modelFile).size / 2)));
+    await expect(DiffusionModel.load({ model: cut })).rejects.toMatchObject({ code: "INVALID_MODEL" });
   });
 
   it("a second model loads, generates the same image for the same seed, and disposes", async () => {

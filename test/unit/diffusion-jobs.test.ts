@@ -110,10 +110,10 @@ function decodePng(png: Buffer): { width: number; height: number; channels: numb
 describe("image jobs (test double engine)", () => {
   it("one image: PNG of the right size and pixels, with the seed used", async () => {
     const sd = await DiffusionModel.load({ model: "m" }, fakeEngine());
-    const [img] = await sd.generate({ prompt: "a cat", width: 64, height: 72, steps: 2, seed: 1000 }).done;
+    const [img] = await sd.generate({ prompt: "a cat", width: 64, height: 128, steps: 2, seed: 1000 }).done;
     expect(img.seed).toBe(1000);
     const d = decodePng(img.png!);
-    expect([d.width, d.height, d.channels]).toEqual([64, 72, 3]);
+    expect([d.width, d.height, d.channels]).toEqual([64, 128, 3]);
     expect(d.data.every((v) => v === 1000 % 251)).toBe(true);
   });
 
@@ -215,6 +215,7 @@ describe("image jobs (test double engine)", () => {
     const bad: object[] = [
       { prompt: "x", width: 100 },
       { prompt: "x", width: 32 },
+      { prompt: "x", width: 72 }, // a multiple of 8 but not 64: sd.cpp would round it up to 128
       { prompt: "x", height: 8192 },
       { prompt: "x", steps: 0 },
       { prompt: "x", cfgScale: NaN },
@@ -224,6 +225,9 @@ describe("image jobs (test double engine)", () => {
       { prompt: "x", seed: -2 },
       { prompt: "x", strength: 2, initImage: { data: new Uint8Array(512 * 512 * 3), width: 512, height: 512, channels: 3 } },
       { prompt: 5 },
+      // prompts past MAX_PROMPT_CHARS (sd.cpp's parser recursion would overflow the stack)
+      { prompt: "a".repeat(4097) },
+      { prompt: "x", negativePrompt: "b".repeat(30_000) },
       // unknown keys, anywhere, by name
       { prompt: "x", guidanceScale: 3 },
       { prompt: "x", preview: { every: 2 } },
@@ -237,6 +241,11 @@ describe("image jobs (test double engine)", () => {
       message: expect.stringMatching(/vaeOnCpu/),
     });
     expect(() => sd.generate(null as never)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    // a LoRA that does not exist is MODEL_NOT_FOUND (sd.cpp would skip it and generate without)
+    expect(() => sd.generate({ prompt: "x", loras: [{ path: "/nonexistent/lora.safetensors" }] })).toThrow(
+      expect.objectContaining({ code: "MODEL_NOT_FOUND" }),
+    );
+    expect(eng.model.calls).toHaveLength(0);
   });
 
   it("one generation at a time per process, in order, progress never crossed", async () => {
