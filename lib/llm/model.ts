@@ -26,6 +26,9 @@ export class LlamaModel implements AsyncDisposable {
   readonly vocabOnly: boolean;
   #native: ModelHandle | undefined;
   #contexts = new Set<LlamaContext>();
+  /** createContext() calls still running: dispose() waits for them (each frees what it made). */
+  #creating = new Set<Promise<LlamaContext>>();
+  #disposing: Promise<void> | undefined;
 
   private constructor(path: string, handle: ModelHandle, summary: GgufSummary) {
     this.path = path;
@@ -119,9 +122,24 @@ export class LlamaModel implements AsyncDisposable {
    * @throws GenaiError DISPOSED, INVALID_ARGUMENT (also: a vocabOnly model), OUT_OF_MEMORY (the KV cache would not fit the devices' free memory).
    */
   async createContext(options: ContextOptions = {}): Promise<LlamaContext> {
-    if (this.vocabOnly && this.#native)
-      throw new GenaiError("INVALID_ARGUMENT", "the model was loaded with vocabOnly: it has no weights to create a context from");
+    if (this.#disposing || !this.#native) throw new GenaiError("DISPOSED", "the model has been disposed");
+    if (this.vocabOnly) throw new GenaiError("INVALID_ARGUMENT", "the model was loaded with vocabOnly: it has no weights to create a context from");
+    const creation = this.#create(options);
+    this.#creating.add(creation);
+    try {
+      return await creation;
+    } finally {
+      this.#creating.delete(creation);
+    }
+  }
+
+  async #create(options: ContextOptions): Promise<LlamaContext> {
     const ctx = await LlamaContext.create(this, options);
+    if (this.#disposing) {
+      // dispose() was called while the native thread built it: not the caller's to keep
+      await ctx.dispose();
+      throw new GenaiError("DISPOSED", "the model was disposed while the context was being created");
+    }
     this.#contexts.add(ctx);
     ctx.onDispose(() => this.#contexts.delete(ctx));
     return ctx;
@@ -129,9 +147,17 @@ export class LlamaModel implements AsyncDisposable {
 
   /**
    * Disposes every context of this model (aborting their running work and
-   * waiting for it), then releases the weights. Idempotent.
+   * waiting for it; contexts still being created are freed when they are
+   * done, and their createContext() rejects with DISPOSED), then releases
+   * the weights. Idempotent: every call returns the same promise.
    */
-  async dispose(): Promise<void> {
+  dispose(): Promise<void> {
+    this.#disposing ??= this.#dispose();
+    return this.#disposing;
+  }
+
+  async #dispose(): Promise<void> {
+    await Promise.allSettled([...this.#creating]);
     await Promise.all([...this.#contexts].map((c) => c.dispose()));
     this.#native?.dispose();
     this.#native = undefined;

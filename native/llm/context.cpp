@@ -17,6 +17,7 @@ ContextState::~ContextState() {
   if (ctx) llama_free(ctx);
   FreeCpuThreadpool(threadpool);
   FreeCpuThreadpool(threadpool_batch);
+  ReleaseFreedMemory();
 }
 
 BusyGuard::BusyGuard(std::shared_ptr<ContextState> s, Napi::Env env) {

@@ -22,6 +22,7 @@ namespace genai {
 
 ModelState::~ModelState() {
   if (model) llama_model_free(model);
+  ReleaseFreedMemory();
 }
 
 namespace {

@@ -1,8 +1,9 @@
 // Work off the JS thread.
 //  - RunAsync: a bounded piece of work (tokenize, a template) on the libuv pool.
-//  - ThreadJob: a long run (model load, generation) on its own native thread, so
-//    it never starves the libuv pool that fs/dns/zlib share. The thread reaches
-//    JS through one ThreadSafeFunction (Post), and the promise settles there.
+//  - ThreadJob: a long run (model load, generation) on a native thread of the
+//    addon's own (long-lived, one per running job), so it never starves the
+//    libuv pool that fs/dns/zlib share. The thread reaches JS through one
+//    ThreadSafeFunction (Post), and the promise settles there.
 // Every job registers its CancelFlag with the JobTracker, so env teardown
 // (process exit, worker_threads termination) cancels and waits for it.
 #pragma once
@@ -14,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <string>
 
 #include "util/errors.h"
 
@@ -64,13 +66,32 @@ struct AddonData {
 };
 AddonData& Data(Napi::Env env);
 
+// After freeing a model or a context (megabytes of buffers): hands the free
+// pages of every malloc arena back to the OS. glibc keeps them otherwise:
+// buffers of a few MB land in arenas once its mmap threshold has risen, and
+// RSS crept up over load/dispose cycles. Any thread; a no-op off glibc.
+void ReleaseFreedMemory();
+
 // Runs on the JS thread with the job's callback (a no-op function when none was given).
 using JsThunk = std::function<void(Napi::Env, Napi::Function)>;
 
-// A native thread with a channel to the JS thread.
+// Runs fn on the JS thread from a callback Node calls (a thread-safe
+// function's call_js, an async work's completion), where no exception may
+// escape. A JS error thrown by fn (a user callback threw) becomes an uncaught
+// exception, as Node does for throwing event listeners; while the env is
+// going away (worker.terminate(), exit) no JS can run and errors are dropped.
+void CallIntoJs(Napi::Env env, const std::function<void()>& fn) noexcept;
+
+// Settles `deferred` on the JS thread with make()'s value (resolve) or error
+// (reject); a maker that throws a JS error rejects with it. Never throws:
+// while the env is going away the promise simply stays pending.
+void SettleDeferred(Napi::Env env, napi_deferred deferred, bool resolve, const std::function<Napi::Value()>& make) noexcept;
+
+// A long run (model load, context creation, generation) on a long-lived
+// native thread with a channel to the JS thread.
 class ThreadJob {
  public:
-  // `work` runs on the new thread and returns a maker of the resolved value,
+  // `work` runs on a native thread and returns a maker of the resolved value,
   // which runs on the JS thread. A CodedError thrown by work rejects with its
   // code; any other exception rejects with BACKEND_ERROR.
   using ValueMaker = std::function<Napi::Value(Napi::Env)>;
@@ -89,48 +110,58 @@ class ThreadJob {
   std::shared_ptr<CancelFlag> cancel_;
 };
 
-// Bounded work on the libuv pool; resolves with toJs(result) on the JS thread.
-template <typename R>
-class PromiseWorker : public Napi::AsyncWorker {
+// Bounded work on the libuv pool (tokenize, a chat template, a state copy),
+// registered with the env's JobTracker like a ThreadJob: env teardown and
+// process exit wait for it, and one that has not started yet when they
+// cancel does not run. The promise settles on the JS thread, never throwing
+// into Node when the env is going away.
+class PoolJob {
  public:
-  PromiseWorker(Napi::Env env, std::function<R()> work, std::function<Napi::Value(Napi::Env, R&)> toJs)
-      : Napi::AsyncWorker(env, "genai.async"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), toJs_(std::move(toJs)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
+  virtual ~PoolJob() = default;
+  // Queues job on the libuv pool; returns the promise it settles.
+  static Napi::Promise Queue(Napi::Env env, std::unique_ptr<PoolJob> job);
 
  protected:
-  void Execute() override {
-    try {
-      result_ = work_();
-    } catch (const CodedError& e) {
-      code_ = e.code;
-      SetError(e.what());
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override {
-    try {
-      deferred_.Resolve(toJs_(Env(), result_));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(MakeError(Env(), code_, e.Message()).Value()); }
+  // On a libuv pool thread: the work. Throws CodedError (rejects with its
+  // code) or another exception (BACKEND_ERROR). Drops what the work holds
+  // (contexts, models) before returning.
+  virtual void Run() = 0;
+  // On the JS thread after Run succeeded: the resolved value.
+  virtual Napi::Value Result(Napi::Env env) = 0;
 
  private:
-  Napi::Promise::Deferred deferred_;
+  static void Execute(napi_env env, void* data);
+  static void Complete(napi_env env, napi_status status, void* data);
+  napi_async_work work_ = nullptr;
+  napi_deferred deferred_ = nullptr;
+  std::shared_ptr<JobTracker> tracker_;
+  std::shared_ptr<CancelFlag> flag_ = std::make_shared<CancelFlag>();
+  bool failed_ = false;
+  std::string code_, message_;
+};
+
+template <typename R>
+class PromiseWorker : public PoolJob {
+ public:
+  PromiseWorker(std::function<R()> work, std::function<Napi::Value(Napi::Env, R&)> toJs) : work_(std::move(work)), toJs_(std::move(toJs)) {}
+
+ protected:
+  void Run() override {
+    std::function<R()> work = std::move(work_);  // its captures go with this frame, thrown or not
+    work_ = nullptr;
+    result_ = work();
+  }
+  Napi::Value Result(Napi::Env env) override { return toJs_(env, result_); }
+
+ private:
   std::function<R()> work_;
   std::function<Napi::Value(Napi::Env, R&)> toJs_;
   R result_{};
-  std::string code_ = code::BACKEND_ERROR;
 };
 
 template <typename R>
 Napi::Promise RunAsync(Napi::Env env, std::function<R()> work, std::function<Napi::Value(Napi::Env, R&)> toJs) {
-  auto* w = new PromiseWorker<R>(env, std::move(work), std::move(toJs));
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return PoolJob::Queue(env, std::make_unique<PromiseWorker<R>>(std::move(work), std::move(toJs)));
 }
 
 }  // namespace genai

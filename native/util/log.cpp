@@ -114,12 +114,14 @@ void Emit(LogLevel level, std::string msg, LogSource source) {
   if (g_sink.id) {
     st = g_sink.tsfn.NonBlockingCall([level, msg, source](Napi::Env env, Napi::Function fn) {
       if (fn.IsEmpty()) return;
-      const char* src = SourceName(source);
-      if (uint64_t dropped = g_dropped.exchange(0)) {
-        fn.Call({Napi::String::New(env, "warn"), Napi::String::New(env, std::to_string(dropped) + " log lines were dropped: the logger fell behind"),
-                 Napi::String::New(env, src)});
-      }
-      fn.Call({Napi::String::New(env, LevelName(level)), Napi::String::New(env, msg), Napi::String::New(env, src)});
+      CallIntoJs(env, [&] {  // nothing may throw into Node, also while the env is going away
+        const char* src = SourceName(source);
+        if (uint64_t dropped = g_dropped.exchange(0)) {
+          fn.Call({Napi::String::New(env, "warn"), Napi::String::New(env, std::to_string(dropped) + " log lines were dropped: the logger fell behind"),
+                   Napi::String::New(env, src)});
+        }
+        fn.Call({Napi::String::New(env, LevelName(level)), Napi::String::New(env, msg), Napi::String::New(env, src)});
+      });
     });
   }
   if (st == napi_ok) return;

@@ -22,7 +22,10 @@ class SharedHandle {
   // throws after Reset() ("the model has been disposed"). String literals.
   SharedHandle(const Napi::CallbackInfo& info, const char* created_by, const char* disposed) : disposed_(disposed) {
     if (info.Length() != 1 || !info[0].IsExternal()) Throw(info.Env(), code::INVALID_ARGUMENT, created_by);
-    state_ = *info[0].As<Napi::External<std::shared_ptr<T>>>().Data();
+    // taken, not copied: the External lives until a GC finalizes it, and a
+    // copy there would keep the engine state (weights, KV cache) alive after
+    // dispose() until then
+    state_ = std::move(*info[0].As<Napi::External<std::shared_ptr<T>>>().Data());
   }
   SharedHandle(const SharedHandle&) = delete;
   SharedHandle& operator=(const SharedHandle&) = delete;
