@@ -112,6 +112,7 @@ export interface ModelHandle {
     messages: { role: string; content: string }[],
     addAssistant: boolean,
     template: string | null,
+    cancel?: CancelToken,
   ): Promise<{ prompt: string; stops: string[] }>;
   createContext(params: ContextParams): Promise<ContextHandle>;
   dispose(): void;

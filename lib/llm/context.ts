@@ -177,7 +177,7 @@ export class LlamaContext implements AsyncDisposable {
         let tokens: Int32Array;
         let stops: string[] = extraStops;
         if (isChat) {
-          const { prompt, stops: tmplStops } = await this.model.applyChatTemplate(input as ChatMessage[], { template: o.template });
+          const { prompt, stops: tmplStops } = await this.model.applyChatTemplate(input as ChatMessage[], { template: o.template, signal });
           stops = [...stops, ...tmplStops];
           tokens = await this.model.tokenize(prompt, { addSpecial: true, parseSpecial: true });
         } else if (typeof input === "string") {

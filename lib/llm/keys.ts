@@ -15,7 +15,7 @@ import type {
 export const LOAD_KEYS = optionKeys<LoadModelOptions>()("gpuLayers", "useMmap", "vocabOnly", "device", "onProgress", "signal");
 export const TOKENIZE_KEYS = optionKeys<TokenizeOptions>()("addSpecial", "parseSpecial");
 export const DETOKENIZE_KEYS = optionKeys<DetokenizeOptions>()("removeSpecial", "unparseSpecial");
-export const CHAT_TEMPLATE_KEYS = optionKeys<ChatTemplateOptions>()("template", "addAssistant");
+export const CHAT_TEMPLATE_KEYS = optionKeys<ChatTemplateOptions>()("template", "addAssistant", "signal");
 export const CONTEXT_KEYS = optionKeys<ContextOptions>()("contextSize", "batchSize", "threads", "batchThreads", "seed", "flashAttention", "embeddings");
 export const GENERATE_KEYS = optionKeys<GenerateOptions>()(
   "maxTokens",

@@ -10,6 +10,7 @@ import { GenaiError } from "../errors";
 import { native, withCancelToken } from "../binding/load";
 import type { ModelHandle } from "../binding/types";
 import { readGgufSummary, type GgufSummary } from "../models/metadata";
+import { onAbort } from "../util/abort";
 import { initBackends, resolveDevice } from "../system/backends";
 import { optBool, optFunction, optInt, optSignal, requireString, options as validOptions, tokenIds } from "../util/validate";
 import { LlamaContext } from "./context";
@@ -99,7 +100,8 @@ export class LlamaModel implements AsyncDisposable {
    * Formats messages with the model's own Jinja chat template (llama.cpp
    * common's renderer), or `template` when given.
    * @returns the prompt text and extra stop strings the template implies.
-   * @throws GenaiError INVALID_ARGUMENT when the model has no template and none is given.
+   * @throws GenaiError INVALID_ARGUMENT when the model has no template and none is given, or the
+   *   template is refused or fails (limits: native/llm/chat_template_check.h); ABORTED (signal).
    */
   async applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): Promise<{ prompt: string; stops: string[] }> {
     const o = validOptions("options", options, CHAT_TEMPLATE_KEYS) as ChatTemplateOptions;
@@ -110,11 +112,31 @@ export class LlamaModel implements AsyncDisposable {
     }
     const template = o.template === undefined ? null : requireString("template", o.template);
     const addAssistant = optBool("addAssistant", o.addAssistant, true);
-    return this.handle().applyChatTemplate(
-      messages.map((m) => ({ role: m.role, content: m.content })),
-      addAssistant,
-      template,
-    );
+    const signal = optSignal("signal", o.signal);
+    if (signal?.aborted) throw new GenaiError("ABORTED", "applyChatTemplate was aborted before it started");
+    const handle = this.handle();
+    const msgs = messages.map((m) => ({ role: m.role, content: m.content }));
+    if (!signal) return handle.applyChatTemplate(msgs, addAssistant, template);
+    // the signal rejects at once; the native render (bounded: native/llm/chat_template_check.h) stops at its next step
+    const token = new (native().CancelToken)();
+    const render = handle.applyChatTemplate(msgs, addAssistant, template, token);
+    return new Promise((resolve, reject) => {
+      const detach = onAbort(signal, () => {
+        token.cancel();
+        render.catch(() => undefined);
+        reject(new GenaiError("ABORTED", "applyChatTemplate was aborted"));
+      });
+      render.then(
+        (r) => {
+          detach();
+          resolve(r);
+        },
+        (e) => {
+          detach();
+          reject(e);
+        },
+      );
+    });
   }
 
   /**

@@ -60,6 +60,8 @@ export interface ChatTemplateOptions {
   template?: string;
   /** End with the assistant's turn opened, ready for generation (default true). */
   addAssistant?: boolean;
+  /** Rejects with ABORTED at once when it aborts; the native render stops at its next step. */
+  signal?: AbortSignal;
 }
 
 export interface EmbedOptions {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "chat.h"
+#include "llm/chat_template_check.h"
 #include "llm/context.h"
 #include "llm/gguf_check.h"
 #include "util/abort_guard.h"
@@ -17,6 +18,7 @@
 #include "util/errors.h"
 #include "util/jobs.h"
 #include "util/log.h"
+#include "util/stack_thread.h"
 
 namespace genai {
 
@@ -264,12 +266,7 @@ Napi::Value ModelHandle::Detokenize(const Napi::CallbackInfo& info) {
       [](Napi::Env env, std::string& text) -> Napi::Value { return Napi::String::New(env, text); });
 }
 
-struct ChatResult {
-  std::string prompt;
-  std::vector<std::string> stops;
-};
-
-// applyChatTemplate([{role, content}], addAssistant, templateOverride|null) -> Promise<{prompt, stops}>
+// applyChatTemplate([{role, content}], addAssistant, templateOverride|null, cancelToken?) -> Promise<{prompt, stops}>
 Napi::Value ModelHandle::ApplyChatTemplate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = State(env);
@@ -290,38 +287,21 @@ Napi::Value ModelHandle::ApplyChatTemplate(const Napi::CallbackInfo& info) {
   bool add_assistant = info.Length() < 2 || info[1].ToBoolean().Value();
   std::string override_tmpl;
   if (info.Length() > 2 && info[2].IsString()) override_tmpl = info[2].As<Napi::String>().Utf8Value();
-  return RunAsync<ChatResult>(
-      env,
-      [s, msgs, add_assistant, override_tmpl] {
-        CheckVocabServes(s->vocab, false);  // the template renderer reads the BOS/EOS texts
-        common_chat_templates_ptr tmpls;
-        try {
-          tmpls = common_chat_templates_init(s->model, override_tmpl);
-        } catch (const std::exception& e) {
-          throw CodedError(code::INVALID_ARGUMENT, std::string("invalid chat template: ") + e.what());
-        }
-        if (!tmpls || (override_tmpl.empty() && !common_chat_templates_was_explicit(tmpls.get())))
-          throw CodedError(code::INVALID_ARGUMENT, "the model has no chat template; pass one explicitly (chatTemplate option)");
-        common_chat_templates_inputs in;
-        in.messages = msgs;
-        in.add_generation_prompt = add_assistant;
-        in.use_jinja = true;
-        common_chat_params p;
-        try {
-          p = common_chat_templates_apply(tmpls.get(), in);
-        } catch (const std::exception& e) {
-          throw CodedError(code::INVALID_ARGUMENT, std::string("chat template failed: ") + e.what());
-        }
-        return ChatResult{p.prompt, p.additional_stops};
-      },
-      [](Napi::Env env, ChatResult& r) -> Napi::Value {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("prompt", r.prompt);
-        auto stops = Napi::Array::New(env, r.stops.size());
-        for (size_t i = 0; i < r.stops.size(); i++) stops.Set(static_cast<uint32_t>(i), r.stops[i]);
-        o.Set("stops", stops);
-        return o;
-      });
+  std::shared_ptr<CancelFlag> cancel = CancelToken::From(info.Length() > 3 ? info[3] : env.Undefined());
+  // a template is code: checked, then rendered under limits on its own thread with a large stack (llm/chat_template_check.h)
+  return RunOnStackThread(env, "genai.chatTemplate", tmpl_limits::kRenderStackBytes, cancel,
+                          [s, msgs, add_assistant, override_tmpl, cancel]() -> std::function<Napi::Value(Napi::Env)> {
+                            CheckVocabServes(s->vocab, false);  // the template renderer reads the BOS/EOS texts
+                            auto r = std::make_shared<ChatRender>(RenderChatTemplate(s->model, override_tmpl, msgs, add_assistant, *cancel));
+                            return [r](Napi::Env env) -> Napi::Value {
+                              Napi::Object o = Napi::Object::New(env);
+                              o.Set("prompt", r->prompt);
+                              auto stops = Napi::Array::New(env, r->stops.size());
+                              for (size_t i = 0; i < r->stops.size(); i++) stops.Set(static_cast<uint32_t>(i), r->stops[i]);
+                              o.Set("stops", stops);
+                              return o;
+                            };
+                          });
 }
 
 Napi::Value ModelHandle::CreateContext(const Napi::CallbackInfo& info) {
