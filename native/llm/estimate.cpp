@@ -22,6 +22,8 @@ Napi::Value EstimateMemory(const Napi::CallbackInfo& info) {
   Napi::Object mo = ObjectArg(info, 1, "modelOptions");
   Napi::Object co = ObjectArg(info, 2, "contextOptions");
   llama_model_params mp = llama_model_default_params();
+  CheckKeys(mo, {"gpuLayers", "device"}, "estimate model");
+  CheckKeys(co, {"contextSize", "batchSize", "embeddings"}, "estimate context");
   mp.n_gpu_layers = static_cast<int32_t>(IntField(mo, "gpuLayers", -1, 100000));
   std::vector<ggml_backend_dev_t> devices = DevicesProp(mo);
   mp.no_alloc = true;

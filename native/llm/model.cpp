@@ -133,6 +133,7 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
   std::string path = StringArg(info, 0, "path");
   Napi::Object opts = ObjectArg(info, 1, "options");
   llama_model_params params = llama_model_default_params();
+  CheckKeys(opts, {"gpuLayers", "useMmap", "vocabOnly", "device"}, "load");
   params.n_gpu_layers = static_cast<int32_t>(IntField(opts, "gpuLayers", -1, 100000));
   if (std::optional<bool> mmap = OptBoolField(opts, "useMmap")) params.load_mode = *mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
   std::vector<ggml_backend_dev_t> devices = DevicesProp(opts);
