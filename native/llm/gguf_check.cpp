@@ -26,8 +26,8 @@
 namespace genai {
 namespace {
 
-constexpr uint32_t kMaxLayers = 512;    // LLAMA_MAX_LAYERS (src/llama-hparams.h)
-constexpr uint32_t kMaxExperts = 1024;  // LLAMA_MAX_EXPERTS (src/llama-hparams.h)
+constexpr uint32_t kMaxLayers = 512;     // LLAMA_MAX_LAYERS (src/llama-hparams.h)
+constexpr uint32_t kMaxExperts = 1024;   // LLAMA_MAX_EXPERTS (src/llama-hparams.h)
 constexpr size_t kTensorAlignment = 32;  // TENSOR_ALIGNMENT (ggml/src/ggml-impl.h)
 
 struct GgufFree {
@@ -116,9 +116,7 @@ class Kv {
   const gguf_context* ctx_;
 };
 
-[[noreturn]] void Bad(const std::string& path, const std::string& what) {
-  throw CodedError(code::INVALID_MODEL, "invalid model (" + what + "): " + path);
-}
+[[noreturn]] void Bad(const std::string& path, const std::string& what) { throw CodedError(code::INVALID_MODEL, "invalid model (" + what + "): " + path); }
 
 std::string Num(double v) {
   if (std::isnan(v)) return "NaN";
@@ -177,12 +175,15 @@ void CheckHparams(const std::string& path, const Kv& kv, const std::string& arch
   double groups = kv.Number(p + "expert_group_count").value_or(0);
   double group_used = kv.Number(p + "expert_group_used_count").value_or(0);
   if (!(n_expert >= 0 && n_expert <= kMaxExperts)) Bad(path, p + "expert_count is " + Num(n_expert) + ", llama.cpp supports 0.." + std::to_string(kMaxExperts));
-  if (!(used_max >= 0 && used_max <= n_expert)) Bad(path, p + "expert_used_count (" + Num(used_max) + ") exceeds " + p + "expert_count (" + Num(n_expert) + ")");
+  if (!(used_max >= 0 && used_max <= n_expert))
+    Bad(path, p + "expert_used_count (" + Num(used_max) + ") exceeds " + p + "expert_count (" + Num(n_expert) + ")");
   if (n_expert > 0) {
     if (used_max <= 0) Bad(path, p + "expert_count is " + Num(n_expert) + " but " + p + "expert_used_count is missing or 0");
-    if (!(groups >= 0 && groups < n_expert)) Bad(path, p + "expert_group_count (" + Num(groups) + ") must be below " + p + "expert_count (" + Num(n_expert) + ")");
+    if (!(groups >= 0 && groups < n_expert))
+      Bad(path, p + "expert_group_count (" + Num(groups) + ") must be below " + p + "expert_count (" + Num(n_expert) + ")");
     if (groups > 1) {
-      if (std::fmod(n_expert, groups) != 0) Bad(path, p + "expert_group_count (" + Num(groups) + ") does not divide " + p + "expert_count (" + Num(n_expert) + ")");
+      if (std::fmod(n_expert, groups) != 0)
+        Bad(path, p + "expert_group_count (" + Num(groups) + ") does not divide " + p + "expert_count (" + Num(n_expert) + ")");
       if (!(group_used > 0 && group_used < groups)) Bad(path, p + "expert_group_used_count (" + Num(group_used) + ") must be in 1.." + Num(groups - 1));
     }
   } else if (groups != 0) {
@@ -193,7 +194,8 @@ void CheckHparams(const std::string& path, const Kv& kv, const std::string& arch
   // llama_rope_scaling_type_from_string knows none, linear, yarn, longrope.
   if (kv.Find(p + "rope.scaling.type") >= 0) {
     std::optional<std::string> s = kv.String(p + "rope.scaling.type");
-    if (s && *s != "none" && *s != "linear" && *s != "yarn" && *s != "longrope") Bad(path, p + "rope.scaling.type \"" + *s + "\" is not none, linear, yarn or longrope");
+    if (s && *s != "none" && *s != "linear" && *s != "yarn" && *s != "longrope")
+      Bad(path, p + "rope.scaling.type \"" + *s + "\" is not none, linear, yarn or longrope");
   }
 
   // RoPE: the CPU kernel asserts (ggml-cpu/ops.cpp rope: GGML_ASSERT(n_dims % 2 == 0),
@@ -210,7 +212,9 @@ void CheckHparams(const std::string& path, const Kv& kv, const std::string& arch
     bool ropeless = std::any_of(std::begin(kNoRope), std::end(kNoRope), [&](const char* a) { return arch == a; });
     if (rot || !ropeless) {
       double n_rot = rot ? *rot : head_k;
-      if (std::fmod(n_rot, 2) != 0) Bad(path, "RoPE dimension count " + Num(n_rot) + (rot ? " (" + p + "rope.dimension_count)" : " (the head size)") + " is odd; ggml's RoPE needs an even count");
+      if (std::fmod(n_rot, 2) != 0)
+        Bad(path, "RoPE dimension count " + Num(n_rot) + (rot ? " (" + p + "rope.dimension_count)" : " (the head size)") +
+                      " is odd; ggml's RoPE needs an even count");
       if (rot && head_k > 0 && *rot > head_k) Bad(path, p + "rope.dimension_count (" + Num(*rot) + ") exceeds the head size (" + Num(head_k) + ")");
     }
     std::optional<double> rot_swa = kv.Number(p + "rope.dimension_count_swa");
@@ -247,7 +251,8 @@ void CheckTensors(const std::string& path, const gguf_context* ctx) {
     // whose CPU kernels take F32 only there and abort otherwise (ggml-cpu/binary-ops.cpp
     // binary_op: "unsupported types"); llama.cpp's converters and quantizer always write them F32.
     if (ne[1] == 1 && ne[2] == 1 && ne[3] == 1 && type != GGML_TYPE_F32)
-      Bad(path, std::string("tensor ") + gguf_get_tensor_name(ctx, i) + " is a vector of type " + ggml_type_name(type) + "; llama.cpp needs 1-D tensors in f32");
+      Bad(path,
+          std::string("tensor ") + gguf_get_tensor_name(ctx, i) + " is a vector of type " + ggml_type_name(type) + "; llama.cpp needs 1-D tensors in f32");
   }
 }
 

@@ -34,15 +34,21 @@ namespace {
 // them; token_to_piece: GGML_ABORT for a model without a vocabulary).
 void CheckVocabServes(const llama_vocab* vocab, bool add_special) {
   enum llama_vocab_type type = llama_vocab_type(vocab);
-  if (type == LLAMA_VOCAB_TYPE_NONE) throw CodedError(code::INVALID_MODEL, "the model has no vocabulary (tokenizer.ggml.model is none): it cannot tokenize or detokenize");
+  if (type == LLAMA_VOCAB_TYPE_NONE)
+    throw CodedError(code::INVALID_MODEL, "the model has no vocabulary (tokenizer.ggml.model is none): it cannot tokenize or detokenize");
   if (!add_special) return;
   bool wpm = type == LLAMA_VOCAB_TYPE_WPM;
   if ((wpm || llama_vocab_get_add_bos(vocab)) && llama_vocab_bos(vocab) == LLAMA_TOKEN_NULL)
-    throw CodedError(code::INVALID_MODEL, "the model's vocabulary adds a BOS token but has none (tokenizer.ggml.bos_token_id missing or out of range); tokenize with addSpecial: false");
+    throw CodedError(
+        code::INVALID_MODEL,
+        "the model's vocabulary adds a BOS token but has none (tokenizer.ggml.bos_token_id missing or out of range); tokenize with addSpecial: false");
   if (!wpm && llama_vocab_get_add_eos(vocab) && llama_vocab_eos(vocab) == LLAMA_TOKEN_NULL)
-    throw CodedError(code::INVALID_MODEL, "the model's vocabulary adds an EOS token but has none (tokenizer.ggml.eos_token_id missing or out of range); tokenize with addSpecial: false");
+    throw CodedError(
+        code::INVALID_MODEL,
+        "the model's vocabulary adds an EOS token but has none (tokenizer.ggml.eos_token_id missing or out of range); tokenize with addSpecial: false");
   if (wpm && llama_vocab_sep(vocab) == LLAMA_TOKEN_NULL)
-    throw CodedError(code::INVALID_MODEL, "the model's WordPiece vocabulary adds a SEP token but has none (tokenizer.ggml.seperator_token_id); tokenize with addSpecial: false");
+    throw CodedError(code::INVALID_MODEL,
+                     "the model's WordPiece vocabulary adds a SEP token but has none (tokenizer.ggml.seperator_token_id); tokenize with addSpecial: false");
 }
 }  // namespace
 
@@ -148,7 +154,8 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
     // an assertion in the load below is an exception on this thread, which llama_model_load catches (util/abort_guard.h)
     AbortToException abort_guard(code::INVALID_MODEL, "llama.cpp failed an assertion while loading the model");
     // what llama.cpp would abort the process on (GGML_ASSERT) rather than report: INVALID_MODEL here
-    if (CheckGgufFile(path, params.vocab_only).mmap_misaligned) params.load_mode = LLAMA_LOAD_MODE_NONE;  // read, not mapped: ggml needs 32-byte aligned mapped tensors
+    if (CheckGgufFile(path, params.vocab_only).mmap_misaligned)
+      params.load_mode = LLAMA_LOAD_MODE_NONE;  // read, not mapped: ggml needs 32-byte aligned mapped tensors
     params.devices = devices.data();
     LoadProgress lp{&job};
     params.progress_callback = OnLoadProgress;
@@ -162,7 +169,8 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
     if (!model) {
       if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "model load was aborted");
       std::string why = capture.Errors();
-      throw CodedError(code::INVALID_MODEL, "llama.cpp could not load the model (corrupt, truncated or unsupported GGUF): " + path + (why.empty() ? "" : " — " + why));
+      throw CodedError(code::INVALID_MODEL,
+                       "llama.cpp could not load the model (corrupt, truncated or unsupported GGUF): " + path + (why.empty() ? "" : " — " + why));
     }
     if (job.cancel()->IsCancelled()) {
       llama_model_free(model);
@@ -235,11 +243,13 @@ Napi::Value ModelHandle::Tokenize(const Napi::CallbackInfo& info) {
 }
 
 std::vector<llama_token> TokensFromJs(Napi::Env env, Napi::Value v, int32_t n_vocab, const char* name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) Throw(env, code::INVALID_ARGUMENT, std::string(name) + " must be an Int32Array");
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    Throw(env, code::INVALID_ARGUMENT, std::string(name) + " must be an Int32Array");
   auto arr = v.As<Napi::Int32Array>();
   std::vector<llama_token> t(arr.Data(), arr.Data() + arr.ElementLength());
   for (llama_token tok : t)
-    if (tok < 0 || tok >= n_vocab) Throw(env, code::INVALID_ARGUMENT, "token id " + std::to_string(tok) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
+    if (tok < 0 || tok >= n_vocab)
+      Throw(env, code::INVALID_ARGUMENT, "token id " + std::to_string(tok) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
   return t;
 }
 
@@ -255,10 +265,12 @@ Napi::Value ModelHandle::Detokenize(const Napi::CallbackInfo& info) {
         CheckVocabServes(s->vocab, false);
         AbortToException guard(code::INVALID_MODEL, "llama.cpp's tokenizer failed an assertion");
         std::string out(tokens.size() * 8 + 16, '\0');
-        int32_t n = llama_detokenize(s->vocab, tokens.data(), static_cast<int32_t>(tokens.size()), out.data(), static_cast<int32_t>(out.size()), remove_special, unparse_special);
+        int32_t n = llama_detokenize(s->vocab, tokens.data(), static_cast<int32_t>(tokens.size()), out.data(), static_cast<int32_t>(out.size()), remove_special,
+                                     unparse_special);
         if (n < 0) {
           out.resize(static_cast<size_t>(-n));
-          n = llama_detokenize(s->vocab, tokens.data(), static_cast<int32_t>(tokens.size()), out.data(), static_cast<int32_t>(out.size()), remove_special, unparse_special);
+          n = llama_detokenize(s->vocab, tokens.data(), static_cast<int32_t>(tokens.size()), out.data(), static_cast<int32_t>(out.size()), remove_special,
+                               unparse_special);
         }
         if (n < 0) throw CodedError(code::BACKEND_ERROR, "detokenization failed");
         out.resize(static_cast<size_t>(n));

@@ -61,7 +61,11 @@ function setKv(d: GgufDoc, key: string, value: RawValue): void {
 const u32 = (value: number): RawValue => ({ type: GgufValueType.UINT32, value });
 const f32 = (value: number): RawValue => ({ type: GgufValueType.FLOAT32, value });
 const str = (value: string): RawValue => ({ type: GgufValueType.STRING, value });
-const tokens = (d: GgufDoc): string[] => (d.kv.find((k) => k.key === "tokenizer.ggml.tokens")?.value as { items: string[] }).items;
+const tokens = (d: GgufDoc): string[] => {
+  const v = d.kv.find((k) => k.key === "tokenizer.ggml.tokens")?.value as { items: string[] } | undefined;
+  if (!v) throw new Error("the seed model has no tokenizer.ggml.tokens");
+  return v.items;
+};
 
 function expectInvalid(r: Omit<CaseReply, "id">["full"], pattern: RegExp): void {
   expect(r.outcome).toBe("error");
@@ -89,14 +93,19 @@ describe("crashers found by the fuzzer, kept as minimal cases", () => {
   it("duplicate vocabulary tokens (llama-vocab.cpp: id_to_token.size() == token_to_id.size())", () => {
     const r = runAlone(
       "dup-tokens",
-      edited((d) => void (tokens(d)[300] = tokens(d)[200])),
+      edited((d) => {
+        tokens(d)[300] = tokens(d)[200];
+      }),
     );
     expectInvalid(r.full, /twice/);
     expectInvalid(r.vocabOnly, /twice/);
     // an empty token reads as "[EMPTY_<i>]": equal to a token of that text
     const r2 = runAlone(
       "empty-token",
-      edited((d) => ((tokens(d)[10] = ""), (tokens(d)[11] = "[EMPTY_10]"))),
+      edited((d) => {
+        tokens(d)[10] = "";
+        tokens(d)[11] = "[EMPTY_10]";
+      }),
     );
     expectInvalid(r2.vocabOnly, /twice/);
   });
@@ -105,7 +114,10 @@ describe("crashers found by the fuzzer, kept as minimal cases", () => {
     for (const a of [1, 8, 16]) {
       const r = runAlone(
         `align-${a}`,
-        edited((d) => (setKv(d, "general.alignment", u32(a)), relayout(d, a))),
+        edited((d) => {
+          setKv(d, "general.alignment", u32(a));
+          relayout(d, a);
+        }),
       );
       expect(r.full, `alignment ${a}`).toMatchObject({ outcome: "ok", tokens: 4 });
     }
@@ -169,7 +181,10 @@ describe("crashers found by the fuzzer, kept as minimal cases", () => {
     expectInvalid(
       runAlone(
         "experts-too-many",
-        edited((d) => (setKv(d, "llama.expert_count", u32(2000)), setKv(d, "llama.expert_used_count", u32(2)))),
+        edited((d) => {
+          setKv(d, "llama.expert_count", u32(2000));
+          setKv(d, "llama.expert_used_count", u32(2));
+        }),
       ).full,
       /supports 0..1024/,
     );
@@ -218,7 +233,12 @@ describe("crashers found by the fuzzer, kept as minimal cases", () => {
 
   it("adding a BOS the vocabulary does not have (llama-vocab.cpp tokenize: special_bos_id != LLAMA_TOKEN_NULL)", () => {
     // one token: the default BOS id 1 is out of range, llama.cpp disables it, but SPM still adds a BOS
-    const r = runAlone("bos-out-of-range", edited((d) => void (tokens(d).length = 1)));
+    const r = runAlone(
+      "bos-out-of-range",
+      edited((d) => {
+        tokens(d).length = 1;
+      }),
+    );
     expect(r.vocabOnly).toMatchObject({ outcome: "error", code: "INVALID_MODEL", stage: "tokenize" });
     if (r.vocabOnly.outcome === "error") expect(r.vocabOnly.message).toMatch(/BOS/);
     expect(r.full).toMatchObject({ outcome: "error", code: "INVALID_MODEL" });
@@ -229,10 +249,23 @@ describe("second line: an assertion during a load is an exception (native/util/a
   it("with the file checks off (GENAI_NATIVE_GGUF_CHECK=0), load-time assertions reject with INVALID_MODEL naming the assertion", () => {
     const off = { GENAI_NATIVE_GGUF_CHECK: "0" };
     const cases: [string, Buffer, RegExp][] = [
-      ["dup-tokens", edited((d) => void (tokens(d)[300] = tokens(d)[200])), /llama-vocab\.cpp:\d+: GGML_ASSERT\(id_to_token.size\(\) == token_to_id.size\(\)\)/],
+      [
+        "dup-tokens",
+        edited((d) => {
+          tokens(d)[300] = tokens(d)[200];
+        }),
+        /llama-vocab\.cpp:\d+: GGML_ASSERT\(id_to_token.size\(\) == token_to_id.size\(\)\)/,
+      ],
       ["layers-0", edited((d) => setKv(d, "llama.block_count", u32(0))), /GGML_ASSERT\(hparams.n_layer_all > 0/],
       ["experts-no-used", edited((d) => setKv(d, "llama.expert_count", u32(8))), /GGML_ASSERT\(n_expert_used_max > 0\)/],
-      ["align-16", edited((d) => (setKv(d, "general.alignment", u32(16)), relayout(d, 16))), /buffer pointer must be aligned/],
+      [
+        "align-16",
+        edited((d) => {
+          setKv(d, "general.alignment", u32(16));
+          relayout(d, 16);
+        }),
+        /buffer pointer must be aligned/,
+      ],
       ["bert-bytes", edited((d) => setKv(d, "tokenizer.ggml.model", str("bert"))), /llama-vocab\.cpp:\d+: fatal error/],
     ];
     for (const [name, bytes, pattern] of cases) {
@@ -250,7 +283,15 @@ describe("first decode", () => {
       const set = (k: string, v: number) => setKv(d, `llama.${k}`, u32(v));
       set("embedding_length", 24);
       set("rope.dimension_count", 3);
-      const dims: Record<string, bigint[]> = { attn_q: [24n, 24n], attn_k: [24n, 12n], attn_v: [24n, 12n], attn_output: [24n, 24n], ffn_gate: [24n, 172n], ffn_down: [172n, 24n], ffn_up: [24n, 172n] };
+      const dims: Record<string, bigint[]> = {
+        attn_q: [24n, 24n],
+        attn_k: [24n, 12n],
+        attn_v: [24n, 12n],
+        attn_output: [24n, 24n],
+        ffn_gate: [24n, 172n],
+        ffn_down: [172n, 24n],
+        ffn_up: [24n, 172n],
+      };
       const sizes = new Map<number, bigint>();
       d.tensors.forEach((t, i) => {
         const kind = t.name.split(".").at(-2) as string;
@@ -271,7 +312,15 @@ describe("first decode", () => {
         const set = (k: string, v: number) => setKv(d, `llama.${k}`, u32(v));
         set("embedding_length", 32);
         set("rope.dimension_count", 4);
-        const dims: Record<string, bigint[]> = { attn_q: [32n, 32n], attn_k: [32n, 16n], attn_v: [32n, 16n], attn_output: [32n, 32n], ffn_gate: [32n, 172n], ffn_down: [172n, 32n], ffn_up: [32n, 172n] };
+        const dims: Record<string, bigint[]> = {
+          attn_q: [32n, 32n],
+          attn_k: [32n, 16n],
+          attn_v: [32n, 16n],
+          attn_output: [32n, 32n],
+          ffn_gate: [32n, 172n],
+          ffn_down: [172n, 32n],
+          ffn_up: [32n, 172n],
+        };
         const sizes = new Map<number, bigint>();
         d.tensors.forEach((t, i) => {
           const kind = t.name.split(".").at(-2) as string;
