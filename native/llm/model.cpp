@@ -117,12 +117,29 @@ void CheckModelFile(const std::string& path) {
 
 struct LoadProgress {
   ThreadJob* job;
+  // Whether a cancel may stop the load between tensors. Not when llama.cpp
+  // uploads to a GPU asynchronously (no mmap): its loader returns on a false
+  // progress callback without waiting for the uploads in flight
+  // (llama-model-loader.cpp load_all_data: the event synchronisation is after
+  // the loop), and the weights are then freed under them — on Vulkan the
+  // driver's queue thread crashed the process writing into freed memory. Such
+  // a load finishes its uploads, then is freed and reported ABORTED.
+  bool stop_midway = true;
   int last_percent = -1;
 };
 
+// A load can stop between tensors unless llama.cpp may upload asynchronously:
+// without mmap, onto a device that is not the CPU.
+bool CanStopMidway(const llama_model_params& params, const std::vector<ggml_backend_dev_t>& devices) {
+  if (params.load_mode != LLAMA_LOAD_MODE_NONE || params.n_gpu_layers == 0) return true;
+  for (ggml_backend_dev_t d : devices)
+    if (d && ggml_backend_dev_type(d) != GGML_BACKEND_DEVICE_TYPE_CPU) return false;
+  return true;
+}
+
 bool OnLoadProgress(float p, void* data) {
   auto* lp = static_cast<LoadProgress*>(data);
-  if (lp->job->cancel()->IsCancelled()) return false;
+  if (lp->stop_midway && lp->job->cancel()->IsCancelled()) return false;
   int percent = static_cast<int>(std::floor(p * 100.0f));
   if (percent != lp->last_percent) {
     lp->last_percent = percent;
@@ -158,6 +175,7 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
       params.load_mode = LLAMA_LOAD_MODE_NONE;  // read, not mapped: ggml needs 32-byte aligned mapped tensors
     params.devices = devices.data();
     LoadProgress lp{&job};
+    lp.stop_midway = CanStopMidway(params, devices);
     params.progress_callback = OnLoadProgress;
     params.progress_callback_user_data = &lp;
     LogCapture capture;  // llama.cpp's own error lines from this thread, for the message

@@ -20,8 +20,13 @@ function rng(seed: number): () => number {
   };
 }
 
+// On the CPU 1,000 (about 6 s); on a GPU device (CI: Vulkan on lavapipe, a
+// CPU emulation about 100 times slower) 200, within the same time limit.
+const onGpu = (process.env.GENAI_NATIVE_DEVICE ?? "cpu").toLowerCase() !== "cpu";
+const TOTAL = onGpu ? 200 : 1000;
+
 describe("abort storm", () => {
-  it("1,000 generations aborted at random moments over 4 contexts; then greedy output equals a fresh context's", async () => {
+  it(`${TOTAL} generations aborted at random moments over 4 contexts; then greedy output equals a fresh context's`, async () => {
     const model = await LlamaModel.load(await storiesPath());
     try {
       const fresh = await model.createContext({ contextSize: 512, threads: 1 });
@@ -56,11 +61,11 @@ describe("abort storm", () => {
         }
       };
       const t0 = Date.now();
-      await Promise.all(contexts.map((c) => storm(c, 250)));
+      await Promise.all(contexts.map((c) => storm(c, TOTAL / 4)));
       const seconds = (Date.now() - t0) / 1000;
       console.log(`abort storm: ${JSON.stringify(counts)} in ${seconds.toFixed(1)} s`);
-      expect(counts.aborted + counts.finished + counts.abortedBeforeStart).toBe(1000);
-      expect(counts.aborted).toBeGreaterThan(500);
+      expect(counts.aborted + counts.finished + counts.abortedBeforeStart).toBe(TOTAL);
+      expect(counts.aborted).toBeGreaterThan(TOTAL / 2);
 
       for (const ctx of contexts) {
         for (const [k, p] of PROMPTS.entries()) {
