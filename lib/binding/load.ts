@@ -107,15 +107,43 @@ export function native(): Addon {
 
 /**
  * Runs `fn` with a fresh native cancel token that aborting `signal` cancels;
- * the listener is removed when `fn` settles. The one signal → cancel-token
+ * the listener is removed when `fn` settles. With `rejectOnAbort` the
+ * returned promise rejects with ABORTED as soon as the signal aborts, not when
+ * the native work has stopped (for bounded work the caller need not wait for). The one signal → cancel-token
  * bridge of the API.
  */
-export async function withCancelToken<T>(signal: AbortSignal | undefined, fn: (token: CancelToken) => Promise<T>): Promise<T> {
+export async function withCancelToken<T>(
+  signal: AbortSignal | undefined,
+  fn: (token: CancelToken) => Promise<T>,
+  options: { rejectOnAbort?: string } = {},
+): Promise<T> {
   const token = new (native().CancelToken)();
-  const detach = onAbort(signal, () => token.cancel());
-  try {
-    return await fn(token);
-  } finally {
-    detach();
+  if (options.rejectOnAbort === undefined) {
+    const detach = onAbort(signal, () => token.cancel());
+    try {
+      return await fn(token);
+    } finally {
+      detach();
+    }
   }
+  // `rejectOnAbort`: the signal rejects at once with ABORTED (that message); the
+  // native work, cancelled through the token, ends in the background
+  const work = fn(token);
+  return new Promise<T>((resolve, reject) => {
+    const detach = onAbort(signal, () => {
+      token.cancel();
+      work.catch(() => undefined);
+      reject(new GenaiError("ABORTED", options.rejectOnAbort as string));
+    });
+    work.then(
+      (r) => {
+        detach();
+        resolve(r);
+      },
+      (e: unknown) => {
+        detach();
+        reject(e);
+      },
+    );
+  });
 }

@@ -10,7 +10,6 @@ import { GenaiError } from "../errors";
 import { native, withCancelToken } from "../binding/load";
 import type { ModelHandle } from "../binding/types";
 import { readGgufSummary, type GgufSummary } from "../models/metadata";
-import { onAbort } from "../util/abort";
 import { initBackends, resolveDevice } from "../system/backends";
 import { optBool, optFunction, optInt, optSignal, requireString, options as validOptions, tokenIds } from "../util/validate";
 import { LlamaContext } from "./context";
@@ -116,26 +115,9 @@ export class LlamaModel implements AsyncDisposable {
     if (signal?.aborted) throw new GenaiError("ABORTED", "applyChatTemplate was aborted before it started");
     const handle = this.handle();
     const msgs = messages.map((m) => ({ role: m.role, content: m.content }));
-    if (!signal) return handle.applyChatTemplate(msgs, addAssistant, template);
     // the signal rejects at once; the native render (bounded: native/llm/chat_template_check.h) stops at its next step
-    const token = new (native().CancelToken)();
-    const render = handle.applyChatTemplate(msgs, addAssistant, template, token);
-    return new Promise((resolve, reject) => {
-      const detach = onAbort(signal, () => {
-        token.cancel();
-        render.catch(() => undefined);
-        reject(new GenaiError("ABORTED", "applyChatTemplate was aborted"));
-      });
-      render.then(
-        (r) => {
-          detach();
-          resolve(r);
-        },
-        (e) => {
-          detach();
-          reject(e);
-        },
-      );
+    return withCancelToken(signal, (token) => handle.applyChatTemplate(msgs, addAssistant, template, token), {
+      rejectOnAbort: "applyChatTemplate was aborted",
     });
   }
 
