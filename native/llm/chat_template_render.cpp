@@ -1,0 +1,115 @@
+// RenderChatTemplate: llama.cpp common's own chat pipeline (capability
+// probes, workarounds, the autoparser) run on the guarded program.
+#include <memory>
+#include <utility>
+
+#include "chat.h"
+#include "common.h"
+#include "jinja/caps.h"
+#include "llm/chat_template_internal.h"
+
+// llama.cpp common/chat.cpp's definition of the type chat.h declares opaque,
+// token for token (so it is the same type, not a look-alike): the rendering
+// pipeline (common_chat_templates_apply: capability detection, workarounds,
+// the autoparser's differential renders) runs on template_default->prog, and
+// RenderChatTemplate puts its guarded program there. Checked at run time
+// against the public accessors (a layout that no longer matches fails closed).
+// clang-format off
+struct common_chat_templates {
+    bool add_bos;
+    bool add_eos;
+    bool has_explicit_template;  // Model had builtin template or template overridden was specified.
+    std::unique_ptr<common_chat_template> template_default;  // always set (defaults to chatml)
+    std::unique_ptr<common_chat_template> template_tool_use;
+};
+// clang-format on
+
+namespace genai {
+
+using namespace tmpl_detail;
+
+namespace {
+
+// llama.cpp common's CHATML_TEMPLATE_SRC (chat.cpp), for the "chatml" override.
+const char* kChatml =
+    "{%- for message in messages -%}\n"
+    "  {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' -}}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "  {{- '<|im_start|>assistant\n' -}}\n"
+    "{%- endif -%}";
+
+// A template that renders nothing: what common_chat_templates_init parses and
+// probes before the guarded program replaces it.
+const char* kPlaceholder = "{{ '' }}";
+
+// common_chat_templates_init's source selection and its two source patches (chat.cpp).
+std::string SelectSource(const llama_model* model, const std::string& override_src) {
+  std::string src = override_src;
+  if (src.empty()) {
+    const char* t = llama_model_chat_template(model, nullptr);
+    if (t == nullptr || *t == '\0') t = llama_model_chat_template(model, "tool_use");
+    if (t == nullptr || *t == '\0') throw CodedError(code::INVALID_ARGUMENT, "the model has no chat template; pass one explicitly (chatTemplate option)");
+    src = t;
+  }
+  if (src == "chatml") src = kChatml;
+  if (src.find("<|channel|>") != std::string::npos && src.find("in message.content or") != std::string::npos)
+    string_replace_all(src,
+                       "{%- if \"<|channel|>analysis<|message|>\" in message.content or "
+                       "\"<|channel|>final<|message|>\" in message.content %}",
+                       "{%- if false %}");
+  if (src.find("[TOOL_CALLS]") != std::string::npos && src.find("if (message['content'] is none or") != std::string::npos)
+    string_replace_all(src,
+                       "{%- if (message['content'] is none or message['content'] == '' or "
+                       "message['content']|length == 0) and (message['tool_calls'] is not defined or "
+                       "message['tool_calls'] is none or message['tool_calls']|length == 0) %}",
+                       "{%- if false %}");
+  return src;
+}
+
+}  // namespace
+
+ChatRender RenderChatTemplate(const llama_model* model, const std::string& override_src, const std::vector<common_chat_msg>& msgs, bool add_assistant,
+                              const CancelFlag& cancel) {
+  if (cancel.IsCancelled()) throw CodedError(code::ABORTED, "chat template rendering was aborted");
+  Parsed parsed = ParseAndCheck(SelectSource(model, override_src));
+  Budget budget(cancel);
+  GuardProgram(parsed.prog, &budget);
+
+  common_chat_templates_ptr tmpls;
+  try {
+    tmpls = common_chat_templates_init(model, kPlaceholder);
+  } catch (const std::exception& e) {
+    throw CodedError(code::BACKEND_ERROR, std::string("chat templates: ") + e.what());
+  }
+  common_chat_templates* t = tmpls.get();
+  if (!t || !t->template_default || t->template_default->source() != kPlaceholder || common_chat_templates_source(t, "") != kPlaceholder ||
+      t->has_explicit_template != common_chat_templates_was_explicit(t))
+    throw CodedError(code::BACKEND_ERROR, "this llama.cpp's common_chat_templates layout is not the one native/llm/chat_template_check.cpp knows");
+  common_chat_template& ct = *t->template_default;
+  t->template_tool_use.reset();
+  ct.src = parsed.source;
+  ct.prog = std::move(parsed.prog);
+
+  common_chat_params p;
+  try {
+    ct.caps = jj::caps_get(ct.prog);  // renders the template several times (its probes swallow errors)
+    if (budget.tripped()) budget.Rethrow();
+    common_chat_templates_inputs in;
+    in.messages = msgs;
+    in.add_generation_prompt = add_assistant;
+    in.use_jinja = true;
+    p = common_chat_templates_apply(t, in);
+  } catch (const CodedError&) {
+    throw;
+  } catch (const std::exception& e) {
+    if (budget.tripped()) budget.Rethrow();
+    throw CodedError(code::INVALID_ARGUMENT, std::string("chat template failed: ") + e.what());
+  }
+  if (budget.tripped()) budget.Rethrow();
+  if (p.prompt.size() > kMaxBytes)
+    throw CodedError(code::INVALID_ARGUMENT, "chat template stopped: the prompt is " + Num(p.prompt.size()) + " bytes (the limit is " + Num(kMaxBytes) + ")");
+  return ChatRender{std::move(p.prompt), std::move(p.additional_stops)};
+}
+
+}  // namespace genai
