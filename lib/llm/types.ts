@@ -134,6 +134,28 @@ export interface CompletionTimings {
   generatedTokens: number;
   /** Generation time in ms (first sample to last token). */
   generationMs: number;
+  /** Where generationMs went, summed over the generated tokens (ms); the rest is loop overhead. */
+  breakdown: GenerationBreakdown;
+}
+
+/**
+ * Per-phase time of a generation, summed over its tokens, measured on the
+ * native thread (one clock read per phase). Divide by generatedTokens for the
+ * per-token profile that `npm run bench:llm -- --profile` prints.
+ */
+export interface GenerationBreakdown {
+  /** llama_decode of each generated token, including the wait for a GPU to finish (ms). */
+  decodeMs: number;
+  /** The sampler chain and the end-of-generation check (ms). */
+  sampleMs: number;
+  /** Token → bytes, llama_token_to_piece (ms). */
+  detokenizeMs: number;
+  /** UTF-8 assembly and stop-sequence matching (ms). */
+  stopMs: number;
+  /** Handing text to the JS thread: buffering and the thread-safe-function post (ms, native side only). */
+  deliverMs: number;
+  /** JS-thread wake-ups posted for text (pieces that arrive within 2 ms of a post ride with the next one). */
+  deliveries: number;
 }
 
 export interface CompletionResult {

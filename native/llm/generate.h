@@ -38,10 +38,21 @@ struct GenerateResult {
   int32_t reused_tokens = 0;  // prompt tokens found in the KV cache, not decoded again
   double prompt_ms = 0;
   double generation_ms = 0;
+  // Where generation_ms went, summed over the generated tokens (ms): the
+  // per-token profile of `npm run bench:llm -- --profile`.
+  struct Breakdown {
+    double decode_ms = 0;      // llama_decode of each generated token, waited for (llama_synchronize)
+    double sample_ms = 0;      // the sampler chain, and the end-of-generation check
+    double detokenize_ms = 0;  // token → bytes (llama_token_to_piece)
+    double stop_ms = 0;        // UTF-8 assembly and stop-sequence matching (StopScanner)
+    double deliver_ms = 0;     // handing text to the JS thread (buffer and thread-safe-function post)
+    int32_t deliveries = 0;    // JS-thread wake-ups posted for text
+  } breakdown;
 };
 
-// Runs on a worker thread. `emit` receives text pieces as they become final.
-GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFlag& cancel, const std::function<void(std::string)>& emit);
+// Runs on a worker thread. `emit` receives text pieces as they become final
+// and says whether it woke the JS thread for them (counted in the breakdown).
+GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFlag& cancel, const std::function<bool(std::string)>& emit);
 
 // Splits streamed bytes into text that can be shown: holds back an incomplete
 // UTF-8 sequence and any suffix that could start a stop sequence.

@@ -84,6 +84,32 @@ describe("generation", () => {
     expect(b.text).toBe(a[0].text);
   });
 
+  it("greedy without penalties (argmax over the logits) picks what llama.cpp's greedy sampler chain picks", async () => {
+    // repeatPenalty with penaltyLastN 0 is a no-op in llama.cpp's penalties
+    // sampler, but it sends the generation through llama.cpp's own chain
+    // (llama_sampler_sample) instead of the plain-greedy argmax.
+    for (const prompt of [PROMPT, "The little dog", "Lily and Ben went to the park. They saw"]) {
+      const [fast, chain] = await withContext(async (ctx) => [
+        await ctx.complete(prompt, { temperature: 0, maxTokens: 120 }),
+        await ctx.complete(prompt, { temperature: 0, maxTokens: 120, repeatPenalty: 1.3, penaltyLastN: 0 }),
+      ]);
+      expect(fast.tokenCount).toBeGreaterThan(20);
+      expect(chain.text).toBe(fast.text);
+      expect(chain.stopReason).toBe(fast.stopReason);
+    }
+  });
+
+  it("times each phase of a generated token (timings.breakdown)", async () => {
+    const r = await withContext((ctx) => ctx.complete(PROMPT, { temperature: 0, maxTokens: 40, ignoreEos: true }));
+    const b = r.timings.breakdown;
+    const phases = [b.decodeMs, b.sampleMs, b.detokenizeMs, b.stopMs, b.deliverMs];
+    for (const ms of phases) expect(ms).toBeGreaterThanOrEqual(0);
+    expect(b.decodeMs).toBeGreaterThan(0);
+    expect(phases.reduce((a, x) => a + x, 0)).toBeLessThanOrEqual(r.timings.generationMs + 1e-6);
+    expect(b.deliveries).toBeGreaterThanOrEqual(1);
+    expect(b.deliveries).toBeLessThanOrEqual(r.tokenCount + 1);
+  });
+
   it("seeded sampling is reproducible, and seeds matter", async () => {
     const opts = { temperature: 1.0, topK: 0, topP: 1, minP: 0, maxTokens: 48 };
     const r1 = await withContext((ctx) => ctx.complete(PROMPT, { ...opts, seed: 1234 }));
