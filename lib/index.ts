@@ -34,7 +34,7 @@ export { resolveModel, downloadModel, modelCacheDir, DEFAULT_MODEL, type KnownMo
 export { Orchestrator, ManagedLlama, ManagedDiffusion, JobQueue, JobRegistry, PRIORITIES } from "./orchestrator/index";
 export { estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes, fitLlamaParams } from "./orchestrator/index";
 export type { OrchestratorOptions, SubmitOptions, OffloadEvent, RestoreEvent, ReserveEvent, LedgerDevice } from "./orchestrator/index";
-export type { ManagedLlamaOptions, ManagedDiffusionOptions, ManagedResource, Holding, HoldingKind, Residency } from "./orchestrator/index";
+export type { ManagedLlamaOptions, ManagedLlamaTimings, ManagedDiffusionOptions, ManagedResource, Holding, HoldingKind, Residency } from "./orchestrator/index";
 export type { LlamaMemoryEstimate, Priority, QueuedJob, FitOptions, FitResult } from "./orchestrator/index";
 
 // images

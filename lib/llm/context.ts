@@ -205,14 +205,20 @@ export class LlamaContext implements AsyncDisposable {
     return this.#exclusive(undefined, () => this.#handle().embed(text, normalize));
   }
 
-  /** Copies the KV state to host memory (on a worker thread). @throws GenaiError BUSY, DISPOSED */
+  /**
+   * Copies the KV state to host memory (on a worker thread): only the cells
+   * of the context's sequence (llama_state_seq_get_data), written once into
+   * the returned Buffer; `state.byteLength` is header (40 bytes) + payload.
+   * @throws GenaiError BUSY, DISPOSED, OUT_OF_MEMORY (no host memory for the copy)
+   */
   async saveState(): Promise<SavedContextState> {
     return this.#exclusive(undefined, () => this.#handle().saveState());
   }
 
   /**
    * Replaces the KV cache with a saved state; the next prompt that extends
-   * `saved.tokens` decodes only its new tokens.
+   * `saved.tokens` decodes only its new tokens. The Buffer is read in place
+   * on a worker thread (not copied): do not change it until this settles.
    * @throws GenaiError INVALID_ARGUMENT (state of another model/shape, more tokens than the context), BUSY, DISPOSED
    */
   async restoreState(saved: SavedContextState): Promise<void> {

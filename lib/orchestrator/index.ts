@@ -7,7 +7,7 @@ export {
   type ReserveEvent,
   type LedgerDevice,
 } from "./orchestrator";
-export { ManagedLlama, type ManagedLlamaOptions } from "./managed-llama";
+export { ManagedLlama, type ManagedLlamaOptions, type ManagedLlamaTimings } from "./managed-llama";
 export type { ManagedResource, Holding, HoldingKind, Residency } from "./resource";
 export { estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes, type LlamaMemoryEstimate } from "./estimate";
 export { JobQueue, PRIORITIES, type Priority, type QueuedJob } from "./queue";

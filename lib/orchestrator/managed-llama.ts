@@ -22,6 +22,27 @@ export interface ManagedLlamaOptions {
   context?: ContextOptions;
 }
 
+/**
+ * Where the last free() and restore() spent their time (ms; 0 for a step
+ * that did not run). Save and restore of the KV state are listed apart from
+ * freeing and recreating the context, so `npm run bench:orchestrator` can
+ * show each.
+ */
+export interface ManagedLlamaTimings {
+  /** saveState(): llama_state_seq_get_data into host memory, plus the checksum. */
+  saveStateMs: number;
+  /** Disposing the context (KV cache and compute buffers freed). */
+  freeContextMs: number;
+  /** Unloading the weights (level "unloaded" only). */
+  unloadMs: number;
+  /** Loading the weights again (after "unloaded"). */
+  loadMs: number;
+  /** createContext(): KV cache and compute buffers allocated, graph reserved. */
+  createContextMs: number;
+  /** restoreState(): checksum, then llama_state_seq_set_data from the host copy. */
+  restoreStateMs: number;
+}
+
 function toHoldings(mem: readonly DeviceMemory[], withContext: boolean): Holding[] {
   const out: Holding[] = [];
   for (const m of mem) {
@@ -44,6 +65,7 @@ export class ManagedLlama implements ManagedResource {
   #memory: DeviceMemory[];
   #inUse = false;
   #lastUsedAt = 0;
+  #timings: ManagedLlamaTimings = { saveStateMs: 0, freeContextMs: 0, unloadMs: 0, loadMs: 0, createContextMs: 0, restoreStateMs: 0 };
   /** llama.cpp's no-allocation measurement taken before the first load. */
   readonly estimated: DeviceMemory[];
 
@@ -107,24 +129,47 @@ export class ManagedLlama implements ManagedResource {
     return toHoldings(this.#memory, true);
   }
 
+  /** Where the last free() and restore() spent their time (a copy). */
+  get timings(): ManagedLlamaTimings {
+    return { ...this.#timings };
+  }
+
   async free(level: Exclude<Residency, "resident">): Promise<void> {
     if (this.#inUse) throw new GenaiError("BUSY", `${this.id} is in use`);
+    const t = this.#timings;
+    t.saveStateMs = t.freeContextMs = t.unloadMs = 0;
     if (this.#context) {
+      let t0 = performance.now();
       this.#saved = await this.#context.saveState();
+      t.saveStateMs = performance.now() - t0;
+      t0 = performance.now();
       await this.#context.dispose();
       this.#context = undefined;
+      t.freeContextMs = performance.now() - t0;
     }
     if (level === "unloaded" && this.#model) {
+      const t0 = performance.now();
       await this.#model.dispose();
       this.#model = undefined;
+      t.unloadMs = performance.now() - t0;
     }
   }
 
   async restore(): Promise<void> {
-    if (!this.#model) this.#model = await LlamaModel.load(this.modelPath, this.#loadOptions ?? {});
+    const t = this.#timings;
+    t.loadMs = t.createContextMs = t.restoreStateMs = 0;
+    if (!this.#model) {
+      const t0 = performance.now();
+      this.#model = await LlamaModel.load(this.modelPath, this.#loadOptions ?? {});
+      t.loadMs = performance.now() - t0;
+    }
     if (!this.#context) {
+      let t0 = performance.now();
       const ctx = await this.#model.createContext(this.#contextOptions);
+      t.createContextMs = performance.now() - t0;
+      t0 = performance.now();
       if (this.#saved) await ctx.restoreState(this.#saved);
+      t.restoreStateMs = performance.now() - t0;
       this.#saved = undefined;
       this.#context = ctx;
       this.#memory = ctx.memory();

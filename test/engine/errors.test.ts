@@ -389,6 +389,12 @@ describe("restoreState checks what it is given", () => {
       const flipped = Buffer.from(saved.state);
       flipped[flipped.length - 7] ^= 0x40;
       await expect(ctx.restoreState({ state: flipped, tokens: saved.tokens })).rejects.toMatchObject(bad(/checksum/));
+      const flippedEarly = Buffer.from(saved.state); // in the hash's four-lane blocks, not its tail
+      flippedEarly[40 + 17] ^= 0x01;
+      await expect(ctx.restoreState({ state: flippedEarly, tokens: saved.tokens })).rejects.toMatchObject(bad(/checksum/));
+      const oldFormat = Buffer.from(saved.state);
+      oldFormat.writeUInt32LE(1, 4);
+      await expect(ctx.restoreState({ state: oldFormat, tokens: saved.tokens })).rejects.toMatchObject(bad(/format version 1; this addon reads 2/));
       await expect(ctx.restoreState({ state: saved.state.subarray(0, saved.state.length - 100), tokens: saved.tokens })).rejects.toMatchObject(
         bad(/truncated/),
       );
@@ -399,7 +405,8 @@ describe("restoreState checks what it is given", () => {
       await expect(ctx.restoreState({ state: saved.state, tokens: swapped })).rejects.toMatchObject(bad(/checksum/));
       const foreign = await otherModel.createContext({ contextSize: 256, threads: THREADS });
       await expect(foreign.restoreState(saved)).rejects.toMatchObject(bad(/another model/));
-      // the real state still restores and the conversation continues exactly
+      // the real state still restores (it outlives the context that saved it) and the conversation continues exactly
+      await ctx.dispose();
       const fresh = await model.createContext({ contextSize: 256, threads: THREADS });
       await fresh.restoreState(saved);
       const again = await fresh.complete("Once upon a time" + first.text + " and", { temperature: 0, maxTokens: 8 });
