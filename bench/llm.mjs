@@ -1,29 +1,40 @@
 #!/usr/bin/env node
-// npm run bench:llm [-- --model PATH] [--generated medium|tiny] [--threads N] [--pp 512] [--tg 128]
-//                   [--reps 5] [--no-peers] [--device cpu|vulkan|cuda|metal|Vulkan0]
+// npm run bench:llm [-- --model PATH | --generated PRESET[:TYPE],... | --suite] [--threads N] [--pp 512]
+//                   [--tg 128] [--reps 7] [--no-peers] [--profile] [--device cpu|vulkan|cuda|metal|Vulkan0]
+// npm run bench:llm -- --cold [...]   process start → first token vs llama-server (bench/cold.mjs)
 // Prompt processing (pp) and generation (tg) tokens/s of genai-native vs
 // llama.cpp's own llama-bench (built from the same deps/llama.cpp, same flags)
 // and vs node-llama-cpp (its npm prebuilt), on the same model and threads.
-// Runs are interleaved (one of each per round); medians and ratios as JSON.
-import { execFileSync, spawnSync } from "node:child_process";
+// Runs are interleaved (one of each per round); medians, spread (min–max) and
+// ratios as JSON. --suite: the three shapes of issue 16 (stories260K, the
+// generated ~100 M F16 `base` and ~254 M Q8_0 `medium`). --profile: where each
+// generated token's time goes (ms/token), next to llama-bench's ms/token.
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import { generatedModel, llamaToolPath, median, spread } from "./runners/common.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+if (process.argv.includes("--cold")) {
+  const r = spawnSync(process.execPath, [path.join(root, "bench", "cold.mjs"), ...process.argv.slice(2).filter((x) => x !== "--cold")], { stdio: "inherit" });
+  process.exit(r.status ?? 1);
+}
 const require = createRequire(import.meta.url);
 const { values: opt } = parseArgs({
   options: {
     model: { type: "string" },
     generated: { type: "string" },
+    suite: { type: "boolean", default: false },
     threads: { type: "string" },
     pp: { type: "string", default: "512" },
     tg: { type: "string", default: "128" },
     reps: { type: "string", default: "7" },
     "no-peers": { type: "boolean", default: false },
+    profile: { type: "boolean", default: false },
     device: { type: "string", default: "cpu" },
   },
 });
@@ -37,35 +48,15 @@ const reps = Number(opt.reps);
 const g = require(root);
 const log = (...m) => process.stderr.write(m.join(" ") + "\n");
 
-// --- the model
-let modelPath;
-if (opt.generated) {
-  const out = path.join(root, "bench", "out");
-  fs.mkdirSync(out, { recursive: true });
-  modelPath = path.join(out, `random-${opt.generated}-q8_0.gguf`);
-  if (!fs.existsSync(modelPath)) {
-    log(`[bench] generating ${modelPath}`);
-    execFileSync(process.execPath, [path.join(root, "dist", "cjs", "tools", "gen-model.js"), "--preset", opt.generated, "--type", "q8_0", "--out", modelPath], {
-      stdio: ["ignore", "ignore", "inherit"],
-    });
-  }
-} else {
-  modelPath = await g.resolveModel(opt.model, { download: true });
+// --- the models
+const specs = opt.suite ? [null, "base:f16", "medium:q8_0"] : opt.generated ? opt.generated.split(",") : [opt.model ?? null];
+const models = [];
+for (const spec of specs) {
+  const p = spec === null || (!opt.suite && !opt.generated) ? await g.resolveModel(spec ?? undefined, { download: true }) : generatedModel(root, spec);
+  models.push({ path: p, summary: await g.readGgufSummary(p) });
 }
-const summary = await g.readGgufSummary(modelPath);
 
-// --- llama-bench from the same sources and flags
-function llamaBenchPath() {
-  const find = () => ["build/Release/llama-bench"].map((p) => path.join(root, p)).find((p) => fs.existsSync(p));
-  if (!find()) {
-    log("[bench] building llama-bench from deps/llama.cpp (same CMake flags as the addon)");
-    execFileSync(process.execPath, [path.join(root, "scripts", "build-addon.mjs"), "--target", "llama-bench"], { stdio: ["ignore", "ignore", "inherit"] });
-  }
-  const p = find();
-  if (!p) throw new Error("llama-bench was not built");
-  return p;
-}
-const llamaBench = llamaBenchPath();
+const llamaBench = llamaToolPath(root, "llama-bench");
 
 // --- node-llama-cpp, installed beside the project (bench/.peers)
 const peers = path.join(root, "bench", ".peers");
@@ -106,100 +97,91 @@ if (device !== "cpu" && !benchDevices.length)
   throw new Error(`--device ${opt.device}: no such device here (${gpuDevices.map((d) => d.name).join(", ") || "CPU only"}); see \`genai-native info\``);
 const devArgs = device === "cpu" ? ["-dev", "none", "-ngl", "0"] : ["-dev", benchDevices.map((d) => d.name).join("/"), "-ngl", "999"];
 
-function runLlamaBench() {
+function runLlamaBench(modelPath) {
   const res = runJson(llamaBench, [
-    "-m",
-    modelPath,
-    "-p",
-    String(pp),
-    "-n",
-    String(tg),
-    "-t",
-    String(threads),
-    "-b",
-    String(pp),
-    "-ub",
-    String(Math.min(pp, 512)),
-    "-fa",
-    "0",
-    ...devArgs,
-    "-r",
-    "1",
-    "-o",
-    "json",
+    ...["-m", modelPath, "-p", String(pp), "-n", String(tg), "-t", String(threads), "-b", String(pp), "-ub", String(Math.min(pp, 512))],
+    ...["-fa", "0", ...devArgs, "-r", "1", "-o", "json"],
   ]);
   const ppRow = res.find((r) => r.n_prompt === pp && r.n_gen === 0);
   const tgRow = res.find((r) => r.n_gen === tg && r.n_prompt === 0);
   return { ppTokensPerSec: ppRow.avg_ts, tgTokensPerSec: tgRow.avg_ts };
 }
 
-const runnerArgs = JSON.stringify({
-  root,
-  model: modelPath,
-  threads,
-  pp,
-  tg,
-  peers,
-  vocab: summary.vocabSize,
-  device,
-  nlcGpu: device === "cpu" ? false : (benchDevices[0]?.backend.toLowerCase().replace("mtl", "metal") ?? false),
-});
-const runAddon = () => runJson(process.execPath, [path.join(root, "bench", "runners", "addon.mjs"), runnerArgs]);
-const runPeer = () => runJson(process.execPath, [path.join(root, "bench", "runners", "node-llama-cpp.mjs"), runnerArgs]);
+const nlcGpu = device === "cpu" ? false : (benchDevices[0]?.backend.toLowerCase().replace("mtl", "metal") ?? false);
+const runnerArgs = (m) => JSON.stringify({ root, model: m.path, threads, pp, tg, peers, vocab: m.summary.vocabSize, device, nlcGpu });
+const runAddon = (m) => runJson(process.execPath, [path.join(root, "bench", "runners", "addon.mjs"), runnerArgs(m)]);
+const runPeer = (m) => runJson(process.execPath, [path.join(root, "bench", "runners", "node-llama-cpp.mjs"), runnerArgs(m)]);
 
-const samples = { "genai-native": [], "llama-bench": [], "node-llama-cpp": [] };
-for (let i = 0; i < reps; i++) {
-  log(`[bench] round ${i + 1}/${reps}`);
-  samples["llama-bench"].push(runLlamaBench());
-  samples["genai-native"].push(runAddon());
-  if (withPeers) {
-    try {
-      samples["node-llama-cpp"].push(runPeer());
-    } catch (e) {
-      log(`[bench] node-llama-cpp run failed: ${e.message.split("\n")[0]}; dropping it`);
-      withPeers = false;
+const ratio = (a, b) => (b ? Number((a / b).toFixed(3)) : null);
+const round = (x, d = 4) => (x === null || x === undefined ? x : Number(x.toFixed(d)));
+
+function benchModel(m) {
+  const samples = { "genai-native": [], "llama-bench": [], "node-llama-cpp": [] };
+  for (let i = 0; i < reps; i++) {
+    log(`[bench] ${path.basename(m.path)}: round ${i + 1}/${reps}`);
+    samples["llama-bench"].push(runLlamaBench(m.path));
+    samples["genai-native"].push(runAddon(m));
+    if (withPeers) {
+      try {
+        samples["node-llama-cpp"].push(runPeer(m));
+      } catch (e) {
+        log(`[bench] node-llama-cpp run failed: ${e.message.split("\n")[0]}; dropping it`);
+        withPeers = false;
+        samples["node-llama-cpp"] = [];
+      }
     }
   }
+  const med = {};
+  const spr = {};
+  for (const [k, v] of Object.entries(samples)) {
+    if (!v.length) continue;
+    med[k] = { ppTokensPerSec: median(v.map((s) => s.ppTokensPerSec)), tgTokensPerSec: median(v.map((s) => s.tgTokensPerSec)) };
+    spr[k] = { ppTokensPerSec: spread(v.map((s) => s.ppTokensPerSec)), tgTokensPerSec: spread(v.map((s) => s.tgTokensPerSec)) };
+  }
+  const gn = med["genai-native"];
+  gn.eventLoopDelayP99Ms = median(samples["genai-native"].map((s) => s.eventLoopDelayP99Ms));
+  const lb = med["llama-bench"];
+  const nlc = med["node-llama-cpp"];
+  // per round: genai-native / llama-bench of the same round (interleaved, so they share the round's noise)
+  const perRound = samples["genai-native"].map((s, i) => s.tgTokensPerSec / samples["llama-bench"][i].tgTokensPerSec);
+  const out = {
+    model: { path: path.basename(m.path), parameters: m.summary.parameterCount, fileBytes: m.summary.fileBytes, architecture: m.summary.architecture },
+    medians: med,
+    spread: spr,
+    ratios: {
+      ppVsLlamaBench: ratio(gn.ppTokensPerSec, lb.ppTokensPerSec),
+      tgVsLlamaBench: ratio(gn.tgTokensPerSec, lb.tgTokensPerSec),
+      tgVsLlamaBenchPerRound: { median: round(median(perRound), 3), ...spread(perRound.map((x) => round(x, 3))) },
+      ppVsNodeLlamaCpp: nlc ? ratio(gn.ppTokensPerSec, nlc.ppTokensPerSec) : null,
+      tgVsNodeLlamaCpp: nlc ? ratio(gn.tgTokensPerSec, nlc.tgTokensPerSec) : null,
+    },
+  };
+  if (opt.profile) {
+    const prof = samples["genai-native"].map((s) => s.profile);
+    const keys = Object.keys(prof[0]);
+    out.profileMsPerToken = {
+      "llama-bench": round(1000 / lb.tgTokensPerSec),
+      "genai-native": Object.fromEntries(keys.map((k) => [k, prof[0][k] === null ? null : round(median(prof.map((p) => p[k])))])),
+    };
+  }
+  out.samples = samples;
+  return out;
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-// Medians, and the best round of each (robust to a noisy, shared machine: a
-// run can only be slowed down by interference, never sped up).
-const med = {};
-const best = {};
-for (const [k, v] of Object.entries(samples)) {
-  if (!v.length) continue;
-  med[k] = { ppTokensPerSec: median(v.map((s) => s.ppTokensPerSec)), tgTokensPerSec: median(v.map((s) => s.tgTokensPerSec)) };
-  best[k] = { ppTokensPerSec: Math.max(...v.map((s) => s.ppTokensPerSec)), tgTokensPerSec: Math.max(...v.map((s) => s.tgTokensPerSec)) };
-  if (k === "genai-native") med[k].eventLoopDelayP99Ms = median(v.map((s) => s.eventLoopDelayP99Ms));
-}
-const ratio = (a, b) => (b ? Number((a / b).toFixed(3)) : null);
-function ratios(m) {
-  const gn = m["genai-native"];
-  const nlc = m["node-llama-cpp"];
-  return {
-    ppVsLlamaBench: ratio(gn.ppTokensPerSec, m["llama-bench"].ppTokensPerSec),
-    tgVsLlamaBench: ratio(gn.tgTokensPerSec, m["llama-bench"].tgTokensPerSec),
-    ppVsNodeLlamaCpp: nlc ? ratio(gn.ppTokensPerSec, nlc.ppTokensPerSec) : null,
-    tgVsNodeLlamaCpp: nlc ? ratio(gn.tgTokensPerSec, nlc.tgTokensPerSec) : null,
-  };
-}
-const result = {
-  model: { path: path.basename(modelPath), parameters: summary.parameterCount, fileBytes: summary.fileBytes, architecture: summary.architecture },
-  device: device === "cpu" ? "cpu" : benchDevices.map((d) => `${d.name} (${d.description})`).join(", "),
-  cpu: os.cpus()[0]?.model,
-  threads,
-  pp,
-  tg,
-  reps,
-  medians: med,
-  best,
-  ratios: ratios(med),
-  bestRatios: ratios(best),
-  versions: g.versions(),
-  samples,
-};
-process.stdout.write(JSON.stringify(result, null, 2) + "\n");
+const results = models.map(benchModel);
+process.stdout.write(
+  JSON.stringify(
+    {
+      device: device === "cpu" ? "cpu" : benchDevices.map((d) => `${d.name} (${d.description})`).join(", "),
+      cpu: os.cpus()[0]?.model,
+      threads,
+      pp,
+      tg,
+      reps,
+      versions: g.versions(),
+      models: results,
+    },
+    null,
+    2,
+  ) + "\n",
+);

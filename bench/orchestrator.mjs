@@ -10,13 +10,13 @@
 //    healthy, and sent the whole conversation again.
 // The image job is a stand-in resource (the orchestrator's ManagedResource
 // interface) that holds real host memory, so the LLM must make room for it.
-import { spawn, execFileSync } from "node:child_process";
-import fs from "node:fs";
+import { spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import { generatedModel, llamaToolPath, median } from "./runners/common.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const require = createRequire(import.meta.url);
@@ -39,29 +39,11 @@ const reps = Number(opt.reps);
 const imageMs = Number(opt["image-ms"]);
 const log = (...m) => process.stderr.write(m.join(" ") + "\n");
 
-let modelPath = opt.model;
-if (!modelPath) {
-  modelPath = path.join(root, "bench", "out", `random-${opt.generated}-q8_0.gguf`);
-  if (!fs.existsSync(modelPath)) {
-    fs.mkdirSync(path.dirname(modelPath), { recursive: true });
-    execFileSync(process.execPath, [path.join(root, "dist", "cjs", "tools", "gen-model.js"), "--preset", opt.generated, "--type", "q8_0", "--out", modelPath], {
-      stdio: ["ignore", "ignore", "inherit"],
-    });
-  }
-}
+const modelPath = opt.model ?? generatedModel(root, opt.generated);
 const contextSize = Math.max(4096, convTokens + 512);
 
-// --- llama-server from the same sources
-// beside the addon, where its backend modules are (CMakeLists.txt puts every tool there)
-const serverBin = ["build/Release/llama-server"].map((p) => path.join(root, p)).find((p) => fs.existsSync(p));
-if (!serverBin) {
-  log("[bench] building llama-server (cmake -DGENAI_BENCH_SERVER=ON, --target llama-server)");
-  execFileSync("cmake", [path.join(root, "build"), "-DGENAI_BENCH_SERVER=ON"], { stdio: ["ignore", "ignore", "inherit"] });
-  execFileSync("cmake", ["--build", path.join(root, "build"), "--target", "llama-server", "--parallel", String(os.cpus().length)], {
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-}
-const server = path.join(root, "build", "Release", "llama-server");
+// --- llama-server from the same sources and flags, beside the addon (where its backend modules are)
+const server = llamaToolPath(root, "llama-server");
 
 // --- a conversation of about `convTokens` tokens
 const model0 = await g.LlamaModel.load(modelPath);
@@ -137,6 +119,9 @@ async function runAddon() {
     promptTokens: r.timings.promptTokens,
     offloads: offloads.map((e) => ({ resource: e.resource, level: e.level, bytes: e.bytes.CPU, ms: e.ms })),
     restoreMs: restores.filter((e) => e.resource === "llm").map((e) => e.ms),
+    // the LLM's own steps (ManagedLlama.timings): KV state save/restore apart from context free/create
+    steps: Object.fromEntries(Object.entries(llm.timings).map(([k, v]) => [k, Number(v.toFixed(2))])),
+    stateBytes: offloads.find((e) => e.resource === "llm")?.bytes,
     weightsBytes: weights,
     kvBytes: kv,
   };
@@ -205,10 +190,6 @@ for (let i = 0; i < reps; i++) {
   samples["genai-native"].push(await runAddon());
   samples["llama-server"].push(await runServer());
 }
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const a = median(samples["genai-native"].map((s) => s.ms));
 const b = median(samples["llama-server"].map((s) => s.ms));
 process.stdout.write(
@@ -221,6 +202,9 @@ process.stdout.write(
       level: opt.level,
       imageJobMs: imageMs,
       medianMsImageDoneToNextToken: { "genai-native": a, "llama-server (kill, respawn, re-send)": b },
+      genaiNativeMedianStepsMs: Object.fromEntries(
+        Object.keys(samples["genai-native"][0].steps).map((k) => [k, median(samples["genai-native"].map((s) => s.steps[k]))]),
+      ),
       speedup: Number((b / a).toFixed(2)),
       samples,
     },

@@ -1,5 +1,9 @@
 // genai-native in this process: prompt processing (pp) and generation (tg)
-// tokens/s, plus event-loop delay while generating. Model load is not timed.
+// tokens/s, the per-token profile of the timed generation (timings.breakdown,
+// and the JS thread's CPU time per token on Linux), and event-loop delay
+// during a separate, untimed generation (the 1 ms monitor's own timer would
+// slow the timed one). Model load is not timed.
+import fs from "node:fs";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createRequire } from "node:module";
 import { args, randomTokens, report } from "./common.mjs";
@@ -28,6 +32,15 @@ const tgCtx = await model.createContext({
 const vocab = model.metadata.vocabSize;
 const bos = (await model.tokenize("", { addSpecial: true }))[0] ?? 1;
 
+/** CPU time of the JS (main) thread in ms, from Linux's schedstat (ns); null elsewhere. */
+function jsThreadCpuMs() {
+  try {
+    return Number(fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, "utf8").split(" ")[0]) / 1e6;
+  } catch {
+    return null;
+  }
+}
+
 async function pp() {
   const ctx = ppCtx;
   ctx.clearHistory();
@@ -36,21 +49,44 @@ async function pp() {
   return (a.pp * 1000) / r.timings.promptMs;
 }
 
-async function tg(h) {
+// Greedy from BOS for tg tokens; every piece goes through onText, as an app's stream would.
+async function tg() {
   const ctx = tgCtx;
   ctx.clearHistory();
-  h?.enable();
-  const r = await ctx.complete(Int32Array.of(bos), { maxTokens: a.tg + 1, ignoreEos: true, temperature: 0 });
-  h?.disable();
+  const js0 = jsThreadCpuMs();
+  let pieces = 0;
+  const r = await ctx.complete(Int32Array.of(bos), { maxTokens: a.tg + 1, ignoreEos: true, temperature: 0, onText: () => pieces++ });
+  const js1 = jsThreadCpuMs();
   ctx.clearHistory();
-  return (a.tg * 1000) / r.timings.generationMs;
+  const t = r.timings;
+  const per = (ms) => ms / t.generatedTokens;
+  const b = t.breakdown;
+  return {
+    tgTokensPerSec: (a.tg * 1000) / t.generationMs,
+    // ms per generated token, by phase (native thread), and the JS thread's CPU
+    profile: {
+      msPerToken: per(t.generationMs),
+      decode: per(b.decodeMs),
+      sample: per(b.sampleMs),
+      detokenize: per(b.detokenizeMs),
+      stopMatch: per(b.stopMs),
+      deliver: per(b.deliverMs),
+      other: per(t.generationMs - b.decodeMs - b.sampleMs - b.detokenizeMs - b.stopMs - b.deliverMs),
+      jsThreadCpu: js0 === null ? null : per(js1 - js0),
+      jsWakeupsPerToken: b.deliveries / t.generatedTokens,
+      piecesPerToken: pieces / t.generatedTokens,
+    },
+  };
 }
 
 // warm-up, as llama-bench does
 await pp();
 await tg();
-const h = monitorEventLoopDelay({ resolution: 1 });
 const ppTs = await pp();
-const tgTs = await tg(h);
-report({ ppTokensPerSec: ppTs, tgTokensPerSec: tgTs, eventLoopDelayP99Ms: h.percentile(99) / 1e6 });
+const gen = await tg();
+const h = monitorEventLoopDelay({ resolution: 1 });
+h.enable();
+await tg();
+h.disable();
+report({ ppTokensPerSec: ppTs, ...gen, eventLoopDelayP99Ms: h.percentile(99) / 1e6 });
 await model.dispose();

@@ -2,7 +2,7 @@
  * CLI of the llama-architecture random-weight generator (./llama/generate.ts).
  *
  * CLI (after the TypeScript build):
- *   node dist/cjs/tools/gen-model.js --out FILE [--preset tiny|small|medium]
+ *   node dist/cjs/tools/gen-model.js --out FILE [--preset tiny|small|base|medium]
  *     [--layers N] [--embd N] [--ff N] [--heads N] [--kv-heads N] [--vocab N]
  *     [--ctx N] [--type f32|f16|q8_0|q4_0] [--seed S] [--scale X] [--name S]
  *     [--chat-template] [--tie-embeddings]
@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { generateRandomLlamaModel, type GenerateResult } from "./llama/generate";
 import { PRESETS, WEIGHT_TYPES, type LlamaShape, type PresetName, type WeightType } from "./llama/shape";
 
-const USAGE = `usage: gen-model --out FILE [--preset tiny|small|medium] [--layers N] [--embd N] [--ff N]
+const USAGE = `usage: gen-model --out FILE [--preset tiny|small|base|medium] [--layers N] [--embd N] [--ff N]
        [--heads N] [--kv-heads N] [--vocab N] [--ctx N] [--type f32|f16|q8_0|q4_0]
        [--seed S] [--scale X] [--name S] [--chat-template] [--tie-embeddings]
 Writes a llama-architecture GGUF with deterministic random weights and prints JSON

@@ -87,7 +87,7 @@ describe("genai-native/tools entry", () => {
       expect(out.missing).toEqual([]);
       expect(out.writer).toBe("function");
       expect(out.q8).toBe(8);
-      expect(out.presets).toEqual(["tiny", "small", "medium"]);
+      expect(out.presets).toEqual(["tiny", "small", "base", "medium"]);
       expect(out.bytes).toBe(out.expected);
       expect(out.magic).toBe("GGUF");
     } finally {

@@ -46,6 +46,13 @@ export const PRESETS = {
    */
   small: { layers: 8, embd: 512, ff: 1536, heads: 8, kvHeads: 4, vocab: 8192, ctx: 4096 },
   /**
+   * 12 layers, embd 768, 12 heads (head 64), 4 KV heads, ff 2048, vocab 16000:
+   * layer = 1179648 + 393216 + 4718592 + 1536 = 6292992; ×12 = 75515904;
+   * + 2·16000·768 + 768 = 24576768 → 100,092,672 params (~100 M).
+   * f16 ≈ 200 MB (the benchmarks' F16 shape).
+   */
+  base: { layers: 12, embd: 768, ff: 2048, heads: 12, kvHeads: 4, vocab: 16000, ctx: 4096 },
+  /**
    * 16 layers, embd 1024, 16 heads (head 64), 8 KV heads, ff 2816, vocab 32000:
    * layer = 2097152 + 1048576 + 8650752 + 2048 = 11798528; ×16 = 188776448;
    * + 2·32000·1024 + 1024 = 65537024 → 254,313,472 params (~254 M).
