@@ -13,6 +13,7 @@
  */
 import type { EngineGenerateParams } from "../diffusion/engine";
 import type { CompletionResult, ContextInfo, DeviceMemory } from "../llm/types";
+import type { ParsedHeader } from "../models/gguf-worker";
 import type { GenaiError, GenaiErrorCode } from "../errors";
 
 /** native/util/jobs.h CancelToken: a flag a native job polls. */
@@ -40,6 +41,8 @@ export interface ModelInfo {
   hasDecoder: boolean;
   chatTemplate: string | null;
   metadata: Record<string, string>;
+  /** Native steps of the load (ms): the GGUF pre-check, then llama_model_load_from_file. */
+  loadTimings: { checkMs: number; llamaLoadMs: number };
 }
 
 /** loadModel()'s options (native/llm/model.cpp). */
@@ -106,6 +109,8 @@ export interface ContextHandle {
 /** native/llm/model.h ModelHandle. */
 export interface ModelHandle {
   info(): ModelInfo;
+  /** The header the load checked (ggml's gguf reader), as gguf-worker.ts's ParsedHeader; null when GENAI_NATIVE_GGUF_CHECK=0 skipped the check. */
+  ggufHeader(): ParsedHeader | null;
   tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Promise<Int32Array>;
   detokenize(tokens: Int32Array, removeSpecial: boolean, unparseSpecial: boolean): Promise<string>;
   applyChatTemplate(

@@ -9,13 +9,22 @@
 import { GenaiError } from "../errors";
 import { native, withCancelToken } from "../binding/load";
 import type { ModelHandle } from "../binding/types";
-import { readGgufSummary, type GgufSummary } from "../models/metadata";
+import { checkGgufFile, type GgufSummary, parseGgufHeader, summarizeGguf } from "../models/metadata";
 import { initBackends, resolveDevice } from "../system/backends";
 import { optBool, optFunction, optInt, optSignal, requireString, options as validOptions, tokenIds } from "../util/validate";
 import { LlamaContext } from "./context";
 import { LOAD_DEFAULTS } from "./defaults";
 import { CHAT_TEMPLATE_KEYS, DETOKENIZE_KEYS, LOAD_KEYS, TOKENIZE_KEYS } from "./keys";
-import type { ChatMessage, ChatTemplateOptions, ContextOptions, DetokenizeOptions, LoadModelOptions, ModelMetadata, TokenizeOptions } from "./types";
+import type {
+  ChatMessage,
+  ChatTemplateOptions,
+  ContextOptions,
+  DetokenizeOptions,
+  LoadModelOptions,
+  ModelLoadTimings,
+  ModelMetadata,
+  TokenizeOptions,
+} from "./types";
 
 export class LlamaModel implements AsyncDisposable {
   readonly path: string;
@@ -24,16 +33,20 @@ export class LlamaModel implements AsyncDisposable {
   readonly trainContextSize: number;
   /** Loaded with `vocabOnly`: tokenizer and metadata only, no weights (createContext rejects). */
   readonly vocabOnly: boolean;
+  /** Where load() spent its time (ms). */
+  readonly loadTimings: ModelLoadTimings;
   #native: ModelHandle | undefined;
   #contexts = new Set<LlamaContext>();
   /** createContext() calls still running: dispose() waits for them (each frees what it made). */
   #creating = new Set<Promise<LlamaContext>>();
   #disposing: Promise<void> | undefined;
 
-  private constructor(path: string, handle: ModelHandle, summary: GgufSummary) {
+  private constructor(path: string, handle: ModelHandle, summary: GgufSummary, t: { metadataMs: number; backendsMs: number; nativeMs: number }) {
     this.path = path;
     this.#native = handle;
     const info = handle.info();
+    const { checkMs, llamaLoadMs } = info.loadTimings;
+    this.loadTimings = { metadataMs: t.metadataMs, backendsMs: t.backendsMs, checkMs, llamaLoadMs, otherMs: Math.max(0, t.nativeMs - checkMs - llamaLoadMs) };
     this.trainContextSize = info.trainContextSize;
     this.vocabOnly = info.vocabOnly === true;
     this.metadata = { ...summary, parameters: info.parameters, sizeBytes: info.sizeBytes, description: info.description, chatTemplate: info.chatTemplate };
@@ -55,16 +68,32 @@ export class LlamaModel implements AsyncDisposable {
     const onProgress = optFunction<(f: number) => void>("onProgress", o.onProgress);
     const signal = optSignal("signal", o.signal);
     if (signal?.aborted) throw new GenaiError("ABORTED", "model load was aborted before it started");
-    const summary = await readGgufSummary(path);
+    let t0 = performance.now();
+    const fileBytes = await checkGgufFile(path);
+    let metadataMs = performance.now() - t0;
+    t0 = performance.now();
     await initBackends();
+    const backendsMs = performance.now() - t0;
     const addon = native();
+    t0 = performance.now();
     const handle = await withCancelToken(signal, (cancel) => addon.loadModel(path, { gpuLayers, useMmap, vocabOnly, device }, onProgress, cancel));
+    const nativeMs = performance.now() - t0;
     if (signal?.aborted) {
       // aborted while the last progress events were on their way: free what loaded
       handle.dispose();
       throw new GenaiError("ABORTED", "model load was aborted");
     }
-    return new LlamaModel(path, handle, summary);
+    t0 = performance.now();
+    let summary: GgufSummary;
+    try {
+      // the header the native load checked (ggml's reader), else parsed again (@huggingface/gguf, worker thread)
+      summary = summarizeGguf(path, handle.ggufHeader() ?? (await parseGgufHeader(path)), fileBytes);
+    } catch (e) {
+      handle.dispose();
+      throw e;
+    }
+    metadataMs += performance.now() - t0;
+    return new LlamaModel(path, handle, summary, { metadataMs, backendsMs, nativeMs });
   }
 
   /** @internal */

@@ -138,6 +138,20 @@ export interface CompletionTimings {
   breakdown: GenerationBreakdown;
 }
 
+/** Where LlamaModel.load() spent its time, in ms (the cold-start profile of `npm run bench:llm -- --cold`). */
+export interface ModelLoadTimings {
+  /** The GGUF header read into metadata (a worker thread; @huggingface/gguf). */
+  metadataMs: number;
+  /** Loading and probing ggml's backend modules (0 after the first load in a process). */
+  backendsMs: number;
+  /** The native GGUF pre-check: what llama.cpp would abort on, found before it reads the file. */
+  checkMs: number;
+  /** llama_model_load_from_file: tensors mapped (mmap) or read, repacked, uploaded to the devices. */
+  llamaLoadMs: number;
+  /** The rest of the native load: thread start-up, handing the model to JS. */
+  otherMs: number;
+}
+
 /**
  * Per-phase time of a generation, summed over its tokens, measured on the
  * native thread (one clock read per phase). Divide by generatedTokens for the

@@ -10,6 +10,8 @@ import fs from "node:fs";
 import { GenaiError } from "../errors";
 import { parseGgufHeaderOffThread, type ParsedHeader } from "./gguf-worker";
 
+export type { ParsedHeader } from "./gguf-worker";
+
 export interface GgufSummary {
   /** `general.architecture`, e.g. "llama". */
   architecture: string;
@@ -48,6 +50,25 @@ export interface GgufSummary {
  * @throws GenaiError MODEL_NOT_FOUND (no such file), INVALID_MODEL (a directory, empty, not GGUF, truncated header).
  */
 export async function readGgufSummary(path: string): Promise<GgufSummary> {
+  const fileBytes = await checkGgufFile(path);
+  return summarizeGguf(path, await parseGgufHeader(path), fileBytes);
+}
+
+/** The header and tensor infos, parsed by @huggingface/gguf on a worker thread. @throws GenaiError INVALID_MODEL */
+export async function parseGgufHeader(path: string): Promise<ParsedHeader> {
+  try {
+    return await parseGgufHeaderOffThread(path);
+  } catch (e) {
+    throw new GenaiError("INVALID_MODEL", `unreadable GGUF header (${(e as Error).message}): ${path}`, { cause: e });
+  }
+}
+
+/**
+ * The cheap checks before any parse: exists, a regular file, at least 24
+ * bytes, GGUF magic. @returns the file's size in bytes.
+ * @throws GenaiError MODEL_NOT_FOUND, INVALID_MODEL
+ */
+export async function checkGgufFile(path: string): Promise<number> {
   let st: fs.Stats;
   try {
     st = await fs.promises.stat(path);
@@ -64,12 +85,16 @@ export async function readGgufSummary(path: string): Promise<GgufSummary> {
   } finally {
     await fh.close();
   }
-  let parsed: ParsedHeader;
-  try {
-    parsed = await parseGgufHeaderOffThread(path);
-  } catch (e) {
-    throw new GenaiError("INVALID_MODEL", `unreadable GGUF header (${(e as Error).message}): ${path}`, { cause: e });
-  }
+  return st.size;
+}
+
+/**
+ * The summary of a parsed header: from @huggingface/gguf (readGgufSummary,
+ * on a worker thread) or from the header the native load already checked
+ * with ggml's reader (LlamaModel.load); both give the same ParsedHeader.
+ * @throws GenaiError INVALID_MODEL (no general.architecture)
+ */
+export function summarizeGguf(path: string, parsed: ParsedHeader, fileBytes: number): GgufSummary {
   const md = parsed.metadata as Record<string, unknown>;
   const arch = typeof md["general.architecture"] === "string" ? (md["general.architecture"] as string) : "";
   if (!arch) throw new GenaiError("INVALID_MODEL", `GGUF has no general.architecture: ${path}`);
@@ -97,8 +122,8 @@ export async function readGgufSummary(path: string): Promise<GgufSummary> {
     hasChatTemplate: typeof md["tokenizer.chat_template"] === "string",
     tensorCount: parsed.tensorCount,
     parameterCount: parsed.parameterCount,
-    fileBytes: st.size,
-    tensorDataBytes: st.size - Number(parsed.tensorDataOffset),
+    fileBytes,
+    tensorDataBytes: fileBytes - Number(parsed.tensorDataOffset),
     raw,
   };
 }

@@ -256,6 +256,59 @@ void CheckTensors(const std::string& path, const gguf_context* ctx) {
   }
 }
 
+std::shared_ptr<const GgufHeader> ReadHeader(const gguf_context* ctx) {
+  auto h = std::make_shared<GgufHeader>();
+  using Kind = GgufHeader::Entry::Kind;
+  const int64_t n_kv = gguf_get_n_kv(ctx);
+  h->entries.reserve(static_cast<size_t>(n_kv) + 3);
+  // the file's own counts first, as @huggingface/gguf reports them
+  h->entries.push_back({Kind::kNumber, "version", static_cast<double>(gguf_get_version(ctx))});
+  h->entries.push_back({Kind::kUint64, "tensor_count", 0, static_cast<uint64_t>(gguf_get_n_tensors(ctx))});
+  h->entries.push_back({Kind::kUint64, "kv_count", 0, static_cast<uint64_t>(n_kv)});
+  for (int64_t i = 0; i < n_kv; i++) {
+    GgufHeader::Entry e{Kind::kNumber, gguf_get_key(ctx, i)};
+    switch (gguf_get_kv_type(ctx, i)) {
+      case GGUF_TYPE_UINT8: e.number = gguf_get_val_u8(ctx, i); break;
+      case GGUF_TYPE_INT8: e.number = gguf_get_val_i8(ctx, i); break;
+      case GGUF_TYPE_UINT16: e.number = gguf_get_val_u16(ctx, i); break;
+      case GGUF_TYPE_INT16: e.number = gguf_get_val_i16(ctx, i); break;
+      case GGUF_TYPE_UINT32: e.number = gguf_get_val_u32(ctx, i); break;
+      case GGUF_TYPE_INT32: e.number = gguf_get_val_i32(ctx, i); break;
+      case GGUF_TYPE_FLOAT32: e.number = gguf_get_val_f32(ctx, i); break;
+      case GGUF_TYPE_FLOAT64: e.number = gguf_get_val_f64(ctx, i); break;
+      case GGUF_TYPE_UINT64:
+        e.kind = Kind::kUint64;
+        e.u64 = gguf_get_val_u64(ctx, i);
+        break;
+      case GGUF_TYPE_INT64:
+        e.kind = Kind::kInt64;
+        e.i64 = gguf_get_val_i64(ctx, i);
+        break;
+      case GGUF_TYPE_BOOL:
+        e.kind = Kind::kBool;
+        e.boolean = gguf_get_val_bool(ctx, i);
+        break;
+      case GGUF_TYPE_STRING:
+        e.kind = Kind::kString;
+        e.str = gguf_get_val_str(ctx, i);
+        break;
+      case GGUF_TYPE_ARRAY:
+        e.kind = Kind::kArray;
+        e.array_length = gguf_get_arr_n(ctx, i);
+        break;
+      default: continue;  // gguf's reader refuses other types
+    }
+    h->entries.push_back(std::move(e));
+  }
+  h->tensor_count = gguf_get_n_tensors(ctx);
+  for (int64_t i = 0; i < h->tensor_count; i++) {
+    const int64_t* ne = gguf_get_tensor_ne(ctx, i);
+    h->parameter_count += static_cast<double>(ne[0]) * static_cast<double>(ne[1]) * static_cast<double>(ne[2]) * static_cast<double>(ne[3]);
+  }
+  h->data_offset = gguf_get_data_offset(ctx);
+  return h;
+}
+
 }  // namespace
 
 GgufCheck CheckGgufFile(const std::string& path, bool vocab_only) {
@@ -278,6 +331,7 @@ GgufCheck CheckGgufFile(const std::string& path, bool vocab_only) {
   }
   Kv kv(ctx.get());
   CheckVocab(path, kv);
+  result.header = ReadHeader(ctx.get());
   if (vocab_only) return result;
   std::optional<std::string> arch = kv.String("general.architecture");
   if (arch) CheckHparams(path, kv, *arch);

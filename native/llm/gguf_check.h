@@ -4,9 +4,33 @@
 // gguf reader, no tensor data). Each check names the llama.cpp line it keeps
 // the file away from (see gguf_check.cpp).
 #pragma once
+#include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace genai {
+
+// The header as lib/models/metadata.ts summarizes it (the shape of
+// gguf-worker.ts's ParsedHeader): scalar values, arrays as their length,
+// tensor count, parameter count (the sum of the tensors' element counts, as
+// @huggingface/gguf counts them) and where tensor data starts.
+struct GgufHeader {
+  struct Entry {
+    enum class Kind { kNumber, kUint64, kInt64, kBool, kString, kArray } kind;
+    std::string key;
+    double number = 0;  // u8 … i32, f32, f64
+    uint64_t u64 = 0;
+    int64_t i64 = 0;
+    bool boolean = false;
+    std::string str;
+    uint64_t array_length = 0;
+  };
+  std::vector<Entry> entries;
+  int64_t tensor_count = 0;
+  double parameter_count = 0;
+  uint64_t data_offset = 0;
+};
 
 struct GgufCheck {
   // Some tensor's data does not start at a multiple of ggml's 32-byte tensor
@@ -14,6 +38,8 @@ struct GgufCheck {
   // map of it would trip ggml-backend.cpp ggml_backend_cpu_buffer_from_ptr's
   // "buffer pointer must be aligned"; load it with reads instead.
   bool mmap_misaligned = false;
+  // The header that was checked (null when GENAI_NATIVE_GGUF_CHECK=0 skipped the check).
+  std::shared_ptr<const GgufHeader> header;
 };
 
 // Throws CodedError(INVALID_MODEL, "<path>: <what is wrong>") for a file

@@ -2,6 +2,7 @@
 
 #include "system/backends.h"
 
+#include <chrono>
 #include <sys/stat.h>
 
 #include <cmath>
@@ -89,6 +90,7 @@ Napi::Function ModelHandle::Init(Napi::Env env) {
   return DefineClass(env, "ModelHandle",
                      {
                          InstanceMethod<&ModelHandle::Info>("info"),
+                         InstanceMethod<&ModelHandle::GgufHeaderJs>("ggufHeader"),
                          InstanceMethod<&ModelHandle::Tokenize>("tokenize"),
                          InstanceMethod<&ModelHandle::Detokenize>("detokenize"),
                          InstanceMethod<&ModelHandle::ApplyChatTemplate>("applyChatTemplate"),
@@ -167,12 +169,14 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
   auto cancel = CancelToken::From(info.Length() > 3 ? info[3] : env.Undefined());
 
   return ThreadJob::Start(env, "genai.loadModel", cancel, on_progress, [path, params, devices, vocab_only](ThreadJob& job) mutable -> ThreadJob::ValueMaker {
+    const auto t_check = std::chrono::steady_clock::now();
     CheckModelFile(path);
     // an assertion in the load below is an exception on this thread, which llama_model_load catches (util/abort_guard.h)
     AbortToException abort_guard(code::INVALID_MODEL, "llama.cpp failed an assertion while loading the model");
     // what llama.cpp would abort the process on (GGML_ASSERT) rather than report: INVALID_MODEL here
-    if (CheckGgufFile(path, params.vocab_only).mmap_misaligned)
-      params.load_mode = LLAMA_LOAD_MODE_NONE;  // read, not mapped: ggml needs 32-byte aligned mapped tensors
+    GgufCheck checked = CheckGgufFile(path, params.vocab_only);
+    if (checked.mmap_misaligned) params.load_mode = LLAMA_LOAD_MODE_NONE;  // read, not mapped: ggml needs 32-byte aligned mapped tensors
+    const auto t_load = std::chrono::steady_clock::now();
     params.devices = devices.data();
     LoadProgress lp{&job};
     lp.stop_midway = CanStopMidway(params, devices);
@@ -199,8 +203,45 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
     state->vocab = llama_model_get_vocab(model);
     state->path = path;
     state->vocab_only = vocab_only;
+    state->header = std::move(checked.header);
+    using Ms = std::chrono::duration<double, std::milli>;
+    state->check_ms = Ms(t_load - t_check).count();
+    state->llama_load_ms = Ms(std::chrono::steady_clock::now() - t_load).count();
     return [state](Napi::Env env) -> Napi::Value { return SharedHandle<ModelState>::New(env, Data(env).model_ctor, state); };
   });
+}
+
+Napi::Value ModelHandle::GgufHeaderJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto s = State(env);
+  if (!s->header) return env.Null();
+  const GgufHeader& h = *s->header;
+  using Kind = GgufHeader::Entry::Kind;
+  Napi::Object md = Napi::Object::New(env);
+  for (const GgufHeader::Entry& e : h.entries) {
+    if (e.key == "__proto__") continue;  // would set the object's prototype, not a property
+    Napi::Value v;
+    switch (e.kind) {
+      case Kind::kNumber: v = Napi::Number::New(env, e.number); break;
+      case Kind::kUint64: v = Napi::BigInt::New(env, e.u64); break;
+      case Kind::kInt64: v = Napi::BigInt::New(env, e.i64); break;
+      case Kind::kBool: v = Napi::Boolean::New(env, e.boolean); break;
+      case Kind::kString: v = Napi::String::New(env, e.str); break;
+      case Kind::kArray: {
+        Napi::Object a = Napi::Object::New(env);
+        a.Set("arrayLength", Napi::Number::New(env, static_cast<double>(e.array_length)));
+        v = a;
+        break;
+      }
+    }
+    md.Set(e.key, v);
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("metadata", md);
+  o.Set("tensorCount", Napi::Number::New(env, static_cast<double>(h.tensor_count)));
+  o.Set("parameterCount", Napi::Number::New(env, h.parameter_count));
+  o.Set("tensorDataOffset", Napi::Number::New(env, static_cast<double>(h.data_offset)));
+  return o;
 }
 
 Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
@@ -226,6 +267,10 @@ Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
   o.Set("hasEncoder", llama_model_has_encoder(m));
   o.Set("hasDecoder", llama_model_has_decoder(m));
   const char* tmpl = llama_model_chat_template(m, nullptr);
+  Napi::Object lt = Napi::Object::New(env);
+  lt.Set("checkMs", s->check_ms);
+  lt.Set("llamaLoadMs", s->llama_load_ms);
+  o.Set("loadTimings", lt);
   o.Set("chatTemplate", tmpl ? Napi::Value(Napi::String::New(env, tmpl)) : env.Null());
   Napi::Object meta = Napi::Object::New(env);
   int32_t n = llama_model_meta_count(m);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "llama.h"
+#include "llm/gguf_check.h"
 #include "util/shared_handle.h"
 
 namespace genai {
@@ -16,7 +17,10 @@ struct ModelState {
   llama_model* model = nullptr;
   const llama_vocab* vocab = nullptr;
   std::string path;
-  bool vocab_only = false;  // loaded with vocabOnly: no layers, no weights (no context, no layer hyperparameters)
+  bool vocab_only = false;                   // loaded with vocabOnly: no layers, no weights (no context, no layer hyperparameters)
+  std::shared_ptr<const GgufHeader> header;  // as checked before the load (null when the check was skipped)
+  double check_ms = 0;                       // CheckGgufFile: the GGUF pre-check before llama.cpp sees the file
+  double llama_load_ms = 0;                  // llama_model_load_from_file (mmap or read, and upload to the devices)
   ~ModelState();
 };
 
@@ -31,6 +35,8 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
+  // ggufHeader() -> { metadata, tensorCount, parameterCount, tensorDataOffset } | null: the header the load checked.
+  Napi::Value GgufHeaderJs(const Napi::CallbackInfo& info);
   Napi::Value Tokenize(const Napi::CallbackInfo& info);
   Napi::Value Detokenize(const Napi::CallbackInfo& info);
   Napi::Value ApplyChatTemplate(const Napi::CallbackInfo& info);
