@@ -5,7 +5,7 @@
 // Prompt processing (pp) and generation (tg) tokens/s of genai-native vs
 // llama.cpp's own llama-bench (built from the same deps/llama.cpp, same flags)
 // and vs node-llama-cpp (its npm prebuilt), on the same model and threads.
-// Runs are interleaved (one of each per round); medians, spread (min–max) and
+// Runs are interleaved (one of each per round, the order alternating); medians, spread (min–max) and
 // ratios as JSON. --suite: the three shapes of issue 16 (stories260K, the
 // generated ~100 M F16 `base` and ~254 M Q8_0 `medium`). --profile: where each
 // generated token's time goes (ms/token), next to llama-bench's ms/token.
@@ -119,8 +119,14 @@ function benchModel(m) {
   const samples = { "genai-native": [], "llama-bench": [], "node-llama-cpp": [] };
   for (let i = 0; i < reps; i++) {
     log(`[bench] ${path.basename(m.path)}: round ${i + 1}/${reps}`);
-    samples["llama-bench"].push(runLlamaBench(m.path));
-    samples["genai-native"].push(runAddon(m));
+    // alternate who goes first, so a drift in the machine's speed (another VM, heat) favours neither
+    if (i % 2 === 0) {
+      samples["llama-bench"].push(runLlamaBench(m.path));
+      samples["genai-native"].push(runAddon(m));
+    } else {
+      samples["genai-native"].push(runAddon(m));
+      samples["llama-bench"].push(runLlamaBench(m.path));
+    }
     if (withPeers) {
       try {
         samples["node-llama-cpp"].push(runPeer(m));

@@ -10,6 +10,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import nodeGypBuild from "node-gyp-build";
+import { withOpenMpTuning } from "./openmp";
 import { ERROR_CODES, GenaiError } from "../errors";
 import { onAbort } from "../util/abort";
 import { addonLoadHelp } from "./install-help";
@@ -92,7 +93,7 @@ export function native(): Addon {
   if (cached) return cached;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const addon = require(nativeAddonPath()) as Addon;
+    const addon = withOpenMpTuning(() => require(nativeAddonPath()) as Addon);
     addon.init(GenaiError, ERROR_CODES);
     // process.exit() while a generation runs: stop native threads before
     // exit() tears down the engine's statics under them.
