@@ -86,6 +86,12 @@ export interface GenerateParams {
   seed: number;
   stop: string[];
   ignoreEos: boolean;
+  /** GBNF; "" = none. */
+  grammar: string;
+  /** JSON schema text; "" = none. */
+  jsonSchema: string;
+  /** [token id, bias] pairs. */
+  logitBias: [number, number][];
 }
 
 /** ContextHandle::Generate's result: the public CompletionResult as C++ builds it (generate.cpp ResultToJs). */

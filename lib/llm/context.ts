@@ -12,6 +12,7 @@ import { optBool, optFunction, optInt, optNumber, optOneOf, optSignal, optString
 import { CONTEXT_DEFAULTS, MAX_SEED, SAMPLING_DEFAULTS, defaultContextSize, defaultThreads, randomSeed } from "./defaults";
 import type { LlamaModel } from "./model";
 import { TextStream } from "./text-stream";
+import { constraintParams } from "./constraints";
 import { CHAT_KEYS, COMPLETE_KEYS, CONTEXT_KEYS, EMBED_KEYS, GENERATE_KEYS } from "./keys";
 import type {
   ChatMessage,
@@ -27,7 +28,7 @@ import type {
 } from "./types";
 
 /** Validates one generation's options and fills every default (the seed: the given one, else the context's, else a new random one). */
-function generateParams(o: GenerateOptions, contextSeed: number | undefined): Omit<GenerateParams, "tokens"> {
+function generateParams(o: ChatOptions, contextSeed: number | undefined): Omit<GenerateParams, "tokens"> {
   const d = SAMPLING_DEFAULTS;
   const stop = o.stop ?? [];
   if (!Array.isArray(stop) || stop.some((s) => typeof s !== "string" || s.length === 0))
@@ -45,6 +46,7 @@ function generateParams(o: GenerateOptions, contextSeed: number | undefined): Om
     seed: o.seed === undefined ? (contextSeed ?? randomSeed()) : optInt("seed", o.seed, 0, 0, MAX_SEED),
     stop: [...stop],
     ignoreEos: optBool("ignoreEos", o.ignoreEos, d.ignoreEos),
+    ...constraintParams(o),
   };
 }
 

@@ -11,7 +11,7 @@ import type { GenerateOptions } from "./types";
  * (common/common.h: top_k 40, top_p 0.95, min_p 0.05, temp 0.8,
  * penalty_last_n 64, penalty_repeat 1.0), and 256 tokens at most.
  */
-export const SAMPLING_DEFAULTS: Readonly<Required<Omit<GenerateOptions, "seed" | "stop" | "signal">>> = Object.freeze({
+export const SAMPLING_DEFAULTS: Readonly<Required<Omit<GenerateOptions, "seed" | "stop" | "signal" | "grammar" | "jsonSchema" | "logitBias">>> = Object.freeze({
   maxTokens: 256,
   temperature: 0.8,
   topK: 40,

@@ -30,8 +30,11 @@ export const GENERATE_KEYS = optionKeys<GenerateOptions>()(
   "seed",
   "stop",
   "ignoreEos",
+  "grammar",
+  "jsonSchema",
+  "logitBias",
   "signal",
 );
 export const COMPLETE_KEYS = optionKeys<CompleteOptions>()(...(GENERATE_KEYS as (keyof GenerateOptions)[]), "onText");
-export const CHAT_KEYS = optionKeys<ChatOptions>()(...(GENERATE_KEYS as (keyof GenerateOptions)[]), "template");
+export const CHAT_KEYS = optionKeys<ChatOptions>()(...(GENERATE_KEYS as (keyof GenerateOptions)[]), "template", "responseFormat");
 export const EMBED_KEYS = optionKeys<EmbedOptions>()("normalize");

@@ -116,12 +116,36 @@ export interface GenerateOptions {
   /** Keep going past end-of-generation tokens (benchmarks). */
   ignoreEos?: boolean;
   /**
+   * A GBNF grammar (llama.cpp's grammar format, root rule `root`) the output
+   * must follow. Groups may nest at most 128 deep.
+   * @throws (via the stream) GenaiError INVALID_ARGUMENT with llama.cpp's message for a grammar it refuses.
+   */
+  grammar?: string;
+  /**
+   * A JSON schema (object) the output must follow, turned into a grammar by
+   * llama.cpp common's json_schema_to_grammar. At most 64 levels of nesting and
+   * 256 `$ref`s. Not together with `grammar`.
+   * @throws (via the stream) GenaiError INVALID_ARGUMENT for a schema llama.cpp's converter does not support.
+   */
+  jsonSchema?: JsonSchema;
+  /**
+   * Added to a token's logit before sampling, as OpenAI's `logit_bias`:
+   * token id → bias (−1e9 … 1e9, or -Infinity to ban the token).
+   */
+  logitBias?: Readonly<Record<number, number>>;
+  /**
    * Aborting ends generation within one token (and interrupts a long prompt
    * decode through llama.cpp's abort callback). The stream then ends normally
    * and the result has stopReason "aborted" with the text generated so far.
    */
   signal?: AbortSignal;
 }
+
+/** A JSON schema (draft 2020-12 subset that llama.cpp's converter supports), as a plain object or boolean. */
+export type JsonSchema = { readonly [key: string]: unknown } | boolean;
+
+/** How chat() constrains the reply, as OpenAI's `response_format`. */
+export type ResponseFormat = { type: "text" } | { type: "json_object" } | { type: "json_schema"; schema: JsonSchema };
 
 export interface CompletionTimings {
   /** Tokens in the prompt. */
@@ -177,6 +201,8 @@ export interface CompletionResult {
   text: string;
   /** Tokens generated. */
   tokenCount: number;
+  /** The generated token ids, in order (an end-of-generation token that ended it is not included). */
+  tokens: Int32Array;
   /**
    * Why generation ended: end-of-generation token, maxTokens reached, a stop
    * string matched, aborted by the signal/dispose, or the context is full.
@@ -207,6 +233,12 @@ export interface CompleteOptions extends GenerateOptions {
 export interface ChatOptions extends GenerateOptions {
   /** A Jinja chat template to use instead of the model's own. */
   template?: string;
+  /**
+   * Constrain the reply: "json_object" (any JSON object) or "json_schema"
+   * (that schema), as OpenAI's `response_format`; "text" = no constraint.
+   * Not together with `grammar` or `jsonSchema`.
+   */
+  responseFormat?: ResponseFormat;
 }
 
 /** Bytes llama.cpp allocated (or would allocate) on one device. */

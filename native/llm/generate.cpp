@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <mutex>
 
 #include "util/args.h"
@@ -30,54 +32,6 @@ size_t CompleteUtf8Prefix(const std::string& s, size_t len) {
   size_t need = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : (lead >> 3) == 0x1E ? 4 : 1;
   return (back + 1 >= need) ? len : i - 1;
 }
-
-llama_sampler* MakeSampler(const SamplingParams& sp, int32_t n_vocab) {
-  llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
-  if (sp.repeat_penalty != 1.0f || sp.presence_penalty != 0.0f || sp.frequency_penalty != 0.0f)
-    llama_sampler_chain_add(chain, llama_sampler_init_penalties(n_vocab, sp.penalty_last_n, sp.repeat_penalty, sp.frequency_penalty, sp.presence_penalty));
-  if (sp.temperature <= 0.0f) {
-    llama_sampler_chain_add(chain, llama_sampler_init_greedy());
-    return chain;
-  }
-  // The order of llama.cpp common's default chain (common/sampling.cpp).
-  if (sp.top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(sp.top_k));
-  if (sp.top_p < 1.0f) llama_sampler_chain_add(chain, llama_sampler_init_top_p(sp.top_p, 1));
-  if (sp.min_p > 0.0f) llama_sampler_chain_add(chain, llama_sampler_init_min_p(sp.min_p, 1));
-  llama_sampler_chain_add(chain, llama_sampler_init_temp(sp.temperature));
-  llama_sampler_chain_add(chain, llama_sampler_init_dist(sp.seed));
-  return chain;
-}
-
-// True when the chain MakeSampler builds is llama.cpp's greedy sampler alone.
-bool IsPlainGreedy(const SamplingParams& sp) {
-  return sp.temperature <= 0.0f && sp.repeat_penalty == 1.0f && sp.presence_penalty == 0.0f && sp.frequency_penalty == 0.0f;
-}
-
-// llama.cpp's greedy sampler (llama_sampler_greedy_apply) over the logits
-// directly: the first of equal maxima, the same token. Skips copying the whole
-// vocabulary into a candidate array each token (~0.1 ms for 32,000 tokens here).
-llama_token ArgmaxFirst(const float* logits, int32_t n) {
-  // The maximum in 16 independent lanes (vectorizable: `x > m ? x : m` is
-  // maxps, and like the greedy loop it never picks a NaN), then its first index.
-  constexpr int32_t kLanes = 16;
-  float lane[kLanes];
-  const float first = logits[0];
-  for (float& m : lane) m = first;
-  int32_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int32_t k = 0; k < kLanes; k++) lane[k] = logits[i + k] > lane[k] ? logits[i + k] : lane[k];
-  float best = first;
-  for (float m : lane) best = m > best ? m : best;
-  for (; i < n; i++) best = logits[i] > best ? logits[i] : best;
-  if (!(best > first)) return 0;  // logits[0] is the maximum (or NaN, which the greedy loop keeps too)
-  for (i = 1; i < n; i++)
-    if (logits[i] == best) return i;
-  return 0;
-}
-
-struct SamplerDeleter {
-  void operator()(llama_sampler* s) const { llama_sampler_free(s); }
-};
 
 // Decodes tokens [from, to) of `prompt` in n_batch chunks; logits for the last only.
 // Returns 0, or llama_decode's error (2 = aborted).
@@ -172,11 +126,11 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
   keep = s.kv_tokens.size();
   r.reused_tokens = static_cast<int32_t>(keep);
 
-  std::unique_ptr<llama_sampler, SamplerDeleter> smpl(MakeSampler(p.sampling, llama_vocab_n_tokens(s.model->vocab)));
+  Sampler sampler(p.sampling, s.model->vocab);  // INVALID_ARGUMENT for a grammar or schema llama.cpp refuses
   size_t penalty_from = prompt.size() > static_cast<size_t>(std::max(0, p.sampling.penalty_last_n))
                             ? prompt.size() - static_cast<size_t>(std::max(0, p.sampling.penalty_last_n))
                             : 0;
-  for (size_t i = penalty_from; i < prompt.size(); i++) llama_sampler_accept(smpl.get(), prompt[i]);
+  sampler.AcceptPrompt(prompt.data() + penalty_from, prompt.size() - penalty_from);
 
   s.active_cancel = &cancel;
   t_quiet_when_cancelled = &cancel;
@@ -206,8 +160,6 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
 
   StopScanner scanner(p.stops);
   const llama_vocab* vocab = s.model->vocab;
-  const int32_t n_vocab = llama_vocab_n_tokens(vocab);
-  const bool plain_greedy = IsPlainGreedy(p.sampling);
   GenerateResult::Breakdown& bd = r.breakdown;
   auto t1 = Clock::now();
   // Each phase ends where the next begins: one clock read per phase.
@@ -224,12 +176,13 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
       reason = "aborted";
       break;
     }
-    const float* logits = llama_get_logits_ith(s.ctx, -1);
-    if (!logits) {
+    llama_token tok;
+    try {
+      tok = sampler.Sample(s.ctx);
+    } catch (...) {
       llama_batch_free(one);
-      throw CodedError(code::BACKEND_ERROR, "llama.cpp returned no logits for the last token");
+      throw;
     }
-    llama_token tok = plain_greedy ? ArgmaxFirst(logits, n_vocab) : llama_sampler_sample(smpl.get(), s.ctx, -1);
     const bool eog = !p.ignore_eos && llama_vocab_is_eog(vocab, tok);
     lap(bd.sample_ms);
     if (eog) {
@@ -237,6 +190,7 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
       break;
     }
     r.generated_tokens++;
+    r.tokens.push_back(tok);
     bool stopped = false;
     std::string piece = TokenPiece(vocab, tok, false);
     lap(bd.detokenize_ms);
@@ -334,7 +288,7 @@ GenerateParams ParseGenerateParams(Napi::Object o, const ContextState& s) {
   GenerateParams p;
   CheckKeys(o,
             {"tokens", "maxTokens", "temperature", "topK", "topP", "minP", "repeatPenalty", "presencePenalty", "frequencyPenalty", "penaltyLastN", "seed",
-             "stop", "ignoreEos"},
+             "stop", "ignoreEos", "grammar", "jsonSchema", "logitBias"},
             "generate");
   p.prompt = TokensFromJs(env, o.Get("tokens"), llama_vocab_n_tokens(s.model->vocab), "tokens");
   p.max_tokens = static_cast<int32_t>(IntField(o, "maxTokens", 1, 1 << 30));
@@ -350,6 +304,26 @@ GenerateParams ParseGenerateParams(Napi::Object o, const ContextState& s) {
   sp.penalty_last_n = static_cast<int32_t>(IntField(o, "penaltyLastN", 0, 1 << 24));
   // LLAMA_DEFAULT_SEED (2^32−1) would mean "random" to llama.cpp: refused
   sp.seed = static_cast<uint32_t>(IntField(o, "seed", 0, static_cast<int64_t>(LLAMA_DEFAULT_SEED) - 1));
+  sp.grammar = StringField(o, "grammar");
+  sp.json_schema = StringField(o, "jsonSchema");
+  Napi::Value bias = o.Get("logitBias");
+  if (bias.IsUndefined() || bias.IsNull()) Throw(env, code::INVALID_ARGUMENT, "logitBias is required");
+  if (!bias.IsArray()) Throw(env, code::INVALID_ARGUMENT, "logitBias must be an array of [token, bias] pairs");
+  const int32_t n_vocab = llama_vocab_n_tokens(s.model->vocab);
+  auto pairs = bias.As<Napi::Array>();
+  for (uint32_t i = 0; i < pairs.Length(); i++) {
+    Napi::Value pair = pairs.Get(i);
+    if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) Throw(env, code::INVALID_ARGUMENT, "logitBias entries must be [token, bias] pairs");
+    Napi::Value t = pair.As<Napi::Array>().Get(0u), b = pair.As<Napi::Array>().Get(1u);
+    const double token = t.IsNumber() ? t.As<Napi::Number>().DoubleValue() : -1;
+    if (token != std::floor(token) || token < 0 || token >= n_vocab)
+      Throw(env, code::INVALID_ARGUMENT, "logitBias token ids must be integers in [0, " + std::to_string(n_vocab) + ")");
+    const double value = b.IsNumber() ? b.As<Napi::Number>().DoubleValue() : NAN;
+    // -Infinity bans a token; +Infinity or NaN would poison the softmax
+    if (std::isnan(value) || value == INFINITY || std::fabs(value) > 1e9 && value != -INFINITY)
+      Throw(env, code::INVALID_ARGUMENT, "logitBias values must be numbers in [-1e9, 1e9], or -Infinity");
+    sp.logit_bias.push_back({static_cast<llama_token>(token), static_cast<float>(value)});
+  }
   Napi::Value stops = o.Get("stop");
   if (stops.IsUndefined() || stops.IsNull()) Throw(env, code::INVALID_ARGUMENT, "stop is required");
   if (!stops.IsArray()) Throw(env, code::INVALID_ARGUMENT, "stop must be an array of strings");
@@ -366,6 +340,9 @@ Napi::Object ResultToJs(Napi::Env env, const GenerateResult& r) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("text", r.text);
   o.Set("tokenCount", r.generated_tokens);
+  auto ids = Napi::Int32Array::New(env, r.tokens.size());
+  if (!r.tokens.empty()) std::memcpy(ids.Data(), r.tokens.data(), r.tokens.size() * sizeof(llama_token));
+  o.Set("tokens", ids);
   o.Set("stopReason", r.stop_reason);
   Napi::Object t = Napi::Object::New(env);
   t.Set("promptTokens", r.prompt_tokens);

@@ -7,20 +7,9 @@
 
 #include "llama.h"
 #include "llm/context.h"
+#include "llm/sampler.h"
 
 namespace genai {
-
-struct SamplingParams {
-  float temperature = 0.8f;  // 0 = greedy
-  int32_t top_k = 40;        // 0 = off
-  float top_p = 0.95f;       // 1 = off
-  float min_p = 0.05f;       // 0 = off
-  float repeat_penalty = 1.0f;
-  float presence_penalty = 0.0f;
-  float frequency_penalty = 0.0f;
-  int32_t penalty_last_n = 64;
-  uint32_t seed = 0;  // 0 … 2^32−2; the TS layer picks one per generation
-};
 
 struct GenerateParams {
   std::vector<llama_token> prompt;
@@ -33,7 +22,8 @@ struct GenerateParams {
 struct GenerateResult {
   std::string text;
   int32_t generated_tokens = 0;
-  std::string stop_reason;  // eos | maxTokens | stop | aborted | contextFull
+  std::vector<llama_token> tokens;  // the generated token ids (an end-of-generation token that stopped it excluded)
+  std::string stop_reason;          // eos | maxTokens | stop | aborted | contextFull
   int32_t prompt_tokens = 0;
   int32_t reused_tokens = 0;  // prompt tokens found in the KV cache, not decoded again
   double prompt_ms = 0;

@@ -23,6 +23,9 @@ const GEN = {
   seed: 1,
   stop: [],
   ignoreEos: false,
+  grammar: "",
+  jsonSchema: "",
+  logitBias: [],
 };
 
 let stories: string;
@@ -181,6 +184,9 @@ describe("bad options get INVALID_ARGUMENT in TS and in C++", () => {
       expect(() => gen({ temperature: NaN })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
       expect(() => gen({ maxTokens: -1 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
       expect(() => gen({}, "nope")).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      // the TS layer's checks repeated natively: logit bias entries and their ranges
+      for (const logitBias of [{}, [[1]], [[-1, 1]], [[1e6, 1]], [[1.5, 1]], [[1, Number.POSITIVE_INFINITY]], [[1, Number.NaN]], [[1, 2e9]], [["1", 1]]])
+        expect(() => gen({ logitBias }), JSON.stringify(logitBias)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
       // LLAMA_DEFAULT_SEED (2^32−1) means "random" to llama.cpp: refused
       expect(() => gen({ seed: 0xffffffff })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
       // every field is required: C++ has no defaults of its own
@@ -299,9 +305,9 @@ describe("unknown options and null options are INVALID_ARGUMENT naming them", ()
     const ctx = await model.createContext({ contextSize: 128, threads: THREADS });
     try {
       // options that would change the output must never be ignored
-      await expect(ctx.complete("Hello", { grammar: 'root ::= "a"' } as never)).rejects.toMatchObject({
+      await expect(ctx.complete("Hello", { logprobs: 3 } as never)).rejects.toMatchObject({
         ...bad,
-        message: expect.stringMatching(/options\.grammar/),
+        message: expect.stringMatching(/options\.logprobs/),
       });
       await expect(ctx.complete("Hello", { tools: [] } as never)).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/options\.tools/) });
       await expect(ctx.generate("Hello", { temprature: 0 } as never).result).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/temprature/) });
@@ -330,8 +336,8 @@ describe("unknown options and null options are INVALID_ARGUMENT naming them", ()
     );
     const ctx = await h.createContext(CTX);
     try {
-      expect(() => ctx.generate({ ...GEN, tokens: Int32Array.of(1), grammar: "x" } as never, () => undefined, new addon.CancelToken())).toThrow(
-        expect.objectContaining({ code: "INVALID_ARGUMENT", message: "unknown generate field grammar" }),
+      expect(() => ctx.generate({ ...GEN, tokens: Int32Array.of(1), logprobs: 3 } as never, () => undefined, new addon.CancelToken())).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT", message: "unknown generate field logprobs" }),
       );
     } finally {
       ctx.dispose();

@@ -1,0 +1,63 @@
+// A generation's sampler: llama.cpp's sampler chain in llama.cpp common's
+// order (logit bias, grammar, repetition penalties, then greedy or
+// top-k → top-p → min-p → temperature → seeded draw), with a GBNF grammar or a
+// JSON schema (llama.cpp common's json_schema_to_grammar) constraining the
+// output. Built on the generation's native thread.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "llama.h"
+
+namespace genai {
+
+struct SamplingParams {
+  float temperature = 0.8f;  // 0 = greedy
+  int32_t top_k = 40;        // 0 = off
+  float top_p = 0.95f;       // 1 = off
+  float min_p = 0.05f;       // 0 = off
+  float repeat_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  int32_t penalty_last_n = 64;
+  uint32_t seed = 0;                         // 0 … 2^32−2; the TS layer picks one per generation
+  std::string grammar;                       // GBNF, root rule "root"; empty = none
+  std::string json_schema;                   // a JSON schema (text) turned into GBNF; empty = none
+  std::vector<llama_logit_bias> logit_bias;  // added to the logits before anything else
+};
+
+// Nesting limits checked before llama.cpp's recursive-descent parsers see the
+// text (deeper input would overflow the native thread's stack, a crash).
+constexpr int kMaxGrammarNesting = 128;  // ( … ) groups in GBNF
+constexpr int kMaxSchemaNesting = 64;    // { … } / [ … ] levels in a JSON schema
+
+class Sampler {
+ public:
+  // Throws CodedError INVALID_ARGUMENT naming what llama.cpp refused (grammar
+  // syntax, undefined rules, left recursion, unsupported schema).
+  Sampler(const SamplingParams& sp, const llama_vocab* vocab);
+  ~Sampler();
+  Sampler(const Sampler&) = delete;
+  Sampler& operator=(const Sampler&) = delete;
+
+  // Feeds prompt tokens to the repetition penalties (only to them: the
+  // grammar constrains the generated text, not the prompt).
+  void AcceptPrompt(const llama_token* tokens, size_t n);
+  // Picks the next token from the context's last logits and records it.
+  // Throws CodedError INVALID_ARGUMENT when the grammar admits no token.
+  llama_token Sample(llama_context* ctx);
+
+ private:
+  llama_sampler* chain_ = nullptr;
+  llama_sampler* penalties_ = nullptr;  // owned by chain_
+  bool plain_greedy_ = false;           // the chain is llama.cpp's greedy sampler alone
+  bool constrained_ = false;            // a grammar is in the chain
+  int32_t n_vocab_ = 0;
+  std::vector<llama_token_data> cur_;
+};
+
+// llama.cpp's greedy sampler (llama_sampler_greedy_apply) over raw logits: the
+// first of equal maxima, never a NaN unless logits[0] is one.
+llama_token ArgmaxFirst(const float* logits, int32_t n);
+
+}  // namespace genai

@@ -1,0 +1,158 @@
+// Structured output: GBNF grammars, JSON schemas (llama.cpp common's
+// json_schema_to_grammar), chat's responseFormat, logit bias, and the
+// generated token ids. Outputs are checked with ajv, a validator nobody here wrote.
+import Ajv from "ajv";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LlamaModel, type LlamaContext } from "../../lib/index";
+import { native } from "../../lib/binding/load";
+import { storiesPath, THREADS } from "../helpers";
+
+let model: LlamaModel;
+let ctx: LlamaContext;
+beforeAll(async () => {
+  model = await LlamaModel.load(await storiesPath());
+  ctx = await model.createContext({ contextSize: 512, threads: THREADS });
+});
+afterAll(async () => {
+  await model?.dispose();
+});
+
+const PERSON = {
+  type: "object",
+  properties: {
+    name: { type: "string", minLength: 1, maxLength: 12 },
+    age: { type: "integer", minimum: 0, maximum: 150 },
+    pet: { enum: ["cat", "dog", "none"] },
+  },
+  required: ["name", "age", "pet"],
+  additionalProperties: false,
+} as const;
+
+const CHATML = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
+
+describe("grammar", () => {
+  it("output follows a GBNF grammar and ends when the grammar is complete", async () => {
+    for (const seed of [1, 2, 3, 4]) {
+      const r = await ctx.complete("Once upon a time", { grammar: 'root ::= ("yes" | "no") "."', temperature: 1, seed, maxTokens: 20 });
+      expect(["yes.", "no."]).toContain(r.text);
+      expect(r.stopReason).toBe("eos");
+    }
+  });
+
+  it("llama.cpp's refusals are INVALID_ARGUMENT with its message, and the context still works", async () => {
+    const bad = (grammar: string) => ctx.complete("Once", { grammar, maxTokens: 4 });
+    await expect(bad("root ::= undefined-rule")).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/grammar/) });
+    await expect(bad('root ::= "unterminated')).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(bad("root ::= root")).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/left recursion/) });
+    await expect(bad('nope ::= "a"')).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/root/) });
+    // deeper than the native parser's stack allows: refused before llama.cpp sees it
+    await expect(bad(`root ::= ${"(".repeat(5000)}"a"${")".repeat(5000)}`)).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      message: expect.stringMatching(/nests/),
+    });
+    await expect(ctx.complete("Once", { grammar: 5 as never })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    const ok = await ctx.complete("Once upon a time", { temperature: 0, maxTokens: 8 });
+    expect(ok.tokenCount).toBe(8);
+  });
+
+  it("a grammar that no allowed token can continue is a typed error, not an abort", async () => {
+    // every token banned: the grammar (which needs "z") has nothing left to choose from
+    const logitBias = Object.fromEntries(Array.from({ length: model.metadata.vocabSize ?? 0 }, (_, i) => [i, Number.NEGATIVE_INFINITY]));
+    await expect(ctx.complete("Once", { grammar: 'root ::= "z"', logitBias, maxTokens: 4 })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      message: expect.stringMatching(/admits no next token/),
+    });
+  });
+});
+
+describe("jsonSchema and responseFormat", () => {
+  const validate = new Ajv().compile(PERSON);
+
+  it("complete() output parses and validates against the schema (several seeds)", async () => {
+    for (const seed of [11, 12, 13, 14, 15]) {
+      const r = await ctx.complete("Once upon a time", { jsonSchema: PERSON, temperature: 0.9, seed, maxTokens: 120 });
+      expect(r.stopReason, r.text).toBe("eos");
+      const value = JSON.parse(r.text);
+      expect(validate(value), `${r.text} ${JSON.stringify(validate.errors)}`).toBe(true);
+    }
+  });
+
+  it("chat() with responseFormat json_schema and json_object", async () => {
+    const messages = [{ role: "user", content: "Tell me about a person." }];
+    const r = await ctx.chat(messages, { template: CHATML, responseFormat: { type: "json_schema", schema: PERSON }, temperature: 0.7, seed: 5, maxTokens: 120 })
+      .result;
+    expect(validate(JSON.parse(r.text)), r.text).toBe(true);
+    const o = await ctx.chat(messages, { template: CHATML, responseFormat: { type: "json_object" }, temperature: 0, maxTokens: 60 }).result;
+    expect(o.text.startsWith("{"), o.text).toBe(true);
+    if (o.stopReason === "eos") expect(typeof JSON.parse(o.text)).toBe("object");
+    const t = await ctx.chat(messages, { template: CHATML, responseFormat: { type: "text" }, temperature: 0, maxTokens: 8 }).result;
+    expect(t.tokenCount).toBe(8);
+  });
+
+  it("refuses bad schemas and combinations with typed errors", async () => {
+    const bad = (o: object) => ctx.complete("Once", { maxTokens: 4, ...o });
+    await expect(bad({ jsonSchema: PERSON, grammar: 'root ::= "a"' })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      message: expect.stringMatching(/combined/),
+    });
+    await expect(bad({ jsonSchema: "{}" })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(bad({ jsonSchema: { type: "object", properties: { a: { $ref: "#/$defs/missing" } } } })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      message: expect.stringMatching(/jsonSchema/),
+    });
+    let deep: object = { type: "string" };
+    for (let i = 0; i < 100; i++) deep = { type: "array", items: deep };
+    await expect(bad({ jsonSchema: deep })).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/nests/) });
+    await expect(ctx.chat([{ role: "user", content: "x" }], { template: CHATML, responseFormat: { type: "yaml" } as never }).result).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+    });
+    await expect(
+      ctx.chat([{ role: "user", content: "x" }], { template: CHATML, responseFormat: { type: "json_schema" } as never }).result,
+    ).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+    });
+  });
+
+  it("the native layer checks schema depth and $ref count again", async () => {
+    const h = await native().loadModel(await storiesPath(), { gpuLayers: 0, vocabOnly: false, device: "cpu" }, undefined, undefined);
+    const c = await h.createContext({ contextSize: 128, batchSize: 128, threads: THREADS, batchThreads: THREADS, flashAttention: "auto", embeddings: false });
+    try {
+      const params = {
+        ...{ maxTokens: 4, temperature: 0, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, penaltyLastN: 64 },
+        ...{ seed: 1, stop: [], ignoreEos: false, grammar: "", logitBias: [], tokens: Int32Array.of(1) },
+      };
+      const run = (jsonSchema: string) => c.generate({ ...params, jsonSchema }, () => undefined, new (native().CancelToken)());
+      await expect(run(`${"[".repeat(100)}${"]".repeat(100)}`)).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/nests/) });
+      const refs = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`d${i}`, { $ref: `#/$defs/d${i + 1}` }]));
+      await expect(run(JSON.stringify({ $defs: refs, $ref: "#/$defs/d0" }))).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+        message: expect.stringMatching(/\$ref/),
+      });
+      await expect(run("{not json")).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    } finally {
+      c.dispose();
+      h.dispose();
+    }
+  });
+});
+
+describe("logitBias and token ids", () => {
+  it("banning the greedy token changes the output and never emits it; a large bias forces a token", async () => {
+    const base = await ctx.complete("Once upon a time", { temperature: 0, maxTokens: 12 });
+    expect(await model.detokenize(base.tokens)).toBe(base.text);
+    expect(base.tokens.length).toBe(base.tokenCount);
+    const banned = base.tokens[0];
+    const r = await ctx.complete("Once upon a time", { temperature: 0, maxTokens: 12, logitBias: { [banned]: Number.NEGATIVE_INFINITY } });
+    expect(Array.from(r.tokens)).not.toContain(banned);
+    expect(r.text).not.toBe(base.text);
+    const forced = base.tokens[5] === 300 ? 301 : 300;
+    const f = await ctx.complete("Once upon a time", { temperature: 0, maxTokens: 3, logitBias: { [forced]: 1e6 } });
+    expect(Array.from(f.tokens)).toEqual([forced, forced, forced]);
+    await expect(ctx.complete("Once", { logitBias: { "-1": 1 } })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(ctx.complete("Once", { logitBias: { 5: Number.POSITIVE_INFINITY } })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(ctx.complete("Once", { logitBias: { 99999: 1 } })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      message: expect.stringMatching(/\[0, 512\)/),
+    });
+  });
+});
