@@ -156,3 +156,79 @@ describe("logitBias and token ids", () => {
     });
   });
 });
+
+describe("mutated grammars and schemas never take the process down", () => {
+  // mulberry32: reproducible
+  function rng(seed: number) {
+    let a = seed >>> 0;
+    return () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+  function mutate(src: string, next: () => number, alphabet: string): string {
+    let s = src;
+    const edits = 1 + Math.floor(next() * 4);
+    for (let e = 0; e < edits; e++) {
+      const at = Math.floor(next() * (s.length + 1));
+      const op = next();
+      const ch = alphabet[Math.floor(next() * alphabet.length)];
+      if (op < 0.4) s = s.slice(0, at) + ch + s.slice(at);
+      else if (op < 0.7) s = s.slice(0, at) + s.slice(at + 1);
+      else s = s.slice(0, at) + s.slice(at, at + 1 + Math.floor(next() * 6)).repeat(2 + Math.floor(next() * 3)) + s.slice(at + 1);
+    }
+    return s;
+  }
+
+  it("300 mutated GBNF grammars: each generates or is INVALID_ARGUMENT", async () => {
+    const seeds = [
+      'root ::= ("yes" | "no") "."',
+      'root ::= item+ "!"\nitem ::= [a-z] | "x" [0-9]{1,3}',
+      'root ::= "{" ws "\\"a\\":" ws [0-9]+ ws "}"\nws ::= [ \\t\\n]*',
+    ];
+    const next = rng(7);
+    const seen: Record<string, number> = {};
+    for (let i = 0; i < 300; i++) {
+      const g = mutate(seeds[i % seeds.length], next, '()[]{}|*+?"\\:=-^ \nab0-9root#<>');
+      try {
+        await ctx.complete("Once", { grammar: g, temperature: 0.8, seed: i, maxTokens: 6 });
+        seen.ok = (seen.ok ?? 0) + 1;
+      } catch (e) {
+        const code = (e as { code?: string }).code ?? "untyped";
+        seen[code] = (seen[code] ?? 0) + 1;
+        expect(code, `${JSON.stringify(g)}: ${(e as Error).message}`).toBe("INVALID_ARGUMENT");
+      }
+    }
+    expect(seen.ok).toBeGreaterThan(20);
+    expect(seen.INVALID_ARGUMENT).toBeGreaterThan(20);
+  });
+
+  it("200 mutated JSON schemas (as text, through the addon): each generates or is INVALID_ARGUMENT", async () => {
+    const h = model.handle();
+    const c = await h.createContext({ contextSize: 128, batchSize: 128, threads: THREADS, batchThreads: THREADS, flashAttention: "auto", embeddings: false });
+    const next = rng(11);
+    const base = JSON.stringify(PERSON);
+    let ok = 0;
+    try {
+      for (let i = 0; i < 200; i++) {
+        const schema = mutate(base, next, '{}[]":,0123456789 $refanyOfitemstypeobjectarraystringpattern^.*+?()');
+        const params = {
+          ...{ maxTokens: 6, temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 },
+          ...{ penaltyLastN: 64, seed: i, stop: [], ignoreEos: false, grammar: "", logitBias: [], tokens: Int32Array.of(1), jsonSchema: schema },
+        };
+        try {
+          await c.generate(params, () => undefined, new (native().CancelToken)());
+          ok++;
+        } catch (e) {
+          expect((e as { code?: string }).code, `${schema}: ${(e as Error).message}`).toBe("INVALID_ARGUMENT");
+        }
+      }
+    } finally {
+      c.dispose();
+    }
+    expect(ok).toBeGreaterThan(5);
+  });
+});
