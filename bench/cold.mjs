@@ -6,13 +6,14 @@
 //  - llama-server (same deps/llama.cpp, same flags): spawn → /health 200 → first
 //    streamed token of POST /completion.
 // Interleaved rounds; medians, spread and the ratio as JSON.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { generatedModel, llamaToolPath, median, spread } from "./runners/common.mjs";
+import { firstStreamedToken, killServer, randomPort, startLlamaServer, waitHealthy } from "./runners/llama-server.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const { values: opt } = parseArgs({
@@ -64,38 +65,16 @@ function runAddon() {
 }
 
 async function runServer() {
-  const port = 18000 + Math.floor(Math.random() * 1000);
-  const spawnedAt = now();
-  const p = spawn(
-    server,
-    ["-m", modelPath, "-c", String(contextSize), "-t", String(threads), "--host", "127.0.0.1", "--port", String(port), "-fa", "off", "--no-webui", "-np", "1"],
-    { stdio: "ignore" },
-  );
+  const port = randomPort();
+  const t0 = performance.now();
+  const p = startLlamaServer(server, { model: modelPath, contextSize, threads, port });
   try {
-    for (;;) {
-      try {
-        if ((await fetch(`http://127.0.0.1:${port}/health`)).status === 200) break;
-      } catch {}
-      if (now() - spawnedAt > 120_000) throw new Error("llama-server did not become healthy");
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    const healthyAt = now();
-    const res = await fetch(`http://127.0.0.1:${port}/completion`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ prompt: opt.prompt, n_predict: 1, temperature: 0, stream: true }),
-    });
-    const reader = res.body.getReader();
-    let first = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (!first && new TextDecoder().decode(value).includes('"content"')) first = now();
-    }
-    return { totalMs: first - spawnedAt, steps: { spawnToHealthy: healthyAt - spawnedAt, requestToFirstToken: first - healthyAt } };
+    await waitHealthy(port);
+    const healthyAt = performance.now();
+    const first = await firstStreamedToken(port, { prompt: opt.prompt, n_predict: 1 });
+    return { totalMs: first - t0, steps: { spawnToHealthy: healthyAt - t0, requestToFirstToken: first - healthyAt } };
   } finally {
-    p.kill("SIGKILL");
-    await new Promise((r) => p.once("exit", r));
+    await killServer(p);
   }
 }
 

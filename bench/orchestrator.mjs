@@ -10,13 +10,13 @@
 //    healthy, and sent the whole conversation again.
 // The image job is a stand-in resource (the orchestrator's ManagedResource
 // interface) that holds real host memory, so the LLM must make room for it.
-import { spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { generatedModel, llamaToolPath, median } from "./runners/common.mjs";
+import { firstStreamedToken, killServer, randomPort, startLlamaServer, waitHealthy } from "./runners/llama-server.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const require = createRequire(import.meta.url);
@@ -131,56 +131,21 @@ async function runAddon() {
 }
 
 // --- the seed's process model with llama-server
-async function waitHealthy(port, deadline) {
-  for (;;) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/health`);
-      if (res.status === 200) return;
-    } catch {}
-    if (performance.now() > deadline) throw new Error("llama-server did not become healthy");
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-function startServer(port) {
-  const p = spawn(
-    server,
-    ["-m", modelPath, "-c", String(contextSize), "-t", String(threads), "--host", "127.0.0.1", "--port", String(port), "-fa", "off", "--no-webui", "-np", "1"],
-    { stdio: "ignore" },
-  );
-  return p;
-}
-async function firstToken(port, prompt) {
-  const t0 = performance.now();
-  const res = await fetch(`http://127.0.0.1:${port}/completion`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ prompt, n_predict: 8, temperature: 0, stream: true, cache_prompt: true }),
-  });
-  const reader = res.body.getReader();
-  let first = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (!first && new TextDecoder().decode(value).includes('"content"')) first = performance.now();
-  }
-  return { first, ms: first - t0 };
-}
 async function runServer() {
-  const port = 18000 + Math.floor(Math.random() * 1000);
-  let p = startServer(port);
-  await waitHealthy(port, performance.now() + 120_000);
-  await firstToken(port, conversation); // the conversation is in its cache
+  const port = randomPort();
+  const opts = { model: modelPath, contextSize, threads, port };
+  let p = startLlamaServer(server, opts);
+  await waitHealthy(port, { pollMs: 20 });
+  await firstStreamedToken(port, { prompt: conversation, n_predict: 8, cache_prompt: true }); // the conversation is in its cache
   // image job needs the memory: kill the server
-  p.kill("SIGKILL");
-  await new Promise((r) => p.once("exit", r));
+  await killServer(p);
   await new Promise((r) => setTimeout(r, imageMs));
   const tDone = performance.now();
-  p = startServer(port);
-  await waitHealthy(port, performance.now() + 120_000);
+  p = startLlamaServer(server, opts);
+  await waitHealthy(port, { pollMs: 20 });
   const tHealthy = performance.now();
-  const { first } = await firstToken(port, nextTurn);
-  p.kill("SIGKILL");
-  await new Promise((r) => p.once("exit", r));
+  const first = await firstStreamedToken(port, { prompt: nextTurn, n_predict: 8, cache_prompt: true });
+  await killServer(p);
   return { ms: first - tDone, respawnMs: tHealthy - tDone, prefillMs: first - tHealthy };
 }
 
