@@ -92,6 +92,8 @@ export interface GenerateParams {
   jsonSchema: string;
   /** [token id, bias] pairs. */
   logitBias: [number, number][];
+  /** -1: off; 0 … 20 alternatives per token. */
+  logprobs: number;
 }
 
 /** ContextHandle::Generate's result: the public CompletionResult as C++ builds it (generate.cpp ResultToJs). */

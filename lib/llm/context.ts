@@ -46,6 +46,7 @@ function generateParams(o: ChatOptions, contextSeed: number | undefined): Omit<G
     seed: o.seed === undefined ? (contextSeed ?? randomSeed()) : optInt("seed", o.seed, 0, 0, MAX_SEED),
     stop: [...stop],
     ignoreEos: optBool("ignoreEos", o.ignoreEos, d.ignoreEos),
+    logprobs: o.logprobs === undefined ? -1 : optInt("logprobs", o.logprobs, 0, 0, 20),
     ...constraintParams(o),
   };
 }

@@ -33,6 +33,7 @@ export const GENERATE_KEYS = optionKeys<GenerateOptions>()(
   "grammar",
   "jsonSchema",
   "logitBias",
+  "logprobs",
   "signal",
 );
 export const COMPLETE_KEYS = optionKeys<CompleteOptions>()(...(GENERATE_KEYS as (keyof GenerateOptions)[]), "onText");

@@ -134,11 +134,31 @@ export interface GenerateOptions {
    */
   logitBias?: Readonly<Record<number, number>>;
   /**
+   * Report each generated token's log-probability and this many most likely
+   * alternatives (0 … 20), as llama-server's `n_probs` / OpenAI's
+   * `top_logprobs`: `result.logprobs`. Off when absent.
+   */
+  logprobs?: number;
+  /**
    * Aborting ends generation within one token (and interrupts a long prompt
    * decode through llama.cpp's abort callback). The stream then ends normally
    * and the result has stopReason "aborted" with the text generated so far.
    */
   signal?: AbortSignal;
+}
+
+/**
+ * A generated token's log-probability under the model's own distribution
+ * (natural log of the softmax of the raw logits, before logit bias, grammar
+ * and sampling), with the most likely alternatives, most likely first (ties:
+ * the lower id first). `text` is the token's piece; a piece that is part of
+ * a multi-byte character shows as U+FFFD.
+ */
+export interface TokenLogprob {
+  token: number;
+  text: string;
+  logprob: number;
+  top: { token: number; text: string; logprob: number }[];
 }
 
 /** A JSON schema (draft 2020-12 subset that llama.cpp's converter supports), as a plain object or boolean. */
@@ -203,6 +223,8 @@ export interface CompletionResult {
   tokenCount: number;
   /** The generated token ids, in order (an end-of-generation token that ended it is not included). */
   tokens: Int32Array;
+  /** With the `logprobs` option: one entry per generated token, in order. */
+  logprobs?: TokenLogprob[];
   /**
    * Why generation ended: end-of-generation token, maxTokens reached, a stop
    * string matched, aborted by the signal/dispose, or the context is full.

@@ -191,6 +191,7 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
     }
     r.generated_tokens++;
     r.tokens.push_back(tok);
+    if (p.logprobs >= 0) r.logprobs.push_back(LogprobOf(llama_get_logits_ith(s.ctx, -1), vocab, tok, p.logprobs));
     bool stopped = false;
     std::string piece = TokenPiece(vocab, tok, false);
     lap(bd.detokenize_ms);
@@ -288,11 +289,12 @@ GenerateParams ParseGenerateParams(Napi::Object o, const ContextState& s) {
   GenerateParams p;
   CheckKeys(o,
             {"tokens", "maxTokens", "temperature", "topK", "topP", "minP", "repeatPenalty", "presencePenalty", "frequencyPenalty", "penaltyLastN", "seed",
-             "stop", "ignoreEos", "grammar", "jsonSchema", "logitBias"},
+             "stop", "ignoreEos", "grammar", "jsonSchema", "logitBias", "logprobs"},
             "generate");
   p.prompt = TokensFromJs(env, o.Get("tokens"), llama_vocab_n_tokens(s.model->vocab), "tokens");
   p.max_tokens = static_cast<int32_t>(IntField(o, "maxTokens", 1, 1 << 30));
   p.ignore_eos = BoolField(o, "ignoreEos");
+  p.logprobs = static_cast<int32_t>(IntField(o, "logprobs", -1, 20));
   SamplingParams& sp = p.sampling;
   sp.temperature = static_cast<float>(NumberField(o, "temperature", 0, 100));
   sp.top_k = static_cast<int32_t>(IntField(o, "topK", 0, 1 << 30));
@@ -343,6 +345,27 @@ Napi::Object ResultToJs(Napi::Env env, const GenerateResult& r) {
   auto ids = Napi::Int32Array::New(env, r.tokens.size());
   if (!r.tokens.empty()) std::memcpy(ids.Data(), r.tokens.data(), r.tokens.size() * sizeof(llama_token));
   o.Set("tokens", ids);
+  if (!r.logprobs.empty()) {
+    Napi::Array lps = Napi::Array::New(env, r.logprobs.size());
+    for (size_t i = 0; i < r.logprobs.size(); i++) {
+      const TokenLogprob& lp = r.logprobs[i];
+      Napi::Object e = Napi::Object::New(env);
+      e.Set("token", lp.token);
+      e.Set("text", lp.text);
+      e.Set("logprob", lp.logprob);
+      Napi::Array top = Napi::Array::New(env, lp.top.size());
+      for (size_t k = 0; k < lp.top.size(); k++) {
+        Napi::Object t = Napi::Object::New(env);
+        t.Set("token", lp.top[k].token);
+        t.Set("text", lp.top[k].text);
+        t.Set("logprob", lp.top[k].logprob);
+        top.Set(static_cast<uint32_t>(k), t);
+      }
+      e.Set("top", top);
+      lps.Set(static_cast<uint32_t>(i), e);
+    }
+    o.Set("logprobs", lps);
+  }
   o.Set("stopReason", r.stop_reason);
   Napi::Object t = Napi::Object::New(env);
   t.Set("promptTokens", r.prompt_tokens);

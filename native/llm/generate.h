@@ -16,14 +16,16 @@ struct GenerateParams {
   int32_t max_tokens = 256;
   std::vector<std::string> stops;
   bool ignore_eos = false;
+  int32_t logprobs = -1;  // -1: off; 0 … 20: the chosen token's log-probability and this many alternatives
   SamplingParams sampling;
 };
 
 struct GenerateResult {
   std::string text;
   int32_t generated_tokens = 0;
-  std::vector<llama_token> tokens;  // the generated token ids (an end-of-generation token that stopped it excluded)
-  std::string stop_reason;          // eos | maxTokens | stop | aborted | contextFull
+  std::vector<llama_token> tokens;     // the generated token ids (an end-of-generation token that stopped it excluded)
+  std::vector<TokenLogprob> logprobs;  // one per generated token when asked for
+  std::string stop_reason;             // eos | maxTokens | stop | aborted | contextFull
   int32_t prompt_tokens = 0;
   int32_t reused_tokens = 0;  // prompt tokens found in the KV cache, not decoded again
   double prompt_ms = 0;

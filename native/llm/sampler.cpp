@@ -1,9 +1,11 @@
 #include "llm/sampler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 #include "json-schema-to-grammar.h"  // llama.cpp common
+#include "llm/model.h"               // TokenPiece
 #include "util/errors.h"
 #include "util/log.h"
 
@@ -86,6 +88,39 @@ llama_token ArgmaxFirst(const float* logits, int32_t n) {
   for (i = 1; i < n; i++)
     if (logits[i] == best) return i;
   return 0;
+}
+
+TokenLogprob LogprobOf(const float* logits, const llama_vocab* vocab, llama_token token, int32_t top_n) {
+  const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+  float max = -INFINITY;
+  for (int32_t i = 0; i < n_vocab; i++) max = std::max(max, logits[i]);
+  double sum = 0;
+  for (int32_t i = 0; i < n_vocab; i++) sum += std::exp(static_cast<double>(logits[i] - max));
+  const float lse = max + static_cast<float>(std::log(sum));
+  TokenLogprob out;
+  out.token = token;
+  out.logprob = logits[token] - lse;
+  out.text = TokenPiece(vocab, token, true);
+  if (top_n <= 0) return out;
+  // the top_n largest logits: a min-heap of size top_n over the vocabulary (ties: the lower id first)
+  using Entry = std::pair<float, llama_token>;
+  auto better = [](const Entry& a, const Entry& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  std::vector<Entry> heap;
+  heap.reserve(static_cast<size_t>(top_n));
+  for (int32_t i = 0; i < n_vocab; i++) {
+    Entry e{logits[i], i};
+    if (static_cast<int32_t>(heap.size()) < top_n) {
+      heap.push_back(e);
+      std::push_heap(heap.begin(), heap.end(), better);
+    } else if (better(e, heap.front())) {
+      std::pop_heap(heap.begin(), heap.end(), better);
+      heap.back() = e;
+      std::push_heap(heap.begin(), heap.end(), better);
+    }
+  }
+  std::sort_heap(heap.begin(), heap.end(), better);
+  for (const Entry& e : heap) out.top.push_back({e.second, e.first - lse, TokenPiece(vocab, e.second, true)});
+  return out;
 }
 
 Sampler::Sampler(const SamplingParams& sp, const llama_vocab* vocab) : n_vocab_(llama_vocab_n_tokens(vocab)) {

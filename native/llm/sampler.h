@@ -56,6 +56,24 @@ class Sampler {
   std::vector<llama_token_data> cur_;
 };
 
+// A generated token's log-probability under the model's own distribution
+// (log-softmax of the raw logits, before bias, grammar or sampling), and the
+// `top_n` most likely tokens with theirs, most likely first.
+// Texts are the tokens' pieces (special tokens as text); a piece that is part
+// of a multi-byte character is not valid UTF-8 on its own.
+struct TokenLogprob {
+  struct Alt {
+    llama_token token;
+    float logprob;
+    std::string text;
+  };
+  llama_token token = 0;
+  float logprob = 0;
+  std::string text;
+  std::vector<Alt> top;
+};
+TokenLogprob LogprobOf(const float* logits, const llama_vocab* vocab, llama_token token, int32_t top_n);
+
 // llama.cpp's greedy sampler (llama_sampler_greedy_apply) over raw logits: the
 // first of equal maxima, never a NaN unless logits[0] is one.
 llama_token ArgmaxFirst(const float* logits, int32_t n);

@@ -26,6 +26,7 @@ const GEN = {
   grammar: "",
   jsonSchema: "",
   logitBias: [],
+  logprobs: -1,
 };
 
 let stories: string;
@@ -305,9 +306,9 @@ describe("unknown options and null options are INVALID_ARGUMENT naming them", ()
     const ctx = await model.createContext({ contextSize: 128, threads: THREADS });
     try {
       // options that would change the output must never be ignored
-      await expect(ctx.complete("Hello", { logprobs: 3 } as never)).rejects.toMatchObject({
+      await expect(ctx.complete("Hello", { reasoningBudget: 3 } as never)).rejects.toMatchObject({
         ...bad,
-        message: expect.stringMatching(/options\.logprobs/),
+        message: expect.stringMatching(/options\.reasoningBudget/),
       });
       await expect(ctx.complete("Hello", { tools: [] } as never)).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/options\.tools/) });
       await expect(ctx.generate("Hello", { temprature: 0 } as never).result).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/temprature/) });
@@ -336,8 +337,8 @@ describe("unknown options and null options are INVALID_ARGUMENT naming them", ()
     );
     const ctx = await h.createContext(CTX);
     try {
-      expect(() => ctx.generate({ ...GEN, tokens: Int32Array.of(1), logprobs: 3 } as never, () => undefined, new addon.CancelToken())).toThrow(
-        expect.objectContaining({ code: "INVALID_ARGUMENT", message: "unknown generate field logprobs" }),
+      expect(() => ctx.generate({ ...GEN, tokens: Int32Array.of(1), reasoningBudget: 3 } as never, () => undefined, new addon.CancelToken())).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT", message: "unknown generate field reasoningBudget" }),
       );
     } finally {
       ctx.dispose();

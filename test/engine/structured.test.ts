@@ -119,7 +119,7 @@ describe("jsonSchema and responseFormat", () => {
     try {
       const params = {
         ...{ maxTokens: 4, temperature: 0, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, penaltyLastN: 64 },
-        ...{ seed: 1, stop: [], ignoreEos: false, grammar: "", logitBias: [], tokens: Int32Array.of(1) },
+        ...{ seed: 1, stop: [], ignoreEos: false, grammar: "", logitBias: [], logprobs: -1, tokens: Int32Array.of(1) },
       };
       const run = (jsonSchema: string) => c.generate({ ...params, jsonSchema }, () => undefined, new (native().CancelToken)());
       await expect(run(`${"[".repeat(100)}${"]".repeat(100)}`)).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/nests/) });
@@ -217,7 +217,7 @@ describe("mutated grammars and schemas never take the process down", () => {
         const schema = mutate(base, next, '{}[]":,0123456789 $refanyOfitemstypeobjectarraystringpattern^.*+?()');
         const params = {
           ...{ maxTokens: 6, temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0 },
-          ...{ penaltyLastN: 64, seed: i, stop: [], ignoreEos: false, grammar: "", logitBias: [], tokens: Int32Array.of(1), jsonSchema: schema },
+          ...{ penaltyLastN: 64, seed: i, stop: [], ignoreEos: false, grammar: "", logitBias: [], logprobs: -1, tokens: Int32Array.of(1), jsonSchema: schema },
         };
         try {
           await c.generate(params, () => undefined, new (native().CancelToken)());
@@ -230,5 +230,51 @@ describe("mutated grammars and schemas never take the process down", () => {
       c.dispose();
     }
     expect(ok).toBeGreaterThan(5);
+  });
+});
+
+describe("logprobs", () => {
+  it("each generated token's log-probability and its top alternatives, ordered and consistent", async () => {
+    const r = await ctx.complete("Once upon a time", { temperature: 0, maxTokens: 16, logprobs: 5 });
+    const lps = r.logprobs ?? [];
+    expect(lps.length).toBe(r.tokenCount);
+    expect(lps.map((l) => l.token)).toEqual(Array.from(r.tokens));
+    expect(lps.map((l) => l.text).join("")).toBe(r.text);
+    for (const lp of lps) {
+      expect(lp.top.length).toBe(5);
+      expect(lp.logprob).toBeLessThanOrEqual(0);
+      // greedy: the chosen token is the most likely one
+      expect(lp.top[0].token).toBe(lp.token);
+      expect(lp.top[0].logprob).toBeCloseTo(lp.logprob, 6);
+      for (let k = 1; k < lp.top.length; k++) expect(lp.top[k].logprob).toBeLessThanOrEqual(lp.top[k - 1].logprob);
+      expect(new Set(lp.top.map((t) => t.token)).size).toBe(5);
+      const mass = lp.top.reduce((s, t) => s + Math.exp(t.logprob), 0);
+      expect(mass).toBeLessThanOrEqual(1 + 1e-5);
+      expect(mass).toBeGreaterThan(0);
+    }
+  });
+
+  it("the reported distribution is the model's own: it sums to one over the vocabulary and ignores the logit bias", async () => {
+    // force each token in turn (bias +1e6) as the first generated token: its logprob is reported all the same
+    const vocab = model.metadata.vocabSize ?? 0;
+    let total = 0;
+    let top: unknown;
+    for (let t = 0; t < vocab; t++) {
+      const r = await ctx.complete("Once upon a time", { temperature: 0, maxTokens: 1, ignoreEos: true, logprobs: 3, logitBias: { [t]: 1e6 } });
+      expect(r.tokens[0]).toBe(t);
+      total += Math.exp(r.logprobs?.[0].logprob ?? Number.NaN);
+      top ??= r.logprobs?.[0].top;
+      expect(r.logprobs?.[0].top).toEqual(top);
+    }
+    expect(total).toBeCloseTo(1, 4);
+  });
+
+  it("logprobs: 0 gives the chosen token only; out of range or sampled runs are checked", async () => {
+    const r = await ctx.complete("Once", { temperature: 0.9, seed: 3, maxTokens: 6, logprobs: 0 });
+    expect(r.logprobs?.length).toBe(r.tokenCount);
+    for (const lp of r.logprobs ?? []) expect(lp.top).toEqual([]);
+    expect((await ctx.complete("Once", { maxTokens: 2 })).logprobs).toBeUndefined();
+    await expect(ctx.complete("Once", { logprobs: 21 })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(ctx.complete("Once", { logprobs: -1 })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
   });
 });
