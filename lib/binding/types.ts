@@ -92,6 +92,9 @@ export interface GenerateParams {
   jsonSchema: string;
   /** [token id, bias] pairs. */
   logitBias: [number, number][];
+  contextOverflow: "error" | "truncateMiddle" | "shift";
+  /** Tokens never dropped by the overflow strategy. */
+  keepTokens: number;
   /** -1: off; 0 … 20 alternatives per token. */
   logprobs: number;
 }

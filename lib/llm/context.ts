@@ -13,6 +13,7 @@ import { CONTEXT_DEFAULTS, MAX_SEED, SAMPLING_DEFAULTS, defaultContextSize, defa
 import type { LlamaModel } from "./model";
 import { TextStream } from "./text-stream";
 import { constraintParams } from "./constraints";
+import { defaultKeepTokens } from "./overflow";
 import { CHAT_KEYS, COMPLETE_KEYS, CONTEXT_KEYS, EMBED_KEYS, GENERATE_KEYS } from "./keys";
 import type {
   ChatMessage,
@@ -28,7 +29,7 @@ import type {
 } from "./types";
 
 /** Validates one generation's options and fills every default (the seed: the given one, else the context's, else a new random one). */
-function generateParams(o: ChatOptions, contextSeed: number | undefined): Omit<GenerateParams, "tokens"> {
+function generateParams(o: ChatOptions, contextSeed: number | undefined): Omit<GenerateParams, "tokens" | "keepTokens"> {
   const d = SAMPLING_DEFAULTS;
   const stop = o.stop ?? [];
   if (!Array.isArray(stop) || stop.some((s) => typeof s !== "string" || s.length === 0))
@@ -47,6 +48,7 @@ function generateParams(o: ChatOptions, contextSeed: number | undefined): Omit<G
     stop: [...stop],
     ignoreEos: optBool("ignoreEos", o.ignoreEos, d.ignoreEos),
     logprobs: o.logprobs === undefined ? -1 : optInt("logprobs", o.logprobs, 0, 0, 20),
+    contextOverflow: optOneOf("contextOverflow", o.contextOverflow, ["error", "truncateMiddle", "shift"] as const, d.contextOverflow),
     ...constraintParams(o),
   };
 }
@@ -164,7 +166,7 @@ export class LlamaContext implements AsyncDisposable {
     extraStops: string[],
   ): TextStream<CompletionResult> {
     return new TextStream<CompletionResult>((push) => {
-      let params: Omit<GenerateParams, "tokens">;
+      let params: Omit<GenerateParams, "tokens" | "keepTokens">;
       let signal: AbortSignal | undefined;
       let o: ChatOptions;
       try {
@@ -190,7 +192,13 @@ export class LlamaContext implements AsyncDisposable {
         } else {
           throw new GenaiError("INVALID_ARGUMENT", "prompt must be a string or an Int32Array of token ids");
         }
-        return this.#handle().generate({ ...params, tokens, stop: [...params.stop, ...stops] }, push, cancel);
+        const keepTokens =
+          o.keepTokens !== undefined
+            ? optInt("keepTokens", o.keepTokens, 0, 0, 2 ** 30)
+            : params.contextOverflow === "error"
+              ? 0
+              : await defaultKeepTokens(this.model, tokens, isChat ? { messages: input as ChatMessage[], template: o.template } : undefined);
+        return this.#handle().generate({ ...params, tokens, keepTokens, stop: [...params.stop, ...stops] }, push, cancel);
       });
     });
   }

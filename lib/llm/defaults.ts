@@ -11,19 +11,22 @@ import type { GenerateOptions } from "./types";
  * (common/common.h: top_k 40, top_p 0.95, min_p 0.05, temp 0.8,
  * penalty_last_n 64, penalty_repeat 1.0), and 256 tokens at most.
  */
-export const SAMPLING_DEFAULTS: Readonly<Required<Omit<GenerateOptions, "seed" | "stop" | "signal" | "grammar" | "jsonSchema" | "logitBias" | "logprobs">>> =
-  Object.freeze({
-    maxTokens: 256,
-    temperature: 0.8,
-    topK: 40,
-    topP: 0.95,
-    minP: 0.05,
-    repeatPenalty: 1,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    penaltyLastN: 64,
-    ignoreEos: false,
-  });
+export const SAMPLING_DEFAULTS: Readonly<
+  Required<Omit<GenerateOptions, "seed" | "stop" | "signal" | "grammar" | "jsonSchema" | "logitBias" | "logprobs" | "keepTokens">>
+> = Object.freeze({
+  maxTokens: 256,
+  temperature: 0.8,
+  topK: 40,
+  topP: 0.95,
+  minP: 0.05,
+  repeatPenalty: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  penaltyLastN: 64,
+  ignoreEos: false,
+  /** Stop (or refuse a too-long prompt) rather than drop tokens; see GenerateOptions.contextOverflow. */
+  contextOverflow: "error",
+});
 
 /** Context defaults (the KV cache size comes from the model, see {@link defaultContextSize}). */
 export const CONTEXT_DEFAULTS: Readonly<{ batchSize: number; flashAttention: "auto" | "on" | "off"; embeddings: boolean; maxContextSize: number }> =

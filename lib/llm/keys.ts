@@ -34,6 +34,8 @@ export const GENERATE_KEYS = optionKeys<GenerateOptions>()(
   "jsonSchema",
   "logitBias",
   "logprobs",
+  "contextOverflow",
+  "keepTokens",
   "signal",
 );
 export const COMPLETE_KEYS = optionKeys<CompleteOptions>()(...(GENERATE_KEYS as (keyof GenerateOptions)[]), "onText");

@@ -140,6 +140,26 @@ export interface GenerateOptions {
    */
   logprobs?: number;
   /**
+   * When the tokens do not fit the context: "error" (default) — a prompt
+   * longer than the context is INVALID_ARGUMENT and a generation that fills
+   * it stops with stopReason "contextFull"; "truncateMiddle" — a prompt
+   * longer than the context keeps its first `keepTokens` and its newest
+   * tokens, whole blocks of (contextSize − keepTokens) / 2 dropped from the
+   * middle (llama-server's prompt truncation); "shift" — that, and when
+   * generation fills the context the older half of the tokens after
+   * `keepTokens` leaves the KV cache and the rest moves down (llama.cpp's
+   * context shift), so generation goes on; a model whose KV cache cannot shift
+   * stops with "contextFull". `timings.truncatedTokens` / `discardedTokens`
+   * count what was dropped.
+   */
+  contextOverflow?: "error" | "truncateMiddle" | "shift";
+  /**
+   * Tokens at the start never dropped by contextOverflow (at most half the
+   * context). Default: for chat, the leading system messages; otherwise the
+   * BOS token.
+   */
+  keepTokens?: number;
+  /**
    * Aborting ends generation within one token (and interrupts a long prompt
    * decode through llama.cpp's abort callback). The stream then ends normally
    * and the result has stopReason "aborted" with the text generated so far.
@@ -178,6 +198,10 @@ export interface CompletionTimings {
   generatedTokens: number;
   /** Generation time in ms (first sample to last token). */
   generationMs: number;
+  /** Prompt tokens cut from the middle to fit the context (contextOverflow "truncateMiddle" / "shift"). */
+  truncatedTokens: number;
+  /** Tokens dropped from the KV cache by context shifts while generating (contextOverflow "shift"). */
+  discardedTokens: number;
   /** Where generationMs went, summed over the generated tokens (ms); the rest is loop overhead. */
   breakdown: GenerationBreakdown;
 }

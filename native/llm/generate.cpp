@@ -110,11 +110,14 @@ std::string StopScanner::Flush() {
 GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFlag& cancel, const std::function<bool(std::string)>& emit) {
   GenerateResult r;
   const uint32_t n_ctx = llama_n_ctx(s.ctx);
-  const std::vector<llama_token>& prompt = p.prompt;
-  r.prompt_tokens = static_cast<int32_t>(prompt.size());
-  if (prompt.empty()) throw CodedError(code::INVALID_ARGUMENT, "the prompt is empty (no tokens)");
-  if (prompt.size() >= n_ctx)
-    throw CodedError(code::INVALID_ARGUMENT, "the prompt is " + std::to_string(prompt.size()) + " tokens; the context holds " + std::to_string(n_ctx));
+  const std::vector<llama_token>& prompt_in = p.prompt;
+  r.prompt_tokens = static_cast<int32_t>(prompt_in.size());
+  if (prompt_in.empty()) throw CodedError(code::INVALID_ARGUMENT, "the prompt is empty (no tokens)");
+  if (prompt_in.size() >= n_ctx && p.overflow == Overflow::kError)
+    throw CodedError(code::INVALID_ARGUMENT, "the prompt is " + std::to_string(prompt_in.size()) + " tokens; the context holds " + std::to_string(n_ctx) +
+                                                 " (contextOverflow \"truncateMiddle\" or \"shift\" would cut it)");
+  const std::vector<llama_token> prompt = TruncateMiddle(prompt_in, n_ctx, static_cast<size_t>(p.keep_tokens));
+  r.truncated_tokens = static_cast<int32_t>(prompt_in.size() - prompt.size());
 
   // Reuse the KV cache for the common prefix; the last prompt token is always
   // decoded again so its logits are fresh.
@@ -211,8 +214,12 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
       break;
     }
     if (s.kv_tokens.size() + 1 >= n_ctx) {
-      reason = "contextFull";
-      break;
+      const size_t dropped = p.overflow == Overflow::kShift ? ShiftKv(s, static_cast<size_t>(p.keep_tokens)) : 0;
+      if (dropped == 0) {
+        reason = "contextFull";
+        break;
+      }
+      r.discarded_tokens += static_cast<int32_t>(dropped);
     }
     one.token[0] = tok;
     one.pos[0] = static_cast<llama_pos>(s.kv_tokens.size());
@@ -289,12 +296,15 @@ GenerateParams ParseGenerateParams(Napi::Object o, const ContextState& s) {
   GenerateParams p;
   CheckKeys(o,
             {"tokens", "maxTokens", "temperature", "topK", "topP", "minP", "repeatPenalty", "presencePenalty", "frequencyPenalty", "penaltyLastN", "seed",
-             "stop", "ignoreEos", "grammar", "jsonSchema", "logitBias", "logprobs"},
+             "stop", "ignoreEos", "grammar", "jsonSchema", "logitBias", "logprobs", "contextOverflow", "keepTokens"},
             "generate");
   p.prompt = TokensFromJs(env, o.Get("tokens"), llama_vocab_n_tokens(s.model->vocab), "tokens");
   p.max_tokens = static_cast<int32_t>(IntField(o, "maxTokens", 1, 1 << 30));
   p.ignore_eos = BoolField(o, "ignoreEos");
   p.logprobs = static_cast<int32_t>(IntField(o, "logprobs", -1, 20));
+  if (!ParseOverflow(StringField(o, "contextOverflow"), p.overflow))
+    Throw(env, code::INVALID_ARGUMENT, "contextOverflow must be \"error\", \"truncateMiddle\" or \"shift\"");
+  p.keep_tokens = static_cast<int32_t>(IntField(o, "keepTokens", 0, 1 << 30));
   SamplingParams& sp = p.sampling;
   sp.temperature = static_cast<float>(NumberField(o, "temperature", 0, 100));
   sp.top_k = static_cast<int32_t>(IntField(o, "topK", 0, 1 << 30));
@@ -373,6 +383,8 @@ Napi::Object ResultToJs(Napi::Env env, const GenerateResult& r) {
   t.Set("promptMs", r.prompt_ms);
   t.Set("generatedTokens", r.generated_tokens);
   t.Set("generationMs", r.generation_ms);
+  t.Set("truncatedTokens", r.truncated_tokens);
+  t.Set("discardedTokens", r.discarded_tokens);
   const GenerateResult::Breakdown& bd = r.breakdown;
   Napi::Object b = Napi::Object::New(env);
   b.Set("decodeMs", bd.decode_ms);

@@ -27,6 +27,8 @@ const GEN = {
   jsonSchema: "",
   logitBias: [],
   logprobs: -1,
+  contextOverflow: "error",
+  keepTokens: 0,
 };
 
 let stories: string;
