@@ -35,6 +35,8 @@ export class LlamaModel implements AsyncDisposable {
   readonly vocabOnly: boolean;
   /** Where load() spent its time (ms). */
   readonly loadTimings: ModelLoadTimings;
+  /** @internal the BOS token id (llama_vocab_bos; -1 when the vocabulary has none). */
+  readonly bosToken: number;
   #native: ModelHandle | undefined;
   #contexts = new Set<LlamaContext>();
   /** createContext() calls still running: dispose() waits for them (each frees what it made). */
@@ -45,6 +47,7 @@ export class LlamaModel implements AsyncDisposable {
     this.path = path;
     this.#native = handle;
     const info = handle.info();
+    this.bosToken = info.bos;
     const { checkMs, llamaLoadMs } = info.loadTimings;
     this.loadTimings = { metadataMs: t.metadataMs, backendsMs: t.backendsMs, checkMs, llamaLoadMs, otherMs: Math.max(0, t.nativeMs - checkMs - llamaLoadMs) };
     this.trainContextSize = info.trainContextSize;

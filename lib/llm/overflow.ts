@@ -13,14 +13,15 @@ export async function defaultKeepTokens(
   tokens: Int32Array,
   chat?: { messages: readonly ChatMessage[]; template?: string },
 ): Promise<number> {
-  const system = chat ? chat.messages.slice(0, chat.messages.findIndex((m) => m.role !== "system") >>> 0) : [];
-  if (chat && system.length > 0) {
+  let leadingSystem = 0;
+  while (chat && leadingSystem < chat.messages.length && chat.messages[leadingSystem].role === "system") leadingSystem++;
+  if (chat && leadingSystem > 0) {
+    const system = chat.messages.slice(0, leadingSystem);
     const { prompt } = await model.applyChatTemplate(system, { template: chat.template, addAssistant: false });
     const head = await model.tokenize(prompt, { addSpecial: true, parseSpecial: true });
     let n = 0;
     while (n < head.length && n < tokens.length && head[n] === tokens[n]) n++;
     return n;
   }
-  const [bos] = await model.tokenize("", { addSpecial: true });
-  return bos !== undefined && tokens[0] === bos ? 1 : 0;
+  return model.bosToken >= 0 && tokens[0] === model.bosToken ? 1 : 0;
 }

@@ -33,11 +33,21 @@ size_t CompleteUtf8Prefix(const std::string& s, size_t len) {
   return (back + 1 >= need) ? len : i - 1;
 }
 
+// A llama_batch freed on every way out, thrown or not.
+struct Batch {
+  llama_batch b;
+  explicit Batch(size_t n) : b(llama_batch_init(static_cast<int32_t>(n), 0, 1)) {}
+  ~Batch() { llama_batch_free(b); }
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+};
+
 // Decodes tokens [from, to) of `prompt` in n_batch chunks; logits for the last only.
 // Returns 0, or llama_decode's error (2 = aborted).
 int32_t DecodePrompt(ContextState& s, const std::vector<llama_token>& prompt, size_t from, CancelFlag& cancel) {
   const size_t n_batch = llama_n_batch(s.ctx);
-  llama_batch batch = llama_batch_init(static_cast<int32_t>(n_batch), 0, 1);
+  Batch holder(n_batch);
+  llama_batch& batch = holder.b;
   int32_t rc = 0;
   for (size_t i = from; i < prompt.size() && rc == 0; i += n_batch) {
     if (cancel.IsCancelled()) {
@@ -56,7 +66,6 @@ int32_t DecodePrompt(ContextState& s, const std::vector<llama_token>& prompt, si
     rc = llama_decode(s.ctx, batch);
     if (rc == 0) s.kv_tokens.insert(s.kv_tokens.end(), prompt.begin() + static_cast<long>(i), prompt.begin() + static_cast<long>(i + n));
   }
-  llama_batch_free(batch);
   return rc;
 }
 
@@ -116,7 +125,9 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
   if (prompt_in.size() >= n_ctx && p.overflow == Overflow::kError)
     throw CodedError(code::INVALID_ARGUMENT, "the prompt is " + std::to_string(prompt_in.size()) + " tokens; the context holds " + std::to_string(n_ctx) +
                                                  " (contextOverflow \"truncateMiddle\" or \"shift\" would cut it)");
-  const std::vector<llama_token> prompt = TruncateMiddle(prompt_in, n_ctx, static_cast<size_t>(p.keep_tokens));
+  std::vector<llama_token> cut;  // the prompt cut to fit (contextOverflow), only when it does not
+  if (prompt_in.size() >= n_ctx) cut = TruncateMiddle(prompt_in, n_ctx, static_cast<size_t>(p.keep_tokens));
+  const std::vector<llama_token>& prompt = cut.empty() ? prompt_in : cut;
   r.truncated_tokens = static_cast<int32_t>(prompt_in.size() - prompt.size());
 
   // Reuse the KV cache for the common prefix; the last prompt token is always
@@ -172,20 +183,15 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
     into += std::chrono::duration<double, std::milli>(now - mark).count();
     mark = now;
   };
-  llama_batch one = llama_batch_init(1, 0, 1);
+  Batch holder(1);
+  llama_batch& one = holder.b;
   std::string reason;
   while (reason.empty()) {
     if (cancel.IsCancelled()) {
       reason = "aborted";
       break;
     }
-    llama_token tok;
-    try {
-      tok = sampler.Sample(s.ctx);
-    } catch (...) {
-      llama_batch_free(one);
-      throw;
-    }
+    const llama_token tok = sampler.Sample(s.ctx);
     const bool eog = !p.ignore_eos && llama_vocab_is_eog(vocab, tok);
     lap(bd.sample_ms);
     if (eog) {
@@ -237,13 +243,11 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
       break;
     }
     if (drc != 0) {
-      llama_batch_free(one);
       TrimKv(s);
       throw CodedError(code::BACKEND_ERROR, "llama_decode failed with " + std::to_string(drc));
     }
     s.kv_tokens.push_back(tok);
   }
-  llama_batch_free(one);
   if (reason != "stop") {
     std::string rest = scanner.Flush();
     if (!rest.empty()) {

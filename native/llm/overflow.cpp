@@ -17,7 +17,6 @@ bool ParseOverflow(const std::string& name, Overflow& out) {
 }
 
 std::vector<llama_token> TruncateMiddle(const std::vector<llama_token>& prompt, size_t n_ctx, size_t keep) {
-  if (prompt.size() < n_ctx) return prompt;
   const size_t n_keep = std::min(keep, n_ctx / 2);
   const size_t block = std::max<size_t>(1, (n_ctx - n_keep) / 2);
   // whole blocks out of the middle until the rest is under two blocks: n_keep + rest < n_ctx (llama-server's server_context::update_slots)

@@ -29,7 +29,8 @@ bool ParseOverflow(const std::string& name, Overflow& out);
 
 // The prompt cut to fit a context of n_ctx tokens with room to generate:
 // the first `keep` tokens (at most n_ctx / 2), then the newest tokens, whole
-// blocks of (n_ctx − keep) / 2 dropped from the middle. Unchanged when it fits.
+// blocks of (n_ctx − keep) / 2 dropped from the middle. For a prompt of at
+// least n_ctx tokens.
 std::vector<llama_token> TruncateMiddle(const std::vector<llama_token>& prompt, size_t n_ctx, size_t keep);
 
 // Frees room in a full KV cache: drops the older half of the tokens after the
