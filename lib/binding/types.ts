@@ -40,7 +40,6 @@ export interface ModelInfo {
   hasEncoder: boolean;
   hasDecoder: boolean;
   chatTemplate: string | null;
-  metadata: Record<string, string>;
   /** Native steps of the load (ms): the GGUF pre-check, then llama_model_load_from_file. */
   loadTimings: { checkMs: number; llamaLoadMs: number };
 }

@@ -272,21 +272,6 @@ Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
   lt.Set("llamaLoadMs", s->llama_load_ms);
   o.Set("loadTimings", lt);
   o.Set("chatTemplate", tmpl ? Napi::Value(Napi::String::New(env, tmpl)) : env.Null());
-  Napi::Object meta = Napi::Object::New(env);
-  int32_t n = llama_model_meta_count(m);
-  std::vector<char> key(512), val(4096);
-  for (int32_t i = 0; i < n; i++) {
-    if (llama_model_meta_key_by_index(m, i, key.data(), key.size()) < 0) continue;
-    int32_t len = llama_model_meta_val_str_by_index(m, i, val.data(), val.size());
-    if (len < 0) continue;
-    if (static_cast<size_t>(len) >= val.size()) {  // a long value (a chat template): read it whole
-      val.resize(static_cast<size_t>(len) + 1);
-      len = llama_model_meta_val_str_by_index(m, i, val.data(), val.size());
-      if (len < 0) continue;
-    }
-    meta.Set(key.data(), std::string(val.data(), static_cast<size_t>(len)));
-  }
-  o.Set("metadata", meta);
   return o;
 }
 
