@@ -6,6 +6,7 @@
  */
 import type { GenerateParams } from "../binding/types";
 import { GenaiError } from "../errors";
+import { optObject, options as validOptions } from "../util/validate";
 import type { ChatOptions, JsonSchema, ResponseFormat } from "./types";
 
 /** Schema nesting limit, the same as native/llm/sampler.h's (deeper input would overflow llama.cpp's recursive converter); grammar nesting is checked there. */
@@ -36,11 +37,9 @@ function schemaText(name: string, schema: JsonSchema): string {
   return text;
 }
 
-function responseFormatSchema(rf: ResponseFormat): string {
-  if (typeof rf !== "object" || rf === null)
-    throw new GenaiError("INVALID_ARGUMENT", 'responseFormat must be { type: "text" | "json_object" | "json_schema" }');
-  const keys = Object.keys(rf).filter((k) => k !== "type" && !(rf.type === "json_schema" && k === "schema"));
-  if (keys.length) throw new GenaiError("INVALID_ARGUMENT", `responseFormat has an unknown key: ${keys[0]}`);
+function responseFormatSchema(rfIn: ResponseFormat): string {
+  const type = optObject("responseFormat", rfIn).type;
+  const rf = validOptions("responseFormat", rfIn, type === "json_schema" ? ["type", "schema"] : ["type"]) as ResponseFormat;
   switch (rf.type) {
     case "text":
       return "";
