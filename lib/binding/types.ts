@@ -12,9 +12,19 @@
  * (the class is handed to the addon by `Addon.init`).
  */
 import type { EngineGenerateParams } from "../diffusion/engine";
-import type { CompletionResult, ContextInfo, DeviceMemory } from "../llm/types";
+import type { ChatFormat, ChatMessage, CompletionResult, ContextInfo, DeviceMemory, ParsedChatReply } from "../llm/types";
 import type { ParsedHeader } from "../models/gguf-worker";
 import type { GenaiError, GenaiErrorCode } from "../errors";
+
+/** ModelHandle::ApplyChatTemplate's options (native/llm/chat_format.h ChatInputsFromJs); tools' parameters as JSON text. */
+export interface NativeChatOptions {
+  addAssistant: boolean;
+  template: string | null;
+  tools: { name: string; description: string; parameters: string }[];
+  toolChoice: "auto" | "required" | "none";
+  parallelToolCalls: boolean;
+  enableThinking: boolean;
+}
 
 /** native/util/jobs.h CancelToken: a flag a native job polls. */
 export interface CancelToken {
@@ -96,6 +106,8 @@ export interface GenerateParams {
   keepTokens: number;
   /** -1: off; 0 … 20 alternatives per token. */
   logprobs: number;
+  /** A chat reply: the template's format (tool-call grammar, thinking tags) and the reasoning budget in tokens (-1 = unlimited); null otherwise. */
+  chat: { format: ChatFormat; reasoningBudget: number } | null;
 }
 
 /** ContextHandle::Generate's result: the public CompletionResult as C++ builds it (generate.cpp ResultToJs). */
@@ -124,11 +136,12 @@ export interface ModelHandle {
   tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Promise<Int32Array>;
   detokenize(tokens: Int32Array, removeSpecial: boolean, unparseSpecial: boolean): Promise<string>;
   applyChatTemplate(
-    messages: { role: string; content: string }[],
-    addAssistant: boolean,
-    template: string | null,
+    messages: ChatMessage[],
+    options: NativeChatOptions,
     cancel?: CancelToken,
-  ): Promise<{ prompt: string; stops: string[] }>;
+  ): Promise<{ prompt: string; stops: string[]; format: ChatFormat }>;
+  /** common_chat_parse with the format's parser; throws INVALID_ARGUMENT when `text` (complete, partial=false) does not parse. */
+  parseChat(text: string, partial: boolean, format: ChatFormat): ParsedChatReply;
   createContext(params: ContextParams): Promise<ContextHandle>;
   dispose(): void;
 }

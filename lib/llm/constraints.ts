@@ -22,7 +22,8 @@ function depthOf(v: unknown, depth: number): number {
   return deepest;
 }
 
-function schemaText(name: string, schema: JsonSchema): string {
+/** A JSON schema as JSON text, checked: an object or boolean, at most MAX_SCHEMA_NESTING deep, at most MAX_CONSTRAINT_CHARS long. @throws GenaiError INVALID_ARGUMENT naming `name` */
+export function schemaText(name: string, schema: JsonSchema): string {
   if (typeof schema !== "boolean" && (typeof schema !== "object" || schema === null || Array.isArray(schema)))
     throw new GenaiError("INVALID_ARGUMENT", `${name} must be a JSON schema object (or a boolean)`);
   const depth = depthOf(schema, 1);

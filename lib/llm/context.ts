@@ -15,9 +15,12 @@ import { TextStream } from "./text-stream";
 import { constraintParams } from "./constraints";
 import { defaultKeepTokens } from "./overflow";
 import { CHAT_KEYS, COMPLETE_KEYS, CONTEXT_KEYS, EMBED_KEYS, GENERATE_KEYS } from "./keys";
+import { ChatReplyTracker, formatNeedsParsing, nativeChatOptions, nativeMessages } from "./chat-format";
 import type {
+  ChatEvent,
   ChatMessage,
   ChatOptions,
+  ChatResult,
   CompleteOptions,
   CompletionResult,
   ContextInfo,
@@ -28,8 +31,19 @@ import type {
   SavedContextState,
 } from "./types";
 
+/** What a generation needs besides its options: prompt tokens, extra stops, the chat format, and how pieces and the result are shaped. */
+interface Prepared<R> {
+  tokens: Int32Array;
+  stops: string[];
+  chat: GenerateParams["chat"];
+  /** For the default keepTokens of a chat: its leading system messages. */
+  keepMessages: { messages: ChatMessage[]; template: string | undefined } | undefined;
+  onText: (piece: string) => void;
+  finish: (r: CompletionResult) => R;
+}
+
 /** Validates one generation's options and fills every default (the seed: the given one, else the context's, else a new random one). */
-function generateParams(o: ChatOptions, contextSeed: number | undefined): Omit<GenerateParams, "tokens" | "keepTokens"> {
+function generateParams(o: ChatOptions, contextSeed: number | undefined): Omit<GenerateParams, "tokens" | "keepTokens" | "chat"> {
   const d = SAMPLING_DEFAULTS;
   const stop = o.stop ?? [];
   if (!Array.isArray(stop) || stop.some((s) => typeof s !== "string" || s.length === 0))
@@ -136,7 +150,14 @@ export class LlamaContext implements AsyncDisposable {
    * @throws (via the stream) GenaiError DISPOSED, BUSY, INVALID_ARGUMENT (bad options, prompt longer than the context).
    */
   generate(prompt: string | Int32Array, options: GenerateOptions = {}): TextStream<CompletionResult> {
-    return this.#stream(prompt, options, GENERATE_KEYS, false, []);
+    return this.#stream<CompletionResult, never>(options, GENERATE_KEYS, async (_signal, push) => ({
+      tokens: await this.#promptTokens(prompt),
+      stops: [],
+      chat: null,
+      keepMessages: undefined,
+      onText: push,
+      finish: (r) => r,
+    }));
   }
 
   /** Like {@link generate}, resolving with the whole result; `onText` sees each piece. */
@@ -150,23 +171,95 @@ export class LlamaContext implements AsyncDisposable {
 
   /**
    * Streams the assistant's reply to `messages`, formatted with the model's
-   * chat template (or `options.template`). Earlier turns already in the KV
-   * cache are not decoded again.
-   * @throws (via the stream) GenaiError INVALID_ARGUMENT when the model has no chat template and none is given.
+   * chat template (or `options.template`) through llama.cpp common's chat
+   * pipeline. Earlier turns already in the KV cache are not decoded again.
+   * The reply is split the model's own way (its template's format): iterating
+   * the stream yields the content, `stream.events()` content / reasoning /
+   * tool-call deltas, and the result has `text` (content), `reasoning`,
+   * `toolCalls` and `rawText`. With `tools`, a tool-call grammar keeps calls
+   * to the tools' schemas; `reasoningBudget` bounds the thinking block (tokens).
+   * @throws (via the stream) GenaiError INVALID_ARGUMENT: no chat template and none given, bad messages or tools,
+   *   tools together with grammar/jsonSchema/responseFormat, a format whose grammar refuses its own generation prompt.
    */
-  chat(messages: readonly ChatMessage[], options: ChatOptions = {}): TextStream<CompletionResult> {
-    return this.#stream(messages, options, CHAT_KEYS, true, []);
+  chat(messages: readonly ChatMessage[], options: ChatOptions = {}): TextStream<ChatResult, ChatEvent> {
+    let msgs: ChatMessage[];
+    let o: ChatOptions;
+    let chatOptions: ReturnType<typeof nativeChatOptions>;
+    let reasoningBudget: number;
+    try {
+      o = validOptions("options", options, CHAT_KEYS) as ChatOptions;
+      msgs = nativeMessages(messages);
+      reasoningBudget = o.reasoningBudget === undefined ? -1 : optInt("reasoningBudget", o.reasoningBudget, 0, 0, 2 ** 30);
+      chatOptions = nativeChatOptions({ ...o, enableThinking: reasoningBudget !== 0 });
+      const constrained = o.grammar !== undefined || o.jsonSchema !== undefined || o.responseFormat !== undefined;
+      if (constrained && chatOptions.tools.length > 0 && chatOptions.toolChoice !== "none")
+        throw new GenaiError(
+          "INVALID_ARGUMENT",
+          "tools cannot be combined with grammar, jsonSchema or responseFormat (the tool-call grammar constrains the reply)",
+        );
+    } catch (e) {
+      return new TextStream<ChatResult, ChatEvent>(() => Promise.reject(e));
+    }
+    return this.#stream<ChatResult, ChatEvent>(o, CHAT_KEYS, async (signal, push, pushEvent) => {
+      const { tools, toolChoice, parallelToolCalls } = o;
+      const { prompt, stops, format } = await this.model.applyChatTemplate(msgs, {
+        template: o.template,
+        tools,
+        toolChoice,
+        parallelToolCalls,
+        enableThinking: chatOptions.enableThinking,
+        signal,
+      });
+      const tokens = await this.model.tokenize(prompt, { addSpecial: true, parseSpecial: true });
+      const tracker = formatNeedsParsing(format) ? new ChatReplyTracker(this.model.handle(), format) : undefined;
+      const emit = (events: ChatEvent[]) => {
+        for (const ev of events) {
+          pushEvent(ev);
+          if (ev.type === "content") push(ev.text);
+        }
+      };
+      return {
+        tokens,
+        stops,
+        chat: { format, reasoningBudget },
+        keepMessages: { messages: msgs, template: o.template },
+        onText: (piece) => emit(tracker ? tracker.feed(piece) : [{ type: "content", text: piece }]),
+        finish: (r): ChatResult => {
+          if (!tracker) return { ...r, rawText: r.text, reasoning: "", toolCalls: [] };
+          const { reply, events, formatError } = tracker.finish();
+          emit(events);
+          return {
+            ...r,
+            text: reply.content,
+            rawText: r.text,
+            reasoning: reply.reasoning,
+            toolCalls: reply.toolCalls,
+            ...(formatError ? { formatError } : {}),
+          };
+        },
+      };
+    });
   }
 
-  #stream(
-    input: string | Int32Array | readonly ChatMessage[],
+  /** Text or token ids as a prompt: text is tokenized with BOS (special-token text is not parsed). */
+  async #promptTokens(input: string | Int32Array): Promise<Int32Array> {
+    if (typeof input === "string") return this.model.tokenize(input, { addSpecial: true, parseSpecial: false });
+    if (input instanceof Int32Array) return input;
+    throw new GenaiError("INVALID_ARGUMENT", "prompt must be a string or an Int32Array of token ids");
+  }
+
+  /**
+   * One generation: options validated, then (on the exclusive slot) `prepare`
+   * gives the prompt tokens, extra stops and how pieces and the result are
+   * shaped; keepTokens defaults per contextOverflow.
+   */
+  #stream<R, E>(
     options: ChatOptions,
     keys: readonly string[],
-    isChat: boolean,
-    extraStops: string[],
-  ): TextStream<CompletionResult> {
-    return new TextStream<CompletionResult>((push) => {
-      let params: Omit<GenerateParams, "tokens" | "keepTokens">;
+    prepare: (signal: AbortSignal | undefined, push: (piece: string) => void, pushEvent: (e: E) => void) => Promise<Prepared<R>>,
+  ): TextStream<R, E> {
+    return new TextStream<R, E>((push, pushEvent) => {
+      let params: Omit<GenerateParams, "tokens" | "keepTokens" | "chat">;
       let signal: AbortSignal | undefined;
       let o: ChatOptions;
       try {
@@ -179,26 +272,19 @@ export class LlamaContext implements AsyncDisposable {
         return Promise.reject(e);
       }
       return this.#exclusive(signal, async (cancel) => {
-        let tokens: Int32Array;
-        let stops: string[] = extraStops;
-        if (isChat) {
-          const { prompt, stops: tmplStops } = await this.model.applyChatTemplate(input as ChatMessage[], { template: o.template, signal });
-          stops = [...stops, ...tmplStops];
-          tokens = await this.model.tokenize(prompt, { addSpecial: true, parseSpecial: true });
-        } else if (typeof input === "string") {
-          tokens = await this.model.tokenize(input, { addSpecial: true, parseSpecial: false });
-        } else if (input instanceof Int32Array) {
-          tokens = input;
-        } else {
-          throw new GenaiError("INVALID_ARGUMENT", "prompt must be a string or an Int32Array of token ids");
-        }
+        const p = await prepare(signal, push, pushEvent);
         const keepTokens =
           o.keepTokens !== undefined
             ? optInt("keepTokens", o.keepTokens, 0, 0, 2 ** 30)
             : params.contextOverflow === "error"
               ? 0
-              : await defaultKeepTokens(this.model, tokens, isChat ? { messages: input as ChatMessage[], template: o.template } : undefined);
-        return this.#handle().generate({ ...params, tokens, keepTokens, stop: [...params.stop, ...stops] }, push, cancel);
+              : await defaultKeepTokens(this.model, p.tokens, p.keepMessages);
+        const r = await this.#handle().generate(
+          { ...params, tokens: p.tokens, keepTokens, stop: [...params.stop, ...p.stops], chat: p.chat },
+          p.onText,
+          cancel,
+        );
+        return p.finish(r);
       });
     });
   }

@@ -15,7 +15,15 @@ import type {
 export const LOAD_KEYS = optionKeys<LoadModelOptions>()("gpuLayers", "useMmap", "vocabOnly", "device", "onProgress", "signal");
 export const TOKENIZE_KEYS = optionKeys<TokenizeOptions>()("addSpecial", "parseSpecial");
 export const DETOKENIZE_KEYS = optionKeys<DetokenizeOptions>()("removeSpecial", "unparseSpecial");
-export const CHAT_TEMPLATE_KEYS = optionKeys<ChatTemplateOptions>()("template", "addAssistant", "signal");
+export const CHAT_TEMPLATE_KEYS = optionKeys<ChatTemplateOptions>()(
+  "template",
+  "addAssistant",
+  "tools",
+  "toolChoice",
+  "parallelToolCalls",
+  "enableThinking",
+  "signal",
+);
 export const CONTEXT_KEYS = optionKeys<ContextOptions>()("contextSize", "batchSize", "threads", "batchThreads", "seed", "flashAttention", "embeddings");
 export const GENERATE_KEYS = optionKeys<GenerateOptions>()(
   "maxTokens",
@@ -39,5 +47,13 @@ export const GENERATE_KEYS = optionKeys<GenerateOptions>()(
   "signal",
 );
 export const COMPLETE_KEYS = optionKeys<CompleteOptions>()(...(GENERATE_KEYS as (keyof GenerateOptions)[]), "onText");
-export const CHAT_KEYS = optionKeys<ChatOptions>()(...(GENERATE_KEYS as (keyof GenerateOptions)[]), "template", "responseFormat");
+export const CHAT_KEYS = optionKeys<ChatOptions>()(
+  ...(GENERATE_KEYS as (keyof GenerateOptions)[]),
+  "template",
+  "responseFormat",
+  "tools",
+  "toolChoice",
+  "parallelToolCalls",
+  "reasoningBudget",
+);
 export const EMBED_KEYS = optionKeys<EmbedOptions>()("normalize");

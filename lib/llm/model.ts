@@ -12,10 +12,12 @@ import type { ModelHandle } from "../binding/types";
 import { checkGgufFile, type GgufSummary, parseGgufHeader, summarizeGguf } from "../models/metadata";
 import { initBackends, resolveDevice } from "../system/backends";
 import { optBool, optFunction, optInt, optSignal, requireString, options as validOptions, tokenIds } from "../util/validate";
+import { nativeChatOptions, nativeMessages } from "./chat-format";
 import { LlamaContext } from "./context";
 import { LOAD_DEFAULTS } from "./defaults";
 import { CHAT_TEMPLATE_KEYS, DETOKENIZE_KEYS, LOAD_KEYS, TOKENIZE_KEYS } from "./keys";
 import type {
+  ChatFormat,
   ChatMessage,
   ChatTemplateOptions,
   ContextOptions,
@@ -23,6 +25,7 @@ import type {
   LoadModelOptions,
   ModelLoadTimings,
   ModelMetadata,
+  ParsedChatReply,
   TokenizeOptions,
 } from "./types";
 
@@ -130,27 +133,43 @@ export class LlamaModel implements AsyncDisposable {
   /**
    * Formats messages with the model's own Jinja chat template (llama.cpp
    * common's renderer), or `template` when given.
-   * @returns the prompt text and extra stop strings the template implies.
+   * With `tools`, the template shows them its own way and the returned
+   * `format` carries the grammar and parser of its tool-call syntax
+   * (common_chat_templates_apply).
+   * @returns the prompt text, extra stop strings the template implies, and the reply's format (for parseChat).
    * @throws GenaiError INVALID_ARGUMENT when the model has no template and none is given, or the
    *   template is refused or fails (limits: native/llm/chat_template_check.h); ABORTED (signal).
    */
-  async applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): Promise<{ prompt: string; stops: string[] }> {
+  async applyChatTemplate(
+    messages: readonly ChatMessage[],
+    options: ChatTemplateOptions = {},
+  ): Promise<{ prompt: string; stops: string[]; format: ChatFormat }> {
     const o = validOptions("options", options, CHAT_TEMPLATE_KEYS) as ChatTemplateOptions;
-    if (!Array.isArray(messages) || messages.length === 0) throw new GenaiError("INVALID_ARGUMENT", "messages must be a non-empty array");
-    for (const [i, m] of messages.entries()) {
-      if (typeof m !== "object" || m === null || typeof m.role !== "string" || typeof m.content !== "string")
-        throw new GenaiError("INVALID_ARGUMENT", `messages[${i}] must be { role: string, content: string }`);
-    }
+    const msgs = nativeMessages(messages);
     const template = o.template === undefined ? null : requireString("template", o.template);
     const addAssistant = optBool("addAssistant", o.addAssistant, true);
+    const chatOptions = nativeChatOptions(o);
     const signal = optSignal("signal", o.signal);
     if (signal?.aborted) throw new GenaiError("ABORTED", "applyChatTemplate was aborted before it started");
     const handle = this.handle();
-    const msgs = messages.map((m) => ({ role: m.role, content: m.content }));
     // the signal rejects at once; the native render (bounded: native/llm/chat_template_check.h) stops at its next step
-    return withCancelToken(signal, (token) => handle.applyChatTemplate(msgs, addAssistant, template, token), {
+    return withCancelToken(signal, (token) => handle.applyChatTemplate(msgs, { addAssistant, template, ...chatOptions }, token), {
       rejectOnAbort: "applyChatTemplate was aborted",
     });
+  }
+
+  /**
+   * Splits a reply generated under `format` (from applyChatTemplate) into
+   * content, reasoning and tool calls with llama.cpp's parser for the
+   * template (common_chat_parse). `partial`: the reply may be cut mid-way
+   * (a stream so far). chat() does this itself; this is for replies
+   * generated elsewhere. Tool calls without an id in the model's syntax get "".
+   * @throws GenaiError INVALID_ARGUMENT when a complete reply does not parse as the format, DISPOSED
+   */
+  parseChat(text: string, format: ChatFormat, options: { partial?: boolean } = {}): ParsedChatReply {
+    if (typeof text !== "string") throw new GenaiError("INVALID_ARGUMENT", "text must be a string");
+    const partial = optBool("partial", (validOptions("options", options, ["partial"]) as { partial?: boolean }).partial, false);
+    return this.handle().parseChat(text, partial, format);
   }
 
   /**

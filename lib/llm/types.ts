@@ -36,10 +36,90 @@ export interface ModelMetadata extends GgufSummary {
   chatTemplate: string | null;
 }
 
+/**
+ * One turn of a conversation. An assistant turn that called tools carries
+ * `toolCalls` (as a chat result returned them); each tool's answer is a
+ * `role: "tool"` message with the call's `toolCallId` (and the tool's name in
+ * `toolName` for templates that show it). `reasoning` is an assistant turn's
+ * thinking, for templates that render it back.
+ */
 export interface ChatMessage {
-  role: "system" | "user" | "assistant" | (string & {});
+  role: "system" | "user" | "assistant" | "tool" | (string & {});
   content: string;
+  toolCalls?: ToolCall[];
+  toolCallId?: string;
+  toolName?: string;
+  reasoning?: string;
 }
+
+/** A function the model may call (OpenAI's `tools[].function`). */
+export interface ToolDefinition {
+  /** The name the model calls it by. */
+  name: string;
+  /** What it does, shown to the model. */
+  description?: string;
+  /** JSON schema of its arguments object (default: an object with no properties). */
+  parameters?: JsonSchema;
+}
+
+/** A tool call the model made. */
+export interface ToolCall {
+  /** The call's id (the model's own where its format has one, else generated: "call_" + 24 random characters). */
+  id: string;
+  name: string;
+  /** The arguments, as JSON text (as generated; the grammar keeps it to the tool's schema). */
+  arguments: string;
+}
+
+/**
+ * Which tools the model may call: "auto" (it decides; the tool-call grammar
+ * starts only when the model opens a call), "required" (it must call one; the
+ * grammar constrains the reply from its first token), "none" (tools are shown
+ * but not called), or one tool by name (the others are not offered).
+ */
+export type ToolChoice = "auto" | "required" | "none" | { name: string };
+
+/**
+ * What the chat template derived for a reply (llama.cpp common's
+ * common_chat_templates_apply): the parser and grammar of the model's own
+ * tool-call and thinking syntax. Hand it back unchanged to parseChat().
+ */
+export interface ChatFormat {
+  /** llama.cpp's name of the format: "Content-only", "peg-native", "peg-simple", "peg-gemma4", … */
+  format: string;
+  /** The PEG parser of the reply, serialized by llama.cpp (JSON); empty for content-only. */
+  parser: string;
+  /** What the template appended to open the assistant's turn (the parser reads the reply after it). */
+  generationPrompt: string;
+  /** GBNF of the tool calls; empty without tools. */
+  grammar: string;
+  /** The grammar waits for a trigger (toolChoice "auto"). */
+  grammarLazy: boolean;
+  triggers: { type: "token" | "word" | "pattern" | "patternFull"; value: string; token: number }[];
+  /** Special tokens whose text is kept in the reply (markers the parser reads). */
+  preservedTokens: string[];
+  /** The template has a thinking block. */
+  supportsThinking: boolean;
+  thinkingStartTag: string;
+  thinkingEndTags: string[];
+}
+
+/** A reply split by the model's format: what the user sees, the model's thinking, and its tool calls. */
+export interface ParsedChatReply {
+  content: string;
+  reasoning: string;
+  toolCalls: ToolCall[];
+}
+
+/**
+ * A chat stream's events, in order: text of the reply, text of the model's
+ * thinking, and tool calls as they form (`argumentsDelta` pieces joined give
+ * the call's arguments; `name` and `id` come with a call's first event).
+ */
+export type ChatEvent =
+  | { type: "content"; text: string }
+  | { type: "reasoning"; text: string }
+  | { type: "toolCall"; index: number; id: string; name: string; argumentsDelta: string };
 
 export interface TokenizeOptions {
   /** Add the model's special tokens (BOS) as it is configured to (default true). */
@@ -58,6 +138,14 @@ export interface DetokenizeOptions {
 export interface ChatTemplateOptions {
   /** A Jinja chat template to use instead of the model's own. */
   template?: string;
+  /** Functions the model may call, rendered the template's way. */
+  tools?: readonly ToolDefinition[];
+  /** Default "auto". */
+  toolChoice?: ToolChoice;
+  /** Allow several tool calls in one reply where the format supports it (default false). */
+  parallelToolCalls?: boolean;
+  /** false: the template's own switch turns thinking off (e.g. Qwen3's enable_thinking); default true. */
+  enableThinking?: boolean;
   /** End with the assistant's turn opened, ready for generation (default true). */
   addAssistant?: boolean;
   /** Rejects with ABORTED at once when it aborts; the native render stops at its next step. */
@@ -258,6 +346,26 @@ export interface CompletionResult {
 }
 
 /**
+ * chat()'s result: `text` is the reply's content (without thinking or
+ * tool-call markup, the same text the stream yielded); `rawText` is what the
+ * model generated, markup included.
+ */
+export interface ChatResult extends CompletionResult {
+  rawText: string;
+  /** The model's thinking ("" when it did not think). */
+  reasoning: string;
+  /** The tool calls it made, in order ([] when none). */
+  toolCalls: ToolCall[];
+  /**
+   * Set when the finished reply did not parse as the template's format (a
+   * model that broke its own syntax): llama.cpp's message, and `text` is then
+   * the raw reply with toolCalls []; or when a tool call's arguments are not
+   * complete JSON (a reply cut by maxTokens mid-call): that call is left out.
+   */
+  formatError?: string;
+}
+
+/**
  * A host-memory copy of a context's conversation: the KV cache of its
  * sequence (llama_state_seq_get_data) and the tokens it holds. Restoring it
  * into a context of the same model and at least the same size continues the
@@ -285,6 +393,19 @@ export interface ChatOptions extends GenerateOptions {
    * Not together with `grammar` or `jsonSchema`.
    */
   responseFormat?: ResponseFormat;
+  /** Functions the model may call; its calls come back in `toolCalls` (see ChatMessage for the next turn). Not with grammar, jsonSchema or responseFormat. */
+  tools?: readonly ToolDefinition[];
+  /** Default "auto". */
+  toolChoice?: ToolChoice;
+  /** Several tool calls in one reply where the format supports it (default false). */
+  parallelToolCalls?: boolean;
+  /**
+   * Tokens the model may think for (inside its thinking block) before the
+   * block's end tag is forced (llama.cpp common's reasoning budget sampler).
+   * 0 also turns thinking off where the template has a switch for it. Default:
+   * unlimited.
+   */
+  reasoningBudget?: number;
 }
 
 /** Bytes llama.cpp allocated (or would allocate) on one device. */

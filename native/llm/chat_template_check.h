@@ -22,8 +22,7 @@
 #include <vector>
 
 #include "llama.h"
-
-struct common_chat_msg;
+#include "llm/chat_format.h"  // ChatInputs, common_chat_params
 
 namespace genai {
 
@@ -49,14 +48,10 @@ constexpr size_t kStackReserve = 64u << 20;       // a guard refuses to go deepe
 // The static check alone (parse + AST checks); throws CodedError INVALID_ARGUMENT.
 void CheckChatTemplate(const std::string& source);
 
-struct ChatRender {
-  std::string prompt;
-  std::vector<std::string> stops;
-};
-
-// Picks the template (override, else the model's own), checks and renders it
-// under the limits. Throws CodedError.
-ChatRender RenderChatTemplate(const llama_model* model, const std::string& override_src, const std::vector<common_chat_msg>& msgs, bool add_assistant,
-                              const CancelFlag& cancel);
+// Picks the template (override, else the model's own), checks it and renders
+// it under the limits through llama.cpp common's common_chat_templates_apply
+// (tools, tool choice, thinking switch): the prompt, extra stops, and the
+// reply's format (grammar, triggers, parser). Throws CodedError.
+common_chat_params RenderChatTemplate(const llama_model* model, const ChatInputs& in, const CancelFlag& cancel);
 
 }  // namespace genai

@@ -69,10 +69,9 @@ std::string SelectSource(const llama_model* model, const std::string& override_s
 
 }  // namespace
 
-ChatRender RenderChatTemplate(const llama_model* model, const std::string& override_src, const std::vector<common_chat_msg>& msgs, bool add_assistant,
-                              const CancelFlag& cancel) {
+common_chat_params RenderChatTemplate(const llama_model* model, const ChatInputs& in_js, const CancelFlag& cancel) {
   if (cancel.IsCancelled()) throw CodedError(code::ABORTED, "chat template rendering was aborted");
-  Parsed parsed = ParseAndCheck(SelectSource(model, override_src));
+  Parsed parsed = ParseAndCheck(SelectSource(model, in_js.override_src));
   Budget budget(cancel);
   GuardProgram(parsed.prog, &budget);
 
@@ -96,9 +95,14 @@ ChatRender RenderChatTemplate(const llama_model* model, const std::string& overr
     ct.caps = jj::caps_get(ct.prog);  // renders the template several times (its probes swallow errors)
     if (budget.tripped()) budget.Rethrow();
     common_chat_templates_inputs in;
-    in.messages = msgs;
-    in.add_generation_prompt = add_assistant;
+    in.messages = in_js.messages;
+    in.add_generation_prompt = in_js.add_assistant;
     in.use_jinja = true;
+    in.tools = in_js.tools;
+    in.tool_choice = in_js.tool_choice;
+    in.parallel_tool_calls = in_js.parallel_tool_calls;
+    in.enable_thinking = in_js.enable_thinking;
+    in.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;  // reasoning apart from content (llama-server's default, "auto")
     p = common_chat_templates_apply(t, in);
   } catch (const CodedError&) {
     throw;
@@ -109,7 +113,7 @@ ChatRender RenderChatTemplate(const llama_model* model, const std::string& overr
   if (budget.tripped()) budget.Rethrow();
   if (p.prompt.size() > kMaxBytes)
     throw CodedError(code::INVALID_ARGUMENT, "chat template stopped: the prompt is " + Num(p.prompt.size()) + " bytes (the limit is " + Num(kMaxBytes) + ")");
-  return ChatRender{std::move(p.prompt), std::move(p.additional_stops)};
+  return p;
 }
 
 }  // namespace genai

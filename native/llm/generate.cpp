@@ -6,6 +6,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "llm/chat_format.h"
 #include "util/args.h"
 #include "util/errors.h"
 #include "util/jobs.h"
@@ -202,7 +203,7 @@ GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFla
     r.tokens.push_back(tok);
     if (p.logprobs >= 0) r.logprobs.push_back(LogprobOf(llama_get_logits_ith(s.ctx, -1), vocab, tok, p.logprobs));
     bool stopped = false;
-    std::string piece = TokenPiece(vocab, tok, false);
+    std::string piece = TokenPiece(vocab, tok, !p.preserved.empty() && p.preserved.count(tok) > 0);
     lap(bd.detokenize_ms);
     std::string text = scanner.Push(piece, stopped);
     lap(bd.stop_ms);
@@ -299,8 +300,8 @@ GenerateParams ParseGenerateParams(Napi::Object o, const ContextState& s) {
   Napi::Env env = o.Env();
   GenerateParams p;
   CheckKeys(o,
-            {"tokens", "maxTokens", "temperature", "topK", "topP", "minP", "repeatPenalty", "presencePenalty", "frequencyPenalty", "penaltyLastN", "seed",
-             "stop", "ignoreEos", "grammar", "jsonSchema", "logitBias", "logprobs", "contextOverflow", "keepTokens"},
+            {"tokens", "maxTokens", "temperature", "topK",    "topP",       "minP",      "repeatPenalty", "presencePenalty", "frequencyPenalty", "penaltyLastN",
+             "seed",   "stop",      "ignoreEos",   "grammar", "jsonSchema", "logitBias", "logprobs",      "contextOverflow", "keepTokens",       "chat"},
             "generate");
   p.prompt = TokensFromJs(env, o.Get("tokens"), llama_vocab_n_tokens(s.model->vocab), "tokens");
   p.max_tokens = static_cast<int32_t>(IntField(o, "maxTokens", 1, 1 << 30));
@@ -339,6 +340,12 @@ GenerateParams ParseGenerateParams(Napi::Object o, const ContextState& s) {
     if (std::isnan(value) || value == INFINITY || std::fabs(value) > 1e9 && value != -INFINITY)
       Throw(env, code::INVALID_ARGUMENT, "logitBias values must be numbers in [-1e9, 1e9], or -Infinity");
     sp.logit_bias.push_back({static_cast<llama_token>(token), static_cast<float>(value)});
+  }
+  Napi::Value chat = o.Get("chat");
+  if (chat.IsUndefined()) Throw(env, code::INVALID_ARGUMENT, "chat is required");
+  if (!chat.IsNull()) {
+    if (!chat.IsObject()) Throw(env, code::INVALID_ARGUMENT, "chat must be null or { format, reasoningBudget }");
+    ChatSamplingFromJs(chat.As<Napi::Object>(), s.model->vocab, sp, p.preserved);
   }
   Napi::Value stops = o.Get("stop");
   if (stops.IsUndefined() || stops.IsNull()) Throw(env, code::INVALID_ARGUMENT, "stop is required");

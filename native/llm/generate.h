@@ -2,6 +2,7 @@
 // chain, stop sequences and UTF-8-safe streaming of text pieces.
 #pragma once
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,11 +18,11 @@ struct GenerateParams {
   int32_t max_tokens = 256;
   std::vector<std::string> stops;
   bool ignore_eos = false;
-  int32_t logprobs = -1;
+  int32_t logprobs = -1;                 // -1: off; 0 … 20: the chosen token's log-probability and this many alternatives
   Overflow overflow = Overflow::kError;  // llm/overflow.h
-  int32_t keep_tokens =
-      0;  // never dropped by truncation or shifts (at most half the context)  // -1: off; 0 … 20: the chosen token's log-probability and this many alternatives
+  int32_t keep_tokens = 0;               // never dropped by truncation or shifts (at most half the context)
   SamplingParams sampling;
+  std::set<llama_token> preserved;  // special tokens whose text is output (a chat format's tool-call and thinking markers)
 };
 
 struct GenerateResult {
@@ -31,9 +32,9 @@ struct GenerateResult {
   std::vector<TokenLogprob> logprobs;  // one per generated token when asked for
   std::string stop_reason;             // eos | maxTokens | stop | aborted | contextFull
   int32_t prompt_tokens = 0;
-  int32_t reused_tokens = 0;
+  int32_t reused_tokens = 0;     // prompt tokens found in the KV cache, not decoded again
   int32_t truncated_tokens = 0;  // prompt tokens cut from the middle (contextOverflow)
-  int32_t discarded_tokens = 0;  // KV tokens dropped by context shifts while generating  // prompt tokens found in the KV cache, not decoded again
+  int32_t discarded_tokens = 0;  // KV tokens dropped by context shifts while generating
   double prompt_ms = 0;
   double generation_ms = 0;
   // Where generation_ms went, summed over the generated tokens (ms): the

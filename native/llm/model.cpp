@@ -94,6 +94,7 @@ Napi::Function ModelHandle::Init(Napi::Env env) {
                          InstanceMethod<&ModelHandle::Tokenize>("tokenize"),
                          InstanceMethod<&ModelHandle::Detokenize>("detokenize"),
                          InstanceMethod<&ModelHandle::ApplyChatTemplate>("applyChatTemplate"),
+                         InstanceMethod<&ModelHandle::ParseChat>("parseChat"),
                          InstanceMethod<&ModelHandle::CreateContext>("createContext"),
                          InstanceMethod<&ModelHandle::Dispose>("dispose"),
                      });
@@ -327,43 +328,22 @@ Napi::Value ModelHandle::Detokenize(const Napi::CallbackInfo& info) {
       [](Napi::Env env, std::string& text) -> Napi::Value { return Napi::String::New(env, text); });
 }
 
-// applyChatTemplate([{role, content}], addAssistant, templateOverride|null, cancelToken?) -> Promise<{prompt, stops}>
+// applyChatTemplate(messages, { addAssistant, template, tools, toolChoice, parallelToolCalls, enableThinking }, cancelToken?)
+//   -> Promise<{ prompt, stops, format }> (llm/chat_format.h)
 Napi::Value ModelHandle::ApplyChatTemplate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = State(env);
-  if (info.Length() < 1 || !info[0].IsArray()) Throw(env, code::INVALID_ARGUMENT, "messages must be an array");
-  auto arr = info[0].As<Napi::Array>();
-  std::vector<common_chat_msg> msgs;
-  for (uint32_t i = 0; i < arr.Length(); i++) {
-    Napi::Value v = arr.Get(i);
-    if (!v.IsObject()) Throw(env, code::INVALID_ARGUMENT, "messages[" + std::to_string(i) + "] must be an object");
-    Napi::Object m = v.As<Napi::Object>();
-    if (!m.Get("role").IsString() || !m.Get("content").IsString())
-      Throw(env, code::INVALID_ARGUMENT, "messages[" + std::to_string(i) + "] needs string role and content");
-    common_chat_msg msg;
-    msg.role = m.Get("role").As<Napi::String>().Utf8Value();
-    msg.content = m.Get("content").As<Napi::String>().Utf8Value();
-    msgs.push_back(std::move(msg));
-  }
-  bool add_assistant = info.Length() < 2 || info[1].ToBoolean().Value();
-  std::string override_tmpl;
-  if (info.Length() > 2 && info[2].IsString()) override_tmpl = info[2].As<Napi::String>().Utf8Value();
-  std::shared_ptr<CancelFlag> cancel = CancelToken::From(info.Length() > 3 ? info[3] : env.Undefined());
+  ChatInputs in = ChatInputsFromJs(env, info.Length() > 0 ? info[0] : env.Undefined(), ObjectArg(info, 1, "options"));
+  std::shared_ptr<CancelFlag> cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
   // a template is code: checked, then rendered under limits on its own thread with a large stack (llm/chat_template_check.h)
-  return RunOnStackThread(env, "genai.chatTemplate", tmpl_limits::kRenderStackBytes, cancel,
-                          [s, msgs, add_assistant, override_tmpl, cancel]() -> std::function<Napi::Value(Napi::Env)> {
-                            CheckVocabServes(s->vocab, false);  // the template renderer reads the BOS/EOS texts
-                            auto r = std::make_shared<ChatRender>(RenderChatTemplate(s->model, override_tmpl, msgs, add_assistant, *cancel));
-                            return [r](Napi::Env env) -> Napi::Value {
-                              Napi::Object o = Napi::Object::New(env);
-                              o.Set("prompt", r->prompt);
-                              auto stops = Napi::Array::New(env, r->stops.size());
-                              for (size_t i = 0; i < r->stops.size(); i++) stops.Set(static_cast<uint32_t>(i), r->stops[i]);
-                              o.Set("stops", stops);
-                              return o;
-                            };
-                          });
+  return RunOnStackThread(env, "genai.chatTemplate", tmpl_limits::kRenderStackBytes, cancel, [s, in, cancel]() -> std::function<Napi::Value(Napi::Env)> {
+    CheckVocabServes(s->vocab, false);  // the template renderer reads the BOS/EOS texts
+    auto r = std::make_shared<common_chat_params>(RenderChatTemplate(s->model, in, *cancel));
+    return [r](Napi::Env env) -> Napi::Value { return ChatParamsToJs(env, *r); };
+  });
 }
+
+Napi::Value ModelHandle::ParseChat(const Napi::CallbackInfo& info) { return ParseChatJs(info); }
 
 Napi::Value ModelHandle::CreateContext(const Napi::CallbackInfo& info) {
   auto s = State(info.Env());

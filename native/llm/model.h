@@ -40,6 +40,8 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value Tokenize(const Napi::CallbackInfo& info);
   Napi::Value Detokenize(const Napi::CallbackInfo& info);
   Napi::Value ApplyChatTemplate(const Napi::CallbackInfo& info);
+  // parseChat(text, partial, format) -> { content, reasoning, toolCalls } (llm/chat_format.h)
+  Napi::Value ParseChat(const Napi::CallbackInfo& info);
   Napi::Value CreateContext(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 

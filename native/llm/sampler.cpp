@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "json-schema-to-grammar.h"  // llama.cpp common
+#include "reasoning-budget.h"        // llama.cpp common
 #include "llm/model.h"               // TokenPiece
 #include "util/errors.h"
 #include "util/log.h"
@@ -54,14 +55,8 @@ void JsonShape(const std::string& j, int& deepest, int& refs) {
   }
 }
 
-constexpr int kMaxSchemaRefs = 256;  // each $ref is resolved recursively by the converter
-
 std::string SchemaToGrammar(const std::string& schema) {
-  int deepest = 0, refs = 0;
-  JsonShape(schema, deepest, refs);
-  if (deepest > kMaxSchemaNesting)
-    Refuse("jsonSchema nests " + std::to_string(deepest) + " levels deep; at most " + std::to_string(kMaxSchemaNesting) + " are accepted");
-  if (refs > kMaxSchemaRefs) Refuse("jsonSchema has " + std::to_string(refs) + " $ref keys; at most " + std::to_string(kMaxSchemaRefs) + " are accepted");
+  CheckSchemaShape(schema, "jsonSchema");
   try {
     return json_schema_to_grammar(common_json::parse(schema));
   } catch (const std::exception& e) {
@@ -70,6 +65,14 @@ std::string SchemaToGrammar(const std::string& schema) {
 }
 
 }  // namespace
+
+void CheckSchemaShape(const std::string& schema, const std::string& what) {
+  int deepest = 0, refs = 0;
+  JsonShape(schema, deepest, refs);
+  if (deepest > kMaxSchemaNesting)
+    Refuse(what + " nests " + std::to_string(deepest) + " levels deep; at most " + std::to_string(kMaxSchemaNesting) + " are accepted");
+  if (refs > kMaxSchemaRefs) Refuse(what + " has " + std::to_string(refs) + " $ref keys; at most " + std::to_string(kMaxSchemaRefs) + " are accepted");
+}
 
 llama_token ArgmaxFirst(const float* logits, int32_t n) {
   // The maximum in 16 independent lanes (vectorizable: `x > m ? x : m` is
@@ -129,21 +132,37 @@ Sampler::Sampler(const SamplingParams& sp, const llama_vocab* vocab) : n_vocab_(
   if (!grammar.empty() && GrammarNesting(grammar) > kMaxGrammarNesting)
     Refuse("grammar nests groups more than " + std::to_string(kMaxGrammarNesting) + " deep");
   const bool penalties = sp.repeat_penalty != 1.0f || sp.presence_penalty != 0.0f || sp.frequency_penalty != 0.0f;
-  plain_greedy_ = sp.temperature <= 0.0f && !penalties && grammar.empty() && sp.logit_bias.empty();
-  constrained_ = !grammar.empty();
-  chain_ = llama_sampler_chain_init(llama_sampler_chain_default_params());
-  if (!sp.logit_bias.empty())
-    llama_sampler_chain_add(chain_, llama_sampler_init_logit_bias(n_vocab_, static_cast<int32_t>(sp.logit_bias.size()), sp.logit_bias.data()));
-  if (constrained_) {
+  lazy_ = sp.grammar_lazy && !grammar.empty();
+  if (!grammar.empty()) {
     LogCapture capture;  // llama.cpp says what is wrong with the grammar in its log
-    llama_sampler* g = llama_sampler_init_grammar(vocab, grammar.c_str(), "root");
-    if (!g) {
-      llama_sampler_free(chain_);
+    std::vector<const char*> patterns;
+    for (const std::string& p : sp.trigger_patterns) patterns.push_back(p.c_str());
+    grammar_ = lazy_ ? llama_sampler_init_grammar_lazy_patterns(vocab, grammar.c_str(), "root", patterns.data(), patterns.size(), sp.trigger_tokens.data(),
+                                                                sp.trigger_tokens.size())
+                     : llama_sampler_init_grammar(vocab, grammar.c_str(), "root");
+    if (!grammar_) {
       std::string why = capture.Errors();
       Refuse("llama.cpp refused the grammar" + (why.empty() ? std::string() : ": " + why));
     }
-    llama_sampler_chain_add(chain_, g);
   }
+  // common_sampler_init: the reasoning budget when the format has thinking tags and a budget (or a lazy grammar) needs it
+  if (!sp.thinking_start.empty() && !sp.thinking_end.empty() && (lazy_ || sp.reasoning_budget >= 0))
+    budget_ = common_reasoning_budget_init(vocab, {sp.thinking_start}, sp.thinking_end, sp.thinking_end.front(),
+                                           sp.reasoning_budget < 0 ? INT32_MAX : sp.reasoning_budget);
+  try {
+    // the template's generation prompt, already in the prompt: a tool-call grammar and the budget start after it
+    for (llama_token t : sp.prefill) {
+      if (grammar_ && !lazy_ && sp.prefill_grammar) llama_sampler_accept(grammar_, t);
+      if (budget_) llama_sampler_accept(budget_, t);
+    }
+  } catch (const std::exception& e) {
+    llama_sampler_free(grammar_), llama_sampler_free(budget_);
+    Refuse(std::string("the chat format's grammar does not accept its own generation prompt: ") + e.what());
+  }
+  plain_greedy_ = sp.temperature <= 0.0f && !penalties && !grammar_ && !budget_ && sp.logit_bias.empty();
+  chain_ = llama_sampler_chain_init(llama_sampler_chain_default_params());
+  if (!sp.logit_bias.empty())
+    llama_sampler_chain_add(chain_, llama_sampler_init_logit_bias(n_vocab_, static_cast<int32_t>(sp.logit_bias.size()), sp.logit_bias.data()));
   if (penalties) {
     penalties_ = llama_sampler_init_penalties(n_vocab_, sp.penalty_last_n, sp.repeat_penalty, sp.frequency_penalty, sp.presence_penalty);
     llama_sampler_chain_add(chain_, penalties_);
@@ -160,34 +179,59 @@ Sampler::Sampler(const SamplingParams& sp, const llama_vocab* vocab) : n_vocab_(
   llama_sampler_chain_add(chain_, llama_sampler_init_dist(sp.seed));
 }
 
-Sampler::~Sampler() { llama_sampler_free(chain_); }
+Sampler::~Sampler() {
+  llama_sampler_free(chain_);
+  llama_sampler_free(grammar_);
+  llama_sampler_free(budget_);
+}
 
 void Sampler::AcceptPrompt(const llama_token* tokens, size_t n) {
   if (!penalties_) return;
   for (size_t i = 0; i < n; i++) llama_sampler_accept(penalties_, tokens[i]);
 }
 
+// llama.cpp common's grammar_should_apply: a lazy grammar waits while the model thinks.
+bool Sampler::GrammarApplies() const {
+  if (!grammar_) return false;
+  if (!budget_ || !lazy_) return true;
+  const common_reasoning_budget_state st = common_reasoning_budget_get_state(budget_);
+  return st == REASONING_BUDGET_IDLE || st == REASONING_BUDGET_DONE;
+}
+
 llama_token Sampler::Sample(llama_context* ctx) {
   const float* logits = llama_get_logits_ith(ctx, -1);
   if (!logits) throw CodedError(code::BACKEND_ERROR, "llama.cpp returned no logits for the last token");
   if (plain_greedy_) return ArgmaxFirst(logits, n_vocab_);
-  if (!constrained_) return llama_sampler_sample(chain_, ctx, -1);
-  // With a grammar, llama_sampler_sample's steps done here, so that a token
-  // the grammar forbids is never accepted: llama.cpp's grammar aborts the
-  // process on an end-of-generation token it does not allow
-  // (llama-grammar.cpp llama_grammar_accept_impl) and throws on others.
+  if (!grammar_ && !budget_) return llama_sampler_sample(chain_, ctx, -1);
+  // llama_sampler_sample's steps done here, with the grammar applied before
+  // the draw, so that a token the grammar forbids is never accepted:
+  // llama.cpp's grammar aborts the process on an end-of-generation token it
+  // does not allow (llama-grammar.cpp llama_grammar_accept_impl) and throws on others.
   cur_.resize(static_cast<size_t>(n_vocab_));
   for (llama_token t = 0; t < n_vocab_; t++) cur_[static_cast<size_t>(t)] = llama_token_data{t, logits[t], 0.0f};
   llama_token_data_array arr{cur_.data(), cur_.size(), -1, false};
+  if (budget_) llama_sampler_apply(budget_, &arr);  // forces the end tag once the budget is spent
+  const bool grammar = GrammarApplies();
+  if (grammar) llama_sampler_apply(grammar_, &arr);
   llama_sampler_apply(chain_, &arr);
   if (arr.selected < 0 || arr.selected >= static_cast<int64_t>(arr.size) || !std::isfinite(arr.data[arr.selected].logit))
     throw CodedError(code::INVALID_ARGUMENT, "the grammar admits no next token (every token the model could produce breaks it)");
   const llama_token tok = arr.data[arr.selected].id;
   try {
-    llama_sampler_accept(chain_, tok);
+    if (budget_) {
+      llama_sampler_accept(budget_, tok);
+      // common_sampler_accept: a lazy grammar that waited sees the end tag that closed the thinking block (it may trigger it)
+      const llama_tokens* end = grammar_ && !grammar && common_reasoning_budget_get_state(budget_) == REASONING_BUDGET_DONE
+                                    ? common_reasoning_budget_get_end_match(budget_)
+                                    : nullptr;
+      if (end)
+        for (llama_token t : *end) llama_sampler_accept(grammar_, t);
+    }
+    if (grammar) llama_sampler_accept(grammar_, tok);
   } catch (const std::exception& e) {
     throw CodedError(code::INVALID_ARGUMENT, std::string("the grammar refused the sampled token: ") + e.what());
   }
+  llama_sampler_accept(chain_, tok);
   return tok;
 }
 

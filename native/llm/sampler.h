@@ -1,8 +1,8 @@
-// A generation's sampler: llama.cpp's sampler chain in llama.cpp common's
-// order (logit bias, grammar, repetition penalties, then greedy or
-// top-k → top-p → min-p → temperature → seeded draw), with a GBNF grammar or a
-// JSON schema (llama.cpp common's json_schema_to_grammar) constraining the
-// output. Built on the generation's native thread.
+// A generation's sampler: llama.cpp common's sampler in its order — the
+// reasoning budget, the grammar (a GBNF grammar, a JSON schema through
+// json_schema_to_grammar, or a chat format's lazy tool-call grammar), then the
+// chain: logit bias, repetition penalties, then greedy or top-k → top-p →
+// min-p → temperature → seeded draw. Built on the generation's native thread.
 #pragma once
 #include <string>
 #include <vector>
@@ -24,12 +24,28 @@ struct SamplingParams {
   std::string grammar;                       // GBNF, root rule "root"; empty = none
   std::string json_schema;                   // a JSON schema (text) turned into GBNF; empty = none
   std::vector<llama_logit_bias> logit_bias;  // added to the logits before anything else
+  // A chat format's tool-call grammar and thinking tags (llm/chat_format.h), as
+  // llama.cpp common_sampler_init builds them: `grammar` is then the format's.
+  bool grammar_lazy = false;                  // the grammar starts constraining at a trigger
+  std::vector<std::string> trigger_patterns;  // regexes over the generated text
+  std::vector<llama_token> trigger_tokens;
+  bool prefill_grammar = false;                        // feed `prefill` to the grammar (a tool-call grammar, not a user's)
+  std::vector<llama_token> prefill;                    // the template's generation prompt, as tokens
+  int32_t reasoning_budget = -1;                       // tokens allowed inside the thinking block; -1 = unlimited
+  std::vector<llama_token> thinking_start;             // the format's thinking start tag
+  std::vector<std::vector<llama_token>> thinking_end;  // its end tags; the first is forced when the budget runs out
 };
 
 // Nesting limits checked before llama.cpp's recursive-descent parsers see the
 // text (deeper input would overflow the native thread's stack, a crash).
 constexpr int kMaxGrammarNesting = 128;  // ( … ) groups in GBNF
 constexpr int kMaxSchemaNesting = 64;    // { … } / [ … ] levels in a JSON schema
+constexpr int kMaxSchemaRefs = 256;      // $ref keys (each is resolved recursively by the converter)
+
+// Refuses (INVALID_ARGUMENT, naming `what`) a JSON schema text nested deeper
+// than kMaxSchemaNesting or with more than kMaxSchemaRefs $ref keys: the
+// limits of jsonSchema and of tool parameters, checked before any parser.
+void CheckSchemaShape(const std::string& schema, const std::string& what);
 
 class Sampler {
  public:
@@ -48,10 +64,14 @@ class Sampler {
   llama_token Sample(llama_context* ctx);
 
  private:
+  bool GrammarApplies() const;
+
   llama_sampler* chain_ = nullptr;
   llama_sampler* penalties_ = nullptr;  // owned by chain_
-  bool plain_greedy_ = false;           // the chain is llama.cpp's greedy sampler alone
-  bool constrained_ = false;            // a grammar is in the chain
+  llama_sampler* grammar_ = nullptr;    // applied before the chain (llama.cpp common_sampler's order)
+  llama_sampler* budget_ = nullptr;     // llama.cpp common's reasoning budget sampler, applied first
+  bool lazy_ = false;
+  bool plain_greedy_ = false;  // the chain is llama.cpp's greedy sampler alone
   int32_t n_vocab_ = 0;
   std::vector<llama_token_data> cur_;
 };

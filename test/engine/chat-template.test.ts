@@ -235,19 +235,31 @@ describe("the addon's applyChatTemplate (TypeScript bypassed)", () => {
     const handle = await addon.loadModel(stories, { gpuLayers: -1, vocabOnly: false, device: "cpu" }, undefined, new addon.CancelToken());
     try {
       const msgs = [{ role: "user", content: "hi" }];
-      await expect(handle.applyChatTemplate(msgs, true, HOSTILE["recursive macro"].template)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
-      await expect(handle.applyChatTemplate(msgs, true, HOSTILE["a list that contains itself"].template)).rejects.toMatchObject({
+      const opts = (template: string) => ({
+        addAssistant: true,
+        template,
+        tools: [],
+        toolChoice: "auto" as const,
+        parallelToolCalls: false,
+        enableThinking: true,
+      });
+      await expect(handle.applyChatTemplate(msgs, opts(HOSTILE["recursive macro"].template))).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+      await expect(handle.applyChatTemplate(msgs, opts(HOSTILE["a list that contains itself"].template))).rejects.toMatchObject({
         code: "INVALID_ARGUMENT",
       });
       const token = new addon.CancelToken();
       const t0 = Date.now();
-      const p = handle.applyChatTemplate(msgs, true, SLOW, token);
+      const p = handle.applyChatTemplate(msgs, opts(SLOW), token);
       setTimeout(() => token.cancel(), 300);
       await expect(p).rejects.toMatchObject({ code: "ABORTED" });
       expect(Date.now() - t0).toBeLessThan(1300);
       // not a CancelToken
       // biome-ignore lint/suspicious/noExplicitAny: a wrong type on purpose
-      expect(() => handle.applyChatTemplate(msgs, true, null, {} as any)).toThrow(GenaiError);
+      expect(() => handle.applyChatTemplate(msgs, { ...opts(SLOW), template: null }, {} as any)).toThrow(GenaiError);
+      // every option is named; one C++ does not read is refused
+      expect(() => handle.applyChatTemplate(msgs, { ...opts(SLOW), reasoningFormat: "none" } as never)).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT", message: "unknown applyChatTemplate field reasoningFormat" }),
+      );
     } finally {
       handle.dispose();
     }

@@ -29,6 +29,7 @@ const GEN = {
   logprobs: -1,
   contextOverflow: "error",
   keepTokens: 0,
+  chat: null,
 };
 
 let stories: string;
@@ -192,6 +193,29 @@ describe("bad options get INVALID_ARGUMENT in TS and in C++", () => {
         expect(() => gen({ logitBias }), JSON.stringify(logitBias)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
       // LLAMA_DEFAULT_SEED (2^32−1) means "random" to llama.cpp: refused
       expect(() => gen({ seed: 0xffffffff })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      // a chat format is checked field by field (lib/llm/types.ts ChatFormat)
+      const format = {
+        ...{ format: "Content-only", parser: "", generationPrompt: "", grammar: 'root ::= "a"', grammarLazy: true },
+        ...{
+          triggers: [{ type: "word", value: "<tool_call>", token: -1 }],
+          preservedTokens: [],
+          supportsThinking: false,
+          thinkingStartTag: "",
+          thinkingEndTags: [],
+        },
+      };
+      const chatCases: [object, RegExp][] = [
+        [{ chat: "yes" }, /chat must be null or/],
+        [{ chat: { format, reasoningBudget: -1, extra: 1 } }, /unknown generate chat field extra/],
+        [{ chat: { format, reasoningBudget: -2 } }, /reasoningBudget/],
+        [{ chat: { format: { ...format, triggers: [{ type: "regex", value: "x", token: -1 }] }, reasoningBudget: -1 } }, /not one llama.cpp knows: regex/],
+        [{ chat: { format: { ...format, triggers: [] }, reasoningBudget: -1 } }, /grammarLazy needs triggers/],
+        [{ chat: { format: { ...format, triggers: [{ type: "token", value: "", token: 1e9 }] }, reasoningBudget: -1 } }, /token/],
+        [{ chat: { format, reasoningBudget: -1 }, grammar: 'root ::= "b"' }, /cannot be given with tools/],
+        [{ chat: { format: { ...format, grammarLazy: undefined }, reasoningBudget: -1 } }, /grammarLazy is required/],
+      ];
+      for (const [p, message] of chatCases)
+        expect(() => gen(p), JSON.stringify(p)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(message) }));
       // every field is required: C++ has no defaults of its own
       for (const key of Object.keys(GEN)) {
         const p: Record<string, unknown> = { ...GEN, tokens: Int32Array.of(1) };

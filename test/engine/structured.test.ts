@@ -119,7 +119,18 @@ describe("jsonSchema and responseFormat", () => {
     try {
       const params = {
         ...{ maxTokens: 4, temperature: 0, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, penaltyLastN: 64 },
-        ...{ seed: 1, stop: [], ignoreEos: false, grammar: "", logitBias: [], logprobs: -1, contextOverflow: "error", keepTokens: 0, tokens: Int32Array.of(1) },
+        ...{
+          seed: 1,
+          stop: [],
+          ignoreEos: false,
+          grammar: "",
+          logitBias: [],
+          logprobs: -1,
+          contextOverflow: "error",
+          keepTokens: 0,
+          chat: null,
+          tokens: Int32Array.of(1),
+        },
       };
       const run = (jsonSchema: string) => c.generate({ ...params, jsonSchema }, () => undefined, new (native().CancelToken)());
       await expect(run(`${"[".repeat(100)}${"]".repeat(100)}`)).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/nests/) });
@@ -227,6 +238,7 @@ describe("mutated grammars and schemas never take the process down", () => {
             logprobs: -1,
             contextOverflow: "error",
             keepTokens: 0,
+            chat: null,
             tokens: Int32Array.of(1),
             jsonSchema: schema,
           },

@@ -30,6 +30,10 @@ export interface GenerateOptions {
   name?: string;
   /** true: embed a ChatML Jinja template (and add <|im_start|>/<|im_end|> control tokens); a string: embed that template. */
   chatTemplate?: boolean | string;
+  /** Extra USER_DEFINED tokens (after the ChatML ones), e.g. `<think>`, `<tool_call>`: single tokens wherever they appear in text. */
+  userTokens?: readonly string[];
+  /** `tokenizer.ggml.add_space_prefix`; unset = llama.cpp's SPM default (true: "▁" before text, also after a special token). */
+  addSpacePrefix?: boolean;
   /** Omit output.weight; llama.cpp then reuses token_embd for the output projection. Default false. */
   tieEmbeddings?: boolean;
   /** `llama.rope.freq_base`. Default 10000. */
@@ -150,7 +154,7 @@ function prepare(shape: LlamaShape, opts: GenerateOptions): Prepared {
   const scale = opts.scale ?? 0.05;
   const chat = opts.chatTemplate === true ? CHATML_TEMPLATE : typeof opts.chatTemplate === "string" ? opts.chatTemplate : undefined;
   const tie = opts.tieEmbeddings ?? false;
-  validateShape(shape, type, chat !== undefined);
+  validateShape(shape, type, chat !== undefined, opts.userTokens?.length ?? 0);
   if (!(scale > 0 && scale < 1e3)) throw new RangeError(`scale must be positive, got ${scale}`);
   if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
     throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
@@ -158,7 +162,7 @@ function prepare(shape: LlamaShape, opts: GenerateOptions): Prepared {
   const seed = (opts.seed ?? 1) >>> 0;
 
   const { layers, embd, ff, heads, kvHeads, vocab, ctx } = shape;
-  const vocabData = syntheticSpmVocab(vocab, { chatTokens: chat !== undefined });
+  const vocabData = syntheticSpmVocab(vocab, { chatTokens: chat !== undefined, userTokens: opts.userTokens });
   const w = new GgufWriter();
   w.setString("general.architecture", "llama");
   w.setString("general.name", opts.name ?? `random-llama-${layers}x${embd}`);
@@ -182,6 +186,7 @@ function prepare(shape: LlamaShape, opts: GenerateOptions): Prepared {
   w.setUint32("tokenizer.ggml.eos_token_id", 2);
   w.setBool("tokenizer.ggml.add_bos_token", true);
   w.setBool("tokenizer.ggml.add_eos_token", false);
+  if (opts.addSpacePrefix !== undefined) w.setBool("tokenizer.ggml.add_space_prefix", opts.addSpacePrefix);
   if (chat !== undefined) {
     if (vocabData.imEnd !== undefined) w.setUint32("tokenizer.ggml.eot_token_id", vocabData.imEnd);
     w.setString("tokenizer.chat_template", chat);

@@ -87,7 +87,7 @@ export interface LlamaTensorSpec {
 }
 
 /** Checks a shape for the llama loader and the chosen type. @throws RangeError */
-export function validateShape(shape: LlamaShape, type: WeightType = "q8_0", chatTemplate = false): void {
+export function validateShape(shape: LlamaShape, type: WeightType = "q8_0", chatTemplate = false, userTokens = 0): void {
   const ints: (keyof LlamaShape)[] = ["layers", "embd", "ff", "heads", "kvHeads", "vocab", "ctx"];
   for (const k of ints) {
     const v = shape[k];
@@ -101,8 +101,9 @@ export function validateShape(shape: LlamaShape, type: WeightType = "q8_0", chat
     if (shape.embd % 32 !== 0) throw new RangeError(`${type} needs embd to be a multiple of 32, got ${shape.embd}`);
     if (shape.ff % 32 !== 0) throw new RangeError(`${type} needs ff to be a multiple of 32, got ${shape.ff}`);
   }
-  const minVocab = 3 + 256 + (chatTemplate ? 2 : 0) + 1;
-  if (shape.vocab < minVocab) throw new RangeError(`vocab must be at least ${minVocab} (3 special + 256 byte tokens + pieces), got ${shape.vocab}`);
+  const minVocab = 3 + 256 + (chatTemplate ? 2 : 0) + userTokens + 1;
+  if (shape.vocab < minVocab)
+    throw new RangeError(`vocab must be at least ${minVocab} (3 special + 256 byte tokens + chat and user tokens + pieces), got ${shape.vocab}`);
   if (shape.vocab > 0x7fffffff) throw new RangeError(`vocab too large: ${shape.vocab}`);
 }
 

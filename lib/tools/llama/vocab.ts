@@ -5,7 +5,7 @@
  */
 
 /** llama_token_type values (include/llama.h) used in `tokenizer.ggml.token_type`. */
-export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, BYTE: 6 } as const;
+export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, BYTE: 6 } as const;
 
 /** The synthetic SPM vocabulary: tokens, scores and token types, `size` entries. */
 export interface SyntheticVocab {
@@ -20,11 +20,12 @@ export interface SyntheticVocab {
 /**
  * Builds a deterministic SPM vocabulary of exactly `size` unique tokens:
  * `<unk>`=0 (UNKNOWN), `<s>`=1, `</s>`=2 (CONTROL), `<0x00>`..`<0xFF>` (BYTE, ids 3..258),
- * optionally `<|im_start|>`, `<|im_end|>` (CONTROL), then printable pieces
+ * optionally `<|im_start|>`, `<|im_end|>` (CONTROL), then `userTokens` (USER_DEFINED:
+ * matched in any text and always shown, as models ship `<think>` or `<tool_call>`), then printable pieces
  * ('▁', single ASCII characters, '▁'-prefixed and bare letter n-grams) with
  * scores -1, -2, ... (special and byte tokens score 0, as in stories260K).
  */
-export function syntheticSpmVocab(size: number, opts: { chatTokens?: boolean } = {}): SyntheticVocab {
+export function syntheticSpmVocab(size: number, opts: { chatTokens?: boolean; userTokens?: readonly string[] } = {}): SyntheticVocab {
   const tokens: string[] = ["<unk>", "<s>", "</s>"];
   const types: number[] = [TOKEN_TYPE.UNKNOWN, TOKEN_TYPE.CONTROL, TOKEN_TYPE.CONTROL];
   for (let b = 0; b < 256; b++) {
@@ -40,6 +41,11 @@ export function syntheticSpmVocab(size: number, opts: { chatTokens?: boolean } =
     imEnd = tokens.length;
     tokens.push("<|im_end|>");
     types.push(TOKEN_TYPE.CONTROL);
+  }
+  for (const t of opts.userTokens ?? []) {
+    if (t === "" || tokens.includes(t)) throw new RangeError(`user token ${JSON.stringify(t)} is empty or repeated`);
+    tokens.push(t);
+    types.push(TOKEN_TYPE.USER_DEFINED);
   }
   if (size < tokens.length) throw new RangeError(`vocab size ${size} is smaller than the ${tokens.length} fixed tokens`);
   const nFixed = tokens.length;
