@@ -77,10 +77,14 @@ export interface ContextParams {
   batchThreads: number;
   flashAttention: "auto" | "on" | "off";
   embeddings: boolean;
+  /** Sequences (conversations) in the KV cache, each with contextSize / sequences cells. */
+  sequences: number;
 }
 
 /** ContextHandle::Generate's params (native/llm/generate.cpp). */
 export interface GenerateParams {
+  /** The sequence it continues, 0 … sequences − 1. */
+  sequence: number;
   tokens: Int32Array;
   maxTokens: number;
   temperature: number;
@@ -124,7 +128,8 @@ export interface ContextHandle {
   memory(): DeviceMemory[];
   generate(params: GenerateParams, onText: (piece: string) => void, cancel: CancelToken): Promise<GenerateResult>;
   embed(text: string, normalize: boolean): Promise<Float32Array>;
-  clearHistory(): void;
+  /** One sequence, or (no argument) every sequence. */
+  clearHistory(sequence?: number): void;
   dispose(): void;
 }
 

@@ -31,6 +31,11 @@ import type {
   SavedContextState,
 } from "./types";
 
+/** The #running key of whole-context operations. */
+const WHOLE = -1;
+/** llama.cpp's LLAMA_MAX_SEQ (src/llama-cparams.h). */
+const MAX_SEQUENCES = 256;
+
 /** What a generation needs besides its options: prompt tokens, extra stops, the chat format, and how pieces and the result are shaped. */
 interface Prepared<R> {
   tokens: Int32Array;
@@ -43,7 +48,7 @@ interface Prepared<R> {
 }
 
 /** Validates one generation's options and fills every default (the seed: the given one, else the context's, else a new random one). */
-function generateParams(o: ChatOptions, contextSeed: number | undefined): Omit<GenerateParams, "tokens" | "keepTokens" | "chat"> {
+function generateParams(o: ChatOptions, contextSeed: number | undefined): Omit<GenerateParams, "sequence" | "tokens" | "keepTokens" | "chat"> {
   const d = SAMPLING_DEFAULTS;
   const stop = o.stop ?? [];
   if (!Array.isArray(stop) || stop.some((s) => typeof s !== "string" || s.length === 0))
@@ -72,14 +77,16 @@ export class LlamaContext implements AsyncDisposable {
   #native: ContextHandle | undefined;
   /** The context's seed option; undefined = a random seed per generation. */
   readonly #seed: number | undefined;
-  #running: Promise<unknown> | undefined;
-  #cancelRunning: (() => void) | undefined;
+  /** Running operations by sequence; WHOLE for the whole context (state, embeddings). */
+  readonly #running = new Map<number, { promise: Promise<unknown>; cancel: () => void }>();
+  readonly #sequences: LlamaSequence[];
   #onDispose: (() => void)[] = [];
 
-  private constructor(model: LlamaModel, handle: ContextHandle, seed: number | undefined) {
+  private constructor(model: LlamaModel, handle: ContextHandle, seed: number | undefined, sequences: number) {
     this.model = model;
     this.#native = handle;
     this.#seed = seed;
+    this.#sequences = Array.from({ length: sequences }, (_, i) => new LlamaSequence(this, i));
   }
 
   /** @internal use {@link LlamaModel.createContext} */
@@ -101,9 +108,11 @@ export class LlamaContext implements AsyncDisposable {
       batchThreads: optInt("batchThreads", o.batchThreads, threads, 1, 1024),
       flashAttention: fa,
       embeddings: optBool("embeddings", o.embeddings, d.embeddings),
+      sequences: optInt("sequences", o.sequences, 1, 1, MAX_SEQUENCES),
     };
+    if (params.embeddings && params.sequences !== 1) throw new GenaiError("INVALID_ARGUMENT", "an embeddings context has one sequence");
     const handle = await model.handle().createContext(params);
-    return new LlamaContext(model, handle, seed);
+    return new LlamaContext(model, handle, seed, params.sequences);
   }
 
   #handle(): ContextHandle {
@@ -121,24 +130,39 @@ export class LlamaContext implements AsyncDisposable {
   }
 
   /**
-   * Runs one operation at a time (a concurrent one fails with BUSY) with a
-   * native cancel token that `signal` and dispose() cancel.
+   * Sequence `index` (0 … sequences − 1) of this context: a conversation of
+   * its own, generating together with the others. Sequence 0 is the one the
+   * context's own generate/complete/chat use.
+   * @throws GenaiError INVALID_ARGUMENT (no such sequence), DISPOSED
    */
-  #exclusive<T>(signal: AbortSignal | undefined, work: (token: CancelToken) => Promise<T>): Promise<T> {
+  sequence(index: number): LlamaSequence {
     this.#handle();
-    if (this.#running) return Promise.reject(new GenaiError("BUSY", "the context is busy with another operation"));
+    const seq = optInt("index", index, 0, 0, this.#sequences.length - 1);
+    return this.#sequences[seq];
+  }
+
+  /**
+   * Runs one operation per sequence at a time, or (WHOLE) one on the whole
+   * context while no sequence works; anything else fails with BUSY. The work
+   * gets a native cancel token that `signal` and dispose() cancel.
+   */
+  #exclusive<T>(seq: number, signal: AbortSignal | undefined, work: (token: CancelToken) => Promise<T>): Promise<T> {
+    this.#handle();
+    if (this.#running.has(WHOLE) || (seq === WHOLE ? this.#running.size > 0 : this.#running.has(seq)))
+      return Promise.reject(
+        new GenaiError(
+          "BUSY",
+          seq === WHOLE || this.#running.has(WHOLE) ? "the context is busy with another operation" : "the sequence is busy with another operation",
+        ),
+      );
     let cancel: (() => void) | undefined;
     const p = withCancelToken(signal, (token) => {
       cancel = () => token.cancel();
       return work(token);
     });
-    this.#running = p;
-    this.#cancelRunning = () => cancel?.();
+    this.#running.set(seq, { promise: p, cancel: () => cancel?.() });
     const clear = () => {
-      if (this.#running === p) {
-        this.#running = undefined;
-        this.#cancelRunning = undefined;
-      }
+      if (this.#running.get(seq)?.promise === p) this.#running.delete(seq);
     };
     p.then(clear, clear);
     return p;
@@ -150,7 +174,12 @@ export class LlamaContext implements AsyncDisposable {
    * @throws (via the stream) GenaiError DISPOSED, BUSY, INVALID_ARGUMENT (bad options, prompt longer than the context).
    */
   generate(prompt: string | Int32Array, options: GenerateOptions = {}): TextStream<CompletionResult> {
-    return this.#stream<CompletionResult, never>(options, GENERATE_KEYS, async (_signal, push) => ({
+    return this.generateOn(0, prompt, options);
+  }
+
+  /** @internal {@link generate} on a sequence (LlamaSequence) */
+  generateOn(seq: number, prompt: string | Int32Array, options: GenerateOptions): TextStream<CompletionResult> {
+    return this.#stream<CompletionResult, never>(seq, options, GENERATE_KEYS, async (_signal, push) => ({
       tokens: await this.#promptTokens(prompt),
       stops: [],
       chat: null,
@@ -162,9 +191,14 @@ export class LlamaContext implements AsyncDisposable {
 
   /** Like {@link generate}, resolving with the whole result; `onText` sees each piece. */
   async complete(prompt: string | Int32Array, options: CompleteOptions = {}): Promise<CompletionResult> {
+    return this.completeOn(0, prompt, options);
+  }
+
+  /** @internal {@link complete} on a sequence (LlamaSequence) */
+  async completeOn(seq: number, prompt: string | Int32Array, options: CompleteOptions): Promise<CompletionResult> {
     const { onText: onTextOption, ...rest } = validOptions("options", options, COMPLETE_KEYS) as CompleteOptions;
     const onText = optFunction<(p: string) => void>("onText", onTextOption);
-    const stream = this.generate(prompt, rest);
+    const stream = this.generateOn(seq, prompt, rest);
     if (onText) for await (const piece of stream) onText(piece);
     return stream.result;
   }
@@ -182,6 +216,11 @@ export class LlamaContext implements AsyncDisposable {
    *   tools together with grammar/jsonSchema/responseFormat, a format whose grammar refuses its own generation prompt.
    */
   chat(messages: readonly ChatMessage[], options: ChatOptions = {}): TextStream<ChatResult, ChatEvent> {
+    return this.chatOn(0, messages, options);
+  }
+
+  /** @internal {@link chat} on a sequence (LlamaSequence) */
+  chatOn(seq: number, messages: readonly ChatMessage[], options: ChatOptions): TextStream<ChatResult, ChatEvent> {
     let msgs: ChatMessage[];
     let o: ChatOptions;
     let chatOptions: ReturnType<typeof nativeChatOptions>;
@@ -200,7 +239,7 @@ export class LlamaContext implements AsyncDisposable {
     } catch (e) {
       return new TextStream<ChatResult, ChatEvent>(() => Promise.reject(e));
     }
-    return this.#stream<ChatResult, ChatEvent>(o, CHAT_KEYS, async (signal, push, pushEvent) => {
+    return this.#stream<ChatResult, ChatEvent>(seq, o, CHAT_KEYS, async (signal, push, pushEvent) => {
       const { tools, toolChoice, parallelToolCalls } = o;
       const { prompt, stops, format } = await this.model.applyChatTemplate(msgs, {
         template: o.template,
@@ -254,12 +293,13 @@ export class LlamaContext implements AsyncDisposable {
    * shaped; keepTokens defaults per contextOverflow.
    */
   #stream<R, E>(
+    seq: number,
     options: ChatOptions,
     keys: readonly string[],
     prepare: (signal: AbortSignal | undefined, push: (piece: string) => void, pushEvent: (e: E) => void) => Promise<Prepared<R>>,
   ): TextStream<R, E> {
     return new TextStream<R, E>((push, pushEvent) => {
-      let params: Omit<GenerateParams, "tokens" | "keepTokens" | "chat">;
+      let params: Omit<GenerateParams, "sequence" | "tokens" | "keepTokens" | "chat">;
       let signal: AbortSignal | undefined;
       let o: ChatOptions;
       try {
@@ -271,7 +311,7 @@ export class LlamaContext implements AsyncDisposable {
       } catch (e) {
         return Promise.reject(e);
       }
-      return this.#exclusive(signal, async (cancel) => {
+      return this.#exclusive(seq, signal, async (cancel) => {
         const p = await prepare(signal, push, pushEvent);
         const keepTokens =
           o.keepTokens !== undefined
@@ -280,7 +320,7 @@ export class LlamaContext implements AsyncDisposable {
               ? 0
               : await defaultKeepTokens(this.model, p.tokens, p.keepMessages);
         const r = await this.#handle().generate(
-          { ...params, tokens: p.tokens, keepTokens, stop: [...params.stop, ...p.stops], chat: p.chat },
+          { ...params, sequence: seq, tokens: p.tokens, keepTokens, stop: [...params.stop, ...p.stops], chat: p.chat },
           p.onText,
           cancel,
         );
@@ -299,7 +339,7 @@ export class LlamaContext implements AsyncDisposable {
     if (typeof text !== "string") throw new GenaiError("INVALID_ARGUMENT", "text must be a string");
     const o = validOptions("options", options, EMBED_KEYS) as EmbedOptions;
     const normalize = optBool("normalize", o.normalize, true);
-    return this.#exclusive(undefined, () => this.#handle().embed(text, normalize));
+    return this.#exclusive(WHOLE, undefined, () => this.#handle().embed(text, normalize));
   }
 
   /**
@@ -309,7 +349,7 @@ export class LlamaContext implements AsyncDisposable {
    * @throws GenaiError BUSY, DISPOSED, OUT_OF_MEMORY (no host memory for the copy)
    */
   async saveState(): Promise<SavedContextState> {
-    return this.#exclusive(undefined, () => this.#handle().saveState());
+    return this.#exclusive(WHOLE, undefined, () => this.#handle().saveState());
   }
 
   /**
@@ -321,7 +361,7 @@ export class LlamaContext implements AsyncDisposable {
   async restoreState(saved: SavedContextState): Promise<void> {
     if (typeof saved !== "object" || saved === null || !Buffer.isBuffer(saved.state) || !(saved.tokens instanceof Int32Array))
       throw new GenaiError("INVALID_ARGUMENT", "saved must be { state: Buffer, tokens: Int32Array } from saveState()");
-    return this.#exclusive(undefined, () => this.#handle().restoreState(saved.state, saved.tokens));
+    return this.#exclusive(WHOLE, undefined, () => this.#handle().restoreState(saved.state, saved.tokens));
   }
 
   /** Bytes llama.cpp allocated per device for this context (KV cache, compute buffers) and its model's weights. */
@@ -329,10 +369,18 @@ export class LlamaContext implements AsyncDisposable {
     return this.#handle().memory();
   }
 
-  /** Forgets the conversation held in the KV cache. @throws GenaiError BUSY, DISPOSED */
+  /** Forgets every conversation held in the KV cache (all sequences). @throws GenaiError BUSY (any sequence working), DISPOSED */
   clearHistory(): void {
-    if (this.#running) throw new GenaiError("BUSY", "the context is busy with another operation");
+    this.#handle();
+    if (this.#running.size > 0) throw new GenaiError("BUSY", "the context is busy with another operation");
     this.#handle().clearHistory();
+  }
+
+  /** @internal LlamaSequence.clearHistory */
+  clearHistoryOn(seq: number): void {
+    this.#handle();
+    if (this.#running.has(seq) || this.#running.has(WHOLE)) throw new GenaiError("BUSY", "the sequence is busy with another operation");
+    this.#handle().clearHistory(seq);
   }
 
   /** @internal */
@@ -348,14 +396,59 @@ export class LlamaContext implements AsyncDisposable {
     const handle = this.#native;
     if (!handle) return;
     this.#native = undefined;
-    this.#cancelRunning?.();
-    const running = this.#running;
-    if (running) await running.catch(() => undefined);
+    const running = [...this.#running.values()];
+    for (const r of running) r.cancel();
+    await Promise.all(running.map((r) => r.promise.catch(() => undefined)));
     handle.dispose();
     for (const fn of this.#onDispose.splice(0)) fn();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.dispose();
+  }
+}
+
+/**
+ * One conversation of a context created with `{ sequences: n }`: its own part
+ * of the KV cache and history, generating together with the context's other
+ * sequences (their tokens decoded in one batch). One operation per sequence
+ * at a time (BUSY otherwise); whole-context operations (saveState,
+ * restoreState, clearHistory of the context, embed) wait for none of them and
+ * fail with BUSY while any sequence works.
+ */
+export class LlamaSequence {
+  readonly context: LlamaContext;
+  /** 0 … sequences − 1. */
+  readonly index: number;
+
+  /** @internal use {@link LlamaContext.sequence} */
+  constructor(context: LlamaContext, index: number) {
+    this.context = context;
+    this.index = index;
+  }
+
+  /** Tokens this sequence holds in the KV cache. */
+  get kvTokens(): number {
+    return this.context.info.sequenceTokens[this.index];
+  }
+
+  /** {@link LlamaContext.generate} on this sequence. */
+  generate(prompt: string | Int32Array, options: GenerateOptions = {}): TextStream<CompletionResult> {
+    return this.context.generateOn(this.index, prompt, options);
+  }
+
+  /** {@link LlamaContext.complete} on this sequence. */
+  complete(prompt: string | Int32Array, options: CompleteOptions = {}): Promise<CompletionResult> {
+    return this.context.completeOn(this.index, prompt, options);
+  }
+
+  /** {@link LlamaContext.chat} on this sequence. */
+  chat(messages: readonly ChatMessage[], options: ChatOptions = {}): TextStream<ChatResult, ChatEvent> {
+    return this.context.chatOn(this.index, messages, options);
+  }
+
+  /** Forgets this sequence's conversation. @throws GenaiError BUSY, DISPOSED */
+  clearHistory(): void {
+    this.context.clearHistoryOn(this.index);
   }
 }

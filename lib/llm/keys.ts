@@ -24,7 +24,16 @@ export const CHAT_TEMPLATE_KEYS = optionKeys<ChatTemplateOptions>()(
   "enableThinking",
   "signal",
 );
-export const CONTEXT_KEYS = optionKeys<ContextOptions>()("contextSize", "batchSize", "threads", "batchThreads", "seed", "flashAttention", "embeddings");
+export const CONTEXT_KEYS = optionKeys<ContextOptions>()(
+  "contextSize",
+  "batchSize",
+  "threads",
+  "batchThreads",
+  "seed",
+  "flashAttention",
+  "embeddings",
+  "sequences",
+);
 export const GENERATE_KEYS = optionKeys<GenerateOptions>()(
   "maxTokens",
   "temperature",

@@ -172,6 +172,13 @@ export interface ContextOptions {
   flashAttention?: "auto" | "on" | "off" | boolean;
   /** Create an embedding context (use {@link LlamaContext.embed}). */
   embeddings?: boolean;
+  /**
+   * Conversations held at once (default 1), each in its own part of the KV
+   * cache (contextSize / sequences tokens; llama.cpp's split KV cache, as
+   * llama-server's slots): `ctx.sequence(i)` generates on one, and
+   * generations on different sequences run together, decoded in one batch.
+   */
+  sequences?: number;
 }
 
 /** Sampling and stopping for one generation. Defaults: SAMPLING_DEFAULTS (lib/llm/defaults.ts), which follow llama.cpp's common sampling defaults. */
@@ -429,8 +436,14 @@ export interface ContextInfo {
   threads: number;
   batchThreads: number;
   embeddings: boolean;
-  /** Tokens held in the KV cache. */
+  /** Tokens held in the KV cache by sequence 0 (the context's own generate/chat). */
   kvTokens: number;
   /** Bytes of the sequence state saveState() would copy. */
   stateBytes: number;
+  /** Sequences (conversations) the context holds. */
+  sequences: number;
+  /** KV cache cells of each sequence, tokens (contextSize / sequences). */
+  sequenceSize: number;
+  /** Tokens each sequence holds in the KV cache. */
+  sequenceTokens: number[];
 }

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "ggml-backend.h"
+#include "llm/batch.h"
 #include "system/backends.h"
 #include "util/abort_guard.h"
 #include "util/args.h"
@@ -14,24 +15,43 @@
 namespace genai {
 
 ContextState::~ContextState() {
+  if (batch.token) llama_batch_free(batch);
   if (ctx) llama_free(ctx);
   FreeCpuThreadpool(threadpool);
   FreeCpuThreadpool(threadpool_batch);
   ReleaseFreedMemory();
 }
 
-BusyGuard::BusyGuard(std::shared_ptr<ContextState> s, Napi::Env env) {
-  bool expected = false;
-  if (!s->busy.compare_exchange_strong(expected, true)) Throw(env, code::BUSY, "the context is busy with another operation");
+BusyGuard::BusyGuard(std::shared_ptr<ContextState> s, Napi::Env env, int32_t seq) {
+  {
+    std::lock_guard<std::mutex> lock(s->busy_mu);
+    bool any = s->exclusive;
+    for (bool b : s->seq_busy) any = any || b;
+    if (seq == kWholeContext ? any : s->exclusive || s->seq_busy[static_cast<size_t>(seq)])
+      Throw(env, code::BUSY,
+            seq == kWholeContext || s->exclusive ? "the context is busy with another operation" : "the sequence is busy with another operation");
+    if (seq == kWholeContext)
+      s->exclusive = true;
+    else
+      s->seq_busy[static_cast<size_t>(seq)] = true;
+  }
   s_ = std::move(s);
+  seq_ = seq;
 }
 
 BusyGuard::~BusyGuard() {
   if (!s_) return;
-  // the operation is over: its CPU workers sleep instead of spinning
+  std::lock_guard<std::mutex> lock(s_->busy_mu);
+  if (seq_ == kWholeContext)
+    s_->exclusive = false;
+  else
+    s_->seq_busy[static_cast<size_t>(seq_)] = false;
+  bool any = s_->exclusive;
+  for (bool b : s_->seq_busy) any = any || b;
+  if (any) return;
+  // the last operation is over: the CPU workers sleep instead of spinning
   PauseCpuThreadpool(s_->threadpool);
   PauseCpuThreadpool(s_->threadpool_batch);
-  s_->busy = false;
 }
 
 Napi::Function ContextHandle::Init(Napi::Env env) {
@@ -95,14 +115,16 @@ Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_pt
   Napi::Env env = info.Env();
   Napi::Object opts = ObjectArg(info, 0, "options");
   llama_context_params p = llama_context_default_params();
-  CheckKeys(opts, {"contextSize", "batchSize", "microBatchSize", "threads", "batchThreads", "flashAttention", "embeddings"}, "context");
+  CheckKeys(opts, {"contextSize", "batchSize", "microBatchSize", "threads", "batchThreads", "flashAttention", "embeddings", "sequences"}, "context");
   p.n_ctx = static_cast<uint32_t>(IntField(opts, "contextSize", 1, 1 << 24));
   p.n_batch = static_cast<uint32_t>(IntField(opts, "batchSize", 1, 1 << 20));
   if (std::optional<int64_t> ub = OptIntField(opts, "microBatchSize", 1, 1 << 20)) p.n_ubatch = static_cast<uint32_t>(*ub);
   p.n_ubatch = std::min(p.n_batch, p.n_ubatch);
   p.n_threads = static_cast<int32_t>(IntField(opts, "threads", 1, 1024));
   p.n_threads_batch = static_cast<int32_t>(IntField(opts, "batchThreads", 1, 1024));
-  p.n_seq_max = 1;
+  // each sequence gets contextSize / sequences cells of its own (llama.cpp's split KV cache, as llama-server's slots)
+  p.n_seq_max = static_cast<uint32_t>(IntField(opts, "sequences", 1, kMaxSequences));
+  p.kv_unified = false;
   std::string fa = StringField(opts, "flashAttention");
   if (fa == "auto")
     p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_AUTO;
@@ -114,6 +136,7 @@ Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_pt
     Throw(env, code::INVALID_ARGUMENT, "flashAttention must be 'auto', 'on' or 'off'");
   bool embeddings = BoolField(opts, "embeddings");
   p.embeddings = embeddings;
+  if (embeddings && p.n_seq_max != 1) Throw(env, code::INVALID_ARGUMENT, "an embeddings context has one sequence");
   if (embeddings) p.n_ubatch = p.n_batch;  // non-causal pooling needs the whole input in one ubatch
   p.no_perf = true;
 
@@ -143,6 +166,9 @@ Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_pt
     if (p.n_threads_batch != p.n_threads) state->threadpool_batch = NewCpuThreadpool(p.n_threads_batch);
     if (state->threadpool) llama_attach_threadpool(ctx, state->threadpool, state->threadpool_batch);
     state->embeddings = embeddings;
+    state->kv_tokens.resize(p.n_seq_max);
+    state->seq_busy.assign(p.n_seq_max, false);
+    state->batch = llama_batch_init(static_cast<int32_t>(llama_n_batch(ctx)), 0, 1);
     llama_set_abort_callback(ctx, AbortCallback, state.get());
     return [state](Napi::Env env) -> Napi::Value { return SharedHandle<ContextState>::New(env, Data(env).context_ctor, state); };
   };
@@ -158,18 +184,39 @@ Napi::Value ContextHandle::Info(const Napi::CallbackInfo& info) {
   o.Set("threads", llama_n_threads(s->ctx));
   o.Set("batchThreads", llama_n_threads_batch(s->ctx));
   o.Set("embeddings", s->embeddings);
-  o.Set("kvTokens", Napi::Number::New(env, static_cast<double>(s->kv_tokens.size())));
+  o.Set("kvTokens", Napi::Number::New(env, static_cast<double>(s->kv_tokens[0].size())));
+  o.Set("sequences", s->sequences());
+  o.Set("sequenceSize", llama_n_ctx_seq(s->ctx));
+  auto per_seq = Napi::Array::New(env, s->kv_tokens.size());
+  for (size_t i = 0; i < s->kv_tokens.size(); i++) per_seq.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(s->kv_tokens[i].size())));
+  o.Set("sequenceTokens", per_seq);
   o.Set("stateBytes", Napi::Number::New(env, static_cast<double>(llama_state_seq_get_size(s->ctx, 0))));
   return o;
 }
 
+// clearHistory(sequence?): forgets one sequence's tokens, or (no argument) every sequence's.
 Napi::Value ContextHandle::ClearHistory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = State(env);
-  BusyGuard guard(s, env);
-  llama_memory_clear(llama_get_memory(s->ctx), true);
-  s->kv_tokens.clear();
+  if (info.Length() < 1 || info[0].IsUndefined()) {
+    BusyGuard guard(s, env);
+    llama_memory_clear(llama_get_memory(s->ctx), true);
+    for (auto& t : s->kv_tokens) t.clear();
+    return env.Undefined();
+  }
+  const int32_t seq = SequenceArg(env, info[0], *s);
+  BusyGuard guard(s, env, seq);
+  llama_memory_seq_rm(llama_get_memory(s->ctx), seq, -1, -1);
+  s->kv_tokens[static_cast<size_t>(seq)].clear();
   return env.Undefined();
+}
+
+int32_t SequenceArg(Napi::Env env, Napi::Value v, const ContextState& s) {
+  if (v.IsUndefined() || v.IsNull()) Throw(env, code::INVALID_ARGUMENT, "sequence is required");
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (d != std::floor(d) || d < 0 || d >= s.sequences())
+    Throw(env, code::INVALID_ARGUMENT, "sequence must be an integer in [0, " + std::to_string(s.sequences()) + ")");
+  return static_cast<int32_t>(d);
 }
 
 // embed(text, normalize) -> Promise<Float32Array>: pooled embedding of text
@@ -191,7 +238,7 @@ Napi::Value ContextHandle::Embed(const Napi::CallbackInfo& info) {
           throw CodedError(code::INVALID_ARGUMENT, "text is " + std::to_string(tokens.size()) + " tokens; the embedding context's batch holds " +
                                                        std::to_string(llama_n_batch(s->ctx)));
         llama_memory_clear(llama_get_memory(s->ctx), true);
-        s->kv_tokens.clear();
+        s->kv_tokens[0].clear();
         llama_batch batch = llama_batch_init(static_cast<int32_t>(tokens.size()), 0, 1);
         for (size_t i = 0; i < tokens.size(); i++) {
           batch.token[i] = tokens[i];
@@ -234,10 +281,7 @@ Napi::Value ContextHandle::Embed(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ContextHandle::Dispose(const Napi::CallbackInfo& info) {
-  if (const auto& s = state_.Peek()) {
-    CancelFlag* f = s->active_cancel.load();
-    if (f) f->cancelled = true;  // a running generation stops at its next check; it holds its own reference
-  }
+  if (const auto& s = state_.Peek()) CancelGenerations(*s);  // running generations stop at their next check; they hold their own reference
   state_.Reset();
   return info.Env().Undefined();
 }

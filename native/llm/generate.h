@@ -1,5 +1,5 @@
-// Text generation: prompt decode with KV-prefix reuse, a llama.cpp sampler
-// chain, stop sequences and UTF-8-safe streaming of text pieces.
+// Text generation's parameters and result, and ContextHandle::Generate (the
+// JS side). The token loop is llm/generation.h, run by llm/batch.h.
 #pragma once
 #include <functional>
 #include <set>
@@ -14,6 +14,7 @@
 namespace genai {
 
 struct GenerateParams {
+  int32_t sequence = 0;  // the context's sequence (conversation) it continues
   std::vector<llama_token> prompt;
   int32_t max_tokens = 256;
   std::vector<std::string> stops;
@@ -47,26 +48,6 @@ struct GenerateResult {
     double deliver_ms = 0;     // handing text to the JS thread (buffer and thread-safe-function post)
     int32_t deliveries = 0;    // JS-thread wake-ups posted for text
   } breakdown;
-};
-
-// Runs on a worker thread. `emit` receives text pieces as they become final
-// and says whether it woke the JS thread for them (counted in the breakdown).
-GenerateResult RunGeneration(ContextState& s, const GenerateParams& p, CancelFlag& cancel, const std::function<bool(std::string)>& emit);
-
-// Splits streamed bytes into text that can be shown: holds back an incomplete
-// UTF-8 sequence and any suffix that could start a stop sequence.
-class StopScanner {
- public:
-  explicit StopScanner(std::vector<std::string> stops) : stops_(std::move(stops)) {}
-  // Appends bytes; returns the text now safe to emit. Sets `stopped` when a
-  // stop sequence completed (the text before it is returned, the rest dropped).
-  std::string Push(const std::string& bytes, bool& stopped);
-  // Remaining held-back text at the end of generation.
-  std::string Flush();
-
- private:
-  std::vector<std::string> stops_;
-  std::string pending_;
 };
 
 }  // namespace genai

@@ -27,17 +27,18 @@ std::vector<llama_token> TruncateMiddle(const std::vector<llama_token>& prompt, 
   return out;
 }
 
-size_t ShiftKv(ContextState& s, size_t keep) {
-  const size_t n_past = s.kv_tokens.size();
+size_t ShiftKv(ContextState& s, int32_t seq, size_t keep) {
+  std::vector<llama_token>& kv = s.kv_tokens[static_cast<size_t>(seq)];
+  const size_t n_past = kv.size();
   const size_t n_keep = std::min(keep, n_past / 2);
   const size_t n_discard = (n_past - n_keep) / 2;
   if (n_discard == 0) return 0;
   llama_memory_t mem = llama_get_memory(s.ctx);
   if (!llama_memory_can_shift(mem)) return 0;
   const auto p0 = static_cast<llama_pos>(n_keep), p1 = static_cast<llama_pos>(n_keep + n_discard);
-  if (!llama_memory_seq_rm(mem, 0, p0, p1)) return 0;
-  llama_memory_seq_add(mem, 0, p1, static_cast<llama_pos>(n_past), -static_cast<llama_pos>(n_discard));
-  s.kv_tokens.erase(s.kv_tokens.begin() + static_cast<long>(n_keep), s.kv_tokens.begin() + static_cast<long>(n_keep + n_discard));
+  if (!llama_memory_seq_rm(mem, seq, p0, p1)) return 0;
+  llama_memory_seq_add(mem, seq, p1, static_cast<llama_pos>(n_past), -static_cast<llama_pos>(n_discard));
+  kv.erase(kv.begin() + static_cast<long>(n_keep), kv.begin() + static_cast<long>(n_keep + n_discard));
   return n_discard;
 }
 

@@ -33,9 +33,10 @@ bool ParseOverflow(const std::string& name, Overflow& out);
 // least n_ctx tokens.
 std::vector<llama_token> TruncateMiddle(const std::vector<llama_token>& prompt, size_t n_ctx, size_t keep);
 
-// Frees room in a full KV cache: drops the older half of the tokens after the
-// first `keep` (at most half the cache) and moves the rest down. Returns how
-// many were dropped (0: nothing could be, or the memory cannot shift).
-size_t ShiftKv(ContextState& s, size_t keep);
+// Frees room in a full sequence of the KV cache: drops the older half of its
+// tokens after the first `keep` (at most half of them) and moves the rest
+// down. Returns how many were dropped (0: nothing could be, or the memory
+// cannot shift).
+size_t ShiftKv(ContextState& s, int32_t seq, size_t keep);
 
 }  // namespace genai

@@ -198,11 +198,11 @@ bool Sampler::GrammarApplies() const {
   return st == REASONING_BUDGET_IDLE || st == REASONING_BUDGET_DONE;
 }
 
-llama_token Sampler::Sample(llama_context* ctx) {
-  const float* logits = llama_get_logits_ith(ctx, -1);
+llama_token Sampler::Sample(llama_context* ctx, int32_t idx) {
+  const float* logits = llama_get_logits_ith(ctx, idx);
   if (!logits) throw CodedError(code::BACKEND_ERROR, "llama.cpp returned no logits for the last token");
   if (plain_greedy_) return ArgmaxFirst(logits, n_vocab_);
-  if (!grammar_ && !budget_) return llama_sampler_sample(chain_, ctx, -1);
+  if (!grammar_ && !budget_) return llama_sampler_sample(chain_, ctx, idx);
   // llama_sampler_sample's steps done here, with the grammar applied before
   // the draw, so that a token the grammar forbids is never accepted:
   // llama.cpp's grammar aborts the process on an end-of-generation token it

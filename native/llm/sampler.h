@@ -59,9 +59,9 @@ class Sampler {
   // Feeds prompt tokens to the repetition penalties (only to them: the
   // grammar constrains the generated text, not the prompt).
   void AcceptPrompt(const llama_token* tokens, size_t n);
-  // Picks the next token from the context's last logits and records it.
-  // Throws CodedError INVALID_ARGUMENT when the grammar admits no token.
-  llama_token Sample(llama_context* ctx);
+  // Picks the next token from the logits of the batch's token `idx` and
+  // records it. Throws CodedError INVALID_ARGUMENT when the grammar admits no token.
+  llama_token Sample(llama_context* ctx, int32_t idx);
 
  private:
   bool GrammarApplies() const;

@@ -159,7 +159,7 @@ Napi::Value ContextHandle::SaveState(const Napi::CallbackInfo& info) {
         const size_t n = llama_state_seq_get_data(s->ctx, b + kHeader, size, 0);
         if (n == 0 && size != 0) throw CodedError(code::BACKEND_ERROR, "llama_state_seq_get_data failed");
         st.size = kHeader + n;
-        st.tokens = s->kv_tokens;
+        st.tokens = s->kv_tokens[0];
         std::memcpy(b, kMagic, 4);
         Put<uint32_t>(b, 4, kVersion);
         Put<uint64_t>(b, 8, ModelFingerprint(s->model->model));
@@ -199,7 +199,7 @@ Napi::Value ContextHandle::RestoreState(const Napi::CallbackInfo& info) {
   if (Get<uint64_t>(b, 16) != len - kHeader) Throw(env, code::INVALID_ARGUMENT, "state is truncated or padded (its length does not match its header)");
   if (Get<uint32_t>(b, 24) != tokens.size()) Throw(env, code::INVALID_ARGUMENT, "tokens do not belong to this state (count differs)");
   const uint64_t checksum = Get<uint64_t>(b, 32);  // checked on the worker thread (hashing is O(bytes))
-  if (tokens.size() >= llama_n_ctx(s->ctx)) Throw(env, code::INVALID_ARGUMENT, "the saved state holds more tokens than this context");
+  if (tokens.size() >= llama_n_ctx_seq(s->ctx)) Throw(env, code::INVALID_ARGUMENT, "the saved state holds more tokens than this context's sequence");
   // Keeps the Buffer alive until the promise settles; released on the JS thread
   // with the job (only the result callback holds it, never the worker).
   auto keep = std::make_shared<Napi::Reference<Napi::Buffer<uint8_t>>>(Napi::Persistent(buf));
@@ -212,13 +212,13 @@ Napi::Value ContextHandle::RestoreState(const Napi::CallbackInfo& info) {
         std::shared_ptr<BusyGuard> busy = std::move(guard);
         if (StateChecksum(payload, payload_len, tokens) != checksum)
           throw CodedError(code::INVALID_ARGUMENT, "state or tokens are corrupted (checksum mismatch); the context is unchanged");
-        llama_memory_clear(llama_get_memory(s->ctx), true);
-        s->kv_tokens.clear();
+        llama_memory_clear(llama_get_memory(s->ctx), true);  // every sequence: the context is restored as saved
+        for (auto& t : s->kv_tokens) t.clear();
         if (payload_len > 0 && llama_state_seq_set_data(s->ctx, payload, payload_len, 0) == 0) {
           llama_memory_clear(llama_get_memory(s->ctx), true);
           throw CodedError(code::INVALID_ARGUMENT, "the saved state does not fit this context (another model or context shape?)");
         }
-        s->kv_tokens = tokens;
+        s->kv_tokens[0] = tokens;
         return true;
       },
       [keep](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });

@@ -9,8 +9,9 @@ import { storiesPath, tempDir, THREADS } from "../helpers";
 
 // Complete native parameter objects (the TS layer always sends every field).
 const LOAD = { gpuLayers: -1, vocabOnly: false, device: "cpu" };
-const CTX = { contextSize: 128, batchSize: 512, threads: THREADS, batchThreads: THREADS, flashAttention: "auto", embeddings: false } as const;
+const CTX = { contextSize: 128, batchSize: 512, threads: THREADS, batchThreads: THREADS, flashAttention: "auto", embeddings: false, sequences: 1 } as const;
 const GEN = {
+  sequence: 0,
   maxTokens: 4,
   temperature: 0,
   topK: 40,
@@ -193,6 +194,11 @@ describe("bad options get INVALID_ARGUMENT in TS and in C++", () => {
         expect(() => gen({ logitBias }), JSON.stringify(logitBias)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
       // LLAMA_DEFAULT_SEED (2^32−1) means "random" to llama.cpp: refused
       expect(() => gen({ seed: 0xffffffff })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      // the sequence: one of the context's
+      for (const sequence of [1, -1, 0.5, "0"])
+        expect(() => gen({ sequence }), String(sequence)).toThrow(
+          expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/sequence/) }),
+        );
       // a chat format is checked field by field (lib/llm/types.ts ChatFormat)
       const format = {
         ...{ format: "Content-only", parser: "", generationPrompt: "", grammar: 'root ::= "a"', grammarLazy: true },

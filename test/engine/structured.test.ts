@@ -115,7 +115,15 @@ describe("jsonSchema and responseFormat", () => {
 
   it("the native layer checks schema depth and $ref count again", async () => {
     const h = await native().loadModel(await storiesPath(), { gpuLayers: 0, vocabOnly: false, device: "cpu" }, undefined, undefined);
-    const c = await h.createContext({ contextSize: 128, batchSize: 128, threads: THREADS, batchThreads: THREADS, flashAttention: "auto", embeddings: false });
+    const c = await h.createContext({
+      contextSize: 128,
+      batchSize: 128,
+      threads: THREADS,
+      batchThreads: THREADS,
+      flashAttention: "auto",
+      embeddings: false,
+      sequences: 1,
+    });
     try {
       const params = {
         ...{ maxTokens: 4, temperature: 0, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, penaltyLastN: 64 },
@@ -129,6 +137,7 @@ describe("jsonSchema and responseFormat", () => {
           contextOverflow: "error",
           keepTokens: 0,
           chat: null,
+          sequence: 0,
           tokens: Int32Array.of(1),
         },
       };
@@ -219,7 +228,15 @@ describe("mutated grammars and schemas never take the process down", () => {
 
   it("200 mutated JSON schemas (as text, through the addon): each generates or is INVALID_ARGUMENT", async () => {
     const h = model.handle();
-    const c = await h.createContext({ contextSize: 128, batchSize: 128, threads: THREADS, batchThreads: THREADS, flashAttention: "auto", embeddings: false });
+    const c = await h.createContext({
+      contextSize: 128,
+      batchSize: 128,
+      threads: THREADS,
+      batchThreads: THREADS,
+      flashAttention: "auto",
+      embeddings: false,
+      sequences: 1,
+    });
     const next = rng(11);
     const base = JSON.stringify(PERSON);
     let ok = 0;
@@ -239,6 +256,7 @@ describe("mutated grammars and schemas never take the process down", () => {
             contextOverflow: "error",
             keepTokens: 0,
             chat: null,
+            sequence: 0,
             tokens: Int32Array.of(1),
             jsonSchema: schema,
           },

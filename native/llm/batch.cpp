@@ -1,0 +1,84 @@
+#include "llm/batch.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "llm/generation.h"
+#include "util/errors.h"
+#include "util/log.h"
+
+namespace genai {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One decode step for `gens` (a snapshot of the running ones), on the driving thread. Never throws.
+void Step(ContextState& s, const std::vector<Generation*>& gens) {
+  std::vector<Generation*>& in = s.step_in;
+  in.clear();
+  for (Generation* g : gens)
+    if (!g->begun()) g->Begin();
+  llama_batch& batch = s.batch;
+  const int32_t n_batch = static_cast<int32_t>(llama_n_batch(s.ctx));
+  int32_t n = 0;
+  for (Generation* g : gens)
+    if (g->Fill(batch, n, n_batch - n)) in.push_back(g);
+  if (in.empty()) return;
+  batch.n_tokens = n;
+  // llama.cpp's abort callback stops a decode for one generation's signal: only when it is alone in the batch
+  CancelFlag* alone = in.size() == 1 ? &in[0]->cancel() : nullptr;
+  s.active_cancel = alone;
+  t_quiet_when_cancelled = alone;
+  const auto t0 = Clock::now();
+  int32_t rc = 0;
+  try {
+    rc = llama_decode(s.ctx, batch);
+    // a GPU backend computes asynchronously: the step is done when the device is
+    if (rc == 0) llama_synchronize(s.ctx);
+  } catch (...) {
+    s.active_cancel = nullptr;
+    t_quiet_when_cancelled = nullptr;
+    for (Generation* g : in) g->Fail(std::current_exception());
+    return;
+  }
+  s.active_cancel = nullptr;
+  t_quiet_when_cancelled = nullptr;
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  for (Generation* g : in) g->Decoded(rc, ms);
+}
+
+}  // namespace
+
+GenerateResult RunGeneration(ContextState& s, int32_t seq, const GenerateParams& p, CancelFlag& cancel, const std::function<bool(std::string)>& emit) {
+  Generation g(s, seq, p, cancel, emit);
+  std::unique_lock<std::mutex> lock(s.batch_mu);
+  s.active.push_back(&g);
+  while (!g.retired) {
+    if (s.driving) {
+      s.batch_cv.wait(lock);
+      continue;
+    }
+    s.driving = true;
+    std::vector<Generation*>& gens = s.step_gens;
+    gens.assign(s.active.begin(), s.active.end());
+    lock.unlock();
+    Step(s, gens);
+    lock.lock();
+    s.driving = false;
+    // ended generations leave the loop; their threads return once they see `retired`
+    for (Generation* e : gens)
+      if (e->done()) e->retired = true;
+    s.active.erase(std::remove_if(s.active.begin(), s.active.end(), [](Generation* e) { return e->retired; }), s.active.end());
+    s.batch_cv.notify_all();
+  }
+  lock.unlock();
+  return g.Result();
+}
+
+void CancelGenerations(ContextState& s) {
+  std::lock_guard<std::mutex> lock(s.batch_mu);
+  for (Generation* g : s.active) g->cancel().cancelled = true;
+}
+
+}  // namespace genai
