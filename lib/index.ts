@@ -7,6 +7,7 @@ export { GenaiError, isGenaiError, ERROR_CODES, type GenaiErrorCode } from "./er
 // text: models, contexts, streaming
 export { LlamaModel } from "./llm/model";
 export { LlamaContext, LlamaSequence } from "./llm/context";
+export { LoraAdapter } from "./llm/lora";
 export { TextStream } from "./llm/text-stream";
 export { SAMPLING_DEFAULTS, CONTEXT_DEFAULTS, LOAD_DEFAULTS, MAX_SEED } from "./llm/defaults";
 export type * from "./llm/types";

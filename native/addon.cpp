@@ -13,6 +13,7 @@
 #endif
 #include "llm/context.h"
 #include "llm/estimate.h"
+#include "llm/lora.h"
 #include "llm/model.h"
 #include "system/backends.h"
 #include "system/system.h"
@@ -91,11 +92,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->model_ctor = Napi::Persistent(model);
   Napi::Function context = ContextHandle::Init(env);
   data->context_ctor = Napi::Persistent(context);
+  Napi::Function lora = LoraHandle::Init(env);
+  data->lora_ctor = Napi::Persistent(lora);
 
   exports.Set("init", Napi::Function::New(env, InitErrors, "init"));
   exports.Set("CancelToken", cancel);
   exports.Set("ModelHandle", model);
   exports.Set("ContextHandle", context);
+  exports.Set("LoraHandle", lora);
   exports.Set("loadModel", Napi::Function::New(env, ModelHandle::Load, "loadModel"));
   exports.Set("estimateMemory", Napi::Function::New(env, EstimateMemory, "estimateMemory"));
   exports.Set("systemInfo", Napi::Function::New(env, SystemInfo, "systemInfo"));

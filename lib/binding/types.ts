@@ -130,6 +130,8 @@ export interface ContextHandle {
   embed(text: string, normalize: boolean): Promise<Float32Array>;
   /** One sequence, or (no argument) every sequence. */
   clearHistory(sequence?: number): void;
+  /** The adapters applied from the next decode on; a changed set clears every sequence's history. */
+  setLoras(loras: { lora: LoraHandle; scale: number }[]): void;
   dispose(): void;
 }
 
@@ -147,7 +149,14 @@ export interface ModelHandle {
   ): Promise<{ prompt: string; stops: string[]; format: ChatFormat }>;
   /** common_chat_parse with the format's parser; throws INVALID_ARGUMENT when `text` (complete, partial=false) does not parse. */
   parseChat(text: string, partial: boolean, format: ChatFormat): ParsedChatReply;
+  loadLora(path: string, cancel?: CancelToken): Promise<LoraHandle>;
   createContext(params: ContextParams): Promise<ContextHandle>;
+  dispose(): void;
+}
+
+/** native/llm/lora.h LoraHandle. */
+export interface LoraHandle {
+  info(): { path: string; alpha: number; metadataCount: number };
   dispose(): void;
 }
 

@@ -11,6 +11,7 @@ import { withCancelToken } from "../binding/load";
 import { optBool, optFunction, optInt, optNumber, optOneOf, optSignal, optString, options as validOptions } from "../util/validate";
 import { CONTEXT_DEFAULTS, MAX_SEED, SAMPLING_DEFAULTS, defaultContextSize, defaultThreads, randomSeed } from "./defaults";
 import type { LlamaModel } from "./model";
+import { LoraAdapter } from "./lora";
 import { TextStream } from "./text-stream";
 import { constraintParams } from "./constraints";
 import { defaultKeepTokens } from "./overflow";
@@ -367,6 +368,27 @@ export class LlamaContext implements AsyncDisposable {
   /** Bytes llama.cpp allocated per device for this context (KV cache, compute buffers) and its model's weights. */
   memory(): DeviceMemory[] {
     return this.#handle().memory();
+  }
+
+  /**
+   * Applies these LoRA adapters (each with its scale; [] removes all) from the
+   * next decode on, replacing the ones applied before. The KV cache was
+   * computed with the old weights, so a changed set forgets every sequence's
+   * history (the next prompt is decoded in full). The context holds the
+   * adapters it applies.
+   * @throws GenaiError INVALID_ARGUMENT (an adapter of another model, given twice, a scale outside [-100, 100]),
+   *   DISPOSED (the context or an adapter), BUSY (any sequence working)
+   */
+  setLoras(loras: readonly { adapter: LoraAdapter; scale?: number }[]): void {
+    if (!Array.isArray(loras)) throw new GenaiError("INVALID_ARGUMENT", "loras must be an array of { adapter, scale }");
+    const list = loras.map((l, i) => {
+      const o = validOptions(`loras[${i}]`, l, ["adapter", "scale"]) as { adapter?: unknown; scale?: number };
+      if (!(o.adapter instanceof LoraAdapter)) throw new GenaiError("INVALID_ARGUMENT", `loras[${i}].adapter must be a LoraAdapter from model.loadLora()`);
+      return { lora: o.adapter.handle(), scale: optNumber(`loras[${i}].scale`, o.scale, 1, -100, 100) };
+    });
+    this.#handle();
+    if (this.#running.size > 0) throw new GenaiError("BUSY", "the context is busy with another operation");
+    this.#handle().setLoras(list);
   }
 
   /** Forgets every conversation held in the KV cache (all sequences). @throws GenaiError BUSY (any sequence working), DISPOSED */

@@ -14,6 +14,7 @@ import { initBackends, resolveDevice } from "../system/backends";
 import { optBool, optFunction, optInt, optSignal, requireString, options as validOptions, tokenIds } from "../util/validate";
 import { nativeChatOptions, nativeMessages } from "./chat-format";
 import { LlamaContext } from "./context";
+import { LoraAdapter } from "./lora";
 import { LOAD_DEFAULTS } from "./defaults";
 import { CHAT_TEMPLATE_KEYS, DETOKENIZE_KEYS, LOAD_KEYS, TOKENIZE_KEYS } from "./keys";
 import type {
@@ -170,6 +171,20 @@ export class LlamaModel implements AsyncDisposable {
     if (typeof text !== "string") throw new GenaiError("INVALID_ARGUMENT", "text must be a string");
     const partial = optBool("partial", (validOptions("options", options, ["partial"]) as { partial?: boolean }).partial, false);
     return this.handle().parseChat(text, partial, format);
+  }
+
+  /**
+   * Loads a LoRA adapter (GGUF, general.type "adapter") for this model on a
+   * native thread; apply it with {@link LlamaContext.setLoras}.
+   * @throws GenaiError MODEL_NOT_FOUND, INVALID_MODEL (not an adapter, or one for another architecture or
+   *   shape: llama.cpp's message), INVALID_ARGUMENT (a vocabOnly model), ABORTED, DISPOSED
+   */
+  async loadLora(path: string, options: { signal?: AbortSignal } = {}): Promise<LoraAdapter> {
+    const file = requireString("path", path);
+    const signal = optSignal("signal", (validOptions("options", options, ["signal"]) as { signal?: AbortSignal }).signal);
+    const handle = this.handle();
+    const native = await withCancelToken(signal, (token) => handle.loadLora(file, token));
+    return new LoraAdapter(native);
   }
 
   /**

@@ -47,6 +47,7 @@ export {
 } from "./llama/shape";
 export { TOKEN_TYPE, syntheticSpmVocab, type SyntheticVocab } from "./llama/vocab";
 export { generateRandomLlamaModel, randomLlamaModelLayout, type GenerateOptions, type GenerateResult } from "./llama/generate";
+export { generateRandomLora, type LoraOptions } from "./llama/lora";
 export { runCli as runGenModelCli } from "./gen-model";
 
 // GGUF fuzzing: a structure-aware mutator and a crash-isolating runner (npm run fuzz:gguf)

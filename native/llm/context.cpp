@@ -61,6 +61,7 @@ Napi::Function ContextHandle::Init(Napi::Env env) {
                          InstanceMethod<&ContextHandle::Generate>("generate"),
                          InstanceMethod<&ContextHandle::Embed>("embed"),
                          InstanceMethod<&ContextHandle::ClearHistory>("clearHistory"),
+                         InstanceMethod<&ContextHandle::SetLoras>("setLoras"),
                          InstanceMethod<&ContextHandle::SaveState>("saveState"),
                          InstanceMethod<&ContextHandle::RestoreState>("restoreState"),
                          InstanceMethod<&ContextHandle::Memory>("memory"),

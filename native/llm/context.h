@@ -23,6 +23,7 @@
 namespace genai {
 
 class Generation;  // llm/generation.h
+struct LoraState;  // llm/lora.h
 
 // llama.cpp's LLAMA_MAX_SEQ (src/llama-cparams.h): the most sequences a context can have.
 constexpr int64_t kMaxSequences = 256;
@@ -35,6 +36,8 @@ struct ContextState {
   std::vector<std::vector<llama_token>> kv_tokens;  // per sequence: the tokens it holds in the KV cache
   std::atomic<CancelFlag*> active_cancel{nullptr};  // read by llama's abort callback (set while one generation decodes alone)
   bool embeddings = false;
+  std::vector<std::shared_ptr<LoraState>> loras;  // the adapters applied (held while applied)
+  std::vector<float> lora_scales;
 
   // Who works (BusyGuard): a sequence, or the whole context.
   std::mutex busy_mu;
@@ -85,6 +88,8 @@ class ContextHandle : public Napi::ObjectWrap<ContextHandle> {
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value Embed(const Napi::CallbackInfo& info);
   Napi::Value ClearHistory(const Napi::CallbackInfo& info);
+  // setLoras([{ lora: LoraHandle, scale }]): the adapters applied from the next decode on (lora.cpp)
+  Napi::Value SetLoras(const Napi::CallbackInfo& info);
   // state.cpp: KV state to/from host memory, allocated bytes per device
   Napi::Value SaveState(const Napi::CallbackInfo& info);
   Napi::Value RestoreState(const Napi::CallbackInfo& info);

@@ -311,24 +311,41 @@ std::shared_ptr<const GgufHeader> ReadHeader(const gguf_context* ctx) {
 
 }  // namespace
 
-GgufCheck CheckGgufFile(const std::string& path, bool vocab_only) {
-  GgufCheck result;
-  // GENAI_NATIVE_GGUF_CHECK=0: skip (to exercise the second line, util/abort_guard.h, in tests)
+namespace {
+
+// GENAI_NATIVE_GGUF_CHECK=0: skip (to exercise the second line, util/abort_guard.h, in tests)
+bool CheckEnabled() {
   static const bool enabled = [] {
     const char* e = std::getenv("GENAI_NATIVE_GGUF_CHECK");
     return !(e && std::strcmp(e, "0") == 0);
   }();
-  if (!enabled) return result;
-  std::unique_ptr<gguf_context, GgufFree> ctx;
-  {
-    LogCapture capture;
-    gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
-    ctx.reset(gguf_init_from_file(path.c_str(), params));
-    if (!ctx) {
-      std::string why = capture.Errors();
-      throw CodedError(code::INVALID_MODEL, "invalid model (unreadable GGUF header" + (why.empty() ? std::string() : ": " + why) + "): " + path);
-    }
+  return enabled;
+}
+
+std::unique_ptr<gguf_context, GgufFree> OpenHeader(const std::string& path, const char* what) {
+  LogCapture capture;
+  gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
+  std::unique_ptr<gguf_context, GgufFree> ctx(gguf_init_from_file(path.c_str(), params));
+  if (!ctx) {
+    std::string why = capture.Errors();
+    throw CodedError(code::INVALID_MODEL,
+                     std::string("invalid ") + what + " (unreadable GGUF header" + (why.empty() ? std::string() : ": " + why) + "): " + path);
   }
+  return ctx;
+}
+
+}  // namespace
+
+void CheckGgufAdapter(const std::string& path) {
+  if (!CheckEnabled()) return;
+  auto ctx = OpenHeader(path, "LoRA adapter");
+  CheckTensors(path, ctx.get());
+}
+
+GgufCheck CheckGgufFile(const std::string& path, bool vocab_only) {
+  GgufCheck result;
+  if (!CheckEnabled()) return result;
+  std::unique_ptr<gguf_context, GgufFree> ctx = OpenHeader(path, "model");
   Kv kv(ctx.get());
   CheckVocab(path, kv);
   result.header = ReadHeader(ctx.get());

@@ -46,4 +46,8 @@ struct GgufCheck {
 // llama.cpp would abort on. `vocab_only`: only what a vocabulary-only load reads.
 GgufCheck CheckGgufFile(const std::string& path, bool vocab_only);
 
+// A LoRA adapter's GGUF: a header ggml's reader takes and tensor infos the
+// CPU kernels can use. Throws CodedError(INVALID_MODEL).
+void CheckGgufAdapter(const std::string& path);
+
 }  // namespace genai

@@ -14,6 +14,7 @@
 #include "llm/chat_template_check.h"
 #include "llm/context.h"
 #include "llm/gguf_check.h"
+#include "llm/lora.h"
 #include "util/abort_guard.h"
 #include "util/args.h"
 #include "util/errors.h"
@@ -95,6 +96,7 @@ Napi::Function ModelHandle::Init(Napi::Env env) {
                          InstanceMethod<&ModelHandle::Detokenize>("detokenize"),
                          InstanceMethod<&ModelHandle::ApplyChatTemplate>("applyChatTemplate"),
                          InstanceMethod<&ModelHandle::ParseChat>("parseChat"),
+                         InstanceMethod<&ModelHandle::LoadLoraJs>("loadLora"),
                          InstanceMethod<&ModelHandle::CreateContext>("createContext"),
                          InstanceMethod<&ModelHandle::Dispose>("dispose"),
                      });
@@ -344,6 +346,11 @@ Napi::Value ModelHandle::ApplyChatTemplate(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelHandle::ParseChat(const Napi::CallbackInfo& info) { return ParseChatJs(info); }
+
+Napi::Value ModelHandle::LoadLoraJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return LoadLora(env, State(env), StringArg(info, 0, "path"), info.Length() > 1 ? info[1] : env.Undefined());
+}
 
 Napi::Value ModelHandle::CreateContext(const Napi::CallbackInfo& info) {
   auto s = State(info.Env());

@@ -42,6 +42,8 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value ApplyChatTemplate(const Napi::CallbackInfo& info);
   // parseChat(text, partial, format) -> { content, reasoning, toolCalls } (llm/chat_format.h)
   Napi::Value ParseChat(const Napi::CallbackInfo& info);
+  // loadLora(path, cancelToken?) -> Promise<LoraHandle> (llm/lora.h)
+  Napi::Value LoadLoraJs(const Napi::CallbackInfo& info);
   Napi::Value CreateContext(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 

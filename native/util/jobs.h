@@ -60,6 +60,7 @@ struct AddonData {
   Napi::FunctionReference cancel_token_ctor;
   Napi::FunctionReference model_ctor;
   Napi::FunctionReference context_ctor;
+  Napi::FunctionReference lora_ctor;
   Napi::FunctionReference diffusion_ctor;  // only with GENAI_WITH_DIFFUSION
   Napi::FunctionReference upscaler_ctor;   // only with GENAI_WITH_DIFFUSION
   std::shared_ptr<JobTracker> jobs = std::make_shared<JobTracker>();

@@ -61,7 +61,7 @@ export interface GenerateResult {
 type Write = (chunk: Uint8Array) => Promise<void>;
 
 /** Streams `tensor` filled with random values (or 1.0 for norms) to `write`. */
-async function produceTensor(t: GgufTensorEntry, init: "norm" | "weight", seed: number, scale: number, buf: ArrayBuffer, write: Write): Promise<void> {
+export async function produceTensor(t: GgufTensorEntry, init: "norm" | "weight", seed: number, scale: number, buf: ArrayBuffer, write: Write): Promise<void> {
   const bytes = new Uint8Array(buf);
   const n = t.shape.reduce((a, b) => a * b, 1);
   const rng = mulberry32(tensorSeed(seed, t.name));
