@@ -144,7 +144,6 @@ describe("generation under the chat format (generated model with <think>/<tool_c
       })(),
     ]);
     const r = await stream.result;
-    console.log(`required tool call: ${JSON.stringify(r.rawText)} -> ${JSON.stringify(r.toolCalls)}`);
     expect(r.stopReason, r.rawText).toBe("eos");
     expect(r.formatError).toBeUndefined();
     expect(r.rawText).toMatch(/^\{\s*("type"\s*:\s*"function"\s*,\s*)?"name"\s*:\s*"get_weather"\s*,\s*"parameters"\s*:/);
@@ -154,6 +153,8 @@ describe("generation under the chat format (generated model with <think>/<tool_c
     expect(call.id).toMatch(/^call_[A-Za-z0-9]{24}$/);
     const validate = new Ajv().compile(WEATHER.parameters as object);
     expect(validate(JSON.parse(call.arguments)), JSON.stringify(validate.errors)).toBe(true);
+    // exactly the call the model emitted: its "parameters" object
+    expect(JSON.parse(call.arguments)).toEqual(JSON.parse(r.rawText).parameters);
     // the stream's content is the reply's content; the call came as deltas with one id
     expect(pieces.join("")).toBe(r.text);
     const deltas = events.filter((e) => e.type === "toolCall");
