@@ -50,6 +50,18 @@ describe("llama.cpp's parser test vectors (tests/test-chat.cpp) through applyCha
       ).toEqual([["special_function", { arg1: 1 }]]);
       expect(model.parseChat("Hello, world!\nWhat's up?", f), name).toEqual({ content: "Hello, world!\nWhat's up?", reasoning: "", toolCalls: [] });
     }
+    // parallel calls: two in one reply (parallelToolCalls), each parsed with its own arguments
+    const parallel = (
+      await model.applyChatTemplate(USER, { template: template("Qwen-Qwen2.5-7B-Instruct"), tools: [SPECIAL_FUNCTION, WEATHER], parallelToolCalls: true })
+    ).format;
+    const two = model.parseChat(
+      '<tool_call>\n{"name": "special_function", "arguments": {"arg1": 1}}\n</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+      parallel,
+    );
+    expect(two.toolCalls.map((c) => [c.name, JSON.parse(c.arguments)])).toEqual([
+      ["special_function", { arg1: 1 }],
+      ["get_weather", { city: "Paris" }],
+    ]);
     const nemo = await formatOf("mistralai-Mistral-Nemo-Instruct-2407", [SPECIAL_FUNCTION]);
     const r = model.parseChat('[TOOL_CALLS][{"name": "special_function", "arguments": {"arg1": 1}, "id": "123456789"}]', nemo);
     expect(r.toolCalls).toHaveLength(1);
