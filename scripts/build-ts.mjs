@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Compiles lib/ to dist/cjs (CommonJS + .d.ts) and writes the ESM entries
-// dist/esm/index.mjs and dist/esm/tools.mjs ("genai-native/tools") that
+// dist/esm/index.mjs, dist/esm/tools.mjs ("genai-native/tools") and
+// dist/esm/server.mjs ("genai-native/server") that
 // re-export the same objects (one module instance, so `instanceof GenaiError`
 // holds across require and import).
 import { execFileSync } from "node:child_process";
@@ -16,7 +17,7 @@ execFileSync(process.execPath, [require.resolve("typescript/bin/tsc"), "-p", pat
 
 const esmDir = path.join(root, "dist", "esm");
 fs.mkdirSync(esmDir, { recursive: true });
-// One ESM wrapper per package entry: "." → index.mjs, "./tools" → tools.mjs.
+// One ESM wrapper per package entry: "." → index.mjs, "./tools" → tools.mjs, "./server" → server.mjs.
 function writeEsmEntry(cjsRel, esmName) {
   const cjs = require(path.join(root, "dist", "cjs", cjsRel));
   const names = Object.keys(cjs).filter((n) => n !== "default" && n !== "__esModule");
@@ -31,5 +32,6 @@ function writeEsmEntry(cjsRel, esmName) {
 }
 const nMain = writeEsmEntry("index.js", "index");
 const nTools = writeEsmEntry("tools/index.js", "tools");
+const nServer = writeEsmEntry("server/index.js", "server");
 fs.chmodSync(path.join(root, "dist", "cjs", "cli", "main.js"), 0o755);
-console.log(`[build-ts] dist/cjs + dist/esm (${nMain} exports; tools: ${nTools})`);
+console.log(`[build-ts] dist/cjs + dist/esm (${nMain} exports; tools: ${nTools}; server: ${nServer})`);

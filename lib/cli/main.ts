@@ -5,6 +5,7 @@
  *   genai-native complete [--model PATH] [--max-tokens N] [--temperature T] [--seed S] [--threads N] [--json] PROMPT
  *   genai-native image --model PATH [--steps N] [--size WxH] [--seed S] [--count N] [--cfg-scale X]
  *                      [--sampler NAME] [--scheduler NAME] [-o out.png] PROMPT
+ *   genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--api-key KEY] (cli/serve.ts)
  * Text streams to stdout; progress bars go to stderr.
  */
 import { parseArgs } from "node:util";
@@ -20,7 +21,8 @@ import { initBackends, systemInfo } from "../system/index";
 const USAGE = `usage:
   genai-native info [--json]
   genai-native complete [--model PATH] [--max-tokens N] [--temperature T] [--seed S] [--threads N] [--json] PROMPT
-  genai-native image --model PATH [--steps N] [--size WxH] [--seed S] [--count N] [--cfg-scale X] [--sampler NAME] [--scheduler NAME] [-o out.png] PROMPT`;
+  genai-native image --model PATH [--steps N] [--size WxH] [--seed S] [--count N] [--cfg-scale X] [--sampler NAME] [--scheduler NAME] [-o out.png] PROMPT
+  genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--api-key KEY] [--context-size N] [--chat-template FILE] [--cors ORIGIN ...]`;
 
 function formatBytes(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(0)} MiB`;
@@ -164,6 +166,8 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd === "info") await info(rest.includes("--json"));
     else if (cmd === "complete") await complete(rest);
     else if (cmd === "image") await image(rest);
+    else if (cmd === "serve")
+      await (await import("./serve")).serve(rest); // fastify loads only for serve
     else {
       process.stderr.write(USAGE + "\n");
       return cmd === undefined || cmd === "--help" || cmd === "-h" ? 0 : 2;

@@ -1,0 +1,54 @@
+/**
+ * genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--api-key KEY]
+ *                    [--context-size N] [--chat-template FILE] [--cors ORIGIN ...]
+ * The OpenAI-compatible server (lib/server) until SIGINT/SIGTERM, which stop
+ * accepting requests, abort the running ones and exit.
+ */
+import fs from "node:fs";
+import { parseArgs } from "node:util";
+import { GenaiError } from "../errors";
+import { resolveModel } from "../models/resolver";
+import { createServer } from "../server/index";
+
+export async function serve(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: "8080" },
+      model: { type: "string", multiple: true },
+      "api-key": { type: "string" },
+      "context-size": { type: "string" },
+      "chat-template": { type: "string" },
+      cors: { type: "string", multiple: true },
+    },
+  });
+  const port = Number(values.port);
+  if (!Number.isInteger(port)) throw new GenaiError("INVALID_ARGUMENT", `--port must be an integer (got ${values.port})`);
+  const contextSize = values["context-size"] === undefined ? undefined : Number(values["context-size"]);
+  if (contextSize !== undefined && !Number.isInteger(contextSize)) throw new GenaiError("INVALID_ARGUMENT", "--context-size must be an integer");
+  const chatTemplate = values["chat-template"] === undefined ? undefined : fs.readFileSync(values["chat-template"], "utf8");
+  const refs = values.model?.length ? values.model : [undefined];
+  const models = [];
+  for (const ref of refs) {
+    const path = await resolveModel(ref, { download: true });
+    models.push({ path, ...(contextSize ? { context: { contextSize } } : {}), ...(chatTemplate ? { chatTemplate } : {}) });
+  }
+  const server = await createServer({
+    host: values.host,
+    port,
+    models,
+    apiKey: values["api-key"] ?? process.env.GENAI_NATIVE_API_KEY,
+    corsOrigins: values.cors,
+  });
+  const { url } = await server.start();
+  process.stderr.write(`genai-native serve: ${url} (${models.map((m) => m.path).join(", ")})\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.stderr.write("genai-native serve: stopping\n");
+      server.stop().then(resolve, resolve);
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+}

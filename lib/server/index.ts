@@ -1,0 +1,251 @@
+/**
+ * `genai-native/server` (a package entry of its own: the main entry never
+ * loads fastify), and `genai-native serve`: an OpenAI-compatible HTTP server on
+ * loopback (fastify), in the same process as the engines. Every request is a
+ * job of the orchestrator (chat at "interactive" priority), so it queues
+ * with the app's own work and the memory ledger covers it.
+ *
+ *   const server = await createServer({ models: [{ path: "model.gguf" }] });
+ *   const { url } = await server.start();   // http://127.0.0.1:8080
+ *   …
+ *   await server.stop();
+ *
+ * Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (SSE with
+ * `stream: true`), POST /v1/completions, POST /v1/embeddings; the image job
+ * endpoints answer ENGINE_UNAVAILABLE (501) until an image model is served.
+ * Safety: 127.0.0.1 unless `host` says otherwise (a warning is printed then),
+ * an optional bearer key compared in constant time, a body size limit, no
+ * CORS unless origins are listed, and a client that disconnects aborts its
+ * generation within one token.
+ */
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import { GenaiError } from "../errors";
+import type { ContextOptions, LoadModelOptions } from "../llm/types";
+import { ManagedLlama } from "../orchestrator/managed-llama";
+import { Orchestrator } from "../orchestrator/orchestrator";
+import type { Priority } from "../orchestrator/priority";
+import { options as validOptions } from "../util/validate";
+import { errorBody, HttpError, toHttpError } from "./errors";
+import { registerLlmRoutes } from "./llm-routes";
+
+export interface ServedModel {
+  /** The id clients send as `model` (default: the file name without .gguf). */
+  id?: string;
+  path: string;
+  load?: Omit<LoadModelOptions, "signal" | "onProgress">;
+  /** The chat context (default contextSize 4096). */
+  context?: ContextOptions;
+  /** A Jinja chat template to use instead of the model's own. */
+  chatTemplate?: string;
+}
+
+export interface ServerOptions {
+  /** Interface to bind (default "127.0.0.1"; anything else prints a warning). */
+  host?: string;
+  /** TCP port (default 8080; 0 picks a free one). */
+  port?: number;
+  /** The LLMs served (at least one). */
+  models: ServedModel[];
+  /** Clients must send `Authorization: Bearer <apiKey>` (default: no key). */
+  apiKey?: string;
+  /** Largest request body in bytes (default 16 MiB). */
+  bodyLimit?: number;
+  /** Origins allowed by CORS (default none: no CORS headers). */
+  corsOrigins?: string[];
+  /** Requests waiting or running per model before new ones get 503 SERVER_BUSY (default 64). */
+  maxQueue?: number;
+  /** Share the app's orchestrator (default: the server makes its own). */
+  orchestrator?: Orchestrator;
+  /** Where the bind warning goes (default console.warn). */
+  warn?: (message: string) => void;
+}
+
+/** A served LLM: its chat resource, the embedding one made on first use, and how many requests it has in flight. */
+export interface ModelEntry {
+  id: string;
+  path: string;
+  created: number;
+  chat: ManagedLlama;
+  chatTemplate: string | undefined;
+  embeddings?: Promise<ManagedLlama>;
+  inFlight: number;
+  contextOptions: ContextOptions;
+  load: ServedModel["load"];
+}
+
+/** What the route handlers share. */
+export interface ServerState {
+  orchestrator: Orchestrator;
+  models: Map<string, ModelEntry>;
+  maxQueue: number;
+  /** Runs `run` as an orchestrator job on the model's resource; rejects SERVER_BUSY past maxQueue. */
+  submit<T>(
+    entry: ModelEntry,
+    kind: string,
+    priority: Priority,
+    signal: AbortSignal,
+    run: (signal: AbortSignal) => Promise<T>,
+    resource?: ManagedLlama,
+  ): Promise<T>;
+}
+
+const SERVER_KEYS = ["host", "port", "models", "apiKey", "bodyLimit", "corsOrigins", "maxQueue", "orchestrator", "warn"] as const;
+
+export class GenaiServer {
+  readonly #app: FastifyInstance;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #state: ServerState;
+  readonly #ownOrchestrator: boolean;
+  #url: string | undefined;
+
+  /** @internal use {@link createServer} */
+  constructor(app: FastifyInstance, host: string, port: number, state: ServerState, ownOrchestrator: boolean) {
+    this.#app = app;
+    this.#host = host;
+    this.#port = port;
+    this.#state = state;
+    this.#ownOrchestrator = ownOrchestrator;
+  }
+
+  /** The base URL once started, e.g. "http://127.0.0.1:8080". */
+  get url(): string | undefined {
+    return this.#url;
+  }
+
+  /** Starts listening. @throws GenaiError INVALID_ARGUMENT when the address is taken or cannot be bound. */
+  async start(): Promise<{ url: string }> {
+    try {
+      await this.#app.listen({ host: this.#host, port: this.#port });
+    } catch (e) {
+      throw new GenaiError("INVALID_ARGUMENT", `cannot listen on ${this.#host}:${this.#port}: ${(e as Error).message}`);
+    }
+    const addr = this.#app.server.address();
+    const port = typeof addr === "object" && addr ? addr.port : this.#port;
+    const host = this.#host.includes(":") ? `[${this.#host}]` : this.#host;
+    this.#url = `http://${host}:${port}`;
+    return { url: this.#url };
+  }
+
+  /** Stops accepting connections, aborts running generations, waits for them, frees the models. Idempotent. */
+  async stop(): Promise<void> {
+    await this.#app.close();
+    for (const m of this.#state.models.values()) {
+      this.#state.orchestrator.remove(m.chat);
+      await m.chat.dispose();
+      const emb = await m.embeddings?.catch(() => undefined);
+      if (emb) {
+        this.#state.orchestrator.remove(emb);
+        await emb.dispose();
+      }
+    }
+    this.#state.models.clear();
+    if (this.#ownOrchestrator) this.#state.orchestrator.dispose();
+  }
+}
+
+/** The file name without .gguf: the default model id. */
+function defaultId(path: string): string {
+  return (path.split(/[\\/]/).pop() ?? path).replace(/\.gguf$/i, "");
+}
+
+/** Constant-time comparison of a presented key with the configured one (both hashed: equal lengths). */
+function keyMatches(presented: string, expected: string): boolean {
+  const a = createHash("sha256").update(presented).digest();
+  const b = createHash("sha256").update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+/**
+ * Builds the server (models described and measured, nothing loaded until a
+ * request needs it). @throws GenaiError INVALID_ARGUMENT (options), MODEL_NOT_FOUND, INVALID_MODEL
+ */
+export async function createServer(options: ServerOptions): Promise<GenaiServer> {
+  const o = validOptions("options", options, SERVER_KEYS) as unknown as ServerOptions;
+  if (!Array.isArray(o.models) || o.models.length === 0) throw new GenaiError("INVALID_ARGUMENT", "models must list at least one { path }");
+  const host = o.host ?? "127.0.0.1";
+  const port = o.port ?? 8080;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new GenaiError("INVALID_ARGUMENT", "port must be an integer in [0, 65535]");
+  if (o.apiKey !== undefined && (typeof o.apiKey !== "string" || o.apiKey.length === 0))
+    throw new GenaiError("INVALID_ARGUMENT", "apiKey must be a non-empty string");
+  const warn = o.warn ?? ((m: string) => console.warn(m));
+  if (host !== "127.0.0.1" && host !== "::1" && host !== "localhost")
+    warn(`[genai-native serve] listening on ${host}: reachable from other machines${o.apiKey ? "" : ", with no API key"}`);
+
+  const orchestrator = o.orchestrator ?? new Orchestrator();
+  const models = new Map<string, ModelEntry>();
+  for (const [i, m] of o.models.entries()) {
+    const v = validOptions(`models[${i}]`, m, ["id", "path", "load", "context", "chatTemplate"]) as unknown as ServedModel;
+    if (typeof v.path !== "string") throw new GenaiError("INVALID_ARGUMENT", `models[${i}].path must be a string`);
+    const id = v.id ?? defaultId(v.path);
+    if (models.has(id)) throw new GenaiError("INVALID_ARGUMENT", `two models have the id ${id}`);
+    const contextOptions = { contextSize: 4096, ...v.context };
+    const chat = await ManagedLlama.create({ id, modelPath: v.path, load: v.load, context: contextOptions });
+    orchestrator.add(chat, { priority: "interactive" });
+    models.set(id, { id, path: v.path, created: Math.floor(Date.now() / 1000), chat, chatTemplate: v.chatTemplate, inFlight: 0, contextOptions, load: v.load });
+  }
+  const maxQueue = o.maxQueue ?? 64;
+
+  const state: ServerState = {
+    orchestrator,
+    models,
+    maxQueue,
+    submit(entry, kind, priority, signal, run, resource) {
+      if (entry.inFlight >= maxQueue)
+        return Promise.reject(new HttpError(503, "SERVER_BUSY", `${entry.id} has ${entry.inFlight} requests in flight (maxQueue ${maxQueue})`));
+      entry.inFlight++;
+      const job = orchestrator.submit({ kind, resource: resource ?? entry.chat, priority, signal, run });
+      return job.promise.finally(() => entry.inFlight--);
+    },
+  };
+
+  const app = Fastify({
+    bodyLimit: o.bodyLimit ?? 16 << 20,
+    logger: false,
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && /^[\w.-]{1,128}$/.test(given) ? given : randomUUID();
+    },
+    // unknown fields are errors (additionalProperties: false), never dropped; no type coercion
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
+  });
+  app.addHook("onRequest", async (req: FastifyRequest, reply: FastifyReply) => {
+    reply.header("x-request-id", req.id);
+    const origin = req.headers.origin;
+    if (origin && o.corsOrigins?.includes(origin)) {
+      reply.header("access-control-allow-origin", origin);
+      reply.header("vary", "origin");
+      reply.header("access-control-allow-headers", "authorization, content-type, x-request-id");
+      reply.header("access-control-allow-methods", "GET, POST, DELETE, OPTIONS");
+      if (req.method === "OPTIONS") return reply.code(204).send();
+    }
+    if (o.apiKey !== undefined && req.url !== "/health") {
+      const auth = req.headers.authorization ?? "";
+      const presented = auth.startsWith("Bearer ") ? auth.slice(7) : "";
+      if (!keyMatches(presented, o.apiKey)) {
+        const e = new HttpError(401, "UNAUTHORIZED", "a valid API key is required (Authorization: Bearer <key>)");
+        return reply.code(401).send(errorBody(e));
+      }
+    }
+  });
+  app.setErrorHandler((err, _req, reply) => {
+    const e = toHttpError(err);
+    reply.code(e.status).send(errorBody(e));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const e = new HttpError(404, "NOT_FOUND", `no route ${req.method} ${req.url}`);
+    reply.code(404).send(errorBody(e));
+  });
+  app.get("/health", async () => ({ status: "ok" }));
+  registerLlmRoutes(app, state);
+  // image jobs: served once an image model is (issue 12's job API); until then a typed answer
+  const noImages = async (_req: FastifyRequest, reply: FastifyReply) => {
+    const e = new HttpError(501, "ENGINE_UNAVAILABLE", "this server has no image model (the image job API is not served yet)");
+    return reply.code(501).send(errorBody(e));
+  };
+  app.post("/v1/images/generations", noImages);
+  app.get("/v1/images/generations/:id", noImages);
+  app.delete("/v1/images/generations/:id", noImages);
+  return new GenaiServer(app, host, port, state, o.orchestrator === undefined);
+}

@@ -1,0 +1,204 @@
+/**
+ * The LLM endpoints: GET /v1/models, POST /v1/chat/completions,
+ * POST /v1/completions, POST /v1/embeddings. Each request runs as an
+ * orchestrator job on its model (queued behind the model's other requests);
+ * a streamed reply is server-sent events in OpenAI's chunk format, ending with
+ * `data: [DONE]`. A client that goes away aborts its generation.
+ */
+import { randomUUID } from "node:crypto";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { ChatEvent, CompletionResult } from "../llm/types";
+import { ManagedLlama } from "../orchestrator/managed-llama";
+import { errorBody, HttpError, toHttpError } from "./errors";
+import type { ModelEntry, ServerState } from "./index";
+import { type ChatRequest, type CompletionRequest, chatCompletion, chatMessages, chatOptions, completionOptions, finishReason, usage } from "./openai";
+import { chatBody, completionBody, embeddingBody } from "./schemas";
+
+function lookup(state: ServerState, model: string): ModelEntry {
+  const entry = state.models.get(model);
+  if (!entry) throw new HttpError(404, "NOT_FOUND", `the model ${JSON.stringify(model)} is not served here (GET /v1/models lists them)`, "model");
+  return entry;
+}
+
+/** An AbortSignal that fires when the client goes away before the response is complete. */
+function clientGone(reply: FastifyReply): AbortSignal {
+  const ac = new AbortController();
+  reply.raw.on("close", () => {
+    if (!reply.raw.writableFinished) ac.abort();
+  });
+  return ac.signal;
+}
+
+/** Server-sent events on a hijacked reply: the head on the first write, one `data:` line per event. */
+class EventStream {
+  readonly #reply: FastifyReply;
+  #open = false;
+  constructor(reply: FastifyReply) {
+    this.#reply = reply;
+  }
+  open(): void {
+    if (this.#open) return;
+    this.#open = true;
+    this.#reply.hijack();
+    const headers = { ...this.#reply.getHeaders(), "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" };
+    this.#reply.raw.writeHead(200, headers as Record<string, string>);
+  }
+  get opened(): boolean {
+    return this.#open;
+  }
+  send(data: unknown): void {
+    if (!this.#reply.raw.writableEnded) this.#reply.raw.write(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
+  }
+  end(): void {
+    if (!this.#reply.raw.writableEnded) this.#reply.raw.end();
+  }
+}
+
+/** Runs a streamed request: SSE once the job starts; an error before that is a plain HTTP error, after it an `error` event. */
+async function streamed(sse: EventStream, job: () => Promise<void>): Promise<void> {
+  try {
+    await job();
+  } catch (e) {
+    if (!sse.opened) throw e;
+    sse.send(errorBody(toHttpError(e)));
+  }
+  sse.end();
+}
+
+export function registerLlmRoutes(app: FastifyInstance, state: ServerState): void {
+  app.get("/v1/models", async () => ({
+    object: "list",
+    data: [...state.models.values()].map((m) => ({ id: m.id, object: "model", created: m.created, owned_by: "genai-native" })),
+  }));
+
+  app.post("/v1/chat/completions", { schema: { body: chatBody } }, async (req: FastifyRequest, reply: FastifyReply) => {
+    const b = req.body as ChatRequest;
+    const entry = lookup(state, b.model);
+    const options = chatOptions(b);
+    if (b.stream && b.logprobs) throw new HttpError(400, "INVALID_REQUEST", "logprobs are not streamed yet: ask without stream", "logprobs");
+    const messages = chatMessages(b.messages);
+    const signal = clientGone(reply);
+    const id = `chatcmpl-${randomUUID().replaceAll("-", "")}`;
+    const created = Math.floor(Date.now() / 1000);
+    const run = (sig: AbortSignal) => entry.chat.context.chat(messages, { ...options, template: entry.chatTemplate, signal: sig });
+    if (!b.stream) {
+      const r = await state.submit(entry, "llm.chat", "interactive", signal, (sig) => run(sig).result);
+      return chatCompletion(id, entry.id, created, r);
+    }
+    const sse = new EventStream(reply);
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model: entry.id,
+      choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+    });
+    await streamed(sse, () =>
+      state.submit(entry, "llm.chat", "interactive", signal, async (sig) => {
+        const stream = run(sig);
+        sse.open();
+        sse.send(chunk({ role: "assistant", content: "" }));
+        const seen = new Set<number>();
+        for await (const e of stream.events() as AsyncIterable<ChatEvent>) {
+          if (e.type === "content") sse.send(chunk({ content: e.text }));
+          else if (e.type === "reasoning") sse.send(chunk({ reasoning_content: e.text }));
+          else {
+            const first = !seen.has(e.index);
+            seen.add(e.index);
+            const fn = first ? { name: e.name, arguments: e.argumentsDelta } : { arguments: e.argumentsDelta };
+            sse.send(chunk({ tool_calls: [{ index: e.index, ...(first ? { id: e.id, type: "function" } : {}), function: fn }] }));
+          }
+        }
+        const r = await stream.result;
+        if (r.stopReason === "aborted") return;
+        sse.send(chunk({}, finishReason(r, r.toolCalls)));
+        if (b.stream_options?.include_usage) sse.send({ id, object: "chat.completion.chunk", created, model: entry.id, choices: [], usage: usage(r) });
+        sse.send("[DONE]");
+      }),
+    );
+  });
+
+  app.post("/v1/completions", { schema: { body: completionBody } }, async (req: FastifyRequest, reply: FastifyReply) => {
+    const b = req.body as CompletionRequest;
+    const entry = lookup(state, b.model);
+    const options = completionOptions(b);
+    const signal = clientGone(reply);
+    const id = `cmpl-${randomUUID().replaceAll("-", "")}`;
+    const created = Math.floor(Date.now() / 1000);
+    const body = (r: CompletionResult, text: string, finish: string | null) => ({
+      id,
+      object: "text_completion",
+      created,
+      model: entry.id,
+      choices: [{ text, index: 0, logprobs: null, finish_reason: finish }],
+      ...(finish !== null ? { usage: usage(r) } : {}),
+    });
+    const run = (sig: AbortSignal) => entry.chat.context.generate(b.prompt, { ...options, signal: sig });
+    if (!b.stream) {
+      const r = await state.submit(entry, "llm.complete", "interactive", signal, (sig) => run(sig).result);
+      return body(r, r.text, finishReason(r));
+    }
+    const sse = new EventStream(reply);
+    await streamed(sse, () =>
+      state.submit(entry, "llm.complete", "interactive", signal, async (sig) => {
+        const stream = run(sig);
+        sse.open();
+        for await (const piece of stream)
+          sse.send({ id, object: "text_completion", created, model: entry.id, choices: [{ text: piece, index: 0, logprobs: null, finish_reason: null }] });
+        const r = await stream.result;
+        if (r.stopReason === "aborted") return;
+        sse.send({
+          id,
+          object: "text_completion",
+          created,
+          model: entry.id,
+          choices: [{ text: "", index: 0, logprobs: null, finish_reason: finishReason(r) }],
+        });
+        if (b.stream_options?.include_usage) sse.send({ id, object: "text_completion", created, model: entry.id, choices: [], usage: usage(r) });
+        sse.send("[DONE]");
+      }),
+    );
+  });
+
+  app.post("/v1/embeddings", { schema: { body: embeddingBody } }, async (req: FastifyRequest, reply: FastifyReply) => {
+    const b = req.body as { model: string; input: string | string[]; encoding_format?: "float" | "base64" };
+    const entry = lookup(state, b.model);
+    const inputs = typeof b.input === "string" ? [b.input] : b.input;
+    // an embedding context of its own, made on first use (llama.cpp's embeddings need a context created for them)
+    entry.embeddings ??= ManagedLlama.create({
+      id: `${entry.id}#embeddings`,
+      modelPath: entry.path,
+      load: entry.load,
+      context: { embeddings: true, contextSize: 2048, batchSize: 2048 },
+    }).then((m) => {
+      state.orchestrator.add(m, { priority: "interactive" });
+      return m;
+    });
+    const resource = await entry.embeddings;
+    const signal = clientGone(reply);
+    const { vectors, tokens } = await state.submit(
+      entry,
+      "llm.embed",
+      "interactive",
+      signal,
+      async () => {
+        const ctx = resource.context;
+        const vectors: Float32Array[] = [];
+        let tokens = 0;
+        for (const text of inputs) {
+          tokens += (await ctx.model.tokenize(text)).length;
+          vectors.push(await ctx.embed(text));
+        }
+        return { vectors, tokens };
+      },
+      resource,
+    );
+    const encode = (v: Float32Array) => (b.encoding_format === "base64" ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64") : Array.from(v));
+    return {
+      object: "list",
+      data: vectors.map((v, index) => ({ object: "embedding", index, embedding: encode(v) })),
+      model: entry.id,
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    };
+  });
+}
