@@ -47,6 +47,19 @@ describe("genai-native/tools entry", () => {
     expect(out.after).toBeGreaterThan(5);
   });
 
+  it('the main entry never loads fastify; require("genai-native/server") and import give createServer', () => {
+    const out = nodeJson(
+      `require("genai-native");` +
+        `const before = Object.keys(require.cache).filter((k) => k.includes("node_modules/fastify/")).length;` +
+        `const s = require("genai-native/server");` +
+        `const after = Object.keys(require.cache).filter((k) => k.includes("node_modules/fastify/")).length;` +
+        `console.log(JSON.stringify({ before, after, createServer: typeof s.createServer }))`,
+    ) as { before: number; after: number; createServer: string };
+    expect(out).toMatchObject({ before: 0, createServer: "function" });
+    expect(out.after).toBeGreaterThan(0);
+    expect(nodeJson(`const s = await import("genai-native/server"); console.log(JSON.stringify(typeof s.createServer))`, true)).toBe("function");
+  });
+
   it("the main entry exports no generator or GGUF writer", () => {
     const out = nodeJson(`const g = require("genai-native"); console.log(JSON.stringify(Object.keys(g)))`) as string[];
     for (const n of ["GgufWriter", "generateRandomLlamaModel", "generateRandomSd15Model", "generateRandomEsrganModel"]) {
