@@ -2,7 +2,8 @@
 // npm run bench:batch [-- --model PATH | --generated PRESET[:TYPE]] [--npp 128] [--ntg 128] [--npl 4]
 //                     [--threads N] [--reps 5] [--no-server]
 // Parallel generation: `npl` sequences of `ntg` tokens after `npp`-token
-// prompts, aggregate tokens/s of
+// prompts, aggregate tokens/s of (pp: the prompts decoded at once; tg: the
+// generations after them, wall clock; total: both — llama-batched-bench's S_PP, S_TG, S)
 //   genai-native, one context with `npl` sequences (one batch per step),
 //   genai-native, `npl` separate contexts generating at once,
 //   llama.cpp's llama-batched-bench (same deps/llama.cpp, same flags; -npp/-ntg/-npl),
@@ -10,6 +11,7 @@
 // on the generated ~254 M Q8_0 `medium` model by default. Rounds interleave
 // (the order alternating); medians, spread and ratios as JSON.
 import { spawn, spawnSync } from "node:child_process";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -58,23 +60,43 @@ function batchedBench() {
 }
 
 let server;
+/** POST /completion on its own connection (llama-server closes idle keep-alive sockets between rounds). */
+function completion(body) {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const req = http.request(
+      { host: "127.0.0.1", port: server.port, path: "/completion", method: "POST", agent: false, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(data) } },
+      (res) => {
+        let text = "";
+        res.on("data", (c) => (text += c));
+        res.on("end", () => (res.statusCode === 200 ? resolve(JSON.parse(text)) : reject(new Error(`llama-server ${res.statusCode}: ${text}`))));
+      },
+    );
+    req.on("error", reject);
+    req.end(data);
+  });
+}
+
+// Timed as the addon's runner: the prompts first (slot i keeps prompt i: cache_prompt), then the generations.
+let serverRound = 0;
 async function llamaServer() {
-  const prompts = Array.from({ length: npl }, (_, i) => Array.from(randomTokens(npp, 32000, 100 + i)));
-  const rs = await Promise.all(
-    prompts.map(async (prompt) => {
-      const res = await fetch(`http://127.0.0.1:${server.port}/completion`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ prompt, n_predict: ntg, ignore_eos: true, temperature: 0, cache_prompt: false }),
-      });
-      return (await res.json()).timings;
-    }),
+  // new prompts each round: a slot would otherwise find the last round's prompt in its cache
+  const round = serverRound++;
+  const prompts = Array.from({ length: npl }, (_, i) => Array.from(randomTokens(npp, 32000, 100 + i + 1000 * round)));
+  const t0 = performance.now();
+  const first = await Promise.all(
+    prompts.map((prompt, i) => completion({ prompt, id_slot: i, n_predict: 1, ignore_eos: true, temperature: 0, cache_prompt: true, return_tokens: true })),
   );
-  if (rs.some((t) => t.predicted_n !== ntg)) throw new Error(`llama-server generated ${rs.map((t) => t.predicted_n)} tokens`);
-  return {
-    pp: (npl * npp * 1000) / Math.max(...rs.map((t) => t.prompt_ms)),
-    tg: (npl * ntg * 1000) / Math.max(...rs.map((t) => t.predicted_ms)),
-  };
+  const t1 = performance.now();
+  const rs = await Promise.all(
+    prompts.map((prompt, i) =>
+      completion({ prompt: [...prompt, ...first[i].tokens], id_slot: i, n_predict: ntg, ignore_eos: true, temperature: 0, cache_prompt: true }),
+    ),
+  );
+  const t2 = performance.now();
+  if (rs.some((r) => r.timings.predicted_n !== ntg)) throw new Error(`llama-server generated ${rs.map((r) => r.timings.predicted_n)} tokens`);
+  if (rs.some((r) => r.timings.cache_n < npp)) throw new Error(`llama-server did not keep the prompts in their slots (cache_n ${rs.map((r) => r.timings.cache_n)})`);
+  return { pp: (npl * npp * 1000) / (t1 - t0), tg: (npl * ntg * 1000) / (t2 - t1), total: (npl * (npp + ntg) * 1000) / (t2 - t0) };
 }
 
 const runners = { sequences: () => addon("sequences"), contexts: () => addon("contexts"), batchedBench };
@@ -120,7 +142,7 @@ try {
 
 const summary = {};
 for (const [name, rs] of Object.entries(samples)) {
-  summary[name] = { tg: median(rs.map((r) => r.tg)), tgSpread: spread(rs.map((r) => r.tg)), pp: median(rs.map((r) => r.pp)) };
+  summary[name] = { tg: median(rs.map((r) => r.tg)), tgSpread: spread(rs.map((r) => r.tg)), pp: median(rs.map((r) => r.pp)), total: median(rs.map((r) => r.total)) };
 }
 const ratio = (a, b) => (summary[a] && summary[b] ? Number((summary[a].tg / summary[b].tg).toFixed(3)) : null);
 process.stdout.write(

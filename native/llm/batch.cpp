@@ -67,10 +67,12 @@ GenerateResult RunGeneration(ContextState& s, int32_t seq, const GenerateParams&
     lock.lock();
     s.driving = false;
     // ended generations leave the loop; their threads return once they see `retired`
+    bool retired = false;
     for (Generation* e : gens)
-      if (e->done()) e->retired = true;
+      if (e->done()) e->retired = retired = true;
+    if (!retired) continue;  // the others sleep on: waking them each step would take the cores from the decode
     s.active.erase(std::remove_if(s.active.begin(), s.active.end(), [](Generation* e) { return e->retired; }), s.active.end());
-    s.batch_cv.notify_all();
+    s.batch_cv.notify_all();  // their owners return; if this one's ended, another takes over driving
   }
   lock.unlock();
   return g.Result();
