@@ -65,7 +65,14 @@ function completion(body) {
   return new Promise((resolve, reject) => {
     const data = JSON.stringify(body);
     const req = http.request(
-      { host: "127.0.0.1", port: server.port, path: "/completion", method: "POST", agent: false, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(data) } },
+      {
+        host: "127.0.0.1",
+        port: server.port,
+        path: "/completion",
+        method: "POST",
+        agent: false,
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(data) },
+      },
       (res) => {
         let text = "";
         res.on("data", (c) => (text += c));
@@ -95,7 +102,8 @@ async function llamaServer() {
   );
   const t2 = performance.now();
   if (rs.some((r) => r.timings.predicted_n !== ntg)) throw new Error(`llama-server generated ${rs.map((r) => r.timings.predicted_n)} tokens`);
-  if (rs.some((r) => r.timings.cache_n < npp)) throw new Error(`llama-server did not keep the prompts in their slots (cache_n ${rs.map((r) => r.timings.cache_n)})`);
+  if (rs.some((r) => r.timings.cache_n < npp))
+    throw new Error(`llama-server did not keep the prompts in their slots (cache_n ${rs.map((r) => r.timings.cache_n)})`);
   return { pp: (npl * npp * 1000) / (t1 - t0), tg: (npl * ntg * 1000) / (t2 - t1), total: (npl * (npp + ntg) * 1000) / (t2 - t0) };
 }
 
@@ -142,7 +150,12 @@ try {
 
 const summary = {};
 for (const [name, rs] of Object.entries(samples)) {
-  summary[name] = { tg: median(rs.map((r) => r.tg)), tgSpread: spread(rs.map((r) => r.tg)), pp: median(rs.map((r) => r.pp)), total: median(rs.map((r) => r.total)) };
+  summary[name] = {
+    tg: median(rs.map((r) => r.tg)),
+    tgSpread: spread(rs.map((r) => r.tg)),
+    pp: median(rs.map((r) => r.pp)),
+    total: median(rs.map((r) => r.total)),
+  };
 }
 const ratio = (a, b) => (summary[a] && summary[b] ? Number((summary[a].tg / summary[b].tg).toFixed(3)) : null);
 process.stdout.write(
