@@ -1,5 +1,5 @@
 /**
- * genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--api-key KEY]
+ * genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--image-model PATH] [--api-key KEY]
  *                    [--context-size N] [--chat-template FILE] [--cors ORIGIN ...]
  * The OpenAI-compatible server (lib/server) until SIGINT/SIGTERM, which stop
  * accepting requests, abort the running ones and exit.
@@ -17,6 +17,7 @@ export async function serve(args: string[]): Promise<void> {
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: "8080" },
       model: { type: "string", multiple: true },
+      "image-model": { type: "string" },
       "api-key": { type: "string" },
       "context-size": { type: "string" },
       "chat-template": { type: "string" },

@@ -11,8 +11,8 @@
  *   await server.stop();
  *
  * Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (SSE with
- * `stream: true`), POST /v1/completions, POST /v1/embeddings; the image job
- * endpoints answer ENGINE_UNAVAILABLE (501) until an image model is served.
+ * `stream: true`), POST /v1/completions, POST /v1/embeddings, and the image
+ * job API (image-routes.ts; 501 ENGINE_UNAVAILABLE without an image model).
  * Safety: 127.0.0.1 unless `host` says otherwise (a warning is printed then),
  * an optional bearer key compared in constant time, a body size limit, no
  * CORS unless origins are listed, and a client that disconnects aborts its
@@ -22,11 +22,14 @@ import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { GenaiError } from "../errors";
 import type { ContextOptions, LoadModelOptions } from "../llm/types";
+import type { DiffusionEngine, DiffusionLoadOptions } from "../diffusion/engine";
+import { ManagedDiffusion } from "../orchestrator/managed-diffusion";
 import { ManagedLlama } from "../orchestrator/managed-llama";
 import { Orchestrator } from "../orchestrator/orchestrator";
 import type { Priority } from "../orchestrator/priority";
 import { options as validOptions } from "../util/validate";
 import { errorBody, HttpError, toHttpError } from "./errors";
+import { registerImageRoutes } from "./image-routes";
 import { registerLlmRoutes } from "./llm-routes";
 
 export interface ServedModel {
@@ -47,6 +50,8 @@ export interface ServerOptions {
   port?: number;
   /** The LLMs served (at least one). */
   models: ServedModel[];
+  /** An image model for the image job API (without one those endpoints answer 501 ENGINE_UNAVAILABLE). */
+  imageModel?: { id?: string; load: DiffusionLoadOptions; engine?: DiffusionEngine };
   /** Clients must send `Authorization: Bearer <apiKey>` (default: no key). */
   apiKey?: string;
   /** Largest request body in bytes (default 16 MiB). */
@@ -90,7 +95,7 @@ export interface ServerState {
   ): Promise<T>;
 }
 
-const SERVER_KEYS = ["host", "port", "models", "apiKey", "bodyLimit", "corsOrigins", "maxQueue", "orchestrator", "warn"] as const;
+const SERVER_KEYS = ["host", "port", "models", "imageModel", "apiKey", "bodyLimit", "corsOrigins", "maxQueue", "orchestrator", "warn"] as const;
 
 export class GenaiServer {
   readonly #app: FastifyInstance;
@@ -98,15 +103,17 @@ export class GenaiServer {
   readonly #port: number;
   readonly #state: ServerState;
   readonly #ownOrchestrator: boolean;
+  readonly #image: ManagedDiffusion | undefined;
   #url: string | undefined;
 
   /** @internal use {@link createServer} */
-  constructor(app: FastifyInstance, host: string, port: number, state: ServerState, ownOrchestrator: boolean) {
+  constructor(app: FastifyInstance, host: string, port: number, state: ServerState, ownOrchestrator: boolean, image: ManagedDiffusion | undefined) {
     this.#app = app;
     this.#host = host;
     this.#port = port;
     this.#state = state;
     this.#ownOrchestrator = ownOrchestrator;
+    this.#image = image;
   }
 
   /** The base URL once started, e.g. "http://127.0.0.1:8080". */
@@ -141,6 +148,10 @@ export class GenaiServer {
       }
     }
     this.#state.models.clear();
+    if (this.#image) {
+      this.#state.orchestrator.remove(this.#image);
+      await this.#image.dispose();
+    }
     if (this.#ownOrchestrator) this.#state.orchestrator.dispose();
   }
 }
@@ -186,6 +197,12 @@ export async function createServer(options: ServerOptions): Promise<GenaiServer>
     models.set(id, { id, path: v.path, created: Math.floor(Date.now() / 1000), chat, chatTemplate: v.chatTemplate, inFlight: 0, contextOptions, load: v.load });
   }
   const maxQueue = o.maxQueue ?? 64;
+  let image: ManagedDiffusion | undefined;
+  if (o.imageModel !== undefined) {
+    const im = validOptions("imageModel", o.imageModel, ["id", "load", "engine"]) as unknown as NonNullable<ServerOptions["imageModel"]>;
+    image = await ManagedDiffusion.create({ id: im.id, load: im.load, engine: im.engine });
+    orchestrator.add(image, { priority: "background" });
+  }
 
   const state: ServerState = {
     orchestrator,
@@ -239,13 +256,6 @@ export async function createServer(options: ServerOptions): Promise<GenaiServer>
   });
   app.get("/health", async () => ({ status: "ok" }));
   registerLlmRoutes(app, state);
-  // image jobs: served once an image model is (issue 12's job API); until then a typed answer
-  const noImages = async (_req: FastifyRequest, reply: FastifyReply) => {
-    const e = new HttpError(501, "ENGINE_UNAVAILABLE", "this server has no image model (the image job API is not served yet)");
-    return reply.code(501).send(errorBody(e));
-  };
-  app.post("/v1/images/generations", noImages);
-  app.get("/v1/images/generations/:id", noImages);
-  app.delete("/v1/images/generations/:id", noImages);
-  return new GenaiServer(app, host, port, state, o.orchestrator === undefined);
+  registerImageRoutes(app, state, image);
+  return new GenaiServer(app, host, port, state, o.orchestrator === undefined, image);
 }

@@ -157,3 +157,24 @@ export const embeddingBody = {
     user: { type: "string", maxLength: 256 },
   },
 };
+
+export const imageBody = {
+  type: "object",
+  additionalProperties: false,
+  required: ["prompt"],
+  properties: {
+    model: { type: "string" },
+    prompt: { type: "string", minLength: 1 },
+    negative_prompt: { type: "string" },
+    // the seed app's batch limit
+    n: int(1, 5),
+    size: { type: "string", pattern: "^[0-9]{2,5}x[0-9]{2,5}$" },
+    steps: int(1, 200),
+    cfg_scale: num(0, 50),
+    sampler: { type: "string" },
+    scheduler: { type: "string" },
+    seed: int(0, 2 ** 32 - 2),
+    response_format: { const: "b64_json" },
+    priority: { enum: ["immediate", "interactive", "preload", "background"] },
+  },
+};

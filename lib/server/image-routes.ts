@@ -1,0 +1,154 @@
+/**
+ * The image job API (the seed app's, genai-electron): POST
+ * /v1/images/generations answers 202 `{ id, status, createdAt }` at once and
+ * the job runs as an orchestrator job ("background" priority unless the
+ * request asks for more); GET /v1/images/generations/:id gives its status,
+ * live progress (stage, step/steps, image index, percent, ETA) and, when done,
+ * the images as base64 PNG with their seeds; DELETE cancels it (409 once it
+ * has finished); GET …/:id/events streams its progress as server-sent
+ * events. Records live in the orchestrator's registry (TTL and bounds there).
+ */
+import { EventEmitter } from "node:events";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { GeneratedImage, ImageGenerateOptions } from "../diffusion/types";
+import type { ManagedDiffusion } from "../orchestrator/managed-diffusion";
+import type { Priority } from "../orchestrator/priority";
+import type { QueuedJob } from "../orchestrator/queue";
+import { errorBody, HttpError } from "./errors";
+import type { ServerState } from "./index";
+import { imageBody } from "./schemas";
+
+interface ImageRequest {
+  prompt: string;
+  negative_prompt?: string;
+  n?: number;
+  size?: string;
+  steps?: number;
+  cfg_scale?: number;
+  sampler?: string;
+  scheduler?: string;
+  seed?: number;
+  priority?: Priority;
+}
+
+/** What a finished job's record holds. */
+interface ImageResult {
+  images: { b64_json: string; seed: number; width: number; height: number }[];
+}
+
+const FINISHED = new Set(["done", "error", "cancelled"]);
+
+export function registerImageRoutes(app: FastifyInstance, state: ServerState, image: ManagedDiffusion | undefined): void {
+  const live = new Map<string, { job: QueuedJob<ImageResult>; events: EventEmitter }>();
+  const registry = state.orchestrator.registry;
+  const record = (id: string) => {
+    const r = registry.get(id);
+    if (r?.kind !== "image") throw new HttpError(404, "NOT_FOUND", `no image job ${id} (finished jobs are kept 5 minutes)`, "id");
+    return r;
+  };
+  const view = (id: string) => {
+    const r = record(id);
+    return {
+      id: r.id,
+      status: r.status,
+      createdAt: r.createdAt,
+      updatedAt: r.updatedAt,
+      progress: r.progress ?? null,
+      result: r.result ?? null,
+      error: r.error ?? null,
+    };
+  };
+  const need = () => {
+    if (!image) throw new HttpError(501, "ENGINE_UNAVAILABLE", "this server has no image model (serve --image-model PATH)");
+    return image;
+  };
+
+  app.post("/v1/images/generations", { schema: { body: imageBody } }, async (req: FastifyRequest, reply: FastifyReply) => {
+    const model = need();
+    const b = req.body as ImageRequest;
+    const size = /^(\d+)x(\d+)$/.exec(b.size ?? "512x512");
+    if (!size) throw new HttpError(400, "INVALID_REQUEST", `size must be WIDTHxHEIGHT (got ${b.size})`, "size");
+    const options: ImageGenerateOptions = { prompt: b.prompt, width: Number(size[1]), height: Number(size[2]), count: b.n ?? 1 };
+    if (b.negative_prompt !== undefined) options.negativePrompt = b.negative_prompt;
+    if (b.steps !== undefined) options.steps = b.steps;
+    if (b.cfg_scale !== undefined) options.cfgScale = b.cfg_scale;
+    if (b.sampler !== undefined) options.sampler = b.sampler;
+    if (b.scheduler !== undefined) options.scheduler = b.scheduler;
+    if (b.seed !== undefined) options.seed = b.seed;
+    const events = new EventEmitter();
+    const holder: { id?: string } = {};
+    const job = state.orchestrator.submit<ImageResult>({
+      kind: "image",
+      resource: model,
+      priority: b.priority ?? "background",
+      run: async (signal) => {
+        const gen = model.model.generate({ ...options, signal });
+        gen.on("progress", (p) => {
+          if (holder.id === undefined) return;
+          registry.update(holder.id, { progress: p });
+          events.emit("progress", p);
+        });
+        const images: GeneratedImage[] = await gen.done;
+        return { images: images.map((i) => ({ b64_json: i.png?.toString("base64") ?? "", seed: i.seed, width: i.width, height: i.height })) };
+      },
+    });
+    holder.id = job.id;
+    live.set(job.id, { job, events });
+    const settle = () => {
+      live.delete(job.id);
+      events.emit("end");
+    };
+    job.promise.then(settle, settle);
+    const r = record(job.id);
+    return reply.code(202).send({ id: r.id, status: r.status, createdAt: r.createdAt });
+  });
+
+  app.get("/v1/images/generations/:id", async (req: FastifyRequest) => {
+    need();
+    return view((req.params as { id: string }).id);
+  });
+
+  app.delete("/v1/images/generations/:id", async (req: FastifyRequest) => {
+    need();
+    const { id } = req.params as { id: string };
+    const r = record(id);
+    const entry = live.get(id);
+    if (FINISHED.has(r.status) || !entry) throw new HttpError(409, "CONFLICT", `image job ${id} has already finished (${r.status})`, "id");
+    entry.job.cancel("cancelled by DELETE");
+    await entry.job.promise.catch(() => undefined);
+    return view(id);
+  });
+
+  // progress as server-sent events: the record now, each change, and the final record
+  app.get("/v1/images/generations/:id/events", async (req: FastifyRequest, reply: FastifyReply) => {
+    need();
+    const { id } = req.params as { id: string };
+    const first = view(id);
+    reply.hijack();
+    reply.raw.writeHead(200, { ...(reply.getHeaders() as Record<string, string>), "content-type": "text/event-stream", "cache-control": "no-cache" });
+    const send = (event: string, data: unknown) => reply.raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    const entry = live.get(id);
+    if (!entry) {
+      send("end", first);
+      reply.raw.end();
+      return;
+    }
+    send("status", first);
+    const onProgress = (p: unknown) => send("progress", p);
+    const onEnd = () => {
+      entry.events.off("progress", onProgress);
+      try {
+        send("end", view(id));
+      } catch (e) {
+        send("error", errorBody(e as HttpError));
+      }
+      reply.raw.end();
+    };
+    entry.events.on("progress", onProgress);
+    entry.events.once("end", onEnd);
+    reply.raw.on("close", () => {
+      entry.events.off("progress", onProgress);
+      entry.events.off("end", onEnd);
+    });
+  });
+}

@@ -1,0 +1,125 @@
+// The server's image job API (POST → poll → done; DELETE; progress events;
+// 404/409; TTL expiry) with the test double of the DiffusionEngine interface
+// behind it, and the typed answer when no image model is served.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Orchestrator } from "../../lib/orchestrator/orchestrator";
+import { createServer, type GenaiServer } from "../../lib/server/index";
+import { FakeModel, fakeEngine } from "../fakes/diffusion-engine";
+import { storiesPath } from "../helpers";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface JobView {
+  id: string;
+  status: string;
+  createdAt: number;
+  progress: { stage: string; step: number; steps: number; imageIndex: number; imageCount: number; percent: number; etaMs?: number } | null;
+  result: { images: { b64_json: string; seed: number; width: number; height: number }[] } | null;
+  error: { code: string; message: string } | null;
+}
+
+describe("serve: the image job API", () => {
+  let server: GenaiServer;
+  let url: string;
+  let orchestrator: Orchestrator;
+  const post = (body: unknown) =>
+    fetch(`${url}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const get = async (id: string) => (await (await fetch(`${url}/v1/images/generations/${id}`)).json()) as JobView;
+  const until = async (id: string, done: (v: JobView) => boolean) => {
+    for (let i = 0; i < 2000; i++) {
+      const v = await get(id);
+      if (done(v)) return v;
+      await sleep(5);
+    }
+    throw new Error(`job ${id} did not get there`);
+  };
+
+  beforeAll(async () => {
+    // a short TTL so that expiry can be seen (the seed's default is 5 minutes, swept every minute)
+    orchestrator = new Orchestrator({ registry: { ttlMs: 400, sweepIntervalMs: 100 } });
+    server = await createServer({
+      port: 0,
+      orchestrator,
+      models: [{ path: await storiesPath(), context: { contextSize: 256 } }],
+      imageModel: { load: { model: "fake.gguf" }, engine: fakeEngine(new FakeModel(4)) },
+    });
+    url = (await server.start()).url;
+  });
+  afterAll(async () => {
+    await server?.stop();
+    orchestrator?.dispose();
+  });
+
+  it("POST answers 202 at once; polling shows live progress, then the images with incremented seeds", async () => {
+    const r = await post({ prompt: "a lighthouse", n: 3, size: "64x64", steps: 6, seed: 42 });
+    expect(r.status).toBe(202);
+    const { id, status, createdAt } = (await r.json()) as JobView;
+    expect(typeof id).toBe("string");
+    expect(["pending", "running"]).toContain(status);
+    expect(createdAt).toBeGreaterThan(0);
+    const running = await until(id, (v) => v.progress !== null && v.progress.step > 0);
+    expect(running.status).toBe("running");
+    expect(running.progress).toMatchObject({ stage: "diffusion", steps: 6, imageCount: 3 });
+    expect(running.progress!.percent).toBeGreaterThan(0);
+    const done = await until(id, (v) => v.status === "done");
+    expect(done.result!.images.map((i) => i.seed)).toEqual([42, 43, 44]);
+    for (const img of done.result!.images) {
+      const png = Buffer.from(img.b64_json, "base64");
+      expect(png.subarray(1, 4).toString("latin1")).toBe("PNG");
+      expect([img.width, img.height]).toEqual([64, 64]);
+    }
+    expect(done.progress!.percent).toBe(100);
+    // finished: DELETE is a conflict
+    const del = await fetch(`${url}/v1/images/generations/${id}`, { method: "DELETE" });
+    expect(del.status).toBe(409);
+    expect(((await del.json()) as { error: { code: string } }).error.code).toBe("CONFLICT");
+  });
+
+  it("DELETE mid-run cancels; the events stream ends with the final record", async () => {
+    const { id } = (await (await post({ prompt: "a cat", n: 5, size: "64x64", steps: 50 })).json()) as JobView;
+    const events: string[] = [];
+    const streamed = (async () => {
+      const res = await fetch(`${url}/v1/images/generations/${id}/events`);
+      const text = await res.text();
+      for (const m of text.matchAll(/^event: (\w+)$/gm)) events.push(m[1]);
+      return text;
+    })();
+    await until(id, (v) => v.progress !== null && v.progress.step >= 2);
+    const del = await fetch(`${url}/v1/images/generations/${id}`, { method: "DELETE" });
+    expect(del.status).toBe(200);
+    expect(((await del.json()) as JobView).status).toBe("cancelled");
+    const text = await streamed;
+    expect(events[0]).toBe("status");
+    expect(events).toContain("progress");
+    expect(events.at(-1)).toBe("end");
+    expect(text).toContain('"status":"cancelled"');
+  });
+
+  it("unknown ids are 404; bad requests are 400 naming the field; finished records expire after the TTL", async () => {
+    expect((await fetch(`${url}/v1/images/generations/nope`)).status).toBe(404);
+    const bad = await post({ prompt: "x", n: 6 });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/n/);
+    const unknown = await post({ prompt: "x", quality: "hd" });
+    expect(((await unknown.json()) as { error: { message: string } }).error.message).toMatch(/unknown field quality/);
+    const { id } = (await (await post({ prompt: "a tree", size: "64x64", steps: 2 })).json()) as JobView;
+    await until(id, (v) => v.status === "done");
+    await sleep(700);
+    expect((await fetch(`${url}/v1/images/generations/${id}`)).status).toBe(404);
+  });
+});
+
+describe("serve: no image model", () => {
+  it("the image endpoints answer 501 ENGINE_UNAVAILABLE", async () => {
+    const server = await createServer({ port: 0, models: [{ path: await storiesPath(), context: { contextSize: 256 } }] });
+    const { url } = await server.start();
+    try {
+      const r = await fetch(`${url}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"prompt":"x"}' });
+      expect(r.status).toBe(501);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe("ENGINE_UNAVAILABLE");
+      expect((await fetch(`${url}/v1/images/generations/x`)).status).toBe(501);
+    } finally {
+      await server.stop();
+    }
+  });
+});
