@@ -12,7 +12,8 @@
  *
  * Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (SSE with
  * `stream: true`), POST /v1/completions, POST /v1/embeddings, and the image
- * job API (image-routes.ts; 501 ENGINE_UNAVAILABLE without an image model).
+ * job API (image-routes.ts; 501 ENGINE_UNAVAILABLE without an image model),
+ * GET /v1/ledger (memory per device) and the playground page at / (playground.ts).
  * Safety: 127.0.0.1 unless `host` says otherwise (a warning is printed then),
  * an optional bearer key compared in constant time, a body size limit, no
  * CORS unless origins are listed, and a client that disconnects aborts its
@@ -31,6 +32,7 @@ import { options as validOptions } from "../util/validate";
 import { errorBody, HttpError, toHttpError } from "./errors";
 import { registerImageRoutes } from "./image-routes";
 import { registerLlmRoutes } from "./llm-routes";
+import { PLAYGROUND_HTML } from "./playground";
 
 export interface ServedModel {
   /** The id clients send as `model` (default: the file name without .gguf). */
@@ -237,7 +239,8 @@ export async function createServer(options: ServerOptions): Promise<GenaiServer>
       reply.header("access-control-allow-methods", "GET, POST, DELETE, OPTIONS");
       if (req.method === "OPTIONS") return reply.code(204).send();
     }
-    if (o.apiKey !== undefined && req.url !== "/health") {
+    // the health check and the playground page itself are public; every API call needs the key
+    if (o.apiKey !== undefined && req.url !== "/health" && req.url !== "/") {
       const auth = req.headers.authorization ?? "";
       const presented = auth.startsWith("Bearer ") ? auth.slice(7) : "";
       if (!keyMatches(presented, o.apiKey)) {
@@ -255,6 +258,11 @@ export async function createServer(options: ServerOptions): Promise<GenaiServer>
     reply.code(404).send(errorBody(e));
   });
   app.get("/health", async () => ({ status: "ok" }));
+  app.get("/", async (_req, reply) => reply.type("text/html; charset=utf-8").send(PLAYGROUND_HTML));
+  // the orchestrator's memory ledger per device (bytes; budget null = unlimited)
+  app.get("/v1/ledger", async () => ({
+    devices: orchestrator.ledger().map((d) => ({ ...d, budget: Number.isFinite(d.budget) ? d.budget : null })),
+  }));
   registerLlmRoutes(app, state);
   registerImageRoutes(app, state, image);
   return new GenaiServer(app, host, port, state, o.orchestrator === undefined, image);

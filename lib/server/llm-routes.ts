@@ -55,7 +55,7 @@ class EventStream {
 }
 
 /** Runs a streamed request: SSE once the job starts; an error before that is a plain HTTP error, after it an `error` event. */
-async function streamed(sse: EventStream, job: () => Promise<void>): Promise<void> {
+async function streamed(sse: EventStream, job: () => Promise<unknown>): Promise<void> {
   try {
     await job();
   } catch (e) {
@@ -110,10 +110,11 @@ export function registerLlmRoutes(app: FastifyInstance, state: ServerState): voi
           }
         }
         const r = await stream.result;
-        if (r.stopReason === "aborted") return;
+        if (r.stopReason === "aborted") return r; // the client is gone (the registry's record keeps the result)
         sse.send(chunk({}, finishReason(r, r.toolCalls)));
         if (b.stream_options?.include_usage) sse.send({ id, object: "chat.completion.chunk", created, model: entry.id, choices: [], usage: usage(r) });
         sse.send("[DONE]");
+        return r;
       }),
     );
   });
