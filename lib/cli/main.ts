@@ -22,7 +22,7 @@ const USAGE = `usage:
   genai-native info [--json]
   genai-native complete [--model PATH] [--max-tokens N] [--temperature T] [--seed S] [--threads N] [--json] PROMPT
   genai-native image --model PATH [--steps N] [--size WxH] [--seed S] [--count N] [--cfg-scale X] [--sampler NAME] [--scheduler NAME] [-o out.png] PROMPT
-  genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--image-model PATH] [--api-key KEY] [--context-size N] [--chat-template FILE] [--cors ORIGIN ...]`;
+  genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--image-model PATH] [--api-key KEY] [--context-size N] [--parallel N] [--threads N] [--chat-template FILE] [--cors ORIGIN ...]`;
 
 function formatBytes(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(0)} MiB`;

@@ -1,6 +1,7 @@
 /**
  * genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--image-model PATH] [--api-key KEY]
- *                    [--context-size N] [--chat-template FILE] [--cors ORIGIN ...]
+ *                    [--context-size N (per request slot)] [--parallel N (request slots)] [--threads N]
+ *                    [--chat-template FILE] [--cors ORIGIN ...]
  * The OpenAI-compatible server (lib/server) until SIGINT/SIGTERM, which stop
  * accepting requests, abort the running ones and exit.
  */
@@ -20,6 +21,8 @@ export async function serve(args: string[]): Promise<void> {
       "image-model": { type: "string" },
       "api-key": { type: "string" },
       "context-size": { type: "string" },
+      parallel: { type: "string" },
+      threads: { type: "string" },
       "chat-template": { type: "string" },
       cors: { type: "string", multiple: true },
     },
@@ -29,11 +32,20 @@ export async function serve(args: string[]): Promise<void> {
   const contextSize = values["context-size"] === undefined ? undefined : Number(values["context-size"]);
   if (contextSize !== undefined && !Number.isInteger(contextSize)) throw new GenaiError("INVALID_ARGUMENT", "--context-size must be an integer");
   const chatTemplate = values["chat-template"] === undefined ? undefined : fs.readFileSync(values["chat-template"], "utf8");
+  const int = (name: "parallel" | "threads") => {
+    const v = values[name];
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v)) throw new GenaiError("INVALID_ARGUMENT", `--${name} must be a positive integer (got ${v})`);
+    return Number(v);
+  };
+  const parallel = int("parallel");
+  const threads = int("threads");
   const refs = values.model?.length ? values.model : [undefined];
   const models = [];
   for (const ref of refs) {
     const path = await resolveModel(ref, { download: true });
-    models.push({ path, ...(contextSize ? { context: { contextSize } } : {}), ...(chatTemplate ? { chatTemplate } : {}) });
+    const context = { ...(contextSize ? { contextSize } : {}), ...(threads ? { threads, batchThreads: threads } : {}) };
+    models.push({ path, context, ...(parallel ? { parallel } : {}), ...(chatTemplate ? { chatTemplate } : {}) });
   }
   const server = await createServer({
     host: values.host,

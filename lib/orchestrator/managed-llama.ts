@@ -63,7 +63,8 @@ export class ManagedLlama implements ManagedResource {
   #context: LlamaContext | undefined;
   #saved: SavedContextState | undefined;
   #memory: DeviceMemory[];
-  #inUse = false;
+  /** Jobs using it now (a context with several sequences runs several at once). */
+  #users = 0;
   #lastUsedAt = 0;
   #timings: ManagedLlamaTimings = { saveStateMs: 0, freeContextMs: 0, unloadMs: 0, loadMs: 0, createContextMs: 0, restoreStateMs: 0 };
   /** llama.cpp's no-allocation measurement taken before the first load. */
@@ -99,13 +100,14 @@ export class ManagedLlama implements ManagedResource {
     return this.#context ? "resident" : this.#model ? "contextFreed" : "unloaded";
   }
   get inUse(): boolean {
-    return this.#inUse;
+    return this.#users > 0;
   }
   get lastUsedAt(): number {
     return this.#lastUsedAt;
   }
+  /** Counts the jobs using it: in use until every one that started has ended. */
   setInUse(inUse: boolean): void {
-    this.#inUse = inUse;
+    this.#users = Math.max(0, this.#users + (inUse ? 1 : -1));
     this.#lastUsedAt = Date.now();
   }
 
@@ -135,7 +137,7 @@ export class ManagedLlama implements ManagedResource {
   }
 
   async free(level: Exclude<Residency, "resident">): Promise<void> {
-    if (this.#inUse) throw new GenaiError("BUSY", `${this.id} is in use`);
+    if (this.#users > 0) throw new GenaiError("BUSY", `${this.id} is in use`);
     const t = this.#timings;
     t.saveStateMs = t.freeContextMs = t.unloadMs = 0;
     if (this.#context) {

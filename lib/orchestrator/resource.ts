@@ -45,7 +45,7 @@ export interface ManagedResource {
   free(level: Exclude<Residency, "resident">): Promise<void>;
   /** Loads whatever was freed, restoring saved state; afterwards residency is "resident". */
   restore(): Promise<void>;
-  /** Marks the start/end of a job that uses this resource. */
+  /** Marks the start/end of a job that uses this resource (jobs may overlap where the engine allows several: count them). */
   setInUse(inUse: boolean): void;
 }
 

@@ -39,8 +39,13 @@ export interface ServedModel {
   id?: string;
   path: string;
   load?: Omit<LoadModelOptions, "signal" | "onProgress">;
-  /** The chat context (default contextSize 4096). */
+  /** The chat context (default contextSize 4096); with `parallel`, contextSize is per request slot. */
   context?: ContextOptions;
+  /**
+   * Requests generated at once (default 1): the context gets that many
+   * sequences (llama-server's -np slots), decoded together in one batch.
+   */
+  parallel?: number;
   /** A Jinja chat template to use instead of the model's own. */
   chatTemplate?: string;
 }
@@ -79,6 +84,45 @@ export interface ModelEntry {
   inFlight: number;
   contextOptions: ContextOptions;
   load: ServedModel["load"];
+  /** Free sequences of the chat context, and what each last held (to send a conversation back to its slot). */
+  slots: SlotPool;
+}
+
+/**
+ * The request slots (sequences) of a model's context. take() gives the free
+ * slot whose last request shares the longest beginning with this one (its KV
+ * cache then holds that part already), else the least recently used; with
+ * none free it waits for one (jobs of several models share the queue's limit).
+ */
+export class SlotPool {
+  readonly #last: string[];
+  readonly #used: number[];
+  readonly #free: Set<number>;
+  readonly #waiting: (() => void)[] = [];
+  constructor(n: number) {
+    this.#last = Array.from({ length: n }, () => "");
+    this.#used = Array.from({ length: n }, () => 0);
+    this.#free = new Set(Array.from({ length: n }, (_, i) => i));
+  }
+  async take(key: string): Promise<number> {
+    while (this.#free.size === 0) await new Promise<void>((r) => this.#waiting.push(r));
+    let best = -1;
+    let bestLen = -1;
+    for (const i of this.#free) {
+      const last = this.#last[i];
+      let n = 0;
+      while (n < last.length && n < key.length && last[n] === key[n]) n++;
+      if (n > bestLen || (n === bestLen && this.#used[i] < this.#used[best])) [best, bestLen] = [i, n];
+    }
+    this.#free.delete(best);
+    this.#last[best] = key;
+    this.#used[best] = Date.now();
+    return best;
+  }
+  release(i: number): void {
+    this.#free.add(i);
+    this.#waiting.shift()?.();
+  }
 }
 
 /** What the route handlers share. */
@@ -186,17 +230,26 @@ export async function createServer(options: ServerOptions): Promise<GenaiServer>
   if (host !== "127.0.0.1" && host !== "::1" && host !== "localhost")
     warn(`[genai-native serve] listening on ${host}: reachable from other machines${o.apiKey ? "" : ", with no API key"}`);
 
-  const orchestrator = o.orchestrator ?? new Orchestrator();
+  // the server's own orchestrator runs as many LLM jobs at once as the models have slots
+  const llmSlotsTotal = o.models.reduce((n, m) => n + (Number.isInteger(m?.parallel) ? (m.parallel as number) : 1), 0);
+  const orchestrator = o.orchestrator ?? new Orchestrator({ queue: { limits: { llm: Math.max(1, llmSlotsTotal) } } });
   const models = new Map<string, ModelEntry>();
+
   for (const [i, m] of o.models.entries()) {
-    const v = validOptions(`models[${i}]`, m, ["id", "path", "load", "context", "chatTemplate"]) as unknown as ServedModel;
+    const v = validOptions(`models[${i}]`, m, ["id", "path", "load", "context", "chatTemplate", "parallel"]) as unknown as ServedModel;
     if (typeof v.path !== "string") throw new GenaiError("INVALID_ARGUMENT", `models[${i}].path must be a string`);
     const id = v.id ?? defaultId(v.path);
     if (models.has(id)) throw new GenaiError("INVALID_ARGUMENT", `two models have the id ${id}`);
-    const contextOptions = { contextSize: 4096, ...v.context };
+    const parallel = v.parallel ?? 1;
+    if (!Number.isInteger(parallel) || parallel < 1 || parallel > 64)
+      throw new GenaiError("INVALID_ARGUMENT", `models[${i}].parallel must be an integer in [1, 64]`);
+    const contextOptions = { ...v.context, contextSize: (v.context?.contextSize ?? 4096) * parallel, sequences: parallel };
     const chat = await ManagedLlama.create({ id, modelPath: v.path, load: v.load, context: contextOptions });
     orchestrator.add(chat, { priority: "interactive" });
-    models.set(id, { id, path: v.path, created: Math.floor(Date.now() / 1000), chat, chatTemplate: v.chatTemplate, inFlight: 0, contextOptions, load: v.load });
+    models.set(id, {
+      ...{ id, path: v.path, created: Math.floor(Date.now() / 1000), chat, chatTemplate: v.chatTemplate },
+      ...{ inFlight: 0, contextOptions, load: v.load, slots: new SlotPool(parallel) },
+    });
   }
   const maxQueue = o.maxQueue ?? 64;
   let image: ManagedDiffusion | undefined;

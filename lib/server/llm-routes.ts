@@ -7,12 +7,23 @@
  */
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { LlamaSequence } from "../llm/context";
 import type { ChatEvent, CompletionResult } from "../llm/types";
 import { ManagedLlama } from "../orchestrator/managed-llama";
 import { errorBody, HttpError, toHttpError } from "./errors";
 import type { ModelEntry, ServerState } from "./index";
 import { type ChatRequest, type CompletionRequest, chatCompletion, chatMessages, chatOptions, completionOptions, finishReason, usage } from "./openai";
 import { chatBody, completionBody, embeddingBody } from "./schemas";
+
+/** Runs `work` on a request slot (a sequence of the model's context) taken for it. */
+async function withSlot<T>(entry: ModelEntry, key: string, work: (seq: LlamaSequence) => Promise<T>): Promise<T> {
+  const slot = await entry.slots.take(key);
+  try {
+    return await work(entry.chat.context.sequence(slot));
+  } finally {
+    entry.slots.release(slot);
+  }
+}
 
 function lookup(state: ServerState, model: string): ModelEntry {
   const entry = state.models.get(model);
@@ -80,9 +91,12 @@ export function registerLlmRoutes(app: FastifyInstance, state: ServerState): voi
     const signal = clientGone(reply);
     const id = `chatcmpl-${randomUUID().replaceAll("-", "")}`;
     const created = Math.floor(Date.now() / 1000);
-    const run = (sig: AbortSignal) => entry.chat.context.chat(messages, { ...options, template: entry.chatTemplate, signal: sig });
+    // a request slot (sequence) for the job's duration: the one that last held this conversation's beginning
+    const key = JSON.stringify(b.messages);
+    const inSlot = <T>(work: (seq: LlamaSequence) => Promise<T>) => withSlot(entry, key, work);
+    const run = (seq: LlamaSequence, sig: AbortSignal) => seq.chat(messages, { ...options, template: entry.chatTemplate, signal: sig });
     if (!b.stream) {
-      const r = await state.submit(entry, "llm.chat", "interactive", signal, (sig) => run(sig).result);
+      const r = await state.submit(entry, "llm.chat", "interactive", signal, (sig) => inSlot((seq) => run(seq, sig).result));
       return chatCompletion(id, entry.id, created, r);
     }
     const sse = new EventStream(reply);
@@ -94,28 +108,30 @@ export function registerLlmRoutes(app: FastifyInstance, state: ServerState): voi
       choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
     });
     await streamed(sse, () =>
-      state.submit(entry, "llm.chat", "interactive", signal, async (sig) => {
-        const stream = run(sig);
-        sse.open();
-        sse.send(chunk({ role: "assistant", content: "" }));
-        const seen = new Set<number>();
-        for await (const e of stream.events() as AsyncIterable<ChatEvent>) {
-          if (e.type === "content") sse.send(chunk({ content: e.text }));
-          else if (e.type === "reasoning") sse.send(chunk({ reasoning_content: e.text }));
-          else {
-            const first = !seen.has(e.index);
-            seen.add(e.index);
-            const fn = first ? { name: e.name, arguments: e.argumentsDelta } : { arguments: e.argumentsDelta };
-            sse.send(chunk({ tool_calls: [{ index: e.index, ...(first ? { id: e.id, type: "function" } : {}), function: fn }] }));
+      state.submit(entry, "llm.chat", "interactive", signal, (sig) =>
+        inSlot(async (seq) => {
+          const stream = run(seq, sig);
+          sse.open();
+          sse.send(chunk({ role: "assistant", content: "" }));
+          const seen = new Set<number>();
+          for await (const e of stream.events() as AsyncIterable<ChatEvent>) {
+            if (e.type === "content") sse.send(chunk({ content: e.text }));
+            else if (e.type === "reasoning") sse.send(chunk({ reasoning_content: e.text }));
+            else {
+              const first = !seen.has(e.index);
+              seen.add(e.index);
+              const fn = first ? { name: e.name, arguments: e.argumentsDelta } : { arguments: e.argumentsDelta };
+              sse.send(chunk({ tool_calls: [{ index: e.index, ...(first ? { id: e.id, type: "function" } : {}), function: fn }] }));
+            }
           }
-        }
-        const r = await stream.result;
-        if (r.stopReason === "aborted") return r; // the client is gone (the registry's record keeps the result)
-        sse.send(chunk({}, finishReason(r, r.toolCalls)));
-        if (b.stream_options?.include_usage) sse.send({ id, object: "chat.completion.chunk", created, model: entry.id, choices: [], usage: usage(r) });
-        sse.send("[DONE]");
-        return r;
-      }),
+          const r = await stream.result;
+          if (r.stopReason === "aborted") return r; // the client is gone (the registry's record keeps the result)
+          sse.send(chunk({}, finishReason(r, r.toolCalls)));
+          if (b.stream_options?.include_usage) sse.send({ id, object: "chat.completion.chunk", created, model: entry.id, choices: [], usage: usage(r) });
+          sse.send("[DONE]");
+          return r;
+        }),
+      ),
     );
   });
 
@@ -134,30 +150,33 @@ export function registerLlmRoutes(app: FastifyInstance, state: ServerState): voi
       choices: [{ text, index: 0, logprobs: null, finish_reason: finish }],
       ...(finish !== null ? { usage: usage(r) } : {}),
     });
-    const run = (sig: AbortSignal) => entry.chat.context.generate(b.prompt, { ...options, signal: sig });
+    const run = (seq: LlamaSequence, sig: AbortSignal) => seq.generate(b.prompt, { ...options, signal: sig });
     if (!b.stream) {
-      const r = await state.submit(entry, "llm.complete", "interactive", signal, (sig) => run(sig).result);
+      const r = await state.submit(entry, "llm.complete", "interactive", signal, (sig) => withSlot(entry, b.prompt, (seq) => run(seq, sig).result));
       return body(r, r.text, finishReason(r));
     }
     const sse = new EventStream(reply);
     await streamed(sse, () =>
-      state.submit(entry, "llm.complete", "interactive", signal, async (sig) => {
-        const stream = run(sig);
-        sse.open();
-        for await (const piece of stream)
-          sse.send({ id, object: "text_completion", created, model: entry.id, choices: [{ text: piece, index: 0, logprobs: null, finish_reason: null }] });
-        const r = await stream.result;
-        if (r.stopReason === "aborted") return;
-        sse.send({
-          id,
-          object: "text_completion",
-          created,
-          model: entry.id,
-          choices: [{ text: "", index: 0, logprobs: null, finish_reason: finishReason(r) }],
-        });
-        if (b.stream_options?.include_usage) sse.send({ id, object: "text_completion", created, model: entry.id, choices: [], usage: usage(r) });
-        sse.send("[DONE]");
-      }),
+      state.submit(entry, "llm.complete", "interactive", signal, (sig) =>
+        withSlot(entry, b.prompt, async (seq) => {
+          const stream = run(seq, sig);
+          sse.open();
+          for await (const piece of stream)
+            sse.send({ id, object: "text_completion", created, model: entry.id, choices: [{ text: piece, index: 0, logprobs: null, finish_reason: null }] });
+          const r = await stream.result;
+          if (r.stopReason === "aborted") return r;
+          sse.send({
+            id,
+            object: "text_completion",
+            created,
+            model: entry.id,
+            choices: [{ text: "", index: 0, logprobs: null, finish_reason: finishReason(r) }],
+          });
+          if (b.stream_options?.include_usage) sse.send({ id, object: "text_completion", created, model: entry.id, choices: [], usage: usage(r) });
+          sse.send("[DONE]");
+          return r;
+        }),
+      ),
     );
   });
 

@@ -269,3 +269,33 @@ describe("serve: safety", () => {
     expect(warnings.join("\n")).toMatch(/reachable from other machines, with no API key/);
   });
 });
+
+describe("serve: request slots (parallel)", () => {
+  it("4 concurrent chats on a model with 4 slots give the greedy replies each gives alone", async () => {
+    const stories = await storiesPath();
+    const prompts = ["Once upon a time", "The little dog", "Lily and Ben went to the park.", "One day, a girl named Sue"];
+    const model = await LlamaModel.load(stories);
+    const alone: string[] = [];
+    try {
+      const ctx = await model.createContext({ contextSize: 512, threads: 1 });
+      for (const p of prompts) {
+        ctx.clearHistory();
+        alone.push((await ctx.chat([{ role: "user", content: p }], { template: CHATML_TEMPLATE, temperature: 0, maxTokens: 32 }).result).text);
+      }
+    } finally {
+      await model.dispose();
+    }
+    const server = await createServer({ port: 0, models: [{ path: stories, chatTemplate: CHATML_TEMPLATE, parallel: 4, context: { contextSize: 512, threads: 1 } }] });
+    const { url } = await server.start();
+    try {
+      const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0 });
+      const replies = await Promise.all(
+        prompts.map((p) => client.chat.completions.create({ model: "stories260K", messages: [{ role: "user", content: p }], max_tokens: 32, temperature: 0 })),
+      );
+      expect(replies.map((r) => r.choices[0].message.content)).toEqual(alone);
+    } finally {
+      await server.stop();
+    }
+    await expect(createServer({ models: [{ path: stories, parallel: 0 }] })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+});
