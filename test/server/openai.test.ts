@@ -285,7 +285,10 @@ describe("serve: request slots (parallel)", () => {
     } finally {
       await model.dispose();
     }
-    const server = await createServer({ port: 0, models: [{ path: stories, chatTemplate: CHATML_TEMPLATE, parallel: 4, context: { contextSize: 512, threads: 1 } }] });
+    const server = await createServer({
+      port: 0,
+      models: [{ path: stories, chatTemplate: CHATML_TEMPLATE, parallel: 4, context: { contextSize: 512, threads: 1 } }],
+    });
     const { url } = await server.start();
     try {
       const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0 });
