@@ -8,6 +8,7 @@
 // over the time from the first first-token to the last end). Medians and ratios as JSON.
 import { spawn } from "node:child_process";
 import fs from "node:fs";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -53,7 +54,11 @@ async function start(kind, np) {
             "--port",
             String(port),
             "--context-size",
-            String(contextSize * np),
+            String(contextSize),
+            "--parallel",
+            String(np),
+            "--threads",
+            String(threads),
             "--chat-template",
             chatml,
           ],
@@ -90,37 +95,46 @@ async function start(kind, np) {
   return { port, proc };
 }
 
-/** One streamed chat; resolves { t0, first, end, completion }. */
-async function chat(port, i) {
-  const t0 = performance.now();
-  const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
+/** One streamed chat on its own connection (a server closes idle keep-alive sockets between rounds); resolves { t0, first, end, completion }. */
+function chat(port, i) {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify({
       model: path.basename(model, ".gguf"),
       messages: [{ role: "user", content: `Tell me story number ${i} about a lighthouse keeper and the sea.` }],
       max_tokens: tokens,
       temperature: 0,
       stream: true,
       stream_options: { include_usage: true },
-    }),
+    });
+    const t0 = performance.now();
+    let first = 0;
+    let completion = 0;
+    let buf = "";
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port,
+        path: "/v1/chat/completions",
+        method: "POST",
+        agent: false,
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+      },
+      (res) => {
+        if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}`));
+        res.setEncoding("utf8");
+        res.on("data", (c) => {
+          buf += c;
+          if (!first && /"content":"[^"]/.test(buf)) first = performance.now();
+          const m = /"completion_tokens":(\d+)/.exec(buf);
+          if (m) completion = Number(m[1]);
+          buf = buf.slice(-4096);
+        });
+        res.on("end", () => resolve({ t0, first, end: performance.now(), completion }));
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
   });
-  if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
-  const reader = res.body.getReader();
-  const decoder = new TextDecoder();
-  let first = 0;
-  let completion = 0;
-  let buf = "";
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buf += decoder.decode(value, { stream: true });
-    if (!first && /"content":"[^"]/.test(buf)) first = performance.now();
-    const m = /"completion_tokens":(\d+)/.exec(buf);
-    if (m) completion = Number(m[1]);
-    buf = buf.slice(-4096);
-  }
-  return { t0, first, end: performance.now(), completion };
 }
 
 const results = {};
