@@ -28,6 +28,10 @@ export const ERROR_CODES = [
   "ENGINE_UNAVAILABLE",
   /** The engine failed for another reason; the message carries its own log lines. */
   "BACKEND_ERROR",
+  /** A model host refused the request (HTTP 401/403: a gated or private repository needs a token, HF_TOKEN). */
+  "ACCESS_DENIED",
+  /** Reading or writing a file failed (disk full, permissions). */
+  "IO_ERROR",
 ] as const;
 
 export type GenaiErrorCode = (typeof ERROR_CODES)[number];

@@ -30,6 +30,9 @@ export type {
 // model files
 export { readGgufSummary, type GgufSummary } from "./models/metadata";
 export { resolveModel, downloadModel, modelCacheDir, DEFAULT_MODEL, type KnownModel, type ResolveOptions } from "./models/resolver";
+export { ModelStore, type PullOptions, type StoredModel } from "./models/store";
+export { parseModelRef, pickModelFiles, quantOf, DEFAULT_QUANTS, type ModelRef, type HubFile } from "./models/hub";
+export { downloadFile, type DownloadFileOptions, type DownloadProgress } from "./models/download";
 
 // memory orchestration
 export { Orchestrator, ManagedLlama, ManagedDiffusion, JobQueue, JobRegistry, PRIORITIES } from "./orchestrator/index";

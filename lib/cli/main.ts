@@ -5,7 +5,11 @@
  *   genai-native complete [--model PATH] [--max-tokens N] [--temperature T] [--seed S] [--threads N] [--json] PROMPT
  *   genai-native image --model PATH [--steps N] [--size WxH] [--seed S] [--count N] [--cfg-scale X]
  *                      [--sampler NAME] [--scheduler NAME] [-o out.png] PROMPT
- *   genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--api-key KEY] (cli/serve.ts)
+ *   genai-native pull REF | ls [--json] | rm REF          (cli/pull.ts; REF: hf:owner/repo[:quant], hf:owner/repo/file.gguf, https://…)
+ *   genai-native pull REF        (REF: hf:owner/repo[:quant], hf:owner/repo/file.gguf, https://…)
+  genai-native ls [--json]
+  genai-native rm REF
+  genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--api-key KEY] (cli/serve.ts)
  * Text streams to stdout; progress bars go to stderr.
  */
 import { parseArgs } from "node:util";
@@ -22,6 +26,9 @@ const USAGE = `usage:
   genai-native info [--json]
   genai-native complete [--model PATH] [--max-tokens N] [--temperature T] [--seed S] [--threads N] [--json] PROMPT
   genai-native image --model PATH [--steps N] [--size WxH] [--seed S] [--count N] [--cfg-scale X] [--sampler NAME] [--scheduler NAME] [-o out.png] PROMPT
+  genai-native pull REF        (REF: hf:owner/repo[:quant], hf:owner/repo/file.gguf, https://…)
+  genai-native ls [--json]
+  genai-native rm REF
   genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--image-model PATH] [--api-key KEY] [--context-size N] [--parallel N] [--threads N] [--chat-template FILE] [--cors ORIGIN ...]`;
 
 function formatBytes(n: number): string {
@@ -166,8 +173,11 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd === "info") await info(rest.includes("--json"));
     else if (cmd === "complete") await complete(rest);
     else if (cmd === "image") await image(rest);
-    else if (cmd === "serve")
-      await (await import("./serve")).serve(rest); // fastify loads only for serve
+    // fastify and the hub client load only for the commands that use them
+    else if (cmd === "serve") await (await import("./serve")).serve(rest);
+    else if (cmd === "pull") await (await import("./pull")).pull(rest);
+    else if (cmd === "ls") (await import("./pull")).ls(rest);
+    else if (cmd === "rm") (await import("./pull")).rm(rest);
     else {
       process.stderr.write(USAGE + "\n");
       return cmd === undefined || cmd === "--help" || cmd === "-h" ? 0 : 2;

@@ -1,13 +1,17 @@
 /**
- * Finds a model file: an explicit path → `$GENAI_NATIVE_MODELS/<file>` → the
+ * Finds a model file: a reference (`hf:owner/repo[:quant]`, `hf:owner/repo/file.gguf`,
+ * an https URL: the model store's copy, pulled on first use) or an explicit
+ * path → `$GENAI_NATIVE_MODELS/<file>` → the
  * user cache dir → (when allowed) a download from the model's public home,
  * resumed from a `.partial` file and checked against its sha256.
  */
-import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { GenaiError } from "../errors";
 import { genaiCacheDir } from "../system/cache-dir";
+import { downloadFile } from "./download";
+import { parseModelRef } from "./hub";
+import { ModelStore } from "./store";
 
 export interface KnownModel {
   /** File name used in model dirs and the cache. */
@@ -52,18 +56,22 @@ export interface ResolveOptions {
   signal?: AbortSignal;
 }
 
-async function sha256File(file: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest("hex");
-}
-
 /**
  * Returns an existing model path.
  * @throws GenaiError MODEL_NOT_FOUND (explicit path missing, or nowhere to be found and no download possible),
  *   INVALID_MODEL (download's sha256 mismatch), ABORTED.
  */
 export async function resolveModel(explicitPath?: string, opts: ResolveOptions = {}): Promise<string> {
+  if (explicitPath !== undefined && parseModelRef(explicitPath).kind !== "path") {
+    // a reference (hf:owner/repo[:quant], https://…): the store's copy, pulled on first use
+    const store = new ModelStore(opts.cacheDir ?? modelCacheDir());
+    const have = store.find(explicitPath);
+    if (have) return have.path;
+    if (opts.download === false) throw new GenaiError("MODEL_NOT_FOUND", `${explicitPath} is not in the store (${store.dir}), and downloading is off`);
+    const onProgress = opts.onDownloadProgress;
+    return (await store.pull(explicitPath, { signal: opts.signal, ...(onProgress ? { onProgress: (p) => onProgress(p.receivedBytes, p.totalBytes) } : {}) }))
+      .path;
+  }
   if (explicitPath !== undefined) {
     if (!fs.existsSync(explicitPath)) throw new GenaiError("MODEL_NOT_FOUND", `model file not found: ${explicitPath}`);
     return path.resolve(explicitPath);
@@ -81,43 +89,15 @@ export async function resolveModel(explicitPath?: string, opts: ResolveOptions =
 }
 
 /**
- * Downloads `model` into `dir`, resuming a previous `.partial` file with an
- * HTTP Range request, then checks the sha256 and renames it into place.
+ * Downloads `model` into `dir` (lib/models/download.ts: resumed from a
+ * `.partial` file with an HTTP Range request, checked against its sha256,
+ * renamed into place).
  */
 export async function downloadModel(model: KnownModel, dir: string, opts: Pick<ResolveOptions, "onDownloadProgress" | "signal"> = {}): Promise<string> {
-  await fs.promises.mkdir(dir, { recursive: true });
-  const dest = path.join(dir, model.file);
-  const partial = dest + ".partial";
-  let have = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
-  let res: Response;
-  try {
-    res = await fetch(model.url, { headers: have > 0 ? { Range: `bytes=${have}-` } : {}, signal: opts.signal });
-  } catch (e) {
-    if (opts.signal?.aborted) throw new GenaiError("ABORTED", "download aborted", { cause: e });
-    throw new GenaiError("MODEL_NOT_FOUND", `could not download ${model.url} (${(e as Error).message})`, { cause: e });
-  }
-  if (res.status === 200) have = 0;
-  else if (res.status !== 206) throw new GenaiError("MODEL_NOT_FOUND", `download of ${model.url} failed: HTTP ${res.status}`);
-  const total = have + Number(res.headers.get("content-length") ?? model.bytes - have);
-  const out = fs.createWriteStream(partial, { flags: have > 0 ? "a" : "w" });
-  try {
-    let received = have;
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      if (!out.write(chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
-      received += chunk.byteLength;
-      opts.onDownloadProgress?.(received, total);
-    }
-  } catch (e) {
-    if (opts.signal?.aborted) throw new GenaiError("ABORTED", "download aborted", { cause: e });
-    throw new GenaiError("MODEL_NOT_FOUND", `download of ${model.url} broke off (${(e as Error).message}); it resumes next time`, { cause: e });
-  } finally {
-    await new Promise<void>((r) => out.end(r));
-  }
-  const digest = await sha256File(partial);
-  if (digest !== model.sha256) {
-    await fs.promises.rm(partial, { force: true });
-    throw new GenaiError("INVALID_MODEL", `sha256 mismatch for ${model.file}: got ${digest}, expected ${model.sha256}`);
-  }
-  await fs.promises.rename(partial, dest);
-  return dest;
+  return downloadFile(model.url, path.join(dir, model.file), {
+    sha256: model.sha256,
+    bytes: model.bytes,
+    signal: opts.signal,
+    onProgress: opts.onDownloadProgress ? (p) => opts.onDownloadProgress?.(p.receivedBytes, p.totalBytes) : undefined,
+  });
 }

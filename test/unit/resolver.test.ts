@@ -87,7 +87,7 @@ describe("model resolver", () => {
     it("a broken transfer leaves a partial file that the next call resumes", async () => {
       const dir = path.join(tmp.dir, "dl-broken");
       const model: KnownModel = { ...DEFAULT_MODEL, url: `${base}/broken` };
-      await expect(downloadModel(model, dir)).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
+      await expect(downloadModel(model, dir)).rejects.toMatchObject({ code: "BACKEND_ERROR", message: expect.stringMatching(/resumes/) });
       const partial = path.join(dir, model.file + ".partial");
       expect(fs.statSync(partial).size).toBeGreaterThan(0);
       requests = [];

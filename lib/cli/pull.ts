@@ -1,0 +1,48 @@
+/**
+ * genai-native pull REF | ls | rm REF — the model store (lib/models/store.ts)
+ * from the command line, with a progress bar on stderr.
+ */
+import { GenaiError } from "../errors";
+import type { DownloadProgress } from "../models/download";
+import { ModelStore } from "../models/store";
+
+const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
+function bar(p: DownloadProgress & { index: number; count: number }): void {
+  const f = p.totalBytes > 0 ? p.receivedBytes / p.totalBytes : 0;
+  const width = 30;
+  const filled = Math.round(f * width);
+  const eta = p.etaMs !== undefined ? `, ${(p.etaMs / 1000).toFixed(0)} s left` : "";
+  const shard = p.count > 1 ? ` [${p.index + 1}/${p.count}]` : "";
+  process.stderr.write(
+    `\r${p.file}${shard} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${mib(p.receivedBytes)}/${mib(p.totalBytes)} ${mib(p.bytesPerSecond)}/s${eta}   `,
+  );
+}
+
+export async function pull(args: string[]): Promise<void> {
+  const ref = args.find((a) => !a.startsWith("-"));
+  if (!ref) throw new GenaiError("INVALID_ARGUMENT", "pull needs a REF (hf:owner/repo[:quant], hf:owner/repo/file.gguf or https://…)");
+  const ac = new AbortController();
+  process.once("SIGINT", () => ac.abort());
+  const m = await new ModelStore().pull(ref, { signal: ac.signal, onProgress: bar });
+  process.stderr.write("\n");
+  process.stdout.write(`${m.ref} ${m.path} (${mib(m.bytes)}${m.files.length > 1 ? `, ${m.files.length} files` : ""})\n`);
+}
+
+export function ls(args: string[]): void {
+  const store = new ModelStore();
+  const models = store.list();
+  if (args.includes("--json")) {
+    process.stdout.write(JSON.stringify({ dir: store.dir, models }, null, 1) + "\n");
+    return;
+  }
+  for (const m of models) process.stdout.write(`${m.ref}\t${mib(m.bytes)}\t${m.path}\n`);
+  if (models.length === 0) process.stderr.write(`no models in ${store.dir}\n`);
+}
+
+export function rm(args: string[]): void {
+  const ref = args.find((a) => !a.startsWith("-"));
+  if (!ref) throw new GenaiError("INVALID_ARGUMENT", "rm needs a REF");
+  if (!new ModelStore().remove(ref)) throw new GenaiError("MODEL_NOT_FOUND", `${ref} is not in the store`);
+  process.stdout.write(`removed ${ref}\n`);
+}

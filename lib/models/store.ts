@@ -1,0 +1,174 @@
+/**
+ * The local model store: models pulled by reference live in
+ * `<dir>/hf/<owner>/<repo>/<file>` (default dir: the model cache,
+ * $GENAI_NATIVE_CACHE or the user cache dir + genai-native/models, shareable
+ * between apps), each download resumable and verified (download.ts), with a
+ * `.genai-native.json` beside the files recording where they came from and
+ * their sha256.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { GenaiError } from "../errors";
+import { type DownloadProgress, downloadFile } from "./download";
+import { type HubFile, hubEndpoint, hubToken, listGgufFiles, type ModelRef, parseModelRef, pickModelFiles, resolveUrl } from "./hub";
+import { modelCacheDir } from "./resolver";
+
+export interface PullOptions {
+  /** Hub token (default $HF_TOKEN). */
+  token?: string;
+  /** Hub base URL (default $HF_ENDPOINT, else https://huggingface.co). */
+  endpoint?: string;
+  signal?: AbortSignal;
+  /** Per file: bytes, total, bytes/s, ETA, where it resumed from; `index`/`count` among the model's files (shards). */
+  onProgress?: (p: DownloadProgress & { index: number; count: number }) => void;
+}
+
+export interface StoredModel {
+  /** The reference it was pulled by (hf:owner/repo:QUANT or hf:owner/repo/file). */
+  ref: string;
+  /** The model file to load (the first shard for a sharded model). */
+  path: string;
+  /** Every file of the model, bytes each. */
+  files: { path: string; bytes: number; sha256?: string }[];
+  /** Sum of the files' sizes, bytes. */
+  bytes: number;
+  quant?: string;
+  /** The other references it was pulled by (e.g. hf:owner/repo without a quant). */
+  aliases?: string[];
+}
+
+const MANIFEST = ".genai-native.json";
+
+interface Manifest {
+  repo: string;
+  models: StoredModel[];
+}
+
+export class ModelStore {
+  /** The store's folder. */
+  readonly dir: string;
+
+  /** @param dir default: {@link modelCacheDir} */
+  constructor(dir: string = modelCacheDir()) {
+    this.dir = path.resolve(dir);
+  }
+
+  #repoDir(repo: string): string {
+    return path.join(this.dir, "hf", ...repo.split("/"));
+  }
+
+  #readManifest(repo: string): Manifest {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(this.#repoDir(repo), MANIFEST), "utf8")) as Manifest;
+    } catch {
+      return { repo, models: [] };
+    }
+  }
+
+  #writeManifest(m: Manifest): void {
+    const file = path.join(this.#repoDir(m.repo), MANIFEST);
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(m, null, 1));
+    fs.renameSync(`${file}.tmp`, file);
+  }
+
+  /** The stored model for `ref` (an hf: reference), without asking the hub; undefined when not pulled. */
+  find(ref: string): StoredModel | undefined {
+    const r = parseModelRef(ref);
+    if (r.kind !== "hf") return undefined;
+    const found = this.#readManifest(r.repo).models.find((m) => m.ref === canonical(r, r.quant) || m.ref === ref || m.aliases?.includes(ref));
+    return found?.files.every((f) => fs.existsSync(f.path)) ? found : undefined;
+  }
+
+  /**
+   * Downloads the model `ref` names (hf: reference or https URL) into the
+   * store, or returns it when it is there already. Each file is resumed from
+   * an earlier partial download and verified against the hub's sha256.
+   * @throws GenaiError ACCESS_DENIED, MODEL_NOT_FOUND, INVALID_MODEL (checksum), IO_ERROR, ABORTED, INVALID_ARGUMENT
+   */
+  async pull(ref: string, opts: PullOptions = {}): Promise<StoredModel> {
+    const r = parseModelRef(ref);
+    if (r.kind === "path") throw new GenaiError("INVALID_ARGUMENT", `${ref} is a local path, not a reference to pull (hf:owner/repo[:quant] or https://…)`);
+    const token = hubToken(opts.token);
+    const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+    if (r.kind === "url") {
+      const name = decodeURIComponent(new URL(r.url).pathname.split("/").pop() || "model.gguf");
+      const dest = path.join(this.dir, "url", name);
+      if (!fs.existsSync(dest))
+        await downloadFile(r.url, dest, { headers, signal: opts.signal, onProgress: (p) => opts.onProgress?.({ ...p, index: 0, count: 1 }) });
+      return { ref, path: dest, files: [{ path: dest, bytes: fs.statSync(dest).size }], bytes: fs.statSync(dest).size };
+    }
+    const have = this.find(ref);
+    if (have) return have;
+    const endpoint = opts.endpoint ?? hubEndpoint();
+    const listed = await listGgufFiles(r.repo, { endpoint, token });
+    const picked = pickModelFiles(r.repo, listed, r);
+    const files: StoredModel["files"] = [];
+    for (const [index, f] of picked.files.entries()) {
+      const dest = path.join(this.#repoDir(r.repo), ...f.path.split("/"));
+      await downloadFile(resolveUrl(r.repo, f.path, endpoint), dest, {
+        ...(f.sha256 ? { sha256: f.sha256 } : {}),
+        bytes: f.size,
+        headers,
+        signal: opts.signal,
+        onProgress: (p) => opts.onProgress?.({ ...p, index, count: picked.files.length }),
+      });
+      files.push({ path: dest, bytes: f.size, ...(f.sha256 ? { sha256: f.sha256 } : {}) });
+    }
+    const stored: StoredModel = {
+      ref: canonical(r, picked.quant, picked.files[0]),
+      path: files[0].path,
+      files,
+      bytes: files.reduce((n, f) => n + f.bytes, 0),
+      ...(picked.quant ? { quant: picked.quant } : {}),
+    };
+    const manifest = this.#readManifest(r.repo);
+    const before = manifest.models.find((m) => m.ref === stored.ref);
+    const aliases = [...new Set([...(before?.aliases ?? []), ...(ref !== stored.ref ? [ref] : [])])];
+    if (aliases.length > 0) stored.aliases = aliases;
+    manifest.models = [...manifest.models.filter((m) => m.ref !== stored.ref), stored];
+    this.#writeManifest(manifest);
+    return stored;
+  }
+
+  /** The models pulled into this store (those whose files are all there). */
+  list(): StoredModel[] {
+    const root = path.join(this.dir, "hf");
+    const out: StoredModel[] = [];
+    if (!fs.existsSync(root)) return out;
+    for (const owner of fs.readdirSync(root)) {
+      for (const repo of fs.readdirSync(path.join(root, owner))) {
+        for (const m of this.#readManifest(`${owner}/${repo}`).models) if (m.files.every((f) => fs.existsSync(f.path))) out.push(m);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Deletes a pulled model's files (and partial downloads of them).
+   * @returns whether anything was removed
+   */
+  remove(ref: string): boolean {
+    const r = parseModelRef(ref);
+    if (r.kind !== "hf") throw new GenaiError("INVALID_ARGUMENT", `${ref} is not an hf: reference`);
+    const manifest = this.#readManifest(r.repo);
+    // hf:owner/repo (no quant, not an alias) removes every model of the repo
+    const all = r.quant === undefined && r.file === undefined && !manifest.models.some((m) => m.aliases?.includes(ref));
+    const gone = manifest.models.filter(
+      (m) => all || m.ref === ref || m.aliases?.includes(ref) || (r.quant !== undefined && m.quant === r.quant.toUpperCase()),
+    );
+    for (const m of gone)
+      for (const f of m.files) {
+        fs.rmSync(f.path, { force: true });
+        fs.rmSync(`${f.path}.partial`, { force: true });
+      }
+    manifest.models = manifest.models.filter((m) => !gone.includes(m));
+    if (gone.length > 0) this.#writeManifest(manifest);
+    return gone.length > 0;
+  }
+}
+
+/** The stored form of a reference: hf:owner/repo:QUANT, or hf:owner/repo/file for a file without a quant in its name. */
+function canonical(r: Extract<ModelRef, { kind: "hf" }>, quant?: string, first?: HubFile): string {
+  if (quant) return `hf:${r.repo}:${quant.toUpperCase()}`;
+  return `hf:${r.repo}/${r.file ?? first?.path ?? ""}`;
+}

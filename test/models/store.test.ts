@@ -1,0 +1,201 @@
+// Model references and the model store against a local hub on 127.0.0.1
+// that answers like huggingface.co (the tree API with LFS sha256, resolve/main
+// with a redirect and Range support, 401 for a gated repo, a connection
+// dropped half-way), serving stories260K and files derived from it.
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GenaiError } from "../../lib/errors";
+import { pickModelFiles, quantOf, type HubFile } from "../../lib/models/hub";
+import { ModelStore } from "../../lib/models/store";
+import { storiesPath, tempDir } from "../helpers";
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+describe("picking a model's files from a repo listing", () => {
+  const f = (p: string): HubFile => ({ path: p, size: 1 });
+  const repo = [
+    f("Qwen3-4B-Q8_0.gguf"),
+    f("Qwen3-4B-Q4_K_M.gguf"),
+    f("Qwen3-4B-F16-00001-of-00002.gguf"),
+    f("Qwen3-4B-F16-00002-of-00002.gguf"),
+    f("mmproj-Qwen3-4B-F16.gguf"),
+  ];
+  it("quant by name (any case), the default when none, shards in order, never the projector", () => {
+    expect(quantOf("a/b/Model-IQ4_XS.gguf")).toBe("IQ4_XS");
+    expect(pickModelFiles("o/r", repo, { quant: "q8_0" }).files.map((x) => x.path)).toEqual(["Qwen3-4B-Q8_0.gguf"]);
+    const def = pickModelFiles("o/r", repo, {});
+    expect(def.quant).toBe("Q4_K_M");
+    expect(def.mmproj?.path).toBe("mmproj-Qwen3-4B-F16.gguf");
+    expect(pickModelFiles("o/r", repo, { quant: "F16" }).files.map((x) => x.path)).toEqual([
+      "Qwen3-4B-F16-00001-of-00002.gguf",
+      "Qwen3-4B-F16-00002-of-00002.gguf",
+    ]);
+    expect(pickModelFiles("o/r", repo, { file: "Qwen3-4B-Q8_0.gguf" }).quant).toBe("Q8_0");
+    expect(() => pickModelFiles("o/r", repo, { quant: "Q2_K" })).toThrow(/its quants: Q8_0, Q4_K_M, F16/);
+    expect(() => pickModelFiles("o/r", [f("x-F16-00001-of-00002.gguf")], {})).toThrow(/shard .* is missing/);
+  });
+});
+
+describe("the model store against a local hub", () => {
+  let tmp: { dir: string; cleanup: () => void };
+  let server: http.Server;
+  let endpoint: string;
+  let stories: Buffer;
+  const ranges: string[] = [];
+  let dropNext = false;
+  // repo → files (path → bytes); "gated/model" needs the token "hf_secret"
+  const repos = new Map<string, Map<string, Buffer>>();
+  const wrongSha = new Set<string>();
+
+  beforeAll(async () => {
+    tmp = tempDir();
+    stories = fs.readFileSync(await storiesPath());
+    const half = stories.length >> 1;
+    repos.set(
+      "test/stories-GGUF",
+      new Map([
+        ["stories260K-Q8_0.gguf", stories],
+        ["stories260K-F16.gguf", Buffer.concat([stories, Buffer.from("f16")])],
+        ["mmproj-stories260K-F16.gguf", Buffer.from("projector")],
+        ["sharded/stories260K-Q4_0-00001-of-00002.gguf", stories.subarray(0, half)],
+        ["sharded/stories260K-Q4_0-00002-of-00002.gguf", stories.subarray(half)],
+        ["bad-Q2_K.gguf", stories],
+      ]),
+    );
+    wrongSha.add("bad-Q2_K.gguf");
+    repos.set("gated/model", new Map([["model-Q8_0.gguf", stories]]));
+    server = http.createServer((req, res) => {
+      const url = new URL(req.url ?? "/", "http://x");
+      const gatedOk = (repo: string) => repo !== "gated/model" || req.headers.authorization === "Bearer hf_secret";
+      let m = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/main$/.exec(url.pathname);
+      if (m) {
+        const files = repos.get(m[1]);
+        if (!files) return res.writeHead(404, { "content-type": "application/json" }).end('{"error":"Repository not found"}');
+        if (!gatedOk(m[1])) return res.writeHead(401, { "content-type": "application/json" }).end('{"error":"Access to model gated/model is restricted"}');
+        const list = [...files].map(([p, b]) => ({
+          type: "file",
+          path: p,
+          size: 134,
+          oid: "0".repeat(40),
+          lfs: { oid: wrongSha.has(p) ? "f".repeat(64) : sha(b), size: b.length, pointerSize: 134 },
+        }));
+        return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(list));
+      }
+      m = /^\/([^/]+\/[^/]+)\/resolve\/main\/(.+)$/.exec(url.pathname);
+      if (m) {
+        if (!gatedOk(m[1])) return res.writeHead(401).end();
+        // the hub redirects LFS files to its CDN
+        return res.writeHead(302, { location: `/cdn/${m[1]}/${m[2]}` }).end();
+      }
+      m = /^\/cdn\/([^/]+\/[^/]+)\/(.+)$/.exec(url.pathname);
+      const body = m ? repos.get(m[1])?.get(decodeURIComponent(m[2])) : undefined;
+      if (!body) return res.writeHead(404).end();
+      const r = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
+      ranges.push(req.headers.range ?? "");
+      const from = r ? Number(r[1]) : 0;
+      if (from >= body.length) return res.writeHead(416).end();
+      res.writeHead(r ? 206 : 200, {
+        "content-length": String(body.length - from),
+        ...(r ? { "content-range": `bytes ${from}-${body.length - 1}/${body.length}` } : {}),
+      });
+      if (dropNext) {
+        dropNext = false;
+        // half of it, then the connection drops
+        res.write(body.subarray(from, from + ((body.length - from) >> 1)), () => res.destroy());
+        return;
+      }
+      res.end(body.subarray(from));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise<void>((r) => server.close(() => r()));
+    tmp?.cleanup();
+  });
+
+  it("pulls by quant, verifies, lists, finds it without the hub, and removes it", async () => {
+    const store = new ModelStore(path.join(tmp.dir, "a"));
+    const progress: number[] = [];
+    const m = await store.pull("hf:test/stories-GGUF:q8_0", { endpoint, onProgress: (p) => progress.push(p.receivedBytes) });
+    expect(m.ref).toBe("hf:test/stories-GGUF:Q8_0");
+    expect(fs.readFileSync(m.path).equals(stories)).toBe(true);
+    expect(progress.at(-1)).toBe(stories.length);
+    expect(store.list().map((x) => x.ref)).toEqual(["hf:test/stories-GGUF:Q8_0"]);
+    ranges.length = 0;
+    expect((await store.pull("hf:test/stories-GGUF:Q8_0", { endpoint })).path).toBe(m.path);
+    expect(ranges).toEqual([]); // already there: the hub is not asked
+    // the default quant, and shards in order
+    expect((await store.pull("hf:test/stories-GGUF", { endpoint })).quant).toBe("Q4_0");
+    const sharded = store.find("hf:test/stories-GGUF:Q4_0")!;
+    expect(sharded.files.map((f) => path.basename(f.path))).toEqual(["stories260K-Q4_0-00001-of-00002.gguf", "stories260K-Q4_0-00002-of-00002.gguf"]);
+    expect(Buffer.concat(sharded.files.map((f) => fs.readFileSync(f.path))).equals(stories)).toBe(true);
+    expect(store.remove("hf:test/stories-GGUF:Q8_0")).toBe(true);
+    expect(fs.existsSync(m.path)).toBe(false);
+    expect(store.list().map((x) => x.ref)).toEqual(["hf:test/stories-GGUF:Q4_0"]);
+  });
+
+  it("a connection dropped half-way resumes from the byte it stopped at, also in a new store (a restart)", async () => {
+    const dir = path.join(tmp.dir, "b");
+    dropNext = true;
+    const e = await new ModelStore(dir).pull("hf:test/stories-GGUF:F16", { endpoint }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(GenaiError);
+    expect((e as GenaiError).message).toMatch(/resumes/);
+    const partial = path.join(dir, "hf", "test", "stories-GGUF", "stories260K-F16.gguf.partial");
+    const offset = fs.statSync(partial).size;
+    expect(offset).toBeGreaterThan(0);
+    ranges.length = 0;
+    const m = await new ModelStore(dir).pull("hf:test/stories-GGUF:F16", { endpoint });
+    console.log(`dropped at ${offset} of ${stories.length + 3} bytes; resumed with Range: ${ranges[0]}`);
+    expect(ranges[0]).toBe(`bytes=${offset}-`);
+    expect(fs.readFileSync(m.path).equals(Buffer.concat([stories, Buffer.from("f16")]))).toBe(true);
+    expect(fs.existsSync(partial)).toBe(false);
+  });
+
+  it("checksum mismatch, a gated repo, a missing repo or quant, and an abort are typed errors", async () => {
+    const store = new ModelStore(path.join(tmp.dir, "c"));
+    await expect(store.pull("hf:test/stories-GGUF:Q2_K", { endpoint })).rejects.toMatchObject({
+      code: "INVALID_MODEL",
+      message: expect.stringMatching(/sha256/),
+    });
+    expect(fs.existsSync(path.join(store.dir, "hf", "test", "stories-GGUF", "bad-Q2_K.gguf.partial"))).toBe(false);
+    await expect(store.pull("hf:gated/model", { endpoint })).rejects.toMatchObject({ code: "ACCESS_DENIED", message: expect.stringMatching(/HF_TOKEN/) });
+    expect((await store.pull("hf:gated/model", { endpoint, token: "hf_secret" })).quant).toBe("Q8_0");
+    await expect(store.pull("hf:test/nothing", { endpoint })).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
+    await expect(store.pull("hf:test/stories-GGUF:Q3_K_S", { endpoint })).rejects.toMatchObject({
+      code: "MODEL_NOT_FOUND",
+      message: expect.stringMatching(/Q8_0/),
+    });
+    await expect(store.pull("hf:test/stories-GGUF:Q8_0", { endpoint, signal: AbortSignal.abort() })).rejects.toMatchObject({ code: "ABORTED" });
+    expect(() => store.remove("not-a-ref")).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    await expect(store.pull("hf:bad ref", { endpoint })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  it("the CLI: pull, ls, complete --model hf:… (from the store), rm", async () => {
+    const env = { ...process.env, HF_ENDPOINT: endpoint, GENAI_NATIVE_CACHE: path.join(tmp.dir, "cli") };
+    // asynchronously: the local hub answers from this process
+    const cli = (...args: string[]) =>
+      new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [path.resolve(__dirname, "..", "..", "dist", "cjs", "cli", "main.js"), ...args],
+          { env, timeout: 120_000 },
+          (err, stdout, stderr) => resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    const pulled = await cli("pull", "hf:test/stories-GGUF:Q8_0");
+    expect(pulled.status, pulled.stderr).toBe(0);
+    expect(pulled.stdout).toMatch(/^hf:test\/stories-GGUF:Q8_0 /);
+    expect((await cli("ls")).stdout).toMatch(/hf:test\/stories-GGUF:Q8_0/);
+    const run = await cli("complete", "--model", "hf:test/stories-GGUF:Q8_0", "--max-tokens", "10", "--temperature", "0", "Once upon a time");
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/there was a little girl/);
+    expect((await cli("rm", "hf:test/stories-GGUF:Q8_0")).status).toBe(0);
+    expect((await cli("ls")).stdout).toBe("");
+  });
+});
