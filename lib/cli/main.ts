@@ -6,7 +6,7 @@
  *   genai-native image --model PATH [--steps N] [--size WxH] [--seed S] [--count N] [--cfg-scale X]
  *                      [--sampler NAME] [--scheduler NAME] [-o out.png] PROMPT
  *   genai-native pull REF | ls [--json] | rm REF          (cli/pull.ts; REF: hf:owner/repo[:quant], hf:owner/repo/file.gguf, https://…)
- *   genai-native pull REF        (REF: hf:owner/repo[:quant], hf:owner/repo/file.gguf, https://…)
+ *   genai-native pull [--inspect] REF   (REF: hf:owner/repo[:quant], hf:owner/repo/file.gguf, https://…; --inspect: metadata and fit, no download)
   genai-native ls [--json]
   genai-native rm REF
   genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--api-key KEY] (cli/serve.ts)
@@ -26,7 +26,7 @@ const USAGE = `usage:
   genai-native info [--json]
   genai-native complete [--model PATH] [--max-tokens N] [--temperature T] [--seed S] [--threads N] [--json] PROMPT
   genai-native image --model PATH [--steps N] [--size WxH] [--seed S] [--count N] [--cfg-scale X] [--sampler NAME] [--scheduler NAME] [-o out.png] PROMPT
-  genai-native pull REF        (REF: hf:owner/repo[:quant], hf:owner/repo/file.gguf, https://…)
+  genai-native pull [--inspect] REF   (REF: hf:owner/repo[:quant], hf:owner/repo/file.gguf, https://…; --inspect: metadata and fit, no download)
   genai-native ls [--json]
   genai-native rm REF
   genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--image-model PATH] [--api-key KEY] [--context-size N] [--parallel N] [--threads N] [--chat-template FILE] [--cors ORIGIN ...]`;

@@ -1,5 +1,5 @@
 /**
- * genai-native pull REF | ls | rm REF — the model store (lib/models/store.ts)
+ * genai-native pull [--inspect] REF | ls | rm REF — the model store (lib/models/store.ts)
  * from the command line, with a progress bar on stderr.
  */
 import { GenaiError } from "../errors";
@@ -22,6 +22,16 @@ function bar(p: DownloadProgress & { index: number; count: number }): void {
 export async function pull(args: string[]): Promise<void> {
   const ref = args.find((a) => !a.startsWith("-"));
   if (!ref) throw new GenaiError("INVALID_ARGUMENT", "pull needs a REF (hf:owner/repo[:quant], hf:owner/repo/file.gguf or https://…)");
+  if (args.includes("--inspect")) {
+    // what would be downloaded, the model's metadata and whether it fits, without downloading
+    const i = await new ModelStore().inspect(ref);
+    const s = i.summary;
+    process.stdout.write(
+      `${i.ref}: ${s.architecture}, ${(s.parameterCount / 1e9).toFixed(2)} B parameters, context ${s.contextLength ?? "?"}, ` +
+        `${i.files.length} file(s), ${mib(i.bytes)}; needs about ${mib(i.estimate.total)} for ${i.contextSize} tokens — ${i.fits ? "fits" : "does NOT fit"} this machine\n`,
+    );
+    return;
+  }
   const ac = new AbortController();
   process.once("SIGINT", () => ac.abort());
   const m = await new ModelStore().pull(ref, { signal: ac.signal, onProgress: bar });

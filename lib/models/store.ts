@@ -11,6 +11,10 @@ import path from "node:path";
 import { GenaiError } from "../errors";
 import { type DownloadProgress, downloadFile } from "./download";
 import { type HubFile, hubEndpoint, hubToken, listGgufFiles, type ModelRef, parseModelRef, pickModelFiles, resolveUrl } from "./hub";
+import { defaultBudgets } from "../orchestrator/budget";
+import { estimateFromSummary, type LlamaMemoryEstimate } from "../orchestrator/estimate";
+import type { ParsedHeader } from "./gguf-worker";
+import { type GgufSummary, summarizeGguf } from "./metadata";
 import { modelCacheDir } from "./resolver";
 
 export interface PullOptions {
@@ -35,6 +39,25 @@ export interface StoredModel {
   quant?: string;
   /** The other references it was pulled by (e.g. hf:owner/repo without a quant). */
   aliases?: string[];
+}
+
+/** ModelStore.inspect's answer: what a pull would fetch and whether it fits, before downloading. */
+export interface ModelInspection {
+  ref: string;
+  files: { path: string; bytes: number; sha256?: string }[];
+  /** All files, bytes. */
+  bytes: number;
+  quant?: string;
+  /** Architecture, parameter count, context length, quantization… from the remote header. */
+  summary: GgufSummary;
+  /** The context the estimate is for, tokens (default: the training context, at most 4096). */
+  contextSize: number;
+  /** Weights, KV cache and compute buffers, bytes. */
+  estimate: LlamaMemoryEstimate;
+  /** The estimate's total is within the largest device budget. */
+  fits: boolean;
+  /** Each device's budget, bytes. */
+  budgets: Record<string, number>;
 }
 
 const MANIFEST = ".genai-native.json";
@@ -128,6 +151,54 @@ export class ModelStore {
     manifest.models = [...manifest.models.filter((m) => m.ref !== stored.ref), stored];
     this.#writeManifest(manifest);
     return stored;
+  }
+
+  /**
+   * What `ref` would download, without downloading it: the files and their
+   * sizes, the model's metadata read from the hub through HTTP range requests
+   * (@huggingface/gguf: only the header), llama.cpp's memory for a context of
+   * `contextSize` tokens (the orchestrator's formula from metadata), and
+   * whether that fits the largest device budget of this machine (free memory
+   * less the safety padding).
+   * @throws GenaiError as pull(), INVALID_MODEL (the header does not parse)
+   */
+  async inspect(ref: string, opts: Omit<PullOptions, "onProgress"> & { contextSize?: number } = {}): Promise<ModelInspection> {
+    const r = parseModelRef(ref);
+    if (r.kind !== "hf") throw new GenaiError("INVALID_ARGUMENT", `${ref} is not an hf: reference`);
+    const endpoint = opts.endpoint ?? hubEndpoint();
+    const token = hubToken(opts.token);
+    const picked = pickModelFiles(r.repo, await listGgufFiles(r.repo, { endpoint, token }), r);
+    const bytes = picked.files.reduce((n, f) => n + f.size, 0);
+    const url = resolveUrl(r.repo, picked.files[0].path, endpoint);
+    const { gguf } = await import("@huggingface/gguf");
+    let parsed: ParsedHeader;
+    try {
+      const p = await gguf(url, { computeParametersCount: true, ...(token ? { additionalFetchHeaders: { authorization: `Bearer ${token}` } } : {}) });
+      parsed = {
+        metadata: p.metadata as ParsedHeader["metadata"],
+        tensorCount: p.tensorInfos.length,
+        parameterCount: p.parameterCount,
+        tensorDataOffset: Number(p.tensorDataOffset),
+      };
+    } catch (e) {
+      throw new GenaiError("INVALID_MODEL", `${ref}: the GGUF header could not be read from the hub (${(e as Error).message})`, { cause: e });
+    }
+    const summary = summarizeGguf(url, parsed, bytes);
+    const contextSize = opts.contextSize ?? Math.min(summary.contextLength ?? 4096, 4096);
+    const estimate = estimateFromSummary(summary, contextSize);
+    const budgets = defaultBudgets();
+    const largest = Math.max(0, ...Object.values(budgets));
+    return {
+      ref: canonical(r, picked.quant, picked.files[0]),
+      files: picked.files.map((f) => ({ path: f.path, bytes: f.size, ...(f.sha256 ? { sha256: f.sha256 } : {}) })),
+      bytes,
+      ...(picked.quant ? { quant: picked.quant } : {}),
+      summary,
+      contextSize,
+      estimate,
+      fits: estimate.total <= largest,
+      budgets,
+    };
   }
 
   /** The models pulled into this store (those whose files are all there). */

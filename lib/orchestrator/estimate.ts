@@ -57,7 +57,11 @@ export async function estimateLlamaFromMetadata(
   const o = options("options", opts, ["batchSize", "flashAttention"]) as { batchSize?: number; flashAttention?: boolean };
   optInt("batchSize", o.batchSize, CONTEXT_DEFAULTS.batchSize, 1, 2 ** 20);
   optBool("flashAttention", o.flashAttention, true);
-  const s = await readGgufSummary(path);
+  return estimateFromSummary(await readGgufSummary(path), contextSize, o);
+}
+
+/** {@link estimateLlamaFromMetadata} from a GGUF summary already read (a remote file's, before download). */
+export function estimateFromSummary(s: GgufSummary, contextSize: number, o: { batchSize?: number; flashAttention?: boolean } = {}): LlamaMemoryEstimate {
   const weights = s.tensorDataBytes;
   const kv = kvCacheBytes(s, contextSize);
   const embd = s.embeddingLength ?? 0;

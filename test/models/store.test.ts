@@ -140,6 +140,22 @@ describe("the model store against a local hub", () => {
     expect(store.list().map((x) => x.ref)).toEqual(["hf:test/stories-GGUF:Q4_0"]);
   });
 
+  it("inspect: metadata, sizes and the memory estimate before any download", async () => {
+    const store = new ModelStore(path.join(tmp.dir, "i"));
+    ranges.length = 0;
+    const i = await store.inspect("hf:test/stories-GGUF:Q8_0", { endpoint, contextSize: 256 });
+    expect(i.ref).toBe("hf:test/stories-GGUF:Q8_0");
+    expect(i.bytes).toBe(stories.length);
+    expect(i.summary.architecture).toBe("llama");
+    expect(i.summary.parameterCount).toBeGreaterThan(200_000);
+    expect(i.estimate.weights).toBeGreaterThan(0);
+    expect(i.estimate.kv).toBeGreaterThan(0);
+    expect(i.fits).toBe(true);
+    // only the header was read, in ranges; nothing was written
+    expect(ranges.every((r) => /^bytes=\d+-\d+$/.test(r))).toBe(true);
+    expect(fs.existsSync(store.dir)).toBe(false);
+  });
+
   it("a connection dropped half-way resumes from the byte it stopped at, also in a new store (a restart)", async () => {
     const dir = path.join(tmp.dir, "b");
     dropNext = true;
@@ -188,6 +204,8 @@ describe("the model store against a local hub", () => {
           (err, stdout, stderr) => resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
         );
       });
+    const inspected = await cli("pull", "--inspect", "hf:test/stories-GGUF:Q8_0");
+    expect(inspected.stdout).toMatch(/hf:test\/stories-GGUF:Q8_0: llama, .* fits this machine/);
     const pulled = await cli("pull", "hf:test/stories-GGUF:Q8_0");
     expect(pulled.status, pulled.stderr).toBe(0);
     expect(pulled.stdout).toMatch(/^hf:test\/stories-GGUF:Q8_0 /);
