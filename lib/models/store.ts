@@ -4,20 +4,26 @@
  * $GENAI_NATIVE_CACHE or the user cache dir + genai-native/models, shareable
  * between apps), each download resumable and verified (download.ts), with a
  * `.genai-native.json` beside the files recording where they came from and
- * their sha256.
+ * their sha256. Pulls queue (concurrency 1 by default, in priority order) and
+ * can be paused and resumed; verify() hashes what is there again.
  */
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { GenaiError } from "../errors";
 import { type DownloadProgress, downloadFile } from "./download";
 import { type HubFile, hubEndpoint, hubToken, listGgufFiles, type ModelRef, parseModelRef, pickModelFiles, resolveUrl } from "./hub";
 import { defaultBudgets } from "../orchestrator/budget";
+import type { Priority } from "../orchestrator/priority";
+import { JobQueue } from "../orchestrator/queue";
 import { estimateFromSummary, type LlamaMemoryEstimate } from "../orchestrator/estimate";
 import type { ParsedHeader } from "./gguf-worker";
 import { type GgufSummary, summarizeGguf } from "./metadata";
 import { modelCacheDir } from "./resolver";
 
 export interface PullOptions {
+  /** Queue priority among this store's downloads (default "interactive"). */
+  priority?: Priority;
   /** Hub token (default $HF_TOKEN). */
   token?: string;
   /** Hub base URL (default $HF_ENDPOINT, else https://huggingface.co). */
@@ -70,10 +76,38 @@ interface Manifest {
 export class ModelStore {
   /** The store's folder. */
   readonly dir: string;
+  readonly #queue: JobQueue;
+  /** Pulls paused by reference: their transfer stopped (the partial file kept) until resume(). */
+  readonly #paused = new Map<string, { resume: Promise<void>; release: () => void }>();
+  /** The running transfer of each pull, by reference: pause() stops it. */
+  readonly #transfers = new Map<string, AbortController>();
 
-  /** @param dir default: {@link modelCacheDir} */
-  constructor(dir: string = modelCacheDir()) {
+  /**
+   * @param dir default: {@link modelCacheDir}
+   * @param options.concurrency downloads at once (default 1; the rest wait in priority order)
+   */
+  constructor(dir: string = modelCacheDir(), options: { concurrency?: number } = {}) {
     this.dir = path.resolve(dir);
+    this.#queue = new JobQueue({ limits: { download: options.concurrency ?? 1 } });
+  }
+
+  /**
+   * Stops `ref`'s running (or next) transfer, keeping its partial file; its
+   * pull() waits until resume(). No effect when it is not being pulled.
+   */
+  pause(ref: string): void {
+    if (this.#paused.has(ref)) return;
+    let release = () => {};
+    const resume = new Promise<void>((r) => (release = r));
+    this.#paused.set(ref, { resume, release });
+    this.#transfers.get(ref)?.abort();
+  }
+
+  /** Lets a paused pull go on (from where its transfer stopped). */
+  resume(ref: string): void {
+    const p = this.#paused.get(ref);
+    this.#paused.delete(ref);
+    p?.release();
   }
 
   #repoDir(repo: string): string {
@@ -109,6 +143,36 @@ export class ModelStore {
    * @throws GenaiError ACCESS_DENIED, MODEL_NOT_FOUND, INVALID_MODEL (checksum), IO_ERROR, ABORTED, INVALID_ARGUMENT
    */
   async pull(ref: string, opts: PullOptions = {}): Promise<StoredModel> {
+    const r = parseModelRef(ref); // a malformed reference fails before it queues
+    if (r.kind === "hf" && this.find(ref)) return this.find(ref) as StoredModel;
+    const job = this.#queue.enqueue({
+      engine: "download",
+      priority: opts.priority ?? "interactive",
+      signal: opts.signal,
+      run: async (signal) => {
+        for (;;) {
+          await this.#paused.get(ref)?.resume;
+          const transfer = new AbortController();
+          const stop = () => transfer.abort();
+          signal.addEventListener("abort", stop, { once: true });
+          this.#transfers.set(ref, transfer);
+          try {
+            return await this.#pullNow(ref, { ...opts, signal: transfer.signal });
+          } catch (e) {
+            // stopped by pause(): wait for resume() and go on from the partial file
+            if (!signal.aborted && this.#paused.has(ref) && (e as GenaiError).code === "ABORTED") continue;
+            throw e;
+          } finally {
+            signal.removeEventListener("abort", stop);
+            this.#transfers.delete(ref);
+          }
+        }
+      },
+    });
+    return job.promise;
+  }
+
+  async #pullNow(ref: string, opts: PullOptions): Promise<StoredModel> {
     const r = parseModelRef(ref);
     if (r.kind === "path") throw new GenaiError("INVALID_ARGUMENT", `${ref} is a local path, not a reference to pull (hf:owner/repo[:quant] or https://…)`);
     const token = hubToken(opts.token);
@@ -199,6 +263,24 @@ export class ModelStore {
       fits: estimate.total <= largest,
       budgets,
     };
+  }
+
+  /**
+   * Hashes a pulled model's files again and compares them with the hub's
+   * sha256 recorded at download. @returns the files that do not match (empty: all good)
+   * @throws GenaiError MODEL_NOT_FOUND when `ref` is not in the store
+   */
+  async verify(ref: string): Promise<string[]> {
+    const m = this.find(ref);
+    if (!m) throw new GenaiError("MODEL_NOT_FOUND", `${ref} is not in the store`);
+    const bad: string[] = [];
+    for (const f of m.files) {
+      if (!f.sha256) continue;
+      const h = createHash("sha256");
+      for await (const chunk of fs.createReadStream(f.path)) h.update(chunk as Buffer);
+      if (h.digest("hex") !== f.sha256) bad.push(f.path);
+    }
+    return bad;
   }
 
   /** The models pulled into this store (those whose files are all there). */

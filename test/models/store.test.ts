@@ -67,6 +67,15 @@ describe("the model store against a local hub", () => {
         ["bad-Q2_K.gguf", stories],
       ]),
     );
+    // served slowly (16 pieces, 25 ms apart): for the queue and pause tests
+    repos.set(
+      "test/slow",
+      new Map([
+        ["slow-Q8_0.gguf", stories],
+        ["slow-Q6_K.gguf", Buffer.concat([stories, Buffer.from("6")])],
+        ["slow-Q5_K_M.gguf", Buffer.concat([stories, Buffer.from("5")])],
+      ]),
+    );
     wrongSha.add("bad-Q2_K.gguf");
     repos.set("gated/model", new Map([["model-Q8_0.gguf", stories]]));
     server = http.createServer((req, res) => {
@@ -103,6 +112,19 @@ describe("the model store against a local hub", () => {
         "content-length": String(body.length - from),
         ...(r ? { "content-range": `bytes ${from}-${body.length - 1}/${body.length}` } : {}),
       });
+      if (m?.[1] === "test/slow") {
+        const rest = body.subarray(from);
+        const piece = Math.ceil(rest.length / 16);
+        let i = 0;
+        const next = () => {
+          if (res.destroyed) return;
+          if (i * piece >= rest.length) return void res.end();
+          res.write(rest.subarray(i * piece, (i + 1) * piece));
+          i++;
+          setTimeout(next, 25);
+        };
+        return next();
+      }
       if (dropNext) {
         dropNext = false;
         // half of it, then the connection drops
@@ -190,6 +212,53 @@ describe("the model store against a local hub", () => {
     await expect(store.pull("hf:test/stories-GGUF:Q8_0", { endpoint, signal: AbortSignal.abort() })).rejects.toMatchObject({ code: "ABORTED" });
     expect(() => store.remove("not-a-ref")).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
     await expect(store.pull("hf:bad ref", { endpoint })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  it("a queue: one download at a time, in priority order; pause keeps the partial file, resume goes on from it; verify", async () => {
+    const store = new ModelStore(path.join(tmp.dir, "q"));
+    const done: string[] = [];
+    const pull = (ref: string, priority: "interactive" | "background") =>
+      store.pull(ref, { endpoint, priority }).then((m) => {
+        done.push(m.ref);
+        return m;
+      });
+    const first = pull("hf:test/slow:Q8_0", "background");
+    await new Promise((r) => setTimeout(r, 50)); // it has started
+    const low = pull("hf:test/slow:Q6_K", "background");
+    const high = pull("hf:test/slow:Q5_K_M", "interactive");
+    await Promise.all([first, low, high]);
+    expect(done).toEqual(["hf:test/slow:Q8_0", "hf:test/slow:Q5_K_M", "hf:test/slow:Q6_K"]);
+    expect(await store.verify("hf:test/slow:Q8_0")).toEqual([]);
+    // a flipped byte is found
+    const m = store.find("hf:test/slow:Q8_0")!;
+    const bytes = fs.readFileSync(m.path);
+    bytes[100] ^= 0xff;
+    fs.writeFileSync(m.path, bytes);
+    expect(await store.verify("hf:test/slow:Q8_0")).toEqual([m.path]);
+
+    // pause and resume
+    store.remove("hf:test/slow:Q6_K");
+    const seen: number[] = [];
+    const paused = store.pull("hf:test/slow:Q6_K", {
+      endpoint,
+      onProgress: (p) => {
+        seen.push(p.receivedBytes);
+        if (seen.length === 3) store.pause("hf:test/slow:Q6_K");
+      },
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const partial = path.join(store.dir, "hf", "test", "slow", "slow-Q6_K.gguf.partial");
+    const kept = fs.statSync(partial).size;
+    const count = seen.length;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen.length).toBe(count); // nothing arrives while paused
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThan(stories.length);
+    ranges.length = 0;
+    store.resume("hf:test/slow:Q6_K");
+    const resumed = await paused;
+    expect(ranges[0]).toBe(`bytes=${kept}-`);
+    expect(fs.readFileSync(resumed.path).equals(Buffer.concat([stories, Buffer.from("6")]))).toBe(true);
   });
 
   it("the CLI: pull, ls, complete --model hf:… (from the store), rm", async () => {
