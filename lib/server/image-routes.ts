@@ -4,13 +4,15 @@
  * the job runs as an orchestrator job ("background" priority unless the
  * request asks for more); GET /v1/images/generations/:id gives its status,
  * live progress (stage, step/steps, image index, percent, ETA) and, when done,
+ * (img2img: `init_image` and `mask` as base64 PNG, `strength`)
  * the images as base64 PNG with their seeds; DELETE cancels it (409 once it
  * has finished); GET …/:id/events streams its progress as server-sent
  * events. Records live in the orchestrator's registry (TTL and bounds there).
  */
 import { EventEmitter } from "node:events";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { GeneratedImage, ImageGenerateOptions } from "../diffusion/types";
+import { PNG } from "pngjs";
+import type { GeneratedImage, ImageGenerateOptions, RawImage } from "../diffusion/types";
 import type { ManagedDiffusion } from "../orchestrator/managed-diffusion";
 import type { Priority } from "../orchestrator/priority";
 import type { QueuedJob } from "../orchestrator/queue";
@@ -20,6 +22,9 @@ import { imageBody } from "./schemas";
 
 interface ImageRequest {
   prompt: string;
+  init_image?: string;
+  strength?: number;
+  mask?: string;
   negative_prompt?: string;
   n?: number;
   size?: string;
@@ -37,6 +42,27 @@ interface ImageResult {
 }
 
 const FINISHED = new Set(["done", "error", "cancelled"]);
+
+/**
+ * A base64 PNG (or a data: URL of one) as raw pixels: RGB for an init image,
+ * one grey channel (the red one) for a mask — white repaints, black keeps.
+ * @throws HttpError 400 naming the field
+ */
+function decodePng(b64: string, field: string, grey: boolean): RawImage {
+  let png: PNG;
+  try {
+    png = PNG.sync.read(Buffer.from(b64.replace(/^data:image\/png;base64,/, ""), "base64"));
+  } catch (e) {
+    throw new HttpError(400, "INVALID_REQUEST", `${field} is not a base64 PNG (${(e as Error).message})`, field);
+  }
+  const n = png.width * png.height;
+  const out = new Uint8Array(n * (grey ? 1 : 3));
+  for (let i = 0; i < n; i++) {
+    if (grey) out[i] = png.data[i * 4];
+    else out.set(png.data.subarray(i * 4, i * 4 + 3), i * 3);
+  }
+  return { data: out, width: png.width, height: png.height, channels: grey ? 1 : 3 };
+}
 
 export function registerImageRoutes(app: FastifyInstance, state: ServerState, image: ManagedDiffusion | undefined): void {
   const live = new Map<string, { job: QueuedJob<ImageResult>; events: EventEmitter }>();
@@ -66,9 +92,16 @@ export function registerImageRoutes(app: FastifyInstance, state: ServerState, im
   app.post("/v1/images/generations", { schema: { body: imageBody } }, async (req: FastifyRequest, reply: FastifyReply) => {
     const model = need();
     const b = req.body as ImageRequest;
-    const size = /^(\d+)x(\d+)$/.exec(b.size ?? "512x512");
+    const init = b.init_image === undefined ? undefined : decodePng(b.init_image, "init_image", false);
+    const mask = b.mask === undefined ? undefined : decodePng(b.mask, "mask", true);
+    if (mask && !init) throw new HttpError(400, "INVALID_REQUEST", "mask needs an init_image", "mask");
+    // without a size, an init image gives it
+    const size = /^(\d+)x(\d+)$/.exec(b.size ?? (init ? `${init.width}x${init.height}` : "512x512"));
     if (!size) throw new HttpError(400, "INVALID_REQUEST", `size must be WIDTHxHEIGHT (got ${b.size})`, "size");
     const options: ImageGenerateOptions = { prompt: b.prompt, width: Number(size[1]), height: Number(size[2]), count: b.n ?? 1 };
+    if (init) options.initImage = init;
+    if (mask) options.mask = mask;
+    if (b.strength !== undefined) options.strength = b.strength;
     if (b.negative_prompt !== undefined) options.negativePrompt = b.negative_prompt;
     if (b.steps !== undefined) options.steps = b.steps;
     if (b.cfg_scale !== undefined) options.cfgScale = b.cfg_scale;
@@ -94,8 +127,13 @@ export function registerImageRoutes(app: FastifyInstance, state: ServerState, im
     });
     holder.id = job.id;
     live.set(job.id, { job, events });
+    // the server's stop() cancels it
+    const stopping = new AbortController();
+    stopping.signal.addEventListener("abort", () => job.cancel("the server is stopping"));
+    state.requests.add(stopping);
     const settle = () => {
       live.delete(job.id);
+      state.requests.delete(stopping);
       events.emit("end");
     };
     job.promise.then(settle, settle);

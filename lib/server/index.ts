@@ -130,6 +130,8 @@ export interface ServerState {
   orchestrator: Orchestrator;
   models: Map<string, ModelEntry>;
   maxQueue: number;
+  /** The running requests' abort controllers: stop() aborts them. */
+  requests: Set<AbortController>;
   /** Runs `run` as an orchestrator job on the model's resource; rejects SERVER_BUSY past maxQueue. */
   submit<T>(
     entry: ModelEntry,
@@ -183,7 +185,9 @@ export class GenaiServer {
 
   /** Stops accepting connections, aborts running generations, waits for them, frees the models. Idempotent. */
   async stop(): Promise<void> {
-    await this.#app.close();
+    const closing = this.#app.close(); // no new connections; waits for the open requests, which end once aborted
+    for (const ac of this.#state.requests) ac.abort();
+    await closing;
     for (const m of this.#state.models.values()) {
       this.#state.orchestrator.remove(m.chat);
       await m.chat.dispose();
@@ -263,6 +267,7 @@ export async function createServer(options: ServerOptions): Promise<GenaiServer>
     orchestrator,
     models,
     maxQueue,
+    requests: new Set(),
     submit(entry, kind, priority, signal, run, resource) {
       if (entry.inFlight >= maxQueue)
         return Promise.reject(new HttpError(503, "SERVER_BUSY", `${entry.id} has ${entry.inFlight} requests in flight (maxQueue ${maxQueue})`));

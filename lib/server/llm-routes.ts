@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { LlamaSequence } from "../llm/context";
 import type { ChatEvent, CompletionResult } from "../llm/types";
 import { ManagedLlama } from "../orchestrator/managed-llama";
+import { PRIORITIES, type Priority } from "../orchestrator/priority";
 import { errorBody, HttpError, toHttpError } from "./errors";
 import type { ModelEntry, ServerState } from "./index";
 import { type ChatRequest, type CompletionRequest, chatCompletion, chatMessages, chatOptions, completionOptions, finishReason, usage } from "./openai";
@@ -25,16 +26,26 @@ async function withSlot<T>(entry: ModelEntry, key: string, work: (seq: LlamaSequ
   }
 }
 
+/** The job priority a request asks for in its `X-Priority` header (default "interactive"). @throws HttpError 400 */
+function priorityOf(req: FastifyRequest): Priority {
+  const h = req.headers["x-priority"];
+  if (h === undefined) return "interactive";
+  if (typeof h === "string" && (PRIORITIES as readonly string[]).includes(h)) return h as Priority;
+  throw new HttpError(400, "INVALID_REQUEST", `X-Priority must be one of ${PRIORITIES.join(", ")}`, "x-priority");
+}
+
 function lookup(state: ServerState, model: string): ModelEntry {
   const entry = state.models.get(model);
   if (!entry) throw new HttpError(404, "NOT_FOUND", `the model ${JSON.stringify(model)} is not served here (GET /v1/models lists them)`, "model");
   return entry;
 }
 
-/** An AbortSignal that fires when the client goes away before the response is complete. */
-function clientGone(reply: FastifyReply): AbortSignal {
+/** An AbortSignal that fires when the client goes away before the response is complete, or the server stops. */
+function clientGone(reply: FastifyReply, state: ServerState): AbortSignal {
   const ac = new AbortController();
+  state.requests.add(ac);
   reply.raw.on("close", () => {
+    state.requests.delete(ac);
     if (!reply.raw.writableFinished) ac.abort();
   });
   return ac.signal;
@@ -88,7 +99,7 @@ export function registerLlmRoutes(app: FastifyInstance, state: ServerState): voi
     const options = chatOptions(b);
     if (b.stream && b.logprobs) throw new HttpError(400, "INVALID_REQUEST", "logprobs are not streamed yet: ask without stream", "logprobs");
     const messages = chatMessages(b.messages);
-    const signal = clientGone(reply);
+    const signal = clientGone(reply, state);
     const id = `chatcmpl-${randomUUID().replaceAll("-", "")}`;
     const created = Math.floor(Date.now() / 1000);
     // a request slot (sequence) for the job's duration: the one that last held this conversation's beginning
@@ -96,7 +107,7 @@ export function registerLlmRoutes(app: FastifyInstance, state: ServerState): voi
     const inSlot = <T>(work: (seq: LlamaSequence) => Promise<T>) => withSlot(entry, key, work);
     const run = (seq: LlamaSequence, sig: AbortSignal) => seq.chat(messages, { ...options, template: entry.chatTemplate, signal: sig });
     if (!b.stream) {
-      const r = await state.submit(entry, "llm.chat", "interactive", signal, (sig) => inSlot((seq) => run(seq, sig).result));
+      const r = await state.submit(entry, "llm.chat", priorityOf(req), signal, (sig) => inSlot((seq) => run(seq, sig).result));
       return chatCompletion(id, entry.id, created, r);
     }
     const sse = new EventStream(reply);
@@ -108,7 +119,7 @@ export function registerLlmRoutes(app: FastifyInstance, state: ServerState): voi
       choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
     });
     await streamed(sse, () =>
-      state.submit(entry, "llm.chat", "interactive", signal, (sig) =>
+      state.submit(entry, "llm.chat", priorityOf(req), signal, (sig) =>
         inSlot(async (seq) => {
           const stream = run(seq, sig);
           sse.open();
@@ -139,7 +150,7 @@ export function registerLlmRoutes(app: FastifyInstance, state: ServerState): voi
     const b = req.body as CompletionRequest;
     const entry = lookup(state, b.model);
     const options = completionOptions(b);
-    const signal = clientGone(reply);
+    const signal = clientGone(reply, state);
     const id = `cmpl-${randomUUID().replaceAll("-", "")}`;
     const created = Math.floor(Date.now() / 1000);
     const body = (r: CompletionResult, text: string, finish: string | null) => ({
@@ -152,12 +163,12 @@ export function registerLlmRoutes(app: FastifyInstance, state: ServerState): voi
     });
     const run = (seq: LlamaSequence, sig: AbortSignal) => seq.generate(b.prompt, { ...options, signal: sig });
     if (!b.stream) {
-      const r = await state.submit(entry, "llm.complete", "interactive", signal, (sig) => withSlot(entry, b.prompt, (seq) => run(seq, sig).result));
+      const r = await state.submit(entry, "llm.complete", priorityOf(req), signal, (sig) => withSlot(entry, b.prompt, (seq) => run(seq, sig).result));
       return body(r, r.text, finishReason(r));
     }
     const sse = new EventStream(reply);
     await streamed(sse, () =>
-      state.submit(entry, "llm.complete", "interactive", signal, (sig) =>
+      state.submit(entry, "llm.complete", priorityOf(req), signal, (sig) =>
         withSlot(entry, b.prompt, async (seq) => {
           const stream = run(seq, sig);
           sse.open();
@@ -195,11 +206,11 @@ export function registerLlmRoutes(app: FastifyInstance, state: ServerState): voi
       return m;
     });
     const resource = await entry.embeddings;
-    const signal = clientGone(reply);
+    const signal = clientGone(reply, state);
     const { vectors, tokens } = await state.submit(
       entry,
       "llm.embed",
-      "interactive",
+      priorityOf(req),
       signal,
       async () => {
         const ctx = resource.context;

@@ -176,5 +176,9 @@ export const imageBody = {
     seed: int(0, 2 ** 32 - 2),
     response_format: { const: "b64_json" },
     priority: { enum: ["immediate", "interactive", "preload", "background"] },
+    // img2img / inpainting: base64 PNGs (a data: URL too); white in the mask is repainted
+    init_image: { type: "string", minLength: 1 },
+    strength: num(0, 1),
+    mask: { type: "string", minLength: 1 },
   },
 };

@@ -2,6 +2,7 @@
 // 404/409; TTL expiry) with the test double of the DiffusionEngine interface
 // behind it, and the typed answer when no image model is served.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { encodePng } from "../../lib/diffusion/index";
 import { Orchestrator } from "../../lib/orchestrator/orchestrator";
 import { createServer, type GenaiServer } from "../../lib/server/index";
 import { FakeModel, fakeEngine } from "../fakes/diffusion-engine";
@@ -22,6 +23,7 @@ describe("serve: the image job API", () => {
   let server: GenaiServer;
   let url: string;
   let orchestrator: Orchestrator;
+  const fake = new FakeModel(4);
   const post = (body: unknown) =>
     fetch(`${url}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   const get = async (id: string) => (await (await fetch(`${url}/v1/images/generations/${id}`)).json()) as JobView;
@@ -41,7 +43,7 @@ describe("serve: the image job API", () => {
       port: 0,
       orchestrator,
       models: [{ path: await storiesPath(), context: { contextSize: 256 } }],
-      imageModel: { load: { model: "fake.gguf" }, engine: fakeEngine(new FakeModel(4)) },
+      imageModel: { load: { model: "fake.gguf" }, engine: fakeEngine(fake) },
     });
     url = (await server.start()).url;
   });
@@ -93,6 +95,33 @@ describe("serve: the image job API", () => {
     expect(events).toContain("progress");
     expect(events.at(-1)).toBe("end");
     expect(text).toContain('"status":"cancelled"');
+  });
+
+  it("img2img: init_image and mask (base64 PNG) and strength reach the engine as pixels; the size comes from the image", async () => {
+    const rgb = { data: new Uint8Array(128 * 64 * 3).fill(200), width: 128, height: 64, channels: 3 as const };
+    const grey = {
+      data: new Uint8Array(128 * 64 * 3).map((_, i) => (i % 3 === 0 && i < 128 * 32 * 3 ? 255 : 0)),
+      width: 128,
+      height: 64,
+      channels: 3 as const,
+    };
+    const b64 = async (img: typeof rgb) => (await encodePng(img)).toString("base64");
+    const calls = fake.calls.length;
+    const r = await post({ prompt: "repaint the top", init_image: `data:image/png;base64,${await b64(rgb)}`, mask: await b64(grey), strength: 0.6, steps: 2 });
+    expect(r.status).toBe(202);
+    const { id } = (await r.json()) as JobView;
+    const done = await until(id, (v) => v.status === "done" || v.status === "error");
+    expect(done.status, JSON.stringify(done.error)).toBe("done");
+    const p = fake.calls[calls];
+    expect([p.width, p.height, p.strength]).toEqual([128, 64, 0.6]);
+    expect(p.initImage).toMatchObject({ width: 128, height: 64, channels: 3 });
+    expect(p.initImage!.data[0]).toBe(200);
+    expect(p.mask).toMatchObject({ width: 128, height: 64, channels: 1 });
+    expect([p.mask!.data[0], p.mask!.data[128 * 63]]).toEqual([255, 0]);
+    const bad = await post({ prompt: "x", init_image: "not a png" });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { param: string } }).error.param).toBe("init_image");
+    expect((await post({ prompt: "x", mask: await b64(grey) })).status).toBe(400);
   });
 
   it("unknown ids are 404; bad requests are 400 naming the field; finished records expire after the TTL", async () => {

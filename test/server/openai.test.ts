@@ -177,6 +177,15 @@ describe("serve: the openai client against the server", () => {
     });
     expect(big.status).toBe(413);
     expect(((await big.json()) as { error: { code: string } }).error.code).toBe("PAYLOAD_TOO_LARGE");
+    // a priority header: one of the orchestrator's, or a 400
+    const prio = (p: string) =>
+      fetch(`${url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-priority": p },
+        body: JSON.stringify({ model: "stories260K", prompt: "x", max_tokens: 2 }),
+      });
+    expect((await prio("background")).status).toBe(200);
+    expect((await prio("urgent")).status).toBe(400);
     // a given X-Request-Id comes back
     const withId = await fetch(`${url}/health`, { headers: { "x-request-id": "abc-123" } });
     expect(withId.headers.get("x-request-id")).toBe("abc-123");
@@ -300,5 +309,41 @@ describe("serve: request slots (parallel)", () => {
       await server.stop();
     }
     await expect(createServer({ models: [{ path: stories, parallel: 0 }] })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+});
+
+describe("serve: the CLI", () => {
+  it("genai-native serve answers, and SIGTERM ends a streaming request and the process cleanly", async () => {
+    const { spawn } = await import("node:child_process");
+    const cli = path.resolve(__dirname, "..", "..", "dist", "cjs", "cli", "main.js");
+    const child = spawn(process.execPath, [cli, "serve", "--model", await storiesPath(), "--port", "0", "--context-size", "8192", "--threads", "1"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (c) => (stderr += c));
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    for (let i = 0; i < 600 && !/http:\/\/127\.0\.0\.1:\d+/.test(stderr); i++) await new Promise((r) => setTimeout(r, 50));
+    const url = /http:\/\/127\.0\.0\.1:\d+/.exec(stderr)?.[0];
+    expect(url, stderr).toBeDefined();
+    // a long streamed completion, then SIGTERM while it runs
+    const res = await fetch(`${url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "stories260K", prompt: "Once upon a time", max_tokens: 100000, stream: true }),
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    child.kill("SIGTERM");
+    const t0 = Date.now();
+    for (;;) {
+      try {
+        if ((await reader.read()).done) break;
+      } catch {
+        break;
+      }
+    }
+    expect(await exited).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(stderr).toMatch(/stopping/);
   });
 });
