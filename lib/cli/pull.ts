@@ -46,7 +46,10 @@ export function ls(args: string[]): void {
     process.stdout.write(JSON.stringify({ dir: store.dir, models }, null, 1) + "\n");
     return;
   }
-  for (const m of models) process.stdout.write(`${m.ref}\t${mib(m.bytes)}\t${m.path}\n`);
+  for (const m of models) {
+    const about = m.architecture ? `${m.architecture} ${((m.parameterCount ?? 0) / 1e9).toFixed(2)}B` : "";
+    process.stdout.write(`${m.ref}\t${mib(m.bytes)}\t${about}\t${m.path}\n`);
+  }
   if (models.length === 0) process.stderr.write(`no models in ${store.dir}\n`);
 }
 

@@ -34,8 +34,8 @@ export interface DownloadFileOptions {
   headers?: Record<string, string>;
   signal?: AbortSignal;
   onProgress?: (p: DownloadProgress) => void;
-  /** Remove the partial file when aborted (default false: the next call resumes it). */
-  discardOnAbort?: boolean;
+  /** Remove the partial file when aborted (default false: the next call resumes it); a function is asked at the time. */
+  discardOnAbort?: boolean | (() => boolean);
 }
 
 async function hashFile(file: string, h: Hash): Promise<void> {
@@ -73,8 +73,9 @@ export async function downloadFile(url: string, dest: string, opts: DownloadFile
   }
   let have = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
   const aborted = async (e?: unknown) => {
-    if (opts.discardOnAbort) await fs.promises.rm(partial, { force: true });
-    return new GenaiError("ABORTED", `download of ${file} aborted${opts.discardOnAbort ? "" : ` at ${have} bytes (it resumes from there)`}`, { cause: e });
+    const discard = typeof opts.discardOnAbort === "function" ? opts.discardOnAbort() : opts.discardOnAbort === true;
+    if (discard) await fs.promises.rm(partial, { force: true });
+    return new GenaiError("ABORTED", `download of ${file} aborted${discard ? "" : ` at ${have} bytes (it resumes from there)`}`, { cause: e });
   };
   if (opts.signal?.aborted) throw await aborted();
   let res: Response;

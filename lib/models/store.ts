@@ -18,12 +18,14 @@ import type { Priority } from "../orchestrator/priority";
 import { JobQueue } from "../orchestrator/queue";
 import { estimateFromSummary, type LlamaMemoryEstimate } from "../orchestrator/estimate";
 import type { ParsedHeader } from "./gguf-worker";
-import { type GgufSummary, summarizeGguf } from "./metadata";
+import { type GgufSummary, parseGgufHeader, summarizeGguf } from "./metadata";
 import { modelCacheDir } from "./resolver";
 
 export interface PullOptions {
   /** Queue priority among this store's downloads (default "interactive"). */
   priority?: Priority;
+  /** When the signal aborts the pull, keep the partial files for a later resume (default false: removed). */
+  keepPartialOnAbort?: boolean;
   /** Hub token (default $HF_TOKEN). */
   token?: string;
   /** Hub base URL (default $HF_ENDPOINT, else https://huggingface.co). */
@@ -43,6 +45,10 @@ export interface StoredModel {
   /** Sum of the files' sizes, bytes. */
   bytes: number;
   quant?: string;
+  /** From the downloaded header: architecture, parameters, training context (tokens). */
+  architecture?: string;
+  parameterCount?: number;
+  contextLength?: number;
   /** The other references it was pulled by (e.g. hf:owner/repo without a quant). */
   aliases?: string[];
 }
@@ -197,16 +203,30 @@ export class ModelStore {
         bytes: f.size,
         headers,
         signal: opts.signal,
+        // a pause keeps the partial file (resume goes on from it); a cancel removes it unless asked not to
+        discardOnAbort: () => !this.#paused.has(ref) && !opts.keepPartialOnAbort,
         onProgress: (p) => opts.onProgress?.({ ...p, index, count: picked.files.length }),
       });
       files.push({ path: dest, bytes: f.size, ...(f.sha256 ? { sha256: f.sha256 } : {}) });
     }
+    // what list() shows about it, read once from the downloaded header (a shard holds the metadata in its first file)
+    const summary = await parseGgufHeader(files[0].path).then(
+      (h) => summarizeGguf(files[0].path, h, files[0].bytes),
+      () => undefined,
+    );
     const stored: StoredModel = {
       ref: canonical(r, picked.quant, picked.files[0]),
       path: files[0].path,
       files,
       bytes: files.reduce((n, f) => n + f.bytes, 0),
       ...(picked.quant ? { quant: picked.quant } : {}),
+      ...(summary
+        ? {
+            architecture: summary.architecture,
+            parameterCount: summary.parameterCount,
+            ...(summary.contextLength ? { contextLength: summary.contextLength } : {}),
+          }
+        : {}),
     };
     const manifest = this.#readManifest(r.repo);
     const before = manifest.models.find((m) => m.ref === stored.ref);

@@ -147,6 +147,8 @@ describe("the model store against a local hub", () => {
     const m = await store.pull("hf:test/stories-GGUF:q8_0", { endpoint, onProgress: (p) => progress.push(p.receivedBytes) });
     expect(m.ref).toBe("hf:test/stories-GGUF:Q8_0");
     expect(fs.readFileSync(m.path).equals(stories)).toBe(true);
+    expect(m).toMatchObject({ architecture: "llama", bytes: stories.length });
+    expect(m.parameterCount).toBeGreaterThan(200_000);
     expect(progress.at(-1)).toBe(stories.length);
     expect(store.list().map((x) => x.ref)).toEqual(["hf:test/stories-GGUF:Q8_0"]);
     ranges.length = 0;
@@ -210,6 +212,14 @@ describe("the model store against a local hub", () => {
       message: expect.stringMatching(/Q8_0/),
     });
     await expect(store.pull("hf:test/stories-GGUF:Q8_0", { endpoint, signal: AbortSignal.abort() })).rejects.toMatchObject({ code: "ABORTED" });
+    // a cancel mid-transfer removes the partial file, unless asked to keep it
+    const slow = path.join(store.dir, "hf", "test", "slow", "slow-Q8_0.gguf.partial");
+    for (const keep of [false, true]) {
+      const ac = new AbortController();
+      const p = store.pull("hf:test/slow:Q8_0", { endpoint, signal: ac.signal, keepPartialOnAbort: keep, onProgress: () => ac.abort() });
+      await expect(p).rejects.toMatchObject({ code: "ABORTED" });
+      expect(fs.existsSync(slow), `keepPartialOnAbort ${keep}`).toBe(keep);
+    }
     expect(() => store.remove("not-a-ref")).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
     await expect(store.pull("hf:bad ref", { endpoint })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
   });
