@@ -19,6 +19,7 @@ import type { QueuedJob } from "../orchestrator/queue";
 import { errorBody, HttpError } from "./errors";
 import type { ServerState } from "./index";
 import { imageBody } from "./schemas";
+import { EventStream } from "./sse";
 
 interface ImageRequest {
   prompt: string;
@@ -162,13 +163,12 @@ export function registerImageRoutes(app: FastifyInstance, state: ServerState, im
     need();
     const { id } = req.params as { id: string };
     const first = view(id);
-    reply.hijack();
-    reply.raw.writeHead(200, { ...(reply.getHeaders() as Record<string, string>), "content-type": "text/event-stream", "cache-control": "no-cache" });
-    const send = (event: string, data: unknown) => reply.raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    const sse = new EventStream(reply);
+    const send = (event: string, data: unknown) => sse.send(data, event);
     const entry = live.get(id);
     if (!entry) {
       send("end", first);
-      reply.raw.end();
+      sse.end();
       return;
     }
     send("status", first);
@@ -180,7 +180,7 @@ export function registerImageRoutes(app: FastifyInstance, state: ServerState, im
       } catch (e) {
         send("error", errorBody(e as HttpError));
       }
-      reply.raw.end();
+      sse.end();
     };
     entry.events.on("progress", onProgress);
     entry.events.once("end", onEnd);

@@ -15,6 +15,7 @@ import { errorBody, HttpError, toHttpError } from "./errors";
 import type { ModelEntry, ServerState } from "./index";
 import { type ChatRequest, type CompletionRequest, chatCompletion, chatMessages, chatOptions, completionOptions, finishReason, usage } from "./openai";
 import { chatBody, completionBody, embeddingBody } from "./schemas";
+import { EventStream } from "./sse";
 
 /** Runs `work` on a request slot (a sequence of the model's context) taken for it. */
 async function withSlot<T>(entry: ModelEntry, key: string, work: (seq: LlamaSequence) => Promise<T>): Promise<T> {
@@ -49,31 +50,6 @@ function clientGone(reply: FastifyReply, state: ServerState): AbortSignal {
     if (!reply.raw.writableFinished) ac.abort();
   });
   return ac.signal;
-}
-
-/** Server-sent events on a hijacked reply: the head on the first write, one `data:` line per event. */
-class EventStream {
-  readonly #reply: FastifyReply;
-  #open = false;
-  constructor(reply: FastifyReply) {
-    this.#reply = reply;
-  }
-  open(): void {
-    if (this.#open) return;
-    this.#open = true;
-    this.#reply.hijack();
-    const headers = { ...this.#reply.getHeaders(), "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" };
-    this.#reply.raw.writeHead(200, headers as Record<string, string>);
-  }
-  get opened(): boolean {
-    return this.#open;
-  }
-  send(data: unknown): void {
-    if (!this.#reply.raw.writableEnded) this.#reply.raw.write(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
-  }
-  end(): void {
-    if (!this.#reply.raw.writableEnded) this.#reply.raw.end();
-  }
 }
 
 /** Runs a streamed request: SSE once the job starts; an error before that is a plain HTTP error, after it an `error` event. */
