@@ -1,6 +1,8 @@
 // RenderChatTemplate: llama.cpp common's own chat pipeline (capability
 // probes, workarounds, the autoparser) run on the guarded program.
+#include <list>
 #include <memory>
+#include <mutex>
 #include <utility>
 
 #include "chat.h"
@@ -38,6 +40,38 @@ const char* kChatml =
     "{%- if add_generation_prompt -%}\n"
     "  {{- '<|im_start|>assistant\n' -}}\n"
     "{%- endif -%}";
+
+// jj::caps_get's answers by template source (llama-server computes them once
+// per template too): the last kCapsCacheSize sources, any thread. Never
+// destroyed: a render thread may still run while the process exits.
+constexpr size_t kCapsCacheSize = 16;
+struct CapsCache {
+  std::mutex mu;
+  std::list<std::pair<std::string, jj::caps>> entries;  // most recent first
+};
+CapsCache& Caps() {
+  static CapsCache* cache = new CapsCache();
+  return *cache;
+}
+
+bool CachedCaps(const std::string& src, jj::caps& out) {
+  CapsCache& c = Caps();
+  std::lock_guard<std::mutex> lock(c.mu);
+  for (auto it = c.entries.begin(); it != c.entries.end(); ++it)
+    if (it->first == src) {
+      out = it->second;
+      c.entries.splice(c.entries.begin(), c.entries, it);
+      return true;
+    }
+  return false;
+}
+
+void CacheCaps(const std::string& src, const jj::caps& caps) {
+  CapsCache& c = Caps();
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.entries.emplace_front(src, caps);
+  if (c.entries.size() > kCapsCacheSize) c.entries.pop_back();
+}
 
 // A template that renders nothing: what common_chat_templates_init parses and
 // probes before the guarded program replaces it.
@@ -92,8 +126,12 @@ common_chat_params RenderChatTemplate(const llama_model* model, const ChatInputs
 
   common_chat_params p;
   try {
-    ct.caps = jj::caps_get(ct.prog);  // renders the template several times (its probes swallow errors)
-    if (budget.tripped()) budget.Rethrow();
+    // the capability probes render the template several times; their answer depends on the source alone
+    if (!CachedCaps(parsed.source, ct.caps)) {
+      ct.caps = jj::caps_get(ct.prog);  // (its probes swallow errors)
+      if (budget.tripped()) budget.Rethrow();
+      CacheCaps(parsed.source, ct.caps);
+    }
     common_chat_templates_inputs in;
     in.messages = in_js.messages;
     in.add_generation_prompt = in_js.add_assistant;
