@@ -10,14 +10,14 @@
 //   llama-server -np `npl` over loopback (4 concurrent /completion requests),
 // on the generated ~254 M Q8_0 `medium` model by default. Rounds interleave
 // (the order alternating); medians, spread and ratios as JSON.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { generatedModel, llamaToolPath, median, randomTokens, spread } from "./runners/common.mjs";
-import { killServer, randomPort, waitHealthy } from "./runners/llama-server.mjs";
+import { killServer, randomPort, startLlamaServer, waitHealthy } from "./runners/llama-server.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const { values: opt } = parseArgs({
@@ -109,25 +109,16 @@ async function llamaServer() {
 
 const runners = { sequences: () => addon("sequences"), contexts: () => addon("contexts"), batchedBench };
 if (!opt["no-server"]) {
-  const bin = llamaToolPath(root, "llama-server");
   const port = randomPort();
-  const args = [
-    "-m",
+  const proc = startLlamaServer(llamaToolPath(root, "llama-server"), {
     model,
-    "-c",
-    String(ctx),
-    "-b",
-    String(batch),
-    "-t",
-    String(threads),
-    "-tb",
-    String(threads),
-    "--host",
-    "127.0.0.1",
-    "--port",
-    String(port),
-  ];
-  server = { proc: spawn(bin, [...args, "-fa", "off", "--no-webui", "-np", String(npl), "-ngl", "0"], { stdio: "ignore" }), port };
+    contextSize: ctx,
+    threads,
+    port,
+    slots: npl,
+    extra: ["-b", String(batch), "-ngl", "0"],
+  });
+  server = { proc, port };
   await waitHealthy(port);
   await llamaServer(); // warm-up
   runners.llamaServer = llamaServer;

@@ -14,7 +14,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { generatedModel, llamaToolPath, median } from "./runners/common.mjs";
-import { killServer, randomPort, waitHealthy } from "./runners/llama-server.mjs";
+import { killServer, randomPort, startLlamaServer, waitHealthy } from "./runners/llama-server.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const { values: opt } = parseArgs({
@@ -64,33 +64,14 @@ async function start(kind, np) {
           ],
           { stdio: "ignore", env: { ...process.env, GENAI_NATIVE_DEVICE: "cpu" } },
         )
-      : spawn(
-          llamaToolPath(root, "llama-server"),
-          [
-            "-m",
-            model,
-            "-c",
-            String(contextSize * np),
-            "-np",
-            String(np),
-            "-t",
-            String(threads),
-            "-tb",
-            String(threads),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            String(port),
-            "-fa",
-            "off",
-            "--no-webui",
-            "-ngl",
-            "0",
-            "--chat-template",
-            "chatml",
-          ],
-          { stdio: "ignore" },
-        );
+      : startLlamaServer(llamaToolPath(root, "llama-server"), {
+          model,
+          contextSize: contextSize * np,
+          threads,
+          port,
+          slots: np,
+          extra: ["-ngl", "0", "--chat-template", "chatml"],
+        });
   await waitHealthy(port);
   return { port, proc };
 }

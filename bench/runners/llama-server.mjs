@@ -5,10 +5,14 @@ import { spawn } from "node:child_process";
 
 export const randomPort = () => 18000 + Math.floor(Math.random() * 1000);
 
-/** Spawns llama-server on 127.0.0.1:`port` with one slot, flash attention off (as the addon's runs). */
-export function startLlamaServer(server, { model, contextSize, threads, port }) {
-  const args = ["-m", model, "-c", String(contextSize), "-t", String(threads), "--host", "127.0.0.1", "--port", String(port)];
-  return spawn(server, [...args, "-fa", "off", "--no-webui", "-np", "1"], { stdio: "ignore" });
+/**
+ * Spawns llama-server on 127.0.0.1:`port`, flash attention off (as the addon's
+ * runs): `slots` request slots (-np, default 1) sharing `contextSize` tokens,
+ * `threads` for generation and batches; `extra` arguments appended (-b, -ngl, --chat-template …).
+ */
+export function startLlamaServer(server, { model, contextSize, threads, port, slots = 1, extra = [] }) {
+  const args = ["-m", model, "-c", String(contextSize), "-t", String(threads), "-tb", String(threads), "--host", "127.0.0.1", "--port", String(port)];
+  return spawn(server, [...args, "-fa", "off", "--no-webui", "-np", String(slots), ...extra], { stdio: "ignore" });
 }
 
 /** Resolves when GET /health answers 200 (polled every `pollMs`); throws after `timeoutMs`. */

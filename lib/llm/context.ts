@@ -241,15 +241,8 @@ export class LlamaContext implements AsyncDisposable {
       return new TextStream<ChatResult, ChatEvent>(() => Promise.reject(e));
     }
     return this.#stream<ChatResult, ChatEvent>(seq, o, CHAT_KEYS, async (signal, push, pushEvent) => {
-      const { tools, toolChoice, parallelToolCalls } = o;
-      const { prompt, stops, format } = await this.model.applyChatTemplate(msgs, {
-        template: o.template,
-        tools,
-        toolChoice,
-        parallelToolCalls,
-        enableThinking: chatOptions.enableThinking,
-        signal,
-      });
+      const template = o.template === undefined ? null : o.template;
+      const { prompt, stops, format } = await this.model.renderChat(msgs, { addAssistant: true, template, ...chatOptions }, signal);
       const tokens = await this.model.tokenize(prompt, { addSpecial: true, parseSpecial: true });
       const tracker = formatNeedsParsing(format) ? new ChatReplyTracker(this.model.handle(), format) : undefined;
       const emit = (events: ChatEvent[]) => {

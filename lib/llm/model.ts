@@ -8,7 +8,7 @@
  */
 import { GenaiError } from "../errors";
 import { native, withCancelToken } from "../binding/load";
-import type { ModelHandle } from "../binding/types";
+import type { ModelHandle, NativeChatOptions } from "../binding/types";
 import { checkGgufFile, type GgufSummary, parseGgufHeader, summarizeGguf } from "../models/metadata";
 import { initBackends, resolveDevice } from "../system/backends";
 import { optBool, optFunction, optInt, optSignal, requireString, options as validOptions, tokenIds } from "../util/validate";
@@ -151,10 +151,23 @@ export class LlamaModel implements AsyncDisposable {
     const addAssistant = optBool("addAssistant", o.addAssistant, true);
     const chatOptions = nativeChatOptions(o);
     const signal = optSignal("signal", o.signal);
+    return this.renderChat(msgs, { addAssistant, template, ...chatOptions }, signal);
+  }
+
+  /**
+   * @internal applyChatTemplate on inputs already checked (nativeMessages,
+   * nativeChatOptions): chat() renders through this, not through the public
+   * method, so a request's messages and tools are checked and serialized once.
+   */
+  async renderChat(
+    msgs: ChatMessage[],
+    options: NativeChatOptions,
+    signal: AbortSignal | undefined,
+  ): Promise<{ prompt: string; stops: string[]; format: ChatFormat }> {
     if (signal?.aborted) throw new GenaiError("ABORTED", "applyChatTemplate was aborted before it started");
     const handle = this.handle();
     // the signal rejects at once; the native render (bounded: native/llm/chat_template_check.h) stops at its next step
-    return withCancelToken(signal, (token) => handle.applyChatTemplate(msgs, { addAssistant, template, ...chatOptions }, token), {
+    return withCancelToken(signal, (token) => handle.applyChatTemplate(msgs, options, token), {
       rejectOnAbort: "applyChatTemplate was aborted",
     });
   }

@@ -8,7 +8,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { GenaiError } from "../errors";
-import { genaiCacheDir } from "../system/cache-dir";
+import { modelCacheDir } from "../system/cache-dir";
 import { downloadFile } from "./download";
 import { parseModelRef } from "./hub";
 import { ModelStore } from "./store";
@@ -36,11 +36,7 @@ export const DEFAULT_MODEL: KnownModel = {
   bytes: 1185376,
 };
 
-/** The per-user cache: $GENAI_NATIVE_CACHE, else the platform's cache dir + /genai-native/models. */
-export function modelCacheDir(): string {
-  if (process.env.GENAI_NATIVE_CACHE) return process.env.GENAI_NATIVE_CACHE;
-  return path.join(genaiCacheDir(), "models");
-}
+export { modelCacheDir };
 
 export interface ResolveOptions {
   /** Known model to find when no explicit path is given (default {@link DEFAULT_MODEL}). */

@@ -19,7 +19,7 @@ import { JobQueue } from "../orchestrator/queue";
 import { estimateFromSummary, type LlamaMemoryEstimate } from "../orchestrator/estimate";
 import type { ParsedHeader } from "./gguf-worker";
 import { type GgufSummary, parseGgufHeader, summarizeGguf } from "./metadata";
-import { modelCacheDir } from "./resolver";
+import { modelCacheDir } from "../system/cache-dir";
 
 export interface PullOptions {
   /** Queue priority among this store's downloads (default "interactive"). */
@@ -150,7 +150,8 @@ export class ModelStore {
    */
   async pull(ref: string, opts: PullOptions = {}): Promise<StoredModel> {
     const r = parseModelRef(ref); // a malformed reference fails before it queues
-    if (r.kind === "hf" && this.find(ref)) return this.find(ref) as StoredModel;
+    const have = r.kind === "hf" ? this.find(ref) : undefined;
+    if (have) return have;
     const job = this.#queue.enqueue({
       engine: "download",
       priority: opts.priority ?? "interactive",

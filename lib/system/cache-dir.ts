@@ -18,3 +18,9 @@ export function genaiCacheDir(): string {
         : (process.env.XDG_CACHE_HOME ?? path.join(home, ".cache"));
   return path.join(base, "genai-native");
 }
+
+/** The model cache: $GENAI_NATIVE_CACHE, else {@link genaiCacheDir} + /models (the resolver's and the model store's default). */
+export function modelCacheDir(): string {
+  if (process.env.GENAI_NATIVE_CACHE) return process.env.GENAI_NATIVE_CACHE;
+  return path.join(genaiCacheDir(), "models");
+}
