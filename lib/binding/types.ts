@@ -264,7 +264,7 @@ export interface Addon {
   estimateMemory(
     path: string,
     model: Pick<ModelLoadParams, "gpuLayers" | "device">,
-    context: Pick<ContextParams, "contextSize" | "batchSize" | "embeddings">,
+    context: Pick<ContextParams, "contextSize" | "batchSize" | "embeddings" | "flashAttention">,
   ): Promise<DeviceMemory[]>;
   systemInfo(): SystemInfoResult;
   versions(): VersionsInfo;

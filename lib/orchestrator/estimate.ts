@@ -9,7 +9,7 @@ import { readGgufSummary, type GgufSummary } from "../models/metadata";
 import { native } from "../binding/load";
 import { CONTEXT_DEFAULTS, LOAD_DEFAULTS } from "../llm/defaults";
 import type { DeviceMemory } from "../llm/types";
-import { optBool, optInt, options, requireString } from "../util/validate";
+import { optBool, optInt, optOneOf, options, requireString } from "../util/validate";
 import { initBackends, resolveDevice } from "../system/backends";
 
 export interface LlamaMemoryEstimate {
@@ -72,24 +72,51 @@ export function estimateFromSummary(s: GgufSummary, contextSize: number, o: { ba
   return { weights, kv, compute, total: weights + kv + compute };
 }
 
+/** Options of {@link measureLlamaMemory}: the load and context options that change what llama.cpp allocates. */
+export interface MeasureLlamaOptions {
+  /** Layers on the GPU (default LOAD_DEFAULTS.gpuLayers: all). */
+  gpuLayers?: number;
+  /** Tokens (default 0: the model's training context, as llama.cpp). */
+  contextSize?: number;
+  /** Tokens per decode call (default CONTEXT_DEFAULTS.batchSize). */
+  batchSize?: number;
+  /** An embeddings context (its micro-batch is the whole batch). */
+  embeddings?: boolean;
+  /** "auto" (default), "on", "off" or a boolean, as the context option (LlamaModel.createContext). */
+  flashAttention?: "auto" | "on" | "off" | boolean;
+  /** Where the layers go, as LoadModelOptions.device (default GENAI_NATIVE_DEVICE, else "auto"). */
+  device?: string;
+}
+
 /**
  * llama.cpp's per-device bytes for this model and context, measured without
  * allocating, on the devices a load with the same `device` option would use.
+ * With flashAttention "auto", llama.cpp turns flash attention off where the
+ * device running the layers has no kernel for the model's head size (CUDA has
+ * none for a head size of 8, stories260K's); the compute buffer then holds the
+ * attention scores (see {@link estimateLlamaFromMetadata}).
+ * @throws GenaiError INVALID_ARGUMENT (an unknown option, a value out of range), MODEL_NOT_FOUND, INVALID_MODEL, BACKEND_ERROR
  */
-export async function measureLlamaMemory(
-  path: string,
-  options: { gpuLayers?: number; contextSize?: number; batchSize?: number; embeddings?: boolean; device?: string } = {},
-): Promise<DeviceMemory[]> {
-  const device = resolveDevice(options.device);
+export async function measureLlamaMemory(path: string, opts: MeasureLlamaOptions = {}): Promise<DeviceMemory[]> {
+  requireString("path", path);
+  const o = options("options", opts, ["gpuLayers", "contextSize", "batchSize", "embeddings", "flashAttention", "device"]) as MeasureLlamaOptions;
+  const fa =
+    typeof o.flashAttention === "boolean"
+      ? o.flashAttention
+        ? "on"
+        : "off"
+      : optOneOf("flashAttention", o.flashAttention, ["auto", "on", "off"] as const, CONTEXT_DEFAULTS.flashAttention);
+  const device = resolveDevice(o.device);
   await initBackends();
   return native().estimateMemory(
     path,
-    { gpuLayers: options.gpuLayers ?? LOAD_DEFAULTS.gpuLayers, device },
+    { gpuLayers: optInt("gpuLayers", o.gpuLayers, LOAD_DEFAULTS.gpuLayers, -1, 100000), device },
     // contextSize 0: llama.cpp's default, the model's training context
     {
-      contextSize: options.contextSize ?? 0,
-      batchSize: options.batchSize ?? CONTEXT_DEFAULTS.batchSize,
-      embeddings: options.embeddings ?? CONTEXT_DEFAULTS.embeddings,
+      contextSize: optInt("contextSize", o.contextSize, 0, 0, 2 ** 24),
+      batchSize: optInt("batchSize", o.batchSize, CONTEXT_DEFAULTS.batchSize, 1, 2 ** 20),
+      embeddings: optBool("embeddings", o.embeddings, CONTEXT_DEFAULTS.embeddings),
+      flashAttention: fa,
     },
   );
 }

@@ -92,6 +92,8 @@ export class ManagedLlama implements ManagedResource {
       contextSize: c.contextSize,
       batchSize: c.batchSize,
       embeddings: c.embeddings,
+      flashAttention: c.flashAttention,
+      device: options.load?.device,
     });
     return new ManagedLlama(options, estimated);
   }

@@ -112,6 +112,14 @@ bool AbortCallback(void* data) {
 
 }  // namespace
 
+llama_flash_attn_type FlashAttnField(Napi::Env env, const Napi::Object& o) {
+  std::string fa = StringField(o, "flashAttention");
+  if (fa == "auto") return LLAMA_FLASH_ATTN_TYPE_AUTO;
+  if (fa == "on") return LLAMA_FLASH_ATTN_TYPE_ENABLED;
+  if (fa == "off") return LLAMA_FLASH_ATTN_TYPE_DISABLED;
+  Throw(env, code::INVALID_ARGUMENT, "flashAttention must be 'auto', 'on' or 'off'");
+}
+
 Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_ptr<ModelState> model) {
   Napi::Env env = info.Env();
   Napi::Object opts = ObjectArg(info, 0, "options");
@@ -126,15 +134,7 @@ Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_pt
   // each sequence gets contextSize / sequences cells of its own (llama.cpp's split KV cache, as llama-server's slots)
   p.n_seq_max = static_cast<uint32_t>(IntField(opts, "sequences", 1, kMaxSequences));
   p.kv_unified = false;
-  std::string fa = StringField(opts, "flashAttention");
-  if (fa == "auto")
-    p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_AUTO;
-  else if (fa == "on")
-    p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
-  else if (fa == "off")
-    p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-  else
-    Throw(env, code::INVALID_ARGUMENT, "flashAttention must be 'auto', 'on' or 'off'");
+  p.flash_attn_type = FlashAttnField(env, opts);
   bool embeddings = BoolField(opts, "embeddings");
   p.embeddings = embeddings;
   if (embeddings && p.n_seq_max != 1) Throw(env, code::INVALID_ARGUMENT, "an embeddings context has one sequence");

@@ -72,6 +72,9 @@ class BusyGuard {
   int32_t seq_ = kWholeContext;
 };
 
+// The "flashAttention" field ("auto" | "on" | "off") as llama.cpp's type. Throws INVALID_ARGUMENT.
+llama_flash_attn_type FlashAttnField(Napi::Env env, const Napi::Object& o);
+
 // A sequence index from JS: an integer in [0, sequences). Throws INVALID_ARGUMENT.
 int32_t SequenceArg(Napi::Env env, Napi::Value v, const ContextState& s);
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "llama.h"
+#include "llm/context.h"
 #include "llm/gguf_check.h"
 #include "util/abort_guard.h"
 #include "llm/state.h"
@@ -23,7 +24,7 @@ Napi::Value EstimateMemory(const Napi::CallbackInfo& info) {
   Napi::Object co = ObjectArg(info, 2, "contextOptions");
   llama_model_params mp = llama_model_default_params();
   CheckKeys(mo, {"gpuLayers", "device"}, "estimate model");
-  CheckKeys(co, {"contextSize", "batchSize", "embeddings"}, "estimate context");
+  CheckKeys(co, {"contextSize", "batchSize", "embeddings", "flashAttention"}, "estimate context");
   mp.n_gpu_layers = static_cast<int32_t>(IntField(mo, "gpuLayers", -1, 100000));
   std::vector<ggml_backend_dev_t> devices = DevicesProp(mo);
   mp.no_alloc = true;
@@ -34,6 +35,7 @@ Napi::Value EstimateMemory(const Napi::CallbackInfo& info) {
   cp.n_ubatch = std::min(cp.n_batch, cp.n_ubatch);  // llama.cpp's default n_ubatch, as a context gets
   cp.n_seq_max = 1;
   cp.embeddings = BoolField(co, "embeddings");
+  cp.flash_attn_type = FlashAttnField(env, co);
   if (cp.embeddings) cp.n_ubatch = cp.n_batch;
   cp.no_perf = true;
   return RunAsync<std::vector<DeviceBytes>>(

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GenaiError, LlamaModel } from "../../lib/index";
+import { GenaiError, LlamaModel, measureLlamaMemory } from "../../lib/index";
 import { native } from "../../lib/binding/load";
 import { PRESETS, generateRandomLlamaModel } from "../../lib/tools";
 import { systemInfo } from "../../lib/index";
@@ -331,6 +331,20 @@ describe("unknown options and null options are INVALID_ARGUMENT naming them", ()
   it("every LLM call rejects a key it does not understand, by name", async () => {
     const bad = { code: "INVALID_ARGUMENT" };
     await expect(LlamaModel.load(stories, { gpuLayer: 1 } as never)).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/options\.gpuLayer/) });
+    await expect(measureLlamaMemory(stories, { flashAtention: "off" } as never)).rejects.toMatchObject({
+      ...bad,
+      message: expect.stringMatching(/flashAtention/),
+    });
+    await expect(measureLlamaMemory(stories, { flashAttention: "maybe" } as never)).rejects.toMatchObject({
+      ...bad,
+      message: expect.stringMatching(/flashAttention/),
+    });
+    // and the addon itself, past TypeScript
+    const ctxOpts = { contextSize: 64, batchSize: 64, embeddings: false, flashAttention: "maybe" };
+    await expect(async () => native().estimateMemory(stories, { gpuLayers: 0, device: "cpu" }, ctxOpts as never)).rejects.toMatchObject({
+      ...bad,
+      message: expect.stringMatching(/flashAttention/),
+    });
     await expect(model.createContext({ contextsize: 64 } as never)).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/options\.contextsize/) });
     await expect(model.tokenize("x", { addBos: true } as never)).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/addBos/) });
     await expect(model.detokenize([1], { special: true } as never)).rejects.toMatchObject({ ...bad, message: expect.stringMatching(/special/) });
