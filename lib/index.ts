@@ -11,6 +11,7 @@ export { LoraAdapter } from "./llm/lora";
 export { TextStream } from "./llm/text-stream";
 export { SAMPLING_DEFAULTS, CONTEXT_DEFAULTS, LOAD_DEFAULTS, MAX_SEED } from "./llm/defaults";
 export type * from "./llm/types";
+export { MEDIA_MARKER, type ChatImage, type ChatContentPart } from "./llm/media";
 
 // the machine: devices, backends, logs
 export { systemInfo, versions, capabilities, setLogLevel, setLogger, initBackends, backendStatus, deviceFor, GPU_BACKENDS } from "./system/index";

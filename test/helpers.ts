@@ -1,6 +1,8 @@
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { PNG } from "pngjs";
 import { resolveModel } from "../lib/models/resolver";
 
 /** stories260K through the project's resolver (no downloads in tests). */
@@ -16,3 +18,53 @@ export function tempDir(prefix = "genai-native-test-"): { dir: string; cleanup: 
 
 /** Cores for inference in tests: leave one to the event loop. */
 export const THREADS = Math.max(1, (os.availableParallelism?.() ?? os.cpus().length) - 1);
+
+/**
+ * llama.cpp's own CLI for libmtmd, built from the same sources
+ * (`node scripts/build-addon.mjs --target llama-mtmd-cli`, which .ci/run does):
+ * beside the addon in build/Release, or in build/bin where llama.cpp's tools
+ * folder is configured (GENAI_BENCH_SERVER). Undefined when not built.
+ */
+export const MTMD_CLI = (() => {
+  const root = path.resolve(__dirname, "..");
+  if (!fs.existsSync(path.join(root, "build", "Release", "genai_native.node"))) return undefined;
+  return [path.join(root, "build", "Release", "llama-mtmd-cli"), path.join(root, "build", "bin", "llama-mtmd-cli")].find((p) => fs.existsSync(p));
+})();
+
+/**
+ * Runs llama-mtmd-cli (single turn: one user message, a media marker per image
+ * before `prompt`, greedy) in the addon's folder, where ggml finds its backend
+ * modules. Returns its exit status, generated text (stdout), log, and the image
+ * tokens it decoded (mtmd-helper.cpp's "n_tokens_batch = N" lines, summed) and
+ * the projector's output width (clip.cpp's "output embedding shape [E, N, 1]").
+ */
+export function runMtmdCli(o: { model: string; mmproj: string; images: string[]; prompt: string; tokens: number; contextSize?: number }): {
+  status: number | null;
+  text: string;
+  log: string;
+  imageTokens: number;
+  embd: number;
+} {
+  if (!MTMD_CLI) throw new Error("llama-mtmd-cli is not built");
+  const args = ["-m", o.model, "--mmproj", o.mmproj, ...o.images.flatMap((i) => ["--image", i]), "-p", o.prompt, "-n", String(o.tokens), "--temp", "0"];
+  args.push("-t", String(THREADS), "-c", String(o.contextSize ?? 512), "-v");
+  const r = spawnSync(MTMD_CLI, args, { cwd: path.join(path.resolve(__dirname, ".."), "build", "Release"), encoding: "utf8", timeout: 120_000 });
+  const log = `${r.stdout ?? ""}${r.stderr ?? ""}`;
+  const imageTokens = [...log.matchAll(/n_tokens_batch = (\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
+  const shape = /output embedding shape \[(\d+), (\d+)/.exec(log);
+  return { status: r.status, text: r.stdout ?? "", log, imageTokens, embd: shape ? Number(shape[1]) : 0 };
+}
+
+/** A PNG of width × height with a pattern that `seed` varies (pngjs). */
+export function writeTestPng(file: string, width: number, height: number, seed = 0): Buffer {
+  const png = new PNG({ width, height });
+  for (let i = 0; i < width * height; i++) {
+    png.data[4 * i] = (i * (7 + seed)) & 255;
+    png.data[4 * i + 1] = (i * (13 + 3 * seed)) & 255;
+    png.data[4 * i + 2] = (i * (29 + 5 * seed)) & 255;
+    png.data[4 * i + 3] = 255;
+  }
+  const bytes = PNG.sync.write(png);
+  fs.writeFileSync(file, bytes);
+  return bytes;
+}

@@ -52,6 +52,8 @@ export interface ModelInfo {
   chatTemplate: string | null;
   /** Native steps of the load (ms): the GGUF pre-check, then llama_model_load_from_file. */
   loadTimings: { checkMs: number; llamaLoadMs: number };
+  /** The multimodal projector (loadProjector), or null. */
+  projector: { path: string; vision: boolean; audio: boolean } | null;
 }
 
 /** loadModel()'s options (native/llm/model.cpp). */
@@ -112,6 +114,16 @@ export interface GenerateParams {
   logprobs: number;
   /** A chat reply: the template's format (tool-call grammar, thinking tags) and the reasoning budget in tokens (-1 = unlimited); null otherwise. */
   chat: { format: ChatFormat; reasoningBudget: number } | null;
+  /**
+   * A prompt with images (tokens then empty): `text` holds one media marker per image,
+   * tokenized by libmtmd with the images (native/llm/media.h); null otherwise.
+   */
+  media: {
+    text: string;
+    images: (Uint8Array | { width: number; height: number; rgb: Uint8Array })[];
+    addSpecial: boolean;
+    parseSpecial: boolean;
+  } | null;
 }
 
 /** ContextHandle::Generate's result: the public CompletionResult as C++ builds it (generate.cpp ResultToJs). */
@@ -150,6 +162,8 @@ export interface ModelHandle {
   /** common_chat_parse with the format's parser; throws INVALID_ARGUMENT when `text` (complete, partial=false) does not parse. */
   parseChat(text: string, partial: boolean, format: ChatFormat): ParsedChatReply;
   loadLora(path: string, cancel?: CancelToken): Promise<LoraHandle>;
+  /** libmtmd's projector for this model (native/llm/media.h); `device`: a resolved spec, "cpu" keeps it on the CPU. */
+  loadProjector(path: string, options: { threads: number; device: string }, cancel?: CancelToken): Promise<{ vision: boolean; audio: boolean }>;
   createContext(params: ContextParams): Promise<ContextHandle>;
   dispose(): void;
 }

@@ -1,7 +1,8 @@
 /**
- * genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--image-model PATH] [--api-key KEY]
+ * genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--mmproj PATH ...] [--image-model PATH] [--api-key KEY]
  *                    [--context-size N (per request slot)] [--parallel N (request slots)] [--threads N]
  *                    [--chat-template FILE] [--cors ORIGIN ...]
+ * --mmproj: a vision projector for the --model of the same position (images in chat as image_url data URLs).
  * The OpenAI-compatible server (lib/server) until SIGINT/SIGTERM, which stop
  * accepting requests, abort the running ones and exit.
  */
@@ -18,6 +19,7 @@ export async function serve(args: string[]): Promise<void> {
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: "8080" },
       model: { type: "string", multiple: true },
+      mmproj: { type: "string", multiple: true },
       "image-model": { type: "string" },
       "api-key": { type: "string" },
       "context-size": { type: "string" },
@@ -41,11 +43,15 @@ export async function serve(args: string[]): Promise<void> {
   const parallel = int("parallel");
   const threads = int("threads");
   const refs = values.model?.length ? values.model : [undefined];
+  const mmprojs = values.mmproj ?? [];
+  if (mmprojs.length > refs.length)
+    throw new GenaiError("INVALID_ARGUMENT", `${mmprojs.length} --mmproj for ${refs.length} --model: one projector per model, in order`);
   const models = [];
-  for (const ref of refs) {
+  for (const [i, ref] of refs.entries()) {
     const path = await resolveModel(ref, { download: true });
     const context = { ...(contextSize ? { contextSize } : {}), ...(threads ? { threads, batchThreads: threads } : {}) };
-    models.push({ path, context, ...(parallel ? { parallel } : {}), ...(chatTemplate ? { chatTemplate } : {}) });
+    const load = mmprojs[i] ? { load: { mmproj: mmprojs[i] } } : {};
+    models.push({ path, context, ...load, ...(parallel ? { parallel } : {}), ...(chatTemplate ? { chatTemplate } : {}) });
   }
   const server = await createServer({
     host: values.host,

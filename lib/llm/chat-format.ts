@@ -11,19 +11,27 @@ import type { ModelHandle, NativeChatOptions } from "../binding/types";
 import { GenaiError } from "../errors";
 import { optBool, options as validOptions } from "../util/validate";
 import { schemaText } from "./constraints";
+import { type ChatImage, contentText } from "./media";
 import type { ChatEvent, ChatFormat, ChatMessage, ParsedChatReply, ToolCall, ToolChoice, ToolDefinition } from "./types";
 
 const MESSAGE_KEYS = ["role", "content", "toolCalls", "toolCallId", "toolName", "reasoning"] as const;
 
-/** Messages as the native layer takes them (every field checked). @throws GenaiError INVALID_ARGUMENT */
-export function nativeMessages(messages: readonly ChatMessage[]): ChatMessage[] {
+/** A message with its content as template text (images as media markers). */
+export type TextMessage = ChatMessage & { content: string };
+
+/**
+ * Messages as the native layer takes them (every field checked); content parts
+ * become text with a media marker per image, the images appended to `images`.
+ * @throws GenaiError INVALID_ARGUMENT
+ */
+export function nativeMessages(messages: readonly ChatMessage[], images: ChatImage[] = []): TextMessage[] {
   if (!Array.isArray(messages) || messages.length === 0) throw new GenaiError("INVALID_ARGUMENT", "messages must be a non-empty array");
   return messages.map((m, i) => {
     const name = `messages[${i}]`;
     const v = validOptions(name, m, MESSAGE_KEYS) as Partial<ChatMessage>;
-    if (typeof v.role !== "string" || typeof v.content !== "string")
-      throw new GenaiError("INVALID_ARGUMENT", `${name} must be { role: string, content: string }`);
-    const out: ChatMessage = { role: v.role, content: v.content };
+    if (typeof v.role !== "string") throw new GenaiError("INVALID_ARGUMENT", `${name} must be { role: string, content: string | parts }`);
+    // image parts become libmtmd's media marker; the images are collected in order (lib/llm/media.ts)
+    const out: TextMessage = { role: v.role, content: contentText(v.content, name, images) };
     for (const k of ["toolCallId", "toolName", "reasoning"] as const) {
       if (v[k] === undefined) continue;
       if (typeof v[k] !== "string") throw new GenaiError("INVALID_ARGUMENT", `${name}.${k} must be a string`);

@@ -16,7 +16,8 @@ import { TextStream } from "./text-stream";
 import { constraintParams } from "./constraints";
 import { defaultKeepTokens } from "./overflow";
 import { CHAT_KEYS, COMPLETE_KEYS, CONTEXT_KEYS, EMBED_KEYS, GENERATE_KEYS } from "./keys";
-import { ChatReplyTracker, formatNeedsParsing, nativeChatOptions, nativeMessages } from "./chat-format";
+import { ChatReplyTracker, type TextMessage, formatNeedsParsing, nativeChatOptions, nativeMessages } from "./chat-format";
+import { type ChatImage, nativeImages } from "./media";
 import type {
   ChatEvent,
   ChatMessage,
@@ -40,6 +41,8 @@ const MAX_SEQUENCES = 256;
 /** What a generation needs besides its options: prompt tokens, extra stops, the chat format, and how pieces and the result are shaped. */
 interface Prepared<R> {
   tokens: Int32Array;
+  /** A prompt with images: its text and images for libmtmd (tokens then empty). */
+  media?: GenerateParams["media"];
   stops: string[];
   chat: GenerateParams["chat"];
   /** For the default keepTokens of a chat: its leading system messages. */
@@ -49,7 +52,7 @@ interface Prepared<R> {
 }
 
 /** Validates one generation's options and fills every default (the seed: the given one, else the context's, else a new random one). */
-function generateParams(o: ChatOptions, contextSeed: number | undefined): Omit<GenerateParams, "sequence" | "tokens" | "keepTokens" | "chat"> {
+function generateParams(o: ChatOptions, contextSeed: number | undefined): Omit<GenerateParams, "sequence" | "tokens" | "keepTokens" | "chat" | "media"> {
   const d = SAMPLING_DEFAULTS;
   const stop = o.stop ?? [];
   if (!Array.isArray(stop) || stop.some((s) => typeof s !== "string" || s.length === 0))
@@ -222,13 +225,16 @@ export class LlamaContext implements AsyncDisposable {
 
   /** @internal {@link chat} on a sequence (LlamaSequence) */
   chatOn(seq: number, messages: readonly ChatMessage[], options: ChatOptions): TextStream<ChatResult, ChatEvent> {
-    let msgs: ChatMessage[];
+    let msgs: TextMessage[];
+    const images: ChatImage[] = [];
     let o: ChatOptions;
     let chatOptions: ReturnType<typeof nativeChatOptions>;
     let reasoningBudget: number;
     try {
       o = validOptions("options", options, CHAT_KEYS) as ChatOptions;
-      msgs = nativeMessages(messages);
+      msgs = nativeMessages(messages, images);
+      if (images.length > 0 && !this.model.capabilities.vision)
+        throw new GenaiError("INVALID_ARGUMENT", 'the messages hold images but the model has no vision projector: load it with { mmproj: "mmproj-….gguf" }');
       reasoningBudget = o.reasoningBudget === undefined ? -1 : optInt("reasoningBudget", o.reasoningBudget, 0, 0, 2 ** 30);
       chatOptions = nativeChatOptions({ ...o, enableThinking: reasoningBudget !== 0 });
       const constrained = o.grammar !== undefined || o.jsonSchema !== undefined || o.responseFormat !== undefined;
@@ -243,7 +249,9 @@ export class LlamaContext implements AsyncDisposable {
     return this.#stream<ChatResult, ChatEvent>(seq, o, CHAT_KEYS, async (signal, push, pushEvent) => {
       const template = o.template === undefined ? null : o.template;
       const { prompt, stops, format } = await this.model.renderChat(msgs, { addAssistant: true, template, ...chatOptions }, signal);
-      const tokens = await this.model.tokenize(prompt, { addSpecial: true, parseSpecial: true });
+      // with images, libmtmd tokenizes the prompt (the same flags) with them on the worker thread
+      const media = images.length > 0 ? { text: prompt, images: await nativeImages(images), addSpecial: true, parseSpecial: true } : null;
+      const tokens = media ? new Int32Array(0) : await this.model.tokenize(prompt, { addSpecial: true, parseSpecial: true });
       const tracker = formatNeedsParsing(format) ? new ChatReplyTracker(this.model.handle(), format) : undefined;
       const emit = (events: ChatEvent[]) => {
         for (const ev of events) {
@@ -253,6 +261,7 @@ export class LlamaContext implements AsyncDisposable {
       };
       return {
         tokens,
+        media,
         stops,
         chat: { format, reasoningBudget },
         keepMessages: { messages: msgs, template: o.template },
@@ -293,7 +302,7 @@ export class LlamaContext implements AsyncDisposable {
     prepare: (signal: AbortSignal | undefined, push: (piece: string) => void, pushEvent: (e: E) => void) => Promise<Prepared<R>>,
   ): TextStream<R, E> {
     return new TextStream<R, E>((push, pushEvent) => {
-      let params: Omit<GenerateParams, "sequence" | "tokens" | "keepTokens" | "chat">;
+      let params: Omit<GenerateParams, "sequence" | "tokens" | "keepTokens" | "chat" | "media">;
       let signal: AbortSignal | undefined;
       let o: ChatOptions;
       try {
@@ -310,11 +319,11 @@ export class LlamaContext implements AsyncDisposable {
         const keepTokens =
           o.keepTokens !== undefined
             ? optInt("keepTokens", o.keepTokens, 0, 0, 2 ** 30)
-            : params.contextOverflow === "error"
+            : params.contextOverflow === "error" || p.media
               ? 0
               : await defaultKeepTokens(this.model, p.tokens, p.keepMessages);
         const r = await this.#handle().generate(
-          { ...params, sequence: seq, tokens: p.tokens, keepTokens, stop: [...params.stop, ...p.stops], chat: p.chat },
+          { ...params, sequence: seq, tokens: p.tokens, keepTokens, stop: [...params.stop, ...p.stops], chat: p.chat, media: p.media ?? null },
           p.onText,
           cancel,
         );

@@ -11,11 +11,11 @@ import { native, withCancelToken } from "../binding/load";
 import type { ModelHandle, NativeChatOptions } from "../binding/types";
 import { checkGgufFile, type GgufSummary, parseGgufHeader, summarizeGguf } from "../models/metadata";
 import { initBackends, resolveDevice } from "../system/backends";
-import { optBool, optFunction, optInt, optSignal, requireString, options as validOptions, tokenIds } from "../util/validate";
+import { optBool, optFunction, optInt, optSignal, optString, requireString, options as validOptions, tokenIds } from "../util/validate";
 import { nativeChatOptions, nativeMessages } from "./chat-format";
 import { LlamaContext } from "./context";
 import { LoraAdapter } from "./lora";
-import { LOAD_DEFAULTS } from "./defaults";
+import { LOAD_DEFAULTS, defaultThreads } from "./defaults";
 import { CHAT_TEMPLATE_KEYS, DETOKENIZE_KEYS, LOAD_KEYS, TOKENIZE_KEYS } from "./keys";
 import type {
   ChatFormat,
@@ -39,6 +39,8 @@ export class LlamaModel implements AsyncDisposable {
   readonly vocabOnly: boolean;
   /** Where load() spent its time (ms). */
   readonly loadTimings: ModelLoadTimings;
+  /** The input kinds besides text the model takes: images (and audio) with the projector given as `mmproj`. */
+  readonly capabilities: Readonly<{ vision: boolean; audio: boolean }>;
   /** @internal the BOS token id (llama_vocab_bos; -1 when the vocabulary has none). */
   readonly bosToken: number;
   #native: ModelHandle | undefined;
@@ -56,6 +58,7 @@ export class LlamaModel implements AsyncDisposable {
     this.loadTimings = { metadataMs: t.metadataMs, backendsMs: t.backendsMs, checkMs, llamaLoadMs, otherMs: Math.max(0, t.nativeMs - checkMs - llamaLoadMs) };
     this.trainContextSize = info.trainContextSize;
     this.vocabOnly = info.vocabOnly === true;
+    this.capabilities = Object.freeze({ vision: info.projector?.vision === true, audio: info.projector?.audio === true });
     this.metadata = { ...summary, parameters: info.parameters, sizeBytes: info.sizeBytes, description: info.description, chatTemplate: info.chatTemplate };
   }
 
@@ -74,6 +77,8 @@ export class LlamaModel implements AsyncDisposable {
     const device = resolveDevice(o.device);
     const onProgress = optFunction<(f: number) => void>("onProgress", o.onProgress);
     const signal = optSignal("signal", o.signal);
+    const mmproj = optString("mmproj", o.mmproj);
+    if (mmproj !== undefined && vocabOnly) throw new GenaiError("INVALID_ARGUMENT", "mmproj needs the model's weights: not with vocabOnly");
     if (signal?.aborted) throw new GenaiError("ABORTED", "model load was aborted before it started");
     let t0 = performance.now();
     const fileBytes = await checkGgufFile(path);
@@ -93,6 +98,10 @@ export class LlamaModel implements AsyncDisposable {
     t0 = performance.now();
     let summary: GgufSummary;
     try {
+      if (mmproj !== undefined) {
+        const threads = defaultThreads();
+        await withCancelToken(signal, (cancel) => handle.loadProjector(mmproj, { threads, device: gpuLayers === 0 ? "cpu" : device }, cancel));
+      }
       // the header the native load checked (ggml's reader), else parsed again (@huggingface/gguf, worker thread)
       summary = summarizeGguf(path, handle.ggufHeader() ?? (await parseGgufHeader(path)), fileBytes);
     } catch (e) {

@@ -4,6 +4,7 @@
  * they are set.
  */
 import type { GgufSummary } from "../models/metadata";
+import type { ChatContentPart } from "./media";
 
 export interface LoadModelOptions {
   /** Layers to offload to the GPU: an integer ≥ 0, or "max" / -1 for all (default "max"; ignored on CPU-only builds). */
@@ -18,6 +19,12 @@ export interface LoadModelOptions {
    * ("vulkan") or a device name ("Vulkan0"). See lib/system/backends.ts.
    */
   device?: string;
+  /**
+   * A multimodal projector ("mmproj-….gguf", made for this model) for images in
+   * chat messages, loaded by llama.cpp's libmtmd on the model's device (the CPU
+   * when gpuLayers is 0). M-RoPE projectors (the Qwen2-VL family) are refused.
+   */
+  mmproj?: string;
   /** Load progress, a fraction in [0, 1], called on the JS thread. */
   onProgress?: (fraction: number) => void;
   /** Aborting stops the load, frees everything, and rejects with ABORTED. */
@@ -45,7 +52,8 @@ export interface ModelMetadata extends GgufSummary {
  */
 export interface ChatMessage {
   role: "system" | "user" | "assistant" | "tool" | (string & {});
-  content: string;
+  /** Text, or parts: `{ type: "text", text }` and `{ type: "image", image }` (lib/llm/media.ts; images need a model loaded with `mmproj`). */
+  content: string | ChatContentPart[];
   toolCalls?: ToolCall[];
   toolCallId?: string;
   toolName?: string;
@@ -283,8 +291,10 @@ export type JsonSchema = { readonly [key: string]: unknown } | boolean;
 export type ResponseFormat = { type: "text" } | { type: "json_object" } | { type: "json_schema"; schema: JsonSchema };
 
 export interface CompletionTimings {
-  /** Tokens in the prompt. */
+  /** Tokens in the prompt (its images' tokens included). */
   promptTokens: number;
+  /** The prompt's image tokens (libmtmd's count; 0 without images). */
+  mediaTokens: number;
   /** Prompt tokens already in the KV cache (not decoded again). */
   reusedTokens: number;
   /** Prompt decode time in ms. */

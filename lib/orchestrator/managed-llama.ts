@@ -11,6 +11,7 @@ import type { LlamaContext } from "../llm/context";
 import { LOAD_DEFAULTS } from "../llm/defaults";
 import { LlamaModel } from "../llm/model";
 import type { ContextOptions, DeviceMemory, LoadModelOptions, SavedContextState } from "../llm/types";
+import { readGgufSummary } from "../models/metadata";
 import { measureLlamaMemory } from "./estimate";
 import type { Holding, ManagedResource, Residency } from "./resource";
 
@@ -43,6 +44,17 @@ export interface ManagedLlamaTimings {
   restoreStateMs: number;
 }
 
+/**
+ * A projector's weights (load.mmproj) counted with the model's on the device
+ * holding its KV cache (where libmtmd puts it: the model's main device), from
+ * its GGUF's tensor data; its encoder's compute buffers are not counted.
+ */
+function withProjector(mem: DeviceMemory[], projectorBytes: number): DeviceMemory[] {
+  if (projectorBytes <= 0) return mem;
+  const main = [...mem].sort((a, b) => b.context - a.context)[0];
+  return mem.map((m) => (m === main ? { ...m, model: m.model + projectorBytes } : m));
+}
+
 function toHoldings(mem: readonly DeviceMemory[], withContext: boolean): Holding[] {
   const out: Holding[] = [];
   for (const m of mem) {
@@ -59,6 +71,8 @@ export class ManagedLlama implements ManagedResource {
   readonly modelPath: string;
   #loadOptions: ManagedLlamaOptions["load"];
   #contextOptions: ContextOptions;
+  /** The projector's weights (load.mmproj), bytes; 0 without one. */
+  readonly #projectorBytes: number;
   #model: LlamaModel | undefined;
   #context: LlamaContext | undefined;
   #saved: SavedContextState | undefined;
@@ -70,13 +84,14 @@ export class ManagedLlama implements ManagedResource {
   /** llama.cpp's no-allocation measurement taken before the first load. */
   readonly estimated: DeviceMemory[];
 
-  private constructor(o: ManagedLlamaOptions, estimated: DeviceMemory[]) {
+  private constructor(o: ManagedLlamaOptions, estimated: DeviceMemory[], projectorBytes: number) {
     this.id = o.id ?? o.modelPath;
     this.modelPath = o.modelPath;
     this.#loadOptions = o.load;
     this.#contextOptions = o.context ?? {};
     this.estimated = estimated;
     this.#memory = estimated;
+    this.#projectorBytes = projectorBytes;
   }
 
   /**
@@ -95,7 +110,8 @@ export class ManagedLlama implements ManagedResource {
       flashAttention: c.flashAttention,
       device: options.load?.device,
     });
-    return new ManagedLlama(options, estimated);
+    const projector = typeof options.load?.mmproj === "string" ? (await readGgufSummary(options.load.mmproj)).tensorDataBytes : 0;
+    return new ManagedLlama(options, withProjector(estimated, projector), projector);
   }
 
   get residency(): Residency {
@@ -176,7 +192,7 @@ export class ManagedLlama implements ManagedResource {
       t.restoreStateMs = performance.now() - t0;
       this.#saved = undefined;
       this.#context = ctx;
-      this.#memory = ctx.memory();
+      this.#memory = withProjector(ctx.memory(), this.#projectorBytes);
     }
   }
 

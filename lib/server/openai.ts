@@ -8,6 +8,8 @@
  */
 import type { ChatMessage, ChatOptions, ChatResult, CompletionResult, ResponseFormat, TokenLogprob, ToolCall, ToolChoice, ToolDefinition } from "../llm/types";
 import { HttpError } from "./errors";
+import { GenaiError } from "../errors";
+import type { ChatContentPart } from "../llm/media";
 
 /** The request bodies as the schemas admit them. */
 export interface ChatRequest {
@@ -42,7 +44,7 @@ export interface ChatRequest {
   reasoning_budget?: number;
 }
 
-type OpenAiContent = string | null | { type: "text"; text: string }[];
+type OpenAiContent = string | null | ({ type: "text"; text: string } | { type: "image_url"; image_url: { url: string; detail?: string } })[];
 export interface OpenAiMessage {
   role: "system" | "developer" | "user" | "assistant" | "tool";
   content?: OpenAiContent;
@@ -72,16 +74,26 @@ export interface CompletionRequest {
   user?: string;
 }
 
-function text(content: OpenAiContent | undefined): string {
-  if (content === undefined || content === null) return "";
-  if (typeof content === "string") return content;
-  return content.map((p) => p.text).join("");
+/**
+ * A message's content: text, or parts with images (`image_url` with a base64
+ * `data:` URL; the server fetches nothing). @throws GenaiError INVALID_ARGUMENT
+ */
+function content(c: OpenAiContent | undefined): ChatMessage["content"] {
+  if (c === undefined || c === null) return "";
+  if (typeof c === "string") return c;
+  if (c.every((p) => p.type === "text")) return c.map((p) => (p as { text: string }).text).join("");
+  return c.map((p): ChatContentPart => {
+    if (p.type === "text") return p;
+    const m = /^data:image\/[\w.+-]+;base64,(.*)$/s.exec(p.image_url.url);
+    if (!m) throw new GenaiError("INVALID_ARGUMENT", "image_url.url must be a data: URL with base64 image bytes (the server fetches no URLs)");
+    return { type: "image", image: Buffer.from(m[1], "base64") };
+  });
 }
 
 /** OpenAI messages as ChatMessages ("developer" is the system role of newer models). */
 export function chatMessages(messages: OpenAiMessage[]): ChatMessage[] {
   return messages.map((m) => {
-    const out: ChatMessage = { role: m.role === "developer" ? "system" : m.role, content: text(m.content) };
+    const out: ChatMessage = { role: m.role === "developer" ? "system" : m.role, content: content(m.content) };
     if (m.tool_calls) out.toolCalls = m.tool_calls.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments }));
     if (m.tool_call_id !== undefined) out.toolCallId = m.tool_call_id;
     if (m.name !== undefined && m.role === "tool") out.toolName = m.name;

@@ -38,7 +38,25 @@ const content = {
     { type: "null" },
     {
       type: "array",
-      items: { type: "object", additionalProperties: false, required: ["type", "text"], properties: { type: { const: "text" }, text: { type: "string" } } },
+      items: {
+        anyOf: [
+          { type: "object", additionalProperties: false, required: ["type", "text"], properties: { type: { const: "text" }, text: { type: "string" } } },
+          {
+            type: "object",
+            additionalProperties: false,
+            required: ["type", "image_url"],
+            properties: {
+              type: { const: "image_url" },
+              image_url: {
+                type: "object",
+                additionalProperties: false,
+                required: ["url"],
+                properties: { url: { type: "string" }, detail: { enum: ["auto", "low", "high"] } },
+              },
+            },
+          },
+        ],
+      },
     },
   ],
 };

@@ -1,9 +1,10 @@
 /**
  * `genai-native/tools`: development tools kept out of the main entry point.
  *
- * Random-weight model generators (llama-architecture LLMs, Stable Diffusion
- * 1.x checkpoints, ESRGAN upscalers) so tests and benchmarks run real
- * inference without downloads, and the streaming GGUF v3 writer they use.
+ * Random-weight model generators (llama-architecture LLMs, LoRA adapters,
+ * LLaVA-style multimodal projectors, Stable Diffusion 1.x checkpoints, ESRGAN
+ * upscalers) so tests and benchmarks run real inference without downloads,
+ * and the streaming GGUF v3 writer they use.
  * Nothing under lib/ outside lib/tools imports this module, so
  * `require("genai-native")` never loads it.
  *
@@ -48,6 +49,7 @@ export {
 export { TOKEN_TYPE, syntheticSpmVocab, type SyntheticVocab } from "./llama/vocab";
 export { generateRandomLlamaModel, randomLlamaModelLayout, type GenerateOptions, type GenerateResult } from "./llama/generate";
 export { generateRandomLora, type LoraOptions } from "./llama/lora";
+export { generateRandomMmproj, type MmprojOptions, type MmprojResult } from "./llama/mmproj";
 export { runCli as runGenModelCli } from "./gen-model";
 
 // GGUF fuzzing: a structure-aware mutator and a crash-isolating runner (npm run fuzz:gguf)

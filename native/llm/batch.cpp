@@ -24,6 +24,15 @@ void Step(ContextState& s, const std::vector<Generation*>& gens) {
   int32_t n = 0;
   for (Generation* g : gens)
     if (g->Fill(batch, n, n_batch - n)) in.push_back(g);
+  // a media chunk (an image's embeddings) is a decode of its own, alone on the context
+  for (Generation* g : gens) {
+    if (!g->NeedsMedia()) continue;
+    s.active_cancel = &g->cancel();
+    t_quiet_when_cancelled = &g->cancel();
+    g->EvalMedia();
+    s.active_cancel = nullptr;
+    t_quiet_when_cancelled = nullptr;
+  }
   if (in.empty()) return;
   batch.n_tokens = n;
   // llama.cpp's abort callback stops a decode for one generation's signal: only when it is alone in the batch

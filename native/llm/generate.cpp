@@ -57,10 +57,14 @@ GenerateParams ParseGenerateParams(Napi::Object o, const ContextState& s) {
   GenerateParams p;
   CheckKeys(o, {"sequence",        "tokens",           "maxTokens",       "temperature", "topK", "topP",      "minP",    "repeatPenalty",
                 "presencePenalty", "frequencyPenalty", "penaltyLastN",    "seed",        "stop", "ignoreEos", "grammar", "jsonSchema",
-                "logitBias",       "logprobs",         "contextOverflow", "keepTokens",  "chat"},
+                "logitBias",       "logprobs",         "contextOverflow", "keepTokens",  "chat", "media"},
             "generate");
   p.sequence = SequenceArg(env, o.Get("sequence"), s);
   p.prompt = TokensFromJs(env, o.Get("tokens"), llama_vocab_n_tokens(s.model->vocab), "tokens");
+  p.media = MediaPromptFromJs(env, o.Get("media"));
+  if (p.media && !s.model->media)
+    Throw(env, code::INVALID_ARGUMENT, "the prompt has images but the model has no projector: load it with { mmproj: \"mmproj-….gguf\" }");
+  if (p.media && !p.prompt.empty()) Throw(env, code::INVALID_ARGUMENT, "a prompt with media takes its text from media.text: tokens must be empty");
   p.max_tokens = static_cast<int32_t>(IntField(o, "maxTokens", 1, 1 << 30));
   p.ignore_eos = BoolField(o, "ignoreEos");
   p.logprobs = static_cast<int32_t>(IntField(o, "logprobs", -1, 20));
@@ -147,6 +151,7 @@ Napi::Object ResultToJs(Napi::Env env, const GenerateResult& r) {
   o.Set("stopReason", r.stop_reason);
   Napi::Object t = Napi::Object::New(env);
   t.Set("promptTokens", r.prompt_tokens);
+  t.Set("mediaTokens", r.media_tokens);
   t.Set("reusedTokens", r.reused_tokens);
   t.Set("promptMs", r.prompt_ms);
   t.Set("generatedTokens", r.generated_tokens);

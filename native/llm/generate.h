@@ -2,20 +2,23 @@
 // JS side). The token loop is llm/generation.h, run by llm/batch.h.
 #pragma once
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "llama.h"
 #include "llm/context.h"
+#include "llm/media.h"
 #include "llm/overflow.h"
 #include "llm/sampler.h"
 
 namespace genai {
 
 struct GenerateParams {
-  int32_t sequence = 0;  // the context's sequence (conversation) it continues
-  std::vector<llama_token> prompt;
+  int32_t sequence = 0;              // the context's sequence (conversation) it continues
+  std::vector<llama_token> prompt;   // empty when `media` holds the prompt
+  std::optional<MediaPrompt> media;  // a prompt with images: text with media markers, tokenized by libmtmd on the worker
   int32_t max_tokens = 256;
   std::vector<std::string> stops;
   bool ignore_eos = false;
@@ -32,10 +35,11 @@ struct GenerateResult {
   std::vector<llama_token> tokens;     // the generated token ids (an end-of-generation token that stopped it excluded)
   std::vector<TokenLogprob> logprobs;  // one per generated token when asked for
   std::string stop_reason;             // eos | maxTokens | stop | aborted | contextFull
-  int32_t prompt_tokens = 0;
-  int32_t reused_tokens = 0;     // prompt tokens found in the KV cache, not decoded again
-  int32_t truncated_tokens = 0;  // prompt tokens cut from the middle (contextOverflow)
-  int32_t discarded_tokens = 0;  // KV tokens dropped by context shifts while generating
+  int32_t prompt_tokens = 0;           // media tokens included
+  int32_t media_tokens = 0;            // the prompt's image tokens (libmtmd's count)
+  int32_t reused_tokens = 0;           // prompt tokens found in the KV cache, not decoded again
+  int32_t truncated_tokens = 0;        // prompt tokens cut from the middle (contextOverflow)
+  int32_t discarded_tokens = 0;        // KV tokens dropped by context shifts while generating
   double prompt_ms = 0;
   double generation_ms = 0;
   // Where generation_ms went, summed over the generated tokens (ms): the

@@ -80,9 +80,17 @@ void Generation::Begin() {
   begun_ = true;
   try {
     const uint32_t n_ctx = llama_n_ctx_seq(s_.ctx);
-    const std::vector<llama_token>& prompt_in = p_.prompt;
+    if (p_.media) {
+      media_ = TokenizeMedia(*s_.model->media, *p_.media);  // decodes the images here, on this worker thread
+      r_.media_tokens = media_.media_tokens;
+    }
+    const std::vector<llama_token>& prompt_in = p_.media ? media_.tokens : p_.prompt;
     r_.prompt_tokens = static_cast<int32_t>(prompt_in.size());
     if (prompt_in.empty()) throw CodedError(code::INVALID_ARGUMENT, "the prompt is empty (no tokens)");
+    if (p_.media && prompt_in.size() >= n_ctx)
+      throw CodedError(code::INVALID_ARGUMENT, "the prompt with its images is " + std::to_string(prompt_in.size()) + " tokens; the context holds " +
+                                                   std::to_string(n_ctx) + " (an image is never cut)");
+    if (p_.media && IsMediaToken(prompt_in.back())) throw CodedError(code::INVALID_ARGUMENT, "the prompt ends with an image: text must follow it");
     if (prompt_in.size() >= n_ctx && p_.overflow == Overflow::kError)
       throw CodedError(code::INVALID_ARGUMENT, "the prompt is " + std::to_string(prompt_in.size()) + " tokens; the context holds " + std::to_string(n_ctx) +
                                                    " (contextOverflow \"truncateMiddle\" or \"shift\" would cut it)");
@@ -96,6 +104,8 @@ void Generation::Begin() {
     size_t keep = 0;
     while (keep < kv_.size() && keep < prompt.size() && kv_[keep] == prompt[keep]) keep++;
     if (keep == prompt.size()) keep--;
+    // a media chunk is in the KV cache whole or not at all
+    if (const MediaTokens::Span* sp = p_.media ? media_.At(keep) : nullptr; sp && sp->start < keep) keep = sp->start;
     kv_.resize(keep);
     TrimKv(s_, seq_);
     next_ = kv_.size();
@@ -104,7 +114,14 @@ void Generation::Begin() {
     sampler_ = std::make_unique<Sampler>(p_.sampling, s_.model->vocab);  // INVALID_ARGUMENT for a grammar or schema llama.cpp refuses
     const size_t last_n = static_cast<size_t>(std::max(0, p_.sampling.penalty_last_n));
     const size_t penalty_from = prompt.size() > last_n ? prompt.size() - last_n : 0;
-    sampler_->AcceptPrompt(prompt.data() + penalty_from, prompt.size() - penalty_from);
+    if (p_.media) {  // penalties count text tokens only
+      std::vector<llama_token> text;
+      for (size_t i = penalty_from; i < prompt.size(); i++)
+        if (!IsMediaToken(prompt[i])) text.push_back(prompt[i]);
+      sampler_->AcceptPrompt(text.data(), text.size());
+    } else {
+      sampler_->AcceptPrompt(prompt.data() + penalty_from, prompt.size() - penalty_from);
+    }
     scanner_ = std::make_unique<StopScanner>(p_.stops);
   } catch (...) {
     Fail(std::current_exception());
@@ -123,7 +140,18 @@ bool Generation::Fill(llama_batch& batch, int32_t& n, int32_t room) {
     return false;
   }
   const std::vector<llama_token>& prompt = *prompt_;
-  const size_t take = prompt_done_ ? 1 : std::min(static_cast<size_t>(std::max(0, room)), prompt.size() - next_);
+  size_t take = prompt_done_ ? 1 : std::min(static_cast<size_t>(std::max(0, room)), prompt.size() - next_);
+  if (!prompt_done_ && p_.media) {
+    if (IsMediaToken(prompt[next_])) {  // a media chunk: decoded alone (EvalMedia)
+      media_step_ = true;
+      return false;
+    }
+    for (size_t j = 0; j < take; j++)  // text up to the next media chunk
+      if (IsMediaToken(prompt[next_ + j])) {
+        take = j;
+        break;
+      }
+  }
   for (size_t j = 0; j < take && room > 0; j++) {
     const int32_t i = n++;
     batch.token[i] = prompt_done_ ? pending_ : prompt[next_ + j];
@@ -171,6 +199,28 @@ void Generation::Decoded(int32_t rc, double decode_ms) {
     }
     SampleAndEmit();
   } catch (...) {
+    Fail(std::current_exception());
+  }
+}
+
+void Generation::EvalMedia() {
+  media_step_ = false;
+  if (done_) return;
+  try {
+    const MediaTokens::Span* sp = media_.At(next_);
+    const bool ok =
+        EvalMediaChunk(*s_.model->media, s_.ctx, sp->chunk, static_cast<llama_pos>(kv_.size()), seq_, static_cast<int32_t>(llama_n_batch(s_.ctx)), cancel_);
+    if (!ok) {
+      TrimKv(s_, seq_);
+      r_.prompt_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0_).count();
+      Finish("aborted");
+      return;
+    }
+    const std::vector<llama_token>& prompt = *prompt_;
+    kv_.insert(kv_.end(), prompt.begin() + static_cast<long>(next_), prompt.begin() + static_cast<long>(next_ + sp->n));
+    next_ += sp->n;
+  } catch (...) {
+    TrimKv(s_, seq_);
     Fail(std::current_exception());
   }
 }

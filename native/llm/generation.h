@@ -16,6 +16,7 @@
 #include "llama.h"
 #include "llm/context.h"
 #include "llm/generate.h"
+#include "llm/media.h"
 #include "llm/sampler.h"
 
 namespace genai {
@@ -54,6 +55,10 @@ class Generation {
   void Decoded(int32_t rc, double decode_ms);
   // Ends it with this error (a failure outside its own steps).
   void Fail(std::exception_ptr e);
+  // Its next prompt item is a media chunk (Fill added nothing): EvalMedia
+  // encodes and decodes it, alone, in this step. Never throws.
+  bool NeedsMedia() const { return media_step_; }
+  void EvalMedia();
 
   bool begun() const { return begun_; }
   bool done() const { return done_; }
@@ -76,6 +81,7 @@ class Generation {
   Emit emit_;
   std::vector<llama_token>& kv_;  // s_.kv_tokens[seq_]
   std::vector<llama_token> cut_;  // the prompt cut to fit (contextOverflow), only when it does not
+  MediaTokens media_;             // a prompt with media, tokenized (its tokens are the prompt)
   const std::vector<llama_token>* prompt_ = nullptr;
   size_t next_ = 0;                     // the next prompt token to decode
   llama_token pending_ = -1;            // the sampled token to decode next
@@ -84,7 +90,7 @@ class Generation {
   std::unique_ptr<StopScanner> scanner_;
   GenerateResult r_;
   std::exception_ptr error_;
-  bool begun_ = false, done_ = false, prompt_done_ = false;
+  bool begun_ = false, done_ = false, prompt_done_ = false, media_step_ = false;
   Clock::time_point t0_, t1_, mark_;
 };
 

@@ -336,9 +336,11 @@ std::unique_ptr<gguf_context, GgufFree> OpenHeader(const std::string& path, cons
 
 }  // namespace
 
-void CheckGgufAdapter(const std::string& path) {
+void CheckGgufAdapter(const std::string& path) { CheckGgufTensors(path, "LoRA adapter"); }
+
+void CheckGgufTensors(const std::string& path, const char* what) {
   if (!CheckEnabled()) return;
-  auto ctx = OpenHeader(path, "LoRA adapter");
+  auto ctx = OpenHeader(path, what);
   CheckTensors(path, ctx.get());
 }
 

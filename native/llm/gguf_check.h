@@ -49,5 +49,8 @@ GgufCheck CheckGgufFile(const std::string& path, bool vocab_only);
 // A LoRA adapter's GGUF: a header ggml's reader takes and tensor infos the
 // CPU kernels can use. Throws CodedError(INVALID_MODEL).
 void CheckGgufAdapter(const std::string& path);
+// Any other GGUF ggml's reader loads (a multimodal projector): the header and
+// tensor infos as above; `what` names the file in the message.
+void CheckGgufTensors(const std::string& path, const char* what);
 
 }  // namespace genai

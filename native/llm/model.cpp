@@ -1,5 +1,7 @@
 #include "llm/model.h"
 
+#include "llm/media.h"
+
 #include "system/backends.h"
 
 #include <chrono>
@@ -25,6 +27,7 @@
 namespace genai {
 
 ModelState::~ModelState() {
+  media.reset();  // the projector refers to the text model
   if (model) llama_model_free(model);
   ReleaseFreedMemory();
 }
@@ -97,6 +100,7 @@ Napi::Function ModelHandle::Init(Napi::Env env) {
                          InstanceMethod<&ModelHandle::ApplyChatTemplate>("applyChatTemplate"),
                          InstanceMethod<&ModelHandle::ParseChat>("parseChat"),
                          InstanceMethod<&ModelHandle::LoadLoraJs>("loadLora"),
+                         InstanceMethod<&ModelHandle::LoadProjectorJs>("loadProjector"),
                          InstanceMethod<&ModelHandle::CreateContext>("createContext"),
                          InstanceMethod<&ModelHandle::Dispose>("dispose"),
                      });
@@ -105,20 +109,20 @@ Napi::Function ModelHandle::Init(Napi::Env env) {
 ModelHandle::ModelHandle(const Napi::CallbackInfo& info)
     : Napi::ObjectWrap<ModelHandle>(info), state_(info, "ModelHandle is created by loadModel()", "the model has been disposed") {}
 
-namespace {
-
 // Checks the file before llama.cpp sees it: exists, regular, GGUF magic.
-void CheckModelFile(const std::string& path) {
+void CheckModelFile(const std::string& path, const char* what) {
   struct stat st;
-  if (stat(path.c_str(), &st) != 0) throw CodedError(code::MODEL_NOT_FOUND, "model file not found: " + path);
+  if (stat(path.c_str(), &st) != 0) throw CodedError(code::MODEL_NOT_FOUND, std::string(what) + " file not found: " + path);
   if (!S_ISREG(st.st_mode)) throw CodedError(code::INVALID_MODEL, "not a regular file: " + path);
   FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw CodedError(code::MODEL_NOT_FOUND, "cannot open model file: " + path);
+  if (!f) throw CodedError(code::MODEL_NOT_FOUND, "cannot open " + std::string(what) + " file: " + path);
   char magic[4] = {0, 0, 0, 0};
   size_t n = std::fread(magic, 1, 4, f);
   std::fclose(f);
   if (n != 4 || std::memcmp(magic, "GGUF", 4) != 0) throw CodedError(code::INVALID_MODEL, "not a GGUF file (bad magic): " + path);
 }
+
+namespace {
 
 struct LoadProgress {
   ThreadJob* job;
@@ -264,6 +268,15 @@ Napi::Value ModelHandle::Info(const Napi::CallbackInfo& info) {
   o.Set("heads", s->vocab_only ? 0 : llama_model_n_head(m));
   o.Set("kvHeads", s->vocab_only ? 0 : llama_model_n_head_kv(m));
   o.Set("vocabOnly", s->vocab_only);
+  if (s->media) {
+    Napi::Object pj = Napi::Object::New(env);
+    pj.Set("path", s->media->path);
+    pj.Set("vision", s->media->vision);
+    pj.Set("audio", s->media->audio);
+    o.Set("projector", pj);
+  } else {
+    o.Set("projector", env.Null());
+  }
   o.Set("vocabSize", llama_vocab_n_tokens(s->vocab));
   o.Set("bos", llama_vocab_bos(s->vocab));
   o.Set("eos", llama_vocab_eos(s->vocab));
@@ -351,6 +364,8 @@ Napi::Value ModelHandle::LoadLoraJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return LoadLora(env, State(env), StringArg(info, 0, "path"), info.Length() > 1 ? info[1] : env.Undefined());
 }
+
+Napi::Value ModelHandle::LoadProjectorJs(const Napi::CallbackInfo& info) { return LoadProjector(info, State(info.Env())); }
 
 Napi::Value ModelHandle::CreateContext(const Napi::CallbackInfo& info) {
   auto s = State(info.Env());

@@ -13,6 +13,8 @@
 
 namespace genai {
 
+struct MediaState;  // llm/media.h
+
 struct ModelState {
   llama_model* model = nullptr;
   const llama_vocab* vocab = nullptr;
@@ -21,6 +23,7 @@ struct ModelState {
   std::shared_ptr<const GgufHeader> header;  // as checked before the load (null when the check was skipped)
   double check_ms = 0;                       // CheckGgufFile: the GGUF pre-check before llama.cpp sees the file
   double llama_load_ms = 0;                  // llama_model_load_from_file (mmap or read, and upload to the devices)
+  std::shared_ptr<MediaState> media;         // the multimodal projector (loadProjector), set on the JS thread before any context exists
   ~ModelState();
 };
 
@@ -44,6 +47,8 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value ParseChat(const Napi::CallbackInfo& info);
   // loadLora(path, cancelToken?) -> Promise<LoraHandle> (llm/lora.h)
   Napi::Value LoadLoraJs(const Napi::CallbackInfo& info);
+  // loadProjector(path, { threads, device }, cancelToken) -> Promise<{ vision, audio }> (llm/media.h)
+  Napi::Value LoadProjectorJs(const Napi::CallbackInfo& info);
   Napi::Value CreateContext(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
@@ -53,6 +58,10 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
 // The one token-id check: `v` must be an Int32Array of ids in [0, n_vocab).
 // Throws INVALID_ARGUMENT naming `name`.
 std::vector<llama_token> TokensFromJs(Napi::Env env, Napi::Value v, int32_t n_vocab, const char* name);
+
+// Checks a file before llama.cpp sees it: exists (MODEL_NOT_FOUND, "<what> file
+// not found"), regular, GGUF magic (INVALID_MODEL). Any thread.
+void CheckModelFile(const std::string& path, const char* what = "model");
 
 // Tokenizes on the calling thread (used by workers). Throws CodedError.
 std::vector<llama_token> TokenizeText(const llama_vocab* vocab, const std::string& text, bool add_special, bool parse_special);

@@ -1,5 +1,7 @@
 #include "util/log.h"
 
+#include "mtmd-helper.h"
+
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -199,8 +201,9 @@ void InstallLogger() {
     int l = ParseLevel(env);
     if (l >= 0) g_min_level = l;
   }
-  llama_log_set(LlamaCallback, nullptr);  // llama.cpp's and ggml's
-  ggml_log_set(GgmlCallback, nullptr);    // then ggml's own, to tell them apart
+  llama_log_set(LlamaCallback, nullptr);        // llama.cpp's and ggml's
+  ggml_log_set(GgmlCallback, nullptr);          // then ggml's own, to tell them apart
+  mtmd_helper_log_set(LlamaCallback, nullptr);  // libmtmd's (llama.cpp's multimodal library) and its helpers'
 }
 
 void ReinstallGgmlLogger() { ggml_log_set(GgmlCallback, nullptr); }

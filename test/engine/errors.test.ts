@@ -31,6 +31,7 @@ const GEN = {
   contextOverflow: "error",
   keepTokens: 0,
   chat: null,
+  media: null,
 };
 
 let stories: string;
@@ -192,6 +193,21 @@ describe("bad options get INVALID_ARGUMENT in TS and in C++", () => {
       // the TS layer's checks repeated natively: logit bias entries and their ranges
       for (const logitBias of [{}, [[1]], [[-1, 1]], [[1e6, 1]], [[1.5, 1]], [[1, Number.POSITIVE_INFINITY]], [[1, Number.NaN]], [[1, 2e9]], [["1", 1]]])
         expect(() => gen({ logitBias }), JSON.stringify(logitBias)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      // media: null or { text, images, addSpecial, parseSpecial }; images need a projector (this model has none)
+      const png = Uint8Array.of(0x89, 0x50, 0x4e, 0x47);
+      const media = { text: "<__media__>x", images: [png], addSpecial: true, parseSpecial: true };
+      for (const m of [
+        undefined,
+        5,
+        { ...media, images: [] },
+        { ...media, images: [[1, 2]] },
+        { ...media, extra: 1 },
+        { ...media, images: [{ width: 2, height: 2, rgb: new Uint8Array(5) }] },
+      ])
+        expect(() => gen({ media: m, tokens: new Int32Array(0) }), JSON.stringify(m)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+      expect(() => gen({ media, tokens: new Int32Array(0) })).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/projector/) }),
+      );
       // LLAMA_DEFAULT_SEED (2^32−1) means "random" to llama.cpp: refused
       expect(() => gen({ seed: 0xffffffff })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
       // the sequence: one of the context's
