@@ -2,7 +2,8 @@
  * genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--mmproj PATH ...] [--image-model PATH] [--api-key KEY]
  *                    [--context-size N (per request slot)] [--parallel N (request slots)] [--threads N]
  *                    [--chat-template FILE] [--cors ORIGIN ...]
- * --mmproj: a vision projector for the --model of the same position (images in chat as image_url data URLs).
+ * --mmproj: a vision projector for the --model of the same position (images in chat as image_url data URLs);
+ * an hf: model whose repo has one (pulled with it) gets it without --mmproj.
  * The OpenAI-compatible server (lib/server) until SIGINT/SIGTERM, which stop
  * accepting requests, abort the running ones and exit.
  */
@@ -10,6 +11,7 @@ import fs from "node:fs";
 import { parseArgs } from "node:util";
 import { GenaiError } from "../errors";
 import { resolveModel } from "../models/resolver";
+import { ModelStore } from "../models/store";
 import { createServer } from "../server/index";
 
 export async function serve(args: string[]): Promise<void> {
@@ -50,7 +52,9 @@ export async function serve(args: string[]): Promise<void> {
   for (const [i, ref] of refs.entries()) {
     const path = await resolveModel(ref, { download: true });
     const context = { ...(contextSize ? { contextSize } : {}), ...(threads ? { threads, batchThreads: threads } : {}) };
-    const load = mmprojs[i] ? { load: { mmproj: mmprojs[i] } } : {};
+    // a model pulled from a repo with a projector brings it (ModelStore: StoredModel.mmproj)
+    const mmproj = mmprojs[i] ?? (ref?.startsWith("hf:") ? new ModelStore().find(ref)?.mmproj?.path : undefined);
+    const load = mmproj ? { load: { mmproj } } : {};
     models.push({ path, context, ...load, ...(parallel ? { parallel } : {}), ...(chatTemplate ? { chatTemplate } : {}) });
   }
   const server = await createServer({

@@ -295,6 +295,10 @@ export interface CompletionTimings {
   promptTokens: number;
   /** The prompt's image tokens (libmtmd's count; 0 without images). */
   mediaTokens: number;
+  /** Of promptMs: the projector encoding the images (ms). */
+  mediaEncodeMs: number;
+  /** Of promptMs: the images' embeddings decoded into the KV cache (ms). */
+  mediaDecodeMs: number;
   /** Prompt tokens already in the KV cache (not decoded again). */
   reusedTokens: number;
   /** Prompt decode time in ms. */

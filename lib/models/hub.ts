@@ -94,7 +94,9 @@ export function pickModelFiles(
   want: { quant?: string; file?: string },
 ): { files: HubFile[]; quant?: string; mmproj?: HubFile } {
   const models = files.filter((f) => !isProjector(f));
-  const mmproj = files.find(isProjector);
+  // the projector: F16 first (llama.cpp's own conversions publish it so), then BF16, Q8_0, any
+  const projectors = files.filter(isProjector);
+  const mmproj = ["F16", "BF16", "Q8_0"].map((q) => projectors.find((f) => quantOf(f.path) === q)).find((f) => f) ?? projectors[0];
   if (want.file !== undefined) {
     const f = files.find((x) => x.path === want.file);
     if (!f) throw new GenaiError("MODEL_NOT_FOUND", `hf:${repo} has no file ${want.file}`);

@@ -51,6 +51,12 @@ export interface StoredModel {
   contextLength?: number;
   /** The other references it was pulled by (e.g. hf:owner/repo without a quant). */
   aliases?: string[];
+  /**
+   * The repo's multimodal projector (an `mmproj-*.gguf` beside the model:
+   * F16, else BF16, else Q8_0, else the first), pulled with it: give its path
+   * as LlamaModel.load's `mmproj`. Shared by the repo's models (removed with the last).
+   */
+  mmproj?: { path: string; bytes: number; sha256?: string };
 }
 
 /** ModelStore.inspect's answer: what a pull would fetch and whether it fits, before downloading. */
@@ -197,8 +203,13 @@ export class ModelStore {
     const listed = await listGgufFiles(r.repo, { endpoint, token });
     const picked = pickModelFiles(r.repo, listed, r);
     const files: StoredModel["files"] = [];
-    for (const [index, f] of picked.files.entries()) {
+    const wanted = picked.mmproj ? [...picked.files, picked.mmproj] : picked.files;
+    for (const [index, f] of wanted.entries()) {
       const dest = path.join(this.#repoDir(r.repo), ...f.path.split("/"));
+      if (f === picked.mmproj && fs.existsSync(dest)) {
+        files.push({ path: dest, bytes: f.size, ...(f.sha256 ? { sha256: f.sha256 } : {}) }); // another quant brought it
+        continue;
+      }
       await downloadFile(resolveUrl(r.repo, f.path, endpoint), dest, {
         ...(f.sha256 ? { sha256: f.sha256 } : {}),
         bytes: f.size,
@@ -206,10 +217,11 @@ export class ModelStore {
         signal: opts.signal,
         // a pause keeps the partial file (resume goes on from it); a cancel removes it unless asked not to
         discardOnAbort: () => !this.#paused.has(ref) && !opts.keepPartialOnAbort,
-        onProgress: (p) => opts.onProgress?.({ ...p, index, count: picked.files.length }),
+        onProgress: (p) => opts.onProgress?.({ ...p, index, count: wanted.length }),
       });
       files.push({ path: dest, bytes: f.size, ...(f.sha256 ? { sha256: f.sha256 } : {}) });
     }
+    const mmproj = picked.mmproj ? files.pop() : undefined;
     // what list() shows about it, read once from the downloaded header (a shard holds the metadata in its first file)
     const summary = await parseGgufHeader(files[0].path).then(
       (h) => summarizeGguf(files[0].path, h, files[0].bytes),
@@ -221,6 +233,7 @@ export class ModelStore {
       files,
       bytes: files.reduce((n, f) => n + f.bytes, 0),
       ...(picked.quant ? { quant: picked.quant } : {}),
+      ...(mmproj ? { mmproj } : {}),
       ...(summary
         ? {
             architecture: summary.architecture,
@@ -295,7 +308,7 @@ export class ModelStore {
     const m = this.find(ref);
     if (!m) throw new GenaiError("MODEL_NOT_FOUND", `${ref} is not in the store`);
     const bad: string[] = [];
-    for (const f of m.files) {
+    for (const f of [...m.files, ...(m.mmproj ? [m.mmproj] : [])]) {
       if (!f.sha256) continue;
       const h = createHash("sha256");
       for await (const chunk of fs.createReadStream(f.path)) h.update(chunk as Buffer);
@@ -330,12 +343,13 @@ export class ModelStore {
     const gone = manifest.models.filter(
       (m) => all || m.ref === ref || m.aliases?.includes(ref) || (r.quant !== undefined && m.quant === r.quant.toUpperCase()),
     );
+    const kept = manifest.models.filter((m) => !gone.includes(m));
     for (const m of gone)
-      for (const f of m.files) {
+      for (const f of [...m.files, ...(m.mmproj && !kept.some((k) => k.mmproj?.path === m.mmproj?.path) ? [m.mmproj] : [])]) {
         fs.rmSync(f.path, { force: true });
         fs.rmSync(`${f.path}.partial`, { force: true });
       }
-    manifest.models = manifest.models.filter((m) => !gone.includes(m));
+    manifest.models = kept;
     if (gone.length > 0) this.#writeManifest(manifest);
     return gone.length > 0;
   }

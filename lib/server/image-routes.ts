@@ -7,11 +7,15 @@
  * (img2img: `init_image` and `mask` as base64 PNG, `strength`)
  * the images as base64 PNG with their seeds; DELETE cancels it (409 once it
  * has finished); GET …/:id/events streams its progress as server-sent
- * events. Records live in the orchestrator's registry (TTL and bounds there).
+ * events, and with `preview` (true, or { mode, interval_steps }) the sampling's
+ * preview images as "preview" events ({ image_index, step, width, height,
+ * b64_png }; not kept in the record). Records live in the orchestrator's
+ * registry (TTL and bounds there).
  */
 import { EventEmitter } from "node:events";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { PNG } from "pngjs";
+import { encodePng } from "../diffusion/png";
 import type { GeneratedImage, ImageGenerateOptions, RawImage } from "../diffusion/types";
 import type { ManagedDiffusion } from "../orchestrator/managed-diffusion";
 import type { Priority } from "../orchestrator/priority";
@@ -35,6 +39,7 @@ interface ImageRequest {
   scheduler?: string;
   seed?: number;
   priority?: Priority;
+  preview?: boolean | { mode?: "proj" | "tae" | "vae"; interval_steps?: number };
 }
 
 /** What a finished job's record holds. */
@@ -109,6 +114,10 @@ export function registerImageRoutes(app: FastifyInstance, state: ServerState, im
     if (b.sampler !== undefined) options.sampler = b.sampler;
     if (b.scheduler !== undefined) options.scheduler = b.scheduler;
     if (b.seed !== undefined) options.seed = b.seed;
+    if (b.preview !== undefined && b.preview !== false) {
+      const pv = b.preview === true ? {} : b.preview;
+      options.preview = { ...(pv.mode ? { mode: pv.mode } : {}), ...(pv.interval_steps ? { intervalSteps: pv.interval_steps } : {}) };
+    }
     const events = new EventEmitter();
     const holder: { id?: string } = {};
     const job = state.orchestrator.submit<ImageResult>({
@@ -121,6 +130,11 @@ export function registerImageRoutes(app: FastifyInstance, state: ServerState, im
           if (holder.id === undefined) return;
           registry.update(holder.id, { progress: p });
           events.emit("progress", p);
+        });
+        gen.on("preview", async (e: { imageIndex: number; step: number; image: RawImage }) => {
+          if (events.listenerCount("preview") === 0) return; // nobody watching: no PNG to encode
+          const b64 = (await encodePng(e.image)).toString("base64");
+          events.emit("preview", { image_index: e.imageIndex, step: e.step, width: e.image.width, height: e.image.height, b64_png: b64 });
         });
         const images: GeneratedImage[] = await gen.done;
         return { images: images.map((i) => ({ b64_json: i.png?.toString("base64") ?? "", seed: i.seed, width: i.width, height: i.height })) };
@@ -173,8 +187,10 @@ export function registerImageRoutes(app: FastifyInstance, state: ServerState, im
     }
     send("status", first);
     const onProgress = (p: unknown) => send("progress", p);
+    const onPreview = (p: unknown) => send("preview", p);
     const onEnd = () => {
       entry.events.off("progress", onProgress);
+      entry.events.off("preview", onPreview);
       try {
         send("end", view(id));
       } catch (e) {
@@ -183,9 +199,11 @@ export function registerImageRoutes(app: FastifyInstance, state: ServerState, im
       sse.end();
     };
     entry.events.on("progress", onProgress);
+    entry.events.on("preview", onPreview);
     entry.events.once("end", onEnd);
     reply.raw.on("close", () => {
       entry.events.off("progress", onProgress);
+      entry.events.off("preview", onPreview);
       entry.events.off("end", onEnd);
     });
   });

@@ -13,7 +13,17 @@ import { ManagedLlama } from "../orchestrator/managed-llama";
 import { PRIORITIES, type Priority } from "../orchestrator/priority";
 import { errorBody, HttpError, toHttpError } from "./errors";
 import type { ModelEntry, ServerState } from "./index";
-import { type ChatRequest, type CompletionRequest, chatCompletion, chatMessages, chatOptions, completionOptions, finishReason, usage } from "./openai";
+import {
+  type ChatRequest,
+  type CompletionRequest,
+  chatCompletion,
+  chatMessages,
+  chatOptions,
+  completionOptions,
+  finishReason,
+  openAiLogprobs,
+  usage,
+} from "./openai";
 import { chatBody, completionBody, embeddingBody } from "./schemas";
 import { EventStream } from "./sse";
 
@@ -73,7 +83,6 @@ export function registerLlmRoutes(app: FastifyInstance, state: ServerState): voi
     const b = req.body as ChatRequest;
     const entry = lookup(state, b.model);
     const options = chatOptions(b);
-    if (b.stream && b.logprobs) throw new HttpError(400, "INVALID_REQUEST", "logprobs are not streamed yet: ask without stream", "logprobs");
     const messages = chatMessages(b.messages);
     const signal = clientGone(reply, state);
     const id = `chatcmpl-${randomUUID().replaceAll("-", "")}`;
@@ -87,12 +96,12 @@ export function registerLlmRoutes(app: FastifyInstance, state: ServerState): voi
       return chatCompletion(id, entry.id, created, r);
     }
     const sse = new EventStream(reply);
-    const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null, logprobs: unknown = null) => ({
       id,
       object: "chat.completion.chunk",
       created,
       model: entry.id,
-      choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+      choices: [{ index: 0, delta, finish_reason: finish, logprobs }],
     });
     await streamed(sse, () =>
       state.submit(entry, "llm.chat", priorityOf(req), signal, (sig) =>
@@ -113,7 +122,8 @@ export function registerLlmRoutes(app: FastifyInstance, state: ServerState): voi
           }
           const r = await stream.result;
           if (r.stopReason === "aborted") return r; // the client is gone (the registry's record keeps the result)
-          sse.send(chunk({}, finishReason(r, r.toolCalls)));
+          // logprobs come with the result: every token's, in the chunk that ends the reply
+          sse.send(chunk({}, finishReason(r, r.toolCalls), r.logprobs ? openAiLogprobs(r.logprobs) : null));
           if (b.stream_options?.include_usage) sse.send({ id, object: "chat.completion.chunk", created, model: entry.id, choices: [], usage: usage(r) });
           sse.send("[DONE]");
           return r;

@@ -155,7 +155,7 @@ $("generate").onclick = async () => {
   $("image-status").textContent = "queued";
   const res = await fetch("/v1/images/generations", {
     method: "POST", headers: headers(),
-    body: JSON.stringify({ prompt: $("image-prompt").value || "a lighthouse at dusk", n: Number($("image-n").value), size: $("image-size").value, steps: Number($("image-steps").value) }),
+    body: JSON.stringify({ prompt: $("image-prompt").value || "a lighthouse at dusk", n: Number($("image-n").value), size: $("image-size").value, steps: Number($("image-steps").value), preview: true }),
   });
   if (!res.ok) { $("image-status").textContent = await errorText(res); return; }
   imageJob = (await res.json()).id;
@@ -167,7 +167,15 @@ $("generate").onclick = async () => {
     if (name === "progress") {
       $("image-progress").value = v.percent;
       $("image-status").textContent = v.stage + " — image " + (v.imageIndex + 1) + "/" + v.imageCount + ", step " + v.step + "/" + v.steps + (v.etaMs !== undefined ? ", " + (v.etaMs / 1000).toFixed(1) + " s left" : "");
+    } else if (name === "preview") {
+      // the sampling's latest preview, in the grid slot of the image it belongs to
+      let el = $("grid").children[v.image_index];
+      while (!el) { $("grid").appendChild(document.createElement("img")); el = $("grid").children[v.image_index]; }
+      el.src = "data:image/png;base64," + v.b64_png;
+      el.title = "preview, step " + v.step;
+      el.className = "preview";
     } else if (name === "end") {
+      $("grid").innerHTML = "";
       $("image-status").textContent = v.status + (v.error ? ": " + v.error.message : "");
       if (v.status === "done") $("image-progress").value = 100;
       for (const img of (v.result && v.result.images) || []) {

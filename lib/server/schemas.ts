@@ -198,5 +198,16 @@ export const imageBody = {
     init_image: { type: "string", minLength: 1 },
     strength: num(0, 1),
     mask: { type: "string", minLength: 1 },
+    // preview images during sampling, as "preview" events of GET …/:id/events
+    preview: {
+      anyOf: [
+        { type: "boolean" },
+        {
+          type: "object",
+          additionalProperties: false,
+          properties: { mode: { enum: ["proj", "tae", "vae"] }, interval_steps: int(1, 1000) },
+        },
+      ],
+    },
   },
 };

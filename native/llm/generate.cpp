@@ -152,6 +152,8 @@ Napi::Object ResultToJs(Napi::Env env, const GenerateResult& r) {
   Napi::Object t = Napi::Object::New(env);
   t.Set("promptTokens", r.prompt_tokens);
   t.Set("mediaTokens", r.media_tokens);
+  t.Set("mediaEncodeMs", r.media_encode_ms);
+  t.Set("mediaDecodeMs", r.media_decode_ms);
   t.Set("reusedTokens", r.reused_tokens);
   t.Set("promptMs", r.prompt_ms);
   t.Set("generatedTokens", r.generated_tokens);

@@ -37,6 +37,8 @@ struct GenerateResult {
   std::string stop_reason;             // eos | maxTokens | stop | aborted | contextFull
   int32_t prompt_tokens = 0;           // media tokens included
   int32_t media_tokens = 0;            // the prompt's image tokens (libmtmd's count)
+  double media_encode_ms = 0;          // the projector encoding the prompt's images
+  double media_decode_ms = 0;          // their embeddings decoded into the KV cache
   int32_t reused_tokens = 0;           // prompt tokens found in the KV cache, not decoded again
   int32_t truncated_tokens = 0;        // prompt tokens cut from the middle (contextOverflow)
   int32_t discarded_tokens = 0;        // KV tokens dropped by context shifts while generating

@@ -208,8 +208,8 @@ void Generation::EvalMedia() {
   if (done_) return;
   try {
     const MediaTokens::Span* sp = media_.At(next_);
-    const bool ok =
-        EvalMediaChunk(*s_.model->media, s_.ctx, sp->chunk, static_cast<llama_pos>(kv_.size()), seq_, static_cast<int32_t>(llama_n_batch(s_.ctx)), cancel_);
+    const bool ok = EvalMediaChunk(*s_.model->media, s_.ctx, sp->chunk, static_cast<llama_pos>(kv_.size()), seq_, static_cast<int32_t>(llama_n_batch(s_.ctx)),
+                                   cancel_, r_.media_encode_ms, r_.media_decode_ms);
     if (!ok) {
       TrimKv(s_, seq_);
       r_.prompt_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0_).count();

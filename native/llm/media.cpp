@@ -1,5 +1,6 @@
 #include "llm/media.h"
 
+#include <chrono>
 #include <cstring>
 
 #include "llm/gguf_check.h"
@@ -104,16 +105,22 @@ MediaTokens TokenizeMedia(MediaState& m, const MediaPrompt& p) {
 }
 
 bool EvalMediaChunk(MediaState& m, llama_context* ctx, const mtmd_input_chunk* chunk, llama_pos n_past, llama_seq_id seq, int32_t n_batch,
-                    const CancelFlag& cancel) {
+                    const CancelFlag& cancel, double& encode_ms, double& decode_ms) {
+  using Clock = std::chrono::steady_clock;
+  auto ms = [](Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); };
   std::lock_guard<std::mutex> lock(m.mu);  // the encoder's output buffer is the projector's own until the decode has read it
   if (cancel.IsCancelled()) return false;
   t_media_cancel = &cancel;
+  auto t0 = Clock::now();
   int32_t rc = mtmd_encode_chunk(m.ctx, chunk);
+  encode_ms += ms(t0);
   t_media_cancel = nullptr;
   if (cancel.IsCancelled()) return false;
   if (rc != 0) throw CodedError(code::BACKEND_ERROR, "the projector could not encode the image (" + std::to_string(rc) + ")");
   llama_pos new_n_past = n_past;
+  t0 = Clock::now();
   rc = mtmd_helper_decode_image_chunk(m.ctx, ctx, chunk, mtmd_get_output_embd(m.ctx), n_past, seq, n_batch, &new_n_past, nullptr, nullptr);
+  decode_ms += ms(t0);
   if (cancel.IsCancelled()) return false;
   if (rc != 0) throw CodedError(code::BACKEND_ERROR, "decoding the image's embeddings failed (" + std::to_string(rc) + ")");
   return true;

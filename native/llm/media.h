@@ -78,8 +78,9 @@ MediaTokens TokenizeMedia(MediaState& m, const MediaPrompt& p);
 // set: the encoder stops at its next graph node, the decode through llama's
 // abort callback (the context's active_cancel, set by the caller). Throws
 // CodedError BACKEND_ERROR when the encoder or decode fails.
+// encode_ms / decode_ms: the projector's encode and the embeddings' decode (added to).
 bool EvalMediaChunk(MediaState& m, llama_context* ctx, const mtmd_input_chunk* chunk, llama_pos n_past, llama_seq_id seq, int32_t n_batch,
-                    const CancelFlag& cancel);
+                    const CancelFlag& cancel, double& encode_ms, double& decode_ms);
 
 // JS: model.loadProjector(path, { threads, device }, cancelToken) -> Promise<{ vision, audio }>:
 // mtmd_init_from_file on a worker thread; the projector stays with the model.

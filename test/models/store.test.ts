@@ -143,13 +143,17 @@ describe("the model store against a local hub", () => {
 
   it("pulls by quant, verifies, lists, finds it without the hub, and removes it", async () => {
     const store = new ModelStore(path.join(tmp.dir, "a"));
-    const progress: number[] = [];
-    const m = await store.pull("hf:test/stories-GGUF:q8_0", { endpoint, onProgress: (p) => progress.push(p.receivedBytes) });
+    const progress: { receivedBytes: number; index: number; count: number }[] = [];
+    const m = await store.pull("hf:test/stories-GGUF:q8_0", { endpoint, onProgress: (p) => progress.push(p) });
     expect(m.ref).toBe("hf:test/stories-GGUF:Q8_0");
     expect(fs.readFileSync(m.path).equals(stories)).toBe(true);
     expect(m).toMatchObject({ architecture: "llama", bytes: stories.length });
     expect(m.parameterCount).toBeGreaterThan(200_000);
-    expect(progress.at(-1)).toBe(stories.length);
+    expect(progress.filter((p) => p.index === 0).at(-1)?.receivedBytes).toBe(stories.length);
+    // the repo's projector comes with it (the second of two files)
+    expect(progress.at(-1)).toMatchObject({ index: 1, count: 2, receivedBytes: "projector".length });
+    expect(path.basename(m.mmproj?.path ?? "")).toBe("mmproj-stories260K-F16.gguf");
+    expect(fs.readFileSync(m.mmproj?.path ?? "", "utf8")).toBe("projector");
     expect(store.list().map((x) => x.ref)).toEqual(["hf:test/stories-GGUF:Q8_0"]);
     ranges.length = 0;
     expect((await store.pull("hf:test/stories-GGUF:Q8_0", { endpoint })).path).toBe(m.path);
@@ -159,9 +163,12 @@ describe("the model store against a local hub", () => {
     const sharded = store.find("hf:test/stories-GGUF:Q4_0")!;
     expect(sharded.files.map((f) => path.basename(f.path))).toEqual(["stories260K-Q4_0-00001-of-00002.gguf", "stories260K-Q4_0-00002-of-00002.gguf"]);
     expect(Buffer.concat(sharded.files.map((f) => fs.readFileSync(f.path))).equals(stories)).toBe(true);
+    expect(sharded.mmproj?.path).toBe(m.mmproj?.path); // one projector for the repo's models
     expect(store.remove("hf:test/stories-GGUF:Q8_0")).toBe(true);
     expect(fs.existsSync(m.path)).toBe(false);
+    expect(fs.existsSync(m.mmproj?.path ?? "")).toBe(true); // the Q4_0 model still has it
     expect(store.list().map((x) => x.ref)).toEqual(["hf:test/stories-GGUF:Q4_0"]);
+    expect(await store.verify("hf:test/stories-GGUF:Q4_0")).toEqual([]);
   });
 
   it("inspect: metadata, sizes and the memory estimate before any download", async () => {

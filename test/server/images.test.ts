@@ -1,6 +1,7 @@
 // The server's image job API (POST → poll → done; DELETE; progress events;
 // 404/409; TTL expiry) with the test double of the DiffusionEngine interface
 // behind it, and the typed answer when no image model is served.
+import { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodePng } from "../../lib/diffusion/index";
 import { Orchestrator } from "../../lib/orchestrator/orchestrator";
@@ -95,6 +96,24 @@ describe("serve: the image job API", () => {
     expect(events).toContain("progress");
     expect(events.at(-1)).toBe("end");
     expect(text).toContain('"status":"cancelled"');
+  });
+
+  it("preview: the events stream carries the sampling's preview images as PNGs", async () => {
+    const { id } = (await (await post({ prompt: "a boat", n: 2, size: "64x64", steps: 20, preview: { interval_steps: 5 } })).json()) as JobView;
+    const text = await (await fetch(`${url}/v1/images/generations/${id}/events`)).text();
+    const previews = [...text.matchAll(/^event: preview\ndata: (.*)$/gm)].map(
+      (m) => JSON.parse(m[1]) as { image_index: number; step: number; b64_png: string },
+    );
+    expect(previews.length).toBeGreaterThan(0);
+    for (const p of previews) {
+      expect(p.step % 5).toBe(0);
+      expect([0, 1]).toContain(p.image_index);
+      const png = PNG.sync.read(Buffer.from(p.b64_png, "base64"));
+      expect(png.width).toBeGreaterThan(0);
+    }
+    expect(text).toMatch(/event: end\ndata: .*"status":"done"/);
+    const bad = await post({ prompt: "a boat", preview: { every: 2 } });
+    expect(bad.status).toBe(400);
   });
 
   it("img2img: init_image and mask (base64 PNG) and strength reach the engine as pixels; the size comes from the image", async () => {

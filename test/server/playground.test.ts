@@ -67,8 +67,18 @@ describe("the playground page in chromium", () => {
     await page.$eval("#image-n", (el) => ((el as HTMLInputElement).value = "3"));
     await page.select("#image-size", "64x64");
     await page.$eval("#image-steps", (el) => ((el as HTMLInputElement).value = "8"));
+    // live previews: count the preview images the page shows while sampling runs
+    await page.evaluate(() => {
+      const w = window as unknown as { previews: number };
+      w.previews = 0;
+      new MutationObserver((ms) => {
+        for (const m of ms) if ((m.target as HTMLElement).className === "preview") w.previews++;
+      }).observe(document.getElementById("grid") as HTMLElement, { subtree: true, attributes: true, attributeFilter: ["src"] });
+    });
     await page.click("#generate");
-    await page.waitForFunction(() => document.querySelectorAll("#grid img").length === 3, { timeout: 60_000 });
+    await page.waitForFunction(() => document.getElementById("image-status")?.textContent === "done", { timeout: 60_000 });
+    expect(await page.$$eval("#grid img", (imgs) => imgs.filter((i) => i.className !== "preview").length)).toBe(3);
+    expect(await page.evaluate(() => (window as unknown as { previews: number }).previews)).toBeGreaterThan(0);
     expect(await page.$eval("#image-status", (el) => el.textContent)).toBe("done");
     expect(await page.$eval("#image-progress", (el) => (el as HTMLProgressElement).value)).toBe(100);
     const sizes = await page.$$eval("#grid img", (imgs) => imgs.map((i) => [(i as HTMLImageElement).naturalWidth, (i as HTMLImageElement).naturalHeight]));
