@@ -88,8 +88,12 @@ describe("vision: images in chat through libmtmd", () => {
     const ctx = await model.createContext({ contextSize: 512, threads: THREADS });
     const first = await ctx.chat(ask([pngA]), greedy).result;
     expect(first.timings.promptTokens).toBeGreaterThan(imageTokens);
+    expect(first.timings.mediaEncodeMs).toBeGreaterThan(0);
+    expect(first.timings.mediaDecodeMs).toBeGreaterThan(0);
+    expect(first.timings.mediaEncodeMs + first.timings.mediaDecodeMs).toBeLessThan(first.timings.promptMs);
     const next = await ctx.chat([...ask([pngA]), { role: "assistant", content: first.text }, { role: "user", content: "And then?" }], greedy).result;
     expect(next.timings.mediaTokens).toBe(imageTokens);
+    expect(next.timings.mediaEncodeMs).toBe(0); // found in the KV cache: not encoded again
     expect(next.timings.reusedTokens).toBeGreaterThanOrEqual(first.timings.promptTokens - 1);
     await ctx.dispose();
   });
