@@ -344,6 +344,30 @@ void CheckGgufTensors(const std::string& path, const char* what) {
   CheckTensors(path, ctx.get());
 }
 
+void CheckGgufProjector(const std::string& path) {
+  if (!CheckEnabled()) return;
+  auto ctx = OpenHeader(path, "projector");
+  Kv kv(ctx.get());
+  for (const char* part : {"clip.vision.", "clip.audio."}) {
+    const std::string p = part;
+    // ggml-cpu ops.cpp norm: GGML_ASSERT(eps >= 0.0f), on the compute threads (an abort no guard can turn into an error)
+    std::optional<double> eps = kv.Number(p + "attention.layer_norm_epsilon");
+    if (eps && !(std::isfinite(*eps) && *eps >= 0)) Bad(path, p + "attention.layer_norm_epsilon is " + Num(*eps) + ": it must be a finite number ≥ 0");
+    // clip.cpp: attention heads split the embedding (a reshape), patches divide the image
+    std::optional<double> embd = kv.Number(p + "embedding_length");
+    std::optional<double> heads = kv.Number(p + "attention.head_count");
+    if (embd && !(*embd >= 1 && *embd <= (1 << 20))) Bad(path, p + "embedding_length is " + Num(*embd));
+    if (heads && !(*heads >= 1 && *heads <= 4096)) Bad(path, p + "attention.head_count is " + Num(*heads));
+    if (embd && heads && std::fmod(*embd, *heads) != 0)
+      Bad(path, p + "embedding_length (" + Num(*embd) + ") is not a multiple of " + p + "attention.head_count (" + Num(*heads) + ")");
+    std::optional<double> patch = kv.Number(p + "patch_size");
+    std::optional<double> image = kv.Number(p + "image_size");
+    if (patch && !(*patch >= 1 && *patch <= 4096)) Bad(path, p + "patch_size is " + Num(*patch));
+    if (image && !(*image >= 1 && *image <= 16384)) Bad(path, p + "image_size is " + Num(*image));
+  }
+  CheckTensors(path, ctx.get());
+}
+
 GgufCheck CheckGgufFile(const std::string& path, bool vocab_only) {
   GgufCheck result;
   if (!CheckEnabled()) return result;

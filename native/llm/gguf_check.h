@@ -52,5 +52,9 @@ void CheckGgufAdapter(const std::string& path);
 // Any other GGUF ggml's reader loads (a multimodal projector): the header and
 // tensor infos as above; `what` names the file in the message.
 void CheckGgufTensors(const std::string& path, const char* what);
+// A multimodal projector (clip.cpp's GGUF): the above, and the hyperparameters
+// clip.cpp's graph would assert on while the image is encoded (norm epsilons
+// on the compute threads; heads not dividing the width; patch and image sizes).
+void CheckGgufProjector(const std::string& path);
 
 }  // namespace genai

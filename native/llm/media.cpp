@@ -1,6 +1,8 @@
 #include "llm/media.h"
 
+#include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "llm/gguf_check.h"
@@ -57,7 +59,25 @@ const MediaTokens::Span* MediaTokens::At(size_t i) const {
   return nullptr;
 }
 
+static MediaTokens TokenizeMediaUnguarded(MediaState& m, const MediaPrompt& p);
+
 MediaTokens TokenizeMedia(MediaState& m, const MediaPrompt& p) {
+  if (m.broken) throw CodedError(code::INVALID_MODEL, "the projector failed an assertion earlier (" + m.path + "): load the model again");
+  AbortToException guard(code::INVALID_MODEL, "libmtmd failed an assertion while preprocessing the image (a corrupt projector?)");
+  MediaTokens out;
+  try {
+    out = TokenizeMediaUnguarded(m, p);
+  } catch (...) {
+    if (!guard.fired()) throw;
+  }
+  if (guard.fired()) {
+    m.broken = true;
+    throw CodedError(code::INVALID_MODEL, "libmtmd failed an assertion while preprocessing the image (a corrupt projector?): " + guard.message());
+  }
+  return out;
+}
+
+static MediaTokens TokenizeMediaUnguarded(MediaState& m, const MediaPrompt& p) {
   std::vector<std::unique_ptr<mtmd_bitmap, void (*)(mtmd_bitmap*)>> bitmaps;
   for (size_t i = 0; i < p.inputs.size(); i++) {
     const MediaInput& in = p.inputs[i];
@@ -104,8 +124,31 @@ MediaTokens TokenizeMedia(MediaState& m, const MediaPrompt& p) {
   return out;
 }
 
+static bool EvalMediaChunkUnguarded(MediaState& m, llama_context* ctx, const mtmd_input_chunk* chunk, llama_pos n_past, llama_seq_id seq,
+                                    int32_t n_batch, const CancelFlag& cancel, double& encode_ms, double& decode_ms);
+
 bool EvalMediaChunk(MediaState& m, llama_context* ctx, const mtmd_input_chunk* chunk, llama_pos n_past, llama_seq_id seq, int32_t n_batch,
                     const CancelFlag& cancel, double& encode_ms, double& decode_ms) {
+  if (m.broken) throw CodedError(code::INVALID_MODEL, "the projector failed an assertion earlier (" + m.path + "): load the model again");
+  // clip.cpp asserts (GGML_ASSERT) on graphs a corrupt projector makes: an error here, and the projector is not used again
+  AbortToException guard(code::INVALID_MODEL, "libmtmd failed an assertion while encoding the image (a corrupt projector?)");
+  bool ok = false;
+  try {
+    ok = EvalMediaChunkUnguarded(m, ctx, chunk, n_past, seq, n_batch, cancel, encode_ms, decode_ms);
+  } catch (...) {
+    t_media_cancel = nullptr;
+    if (!guard.fired()) throw;
+  }
+  // libmtmd may catch the assertion's exception and return a failure code, or go on: the assertion is what happened
+  if (guard.fired()) {
+    m.broken = true;
+    throw CodedError(code::INVALID_MODEL, "libmtmd failed an assertion while encoding the image (a corrupt projector?): " + guard.message());
+  }
+  return ok;
+}
+
+static bool EvalMediaChunkUnguarded(MediaState& m, llama_context* ctx, const mtmd_input_chunk* chunk, llama_pos n_past, llama_seq_id seq,
+                                    int32_t n_batch, const CancelFlag& cancel, double& encode_ms, double& decode_ms) {
   using Clock = std::chrono::steady_clock;
   auto ms = [](Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); };
   std::lock_guard<std::mutex> lock(m.mu);  // the encoder's output buffer is the projector's own until the decode has read it
@@ -117,6 +160,7 @@ bool EvalMediaChunk(MediaState& m, llama_context* ctx, const mtmd_input_chunk* c
   t_media_cancel = nullptr;
   if (cancel.IsCancelled()) return false;
   if (rc != 0) throw CodedError(code::BACKEND_ERROR, "the projector could not encode the image (" + std::to_string(rc) + ")");
+  if (!std::isfinite(mtmd_get_output_embd(m.ctx)[0])) throw CodedError(code::INVALID_MODEL, "the projector's output is not finite (corrupt weights?): " + m.path);
   llama_pos new_n_past = n_past;
   t0 = Clock::now();
   rc = mtmd_helper_decode_image_chunk(m.ctx, ctx, chunk, mtmd_get_output_embd(m.ctx), n_past, seq, n_batch, &new_n_past, nullptr, nullptr);
@@ -139,7 +183,7 @@ Napi::Value LoadProjector(const Napi::CallbackInfo& info, std::shared_ptr<ModelS
   return ThreadJob::Start(env, "genai.loadProjector", cancel, Napi::Function(), [path, threads, devices, model](ThreadJob& job) -> ThreadJob::ValueMaker {
     CheckModelFile(path, "projector");
     AbortToException abort_guard(code::INVALID_MODEL, "libmtmd failed an assertion while loading the projector");
-    CheckGgufTensors(path, "projector");
+    CheckGgufProjector(path);
     mtmd_context_params mp = mtmd_context_params_default();
     mp.use_gpu = !devices.empty();
     mp.device = devices.empty() ? nullptr : devices[0];

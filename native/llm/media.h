@@ -29,6 +29,7 @@ struct MediaState {
   bool vision = false;
   bool audio = false;
   std::mutex mu;  // encoding is not thread-safe (one mtmd_context per model; contexts share it)
+  std::atomic<bool> broken{false};  // an assertion fired inside libmtmd: not used again
   ~MediaState();
 };
 

@@ -8,7 +8,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ChatMessage, LlamaModel, MEDIA_MARKER, ManagedLlama } from "../../lib/index";
 import { createServer } from "../../lib/server/index";
-import { PRESETS, generateRandomLlamaModel, generateRandomMmproj } from "../../lib/tools";
+import { PRESETS, generateRandomLlamaModel, generateRandomMmproj, parseGguf, serializeGguf } from "../../lib/tools";
 import { MTMD_CLI, runMtmdCli, tempDir, THREADS, writeTestPng } from "../helpers";
 
 const text = PRESETS.tiny;
@@ -131,6 +131,27 @@ describe("vision: images in chat through libmtmd", () => {
     await generateRandomMmproj(file("wide.gguf"), { textEmbd: text.embd * 2 });
     await expect(LlamaModel.load(file("text.gguf"), { mmproj: file("wide.gguf"), device: "cpu" })).rejects.toMatchObject({ code: "INVALID_MODEL" });
     await expect(LlamaModel.load(file("text.gguf"), { mmproj: file("missing.gguf"), device: "cpu" })).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
+    // what clip.cpp would assert on: a norm epsilon below 0 (on the compute threads) is refused at load;
+    // patches that no longer match the position table assert while the graph is built: an error, and the projector is not used again
+    const mutated = (name: string, key: string, value: number) => {
+      const d = parseGguf(fs.readFileSync(file("mmproj.gguf")));
+      const kv = d.kv.find((k) => k.key === key)!;
+      kv.value = { ...kv.value, value } as typeof kv.value;
+      fs.writeFileSync(file(name), serializeGguf(d));
+      return file(name);
+    };
+    await expect(
+      LlamaModel.load(file("text.gguf"), { mmproj: mutated("eps.gguf", "clip.vision.attention.layer_norm_epsilon", -1), device: "cpu" }),
+    ).rejects.toMatchObject({ code: "INVALID_MODEL", message: expect.stringMatching(/layer_norm_epsilon/) });
+    const odd = await LlamaModel.load(file("text.gguf"), { mmproj: mutated("patch.gguf", "clip.vision.patch_size", 7), device: "cpu" });
+    const oddCtx = await odd.createContext({ contextSize: 512, threads: THREADS });
+    await expect(oddCtx.chat(ask([pngA]), greedy).result).rejects.toMatchObject({ code: "INVALID_MODEL", message: expect.stringMatching(/assertion/) });
+    await expect(oddCtx.chat(ask([pngA]), greedy).result).rejects.toMatchObject({
+      code: "INVALID_MODEL",
+      message: expect.stringMatching(/load the model again/),
+    });
+    expect((await oddCtx.chat([{ role: "user", content: "Hello" }], greedy).result).tokenCount).toBeGreaterThan(0); // text still works
+    await odd.dispose();
     fs.writeFileSync(file("junk.gguf"), Buffer.from("GGUF\x03\x00\x00\x00junk"));
     await expect(LlamaModel.load(file("text.gguf"), { mmproj: file("junk.gguf"), device: "cpu" })).rejects.toMatchObject({ code: "INVALID_MODEL" });
     // corrupt image bytes, a truncated PNG, a wrong raw size, a part of no known type
