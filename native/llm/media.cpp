@@ -124,8 +124,8 @@ static MediaTokens TokenizeMediaUnguarded(MediaState& m, const MediaPrompt& p) {
   return out;
 }
 
-static bool EvalMediaChunkUnguarded(MediaState& m, llama_context* ctx, const mtmd_input_chunk* chunk, llama_pos n_past, llama_seq_id seq,
-                                    int32_t n_batch, const CancelFlag& cancel, double& encode_ms, double& decode_ms);
+static bool EvalMediaChunkUnguarded(MediaState& m, llama_context* ctx, const mtmd_input_chunk* chunk, llama_pos n_past, llama_seq_id seq, int32_t n_batch,
+                                    const CancelFlag& cancel, double& encode_ms, double& decode_ms);
 
 bool EvalMediaChunk(MediaState& m, llama_context* ctx, const mtmd_input_chunk* chunk, llama_pos n_past, llama_seq_id seq, int32_t n_batch,
                     const CancelFlag& cancel, double& encode_ms, double& decode_ms) {
@@ -147,8 +147,8 @@ bool EvalMediaChunk(MediaState& m, llama_context* ctx, const mtmd_input_chunk* c
   return ok;
 }
 
-static bool EvalMediaChunkUnguarded(MediaState& m, llama_context* ctx, const mtmd_input_chunk* chunk, llama_pos n_past, llama_seq_id seq,
-                                    int32_t n_batch, const CancelFlag& cancel, double& encode_ms, double& decode_ms) {
+static bool EvalMediaChunkUnguarded(MediaState& m, llama_context* ctx, const mtmd_input_chunk* chunk, llama_pos n_past, llama_seq_id seq, int32_t n_batch,
+                                    const CancelFlag& cancel, double& encode_ms, double& decode_ms) {
   using Clock = std::chrono::steady_clock;
   auto ms = [](Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); };
   std::lock_guard<std::mutex> lock(m.mu);  // the encoder's output buffer is the projector's own until the decode has read it
@@ -160,7 +160,8 @@ static bool EvalMediaChunkUnguarded(MediaState& m, llama_context* ctx, const mtm
   t_media_cancel = nullptr;
   if (cancel.IsCancelled()) return false;
   if (rc != 0) throw CodedError(code::BACKEND_ERROR, "the projector could not encode the image (" + std::to_string(rc) + ")");
-  if (!std::isfinite(mtmd_get_output_embd(m.ctx)[0])) throw CodedError(code::INVALID_MODEL, "the projector's output is not finite (corrupt weights?): " + m.path);
+  if (!std::isfinite(mtmd_get_output_embd(m.ctx)[0]))
+    throw CodedError(code::INVALID_MODEL, "the projector's output is not finite (corrupt weights?): " + m.path);
   llama_pos new_n_past = n_past;
   t0 = Clock::now();
   rc = mtmd_helper_decode_image_chunk(m.ctx, ctx, chunk, mtmd_get_output_embd(m.ctx), n_past, seq, n_batch, &new_n_past, nullptr, nullptr);

@@ -28,7 +28,7 @@ struct MediaState {
   std::string path;
   bool vision = false;
   bool audio = false;
-  std::mutex mu;  // encoding is not thread-safe (one mtmd_context per model; contexts share it)
+  std::mutex mu;                    // encoding is not thread-safe (one mtmd_context per model; contexts share it)
   std::atomic<bool> broken{false};  // an assertion fired inside libmtmd: not used again
   ~MediaState();
 };
