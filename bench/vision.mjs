@@ -10,7 +10,8 @@
 // genai-native's are the result's timings (mediaEncodeMs, mediaDecodeMs, and
 // (tokens − 1) / generationMs). The text model is a generated one
 // (default medium:q8_0, ~254 M), the projector a generated LLaVA-style one
-// (generateRandomMmproj: CLIP ViT at 336 px, patch 14 → 576 image tokens).
+// (generateRandomMmproj: CLIP ViT at 336 px, patch 14 → 576 image tokens); the
+// chat template is ChatML on both sides (the generated model has none).
 // Interleaved rounds (the CLI a fresh process each); medians, spread, ratios as JSON.
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -66,7 +67,7 @@ const cli = llamaToolPath(root, "llama-mtmd-cli");
 
 function runCli() {
   const args = ["-m", modelPath, "--mmproj", mmproj, "--image", image, "-p", "Describe", "-n", String(tokens), "--temp", "0"];
-  args.push("-t", String(threads), "-c", String(contextSize), "-v", "--ignore-eos");
+  args.push("-t", String(threads), "-c", String(contextSize), "-v", "--ignore-eos", "--chat-template", "chatml");
   const r = spawnSync(cli, args, { cwd: path.dirname(cli), encoding: "utf8", maxBuffer: 64 << 20 });
   const text = `${r.stdout}${r.stderr}`;
   if (r.status !== 0) throw new Error(`llama-mtmd-cli failed (${r.status}): ${text.slice(-2000)}`);
@@ -76,8 +77,8 @@ function runCli() {
   return { encodeMs: num(/batch encoding done in (\d+) ms/), decodeMs: num(/image decoded \(batch 1\/1\) in (\d+) ms/), tokensPerSec: (runs * 1000) / evalMs };
 }
 
-const model = await g.LlamaModel.load(modelPath, { mmproj, device: "cpu" });
-const ctx = await model.createContext({ contextSize, threads, batchThreads: threads });
+const model = await g.LlamaModel.load(modelPath, { mmproj, device: "cpu", projectorThreads: threads });
+const ctx = await model.createContext({ contextSize, threads, batchThreads: threads, batchSize: 2048 }); // llama-mtmd-cli: -b 2048 (common default)
 const bytes = fs.readFileSync(image);
 async function runAddon() {
   await ctx.clearHistory();
@@ -95,6 +96,7 @@ async function runAddon() {
       temperature: 0,
       maxTokens: tokens,
       ignoreEos: true,
+      template: tools.CHATML_TEMPLATE, // the generated model has none: ChatML on both sides
     },
   ).result;
   const t = r.timings;

@@ -6,6 +6,7 @@
  *   for await (const piece of ctx.generate("Once upon a time")) process.stdout.write(piece);
  *   await model.dispose();
  */
+import os from "node:os";
 import { GenaiError } from "../errors";
 import { native, withCancelToken } from "../binding/load";
 import type { ModelHandle, NativeChatOptions } from "../binding/types";
@@ -15,7 +16,7 @@ import { optBool, optFunction, optInt, optSignal, optString, requireString, opti
 import { nativeChatOptions, nativeMessages } from "./chat-format";
 import { LlamaContext } from "./context";
 import { LoraAdapter } from "./lora";
-import { LOAD_DEFAULTS, defaultThreads } from "./defaults";
+import { LOAD_DEFAULTS } from "./defaults";
 import { CHAT_TEMPLATE_KEYS, DETOKENIZE_KEYS, LOAD_KEYS, TOKENIZE_KEYS } from "./keys";
 import type {
   ChatFormat,
@@ -78,6 +79,7 @@ export class LlamaModel implements AsyncDisposable {
     const onProgress = optFunction<(f: number) => void>("onProgress", o.onProgress);
     const signal = optSignal("signal", o.signal);
     const mmproj = optString("mmproj", o.mmproj);
+    const projectorThreads = optInt("projectorThreads", o.projectorThreads, os.availableParallelism?.() ?? os.cpus().length, 1, 1024);
     if (mmproj !== undefined && vocabOnly) throw new GenaiError("INVALID_ARGUMENT", "mmproj needs the model's weights: not with vocabOnly");
     if (signal?.aborted) throw new GenaiError("ABORTED", "model load was aborted before it started");
     let t0 = performance.now();
@@ -99,7 +101,7 @@ export class LlamaModel implements AsyncDisposable {
     let summary: GgufSummary;
     try {
       if (mmproj !== undefined) {
-        const threads = defaultThreads();
+        const threads = projectorThreads;
         await withCancelToken(signal, (cancel) => handle.loadProjector(mmproj, { threads, device: gpuLayers === 0 ? "cpu" : device }, cancel));
       }
       // the header the native load checked (ggml's reader), else parsed again (@huggingface/gguf, worker thread)

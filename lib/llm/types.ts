@@ -25,6 +25,8 @@ export interface LoadModelOptions {
    * when gpuLayers is 0). M-RoPE projectors (the Qwen2-VL family) are refused.
    */
   mmproj?: string;
+  /** CPU threads of the projector's encoder (default: every logical core; an encode runs alone, between decodes). */
+  projectorThreads?: number;
   /** Load progress, a fraction in [0, 1], called on the JS thread. */
   onProgress?: (fraction: number) => void;
   /** Aborting stops the load, frees everything, and rejects with ABORTED. */
