@@ -21,6 +21,7 @@ import type { ImageProgress } from "../diffusion/progress";
 import { LlamaModel } from "../llm/model";
 import { resolveModel } from "../models/resolver";
 import { initBackends, systemInfo } from "../system/index";
+import { ProgressLine } from "./progress-line";
 
 const USAGE = `usage:
   genai-native info [--json]
@@ -35,13 +36,15 @@ function formatBytes(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(0)} MiB`;
 }
 
-function progressBar(fraction: number): void {
-  if (!process.stderr.isTTY && fraction < 1) return;
-  const width = 30;
-  const filled = Math.round(fraction * width);
-  process.stderr.write(
-    `\rloading [${"#".repeat(filled)}${".".repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}%${fraction >= 1 ? "\n" : ""}`,
-  );
+/** A model load's progress bar (a fresh line per load). */
+function progressBar(): (fraction: number) => void {
+  const line = new ProgressLine();
+  return (fraction) => {
+    const width = 30;
+    const filled = Math.round(fraction * width);
+    line.update(fraction, `loading [${"#".repeat(filled)}${".".repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}%`);
+    if (fraction >= 1) line.end();
+  };
 }
 
 function num(name: string, v: string | undefined): number | undefined {
@@ -86,7 +89,7 @@ async function complete(args: string[]): Promise<void> {
   const modelPath = await resolveModel(values.model);
   const ac = new AbortController();
   process.once("SIGINT", () => ac.abort());
-  const model = await LlamaModel.load(modelPath, { onProgress: progressBar, signal: ac.signal });
+  const model = await LlamaModel.load(modelPath, { onProgress: progressBar(), signal: ac.signal });
   try {
     const ctx = await model.createContext({ threads: num("threads", values.threads) });
     const stream = ctx.generate(prompt, {
@@ -111,12 +114,12 @@ async function complete(args: string[]): Promise<void> {
   }
 }
 
-function stageBar(p: ImageProgress): void {
+function stageBar(line: ProgressLine, p: ImageProgress): void {
   const width = 30;
   const filled = Math.round((p.percent / 100) * width);
   const what = p.stage === "diffusion" ? `image ${p.imageIndex + 1}/${p.imageCount} step ${p.step}/${p.steps}` : p.stage;
   const eta = p.etaMs === undefined ? "" : ` eta ${(p.etaMs / 1000).toFixed(1)}s`;
-  process.stderr.write(`\r[${"#".repeat(filled)}${".".repeat(width - filled)}] ${p.percent.toFixed(0).padStart(3)}% ${what}${eta}\x1b[K`);
+  line.update(p.percent / 100, `[${"#".repeat(filled)}${".".repeat(width - filled)}] ${p.percent.toFixed(0).padStart(3)}% ${what}${eta}`);
 }
 
 async function image(args: string[]): Promise<void> {
@@ -140,7 +143,7 @@ async function image(args: string[]): Promise<void> {
   if (!values.model) throw new GenaiError("INVALID_ARGUMENT", "image needs --model PATH");
   const m = /^(\d+)x(\d+)$/.exec(values.size ?? "");
   if (!m) throw new GenaiError("INVALID_ARGUMENT", `--size must be WxH (got ${values.size})`);
-  const sd = await DiffusionModel.load({ model: values.model, onProgress: progressBar });
+  const sd = await DiffusionModel.load({ model: values.model, onProgress: progressBar() });
   try {
     const job = sd.generate({
       prompt,
@@ -153,9 +156,10 @@ async function image(args: string[]): Promise<void> {
       sampler: values.sampler,
       scheduler: values.scheduler,
     });
-    job.on("progress", stageBar);
+    const line = new ProgressLine();
+    job.on("progress", (p: ImageProgress) => stageBar(line, p));
     const images = await job.done;
-    process.stderr.write("\n");
+    line.end();
     const out = values.output ?? "out.png";
     images.forEach((img, i) => {
       const file = images.length === 1 ? out : out.replace(/(\.png)?$/i, `-${i + 1}.png`);

@@ -5,17 +5,19 @@
 import { GenaiError } from "../errors";
 import type { DownloadProgress } from "../models/download";
 import { ModelStore } from "../models/store";
+import { ProgressLine } from "./progress-line";
 
 const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
-function bar(p: DownloadProgress & { index: number; count: number }): void {
+function bar(line: ProgressLine, p: DownloadProgress & { index: number; count: number }): void {
   const f = p.totalBytes > 0 ? p.receivedBytes / p.totalBytes : 0;
   const width = 30;
   const filled = Math.round(f * width);
   const eta = p.etaMs !== undefined ? `, ${(p.etaMs / 1000).toFixed(0)} s left` : "";
   const shard = p.count > 1 ? ` [${p.index + 1}/${p.count}]` : "";
-  process.stderr.write(
-    `\r${p.file}${shard} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${mib(p.receivedBytes)}/${mib(p.totalBytes)} ${mib(p.bytesPerSecond)}/s${eta}   `,
+  line.update(
+    f,
+    `${p.file}${shard} [${"#".repeat(filled)}${".".repeat(width - filled)}] ${mib(p.receivedBytes)}/${mib(p.totalBytes)} ${mib(p.bytesPerSecond)}/s${eta}`,
   );
 }
 
@@ -34,8 +36,19 @@ export async function pull(args: string[]): Promise<void> {
   }
   const ac = new AbortController();
   process.once("SIGINT", () => ac.abort());
-  const m = await new ModelStore().pull(ref, { signal: ac.signal, onProgress: bar });
-  process.stderr.write("\n");
+  // a line per file (a sharded model, its projector)
+  const lines: ProgressLine[] = [];
+  const m = await new ModelStore().pull(ref, {
+    signal: ac.signal,
+    onProgress: (p) => {
+      if (!lines[p.index]) {
+        lines[p.index - 1]?.end();
+        lines[p.index] = new ProgressLine();
+      }
+      bar(lines[p.index], p);
+    },
+  });
+  lines.at(-1)?.end();
   process.stdout.write(`${m.ref} ${m.path} (${mib(m.bytes)}${m.files.length > 1 ? `, ${m.files.length} files` : ""})\n`);
 }
 

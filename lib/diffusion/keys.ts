@@ -40,6 +40,7 @@ export const IMAGE_KEYS = optionKeys<ImageGenerateOptions>()(
   "loras",
   "preview",
   "output",
+  "pngMetadata",
   "keepFinishedOnCancel",
   "signal",
 );

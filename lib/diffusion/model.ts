@@ -19,7 +19,7 @@ import type { DiffusionEngine, EngineGenerateParams, EngineModel } from "./engin
 import { ImageJob } from "./job";
 import { nativeDiffusionEngine } from "./native-engine";
 import { resolveGenerateParams } from "./params";
-import { encodePng } from "./png";
+import { encodePng, parametersText } from "./png";
 import { ProgressTracker } from "./progress";
 import { runExclusive } from "./turn";
 import type { DiffusionLoadOptions, GeneratedImage, ImageGenerateOptions, RawImage } from "./types";
@@ -27,9 +27,12 @@ import type { DiffusionLoadOptions, GeneratedImage, ImageGenerateOptions, RawIma
 export class DiffusionModel implements AsyncDisposable {
   #engineModel: EngineModel | undefined;
   #running: Promise<unknown> | undefined;
+  /** The model file's name (without .gguf / .safetensors …), for the PNG "parameters" text. */
+  readonly #name: string;
 
-  private constructor(m: EngineModel) {
+  private constructor(m: EngineModel, name: string) {
     this.#engineModel = m;
+    this.#name = name;
   }
 
   /**
@@ -52,7 +55,8 @@ export class DiffusionModel implements AsyncDisposable {
     const signal = optSignal("signal", o.signal);
     if (signal?.aborted) throw new GenaiError("ABORTED", "load aborted before it started");
     try {
-      return new DiffusionModel(await runExclusive(() => engine.load(o, onProgress, signal)));
+      const file = (o.model ?? o.diffusionModel ?? "").split(/[\\/]/).pop() ?? "";
+      return new DiffusionModel(await runExclusive(() => engine.load(o, onProgress, signal)), file.replace(/\.(gguf|safetensors|ckpt|pth|bin)$/i, ""));
     } catch (e) {
       throw toGenaiError(e); // an engine double's plain errors
     }
@@ -85,11 +89,12 @@ export class DiffusionModel implements AsyncDisposable {
     const params = resolveGenerateParams(options, model);
     const output = optOneOf("output", options.output, ["png", "raw", "both"] as const, "png");
     const keep = optBool("keepFinishedOnCancel", options.keepFinishedOnCancel, false);
+    const metadata = optBool("pngMetadata", options.pngMetadata, true);
     const signal = optSignal("signal", options.signal);
     const job = new ImageJob(
       async (j) => {
         const detach = onAbort(signal, () => j.cancel("all"));
-        const run = runExclusive(() => this.#run(j, model, params, output, keep));
+        const run = runExclusive(() => this.#run(j, model, params, output, keep, metadata));
         this.#running = run.catch(() => undefined);
         try {
           return await run;
@@ -103,7 +108,14 @@ export class DiffusionModel implements AsyncDisposable {
     return job;
   }
 
-  async #run(job: ImageJob, model: EngineModel, params: EngineGenerateParams, output: "png" | "raw" | "both", keep: boolean): Promise<GeneratedImage[]> {
+  async #run(
+    job: ImageJob,
+    model: EngineModel,
+    params: EngineGenerateParams,
+    output: "png" | "raw" | "both",
+    keep: boolean,
+    metadata: boolean,
+  ): Promise<GeneratedImage[]> {
     if (job.cancelRequested) {
       job.status = "cancelled";
       throw new GenaiError("ABORTED", "the image job was cancelled before it started");
@@ -139,7 +151,24 @@ export class DiffusionModel implements AsyncDisposable {
     }
     const images = await Promise.all(
       raws.map(async (raw, i) => ({
-        png: output === "raw" ? undefined : await encodePng(raw),
+        png:
+          output === "raw"
+            ? undefined
+            : await encodePng(
+                raw,
+                metadata
+                  ? {
+                      parameters: parametersText({
+                        ...params,
+                        strength: params.initImage ? params.strength : undefined,
+                        seed: params.seed + i,
+                        width: raw.width,
+                        height: raw.height,
+                        model: this.#name,
+                      }),
+                    }
+                  : {},
+              ),
         raw: output === "png" ? undefined : raw,
         width: raw.width,
         height: raw.height,

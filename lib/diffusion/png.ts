@@ -1,6 +1,8 @@
 /**
  * PNG encoding of raw 8-bit RGB/RGBA pixels (PNG spec, ISO/IEC 15948: IHDR,
- * one IDAT of zlib data with filter 0 per row, IEND; CRC-32 per chunk).
+ * text chunks, one IDAT of zlib data with filter 0 per row, IEND; CRC-32 per
+ * chunk). Text goes in tEXt (Latin-1) or, for other characters, iTXt (UTF-8,
+ * uncompressed): PNG spec 11.3.4.
  * Compression runs on the libuv pool (zlib.deflate), not the JS thread.
  */
 import { promisify } from "node:util";
@@ -19,8 +21,20 @@ function chunk(type: string, data: Buffer): Buffer {
   return out;
 }
 
-/** @returns the PNG file bytes. */
-export async function encodePng(img: RawImage): Promise<Buffer> {
+/** One text chunk: tEXt when keyword and text are Latin-1, else iTXt (UTF-8). */
+function textChunk(keyword: string, text: string): Buffer {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: Latin-1 is U+0000–U+00FF
+  const latin1 = /^[\u0000-\u00ff]*$/.test(text);
+  if (latin1) return chunk("tEXt", Buffer.concat([Buffer.from(keyword, "latin1"), Buffer.from([0]), Buffer.from(text, "latin1")]));
+  // keyword \0, compression flag 0, method 0, language tag "" \0, translated keyword "" \0, text
+  return chunk("iTXt", Buffer.concat([Buffer.from(keyword, "latin1"), Buffer.from([0, 0, 0, 0, 0]), Buffer.from(text, "utf8")]));
+}
+
+/**
+ * @param text keyword → text chunks written before the image data (keywords: 1–79 Latin-1 characters)
+ * @returns the PNG file bytes.
+ */
+export async function encodePng(img: RawImage, text: Readonly<Record<string, string>> = {}): Promise<Buffer> {
   const { width, height, channels } = img;
   const stride = width * channels;
   if (img.data.length !== stride * height)
@@ -35,5 +49,44 @@ export async function encodePng(img: RawImage): Promise<Buffer> {
   ihdr.writeUInt32BE(height, 4);
   ihdr[8] = 8; // bit depth
   ihdr[9] = channels === 4 ? 6 : channels === 3 ? 2 : 0; // colour type: RGBA, RGB or grey
-  return Buffer.concat([SIGNATURE, chunk("IHDR", ihdr), chunk("IDAT", await deflate(raw)), chunk("IEND", Buffer.alloc(0))]);
+  const texts = Object.entries(text).map(([k, v]) => {
+    if (!/^[\x20-\x7e\xa1-\xff]{1,79}$/.test(k)) throw new RangeError(`PNG text keyword ${JSON.stringify(k)}: 1–79 printable Latin-1 characters`);
+    return textChunk(k, v);
+  });
+  return Buffer.concat([SIGNATURE, chunk("IHDR", ihdr), ...texts, chunk("IDAT", await deflate(raw)), chunk("IEND", Buffer.alloc(0))]);
+}
+
+/**
+ * The generation's parameters as the "parameters" text of AUTOMATIC1111's web
+ * UI (which stable-diffusion.cpp's CLI and most image tools read): the prompt,
+ * a "Negative prompt:" line when there is one, then "Key: value" pairs.
+ */
+export function parametersText(p: {
+  prompt: string;
+  negativePrompt?: string;
+  steps: number;
+  sampler: string;
+  scheduler: string;
+  cfgScale: number;
+  guidance?: number;
+  seed: number;
+  width: number;
+  height: number;
+  model?: string;
+  strength?: number;
+}): string {
+  const pairs: [string, string | number][] = [
+    ["Steps", p.steps],
+    ["Sampler", p.sampler],
+    ["Schedule type", p.scheduler],
+    ["CFG scale", p.cfgScale],
+    ...(p.guidance !== undefined ? ([["Distilled CFG Scale", p.guidance]] as [string, number][]) : []),
+    ["Seed", p.seed],
+    ["Size", `${p.width}x${p.height}`],
+    ...(p.model ? ([["Model", p.model]] as [string, string][]) : []),
+    ...(p.strength !== undefined ? ([["Denoising strength", p.strength]] as [string, number][]) : []),
+    ["Version", "genai-native"],
+  ];
+  const neg = p.negativePrompt ? `\nNegative prompt: ${p.negativePrompt}` : "";
+  return `${p.prompt}${neg}\n${pairs.map(([k, v]) => `${k}: ${v}`).join(", ")}`;
 }

@@ -4,7 +4,10 @@
  * Work units: encoding = 1 step, each image's sampling = `steps` steps, each
  * image's decoding = `decodeSteps` steps (default 2, replaced by the measured
  * decode time once one image has decoded). percent = done units / all units.
- * etaMs = remaining units × the mean measured step time (sampling steps so far).
+ * etaMs = remaining units × the median of the last 8 measured sampling steps:
+ * one slow step (a page fault, another job's burst) does not swing it, and it
+ * follows a lasting change of speed within a few steps (a mean of all steps
+ * did neither: one 10× step read as seconds of ETA long after it).
  */
 import type { EngineEvent } from "./engine";
 import type { ImageProgress, ImageStage } from "./types";
@@ -34,13 +37,15 @@ export class ProgressTracker {
     return 1 + this.#count * (this.#steps + this.#decodeUnits);
   }
 
-  #meanStepMs(): number | undefined {
+  #typicalStepMs(): number | undefined {
     if (this.#stepMs.length === 0) return undefined;
-    return this.#stepMs.reduce((s, x) => s + x, 0) / this.#stepMs.length;
+    const recent = this.#stepMs.slice(-8).sort((a, b) => a - b);
+    const m = recent.length >> 1;
+    return recent.length % 2 ? recent[m] : (recent[m - 1] + recent[m]) / 2;
   }
 
   #emit(stage: ImageStage, imageIndex: number, step: number): ImageProgress {
-    const mean = this.#meanStepMs();
+    const mean = this.#typicalStepMs();
     const left = this.#totalUnits - this.#doneUnits;
     this.current = {
       stage,
@@ -73,7 +78,7 @@ export class ProgressTracker {
         return this.#emit("diffusion", e.imageIndex, e.step);
       }
       case "image": {
-        const mean = this.#meanStepMs();
+        const mean = this.#typicalStepMs();
         if (this.#decodeStartedAt !== undefined && mean) this.#decodeUnits = Math.max(0.1, (now - this.#decodeStartedAt) / mean);
         this.#decodedImages++;
         this.#doneUnits = 1 + this.#count * this.#steps + this.#decodedImages * this.#decodeUnits;

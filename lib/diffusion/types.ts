@@ -80,6 +80,13 @@ export interface ImageGenerateOptions {
   preview?: PreviewOptions;
   /** "png" (default), "raw" pixels, or "both". */
   output?: "png" | "raw" | "both";
+  /**
+   * Write the generation's parameters into each PNG (default true): a tEXt
+   * "parameters" chunk in AUTOMATIC1111's format (prompt, "Negative prompt:",
+   * Steps, Sampler, Schedule type, CFG scale, Seed, Size, Model), which
+   * stable-diffusion.cpp's CLI and most image tools read. false: none.
+   */
+  pngMetadata?: boolean;
   /** After a cancel, resolve `done` with the images finished before it (default: reject with ABORTED). */
   keepFinishedOnCancel?: boolean;
   signal?: AbortSignal;

@@ -61,6 +61,10 @@ describe("package entry points", () => {
     expect(path.basename(out.model)).toBe("stories260K.gguf");
     const plain = node([cli, "complete", "--max-tokens", "30", "--temperature", "0", "Once upon a time"]);
     expect(plain.stdout.trim()).toBe(("Once upon a time" + out.text).trim());
+    // stderr is a pipe here, not a terminal: the load's progress is plain lines, no \r or escape sequences
+    expect(plain.stderr).toMatch(/^loading \[#+\] 100%$/m);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what is checked
+    expect(plain.stderr).not.toMatch(/[\r\x1b]/);
   });
 
   it("the CLI reports errors with their code and a non-zero exit", () => {

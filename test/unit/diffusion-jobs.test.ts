@@ -3,11 +3,32 @@
 import zlib from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { DiffusionModel, encodePng, type ImageProgress, type RawImage } from "../../lib/diffusion/index";
+import { ProgressTracker } from "../../lib/diffusion/progress";
 import { FakeModel, fakeEngine } from "../fakes/diffusion-engine";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Decodes our own PNG output (filter 0 rows) back to pixels. */
+/** The PNG's tEXt (Latin-1) and uncompressed iTXt (UTF-8) chunks, keyword → text (PNG spec 11.3.4). */
+function pngText(png: Buffer): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let off = 8; off < png.length; ) {
+    const len = png.readUInt32BE(off);
+    const type = png.toString("latin1", off + 4, off + 8);
+    const data = png.subarray(off + 8, off + 8 + len);
+    const nul = data.indexOf(0);
+    if (type === "tEXt") out[data.toString("latin1", 0, nul)] = data.toString("latin1", nul + 1);
+    if (type === "iTXt") {
+      expect(data[nul + 1]).toBe(0); // not compressed
+      const lang = data.indexOf(0, nul + 3);
+      const translated = data.indexOf(0, lang + 1);
+      out[data.toString("latin1", 0, nul)] = data.toString("utf8", translated + 1);
+    }
+    off += 12 + len;
+  }
+  return out;
+}
+
 function decodePng(png: Buffer): { width: number; height: number; channels: number; data: Buffer } {
   expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true);
   let off = 8;
@@ -46,6 +67,22 @@ describe("image jobs (test double engine)", () => {
     const d = decodePng(img.png!);
     expect([d.width, d.height, d.channels]).toEqual([64, 128, 3]);
     expect(d.data.every((v) => v === 1000 % 251)).toBe(true);
+  });
+
+  it("PNG metadata: the parameters in AUTOMATIC1111's format (each image its seed), UTF-8 as iTXt, none with pngMetadata: false", async () => {
+    const sd = await DiffusionModel.load({ model: "/models/dream-v1.safetensors" }, fakeEngine());
+    const opts = { prompt: "a cat", negativePrompt: "blurry", width: 64, height: 64, steps: 3, seed: 7, cfgScale: 5.5, count: 2 };
+    const imgs = await sd.generate(opts).done;
+    const params = imgs.map((i) => pngText(i.png!).parameters);
+    const line = (seed: number) =>
+      `a cat\nNegative prompt: blurry\nSteps: 3, Sampler: ${sd.samplers[0]}, Schedule type: ${sd.schedulers[0]}, CFG scale: 5.5, Seed: ${seed}, Size: 64x64, Model: dream-v1, Version: genai-native`;
+    expect(params).toEqual([line(7), line(8)]);
+    expect(decodePng(imgs[0].png!).width).toBe(64); // still a valid PNG
+    const [cafe] = await sd.generate({ ...opts, count: 1, prompt: "un café ☕", negativePrompt: undefined }).done;
+    expect(pngText(cafe.png!).parameters).toMatch(/^un café ☕\nSteps: 3, /);
+    const [plain] = await sd.generate({ ...opts, count: 1, pngMetadata: false }).done;
+    expect(pngText(plain.png!)).toEqual({});
+    expect(() => sd.generate({ ...opts, pngMetadata: "yes" } as never)).toThrow(/pngMetadata/);
   });
 
   it("a batch of 3 uses seeds s, s+1, s+2; seed -1 picks one and reports it", async () => {
@@ -226,5 +263,25 @@ describe("image jobs (test double engine)", () => {
       expect(d.channels).toBe(channels);
       expect(Buffer.from(data).equals(d.data)).toBe(true);
     }
+  });
+});
+
+describe("ProgressTracker's ETA", () => {
+  it("is the remaining work × the median of the last 8 sampling steps: one slow step does not swing it, a lasting change shows within a few", () => {
+    let t = 0;
+    const tr = new ProgressTracker(20, 1, { now: () => t });
+    tr.update({ type: "stage", stage: "encoding", imageIndex: 0 });
+    let p: ImageProgress | undefined;
+    for (let step = 1; step <= 10; step++) {
+      t += step === 5 ? 500 : 10; // one step 50× slower
+      p = tr.update({ type: "step", imageIndex: 0, step, steps: 20 });
+    }
+    // 1 (encoding) + 20 steps + 2 decode units, 11 done: 12 units × 10 ms
+    expect(p?.etaMs).toBe(120);
+    for (let step = 11; step <= 16; step++) {
+      t += 40; // now every step is 4× slower
+      p = tr.update({ type: "step", imageIndex: 0, step, steps: 20 });
+    }
+    expect(p?.etaMs).toBe(6 * 40);
   });
 });
