@@ -122,6 +122,40 @@ describe("vision: images in chat through libmtmd", () => {
     await big.dispose();
   });
 
+  it("4 sequences with images, aborted at random moments (also mid-encode): every finished reply is its own alone, and afterwards all are exact", async () => {
+    const big = await LlamaModel.load(file("text.gguf"), { mmproj: file("big.gguf"), device: "cpu" }); // made by the abort test
+    const ctx = await big.createContext({ contextSize: 8192, sequences: 4, threads: THREADS });
+    const q = (i: number) => ask([i % 2 ? pngB : pngA], `Describe ${i}`);
+    const ref: string[] = [];
+    for (let i = 0; i < 4; i++) ref.push((await ctx.sequence(i).chat(q(i), { temperature: 0, maxTokens: 6 }).result).text);
+    let aborted = 0;
+    let finished = 0;
+    for (let round = 0; round < 12; round++)
+      await Promise.all(
+        [0, 1, 2, 3].map(async (i) => {
+          const ac = new AbortController();
+          setTimeout(() => ac.abort(), Math.random() * 400);
+          try {
+            const r = await ctx.sequence(i).chat(q(i), { temperature: 0, maxTokens: 6, signal: ac.signal }).result;
+            if (r.stopReason === "aborted") aborted++;
+            else {
+              finished++;
+              expect(r.text, `sequence ${i}`).toBe(ref[i]);
+            }
+          } catch (e) {
+            expect((e as { code: string }).code).toBe("ABORTED"); // aborted before it started
+            aborted++;
+          }
+        }),
+      );
+    console.log(`images in 4 sequences: ${finished} finished, ${aborted} aborted`);
+    expect(aborted).toBeGreaterThan(0);
+    expect(finished).toBeGreaterThan(0);
+    const after = await Promise.all([0, 1, 2, 3].map((i) => ctx.sequence(i).chat(q(i), { temperature: 0, maxTokens: 6 }).result));
+    expect(after.map((r) => r.text)).toEqual(ref);
+    await big.dispose();
+  });
+
   it("errors: typed, and the model and context work after each", async () => {
     const ctx = await model.createContext({ contextSize: 512, threads: THREADS });
     const plain = await LlamaModel.load(file("text.gguf"), { device: "cpu" });
