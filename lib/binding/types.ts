@@ -191,6 +191,8 @@ export interface VersionsInfo {
   ggml: string;
   ggmlCommit: string;
   napi: number;
+  /** The stable-diffusion.cpp commit the diffusion engine was built from; null without the engine. */
+  stableDiffusionCommit: string | null;
 }
 
 export interface SystemInfoResult {

@@ -63,6 +63,9 @@ async function info(json: boolean): Promise<void> {
   }
   const v = s.versions;
   console.log(`genai-native ${v.addon} — llama.cpp ${v.llamaCppCommit.slice(0, 10)} (${v.llamaCppSource}), ggml ${v.ggml}`);
+  console.log(
+    v.stableDiffusionCommit ? `stable-diffusion.cpp ${v.stableDiffusionCommit.slice(0, 10)}` : "stable-diffusion.cpp: not built (no diffusion engine)",
+  );
   console.log(`backends: ${s.backends.join(", ")}; CPU threads: ${s.cpuThreads}; GPU offload: ${s.gpuOffload ? "yes" : "no"}`);
   for (const d of s.devices)
     console.log(`device ${d.name} (${d.type}, ${d.backend}): ${d.description} — ${formatBytes(d.freeBytes)} free of ${formatBytes(d.totalBytes)}`);

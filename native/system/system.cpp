@@ -34,6 +34,11 @@ Napi::Value Versions(const Napi::CallbackInfo& info) {
   o.Set("ggml", ggml_version());
   o.Set("ggmlCommit", ggml_commit());
   o.Set("napi", NAPI_VERSION);
+#ifdef GENAI_SD_COMMIT
+  o.Set("stableDiffusionCommit", GENAI_SD_COMMIT);
+#else
+  o.Set("stableDiffusionCommit", env.Null());  // built without the diffusion engine
+#endif
   return o;
 }
 

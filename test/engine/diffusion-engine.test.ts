@@ -11,7 +11,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { native } from "../../lib/binding/load";
-import { capabilities } from "../../lib/index";
+import { capabilities, versions } from "../../lib/index";
 import { DiffusionModel, Upscaler, type GeneratedImage, type ImageProgress, type RawImage } from "../../lib/diffusion/index";
 import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
 import { LlamaModel } from "../../lib/llm/model";
@@ -390,5 +390,11 @@ describe("diffusion engine availability", () => {
     expect((err as Error).message).toMatch(/git submodule update --init deps\/stable-diffusion\.cpp/);
     const up = await Upscaler.load({ model: "esrgan.gguf" }).catch((e: unknown) => e);
     expect(up).toMatchObject({ code: "ENGINE_UNAVAILABLE" });
+  });
+
+  it("versions() names the stable-diffusion.cpp commit exactly when the engine is built", () => {
+    const v = versions();
+    if (capabilities().diffusion) expect(v.stableDiffusionCommit).toMatch(/^([0-9a-f]{40}|unknown)$/);
+    else expect(v.stableDiffusionCommit).toBeNull();
   });
 });
