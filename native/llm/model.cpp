@@ -306,13 +306,13 @@ Napi::Value ModelHandle::Tokenize(const Napi::CallbackInfo& info) {
       });
 }
 
-std::vector<llama_token> TokensFromJs(Napi::Env env, Napi::Value v, int32_t n_vocab, const char* name) {
+std::vector<llama_token> TokensFromJs(Napi::Env env, Napi::Value v, int32_t n_vocab, const char* name, bool media_placeholders) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
     Throw(env, code::INVALID_ARGUMENT, std::string(name) + " must be an Int32Array");
   auto arr = v.As<Napi::Int32Array>();
   std::vector<llama_token> t(arr.Data(), arr.Data() + arr.ElementLength());
   for (llama_token tok : t)
-    if (tok < 0 || tok >= n_vocab)
+    if ((tok < 0 && !media_placeholders) || tok >= n_vocab)
       Throw(env, code::INVALID_ARGUMENT, "token id " + std::to_string(tok) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
   return t;
 }

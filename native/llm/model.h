@@ -55,9 +55,10 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   SharedHandle<ModelState> state_;
 };
 
-// The one token-id check: `v` must be an Int32Array of ids in [0, n_vocab).
-// Throws INVALID_ARGUMENT naming `name`.
-std::vector<llama_token> TokensFromJs(Napi::Env env, Napi::Value v, int32_t n_vocab, const char* name);
+// The one token-id check: `v` must be an Int32Array of ids in [0, n_vocab)
+// (or negative: an image's placeholder ids in a KV token list, llm/media.h,
+// with media_placeholders). Throws INVALID_ARGUMENT naming `name`.
+std::vector<llama_token> TokensFromJs(Napi::Env env, Napi::Value v, int32_t n_vocab, const char* name, bool media_placeholders = false);
 
 // Checks a file before llama.cpp sees it: exists (MODEL_NOT_FOUND, "<what> file
 // not found"), regular, GGUF magic (INVALID_MODEL). Any thread.

@@ -187,7 +187,8 @@ Napi::Value ContextHandle::RestoreState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto s = State(env);
   if (info.Length() < 2 || !info[0].IsBuffer()) Throw(env, code::INVALID_ARGUMENT, "state must be a Buffer");
-  std::vector<llama_token> tokens = TokensFromJs(env, info[1], llama_vocab_n_tokens(s->model->vocab), "tokens");
+  // a conversation with images holds their placeholder ids (llm/media.h): a model with a projector takes them back
+  std::vector<llama_token> tokens = TokensFromJs(env, info[1], llama_vocab_n_tokens(s->model->vocab), "tokens", s->model->media != nullptr);
   auto buf = info[0].As<Napi::Buffer<uint8_t>>();
   const uint8_t* b = buf.Data();
   const size_t len = buf.Length();

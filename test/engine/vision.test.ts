@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ChatMessage, LlamaModel, MEDIA_MARKER, ManagedLlama } from "../../lib/index";
+import { type ChatMessage, LlamaModel, MEDIA_MARKER, ManagedLlama, Orchestrator } from "../../lib/index";
 import { createServer } from "../../lib/server/index";
 import { PRESETS, generateRandomLlamaModel, generateRandomMmproj, parseGguf, serializeGguf } from "../../lib/tools";
 import { MTMD_CLI, runMtmdCli, tempDir, THREADS, writeTestPng } from "../helpers";
@@ -96,6 +96,47 @@ describe("vision: images in chat through libmtmd", () => {
     expect(next.timings.mediaEncodeMs).toBe(0); // found in the KV cache: not encoded again
     expect(next.timings.reusedTokens).toBeGreaterThanOrEqual(first.timings.promptTokens - 1);
     await ctx.dispose();
+  });
+
+  it("a conversation with an image survives saveState/restoreState and the orchestrator's free/restore: the image is found again, not re-encoded", async () => {
+    const ctx = await model.createContext({ contextSize: 512, threads: THREADS });
+    const first = await ctx.chat(ask([pngA]), greedy).result;
+    const next = [...ask([pngA]), { role: "assistant" as const, content: first.text }, { role: "user" as const, content: "And then?" }];
+    const saved = await ctx.saveState();
+    expect(saved.tokens.some((t) => t < 0)).toBe(true); // the image's placeholder ids
+    const other = await model.createContext({ contextSize: 512, threads: THREADS });
+    await other.restoreState(saved);
+    const a = await other.chat(next, greedy).result;
+    const b = await ctx.chat(next, greedy).result;
+    expect(a.text).toBe(b.text);
+    expect(a.timings.mediaEncodeMs).toBe(0);
+    expect(a.timings.reusedTokens).toBeGreaterThanOrEqual(first.timings.promptTokens);
+    // a model without a projector refuses them
+    const plain = await LlamaModel.load(file("text.gguf"), { device: "cpu" });
+    const plainCtx = await plain.createContext({ contextSize: 512, threads: THREADS });
+    await expect(plainCtx.restoreState(saved)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await plain.dispose();
+    await other.dispose();
+    await ctx.dispose();
+    // the orchestrator's free and restore, as for an image job
+    const llm = await ManagedLlama.create({
+      modelPath: file("text.gguf"),
+      load: { mmproj: file("mmproj.gguf"), device: "cpu" },
+      context: { contextSize: 512, threads: THREADS },
+    });
+    const orch = new Orchestrator({ budgets: { CPU: 1e12 } });
+    orch.add(llm);
+    try {
+      const t1 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.chat(ask([pngA]), greedy).result }).promise;
+      await llm.free("contextFreed");
+      const t2 = await orch.submit({ kind: "llm", resource: llm, run: () => llm.context.chat(next, greedy).result }).promise;
+      expect(t1.text).toBe(first.text);
+      expect(t2.text).toBe(b.text);
+      expect(t2.timings.mediaEncodeMs).toBe(0);
+    } finally {
+      orch.dispose();
+      await llm.dispose();
+    }
   });
 
   it("an abort while the projector encodes a large image stops it, and the context goes on", async () => {
