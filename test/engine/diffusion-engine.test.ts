@@ -16,7 +16,7 @@ import { DiffusionModel, Upscaler, type GeneratedImage, type ImageProgress, type
 import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
 import { LlamaModel } from "../../lib/llm/model";
 import { ManagedDiffusion, ManagedLlama, Orchestrator, type OffloadEvent } from "../../lib/orchestrator/index";
-import { generateRandomEsrganModel, generateRandomSd15Model } from "../../lib/tools";
+import { PRESETS, generateRandomEsrganModel, generateRandomLlamaModel, generateRandomMmproj, generateRandomSd15Model } from "../../lib/tools";
 import { storiesPath, tempDir, THREADS } from "../helpers";
 
 const available = capabilities().diffusion;
@@ -378,6 +378,34 @@ describe.skipIf(!available)(title, () => {
       await u.dispose();
       await expect(u.upscale(src, 2)).rejects.toMatchObject({ code: "DISPOSED" });
     });
+  });
+
+  it("the bridge: a generated image goes straight into a vision chat (as its PNG and as raw pixels), the same reply either way", async () => {
+    const text = path.join(tmp.dir, "vl-text.gguf");
+    const mmproj = path.join(tmp.dir, "vl-mmproj.gguf");
+    await generateRandomLlamaModel(text, PRESETS.tiny, { chatTemplate: true, seed: 3 });
+    await generateRandomMmproj(mmproj, { textEmbd: PRESETS.tiny.embd, seed: 5 });
+    const [img] = await sd.generate({ ...base, seed: 11 }).done; // output "both": png and raw
+    const vl = await LlamaModel.load(text, { mmproj, device: "cpu" });
+    try {
+      const ctx = await vl.createContext({ contextSize: 512, threads: THREADS });
+      const ask = (image: unknown) => [
+        {
+          role: "user" as const,
+          content: [
+            { type: "image" as const, image: image as GeneratedImage },
+            { type: "text" as const, text: "Is there a lighthouse?" },
+          ],
+        },
+      ];
+      const fromPng = await ctx.chat(ask(img), { temperature: 0, maxTokens: 8 }).result;
+      expect(fromPng.timings.mediaTokens).toBeGreaterThan(0);
+      await ctx.clearHistory();
+      const fromRaw = await ctx.chat(ask({ ...img, png: undefined }), { temperature: 0, maxTokens: 8 }).result;
+      expect(fromRaw.text).toBe(fromPng.text);
+    } finally {
+      await vl.dispose();
+    }
   });
 });
 
