@@ -33,7 +33,7 @@ export const MTMD_CLI = (() => {
 
 /**
  * Runs llama-mtmd-cli (single turn: one user message, a media marker per image
- * before `prompt`, greedy) in the addon's folder, where ggml finds its backend
+ * before `prompt`, greedy, on the CPU) in the addon's folder, where ggml finds its backend
  * modules. Returns its exit status, generated text (stdout), log, and the image
  * tokens it decoded (mtmd-helper.cpp's "n_tokens_batch = N" lines, summed) and
  * the projector's output width (clip.cpp's "output embedding shape [E, N, 1]").
@@ -47,7 +47,8 @@ export function runMtmdCli(o: { model: string; mmproj: string; images: string[];
 } {
   if (!MTMD_CLI) throw new Error("llama-mtmd-cli is not built");
   const args = ["-m", o.model, "--mmproj", o.mmproj, ...o.images.flatMap((i) => ["--image", i]), "-p", o.prompt, "-n", String(o.tokens), "--temp", "0"];
-  args.push("-t", String(THREADS), "-c", String(o.contextSize ?? 512), "-v");
+  // on the CPU, as the tests load their models (a Vulkan device named in the environment is not used)
+  args.push("-t", String(THREADS), "-c", String(o.contextSize ?? 512), "-v", "-dev", "none", "-ngl", "0", "--no-mmproj-offload");
   const r = spawnSync(MTMD_CLI, args, { cwd: path.join(path.resolve(__dirname, ".."), "build", "Release"), encoding: "utf8", timeout: 120_000 });
   const log = `${r.stdout ?? ""}${r.stderr ?? ""}`;
   const imageTokens = [...log.matchAll(/n_tokens_batch = (\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);

@@ -186,8 +186,10 @@ Napi::Value LoadProjector(const Napi::CallbackInfo& info, std::shared_ptr<ModelS
     AbortToException abort_guard(code::INVALID_MODEL, "libmtmd failed an assertion while loading the projector");
     CheckGgufProjector(path);
     mtmd_context_params mp = mtmd_context_params_default();
-    mp.use_gpu = !devices.empty();
-    mp.device = devices.empty() ? nullptr : devices[0];
+    // the model's device list (SelectDevices: null-terminated; {nullptr} is the CPU alone)
+    const bool gpu = !devices.empty() && devices[0] != nullptr;
+    mp.use_gpu = gpu;
+    mp.device = gpu ? devices[0] : nullptr;
     mp.n_threads = threads;
     mp.print_timings = false;
     mp.warmup = false;
