@@ -14,15 +14,25 @@ function promptText(name: string, text: string): string {
 import type { EngineGenerateParams, EngineModel } from "./engine";
 import type { ImageGenerateOptions, PreviewOptions, RawImage } from "./types";
 
-function checkImage(name: string, img: unknown, width: number, height: number, channels: readonly number[]): RawImage {
+/**
+ * Raw pixels { data, width, height, channels } with one of `channels` and data
+ * of width × height × channels bytes (an init image, a mask, a chat image).
+ * @throws GenaiError INVALID_ARGUMENT naming `name`
+ */
+export function checkRawImage(name: string, img: unknown, channels: readonly number[], size?: { width: number; height: number }): RawImage {
   const i = img as RawImage;
   if (typeof i !== "object" || i === null || !(i.data instanceof Uint8Array))
     throw new GenaiError("INVALID_ARGUMENT", `${name} must be { data: Uint8Array, width, height, channels }`);
   if (!channels.includes(i.channels)) throw new GenaiError("INVALID_ARGUMENT", `${name}.channels must be one of ${channels.join(", ")}`);
-  if (i.width !== width || i.height !== height) throw new GenaiError("INVALID_ARGUMENT", `${name} is ${i.width}×${i.height}; the job is ${width}×${height}`);
+  if (size && (i.width !== size.width || i.height !== size.height))
+    throw new GenaiError("INVALID_ARGUMENT", `${name} is ${i.width}×${i.height}; the job is ${size.width}×${size.height}`);
   if (i.data.length !== i.width * i.height * i.channels)
     throw new GenaiError("INVALID_ARGUMENT", `${name}.data has ${i.data.length} bytes, expected ${i.width * i.height * i.channels}`);
   return i;
+}
+
+function checkImage(name: string, img: unknown, width: number, height: number, channels: readonly number[]): RawImage {
+  return checkRawImage(name, img, channels, { width, height });
 }
 
 /** Validates options against the model's samplers/schedulers; fills defaults. @throws GenaiError INVALID_ARGUMENT */

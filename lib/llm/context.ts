@@ -9,7 +9,7 @@ import { GenaiError } from "../errors";
 import type { CancelToken, ContextHandle, GenerateParams } from "../binding/types";
 import { withCancelToken } from "../binding/load";
 import { optBool, optFunction, optInt, optNumber, optOneOf, optSignal, optString, options as validOptions } from "../util/validate";
-import { CONTEXT_DEFAULTS, MAX_SEED, SAMPLING_DEFAULTS, defaultContextSize, defaultThreads, randomSeed } from "./defaults";
+import { CONTEXT_DEFAULTS, MAX_SEED, SAMPLING_DEFAULTS, defaultContextSize, defaultThreads, flashAttentionMode, randomSeed } from "./defaults";
 import type { LlamaModel } from "./model";
 import { LoraAdapter } from "./lora";
 import { TextStream } from "./text-stream";
@@ -98,12 +98,7 @@ export class LlamaContext implements AsyncDisposable {
     const o = validOptions("options", options, CONTEXT_KEYS) as ContextOptions;
     const d = CONTEXT_DEFAULTS;
     const threads = optInt("threads", o.threads, defaultThreads(), 1, 1024);
-    const fa =
-      typeof o.flashAttention === "boolean"
-        ? o.flashAttention
-          ? "on"
-          : "off"
-        : optOneOf("flashAttention", o.flashAttention, ["auto", "on", "off"] as const, d.flashAttention);
+    const fa = flashAttentionMode(o.flashAttention);
     const seed = o.seed === undefined ? undefined : optInt("seed", o.seed, 0, 0, MAX_SEED);
     const params = {
       contextSize: optInt("contextSize", o.contextSize, defaultContextSize(model.trainContextSize), 1, 2 ** 24),

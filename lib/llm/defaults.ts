@@ -4,6 +4,7 @@
  * range-checks it.
  */
 import os from "node:os";
+import { optOneOf } from "../util/validate";
 import type { GenerateOptions } from "./types";
 
 /**
@@ -66,4 +67,14 @@ export function defaultThreads(): number {
 /** The default KV cache size in tokens: the model's training context, at most CONTEXT_DEFAULTS.maxContextSize. */
 export function defaultContextSize(trainContextSize: number): number {
   return trainContextSize > 0 ? Math.min(trainContextSize, CONTEXT_DEFAULTS.maxContextSize) : CONTEXT_DEFAULTS.maxContextSize;
+}
+
+/**
+ * The flashAttention option as llama.cpp's mode: "auto" | "on" | "off", a
+ * boolean for on/off, undefined for CONTEXT_DEFAULTS.flashAttention.
+ * @throws GenaiError INVALID_ARGUMENT for anything else
+ */
+export function flashAttentionMode(v: unknown): "auto" | "on" | "off" {
+  if (typeof v === "boolean") return v ? "on" : "off";
+  return optOneOf("flashAttention", v, ["auto", "on", "off"] as const, CONTEXT_DEFAULTS.flashAttention);
 }

@@ -10,6 +10,7 @@
  */
 import fs from "node:fs/promises";
 import type { GeneratedImage, RawImage } from "../diffusion/types";
+import { checkRawImage } from "../diffusion/params";
 import { GenaiError } from "../errors";
 
 /** libmtmd's default media marker (mtmd_default_marker() in tools/mtmd/mtmd.cpp). */
@@ -78,14 +79,10 @@ function checkImage(v: unknown, name: string): void {
     );
   const o = v as Partial<GeneratedImage & RawImage>;
   if (o.png instanceof Uint8Array || (o.raw !== undefined && typeof o.raw === "object")) return;
-  if (!(o.data instanceof Uint8Array)) throw new GenaiError("INVALID_ARGUMENT", `${name}.data must be a Uint8Array of pixels`);
   for (const k of ["width", "height"] as const)
     if (!Number.isInteger(o[k]) || (o[k] as number) < 1 || (o[k] as number) > MAX_SIDE)
       throw new GenaiError("INVALID_ARGUMENT", `${name}.${k} must be an integer in [1, ${MAX_SIDE}]`);
-  if (o.channels !== 3 && o.channels !== 4) throw new GenaiError("INVALID_ARGUMENT", `${name}.channels must be 3 (RGB) or 4 (RGBA)`);
-  const want = (o.width as number) * (o.height as number) * o.channels;
-  if (o.data.byteLength !== want)
-    throw new GenaiError("INVALID_ARGUMENT", `${name}.data holds ${o.data.byteLength} bytes; width × height × channels is ${want}`);
+  checkRawImage(name, o, [3, 4]);
 }
 
 /** Images as the addon takes them: files read, RGBA made RGB. @throws GenaiError INVALID_ARGUMENT (a file that cannot be read) */

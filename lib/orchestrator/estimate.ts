@@ -7,9 +7,9 @@
 import { GenaiError } from "../errors";
 import { readGgufSummary, type GgufSummary } from "../models/metadata";
 import { native } from "../binding/load";
-import { CONTEXT_DEFAULTS, LOAD_DEFAULTS } from "../llm/defaults";
+import { CONTEXT_DEFAULTS, LOAD_DEFAULTS, flashAttentionMode } from "../llm/defaults";
 import type { DeviceMemory } from "../llm/types";
-import { optBool, optInt, optOneOf, options, requireString } from "../util/validate";
+import { optBool, optInt, options, requireString } from "../util/validate";
 import { initBackends, resolveDevice } from "../system/backends";
 
 export interface LlamaMemoryEstimate {
@@ -100,12 +100,7 @@ export interface MeasureLlamaOptions {
 export async function measureLlamaMemory(path: string, opts: MeasureLlamaOptions = {}): Promise<DeviceMemory[]> {
   requireString("path", path);
   const o = options("options", opts, ["gpuLayers", "contextSize", "batchSize", "embeddings", "flashAttention", "device"]) as MeasureLlamaOptions;
-  const fa =
-    typeof o.flashAttention === "boolean"
-      ? o.flashAttention
-        ? "on"
-        : "off"
-      : optOneOf("flashAttention", o.flashAttention, ["auto", "on", "off"] as const, CONTEXT_DEFAULTS.flashAttention);
+  const fa = flashAttentionMode(o.flashAttention);
   const device = resolveDevice(o.device);
   await initBackends();
   return native().estimateMemory(

@@ -43,6 +43,28 @@ llama_token Placeholder(const char* id) {
   return -1 - static_cast<llama_token>(h & 0x3fffffff);
 }
 
+// Runs `work` with ggml's assertions turned into an error: clip.cpp asserts
+// (GGML_ASSERT) on graphs a corrupt projector makes. An assertion — thrown
+// through, or caught by libmtmd and turned into a failure code — is
+// INVALID_MODEL, and the projector is not used again.
+template <typename Work>
+auto Guarded(MediaState& m, const char* what, Work work) -> decltype(work()) {
+  if (m.broken) throw CodedError(code::INVALID_MODEL, "the projector failed an assertion earlier (" + m.path + "): load the model again");
+  AbortToException guard(code::INVALID_MODEL, what);
+  std::optional<decltype(work())> out;
+  try {
+    out = work();
+  } catch (...) {
+    t_media_cancel = nullptr;
+    if (!guard.fired()) throw;
+  }
+  if (guard.fired()) {
+    m.broken = true;
+    throw CodedError(code::INVALID_MODEL, std::string(what) + ": " + guard.message());
+  }
+  return std::move(*out);
+}
+
 constexpr uint32_t kMaxSide = 16384;        // pixels, raw images
 constexpr size_t kMaxImages = 64;           // per prompt
 constexpr size_t kMaxEncoded = 256u << 20;  // bytes, one encoded image
@@ -62,19 +84,7 @@ const MediaTokens::Span* MediaTokens::At(size_t i) const {
 static MediaTokens TokenizeMediaUnguarded(MediaState& m, const MediaPrompt& p);
 
 MediaTokens TokenizeMedia(MediaState& m, const MediaPrompt& p) {
-  if (m.broken) throw CodedError(code::INVALID_MODEL, "the projector failed an assertion earlier (" + m.path + "): load the model again");
-  AbortToException guard(code::INVALID_MODEL, "libmtmd failed an assertion while preprocessing the image (a corrupt projector?)");
-  MediaTokens out;
-  try {
-    out = TokenizeMediaUnguarded(m, p);
-  } catch (...) {
-    if (!guard.fired()) throw;
-  }
-  if (guard.fired()) {
-    m.broken = true;
-    throw CodedError(code::INVALID_MODEL, "libmtmd failed an assertion while preprocessing the image (a corrupt projector?): " + guard.message());
-  }
-  return out;
+  return Guarded(m, "libmtmd failed an assertion while preprocessing the image (a corrupt projector?)", [&] { return TokenizeMediaUnguarded(m, p); });
 }
 
 static MediaTokens TokenizeMediaUnguarded(MediaState& m, const MediaPrompt& p) {
@@ -129,22 +139,8 @@ static bool EvalMediaChunkUnguarded(MediaState& m, llama_context* ctx, const mtm
 
 bool EvalMediaChunk(MediaState& m, llama_context* ctx, const mtmd_input_chunk* chunk, llama_pos n_past, llama_seq_id seq, int32_t n_batch,
                     const CancelFlag& cancel, double& encode_ms, double& decode_ms) {
-  if (m.broken) throw CodedError(code::INVALID_MODEL, "the projector failed an assertion earlier (" + m.path + "): load the model again");
-  // clip.cpp asserts (GGML_ASSERT) on graphs a corrupt projector makes: an error here, and the projector is not used again
-  AbortToException guard(code::INVALID_MODEL, "libmtmd failed an assertion while encoding the image (a corrupt projector?)");
-  bool ok = false;
-  try {
-    ok = EvalMediaChunkUnguarded(m, ctx, chunk, n_past, seq, n_batch, cancel, encode_ms, decode_ms);
-  } catch (...) {
-    t_media_cancel = nullptr;
-    if (!guard.fired()) throw;
-  }
-  // libmtmd may catch the assertion's exception and return a failure code, or go on: the assertion is what happened
-  if (guard.fired()) {
-    m.broken = true;
-    throw CodedError(code::INVALID_MODEL, "libmtmd failed an assertion while encoding the image (a corrupt projector?): " + guard.message());
-  }
-  return ok;
+  return Guarded(m, "libmtmd failed an assertion while encoding the image (a corrupt projector?)",
+                 [&] { return EvalMediaChunkUnguarded(m, ctx, chunk, n_past, seq, n_batch, cancel, encode_ms, decode_ms); });
 }
 
 static bool EvalMediaChunkUnguarded(MediaState& m, llama_context* ctx, const mtmd_input_chunk* chunk, llama_pos n_past, llama_seq_id seq, int32_t n_batch,
