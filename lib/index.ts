@@ -14,8 +14,24 @@ export type * from "./llm/types";
 export { MEDIA_MARKER, type ChatImage, type ChatContentPart } from "./llm/media";
 
 // the machine: devices, backends, logs
-export { systemInfo, versions, capabilities, setLogLevel, setLogger, initBackends, backendStatus, deviceFor, GPU_BACKENDS } from "./system/index";
+export {
+  systemInfo,
+  versions,
+  capabilities,
+  setLogLevel,
+  setLogger,
+  initBackends,
+  backendStatus,
+  deviceFor,
+  GPU_BACKENDS,
+  connectRpcServers,
+  rpcDevices,
+  refreshRpcDevices,
+  DEFAULT_RPC_PORT,
+} from "./system/index";
 export type {
+  RpcDevice,
+  RpcTimeouts,
   LogLevel,
   LogSource,
   Logger,

@@ -16,6 +16,7 @@
 #include "llm/lora.h"
 #include "llm/model.h"
 #include "system/backends.h"
+#include "system/rpc.h"
 #include "system/system.h"
 #include "util/jobs.h"
 #include "util/abort_guard.h"
@@ -107,6 +108,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loadBackend", Napi::Function::New(env, LoadBackend, "loadBackend"));
   exports.Set("backendModules", Napi::Function::New(env, BackendModules, "backendModules"));
   exports.Set("deviceName", Napi::Function::New(env, DeviceName, "deviceName"));
+  exports.Set("connectRpcServers", Napi::Function::New(env, ConnectRpcServersJs, "connectRpcServers"));
+  exports.Set("rpcDevices", Napi::Function::New(env, RpcDevicesJs, "rpcDevices"));
+  exports.Set("refreshRpcDevices", Napi::Function::New(env, RefreshRpcDevicesJs, "refreshRpcDevices"));
+  exports.Set("startRpcServer", Napi::Function::New(env, StartRpcServerJs, "startRpcServer"));
   exports.Set("addonDir", Napi::String::New(env, AddonDir()));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
   exports.Set("setLogLevel", Napi::Function::New(env, SetLogLevel, "setLogLevel"));

@@ -65,6 +65,34 @@ export interface ModelLoadParams {
   vocabOnly: boolean;
   /** A resolved device spec (lib/system/backends.ts resolveDevice). */
   device: string;
+  /** "host:port" of rpc-servers whose devices take layers (native/system/rpc.h). */
+  rpcServers?: string[];
+  rpcTimeouts?: RpcTimeouts;
+  /** Share of layers per device: the RPC servers' devices first, then the local GPUs. */
+  tensorSplit?: number[];
+}
+
+/** Bounds on an RPC server's answers (native/system/rpc_relay.h), ms. */
+export interface RpcTimeouts {
+  /** TCP connect and handshake (default 5,000). */
+  connectMs?: number;
+  /** The longest wait for one answer, a whole graph compute included (default 60,000). */
+  callMs?: number;
+}
+
+/** A device of an RPC server (native/system/rpc.cpp rpcDevices). */
+export interface NativeRpcDevice {
+  /** ggml's name, "RPC0", "RPC1", … in the order servers were connected. */
+  name: string;
+  description: string;
+  /** The server, "host:port". */
+  endpoint: string;
+  /** Bytes, as of the last refresh (connect, refreshRpcDevices). */
+  freeBytes: number;
+  totalBytes: number;
+  /** The link failed: the server went away or stopped answering. */
+  failed: boolean;
+  error?: string;
 }
 
 /** ModelHandle::CreateContext's options (native/llm/context.cpp). */
@@ -178,10 +206,12 @@ export interface LoraHandle {
 export interface DeviceInfo {
   name: string;
   description: string;
-  type: "cpu" | "gpu" | "igpu" | "accel" | "other";
+  type: "cpu" | "gpu" | "igpu" | "accel" | "rpc" | "other";
   backend: string;
   freeBytes: number;
   totalBytes: number;
+  /** RPC devices: the server ("host:port"); memory as of its last refresh. */
+  endpoint?: string;
 }
 
 export interface VersionsInfo {
@@ -279,7 +309,7 @@ export interface Addon {
   loadModel(path: string, params: ModelLoadParams, onProgress: ((fraction: number) => void) | undefined, cancel: CancelToken): Promise<ModelHandle>;
   estimateMemory(
     path: string,
-    model: Pick<ModelLoadParams, "gpuLayers" | "device">,
+    model: Pick<ModelLoadParams, "gpuLayers" | "device" | "rpcServers" | "rpcTimeouts" | "tensorSplit">,
     context: Pick<ContextParams, "contextSize" | "batchSize" | "embeddings" | "flashAttention">,
   ): Promise<DeviceMemory[]>;
   systemInfo(): SystemInfoResult;
@@ -303,6 +333,14 @@ export interface Addon {
   backendModules(): { name: string; path: string }[];
   /** The first device a load with this device spec uses ("CPU" when none). @throws INVALID_ARGUMENT when the spec names nothing registered */
   deviceName(spec: string): string;
+  /** Connects to rpc-servers ahead of a load. @throws INVALID_ARGUMENT, BACKEND_ERROR (down, not answering, other protocol) */
+  connectRpcServers(options: { rpcServers: string[]; rpcTimeouts?: RpcTimeouts }): Promise<void>;
+  /** The devices of every RPC server connected so far. */
+  rpcDevices(): NativeRpcDevice[];
+  /** Asks each healthy server for its free/total memory. */
+  refreshRpcDevices(): Promise<void>;
+  /** Serves this process's devices to RPC clients until the process ends. Rejects BACKEND_ERROR if the server stops. */
+  startRpcServer(host: string, port: number, options: { device: string; threads: number; cache?: string }): Promise<void>;
   /** Present when capabilities.diffusion is true. */
   loadDiffusionModel?(params: DiffusionLoadParams, onProgress: ((fraction: number) => void) | undefined, cancel: CancelToken): Promise<DiffusionHandle>;
   /** Present when capabilities.diffusion is true. */

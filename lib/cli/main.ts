@@ -10,6 +10,7 @@
   genai-native ls [--json]
   genai-native rm REF
   genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--api-key KEY] (cli/serve.ts)
+ *   genai-native rpc-server [--host 127.0.0.1] [--port 50052] [--device cpu|…] [--threads N] [--cache DIR] (cli/rpc-server.ts)
  * Text streams to stdout; progress bars go to stderr.
  */
 import { parseArgs } from "node:util";
@@ -30,7 +31,8 @@ const USAGE = `usage:
   genai-native pull [--inspect] REF   (REF: hf:owner/repo[:quant], hf:owner/repo/file.gguf, https://…; --inspect: metadata and fit, no download)
   genai-native ls [--json]
   genai-native rm REF
-  genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--image-model PATH] [--api-key KEY] [--context-size N] [--parallel N] [--threads N] [--chat-template FILE] [--cors ORIGIN ...]`;
+  genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--image-model PATH] [--api-key KEY] [--context-size N] [--parallel N] [--threads N] [--chat-template FILE] [--cors ORIGIN ...]
+  genai-native rpc-server [--host 127.0.0.1] [--port 50052] [--device cpu|vulkan|cuda|NAME] [--threads N] [--cache DIR]   (trusted networks only: no authentication)`;
 
 function formatBytes(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(0)} MiB`;
@@ -182,6 +184,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (cmd === "image") await image(rest);
     // fastify and the hub client load only for the commands that use them
     else if (cmd === "serve") await (await import("./serve")).serve(rest);
+    else if (cmd === "rpc-server") await (await import("./rpc-server")).rpcServer(rest);
     else if (cmd === "pull") await (await import("./pull")).pull(rest);
     else if (cmd === "ls") (await import("./pull")).ls(rest);
     else if (cmd === "rm") (await import("./pull")).rm(rest);

@@ -12,7 +12,19 @@ import type {
   TokenizeOptions,
 } from "./types";
 
-export const LOAD_KEYS = optionKeys<LoadModelOptions>()("gpuLayers", "useMmap", "vocabOnly", "device", "mmproj", "projectorThreads", "onProgress", "signal");
+export const LOAD_KEYS = optionKeys<LoadModelOptions>()(
+  "gpuLayers",
+  "useMmap",
+  "vocabOnly",
+  "device",
+  "mmproj",
+  "projectorThreads",
+  "rpcServers",
+  "rpcTimeouts",
+  "tensorSplit",
+  "onProgress",
+  "signal",
+);
 export const TOKENIZE_KEYS = optionKeys<TokenizeOptions>()("addSpecial", "parseSpecial");
 export const DETOKENIZE_KEYS = optionKeys<DetokenizeOptions>()("removeSpecial", "unparseSpecial");
 export const CHAT_TEMPLATE_KEYS = optionKeys<ChatTemplateOptions>()(

@@ -12,6 +12,7 @@ import { native, withCancelToken } from "../binding/load";
 import type { ModelHandle, NativeChatOptions } from "../binding/types";
 import { checkGgufFile, type GgufSummary, parseGgufHeader, summarizeGguf } from "../models/metadata";
 import { initBackends, resolveDevice } from "../system/backends";
+import { checkPlacement } from "../system/rpc";
 import { optBool, optFunction, optInt, optSignal, optString, requireString, options as validOptions, tokenIds } from "../util/validate";
 import { nativeChatOptions, nativeMessages } from "./chat-format";
 import { LlamaContext } from "./context";
@@ -81,6 +82,7 @@ export class LlamaModel implements AsyncDisposable {
     const mmproj = optString("mmproj", o.mmproj);
     const projectorThreads = optInt("projectorThreads", o.projectorThreads, os.availableParallelism?.() ?? os.cpus().length, 1, 1024);
     if (mmproj !== undefined && vocabOnly) throw new GenaiError("INVALID_ARGUMENT", "mmproj needs the model's weights: not with vocabOnly");
+    const placement = checkPlacement(o);
     if (signal?.aborted) throw new GenaiError("ABORTED", "model load was aborted before it started");
     let t0 = performance.now();
     const fileBytes = await checkGgufFile(path);
@@ -90,7 +92,9 @@ export class LlamaModel implements AsyncDisposable {
     const backendsMs = performance.now() - t0;
     const addon = native();
     t0 = performance.now();
-    const handle = await withCancelToken(signal, (cancel) => addon.loadModel(path, { gpuLayers, useMmap, vocabOnly, device }, onProgress, cancel));
+    const handle = await withCancelToken(signal, (cancel) =>
+      addon.loadModel(path, { gpuLayers, useMmap, vocabOnly, device, ...placement }, onProgress, cancel),
+    );
     const nativeMs = performance.now() - t0;
     if (signal?.aborted) {
       // aborted while the last progress events were on their way: free what loaded

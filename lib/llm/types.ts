@@ -5,6 +5,7 @@
  */
 import type { GgufSummary } from "../models/metadata";
 import type { ChatContentPart } from "./media";
+import type { RpcTimeouts } from "../system/rpc";
 
 export interface LoadModelOptions {
   /** Layers to offload to the GPU: an integer ≥ 0, or "max" / -1 for all (default "max"; ignored on CPU-only builds). */
@@ -27,6 +28,21 @@ export interface LoadModelOptions {
   mmproj?: string;
   /** CPU threads of the projector's encoder (default: every logical core; an encode runs alone, between decodes). */
   projectorThreads?: number;
+  /**
+   * rpc-servers ("host:port") whose devices take layers, before the local GPUs
+   * (lib/system/rpc.ts; default: GENAI_NATIVE_RPC, else none). `gpuLayers`
+   * counts the layers on all of them; the CPU holds the rest. A trusted
+   * network only: ggml RPC has no authentication or encryption.
+   */
+  rpcServers?: string[];
+  /** Bounds on the servers' answers, ms: `connectMs` (connect and handshake, default 5,000), `callMs` (one answer, default 60,000). */
+  rpcTimeouts?: RpcTimeouts;
+  /**
+   * Share of the offloaded layers per device, in the load's device order (the
+   * RPC servers' devices, then the local GPUs), e.g. [3, 1]; default:
+   * llama.cpp's, by each device's free memory. At most 16 entries.
+   */
+  tensorSplit?: number[];
   /** Load progress, a fraction in [0, 1], called on the JS thread. */
   onProgress?: (fraction: number) => void;
   /** Aborting stops the load, frees everything, and rejects with ABORTED. */

@@ -11,6 +11,7 @@ import { CONTEXT_DEFAULTS, LOAD_DEFAULTS, flashAttentionMode } from "../llm/defa
 import type { DeviceMemory } from "../llm/types";
 import { optBool, optInt, options, requireString } from "../util/validate";
 import { initBackends, resolveDevice } from "../system/backends";
+import { checkPlacement, type RpcTimeouts } from "../system/rpc";
 
 export interface LlamaMemoryEstimate {
   /** Weights, bytes (the file's tensor data). */
@@ -86,6 +87,12 @@ export interface MeasureLlamaOptions {
   flashAttention?: "auto" | "on" | "off" | boolean;
   /** Where the layers go, as LoadModelOptions.device (default GENAI_NATIVE_DEVICE, else "auto"). */
   device?: string;
+  /** RPC servers taking layers, as LoadModelOptions.rpcServers (default GENAI_NATIVE_RPC, else none): their devices are measured too. */
+  rpcServers?: string[];
+  /** As LoadModelOptions.rpcTimeouts. */
+  rpcTimeouts?: RpcTimeouts;
+  /** Share of layers per device, as LoadModelOptions.tensorSplit. */
+  tensorSplit?: number[];
 }
 
 /**
@@ -99,13 +106,24 @@ export interface MeasureLlamaOptions {
  */
 export async function measureLlamaMemory(path: string, opts: MeasureLlamaOptions = {}): Promise<DeviceMemory[]> {
   requireString("path", path);
-  const o = options("options", opts, ["gpuLayers", "contextSize", "batchSize", "embeddings", "flashAttention", "device"]) as MeasureLlamaOptions;
+  const o = options("options", opts, [
+    "gpuLayers",
+    "contextSize",
+    "batchSize",
+    "embeddings",
+    "flashAttention",
+    "device",
+    "rpcServers",
+    "rpcTimeouts",
+    "tensorSplit",
+  ]) as MeasureLlamaOptions;
   const fa = flashAttentionMode(o.flashAttention);
   const device = resolveDevice(o.device);
+  const placement = checkPlacement(o);
   await initBackends();
   return native().estimateMemory(
     path,
-    { gpuLayers: optInt("gpuLayers", o.gpuLayers, LOAD_DEFAULTS.gpuLayers, -1, 100000), device },
+    { gpuLayers: optInt("gpuLayers", o.gpuLayers, LOAD_DEFAULTS.gpuLayers, -1, 100000), device, ...placement },
     // contextSize 0: llama.cpp's default, the model's training context
     {
       contextSize: optInt("contextSize", o.contextSize, 0, 0, 2 ** 24),

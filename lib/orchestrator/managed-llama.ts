@@ -109,6 +109,9 @@ export class ManagedLlama implements ManagedResource {
       embeddings: c.embeddings,
       flashAttention: c.flashAttention,
       device: options.load?.device,
+      rpcServers: options.load?.rpcServers,
+      rpcTimeouts: options.load?.rpcTimeouts,
+      tensorSplit: options.load?.tensorSplit,
     });
     const projector = typeof options.load?.mmproj === "string" ? (await readGgufSummary(options.load.mmproj)).tensorDataBytes : 0;
     return new ManagedLlama(options, withProjector(estimated, projector), projector);

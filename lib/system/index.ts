@@ -3,6 +3,17 @@ import { native } from "../binding/load";
 import type { DeviceInfo, SystemInfoResult, VersionsInfo } from "../binding/types";
 import { GenaiError } from "../errors";
 import { backendStatus, type BackendModuleStatus } from "./backends";
+import { rpcDevices } from "./rpc";
+export {
+  connectRpcServers,
+  rpcDevices,
+  refreshRpcDevices,
+  rpcServersFromEnv,
+  DEFAULT_RPC_PORT,
+  MAX_RPC_SERVERS,
+  type RpcDevice,
+  type RpcTimeouts,
+} from "./rpc";
 export {
   initBackends,
   backendStatus,
@@ -34,12 +45,24 @@ export interface SystemInfoWithBackends extends SystemInfo {
 
 /**
  * Devices (name, type, backend, freeBytes/totalBytes) of the backends
- * registered so far, backends, CPU threads and features, versions, and each
+ * registered so far and of the RPC servers connected so far (type "rpc",
+ * with `endpoint`; memory as of lib/system/rpc.ts refreshRpcDevices), backends, CPU threads and features, versions, and each
  * backend module's state (see {@link initBackends}; call and await it first
  * for the GPU devices).
  */
 export function systemInfo(): SystemInfoWithBackends {
-  return { ...native().systemInfo(), backendModules: backendStatus() };
+  const info = native().systemInfo();
+  // ggml's RPC backend registers with no devices of its own; each server's are listed here
+  const rpc: Device[] = rpcDevices().map((d) => ({
+    name: d.name,
+    description: d.description,
+    type: "rpc",
+    backend: "RPC",
+    freeBytes: d.failed ? 0 : d.freeBytes,
+    totalBytes: d.totalBytes,
+    endpoint: d.endpoint,
+  }));
+  return { ...info, devices: [...info.devices, ...rpc], backendModules: backendStatus() };
 }
 
 /** Addon version, llama.cpp source identity (commit, npm package it came from), ggml version. */

@@ -45,6 +45,8 @@ void Step(ContextState& s, const std::vector<Generation*>& gens) {
     rc = llama_decode(s.ctx, batch);
     // a GPU backend computes asynchronously: the step is done when the device is
     if (rc == 0) llama_synchronize(s.ctx);
+    // an RPC server that went away answered nothing real: this step's logits are not the model's
+    CheckRpcLinks(s.model->rpc_links);
   } catch (...) {
     s.active_cancel = nullptr;
     t_quiet_when_cancelled = nullptr;

@@ -155,6 +155,7 @@ Napi::Value ContextHandle::Create(const Napi::CallbackInfo& info, std::shared_pt
       BackendSetupLock setup;
       ctx = llama_init_from_model(model->model, p);
     }
+    if (!ctx) CheckRpcLinks(model->rpc_links);  // the KV cache on a server that went away
     if (!ctx && abort_guard.fired()) throw CodedError(code::INVALID_MODEL, abort_guard.message());
     if (!ctx)
       throw CodedError(code::OUT_OF_MEMORY,
@@ -251,6 +252,7 @@ Napi::Value ContextHandle::Embed(const Napi::CallbackInfo& info) {
         batch.n_tokens = static_cast<int32_t>(tokens.size());
         int32_t rc = llama_decode(s->ctx, batch);
         llama_batch_free(batch);
+        CheckRpcLinks(s->model->rpc_links);
         if (rc != 0) throw CodedError(code::BACKEND_ERROR, "llama_decode failed with " + std::to_string(rc));
         int n_embd = llama_model_n_embd_out(s->model->model);
         std::vector<float> out(static_cast<size_t>(n_embd), 0.0f);

@@ -7,6 +7,7 @@
 #include "llama.h"
 #include "llm/context.h"
 #include "llm/gguf_check.h"
+#include "llm/placement.h"
 #include "util/abort_guard.h"
 #include "llm/state.h"
 #include "system/backends.h"
@@ -23,10 +24,10 @@ Napi::Value EstimateMemory(const Napi::CallbackInfo& info) {
   Napi::Object mo = ObjectArg(info, 1, "modelOptions");
   Napi::Object co = ObjectArg(info, 2, "contextOptions");
   llama_model_params mp = llama_model_default_params();
-  CheckKeys(mo, {"gpuLayers", "device"}, "estimate model");
+  CheckKeys(mo, {"gpuLayers", "device", "rpcServers", "rpcTimeouts", "tensorSplit"}, "estimate model");
   CheckKeys(co, {"contextSize", "batchSize", "embeddings", "flashAttention"}, "estimate context");
   mp.n_gpu_layers = static_cast<int32_t>(IntField(mo, "gpuLayers", -1, 100000));
-  std::vector<ggml_backend_dev_t> devices = DevicesProp(mo);
+  Placement placement = Placement::FromJs(mo);
   mp.no_alloc = true;
   mp.load_mode = LLAMA_LOAD_MODE_NONE;
   llama_context_params cp = llama_context_default_params();
@@ -40,10 +41,10 @@ Napi::Value EstimateMemory(const Napi::CallbackInfo& info) {
   cp.no_perf = true;
   return RunAsync<std::vector<DeviceBytes>>(
       env,
-      [path, mp, cp, devices]() mutable {
+      [path, mp, cp, placement]() mutable {
+        placement.Resolve(mp, true);  // RPC servers: connected here, off the JS thread
         AbortToException abort_guard(code::INVALID_MODEL, "llama.cpp failed an assertion while reading the model");
         CheckGgufFile(path, false);  // what llama.cpp would abort on (GGML_ASSERT): INVALID_MODEL
-        mp.devices = devices.data();
         LogCapture capture;
         BackendSetupLock setup;
         llama_model* model = llama_model_load_from_file(path.c_str(), mp);
@@ -56,6 +57,7 @@ Napi::Value EstimateMemory(const Napi::CallbackInfo& info) {
         auto out = ContextMemory(ctx);
         llama_free(ctx);
         llama_model_free(model);
+        CheckRpcLinks(placement.links);  // sizes a server that went away did not give are not its
         return out;
       },
       [](Napi::Env env, std::vector<DeviceBytes>& v) -> Napi::Value { return DeviceBytesToJs(env, v); });

@@ -3,6 +3,7 @@
 #include "llm/media.h"
 
 #include "system/backends.h"
+#include "llm/placement.h"
 
 #include <chrono>
 #include <sys/stat.h>
@@ -165,28 +166,29 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
   std::string path = StringArg(info, 0, "path");
   Napi::Object opts = ObjectArg(info, 1, "options");
   llama_model_params params = llama_model_default_params();
-  CheckKeys(opts, {"gpuLayers", "useMmap", "vocabOnly", "device"}, "load");
+  CheckKeys(opts, {"gpuLayers", "useMmap", "vocabOnly", "device", "rpcServers", "rpcTimeouts", "tensorSplit"}, "load");
   params.n_gpu_layers = static_cast<int32_t>(IntField(opts, "gpuLayers", -1, 100000));
   if (std::optional<bool> mmap = OptBoolField(opts, "useMmap")) params.load_mode = *mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
-  std::vector<ggml_backend_dev_t> devices = DevicesProp(opts);
+  Placement placement = Placement::FromJs(opts);
   bool vocab_only = BoolField(opts, "vocabOnly");
   params.vocab_only = vocab_only;
   Napi::Function on_progress;
   if (info.Length() > 2 && info[2].IsFunction()) on_progress = info[2].As<Napi::Function>();
   auto cancel = CancelToken::From(info.Length() > 3 ? info[3] : env.Undefined());
 
-  return ThreadJob::Start(env, "genai.loadModel", cancel, on_progress, [path, params, devices, vocab_only](ThreadJob& job) mutable -> ThreadJob::ValueMaker {
+  return ThreadJob::Start(env, "genai.loadModel", cancel, on_progress, [path, params, placement, vocab_only](ThreadJob& job) mutable -> ThreadJob::ValueMaker {
     const auto t_check = std::chrono::steady_clock::now();
     CheckModelFile(path);
+    placement.Resolve(params, !vocab_only);
+    std::vector<RpcLink>& rpc_links = placement.links;
     // an assertion in the load below is an exception on this thread, which llama_model_load catches (util/abort_guard.h)
     AbortToException abort_guard(code::INVALID_MODEL, "llama.cpp failed an assertion while loading the model");
     // what llama.cpp would abort the process on (GGML_ASSERT) rather than report: INVALID_MODEL here
     GgufCheck checked = CheckGgufFile(path, params.vocab_only);
     if (checked.mmap_misaligned) params.load_mode = LLAMA_LOAD_MODE_NONE;  // read, not mapped: ggml needs 32-byte aligned mapped tensors
     const auto t_load = std::chrono::steady_clock::now();
-    params.devices = devices.data();
     LoadProgress lp{&job};
-    lp.stop_midway = CanStopMidway(params, devices);
+    lp.stop_midway = CanStopMidway(params, placement.devices);
     params.progress_callback = OnLoadProgress;
     params.progress_callback_user_data = &lp;
     LogCapture capture;  // llama.cpp's own error lines from this thread, for the message
@@ -197,6 +199,7 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
     }
     if (!model) {
       if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "model load was aborted");
+      CheckRpcLinks(rpc_links);
       std::string why = capture.Errors();
       throw CodedError(code::INVALID_MODEL,
                        "llama.cpp could not load the model (corrupt, truncated or unsupported GGUF): " + path + (why.empty() ? "" : " — " + why));
@@ -205,8 +208,15 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
       llama_model_free(model);
       throw CodedError(code::ABORTED, "model load was aborted");
     }
+    try {
+      CheckRpcLinks(rpc_links);  // a server that went away mid-load
+    } catch (...) {
+      llama_model_free(model);
+      throw;
+    }
     auto state = std::make_shared<ModelState>();
     state->model = model;
+    state->rpc_links = std::move(rpc_links);
     state->vocab = llama_model_get_vocab(model);
     state->path = path;
     state->vocab_only = vocab_only;

@@ -6,9 +6,11 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "llama.h"
 #include "llm/gguf_check.h"
+#include "system/rpc.h"
 #include "util/shared_handle.h"
 
 namespace genai {
@@ -24,6 +26,7 @@ struct ModelState {
   double check_ms = 0;                       // CheckGgufFile: the GGUF pre-check before llama.cpp sees the file
   double llama_load_ms = 0;                  // llama_model_load_from_file (mmap or read, and upload to the devices)
   std::shared_ptr<MediaState> media;         // the multimodal projector (loadProjector), set on the JS thread before any context exists
+  std::vector<RpcLink> rpc_links;            // the RPC servers holding some of its layers (system/rpc.h)
   ~ModelState();
 };
 

@@ -157,6 +157,7 @@ Napi::Value ContextHandle::SaveState(const Napi::CallbackInfo& info) {
         if (!st.bytes) throw CodedError(code::OUT_OF_MEMORY, "no host memory for a " + std::to_string(kHeader + size) + "-byte saved state");
         uint8_t* b = st.bytes.get();
         const size_t n = llama_state_seq_get_data(s->ctx, b + kHeader, size, 0);
+        CheckRpcLinks(s->model->rpc_links);  // cells read from a server that went away are not the state
         if (n == 0 && size != 0) throw CodedError(code::BACKEND_ERROR, "llama_state_seq_get_data failed");
         st.size = kHeader + n;
         st.tokens = s->kv_tokens[0];
@@ -219,6 +220,7 @@ Napi::Value ContextHandle::RestoreState(const Napi::CallbackInfo& info) {
           llama_memory_clear(llama_get_memory(s->ctx), true);
           throw CodedError(code::INVALID_ARGUMENT, "the saved state does not fit this context (another model or context shape?)");
         }
+        CheckRpcLinks(s->model->rpc_links);
         s->kv_tokens[0] = tokens;
         return true;
       },

@@ -147,6 +147,20 @@ std::string LoadCpuBackend(const std::string& dir) {
   return best.string();
 }
 
+ggml_backend_reg_t LoadModule(const std::string& name, std::string* why) {
+  std::string path = (fs::path(AddonDir()) / (std::string(kPrefix) + name + kExt)).string();
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = g_loaded.find(path);
+    if (it != g_loaded.end()) return it->second;
+  }
+  std::unique_lock<std::shared_mutex> registering(g_registry);
+  std::lock_guard<std::mutex> lock(g_mu);
+  ggml_backend_reg_t reg = LoadLocked(path, why);
+  if (!reg && why && why->empty()) *why = path + " did not load";
+  return reg;
+}
+
 Napi::Value LoadBackend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path = StringArg(info, 0, "path");

@@ -48,6 +48,11 @@ std::string LoadCpuBackend(const std::string& dir);
 // BACKEND_ERROR and the loader's message when the module does not load.
 Napi::Value LoadBackend(const Napi::CallbackInfo& info);
 
+// Registers the module `name` beside the addon (libggml-<name>.so,
+// ggml-<name>.dll), idempotent; nullptr (and *why) when it does not load.
+// Takes the registry lock: never call it while holding RegistryReadLock.
+ggml_backend_reg_t LoadModule(const std::string& name, std::string* why);
+
 // JS: backendModules() -> [{ name, path }]: the modules registered so far.
 Napi::Value BackendModules(const Napi::CallbackInfo& info);
 
