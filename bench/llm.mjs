@@ -2,6 +2,7 @@
 // npm run bench:llm [-- --model PATH | --generated PRESET[:TYPE],... | --suite] [--threads N] [--pp 512]
 //                   [--tg 128] [--reps 7] [--no-peers] [--profile] [--device cpu|vulkan|cuda|metal|Vulkan0]
 // npm run bench:llm -- --cold [...]   process start → first token vs llama-server (bench/cold.mjs)
+// npm run bench:llm -- --rpc 2 [...]   layers on 2 loopback rpc-servers vs llama-bench --rpc (bench/rpc.mjs)
 // Prompt processing (pp) and generation (tg) tokens/s of genai-native vs
 // llama.cpp's own llama-bench (built from the same deps/llama.cpp, same flags)
 // and vs node-llama-cpp (its npm prebuilt), on the same model and threads.
@@ -19,6 +20,10 @@ import { fileURLToPath } from "node:url";
 import { generatedModel, llamaToolPath, median, spread } from "./runners/common.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+if (process.argv.includes("--rpc")) {
+  const r = spawnSync(process.execPath, [path.join(root, "bench", "rpc.mjs"), ...process.argv.slice(2)], { stdio: "inherit" });
+  process.exit(r.status ?? 1);
+}
 if (process.argv.includes("--cold")) {
   const r = spawnSync(process.execPath, [path.join(root, "bench", "cold.mjs"), ...process.argv.slice(2).filter((x) => x !== "--cold")], { stdio: "inherit" });
   process.exit(r.status ?? 1);

@@ -10,7 +10,9 @@ import { args, randomTokens, report } from "./common.mjs";
 
 const a = args();
 const g = createRequire(import.meta.url)(a.root);
-const model = await g.LlamaModel.load(a.model, { device: a.device, gpuLayers: a.device === "cpu" ? 0 : "max" });
+// rpcServers: every layer on the servers (bench/rpc.mjs), split by tensorSplit
+const placement = a.rpcServers ? { rpcServers: a.rpcServers, tensorSplit: a.tensorSplit, gpuLayers: "max" } : { gpuLayers: a.device === "cpu" ? 0 : "max" };
+const model = await g.LlamaModel.load(a.model, { device: a.device, ...placement });
 // Context sizes as llama-bench uses them (n_ctx = n_prompt + n_gen per test): the
 // attention cost of a token depends on the KV cache length llama.cpp attends over.
 const ppCtx = await model.createContext({
