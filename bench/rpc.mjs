@@ -35,7 +35,9 @@ const { values: opt } = parseArgs({
 const cores = os.availableParallelism?.() ?? os.cpus().length;
 const nServers = Number(opt.rpc ?? opt.servers);
 const threads = Number(opt.threads ?? cores);
-const serverThreads = Number(opt["server-threads"] ?? cores);
+// default: the servers share this machine's cores (2 servers on 2 cores: 1 thread each); more
+// threads than cores oversubscribe them, and every hop (the relay's, the client's) then waits for a core
+const serverThreads = Number(opt["server-threads"] ?? Math.max(1, Math.floor(cores / nServers)));
 const pp = Number(opt.pp);
 const tg = Number(opt.tg);
 const reps = Number(opt.reps);

@@ -179,8 +179,20 @@ bool WaitFor(intptr_t s, bool write, int timeout_ms) {
 bool RecvAll(intptr_t s, void* buf, size_t n, int timeout_ms) {
   auto* p = static_cast<char*>(buf);
   while (n > 0) {
+    long long got = 0;
+#ifndef _WIN32
+    // what has arrived, without a poll() first: one system call per read on a busy link
+    if (timeout_ms >= 0) got = recv(static_cast<int>(s), p, n < kWhole ? n : kWhole, MSG_DONTWAIT);
+    if (got > 0) {
+      p += got;
+      n -= static_cast<size_t>(got);
+      continue;
+    }
+    if (got == 0 && timeout_ms >= 0) return false;  // closed
+    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
+#endif
     if (!WaitFor(s, false, timeout_ms)) return false;
-    auto got = recv(static_cast<decltype(socket(0, 0, 0))>(s), p, static_cast<int>(n < kWhole ? n : kWhole), 0);
+    got = recv(static_cast<decltype(socket(0, 0, 0))>(s), p, static_cast<int>(n < kWhole ? n : kWhole), 0);
     if (got <= 0) {
 #ifndef _WIN32
       if (got < 0 && errno == EINTR) continue;
@@ -406,7 +418,7 @@ void RpcRelay::Serve(intptr_t client) {
     up = -1;
     Fail(what);
   };
-  std::vector<uint8_t> payload, chunk(kWhole);
+  std::vector<uint8_t> payload, out, chunk(kWhole);
   for (;;) {
     uint8_t hdr[9];
     if (!RecvAll(client, hdr, 9, -1)) break;  // ggml closed its connection
@@ -416,11 +428,14 @@ void RpcRelay::Serve(intptr_t client) {
     const bool whole = size <= kWhole;
     payload.clear();
     if (whole) {
-      payload.resize(static_cast<size_t>(size));
-      if (!RecvAll(client, payload.data(), payload.size(), -1)) break;
-      if (cmd == kHello) std::fill(payload.begin(), payload.end(), 0);  // no transport upgrade (RDMA) past the relay
+      // the header and the payload in one buffer, sent with one call (ggml sends them in three)
+      out.resize(9 + static_cast<size_t>(size));
+      std::memcpy(out.data(), hdr, 9);
+      if (!RecvAll(client, out.data() + 9, static_cast<size_t>(size), -1)) break;
+      if (cmd == kHello) std::fill(out.begin() + 9, out.end(), 0);  // no transport upgrade (RDMA) past the relay
+      payload.assign(out.begin() + 9, out.end());
     }
-    if (!dead && !(SendAll(up, hdr, 9, t.call_ms) && (!whole || SendAll(up, payload.data(), payload.size(), t.call_ms))))
+    if (!dead && !(whole ? SendAll(up, out.data(), out.size(), t.call_ms) : SendAll(up, hdr, 9, t.call_ms)))
       lost("the connection was lost while sending to it");
     if (!whole) {  // tensor data: streamed through (or dropped)
       bool client_ok = true;
@@ -444,6 +459,15 @@ void RpcRelay::Serve(intptr_t client) {
         lost("no answer within " + std::to_string(t.call_ms) + " ms, or the connection was closed");
       } else if (n != want) {
         lost("it answered a command with " + std::to_string(n) + " bytes where " + std::to_string(want) + " were due");
+      } else if (n <= kWhole) {  // the size and the answer in one call
+        out.resize(8 + static_cast<size_t>(n));
+        std::memcpy(out.data(), &n, 8);
+        if (!RecvAll(up, out.data() + 8, static_cast<size_t>(n), t.call_ms)) {
+          lost("the connection was lost while receiving an answer");
+        } else {
+          if (!SendAll(client, out.data(), out.size(), -1)) break;
+          continue;
+        }
       } else if (!SendAll(client, &n, 8, -1)) {
         break;
       } else {
