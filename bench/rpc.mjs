@@ -57,7 +57,10 @@ async function freePort() {
 async function listening(port) {
   for (let i = 0; i < 400; i++) {
     const up = await new Promise((resolve) => {
-      const s = net.connect(port, "127.0.0.1", () => (s.destroy(), resolve(true)));
+      const s = net.connect(port, "127.0.0.1", () => {
+        s.destroy();
+        resolve(true);
+      });
       s.on("error", () => resolve(false));
     });
     if (up) return;
