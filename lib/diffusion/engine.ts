@@ -56,7 +56,7 @@ export interface EngineCancelToken {
    * one sampling step); "newLatents" = finish the current image, skip the rest.
    */
   readonly mode: "all" | "newLatents" | undefined;
-  /** Called when the job is cancelled (at once if it already is). */
+  /** Called when the job is cancelled (at once if it already is), and again if a "newLatents" cancel becomes "all". */
   onCancel(listener: (mode: "all" | "newLatents") => void): void;
 }
 

@@ -19,7 +19,7 @@ export class ImageJob extends EventEmitter {
     mode: undefined,
     onCancel: (listener) => {
       if (this.#cancelMode) listener(this.#cancelMode);
-      else this.#cancelListeners.push(listener);
+      if (this.#cancelMode !== "all") this.#cancelListeners.push(listener); // a "newLatents" may become "all"
     },
   };
 
@@ -33,14 +33,15 @@ export class ImageJob extends EventEmitter {
 
   /**
    * Stops the job within one sampling step. With `mode: "newLatents"` the
-   * current image is finished first. A job still waiting its turn never starts.
+   * current image is finished first; a later cancel("all") still stops it
+   * within one step. A job still waiting its turn never starts.
    */
   cancel(mode: "all" | "newLatents" = "all"): void {
     if (this.status === "done" || this.status === "error" || this.status === "cancelled") return;
-    if (this.#cancelMode) return;
+    if (this.#cancelMode === "all" || this.#cancelMode === mode) return;
     this.#cancelMode = mode;
     (this.cancelToken as { mode: typeof mode }).mode = mode;
-    for (const l of this.#cancelListeners.splice(0)) l(mode);
+    for (const l of [...this.#cancelListeners]) l(mode);
   }
 
   /** @internal */

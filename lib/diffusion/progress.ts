@@ -3,7 +3,9 @@
  *
  * Work units: encoding = 1 step, each image's sampling = `steps` steps, each
  * image's decoding = `decodeSteps` steps (default 2, replaced by the measured
- * decode time once one image has decoded). percent = done units / all units.
+ * decode time once one image has decoded). percent = done units / all units,
+ * where sampling counts as far as it got (a batch cut short after image i,
+ * e.g. by a "newLatents" cancel, counts i + 1 images sampled).
  * etaMs = remaining units × the median of the last 8 measured sampling steps:
  * one slow step (a page fault, another job's burst) does not swing it, and it
  * follows a lasting change of speed within a few steps (a mean of all steps
@@ -74,14 +76,16 @@ export class ProgressTracker {
         if (e.step === 1 && this.#doneUnits === 0) this.#doneUnits = 1; // encoding done
         if (this.#lastStepAt !== undefined && e.step > 1) this.#stepMs.push(now - this.#lastStepAt);
         this.#lastStepAt = now;
-        this.#doneUnits = 1 + e.imageIndex * this.#steps + e.step + this.#decodedImages * this.#decodeUnits;
+        this.#sampledSteps = Math.max(this.#sampledSteps, e.imageIndex * this.#steps + e.step);
+        this.#doneUnits = 1 + this.#sampledSteps + this.#decodedImages * this.#decodeUnits;
         return this.#emit("diffusion", e.imageIndex, e.step);
       }
       case "image": {
         const mean = this.#typicalStepMs();
         if (this.#decodeStartedAt !== undefined && mean) this.#decodeUnits = Math.max(0.1, (now - this.#decodeStartedAt) / mean);
         this.#decodedImages++;
-        this.#doneUnits = 1 + this.#count * this.#steps + this.#decodedImages * this.#decodeUnits;
+        this.#sampledSteps = Math.max(this.#sampledSteps, (e.imageIndex + 1) * this.#steps);
+        this.#doneUnits = 1 + this.#sampledSteps + this.#decodedImages * this.#decodeUnits;
         this.#decodeStartedAt = now;
         return this.#emit("decoding", e.imageIndex, 0);
       }
@@ -91,4 +95,5 @@ export class ProgressTracker {
   }
 
   #decodedImages = 0;
+  #sampledSteps = 0;
 }

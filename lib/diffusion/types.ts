@@ -105,14 +105,21 @@ export interface GeneratedImage {
 
 export type ImageJobStatus = "pending" | "running" | "done" | "error" | "cancelled";
 
-export type ImageStage = "loading" | "encoding" | "diffusion" | "decoding";
+/**
+ * Where an image job is. "preempted" is only reported by a batch run through
+ * the orchestrator (runImageBatch, the server's image jobs): between two
+ * images it gave way to a job of a higher priority and waits to go on with
+ * the next one (`imageIndex`); `percent` stays where it was and `etaMs` counts
+ * only the batch's own remaining work, not the wait.
+ */
+export type ImageStage = "loading" | "encoding" | "diffusion" | "decoding" | "preempted";
 
 export interface ImageProgress {
   stage: ImageStage;
   /** Sampling step of the current image, 1-based (0 outside the diffusion stage). */
   step: number;
   steps: number;
-  /** 0-based index of the image being worked on. */
+  /** 0-based index of the image being worked on (when "preempted": the next one). */
   imageIndex: number;
   imageCount: number;
   /** Over the whole batch, 0..100. */

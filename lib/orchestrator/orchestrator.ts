@@ -10,6 +10,23 @@
  *   2. then unload weights, in the same order.
  * If the job still does not fit, it fails with OUT_OF_MEMORY and nothing it
  * freed is lost (freed resources restore on their next use).
+ *
+ * Waiting for memory. A job that does not fit now, but would once running
+ * jobs stop using resources it may free (in use, priority not above its
+ * own), waits for them instead of failing: it takes no memory meanwhile,
+ * tries again each time a job releases its resource, and emits "wait"
+ * (WaitEvent) each time it starts waiting. OUT_OF_MEMORY is left for what
+ * would not fit even then. Restore follow-ups never wait.
+ *
+ * Preemption. A running job whose work comes in units (the images of a
+ * batch) asks `control.shouldYield()` between units: true while a job of a
+ * higher priority (its own, not aged; restore follow-ups do not count) waits
+ * for its engine slot or for memory its resource holds. `control.yield()`
+ * then releases the resource, gives the slot back, lets those jobs go first,
+ * and makes the resource resident again when the job's turn comes back (see
+ * JobControl). The job stays one queue job and one registry record; what was
+ * freed for it is restored after it ends, not at each yield.
+ *
  * After the job, each resource freed for it is restored by a follow-up job at
  * that resource's own priority (so queued work of the same priority, such as
  * the next image of a batch, runs first).
@@ -17,12 +34,15 @@
 import { EventEmitter } from "node:events";
 import { GenaiError } from "../errors";
 import { optionKeys, options as validOptions } from "../util/validate";
-import { systemInfo } from "../system/index";
 import { defaultBudgets } from "./budget";
+import type { LedgerDevice, YieldEvent } from "./events";
+import { MemoryPlanner } from "./memory";
 import { DEFAULT_PRIORITY, PRIORITY_RANK as RANK, type Priority } from "./priority";
 import { JobQueue, type QueuedJob } from "./queue";
 import { JobRegistry } from "./registry";
-import { bytesByDevice, type Holding, type ManagedResource, type Residency } from "./resource";
+import type { Holding, ManagedResource } from "./resource";
+
+export type { LedgerDevice, OffloadEvent, ReserveEvent, RestoreEvent, WaitEvent, YieldEvent } from "./events";
 
 export interface OrchestratorOptions {
   /**
@@ -50,71 +70,41 @@ export interface SubmitOptions<T> {
   /** Extra memory the job needs while it runs (bytes per device), beyond its resource's. */
   memory?: Holding[];
   signal?: AbortSignal;
-  run: (signal: AbortSignal) => Promise<T>;
+  /**
+   * The work. `signal` aborts when the job is cancelled; `control` lets work
+   * made of units (the images of a batch) give way between two units to a
+   * job of a higher priority (see JobControl).
+   */
+  run: (signal: AbortSignal, control: JobControl) => Promise<T>;
 }
 
-export interface OffloadEvent {
-  resource: string;
-  level: Exclude<Residency, "resident">;
-  /** Bytes freed per device. */
-  bytes: Record<string, number>;
-  ms: number;
-  /** The job the memory was freed for. */
-  forJob?: string;
-}
-
-export interface RestoreEvent {
-  resource: string;
-  /** Bytes taken per device (the engine's own allocation sizes). */
-  bytes: Record<string, number>;
-  /** How much each device's reported free memory dropped meanwhile (ggml's free/total; mmap'd weights show little on CPU). */
-  deviceFreeDrop: Record<string, number>;
-  ms: number;
-}
-
-export interface ReserveEvent {
-  job: string;
-  /** Bytes per device the job holds while it runs (its resource and extra memory). */
-  bytes: Record<string, number>;
-  /** reserve: time spent making room and restoring (ms); release: the job's run time (ms). */
-  ms: number;
-}
-
-export interface LedgerDevice {
-  device: string;
-  /** Budget in bytes. */
-  budget: number;
-  /** Bytes held by resources and running jobs' extra memory. */
-  used: number;
-  holders: { id: string; kind: string; bytes: number }[];
-}
-
-function toRecord(m: Map<string, number>): Record<string, number> {
-  return Object.fromEntries(m);
-}
-
-/** Free bytes per ggml device (what the device reports, not the ledger). */
-function deviceFree(): Map<string, number> {
-  return new Map(systemInfo().devices.map((d) => [d.name, d.freeBytes]));
-}
-
-function diff(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const d of new Set([...before.keys(), ...after.keys()])) {
-    const v = (before.get(d) ?? 0) - (after.get(d) ?? 0);
-    if (v !== 0) out.set(d, v);
-  }
-  return out;
+/** What a running job can do between units of its work (SubmitOptions.run's second argument). */
+export interface JobControl {
+  /**
+   * Whether a job of a higher priority than this one's (own priorities, not
+   * aged; restore follow-ups do not count) waits for it: pending for its
+   * engine while the engine has no free slot, or waiting for memory that its
+   * resource holds. Cheap: call it as often as needed (e.g. every step).
+   */
+  shouldYield(): boolean;
+  /**
+   * When shouldYield() holds: releases the job's resource and extra memory
+   * (the waiting jobs may free them), gives its engine slot back, waits for
+   * its turn again (queue status "pending" meanwhile; "running" while it then
+   * waits for memory), makes its resource resident again — with the eviction
+   * rights of the highest priority it gave way to, so that it can take back
+   * memory those jobs took — and resolves true. Otherwise resolves false at once.
+   * @throws GenaiError ABORTED when the job is cancelled meanwhile, OUT_OF_MEMORY when its resource no longer fits
+   */
+  yield(): Promise<boolean>;
 }
 
 export class Orchestrator extends EventEmitter {
   readonly queue: JobQueue;
   readonly registry: JobRegistry;
-  #budgets: Map<string, number>;
-  #resources = new Map<string, { resource: ManagedResource; priority: Priority }>();
-  #extra = new Map<string, Holding[]>(); // running jobs' extra memory
-  #memoryLock: Promise<void> = Promise.resolve();
+  readonly #memory: MemoryPlanner;
   #restoreAfterJob: boolean;
+  #restoreJobs = new Set<string>();
 
   constructor(opts: OrchestratorOptions = {}) {
     super();
@@ -127,63 +117,38 @@ export class Orchestrator extends EventEmitter {
       for (const [d, b] of Object.entries(options.budgets)) {
         if (!Number.isFinite(b) || b < 0) throw new GenaiError("INVALID_ARGUMENT", `budget for ${d} must be a non-negative number of bytes`);
       }
-      this.#budgets = new Map(Object.entries(options.budgets));
-    } else {
-      this.#budgets = new Map(Object.entries(defaultBudgets()));
     }
+    const budgets = new Map(Object.entries(options.budgets ?? defaultBudgets()));
+    this.#memory = new MemoryPlanner(budgets, (event, payload) => this.emit(event, payload));
   }
 
   /** Registers a resource; `priority` decides its place in the eviction order (default DEFAULT_PRIORITY, "interactive"). */
   add(resource: ManagedResource, opts: { priority?: Priority } = {}): void {
     const options = validOptions("options", opts, ["priority"]) as { priority?: Priority };
-    if (this.#resources.has(resource.id)) throw new GenaiError("INVALID_ARGUMENT", `a resource with id ${resource.id} is already registered`);
-    this.#resources.set(resource.id, { resource, priority: options.priority ?? DEFAULT_PRIORITY });
+    if (this.#memory.resources.has(resource.id)) throw new GenaiError("INVALID_ARGUMENT", `a resource with id ${resource.id} is already registered`);
+    this.#memory.resources.set(resource.id, { resource, priority: options.priority ?? DEFAULT_PRIORITY });
   }
 
   remove(resource: ManagedResource): void {
-    this.#resources.delete(resource.id);
+    this.#memory.resources.delete(resource.id);
   }
 
   /** Per device: budget, bytes in use, and who holds them. */
   ledger(): LedgerDevice[] {
-    const devices = new Map<string, LedgerDevice>();
-    const get = (d: string) => {
-      let e = devices.get(d);
-      if (!e) {
-        e = { device: d, budget: this.#budgets.get(d) ?? Infinity, used: 0, holders: [] };
-        devices.set(d, e);
-      }
-      return e;
-    };
-    for (const d of this.#budgets.keys()) get(d);
-    for (const { resource } of this.#resources.values()) {
-      for (const h of resource.holdings()) {
-        const e = get(h.device);
-        e.used += h.bytes;
-        e.holders.push({ id: resource.id, kind: h.kind, bytes: h.bytes });
-      }
-    }
-    for (const [job, hs] of this.#extra) {
-      for (const h of hs) {
-        const e = get(h.device);
-        e.used += h.bytes;
-        e.holders.push({ id: job, kind: h.kind, bytes: h.bytes });
-      }
-    }
-    return [...devices.values()];
+    return this.#memory.ledger();
   }
 
   /**
    * Queues a job. It starts when its priority's turn comes and its engine has
-   * a free slot; then its resource is made resident (freeing others if needed)
-   * and `run` is called.
+   * a free slot; then its resource is made resident (freeing others if needed,
+   * waiting for resources in use if that is what it takes) and `run` is called.
    * @returns the queued job: id (also the registry id), promise, position(), cancel().
    */
   submit<T>(spec: SubmitOptions<T>): QueuedJob<T> {
-    return this.#submit(spec, this.#restoreAfterJob);
+    return this.#submit(spec, false);
   }
 
-  #submit<T>(specIn: SubmitOptions<T>, restoreAfter: boolean): QueuedJob<T> {
+  #submit<T>(specIn: SubmitOptions<T>, restoreJob: boolean): QueuedJob<T> {
     const spec = validOptions(
       "spec",
       specIn,
@@ -191,130 +156,77 @@ export class Orchestrator extends EventEmitter {
     ) as unknown as SubmitOptions<T>;
     const priority = spec.priority ?? DEFAULT_PRIORITY;
     const engine = spec.engine ?? spec.resource?.engine ?? "default";
+    const resource = spec.resource;
+    const restoreAfter = !restoreJob && this.#restoreAfterJob;
     let job!: QueuedJob<T>;
     job = this.queue.enqueue<T>({
       engine,
       priority,
       signal: spec.signal,
-      run: async (signal) => {
-        const freed = await this.#prepare(job.id, spec.resource, spec.memory ?? [], priority);
-        const t0 = performance.now();
+      run: async (signal, queue) => {
+        const freed: ManagedResource[] = [];
+        let evict = priority; // eviction rights, raised by a yield to the priority given way to
+        let held = false;
+        let t0 = 0;
+        const hold = async () => {
+          const req = { job: job.id, resource, extra: spec.memory ?? [], priority, evict, mayWait: !restoreJob, signal };
+          for (const r of await this.#memory.hold(req)) if (!freed.includes(r)) freed.push(r);
+          held = true;
+          t0 = performance.now();
+        };
+        const release = () => {
+          held = false;
+          this.#memory.release(job.id, resource, performance.now() - t0);
+        };
+        const control: JobControl = {
+          shouldYield: () => held && this.#preemptor(engine, priority, resource) !== undefined,
+          yield: async () => {
+            const to = held ? this.#preemptor(engine, priority, resource) : undefined;
+            if (to === undefined) return false;
+            if (RANK[to] > RANK[evict]) evict = to;
+            release();
+            this.emit("yield", { job: job.id, to } satisfies YieldEvent);
+            await queue.yield();
+            await hold();
+            return true;
+          },
+        };
+        await hold();
         try {
           if (signal.aborted) throw new GenaiError("ABORTED", "the job was cancelled");
-          return await spec.run(signal);
+          return await spec.run(signal, control);
         } finally {
-          spec.resource?.setInUse(false);
-          const extra = this.#extra.get(job.id);
-          this.#extra.delete(job.id);
-          this.emit("release", {
-            job: job.id,
-            bytes: toRecord(bytesByDevice([...(spec.resource?.holdings() ?? []), ...(extra ?? [])])),
-            ms: performance.now() - t0,
-          } satisfies ReserveEvent);
+          if (held) release();
           if (restoreAfter) this.#scheduleRestores(freed);
         }
       },
     });
+    if (restoreJob) {
+      this.#restoreJobs.add(job.id);
+      const drop = () => void this.#restoreJobs.delete(job.id);
+      job.promise.then(drop, drop);
+    }
     this.registry.track(job, spec.kind);
     return job;
   }
 
-  /** Serializes memory planning: one job at a time frees/restores. */
-  async #withMemoryLock<T>(fn: () => Promise<T>): Promise<T> {
-    const prev = this.#memoryLock;
-    let unlock!: () => void;
-    this.#memoryLock = new Promise<void>((r) => (unlock = r));
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      unlock();
-    }
-  }
-
-  /** Makes `resource` resident and reserves `extra`, freeing others as needed. Returns what was freed. */
-  #prepare(jobId: string, resource: ManagedResource | undefined, extra: Holding[], priority: Priority): Promise<ManagedResource[]> {
-    return this.#withMemoryLock(async () => {
-      const t0 = performance.now();
-      const need: Holding[] = [...extra];
-      if (resource && resource.residency !== "resident") {
-        const now = bytesByDevice(resource.holdings());
-        for (const [d, b] of bytesByDevice(resource.residentHoldings())) need.push({ device: d, kind: "weights", bytes: Math.max(0, b - (now.get(d) ?? 0)) });
-      }
-      const freed = await this.#makeRoom(need, priority, resource, jobId);
-      if (resource && resource.residency !== "resident") await this.#restore(resource);
-      resource?.setInUse(true);
-      if (extra.length) this.#extra.set(jobId, extra);
-      this.emit("reserve", {
-        job: jobId,
-        bytes: toRecord(bytesByDevice([...(resource?.holdings() ?? []), ...extra])),
-        ms: performance.now() - t0,
-      } satisfies ReserveEvent);
-      return freed;
-    });
-  }
-
-  #shortfall(need: Holding[]): Map<string, number> {
-    const used = new Map(this.ledger().map((d) => [d.device, d.used]));
-    const short = new Map<string, number>();
-    for (const [d, b] of bytesByDevice(need)) {
-      const s = (used.get(d) ?? 0) + b - (this.#budgets.get(d) ?? Infinity);
-      if (s > 0) short.set(d, s);
-    }
-    return short;
-  }
-
-  async #makeRoom(need: Holding[], priority: Priority, requester: ManagedResource | undefined, jobId: string): Promise<ManagedResource[]> {
-    const freed: ManagedResource[] = [];
-    let short = this.#shortfall(need);
-    if (short.size === 0) return freed;
-    const candidates = [...this.#resources.values()]
-      .filter(({ resource: r, priority: p }) => r !== requester && !r.inUse && RANK[p] <= RANK[priority])
-      .sort((a, b) => RANK[a.priority] - RANK[b.priority] || a.resource.lastUsedAt - b.resource.lastUsedAt)
-      .map((c) => c.resource);
-    for (const level of ["contextFreed", "unloaded"] as const) {
-      for (const r of candidates) {
-        if (short.size === 0) break;
-        if (r.inUse || r.residency === "unloaded" || (level === "contextFreed" && r.residency !== "resident")) continue;
-        // only where it helps: a context level frees KV/compute, the weights level anything left
-        if (!r.holdings().some((h) => short.has(h.device) && h.bytes > 0 && (level === "unloaded" || h.kind !== "weights"))) continue;
-        const before = bytesByDevice(r.holdings());
-        const t0 = performance.now();
-        await r.free(level);
-        const bytes = diff(before, bytesByDevice(r.holdings()));
-        this.emit("offload", { resource: r.id, level, bytes: toRecord(bytes), ms: performance.now() - t0, forJob: jobId } satisfies OffloadEvent);
-        if (!freed.includes(r)) freed.push(r);
-        short = this.#shortfall(need);
-      }
-    }
-    if (short.size > 0) {
-      const what = [...short].map(([d, b]) => `${d}: ${(b / 2 ** 20).toFixed(1)} MiB`).join(", ");
-      throw new GenaiError("OUT_OF_MEMORY", `the job does not fit the memory budget even after freeing idle resources (short by ${what})`);
-    }
-    return freed;
-  }
-
-  async #restore(resource: ManagedResource): Promise<void> {
-    const before = bytesByDevice(resource.holdings());
-    const freeBefore = deviceFree();
-    const t0 = performance.now();
-    await resource.restore();
-    const ms = performance.now() - t0;
-    const bytes = diff(bytesByDevice(resource.holdings()), before);
-    this.emit("restore", {
-      resource: resource.id,
-      bytes: toRecord(bytes),
-      deviceFreeDrop: toRecord(diff(freeBefore, deviceFree())),
-      ms,
-    } satisfies RestoreEvent);
+  /** The highest priority above `priority` waiting for `engine`'s slot or for memory `resource` holds, if any. */
+  #preemptor(engine: string, priority: Priority, resource: ManagedResource | undefined): Priority | undefined {
+    let top: Priority | undefined;
+    const consider = (p: Priority) => {
+      if (RANK[p] > RANK[priority] && (top === undefined || RANK[p] > RANK[top])) top = p;
+    };
+    for (const j of this.queue.waitingAbove(engine, priority)) if (!this.#restoreJobs.has(j.id)) consider(j.priority);
+    if (resource) for (const p of this.#memory.waitingFor(resource)) consider(p);
+    return top;
   }
 
   #scheduleRestores(freed: ManagedResource[]): void {
-    for (const r of freed.reverse()) {
-      const entry = this.#resources.get(r.id);
+    for (const r of [...freed].reverse()) {
+      const entry = this.#memory.resources.get(r.id);
       if (!entry || r.residency === "resident") continue;
       // a restore does not in turn restore what it frees (no ping-pong between two resources)
-      const job = this.#submit({ kind: "restore", resource: r, priority: entry.priority, run: async () => undefined }, false);
+      const job = this.#submit({ kind: "restore", resource: r, priority: entry.priority, run: async () => undefined }, true);
       job.promise.catch(() => undefined); // a restore that does not fit waits for the resource's next use
     }
   }

@@ -20,7 +20,16 @@
  * not waited on: jobs of other engines behind it start.
  *
  * Starting. Jobs never start inside `enqueue()`: the queue starts what it can
- * in a microtask after each enqueue and after each job ends.
+ * in a microtask after each enqueue and after each job ends or yields.
+ *
+ * Yielding (preemption at the job's own safe points). A running job may give
+ * its engine slot back through `control.yield()` (the second argument of
+ * `run`), typically when {@link JobQueue.waitingAbove} shows a job of a higher
+ * priority waiting for its engine: it becomes "pending" again, ranked by its
+ * own priority with ageing counted from the yield, and ahead of every job of
+ * its level enqueued after it (it keeps its enqueue order); `yield()` resolves
+ * when it is started again ("running"; `startedAt` stays the first start).
+ * `run` is not called again: the same call goes on.
  *
  * Cancellation (`job.cancel()`, the job's `signal`, or `cancelAll()`):
  * - a pending job is removed at once: status "cancelled", its promise rejects
@@ -34,7 +43,10 @@
  *   run then rejects (with any error), "done" if it resolves anyway (e.g. an
  *   LLM stream that ends with stopReason "aborted": its partial result
  *   stands). A run that rejects with ABORTED without being cancelled is
- *   "cancelled" too; any other rejection is "error".
+ *   "cancelled" too; any other rejection is "error";
+ * - a job that yielded and waits to go on is cancelled like a running one:
+ *   it leaves the pending jobs, its signal is aborted, its `yield()` rejects
+ *   with ABORTED, and it settles with what its run then returns or throws.
  *
  * The queue's own promises never cause unhandled rejections: each job's
  * promise has a handler attached, so a caller that never awaits a cancelled
@@ -45,123 +57,29 @@ import { onAbort } from "../util/abort";
 import { optFunction, optObject, optOneOf, optSignal, optionKeys, options, requireString } from "../util/validate";
 
 import { DEFAULT_PRIORITY, PRIORITIES, PRIORITY_RANK as LEVEL, type Priority } from "./priority";
+import { Job, type JobQueueOptions, type JobSpec, type QueuedJob, type RunControl } from "./queue-job";
 export { PRIORITIES, type Priority } from "./priority";
 const TOP = LEVEL.immediate;
 
-export type JobStatus = "pending" | "running" | "done" | "error" | "cancelled";
-
-export interface JobSpec<T> {
-  /** Engine whose concurrency limit applies, e.g. "llm", "diffusion" or a model id. */
-  engine: string;
-  /** Default "interactive". */
-  priority?: Priority;
-  /** Aborting it cancels the job (see the module notes); already aborted: the job is cancelled at once. */
-  signal?: AbortSignal;
-  /** The work. Called once, asynchronously, when the job starts; `signal` is aborted when the job is cancelled. */
-  run: (signal: AbortSignal) => Promise<T>;
-  /** Called just before `run`, once the job has a slot. A throw fails the job (status "error") without calling `run`. */
-  onStart?(): void;
-}
-
-export interface QueuedJob<T> {
-  /** Unique in this process, e.g. "job-12". */
-  readonly id: string;
-  readonly engine: string;
-  readonly priority: Priority;
-  /** Settles with the run's result, or rejects with a GenaiError (ABORTED when cancelled). Never reported as unhandled. */
-  readonly promise: Promise<T>;
-  readonly status: JobStatus;
-  /** When it was enqueued / started / ended, ms from the queue's clock (`Date.now()` by default: ms since epoch). */
-  readonly enqueuedAt: number;
-  readonly startedAt?: number;
-  readonly endedAt?: number;
-  /** The run's result, once "done". */
-  readonly result?: T;
-  /** The typed error, once "error" or "cancelled". */
-  readonly error?: GenaiError;
-  /**
-   * 0-based place among pending jobs in the order the queue considers them
-   * (effective level, then enqueue order); -1 once started or ended. A job
-   * whose engine is busy may be overtaken by jobs of other engines.
-   */
-  position(): number;
-  /** Cancels the job (see the module notes); no effect once it has ended. */
-  cancel(reason?: string): void;
-  /** Calls `listener` after every status change; returns a function that removes it. Listener errors are reported as process warnings and otherwise ignored. */
-  onStatus(listener: (job: QueuedJob<T>) => void): () => void;
-}
-
-export interface JobQueueOptions {
-  /** Waiting time in ms for a pending job to gain one priority level (default 10 000; `Infinity` turns ageing off). */
-  ageingMs?: number;
-  /** Most concurrent jobs per engine: a positive integer or `Infinity` (engines not listed: 1). */
-  limits?: Record<string, number>;
-  /** Clock in ms (default `Date.now`); for tests. */
-  now?: () => number;
-}
-
-let nextId = 1;
-
-class Job<T> implements QueuedJob<T> {
-  readonly id = `job-${nextId++}`;
-  status: JobStatus = "pending";
-  startedAt?: number;
-  endedAt?: number;
-  result?: T;
-  error?: GenaiError;
-  readonly #listeners = new Set<(job: QueuedJob<T>) => void>();
-  readonly #position: () => number;
-  readonly #cancel: (reason: string) => void;
-
-  constructor(
-    readonly engine: string,
-    readonly priority: Priority,
-    readonly enqueuedAt: number,
-    readonly promise: Promise<T>,
-    ops: { position: () => number; cancel: (reason: string) => void },
-  ) {
-    this.#position = ops.position;
-    this.#cancel = ops.cancel;
-  }
-
-  position(): number {
-    return this.#position();
-  }
-
-  cancel(reason = "the job was cancelled"): void {
-    this.#cancel(String(reason));
-  }
-
-  onStatus(listener: (job: QueuedJob<T>) => void): () => void {
-    if (typeof listener !== "function") throw new GenaiError("INVALID_ARGUMENT", "listener must be a function");
-    this.#listeners.add(listener);
-    return () => void this.#listeners.delete(listener);
-  }
-
-  /** @internal */
-  setStatus(status: JobStatus): void {
-    this.status = status;
-    for (const l of [...this.#listeners]) {
-      try {
-        l(this);
-      } catch (e) {
-        process.emitWarning(`a job status listener threw: ${e instanceof Error ? e.message : String(e)}`, { code: "GENAI_LISTENER_ERROR" });
-      }
-    }
-  }
-}
+export type { JobQueueOptions, JobSpec, JobStatus, QueuedJob, RunControl } from "./queue-job";
 
 /** The queue's bookkeeping for one job. */
 interface Entry {
   job: Job<unknown>;
   seq: number;
-  run: (signal: AbortSignal) => Promise<unknown>;
+  run: (signal: AbortSignal, control: RunControl) => Promise<unknown>;
   onStart?: () => void;
   controller: AbortController;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
   cancelRequested: boolean;
   detachSignal?: () => void;
+  /** Whether it counts against its engine's limit now (running, not yielded). */
+  holdsSlot: boolean;
+  /** When it last started waiting (ms, the queue's clock): enqueue, or its latest yield; ageing counts from here. */
+  waitFrom: number;
+  /** Set while it has yielded and waits to go on. */
+  resume?: { resolve: () => void; reject: (e: unknown) => void };
 }
 
 function limitValue(engine: string, v: unknown): number {
@@ -203,7 +121,7 @@ export class JobQueue {
     if (!engine) throw new GenaiError("INVALID_ARGUMENT", "engine must be a non-empty string");
     const priority = optOneOf("priority", s.priority, PRIORITIES, DEFAULT_PRIORITY);
     const signal = optSignal("signal", s.signal);
-    const run = optFunction<(signal: AbortSignal) => Promise<T>>("run", s.run);
+    const run = optFunction<(signal: AbortSignal, control: RunControl) => Promise<T>>("run", s.run);
     if (!run) throw new GenaiError("INVALID_ARGUMENT", "run must be a function");
     const onStart = optFunction<() => void>("onStart", s.onStart);
 
@@ -228,6 +146,8 @@ export class JobQueue {
       resolve,
       reject,
       cancelRequested: false,
+      holdsSlot: false,
+      waitFrom: job.enqueuedAt,
     };
 
     if (signal?.aborted) {
@@ -250,6 +170,21 @@ export class JobQueue {
     return this.#running.size;
   }
 
+  /**
+   * Pending jobs of `engine` whose own priority (not aged) ranks above
+   * `priority`, in the order they are considered — none while the engine has
+   * a free slot (they start by themselves). What a running job of a lower
+   * priority checks before it yields.
+   * @throws GenaiError INVALID_ARGUMENT for an unknown priority
+   */
+  waitingAbove(engine: string, priority: Priority): QueuedJob<unknown>[] {
+    if ((this.#busy.get(engine) ?? 0) < this.#limitOf(engine)) return [];
+    const rank = LEVEL[optOneOf("priority", priority, PRIORITIES, DEFAULT_PRIORITY)];
+    return this.#ordered()
+      .filter((e) => e.job.engine === engine && LEVEL[e.job.priority] > rank)
+      .map((e) => e.job);
+  }
+
   /** Resolves when nothing is pending or running (at once if so now). Never rejects. */
   onIdle(): Promise<void> {
     if (this.#isIdle()) return Promise.resolve();
@@ -263,7 +198,7 @@ export class JobQueue {
   }
 
   #level(e: Entry, now: number): number {
-    return Math.min(TOP, LEVEL[e.job.priority] + Math.floor(Math.max(0, now - e.job.enqueuedAt) / this.#ageingMs));
+    return Math.min(TOP, LEVEL[e.job.priority] + Math.floor(Math.max(0, now - e.waitFrom) / this.#ageingMs));
   }
 
   /** Pending entries in the order they are considered. */
@@ -278,7 +213,17 @@ export class JobQueue {
   }
 
   #cancel(e: Entry, reason: string, cause?: unknown): void {
-    if (e.job.status === "pending") {
+    if (e.resume && !e.cancelRequested) {
+      // yielded: out of the pending jobs; its run is told and settles the job
+      const i = this.#pending.indexOf(e);
+      if (i >= 0) this.#pending.splice(i, 1);
+      e.cancelRequested = true;
+      const err = new GenaiError("ABORTED", reason, cause === undefined ? undefined : { cause });
+      e.controller.abort(err);
+      const { reject } = e.resume;
+      e.resume = undefined;
+      reject(err);
+    } else if (e.job.status === "pending" && !e.resume) {
       this.#pending.splice(this.#pending.indexOf(e), 1);
       this.#finishCancelled(e, reason, cause);
       this.#checkIdle();
@@ -319,7 +264,9 @@ export class JobQueue {
       this.#pending.splice(this.#pending.indexOf(e), 1);
       this.#running.add(e);
       this.#busy.set(engine, busy + 1);
-      this.#start(e);
+      e.holdsSlot = true;
+      if (e.resume) this.#resume(e);
+      else this.#start(e);
     }
   }
 
@@ -330,7 +277,7 @@ export class JobQueue {
     let p: Promise<unknown>;
     try {
       e.onStart?.();
-      p = Promise.resolve(e.run(e.controller.signal));
+      p = Promise.resolve(e.run(e.controller.signal, { yield: () => this.#yield(e) }));
     } catch (err) {
       p = Promise.reject(err);
     }
@@ -340,13 +287,41 @@ export class JobQueue {
     ).catch(() => undefined);
   }
 
+  #freeSlot(e: Entry): void {
+    this.#running.delete(e);
+    if (!e.holdsSlot) return;
+    e.holdsSlot = false;
+    const busy = (this.#busy.get(e.job.engine) ?? 1) - 1;
+    if (busy > 0) this.#busy.set(e.job.engine, busy);
+    else this.#busy.delete(e.job.engine);
+  }
+
+  #yield(e: Entry): Promise<void> {
+    if (e.cancelRequested) return Promise.reject(e.controller.signal.reason);
+    if (!e.holdsSlot || e.resume) return Promise.reject(new GenaiError("INVALID_ARGUMENT", "yield() was called while the job was not running"));
+    this.#freeSlot(e);
+    e.waitFrom = this.#now();
+    const p = new Promise<void>((resolve, reject) => (e.resume = { resolve, reject }));
+    this.#pending.push(e);
+    e.job.setStatus("pending");
+    this.#schedulePump();
+    return p;
+  }
+
+  #resume(e: Entry): void {
+    const resume = e.resume;
+    e.resume = undefined;
+    e.job.setStatus("running");
+    resume?.resolve();
+  }
+
   /** Frees the slot before settling the job's promise, so a caller that awaits it sees the queue already updated. */
   #settle(e: Entry, ok: boolean, value: unknown): void {
     const job = e.job;
-    this.#running.delete(e);
-    const busy = (this.#busy.get(job.engine) ?? 1) - 1;
-    if (busy > 0) this.#busy.set(job.engine, busy);
-    else this.#busy.delete(job.engine);
+    this.#freeSlot(e);
+    const i = this.#pending.indexOf(e); // a run that ended without awaiting its yield()
+    if (i >= 0) this.#pending.splice(i, 1);
+    e.resume = undefined;
     e.detachSignal?.();
     job.endedAt = this.#now();
     if (ok) {

@@ -2,7 +2,10 @@
  * The image job API (the seed app's, genai-electron): POST
  * /v1/images/generations answers 202 `{ id, status, createdAt }` at once and
  * the job runs as an orchestrator job ("background" priority unless the
- * request asks for more); GET /v1/images/generations/:id gives its status,
+ * request asks for more) that gives way between two images of its batch to a
+ * job of a higher priority waiting for it (runImageBatch: progress stage
+ * "preempted" and status "pending" while it waits, then the rest of the batch
+ * with its remaining seeds); GET /v1/images/generations/:id gives its status,
  * live progress (stage, step/steps, image index, percent, ETA) and, when done,
  * (img2img: `init_image` and `mask` as base64 PNG, `strength`)
  * the images as base64 PNG with their seeds; DELETE cancels it (409 once it
@@ -17,6 +20,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { PNG } from "pngjs";
 import { encodePng } from "../diffusion/png";
 import type { GeneratedImage, ImageGenerateOptions, RawImage } from "../diffusion/types";
+import { runImageBatch } from "../orchestrator/image-batch";
 import type { ManagedDiffusion } from "../orchestrator/managed-diffusion";
 import type { Priority } from "../orchestrator/priority";
 import type { QueuedJob } from "../orchestrator/queue";
@@ -124,19 +128,28 @@ export function registerImageRoutes(app: FastifyInstance, state: ServerState, im
       kind: "image",
       resource: model,
       priority: b.priority ?? "background",
-      run: async (signal) => {
-        const gen = model.model.generate({ ...options, signal });
-        gen.on("progress", (p) => {
-          if (holder.id === undefined) return;
-          registry.update(holder.id, { progress: p });
-          events.emit("progress", p);
+      run: async (signal, control) => {
+        const images: GeneratedImage[] = await runImageBatch(model, options, signal, control, {
+          onProgress: (p) => {
+            if (holder.id === undefined || registry.get(holder.id) === undefined) return;
+            registry.update(holder.id, { progress: p });
+            events.emit("progress", p);
+          },
+          onPreview: (e) => {
+            if (events.listenerCount("preview") === 0) return; // nobody watching: no PNG to encode
+            encodePng(e.image).then(
+              (png) =>
+                events.emit("preview", {
+                  image_index: e.imageIndex,
+                  step: e.step,
+                  width: e.image.width,
+                  height: e.image.height,
+                  b64_png: png.toString("base64"),
+                }),
+              () => undefined, // a preview that cannot be encoded is skipped
+            );
+          },
         });
-        gen.on("preview", async (e: { imageIndex: number; step: number; image: RawImage }) => {
-          if (events.listenerCount("preview") === 0) return; // nobody watching: no PNG to encode
-          const b64 = (await encodePng(e.image)).toString("base64");
-          events.emit("preview", { image_index: e.imageIndex, step: e.step, width: e.image.width, height: e.image.height, b64_png: b64 });
-        });
-        const images: GeneratedImage[] = await gen.done;
         return { images: images.map((i) => ({ b64_json: i.png?.toString("base64") ?? "", seed: i.seed, width: i.width, height: i.height })) };
       },
     });

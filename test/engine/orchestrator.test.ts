@@ -285,7 +285,7 @@ describe("Orchestrator eviction order and limits (test doubles)", () => {
     orch.dispose();
   });
 
-  it("never frees a resource of higher priority than the job, nor one in use: OUT_OF_MEMORY instead", async () => {
+  it("never frees a resource of higher priority than the job: OUT_OF_MEMORY instead (no waiting for it either)", async () => {
     const vip = new FakeResource("vip", 500, 0, { engine: "x", resident: true });
     const job = new FakeResource("job", 400, 0, { engine: "y" });
     const orch = new Orchestrator({ budgets: { CPU: 600 } });

@@ -98,6 +98,34 @@ describe("serve: the image job API", () => {
     expect(text).toContain('"status":"cancelled"');
   });
 
+  it("a background batch gives way between two images to an interactive image job, then finishes with its own seeds", async () => {
+    const before = fake.calls.length;
+    const { id } = (await (await post({ prompt: "a harbour", n: 4, size: "64x64", steps: 30, seed: 100 })).json()) as JobView;
+    const streamed = (async () => (await fetch(`${url}/v1/images/generations/${id}/events`)).text())();
+    await until(id, (v) => v.progress !== null && v.progress.stage === "diffusion" && v.progress.imageIndex === 0);
+    const r = await post({ prompt: "a quick sketch", n: 1, size: "64x64", steps: 3, seed: 7, priority: "interactive" });
+    const quickId = ((await r.json()) as JobView).id;
+    const quick = await until(quickId, (v) => v.status === "done");
+    expect(quick.result!.images.map((i) => i.seed)).toEqual([7]);
+    const done = await until(id, (v) => v.status === "done");
+    expect(done.result!.images.map((i) => i.seed)).toEqual([100, 101, 102, 103]);
+    expect(done.progress).toMatchObject({ imageCount: 4, percent: 100 });
+    // the engine saw: the batch, cut after image k (k ≥ 1), the interactive job, the batch's remaining images
+    const calls = fake.calls.slice(before).map((c) => `${c.seed}×${c.count}`);
+    expect(calls).toHaveLength(3);
+    expect(calls.slice(0, 2)).toEqual(["100×4", "7×1"]);
+    const k = Number(calls[2].split("×")[0]) - 100;
+    expect(k).toBeGreaterThanOrEqual(1);
+    expect(calls[2]).toBe(`${100 + k}×${4 - k}`);
+    // and its progress said so while it waited
+    const text = await streamed;
+    const waiting = [...text.matchAll(/^event: progress\ndata: (.*)$/gm)]
+      .map((m) => JSON.parse(m[1]) as { stage: string; imageIndex: number })
+      .find((p) => p.stage === "preempted");
+    expect(waiting).toMatchObject({ stage: "preempted", imageIndex: k, imageCount: 4 });
+    expect(text).toMatch(/event: end\ndata: .*"status":"done"/);
+  });
+
   it("preview: the events stream carries the sampling's preview images as PNGs", async () => {
     const { id } = (await (await post({ prompt: "a boat", n: 2, size: "64x64", steps: 20, preview: { interval_steps: 5 } })).json()) as JobView;
     const text = await (await fetch(`${url}/v1/images/generations/${id}/events`)).text();
