@@ -21,7 +21,7 @@ import { DiffusionModel } from "../diffusion/model";
 import type { ImageProgress } from "../diffusion/progress";
 import { LlamaModel } from "../llm/model";
 import { resolveModel } from "../models/resolver";
-import { initBackends, systemInfo } from "../system/index";
+import { connectRpcServers, initBackends, rpcServersFromEnv, systemInfo } from "../system/index";
 import { ProgressLine } from "./progress-line";
 
 const USAGE = `usage:
@@ -58,7 +58,12 @@ function num(name: string, v: string | undefined): number | undefined {
 
 async function info(json: boolean): Promise<void> {
   await initBackends();
+  // GENAI_NATIVE_RPC's servers, so that their devices are listed (a server that is down: said, not fatal)
+  const rpc = rpcServersFromEnv();
+  let rpcError = "";
+  if (rpc.length) await connectRpcServers(rpc).catch((e: Error) => (rpcError = e.message));
   const s = systemInfo();
+  if (rpcError) process.stderr.write(`genai-native: GENAI_NATIVE_RPC: ${rpcError}\n`);
   if (json) {
     process.stdout.write(JSON.stringify(s, null, 2) + "\n");
     return;

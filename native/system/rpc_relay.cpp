@@ -157,6 +157,9 @@ void CloseSocket(intptr_t s) {
 void SetNoDelay(intptr_t s) {
   int one = 1;
   setsockopt(static_cast<decltype(socket(0, 0, 0))>(s), IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&one), sizeof(one));
+#ifdef SO_NOSIGPIPE  // macOS: no MSG_NOSIGNAL; a write to a closed peer is an error, not SIGPIPE
+  setsockopt(static_cast<int>(s), SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+#endif
 }
 
 // Waits until `s` is readable (or writable); timeout_ms < 0: no limit. False on timeout or error.
