@@ -10,6 +10,7 @@ import { readGgufSummary } from "../models/metadata";
 import { defaultBudgets } from "./budget";
 import type { DeviceMemory } from "../llm/types";
 import { measureLlamaMemory } from "./estimate";
+import type { RpcTimeouts } from "../system/rpc";
 
 export interface FitOptions {
   /** Budget per device in bytes (default: free memory minus min(8 % of total, 1.6 GB)). */
@@ -20,6 +21,11 @@ export interface FitOptions {
   maxContextSize?: number;
   /** Batch size in tokens (default 512). */
   batchSize?: number;
+  /** Where the layers go, as the load's options of the same names (RPC servers' devices are fitted like local GPUs). */
+  device?: string;
+  rpcServers?: string[];
+  rpcTimeouts?: RpcTimeouts;
+  tensorSplit?: number[];
 }
 
 export interface FitResult {
@@ -44,7 +50,8 @@ export async function fitLlamaParams(path: string, options: FitOptions = {}): Pr
   let ctx = Math.max(minCtx, options.maxContextSize ?? summary.contextLength ?? 4096);
   const layers = summary.layerCount ?? 0;
   let gpuLayers = -1;
-  const measure = () => measureLlamaMemory(path, { gpuLayers, contextSize: ctx, batchSize: options.batchSize });
+  const { device, rpcServers, rpcTimeouts, tensorSplit } = options;
+  const measure = () => measureLlamaMemory(path, { gpuLayers, contextSize: ctx, batchSize: options.batchSize, device, rpcServers, rpcTimeouts, tensorSplit });
   const over = (mem: DeviceMemory[]) => mem.filter((d) => totalOf(d) > (budgets[d.device] ?? Infinity));
 
   let mem = await measure();

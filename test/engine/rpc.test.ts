@@ -6,7 +6,7 @@ import net from "node:net";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRpcServers, GenaiError, LlamaModel, rpcDevices, systemInfo } from "../../lib/index";
-import { ManagedLlama, measureLlamaMemory, Orchestrator } from "../../lib/orchestrator/index";
+import { fitLlamaParams, ManagedLlama, measureLlamaMemory, Orchestrator } from "../../lib/orchestrator/index";
 import { generateRandomLlamaModel, PRESETS } from "../../lib/tools";
 import { tempDir } from "../helpers";
 
@@ -138,6 +138,23 @@ describe("RPC devices: layers on two loopback rpc-servers", () => {
     } finally {
       await model.dispose();
     }
+  });
+
+  it("fitLlamaParams fits the servers' devices like GPUs: a small budget on one offloads fewer layers", async () => {
+    const opts = { device: "cpu", rpcServers: endpoints, tensorSplit: [1, 1], minContextSize: 256, maxContextSize: 256 };
+    const all = await fitLlamaParams(modelPath, { ...opts, budgets: { CPU: 1e12 } });
+    expect(all.gpuLayers).toBe(-1);
+    const [a] = rpcDevices()
+      .filter((d) => endpoints.includes(d.endpoint))
+      .map((d) => d.name);
+    const onA = all.memory.find((m) => m.device === a);
+    expect(onA?.model).toBeGreaterThan(0);
+    // room on the first server for about half of what it held
+    const tight = await fitLlamaParams(modelPath, { ...opts, budgets: { CPU: 1e12, [a]: Math.floor((onA!.model + onA!.context + onA!.compute) * 0.6) } });
+    expect(tight.gpuLayers).toBeGreaterThanOrEqual(0);
+    expect(tight.gpuLayers).toBeLessThan(PRESETS.tiny.layers);
+    const m = tight.memory.find((x) => x.device === a);
+    expect((m?.model ?? 0) + (m?.context ?? 0) + (m?.compute ?? 0)).toBeLessThanOrEqual(Math.floor((onA!.model + onA!.context + onA!.compute) * 0.6));
   });
 
   it("the orchestrator frees and restores a context whose layers live on the servers, conversation intact", async () => {
