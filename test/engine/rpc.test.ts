@@ -236,6 +236,62 @@ describe("RPC devices: layers on two loopback rpc-servers", () => {
     }
   });
 
+  it("GENAI_NATIVE_RPC is every load's default rpcServers; rpcServers: [] opts out", async () => {
+    process.env.GENAI_NATIVE_RPC = endpoints[0];
+    try {
+      const model = await LlamaModel.load(modelPath, { device: "cpu", gpuLayers: 2 });
+      const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+      const name = rpcDevices().find((d) => d.endpoint === endpoints[0])?.name;
+      expect(ctx.memory().find((m) => m.device === name)?.model).toBeGreaterThan(0);
+      await model.dispose();
+      const local = await LlamaModel.load(modelPath, { device: "cpu", gpuLayers: 2, rpcServers: [] });
+      const lctx = await local.createContext({ contextSize: 256, threads: 1 });
+      expect(lctx.memory().map((m) => m.device)).toEqual(["CPU"]);
+      await local.dispose();
+    } finally {
+      delete process.env.GENAI_NATIVE_RPC;
+    }
+  });
+
+  it("a server that answers malformed replies: BACKEND_ERROR naming what it sent, never ggml's abort", async () => {
+    // speaks the handshake (HELLO, DEVICE_COUNT: 1), then answers every other command with 3 bytes
+    const answers: Record<number, Buffer> = { 14: Buffer.from([7, 0, 0, 0, ...new Array(24).fill(0)]), 15: Buffer.from([1, 0, 0, 0]) };
+    const noAnswer = new Set([4, 5, 6, 10, 12, 16, 17]);
+    const bogus = net.createServer((sock) => {
+      let buf = Buffer.alloc(0);
+      sock.on("data", (d) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 9) {
+          const size = Number(buf.readBigUInt64LE(1));
+          if (buf.length < 9 + size) return;
+          const cmd = buf[0];
+          buf = buf.subarray(9 + size);
+          if (noAnswer.has(cmd)) continue;
+          const body = answers[cmd] ?? Buffer.from([1, 2, 3]);
+          const head = Buffer.alloc(8);
+          head.writeBigUInt64LE(BigInt(body.length));
+          sock.write(Buffer.concat([head, body]));
+        }
+      });
+      sock.on("error", () => {});
+    });
+    await new Promise<void>((r) => bogus.listen(0, "127.0.0.1", r));
+    const endpoint = `127.0.0.1:${(bogus.address() as net.AddressInfo).port}`;
+    try {
+      await expectCode(
+        LlamaModel.load(modelPath, { device: "cpu", rpcServers: [endpoint], gpuLayers: 2 }),
+        "BACKEND_ERROR",
+        /answered a command with 3 bytes where \d+ were due/,
+      );
+      // the process goes on: a local load still works
+      const local = await LlamaModel.load(modelPath, { device: "cpu" });
+      expect(await greedy(local)).toBe(localText);
+      await local.dispose();
+    } finally {
+      bogus.close();
+    }
+  });
+
   it("a wrong address fails fast with BACKEND_ERROR naming it; malformed ones are INVALID_ARGUMENT", async () => {
     const closed = await freePort();
     let t0 = performance.now();
