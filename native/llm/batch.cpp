@@ -22,7 +22,16 @@ void Step(ContextState& s, const std::vector<Generation*>& gens) {
   llama_batch& batch = s.batch;
   const int32_t n_batch = static_cast<int32_t>(llama_n_batch(s.ctx));
   int32_t n = 0;
-  for (Generation* g : gens)
+  // In ascending sequence order: with a KV cache per sequence (kv_unified off)
+  // llama.cpp puts into one micro-batch only sequences whose ids follow each
+  // other in batch order (llama-batch.cpp split_equal, sequential), so
+  // [2, 0, 3, 1] was two graph computes ({2, 3}, {0, 1}), each reading every
+  // weight: a 4-sequence step took 1.6x as long in the rounds where the
+  // generations had joined out of order.
+  std::vector<Generation*>& order = s.step_order;
+  order.assign(gens.begin(), gens.end());
+  std::sort(order.begin(), order.end(), [](const Generation* a, const Generation* b) { return a->seq() < b->seq(); });
+  for (Generation* g : order)
     if (g->Fill(batch, n, n_batch - n)) in.push_back(g);
   // a media chunk (an image's embeddings) is a decode of its own, alone on the context
   for (Generation* g : gens) {

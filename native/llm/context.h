@@ -50,8 +50,8 @@ struct ContextState {
   std::condition_variable batch_cv;
   std::vector<Generation*> active;
   bool driving = false;
-  llama_batch batch{};                          // n_batch tokens, used by the driving thread only
-  std::vector<Generation*> step_gens, step_in;  // the driving thread's scratch (no allocation per token)
+  llama_batch batch{};                                      // n_batch tokens, used by the driving thread only
+  std::vector<Generation*> step_gens, step_in, step_order;  // the driving thread's scratch (no allocation per token)
 
   int32_t sequences() const { return static_cast<int32_t>(kv_tokens.size()); }
   ~ContextState();

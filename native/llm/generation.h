@@ -58,6 +58,7 @@ class Generation {
   // Its next prompt item is a media chunk (Fill added nothing): EvalMedia
   // encodes and decodes it, alone, in this step. Never throws.
   bool NeedsMedia() const { return media_step_; }
+  int32_t seq() const { return seq_; }
   void EvalMedia();
 
   bool begun() const { return begun_; }
