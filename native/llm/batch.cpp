@@ -51,9 +51,12 @@ void Step(ContextState& s, const std::vector<Generation*>& gens) {
   const auto t0 = Clock::now();
   int32_t rc = 0;
   try {
+    std::unique_lock<std::mutex> vulkan;
+    if (s.model->on_vulkan) vulkan = std::unique_lock<std::mutex>(VulkanDecodeLock());
     rc = llama_decode(s.ctx, batch);
     // a GPU backend computes asynchronously: the step is done when the device is
     if (rc == 0) llama_synchronize(s.ctx);
+    if (vulkan.owns_lock()) vulkan.unlock();
     // an RPC server that went away answered nothing real: this step's logits are not the model's
     CheckRpcLinks(s.model->rpc_links);
   } catch (...) {

@@ -250,7 +250,13 @@ Napi::Value ContextHandle::Embed(const Napi::CallbackInfo& info) {
           batch.logits[i] = true;
         }
         batch.n_tokens = static_cast<int32_t>(tokens.size());
-        int32_t rc = llama_decode(s->ctx, batch);
+        int32_t rc;
+        {
+          std::unique_lock<std::mutex> vulkan;
+          if (s->model->on_vulkan) vulkan = std::unique_lock<std::mutex>(VulkanDecodeLock());
+          rc = llama_decode(s->ctx, batch);
+          if (rc == 0) llama_synchronize(s->ctx);
+        }
         llama_batch_free(batch);
         CheckRpcLinks(s->model->rpc_links);
         if (rc != 0) throw CodedError(code::BACKEND_ERROR, "llama_decode failed with " + std::to_string(rc));
