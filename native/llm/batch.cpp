@@ -22,16 +22,7 @@ void Step(ContextState& s, const std::vector<Generation*>& gens) {
   llama_batch& batch = s.batch;
   const int32_t n_batch = static_cast<int32_t>(llama_n_batch(s.ctx));
   int32_t n = 0;
-  // In ascending sequence order: with a KV cache per sequence (kv_unified off)
-  // llama.cpp puts into one micro-batch only sequences whose ids follow each
-  // other in batch order (llama-batch.cpp split_equal, sequential), so
-  // [2, 0, 3, 1] was two graph computes ({2, 3}, {0, 1}), each reading every
-  // weight: a 4-sequence step took 1.6x as long in the rounds where the
-  // generations had joined out of order.
-  std::vector<Generation*>& order = s.step_order;
-  order.assign(gens.begin(), gens.end());
-  std::sort(order.begin(), order.end(), [](const Generation* a, const Generation* b) { return a->seq() < b->seq(); });
-  for (Generation* g : order)
+  for (Generation* g : gens)  // in ascending sequence order (s.active is kept so: RunGeneration)
     if (g->Fill(batch, n, n_batch - n)) in.push_back(g);
   // a media chunk (an image's embeddings) is a decode of its own, alone on the context
   for (Generation* g : gens) {
@@ -51,14 +42,7 @@ void Step(ContextState& s, const std::vector<Generation*>& gens) {
   const auto t0 = Clock::now();
   int32_t rc = 0;
   try {
-    std::unique_lock<std::mutex> vulkan;
-    if (s.model->on_vulkan) vulkan = std::unique_lock<std::mutex>(VulkanDecodeLock());
-    rc = llama_decode(s.ctx, batch);
-    // a GPU backend computes asynchronously: the step is done when the device is
-    if (rc == 0) llama_synchronize(s.ctx);
-    if (vulkan.owns_lock()) vulkan.unlock();
-    // an RPC server that went away answered nothing real: this step's logits are not the model's
-    CheckRpcLinks(s.model->rpc_links);
+    rc = DecodeAndWait(s, batch);
   } catch (...) {
     s.active_cancel = nullptr;
     t_quiet_when_cancelled = nullptr;
@@ -76,7 +60,13 @@ void Step(ContextState& s, const std::vector<Generation*>& gens) {
 GenerateResult RunGeneration(ContextState& s, int32_t seq, const GenerateParams& p, CancelFlag& cancel, const std::function<bool(std::string)>& emit) {
   Generation g(s, seq, p, cancel, emit);
   std::unique_lock<std::mutex> lock(s.batch_mu);
-  s.active.push_back(&g);
+  // s.active in ascending sequence order, so each step's batch is: with a KV
+  // cache per sequence (kv_unified off) llama.cpp puts into one micro-batch
+  // only sequences whose ids follow each other in batch order (llama-batch.cpp
+  // split_equal, sequential), and generations that had joined as [2, 0, 3, 1]
+  // cost two graph computes per step ({2, 3}, {0, 1}), each reading every
+  // weight: 1.6x the step time in the rounds where they joined out of order.
+  s.active.insert(std::upper_bound(s.active.begin(), s.active.end(), &g, [](const Generation* a, const Generation* b) { return a->seq() < b->seq(); }), &g);
   while (!g.retired) {
     if (s.driving) {
       s.batch_cv.wait(lock);

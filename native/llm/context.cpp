@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -111,6 +112,19 @@ bool AbortCallback(void* data) {
 }
 
 }  // namespace
+
+int32_t DecodeAndWait(ContextState& s, llama_batch& batch) {
+  int32_t rc;
+  {
+    std::unique_lock<std::mutex> vulkan;
+    if (s.model->on_vulkan) vulkan = std::unique_lock<std::mutex>(VulkanDecodeLock());
+    rc = llama_decode(s.ctx, batch);
+    // a GPU backend computes asynchronously: the step is done when the device is
+    if (rc == 0) llama_synchronize(s.ctx);
+  }
+  CheckRpcLinks(s.model->rpc_links);
+  return rc;
+}
 
 llama_flash_attn_type FlashAttnField(Napi::Env env, const Napi::Object& o) {
   std::string fa = StringField(o, "flashAttention");
@@ -251,14 +265,13 @@ Napi::Value ContextHandle::Embed(const Napi::CallbackInfo& info) {
         }
         batch.n_tokens = static_cast<int32_t>(tokens.size());
         int32_t rc;
-        {
-          std::unique_lock<std::mutex> vulkan;
-          if (s->model->on_vulkan) vulkan = std::unique_lock<std::mutex>(VulkanDecodeLock());
-          rc = llama_decode(s->ctx, batch);
-          if (rc == 0) llama_synchronize(s->ctx);
+        try {
+          rc = DecodeAndWait(*s, batch);
+        } catch (...) {
+          llama_batch_free(batch);
+          throw;
         }
         llama_batch_free(batch);
-        CheckRpcLinks(s->model->rpc_links);
         if (rc != 0) throw CodedError(code::BACKEND_ERROR, "llama_decode failed with " + std::to_string(rc));
         int n_embd = llama_model_n_embd_out(s->model->model);
         std::vector<float> out(static_cast<size_t>(n_embd), 0.0f);

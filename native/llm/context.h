@@ -50,8 +50,8 @@ struct ContextState {
   std::condition_variable batch_cv;
   std::vector<Generation*> active;
   bool driving = false;
-  llama_batch batch{};                                      // n_batch tokens, used by the driving thread only
-  std::vector<Generation*> step_gens, step_in, step_order;  // the driving thread's scratch (no allocation per token)
+  llama_batch batch{};                          // n_batch tokens, used by the driving thread only
+  std::vector<Generation*> step_gens, step_in;  // the driving thread's scratch (no allocation per token)
 
   int32_t sequences() const { return static_cast<int32_t>(kv_tokens.size()); }
   ~ContextState();
@@ -74,6 +74,13 @@ class BusyGuard {
 
 // The "flashAttention" field ("auto" | "on" | "off") as llama.cpp's type. Throws INVALID_ARGUMENT.
 llama_flash_attn_type FlashAttnField(Napi::Env env, const Napi::Object& o);
+
+// llama_decode of `batch` on s's context and the wait for the device, the one
+// way every decode runs: under VulkanDecodeLock() for a model on a Vulkan
+// device (llm/model.h), then CheckRpcLinks for a model with layers on RPC
+// servers (a server that went away answered nothing real: BACKEND_ERROR).
+// Returns llama_decode's code; throws CodedError.
+int32_t DecodeAndWait(ContextState& s, llama_batch& batch);
 
 // A sequence index from JS: an integer in [0, sequences). Throws INVALID_ARGUMENT.
 int32_t SequenceArg(Napi::Env env, Napi::Value v, const ContextState& s);
