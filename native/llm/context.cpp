@@ -119,8 +119,12 @@ int32_t DecodeAndWait(ContextState& s, llama_batch& batch) {
     std::unique_lock<std::mutex> vulkan;
     if (s.model->on_vulkan) vulkan = std::unique_lock<std::mutex>(VulkanDecodeLock());
     rc = llama_decode(s.ctx, batch);
-    // a GPU backend computes asynchronously: the step is done when the device is
-    if (rc == 0) llama_synchronize(s.ctx);
+    // A GPU backend computes asynchronously: the step is done when the device
+    // is. Also after a failed or aborted decode: llama.cpp returns 2 as soon as
+    // the CPU backend sees the abort callback, while the Vulkan/CUDA splits it
+    // already submitted are still running; the next decode would then reuse
+    // their command buffers in flight (lavapipe freed them twice and aborted).
+    llama_synchronize(s.ctx);
   }
   CheckRpcLinks(s.model->rpc_links);
   return rc;
