@@ -70,6 +70,7 @@ export {
 } from "./sd/shape";
 export { sd1TensorPlan, sdParameterCount } from "./sd/plan";
 export { generateRandomSd15Model, randomSd15ModelBytes, type GenerateSdOptions, type GenerateSdResult } from "./sd/generate";
+export { generateRandomSdLora, sdLoraTensors, type SdLoraOptions, type SdLoraTarget } from "./sd/lora";
 export { runCli as runGenSdModelCli } from "./gen-sd-model";
 
 // ESRGAN upscalers
