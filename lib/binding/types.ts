@@ -251,6 +251,12 @@ export interface DiffusionLoadParams {
   clipL: string;
   clipG: string;
   t5xxl: string;
+  /** sd_ctx_params_t.llm_path, llm_vision_path, clip_vision_path, control_net_path, photo_maker_path ("" = none). */
+  llm: string;
+  llmVision: string;
+  clipVision: string;
+  controlNet: string;
+  photoMaker: string;
   taesd: string;
   /** "" = the file's own types. */
   weightType: string;
@@ -273,7 +279,7 @@ export type DiffusionGenerateParams = EngineGenerateParams;
 
 /** native/diffusion/diffusion.cpp DiffusionHandle (only in builds with the diffusion engine). */
 export interface DiffusionHandle {
-  info(): { samplers: string[]; schedulers: string[]; defaultSampler: string; imageGeneration: boolean };
+  info(): { samplers: string[]; schedulers: string[]; defaultSampler: string; imageGeneration: boolean; controlNet: boolean };
   generate(params: DiffusionGenerateParams, onEvent: (e: Record<string, unknown>) => void, cancel: CancelToken): Promise<(NativeImage & { data: Buffer })[]>;
   cancel(mode: "all" | "newLatents"): void;
   dispose(): void;

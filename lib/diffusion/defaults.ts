@@ -24,13 +24,28 @@ export const SIDE_MULTIPLE = 64;
  */
 export const MAX_PROMPT_CHARS = 4096;
 
+/** At most this many reference images per generation (ImageGenerateOptions.refImages). */
+export const MAX_REF_IMAGES = 16;
+
+/**
+ * Largest aspect ratio (long side / short side) of a reference image.
+ * stable-diffusion.cpp scales each to about the job's pixel count with sides
+ * rounded to multiples of 16 (32 for Qwen-Image); a thinner image would round
+ * a side to 0 pixels.
+ */
+export const MAX_REF_ASPECT = 8;
+
+/** Largest flowShift (sd.cpp's own defaults are 1..12). */
+export const MAX_FLOW_SHIFT = 100;
+
 /** Largest upscaled side in pixels (also enforced in C++). */
 export const MAX_UPSCALED_SIDE = 16384;
 
 /**
  * Generation defaults: 512×512 (SD1.x's training size), 20 steps, CFG 7,
  * euler_a with the discrete scheduler (sd-cli's defaults), img2img strength
- * 0.75 (sd-cli's), one image.
+ * 0.75 (sd-cli's), one image, LoRA scale 1, ControlNet strength 0.9
+ * (sd-cli's and sd_img_gen_params_init()'s).
  */
 export const IMAGE_DEFAULTS: Readonly<{
   width: number;
@@ -41,7 +56,8 @@ export const IMAGE_DEFAULTS: Readonly<{
   scheduler: string;
   count: number;
   strength: number;
-  loraMultiplier: number;
+  loraScale: number;
+  controlStrength: number;
   previewMode: "proj" | "tae" | "vae";
   previewIntervalSteps: number;
 }> = Object.freeze({
@@ -53,7 +69,8 @@ export const IMAGE_DEFAULTS: Readonly<{
   scheduler: "discrete",
   count: 1,
   strength: 0.75,
-  loraMultiplier: 1,
+  loraScale: 1,
+  controlStrength: 0.9,
   previewMode: "proj",
   previewIntervalSteps: 1,
 });
@@ -69,7 +86,20 @@ export const DIFFUSION_LOAD_DEFAULTS: Readonly<Record<"flashAttention" | "vaeTil
   });
 
 /** The load options that name files, in DiffusionLoadOptions. */
-export const DIFFUSION_FILE_OPTIONS = Object.freeze(["model", "diffusionModel", "vae", "clipL", "clipG", "t5xxl", "taesd"] as const);
+export const DIFFUSION_FILE_OPTIONS = Object.freeze([
+  "model",
+  "diffusionModel",
+  "vae",
+  "clipL",
+  "clipG",
+  "t5xxl",
+  "llm",
+  "llmVision",
+  "clipVision",
+  "controlNet",
+  "photoMaker",
+  "taesd",
+] as const);
 
 /** Upscaler defaults: images with a side over 128 pixels are upscaled in 128-pixel tiles. */
 export const UPSCALER_DEFAULTS: Readonly<{ tileSize: number }> = Object.freeze({ tileSize: 128 });

@@ -3,7 +3,7 @@
  * native stable-diffusion.cpp adapter implements, and that tests implement
  * with doubles. The job layer (job.ts, model.ts) depends only on this.
  */
-import type { DiffusionLoadOptions, LoraSpec, RawImage } from "./types";
+import type { DiffusionLoadOptions, RawImage } from "./types";
 
 export type { DiffusionLoadOptions, LoraSpec, RawImage } from "./types";
 
@@ -31,6 +31,8 @@ export interface EngineGenerateParams {
   cfgScale: number;
   /** Distilled guidance (Flux-style models), when set. */
   guidance?: number;
+  /** Flow-matching timestep shift (> 0), when set; absent: the model family's default. */
+  flowShift?: number;
   sampler: string;
   scheduler: string;
   /** Seed of the first image; image i uses seed + i. */
@@ -43,8 +45,13 @@ export interface EngineGenerateParams {
   initImage?: RawImage;
   /** Inpainting mask (white = repaint), same size as the init image. */
   mask?: RawImage;
-  /** LoRA files with their multipliers (filled in). */
-  loras: Required<LoraSpec>[];
+  /** LoRA files with their scales (filled in). */
+  loras: { path: string; scale: number }[];
+  /** ControlNet conditioning image (the job's size) and its strength (set together). */
+  controlImage?: RawImage;
+  controlStrength?: number;
+  /** Reference images of the edit models (possibly none). */
+  refImages: RawImage[];
   /** Preview every `intervalSteps` steps, decoded with `mode` ("proj" fast projection, "tae" tiny VAE, "vae" full VAE). */
   preview?: { mode: "proj" | "tae" | "vae"; intervalSteps: number };
 }
@@ -65,6 +72,8 @@ export interface EngineModel {
   readonly samplers: readonly string[];
   /** Scheduler names the engine accepts, e.g. "karras". */
   readonly schedulers: readonly string[];
+  /** True when a ControlNet was loaded with the model (controlImage needs one). */
+  readonly controlNet?: boolean;
   /** Bytes this model holds per device once loaded. */
   readonly memoryBytes: Record<string, number>;
   /**

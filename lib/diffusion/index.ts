@@ -1,7 +1,19 @@
 export { DiffusionModel } from "./model";
 export { ImageJob } from "./job";
 export { resolveGenerateParams } from "./params";
-export { IMAGE_DEFAULTS, DIFFUSION_LOAD_DEFAULTS, UPSCALER_DEFAULTS, MIN_SIDE, MAX_SIDE, MAX_UPSCALED_SIDE, MAX_PROMPT_CHARS, SIDE_MULTIPLE } from "./defaults";
+export {
+  IMAGE_DEFAULTS,
+  DIFFUSION_LOAD_DEFAULTS,
+  UPSCALER_DEFAULTS,
+  MIN_SIDE,
+  MAX_SIDE,
+  MAX_UPSCALED_SIDE,
+  MAX_PROMPT_CHARS,
+  SIDE_MULTIPLE,
+  MAX_REF_IMAGES,
+  MAX_REF_ASPECT,
+  MAX_FLOW_SHIFT,
+} from "./defaults";
 export { ProgressTracker } from "./progress";
 export { encodePng } from "./png";
 export { nativeDiffusionEngine, ENGINE_HOWTO } from "./native-engine";

@@ -9,6 +9,11 @@ export const DIFFUSION_LOAD_KEYS = optionKeys<DiffusionLoadOptions & { onProgres
   "clipL",
   "clipG",
   "t5xxl",
+  "llm",
+  "llmVision",
+  "clipVision",
+  "controlNet",
+  "photoMaker",
   "taesd",
   "weightType",
   "threads",
@@ -29,6 +34,7 @@ export const IMAGE_KEYS = optionKeys<ImageGenerateOptions>()(
   "steps",
   "cfgScale",
   "guidance",
+  "flowShift",
   "sampler",
   "scheduler",
   "seed",
@@ -38,6 +44,9 @@ export const IMAGE_KEYS = optionKeys<ImageGenerateOptions>()(
   "initImage",
   "mask",
   "loras",
+  "controlImage",
+  "controlStrength",
+  "refImages",
   "preview",
   "output",
   "pngMetadata",
@@ -45,6 +54,6 @@ export const IMAGE_KEYS = optionKeys<ImageGenerateOptions>()(
   "signal",
 );
 export const PREVIEW_KEYS = optionKeys<PreviewOptions>()("mode", "intervalSteps");
-export const LORA_KEYS = optionKeys<LoraSpec>()("path", "multiplier");
+export const LORA_KEYS = optionKeys<LoraSpec>()("path", "scale", "multiplier");
 export const UPSCALER_LOAD_KEYS = optionKeys<UpscalerLoadOptions>()("model", "threads", "tileSize", "device", "signal");
 export const UPSCALE_KEYS = optionKeys<UpscaleOptions>()("output", "signal");

@@ -34,6 +34,11 @@ function loadParams(o: DiffusionLoadOptions, device: string): DiffusionLoadParam
     clipL: o.clipL ?? "",
     clipG: o.clipG ?? "",
     t5xxl: o.t5xxl ?? "",
+    llm: o.llm ?? "",
+    llmVision: o.llmVision ?? "",
+    clipVision: o.clipVision ?? "",
+    controlNet: o.controlNet ?? "",
+    photoMaker: o.photoMaker ?? "",
     taesd: o.taesd ?? "",
     weightType: o.weightType ?? "",
     threads: o.threads,
@@ -56,6 +61,7 @@ async function load(addon: Addon, options: DiffusionLoadOptions, onProgress: (f:
   return {
     samplers: info.samplers,
     schedulers: info.schedulers,
+    controlNet: info.controlNet,
     memoryBytes: { [where]: bytes }, // the files' bytes, on the device sd.cpp computes on
     async generate(params, onEvent, cancelToken) {
       const token = new addon.CancelToken();

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import { GenaiError } from "../errors";
 import { optInt, optNumber, optOneOf, optString, options, requireString } from "../util/validate";
 import { IMAGE_KEYS, LORA_KEYS, PREVIEW_KEYS } from "./keys";
-import { IMAGE_DEFAULTS, MAX_PROMPT_CHARS, MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE } from "./defaults";
+import { IMAGE_DEFAULTS, MAX_FLOW_SHIFT, MAX_PROMPT_CHARS, MAX_REF_ASPECT, MAX_REF_IMAGES, MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE } from "./defaults";
 
 function promptText(name: string, text: string): string {
   if (text.length > MAX_PROMPT_CHARS)
@@ -12,7 +12,7 @@ function promptText(name: string, text: string): string {
   return text;
 }
 import type { EngineGenerateParams, EngineModel } from "./engine";
-import type { ImageGenerateOptions, PreviewOptions, RawImage } from "./types";
+import type { ImageGenerateOptions, LoraSpec, PreviewOptions, RawImage } from "./types";
 
 /**
  * Raw pixels { data, width, height, channels } with one of `channels` and data
@@ -35,8 +35,8 @@ function checkImage(name: string, img: unknown, width: number, height: number, c
   return checkRawImage(name, img, channels, { width, height });
 }
 
-/** Validates options against the model's samplers/schedulers; fills defaults. @throws GenaiError INVALID_ARGUMENT */
-export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<EngineModel, "samplers" | "schedulers">): EngineGenerateParams {
+/** Validates options against the model's samplers/schedulers (and ControlNet); fills defaults. @throws GenaiError INVALID_ARGUMENT, MODEL_NOT_FOUND (a LoRA file) */
+export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<EngineModel, "samplers" | "schedulers" | "controlNet">): EngineGenerateParams {
   const opts = options("options", o, IMAGE_KEYS) as unknown as ImageGenerateOptions;
   const d = IMAGE_DEFAULTS;
   const side = (name: string, v: unknown) => {
@@ -57,15 +57,11 @@ export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<Engin
   const initImage = opts.initImage === undefined ? undefined : checkImage("initImage", opts.initImage, width, height, [3, 4]);
   const mask = opts.mask === undefined ? undefined : checkImage("mask", opts.mask, width, height, [1, 3, 4]);
   if (mask && !initImage) throw new GenaiError("INVALID_ARGUMENT", "mask needs an initImage");
-  const loras = opts.loras ?? [];
-  if (!Array.isArray(loras)) throw new GenaiError("INVALID_ARGUMENT", "loras must be an array");
-  for (const [i, l] of loras.entries()) {
-    options(`loras[${i}]`, l, LORA_KEYS);
-    requireString(`loras[${i}].path`, l.path);
-    // sd.cpp skips a LoRA it cannot open and generates without it
-    if (!fs.existsSync(l.path)) throw new GenaiError("MODEL_NOT_FOUND", `LoRA file not found: ${l.path}`);
-    optNumber(`loras[${i}].multiplier`, l.multiplier, d.loraMultiplier, -10, 10);
-  }
+  const controlImage = opts.controlImage === undefined ? undefined : checkImage("controlImage", opts.controlImage, width, height, [3, 4]);
+  if (controlImage && !model.controlNet) throw new GenaiError("INVALID_ARGUMENT", "controlImage needs a model loaded with a controlNet");
+  const controlStrength = optNumber("controlStrength", opts.controlStrength, d.controlStrength, 0, 1);
+  const flowShift = opts.flowShift === undefined ? undefined : optNumber("flowShift", opts.flowShift, 0, 0, MAX_FLOW_SHIFT);
+  if (flowShift === 0) throw new GenaiError("INVALID_ARGUMENT", "flowShift must be greater than 0");
   const preview = opts.preview === undefined ? undefined : (options("preview", opts.preview, PREVIEW_KEYS) as PreviewOptions);
   return {
     prompt: promptText("prompt", requireString("prompt", opts.prompt)),
@@ -75,6 +71,7 @@ export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<Engin
     steps: optInt("steps", opts.steps, d.steps, 1, 1000),
     cfgScale: optNumber("cfgScale", opts.cfgScale, d.cfgScale, 0, 100),
     guidance: opts.guidance === undefined ? undefined : optNumber("guidance", opts.guidance, 0, 0, 100),
+    flowShift,
     sampler,
     scheduler,
     seed: seedIn === -1 ? randomInt(0, 2 ** 31) : seedIn,
@@ -83,7 +80,10 @@ export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<Engin
     strength: initImage ? optNumber("strength", opts.strength, d.strength, 0, 1) : undefined,
     initImage,
     mask,
-    loras: loras.map((l) => ({ path: l.path, multiplier: l.multiplier ?? d.loraMultiplier })),
+    loras: resolveLoras(opts.loras),
+    controlImage,
+    controlStrength: controlImage ? controlStrength : undefined,
+    refImages: resolveRefImages(opts.refImages),
     preview: preview
       ? {
           mode: optOneOf("preview.mode", preview.mode, ["proj", "tae", "vae"] as const, d.previewMode),
@@ -91,4 +91,40 @@ export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<Engin
         }
       : undefined,
   };
+}
+
+/** loras → [{ path, scale }], each file present. @throws GenaiError INVALID_ARGUMENT, MODEL_NOT_FOUND */
+function resolveLoras(loras: unknown): { path: string; scale: number }[] {
+  if (loras === undefined) return [];
+  if (!Array.isArray(loras)) throw new GenaiError("INVALID_ARGUMENT", "loras must be an array of { path, scale }");
+  return loras.map((spec, i) => {
+    const l = options(`loras[${i}]`, spec, LORA_KEYS) as unknown as LoraSpec;
+    const path = requireString(`loras[${i}].path`, l.path);
+    if (l.scale !== undefined && l.multiplier !== undefined)
+      throw new GenaiError("INVALID_ARGUMENT", `loras[${i}]: give scale or multiplier (its former name), not both`);
+    const scale =
+      l.multiplier !== undefined
+        ? optNumber(`loras[${i}].multiplier`, l.multiplier, 1, -10, 10)
+        : optNumber(`loras[${i}].scale`, l.scale, IMAGE_DEFAULTS.loraScale, -10, 10);
+    // sd.cpp skips a LoRA it cannot open and generates without it
+    if (!fs.existsSync(path)) throw new GenaiError("MODEL_NOT_FOUND", `LoRA file not found: ${path}`);
+    return { path, scale };
+  });
+}
+
+/** refImages → checked images (sides, aspect ratio, channels, count). @throws GenaiError INVALID_ARGUMENT */
+function resolveRefImages(refs: unknown): RawImage[] {
+  if (refs === undefined) return [];
+  if (!Array.isArray(refs)) throw new GenaiError("INVALID_ARGUMENT", "refImages must be an array of images");
+  if (refs.length > MAX_REF_IMAGES) throw new GenaiError("INVALID_ARGUMENT", `refImages has ${refs.length} images; at most ${MAX_REF_IMAGES} (MAX_REF_IMAGES)`);
+  return refs.map((r, i) => {
+    const name = `refImages[${i}]`;
+    const img = checkRawImage(name, r, [3, 4]);
+    for (const side of [img.width, img.height])
+      if (!Number.isInteger(side) || side < MIN_SIDE || side > MAX_SIDE)
+        throw new GenaiError("INVALID_ARGUMENT", `${name} is ${img.width}×${img.height}; sides must be in [${MIN_SIDE}, ${MAX_SIDE}]`);
+    if (Math.max(img.width, img.height) > MAX_REF_ASPECT * Math.min(img.width, img.height))
+      throw new GenaiError("INVALID_ARGUMENT", `${name} is ${img.width}×${img.height}; the aspect ratio may be at most ${MAX_REF_ASPECT}:1 (MAX_REF_ASPECT)`);
+    return img;
+  });
 }

@@ -13,22 +13,55 @@ export interface RawImage {
   channels: 1 | 3 | 4;
 }
 
+/** A LoRA applied to one generation (ImageGenerateOptions.loras). */
 export interface LoraSpec {
-  /** LoRA file path. */
+  /** LoRA file (safetensors or GGUF, kohya / diffusers / LDM tensor names); a missing file is MODEL_NOT_FOUND. */
   path: string;
-  /** Strength multiplier (default 1). */
+  /** Strength, -10..10 (default IMAGE_DEFAULTS.loraScale = 1; 0 = as without it). */
+  scale?: number;
+  /** @deprecated the former name of `scale` (give one of the two). */
   multiplier?: number;
 }
 
+/**
+ * A diffusion model's files. Which parts a family needs:
+ *  - SD1.x / SD2.x / SDXL: `model` (one checkpoint), or `diffusionModel` +
+ *    `clipL` (+ `clipG` for SDXL) + `vae`;
+ *  - SD3: `diffusionModel` (or `model`) + `clipL` + `clipG` + `t5xxl` (+ `vae`);
+ *  - Flux 1 (dev, schnell, Kontext): `diffusionModel` + `clipL` + `t5xxl` + `vae`;
+ *  - Flux 2 klein, Z-Image, Qwen-Image (and -Edit): `diffusionModel` + `llm` + `vae`.
+ * Every file given is checked before stable-diffusion.cpp opens it: a missing
+ * one is MODEL_NOT_FOUND, a truncated GGUF/safetensors file INVALID_MODEL.
+ */
 export interface DiffusionLoadOptions {
   /** A single-file checkpoint (SD1.x, SD2.x, SDXL, …). */
   model?: string;
   /** Or the parts: diffusion model (UNet/DiT) + VAE + text encoders. */
   diffusionModel?: string;
   vae?: string;
+  /** CLIP ViT-L text encoder (SD3, Flux 1, split SD1/SDXL checkpoints). */
   clipL?: string;
+  /** OpenCLIP ViT-bigG text encoder (SDXL, SD3). */
   clipG?: string;
+  /** T5-XXL text encoder (SD3, Flux 1). */
   t5xxl?: string;
+  /**
+   * The LLM text encoder of the newer families, a separate file: Qwen3 for
+   * Flux 2 klein and Z-Image, Qwen2.5-VL for Qwen-Image (sd.cpp's --llm).
+   */
+  llm?: string;
+  /** The vision tower of a vision-language `llm` (Qwen2.5-VL's for Qwen-Image-Edit's reference images; sd.cpp's --llm_vision). */
+  llmVision?: string;
+  /** CLIP vision encoder (sd.cpp's --clip_vision: image conditioning of IP-Adapter and Wan image-to-video, which this API does not drive yet). */
+  clipVision?: string;
+  /** A ControlNet matching the base model (SD1.x / SDXL); needed for ImageGenerateOptions.controlImage. */
+  controlNet?: string;
+  /**
+   * PhotoMaker (v1/v2) weights for SDXL identity customization (sd.cpp's
+   * --photo-maker). The identity images are not part of this API yet, so
+   * loading them changes no generation.
+   */
+  photoMaker?: string;
   /** Tiny autoencoder for fast previews/decoding. */
   taesd?: string;
   /** Weight type to convert to at load, e.g. "f16", "q8_0" (default: as stored). */
@@ -61,7 +94,16 @@ export interface ImageGenerateOptions {
   steps?: number;
   /** CFG scale, 0..100 (default IMAGE_DEFAULTS.cfgScale). */
   cfgScale?: number;
+  /**
+   * Distilled guidance, 0..100, of the guidance-distilled models (Flux 1 dev,
+   * Flux Kontext: sd.cpp's --guidance; ignored by the others). Default: sd.cpp's (3.5).
+   */
   guidance?: number;
+  /**
+   * The flow-matching models' timestep shift, > 0 up to 100 (SD3, Flux,
+   * Z-Image, Qwen-Image; sd.cpp's --flow-shift). Default: the model family's own.
+   */
+  flowShift?: number;
   /** One of model.samplers (default IMAGE_DEFAULTS.sampler). */
   sampler?: string;
   /** One of model.schedulers (default IMAGE_DEFAULTS.scheduler). */
@@ -75,7 +117,23 @@ export interface ImageGenerateOptions {
   strength?: number;
   initImage?: RawImage;
   mask?: RawImage;
+  /** LoRAs applied to this generation only (the model is as loaded again afterwards). */
   loras?: LoraSpec[];
+  /**
+   * ControlNet conditioning image (an edge map, depth map, pose …), the job's
+   * width × height, 3 or 4 channels (alpha is dropped). Needs a model loaded
+   * with `controlNet` (INVALID_ARGUMENT otherwise).
+   */
+  controlImage?: RawImage;
+  /** How strongly the ControlNet steers, 0..1 (default IMAGE_DEFAULTS.controlStrength = 0.9; used with a controlImage). */
+  controlStrength?: number;
+  /**
+   * Reference images for the edit models (Flux Kontext, Qwen-Image-Edit,
+   * Flux 2): up to MAX_REF_IMAGES, any size with sides in [MIN_SIDE, MAX_SIDE]
+   * and an aspect ratio up to MAX_REF_ASPECT, 3 or 4 channels; sd.cpp scales
+   * them for its VAE. Other models ignore them.
+   */
+  refImages?: RawImage[];
   /** Preview images as "preview" events every intervalSteps steps. */
   preview?: PreviewOptions;
   /** "png" (default), "raw" pixels, or "both". */

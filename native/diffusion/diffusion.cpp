@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "diffusion/gen_request.h"
 #include "diffusion/sd_ops.h"
 #include "system/backends.h"
 #include "stable-diffusion.h"
@@ -21,7 +22,8 @@ namespace {
 
 struct SdModel {
   sd_ctx_t* ctx = nullptr;
-  bool vae_tiling = false;  // decode (and encode) the VAE in tiles to bound its compute memory
+  bool vae_tiling = false;       // decode (and encode) the VAE in tiles to bound its compute memory
+  bool has_control_net = false;  // a ControlNet was loaded (a controlImage needs one)
   ~SdModel() {
     if (ctx) free_sd_ctx(ctx);
   }
@@ -45,6 +47,7 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
     o.Set("schedulers", schedulers);
     o.Set("defaultSampler", sd_sample_method_name(sd_get_default_sample_method(m->ctx)));
     o.Set("imageGeneration", sd_ctx_supports_image_generation(m->ctx));
+    o.Set("controlNet", m->has_control_net);
     return o;
   }
 
@@ -69,67 +72,10 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
   SharedHandle<SdModel> model_;
 };
 
-// One generation's parameters, every one read from JS (lib/diffusion/params.ts
-// fills the defaults); the optional ones fall back to sd_img_gen_params_init().
-struct GenRequest {
-  std::string prompt, negative, sampler, scheduler;
-  int width = 0, height = 0, steps = 0, count = 0, preview_interval = 1;
-  float cfg = 0;
-  std::optional<int> clip_skip;
-  std::optional<float> guidance, strength;
-  int64_t seed = 0;
-  RawImg init, mask;
-  std::vector<std::pair<std::string, float>> loras;
-  preview_t preview = PREVIEW_NONE;
-};
-
 Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = Model(env);
-  Napi::Object o = ObjectArg(info, 0, "params");
-  GenRequest r;
-  CheckKeys(o,
-            {"prompt", "negativePrompt", "width", "height", "steps", "count", "cfgScale", "guidance", "strength", "clipSkip", "seed", "sampler", "scheduler",
-             "initImage", "mask", "loras", "preview"},
-            "generate");
-  r.prompt = StringField(o, "prompt");
-  r.negative = StringField(o, "negativePrompt");
-  // sd.cpp's prompt-attention parser recurses per character (lib/diffusion/defaults.ts MAX_PROMPT_CHARS)
-  constexpr size_t kMaxPromptBytes = 4096 * 4;
-  if (r.prompt.size() > kMaxPromptBytes || r.negative.size() > kMaxPromptBytes)
-    Throw(env, code::INVALID_ARGUMENT, "prompt and negativePrompt are limited to " + std::to_string(kMaxPromptBytes) + " bytes");
-  r.width = static_cast<int>(IntField(o, "width", 64, 4096));
-  r.height = static_cast<int>(IntField(o, "height", 64, 4096));
-  // sd.cpp rounds other sizes up without saying so (lib/diffusion/defaults.ts SIDE_MULTIPLE)
-  if (r.width % 64 || r.height % 64) Throw(env, code::INVALID_ARGUMENT, "width and height must be multiples of 64");
-  r.steps = static_cast<int>(IntField(o, "steps", 1, 1000));
-  r.count = static_cast<int>(IntField(o, "count", 1, 64));
-  r.cfg = static_cast<float>(NumberField(o, "cfgScale", 0, 100));
-  if (auto g = OptNumberField(o, "guidance", 0, 100)) r.guidance = static_cast<float>(*g);
-  if (auto st = OptNumberField(o, "strength", 0, 1)) r.strength = static_cast<float>(*st);
-  if (auto cs = OptIntField(o, "clipSkip", -1, 12)) r.clip_skip = static_cast<int>(*cs);
-  r.seed = IntField(o, "seed", 0, 9007199254740991LL);
-  r.sampler = StringField(o, "sampler");
-  r.scheduler = StringField(o, "scheduler");
-  if (str_to_sample_method(r.sampler.c_str()) == SAMPLE_METHOD_COUNT) Throw(env, code::INVALID_ARGUMENT, "unknown sampler " + r.sampler);
-  if (str_to_scheduler(r.scheduler.c_str()) == SCHEDULER_COUNT) Throw(env, code::INVALID_ARGUMENT, "unknown scheduler " + r.scheduler);
-  r.init = ImageProp(o, "initImage", r.width, r.height, false);
-  r.mask = ImageProp(o, "mask", r.width, r.height, true);
-  Napi::Value loras = o.Get("loras");
-  if (!loras.IsArray()) Throw(env, code::INVALID_ARGUMENT, "loras must be an array");
-  auto la = loras.As<Napi::Array>();
-  for (uint32_t i = 0; i < la.Length(); i++) {
-    Napi::Value l = la.Get(i);
-    if (!l.IsObject()) Throw(env, code::INVALID_ARGUMENT, "loras must be objects");
-    r.loras.emplace_back(StringField(l.As<Napi::Object>(), "path"), static_cast<float>(NumberField(l.As<Napi::Object>(), "multiplier", -10, 10)));
-  }
-  Napi::Value pv = o.Get("preview");
-  if (pv.IsObject()) {
-    std::string mode = StringField(pv.As<Napi::Object>(), "mode");
-    if (mode != "proj" && mode != "tae" && mode != "vae") Throw(env, code::INVALID_ARGUMENT, "preview.mode must be proj, tae or vae");
-    r.preview = mode == "vae" ? PREVIEW_VAE : mode == "tae" ? PREVIEW_TAE : PREVIEW_PROJ;
-    r.preview_interval = static_cast<int>(IntField(pv.As<Napi::Object>(), "intervalSteps", 1, 1000));
-  }
+  GenRequest r = ReadGenRequest(ObjectArg(info, 0, "params"), m->has_control_net);
   Napi::Function on_event = FunctionArg(info, 1, "onEvent");
   auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
 
@@ -150,29 +96,9 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
         cb.Call({e});
       });
       sd_img_gen_params_t p;
-      sd_img_gen_params_init(&p);
       std::vector<sd_lora_t> loras;
-      for (const auto& [path, mult] : r.loras) loras.push_back(sd_lora_t{false, mult, path.c_str()});
-      p.loras = loras.data();
-      p.lora_count = static_cast<uint32_t>(loras.size());
-      p.prompt = r.prompt.c_str();
-      p.negative_prompt = r.negative.c_str();
-      if (r.clip_skip) p.clip_skip = *r.clip_skip;
-      p.width = r.width;
-      p.height = r.height;
-      p.sample_params.sample_method = str_to_sample_method(r.sampler.c_str());
-      p.sample_params.scheduler = str_to_scheduler(r.scheduler.c_str());
-      p.sample_params.sample_steps = r.steps;
-      p.sample_params.guidance.txt_cfg = r.cfg;
-      if (r.guidance) p.sample_params.guidance.distilled_guidance = *r.guidance;
-      p.seed = r.seed;
-      p.batch_count = r.count;
-      if (!r.init.data.empty()) {
-        p.init_image = sd_image_t{r.init.width, r.init.height, r.init.channels, const_cast<uint8_t*>(r.init.data.data())};
-        if (r.strength) p.strength = *r.strength;
-      }
-      p.vae_tiling_params.enabled = m->vae_tiling;
-      if (!r.mask.data.empty()) p.mask_image = sd_image_t{r.mask.width, r.mask.height, r.mask.channels, const_cast<uint8_t*>(r.mask.data.data())};
+      std::vector<sd_image_t> refs;
+      FillImgGenParams(r, m->vae_tiling, p, loras, refs);
       sd_image_t* out = nullptr;
       int n = 0;
       ok = generate_image(m->ctx, &p, &out, &n);
@@ -210,14 +136,33 @@ Napi::Function DiffusionHandleInit(Napi::Env env) {
 Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = ObjectArg(info, 0, "options");
-  CheckKeys(o,
-            {"model", "diffusionModel", "vae", "clipL", "clipG", "t5xxl", "taesd", "weightType", "threads", "flashAttention", "vaeTiling", "keepClipOnCpu",
-             "keepVaeOnCpu", "offloadParamsToCpu", "device"},
+  CheckKeys(o, {"model",
+                "diffusionModel",
+                "vae",
+                "clipL",
+                "clipG",
+                "t5xxl",
+                "llm",
+                "llmVision",
+                "clipVision",
+                "controlNet",
+                "photoMaker",
+                "taesd",
+                "weightType",
+                "threads",
+                "flashAttention",
+                "vaeTiling",
+                "keepClipOnCpu",
+                "keepVaeOnCpu",
+                "offloadParamsToCpu",
+                "device"},
             "diffusion load");
   struct Paths {
-    std::string model, diffusion, vae, clip_l, clip_g, t5, taesd, wtype;
-  } paths{StringField(o, "model"), StringField(o, "diffusionModel"), StringField(o, "vae"),   StringField(o, "clipL"),
-          StringField(o, "clipG"), StringField(o, "t5xxl"),          StringField(o, "taesd"), StringField(o, "weightType")};
+    std::string model, diffusion, vae, clip_l, clip_g, t5, llm, llm_vision, clip_vision, control_net, photo_maker, taesd, wtype;
+  } paths{StringField(o, "model"),      StringField(o, "diffusionModel"), StringField(o, "vae"),        StringField(o, "clipL"),
+          StringField(o, "clipG"),      StringField(o, "t5xxl"),          StringField(o, "llm"),        StringField(o, "llmVision"),
+          StringField(o, "clipVision"), StringField(o, "controlNet"),     StringField(o, "photoMaker"), StringField(o, "taesd"),
+          StringField(o, "weightType")};
   if (paths.model.empty() && paths.diffusion.empty()) Throw(env, code::INVALID_ARGUMENT, "give model or diffusionModel");
   // sd.cpp's module placement specs (examples/common/common.cpp maps its
   // --clip-on-cpu / --vae-on-cpu / --offload-to-cpu flags the same way).
@@ -240,8 +185,20 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   if (info.Length() > 1 && info[1].IsFunction()) on_progress = info[1].As<Napi::Function>();
   auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
   auto work = [paths, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
-    for (const std::string* p : {&paths.model, &paths.diffusion, &paths.vae, &paths.clip_l, &paths.clip_g, &paths.t5, &paths.taesd})
-      if (!p->empty()) CheckModelFileExtent(*p, "model");
+    const std::pair<const std::string*, const char*> files[] = {{&paths.model, "model"},
+                                                                {&paths.diffusion, "diffusionModel"},
+                                                                {&paths.vae, "vae"},
+                                                                {&paths.clip_l, "clipL"},
+                                                                {&paths.clip_g, "clipG"},
+                                                                {&paths.t5, "t5xxl"},
+                                                                {&paths.llm, "llm"},
+                                                                {&paths.llm_vision, "llmVision"},
+                                                                {&paths.clip_vision, "clipVision"},
+                                                                {&paths.control_net, "controlNet"},
+                                                                {&paths.photo_maker, "photoMaker"},
+                                                                {&paths.taesd, "taesd"}};
+    for (const auto& [path, what] : files)
+      if (!path->empty()) CheckModelFileExtent(*path, what);
     auto model = std::make_shared<SdModel>();
     model->vae_tiling = vae_tiling;
     std::string errors;
@@ -256,6 +213,11 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
       p.clip_l_path = c(paths.clip_l);
       p.clip_g_path = c(paths.clip_g);
       p.t5xxl_path = c(paths.t5);
+      p.llm_path = c(paths.llm);
+      p.llm_vision_path = c(paths.llm_vision);
+      p.clip_vision_path = c(paths.clip_vision);
+      p.control_net_path = c(paths.control_net);
+      p.photo_maker_path = c(paths.photo_maker);
       p.taesd_path = c(paths.taesd);
       p.n_threads = threads;
       p.flash_attn = fa;
@@ -264,6 +226,12 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
       // generation: load() means resident, and a lazy load's progress would
       // arrive during a generation looking like sampling steps.
       p.eager_load = true;
+      // LoRAs as adapters beside the weights, never merged into them. sd.cpp's
+      // default for unquantized weights merges them in ("immediately") and
+      // takes them out again at the next generation: here (mmap'd, eagerly
+      // loaded weights) the first LoRA generation came out white, every later
+      // generation without it too, and the next LoRA generation segfaulted.
+      p.lora_apply_mode = LORA_APPLY_AT_RUNTIME;
       p.backend = c(backend);
       p.params_backend = c(params_backend);
       if (wtype != SD_TYPE_COUNT) p.wtype = wtype;
@@ -272,6 +240,10 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
       errors = scope.Op().errors;
     }
     if (!model->ctx) throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load the model: " + errors);
+    model->has_control_net = sd_ctx_has_control_net(model->ctx);
+    // sd.cpp logs a ControlNet it cannot load and goes on without it
+    if (!paths.control_net.empty() && !model->has_control_net)
+      throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load the ControlNet " + paths.control_net + ": " + errors);
     if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "diffusion model load was aborted");
     return [model](Napi::Env env) -> Napi::Value { return SharedHandle<SdModel>::New(env, Data(env).diffusion_ctor, model); };
   };

@@ -7,7 +7,8 @@
 #include <napi.h>
 
 namespace genai {
-// loadDiffusionModel({ model | diffusionModel, vae, clipL, clipG, t5xxl, taesd, weightType, threads, flashAttention },
+// loadDiffusionModel({ model | diffusionModel, vae, clipL, clipG, t5xxl, llm, llmVision, clipVision, controlNet, photoMaker,
+//                      taesd, weightType, threads, flashAttention, … },
 //                    onProgress(fraction), cancelToken) -> Promise<DiffusionHandle>
 Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info);
 Napi::Function DiffusionHandleInit(Napi::Env env);

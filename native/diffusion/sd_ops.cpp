@@ -182,27 +182,29 @@ const char* FailureCode(const std::string& errors) {
   return oom ? code::OUT_OF_MEMORY : code::BACKEND_ERROR;
 }
 
-RawImg ImageProp(Napi::Object o, const char* key, uint32_t width, uint32_t height, bool mask) {
+RawImg ImageValue(Napi::Env env, Napi::Value v, const std::string& name, uint32_t width, uint32_t height, bool mask) {
   RawImg r;
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return r;
-  Napi::Env env = o.Env();
-  if (!v.IsObject()) Throw(env, code::INVALID_ARGUMENT, std::string(key) + " must be an image object");
+  if (!v.IsObject()) Throw(env, code::INVALID_ARGUMENT, name + " must be an image object");
   Napi::Object img = v.As<Napi::Object>();
   Napi::Value d = img.Get("data");
   if (!d.IsTypedArray() || d.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-    Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".data must be a Uint8Array");
+    Throw(env, code::INVALID_ARGUMENT, name + ".data must be a Uint8Array");
   auto arr = d.As<Napi::Uint8Array>();
   r.width = static_cast<uint32_t>(IntField(img, "width", 1, 16384));
   r.height = static_cast<uint32_t>(IntField(img, "height", 1, 16384));
   r.channels = static_cast<uint32_t>(IntField(img, "channels", 1, 4));
   if ((width && r.width != width) || (height && r.height != height))
-    Throw(env, code::INVALID_ARGUMENT, std::string(key) + " must be " + std::to_string(width) + "x" + std::to_string(height));
-  if (!mask && r.channels != 3 && r.channels != 4) Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".channels must be 3 or 4");
-  if (arr.ElementLength() != static_cast<size_t>(r.width) * r.height * r.channels)
-    Throw(env, code::INVALID_ARGUMENT, std::string(key) + ".data has the wrong length");
+    Throw(env, code::INVALID_ARGUMENT, name + " must be " + std::to_string(width) + "x" + std::to_string(height));
+  if (!mask && r.channels != 3 && r.channels != 4) Throw(env, code::INVALID_ARGUMENT, name + ".channels must be 3 or 4");
+  if (arr.ElementLength() != static_cast<size_t>(r.width) * r.height * r.channels) Throw(env, code::INVALID_ARGUMENT, name + ".data has the wrong length");
   r.data.assign(arr.Data(), arr.Data() + arr.ElementLength());
   return r;
+}
+
+RawImg ImageProp(Napi::Object o, const char* key, uint32_t width, uint32_t height, bool mask) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return RawImg{};
+  return ImageValue(o.Env(), v, key, width, height, mask);
 }
 
 std::vector<RawImg> TakeImages(sd_image_t* images, int n) {

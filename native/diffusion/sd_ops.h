@@ -52,6 +52,8 @@ Napi::Object Event(Napi::Env env, const char* type);
 // image). Width/height must equal `width`/`height` when those are non-zero;
 // channels 3 or 4 (1..4 for a mask); data.length = width × height × channels.
 RawImg ImageProp(Napi::Object o, const char* key, uint32_t width, uint32_t height, bool mask);
+// The same for a value (an array element), `name` naming it in errors.
+RawImg ImageValue(Napi::Env env, Napi::Value v, const std::string& name, uint32_t width, uint32_t height, bool mask);
 
 // Checks, before sd.cpp opens it, that a model file exists (MODEL_NOT_FOUND)
 // and that every tensor's data lies inside the file (INVALID_MODEL): sd.cpp

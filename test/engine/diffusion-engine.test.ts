@@ -191,6 +191,11 @@ describe.skipIf(!available)(title, () => {
         clipL: "",
         clipG: "",
         t5xxl: "",
+        llm: "",
+        llmVision: "",
+        clipVision: "",
+        controlNet: "",
+        photoMaker: "",
         taesd: "",
         weightType: "",
         threads: THREADS,
@@ -217,13 +222,14 @@ describe.skipIf(!available)(title, () => {
         seed: 1,
         count: 1,
         loras: [],
+        refImages: [],
       };
       const gen = (o: object) => h.generate({ ...p, ...o } as never, () => undefined, new addon.CancelToken());
       expect(() => gen({ width: 72 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
       // a prompt of about 27,000 characters overflowed the stack in sd.cpp's prompt parser
       expect(() => gen({ prompt: "(a".repeat(15_000) })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
       expect(() => gen({ guidanceScale: 2 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: "unknown generate field guidanceScale" }));
-      await expect(gen({ loras: [{ path: path.join(tmp.dir, "missing-lora.safetensors"), multiplier: 1 }] })).rejects.toMatchObject({
+      await expect(gen({ loras: [{ path: path.join(tmp.dir, "missing-lora.safetensors"), scale: 1 }] })).rejects.toMatchObject({
         code: "MODEL_NOT_FOUND",
       });
       // an allocation that cannot succeed (SD1 attention at 4096² wants about 2 TB) is OUT_OF_MEMORY, and the model keeps working

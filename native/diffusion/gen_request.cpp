@@ -1,0 +1,157 @@
+#include "diffusion/gen_request.h"
+
+#include <algorithm>
+#include <string>
+
+#include "util/args.h"
+#include "util/errors.h"
+
+namespace genai {
+
+namespace {
+
+// The limits of lib/diffusion/defaults.ts, checked again here.
+constexpr size_t kMaxPromptBytes = 4096 * 4;  // MAX_PROMPT_CHARS: sd.cpp's prompt-attention parser recurses per character
+constexpr int kMinSide = 64, kMaxSide = 4096;
+constexpr uint32_t kMaxRefImages = 16;  // MAX_REF_IMAGES
+constexpr uint32_t kMaxRefAspect = 8;   // MAX_REF_ASPECT: sd.cpp would scale a thinner image to a 0-pixel side
+constexpr double kMaxFlowShift = 100;   // MAX_FLOW_SHIFT
+
+// An RGBA image as RGB (the ControlNet's hint input has 3 channels).
+RawImg DropAlpha(RawImg img) {
+  if (img.channels != 4) return img;
+  RawImg rgb;
+  rgb.width = img.width;
+  rgb.height = img.height;
+  rgb.channels = 3;
+  size_t pixels = static_cast<size_t>(img.width) * img.height;
+  rgb.data.resize(pixels * 3);
+  for (size_t i = 0; i < pixels; i++) std::copy_n(img.data.data() + i * 4, 3, rgb.data.data() + i * 3);
+  return rgb;
+}
+
+void ReadLoras(Napi::Object o, GenRequest& r) {
+  Napi::Env env = o.Env();
+  Napi::Value loras = o.Get("loras");
+  if (!loras.IsArray()) Throw(env, code::INVALID_ARGUMENT, "loras must be an array");
+  auto la = loras.As<Napi::Array>();
+  for (uint32_t i = 0; i < la.Length(); i++) {
+    Napi::Value l = la.Get(i);
+    if (!l.IsObject()) Throw(env, code::INVALID_ARGUMENT, "loras must be objects");
+    Napi::Object lo = l.As<Napi::Object>();
+    CheckKeys(lo, {"path", "scale"}, "lora");
+    std::string path = StringField(lo, "path");
+    if (path.empty()) Throw(env, code::INVALID_ARGUMENT, "a LoRA's path is empty");
+    r.loras.emplace_back(std::move(path), static_cast<float>(NumberField(lo, "scale", -10, 10)));
+  }
+}
+
+void ReadRefImages(Napi::Object o, GenRequest& r) {
+  Napi::Env env = o.Env();
+  Napi::Value refs = o.Get("refImages");
+  if (!refs.IsArray()) Throw(env, code::INVALID_ARGUMENT, "refImages must be an array");
+  auto ra = refs.As<Napi::Array>();
+  if (ra.Length() > kMaxRefImages) Throw(env, code::INVALID_ARGUMENT, "refImages: at most " + std::to_string(kMaxRefImages) + " images");
+  for (uint32_t i = 0; i < ra.Length(); i++) {
+    std::string name = "refImages[" + std::to_string(i) + "]";
+    RawImg img = ImageValue(env, ra.Get(i), name, 0, 0, false);
+    uint32_t lo = std::min(img.width, img.height), hi = std::max(img.width, img.height);
+    if (lo < static_cast<uint32_t>(kMinSide) || hi > static_cast<uint32_t>(kMaxSide))
+      Throw(env, code::INVALID_ARGUMENT, name + " sides must be in [" + std::to_string(kMinSide) + ", " + std::to_string(kMaxSide) + "]");
+    if (hi > kMaxRefAspect * lo) Throw(env, code::INVALID_ARGUMENT, name + " aspect ratio may be at most " + std::to_string(kMaxRefAspect) + ":1");
+    r.refs.push_back(std::move(img));
+  }
+}
+
+}  // namespace
+
+GenRequest ReadGenRequest(Napi::Object o, bool has_control_net) {
+  Napi::Env env = o.Env();
+  GenRequest r;
+  CheckKeys(o,
+            {"prompt", "negativePrompt", "width",     "height",    "steps", "count",        "cfgScale",        "guidance",  "flowShift", "strength", "clipSkip",
+             "seed",   "sampler",        "scheduler", "initImage", "mask",  "controlImage", "controlStrength", "refImages", "loras",     "preview"},
+            "generate");
+  r.prompt = StringField(o, "prompt");
+  r.negative = StringField(o, "negativePrompt");
+  if (r.prompt.size() > kMaxPromptBytes || r.negative.size() > kMaxPromptBytes)
+    Throw(env, code::INVALID_ARGUMENT, "prompt and negativePrompt are limited to " + std::to_string(kMaxPromptBytes) + " bytes");
+  r.width = static_cast<int>(IntField(o, "width", kMinSide, kMaxSide));
+  r.height = static_cast<int>(IntField(o, "height", kMinSide, kMaxSide));
+  // sd.cpp rounds other sizes up without saying so (lib/diffusion/defaults.ts SIDE_MULTIPLE)
+  if (r.width % 64 || r.height % 64) Throw(env, code::INVALID_ARGUMENT, "width and height must be multiples of 64");
+  r.steps = static_cast<int>(IntField(o, "steps", 1, 1000));
+  r.count = static_cast<int>(IntField(o, "count", 1, 64));
+  r.cfg = static_cast<float>(NumberField(o, "cfgScale", 0, 100));
+  if (auto g = OptNumberField(o, "guidance", 0, 100)) r.guidance = static_cast<float>(*g);
+  if (auto fs = OptNumberField(o, "flowShift", 0, kMaxFlowShift)) {
+    if (*fs <= 0) Throw(env, code::INVALID_ARGUMENT, "flowShift must be greater than 0");
+    r.flow_shift = static_cast<float>(*fs);
+  }
+  if (auto st = OptNumberField(o, "strength", 0, 1)) r.strength = static_cast<float>(*st);
+  if (auto cs = OptIntField(o, "clipSkip", -1, 12)) r.clip_skip = static_cast<int>(*cs);
+  r.seed = IntField(o, "seed", 0, 9007199254740991LL);
+  r.sampler = StringField(o, "sampler");
+  r.scheduler = StringField(o, "scheduler");
+  if (str_to_sample_method(r.sampler.c_str()) == SAMPLE_METHOD_COUNT) Throw(env, code::INVALID_ARGUMENT, "unknown sampler " + r.sampler);
+  if (str_to_scheduler(r.scheduler.c_str()) == SCHEDULER_COUNT) Throw(env, code::INVALID_ARGUMENT, "unknown scheduler " + r.scheduler);
+  r.init = ImageProp(o, "initImage", r.width, r.height, false);
+  r.mask = ImageProp(o, "mask", r.width, r.height, true);
+  if (!r.mask.data.empty() && r.init.data.empty()) Throw(env, code::INVALID_ARGUMENT, "mask needs an initImage");
+  r.control = DropAlpha(ImageProp(o, "controlImage", r.width, r.height, false));
+  if (!r.control.data.empty() && !has_control_net) Throw(env, code::INVALID_ARGUMENT, "controlImage needs a model loaded with a controlNet");
+  if (auto cs = OptNumberField(o, "controlStrength", 0, 1)) r.control_strength = static_cast<float>(*cs);
+  Napi::Value refs = o.Get("refImages");
+  if (!refs.IsUndefined()) ReadRefImages(o, r);
+  ReadLoras(o, r);
+  Napi::Value pv = o.Get("preview");
+  if (pv.IsObject()) {
+    Napi::Object po = pv.As<Napi::Object>();
+    CheckKeys(po, {"mode", "intervalSteps"}, "preview");
+    std::string mode = StringField(po, "mode");
+    if (mode != "proj" && mode != "tae" && mode != "vae") Throw(env, code::INVALID_ARGUMENT, "preview.mode must be proj, tae or vae");
+    r.preview = mode == "vae" ? PREVIEW_VAE : mode == "tae" ? PREVIEW_TAE : PREVIEW_PROJ;
+    r.preview_interval = static_cast<int>(IntField(po, "intervalSteps", 1, 1000));
+  } else if (!pv.IsUndefined() && !pv.IsNull()) {
+    Throw(env, code::INVALID_ARGUMENT, "preview must be an object");
+  }
+  return r;
+}
+
+void FillImgGenParams(const GenRequest& r, bool vae_tiling, sd_img_gen_params_t& p, std::vector<sd_lora_t>& loras, std::vector<sd_image_t>& refs) {
+  auto image = [](const RawImg& img) { return sd_image_t{img.width, img.height, img.channels, const_cast<uint8_t*>(img.data.data())}; };
+  sd_img_gen_params_init(&p);
+  loras.clear();
+  for (const auto& [path, scale] : r.loras) loras.push_back(sd_lora_t{false, scale, path.c_str()});
+  p.loras = loras.data();
+  p.lora_count = static_cast<uint32_t>(loras.size());
+  p.prompt = r.prompt.c_str();
+  p.negative_prompt = r.negative.c_str();
+  if (r.clip_skip) p.clip_skip = *r.clip_skip;
+  p.width = r.width;
+  p.height = r.height;
+  p.sample_params.sample_method = str_to_sample_method(r.sampler.c_str());
+  p.sample_params.scheduler = str_to_scheduler(r.scheduler.c_str());
+  p.sample_params.sample_steps = r.steps;
+  p.sample_params.guidance.txt_cfg = r.cfg;
+  if (r.guidance) p.sample_params.guidance.distilled_guidance = *r.guidance;
+  if (r.flow_shift) p.sample_params.flow_shift = *r.flow_shift;
+  p.seed = r.seed;
+  p.batch_count = r.count;
+  if (!r.init.data.empty()) {
+    p.init_image = image(r.init);
+    if (r.strength) p.strength = *r.strength;
+  }
+  if (!r.mask.data.empty()) p.mask_image = image(r.mask);
+  if (!r.control.data.empty()) {
+    p.control_image = image(r.control);
+    if (r.control_strength) p.control_strength = *r.control_strength;
+  }
+  refs.clear();
+  for (const RawImg& ref : r.refs) refs.push_back(image(ref));
+  p.ref_images = refs.empty() ? nullptr : refs.data();
+  p.ref_images_count = static_cast<int>(refs.size());
+  p.vae_tiling_params.enabled = vae_tiling;
+}
+
+}  // namespace genai

@@ -1,0 +1,41 @@
+// DiffusionHandle.generate's parameters: read and checked on the JS thread
+// (lib/diffusion/params.ts validated them first and filled the defaults; the
+// optional ones fall back to sd_img_gen_params_init()), then turned into
+// sd.cpp's sd_img_gen_params_t on the worker thread.
+#pragma once
+#include <napi.h>
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "diffusion/sd_ops.h"
+#include "stable-diffusion.h"
+
+namespace genai {
+
+// One generation's parameters, owned by the job (strings and pixels copied
+// from JS), so that the sd.cpp parameters can point into them on the worker.
+struct GenRequest {
+  std::string prompt, negative, sampler, scheduler;
+  int width = 0, height = 0, steps = 0, count = 0, preview_interval = 1;
+  float cfg = 0;
+  std::optional<int> clip_skip;
+  std::optional<float> guidance, strength, flow_shift, control_strength;
+  int64_t seed = 0;
+  RawImg init, mask, control;  // control: 3 channels (an alpha channel is dropped)
+  std::vector<RawImg> refs;
+  std::vector<std::pair<std::string, float>> loras;  // path, scale
+  preview_t preview = PREVIEW_NONE;
+};
+
+// Reads `o` (every key known, every value in range); `has_control_net`: the
+// model's, which a controlImage needs. Throws INVALID_ARGUMENT naming the field.
+GenRequest ReadGenRequest(Napi::Object o, bool has_control_net);
+
+// The sd.cpp parameters of `r`. They point into `r`, `loras` and `refs`,
+// which must outlive the generate_image() call.
+void FillImgGenParams(const GenRequest& r, bool vae_tiling, sd_img_gen_params_t& p, std::vector<sd_lora_t>& loras, std::vector<sd_image_t>& refs);
+
+}  // namespace genai

@@ -1,0 +1,196 @@
+// stable-diffusion.cpp features beyond plain txt2img, on the real engine with
+// the generated random-weight SD1 checkpoint (lib/tools/sd/) and a random
+// LoRA for it (lib/tools/sd/lora.ts, kohya tensor names): LoRAs per
+// generation, flowShift / guidance, the ControlNet and reference-image inputs,
+// the model-part load options, each checked in TS and again in C++.
+//
+// Part of `npm run test:diffusion`. A build without deps/stable-diffusion.cpp
+// has no engine: the suite is then reported as skipped, with the reason in
+// its name — never as passed.
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { native } from "../../lib/binding/load";
+import type { DiffusionLoadParams } from "../../lib/binding/types";
+import { capabilities } from "../../lib/index";
+import { DiffusionModel, type GeneratedImage, type RawImage } from "../../lib/diffusion/index";
+import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
+import { generateRandomSd15Model, generateRandomSdLora } from "../../lib/tools";
+import { tempDir, THREADS } from "../helpers";
+
+const available = capabilities().diffusion;
+const title = available
+  ? "stable-diffusion.cpp features (LoRA, flowShift, guidance, ControlNet and reference inputs, model parts)"
+  : `stable-diffusion.cpp features — SKIPPED: the addon has no diffusion engine (${ENGINE_HOWTO})`;
+if (!available) console.warn(`[test:diffusion] skipped: ${ENGINE_HOWTO}`);
+
+const SIZE = 64;
+const base = { prompt: "a lighthouse at dusk", width: SIZE, height: SIZE, steps: 2, cfgScale: 7, sampler: "euler", seed: 1234, output: "raw" as const };
+const bytes = (img: GeneratedImage) => Buffer.from(img.raw!.data);
+const meanDiff = (a: GeneratedImage, b: GeneratedImage) => {
+  const x = bytes(a);
+  const y = bytes(b);
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += Math.abs(x[i] - y[i]);
+  return s / x.length;
+};
+const rgb = (w: number, h: number, channels: 3 | 4 = 3): RawImage => ({
+  data: new Uint8Array(w * h * channels).map((_, i) => (i * 29) % 256),
+  width: w,
+  height: h,
+  channels,
+});
+const invalid = expect.objectContaining({ code: "INVALID_ARGUMENT" });
+
+describe.skipIf(!available)(title, () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let modelFile: string;
+  let loraFile: string;
+  let sd: DiffusionModel;
+  let plain: GeneratedImage;
+  const gen = (o: object = {}) => sd.generate({ ...base, ...o }).done.then((r) => r[0]);
+
+  beforeAll(async () => {
+    tmp = tempDir("genai-native-sd-features-");
+    modelFile = path.join(tmp.dir, "random-sd1-tiny.gguf");
+    loraFile = path.join(tmp.dir, "random-sd1-lora.safetensors");
+    await generateRandomSd15Model(modelFile, { preset: "tiny", type: "f16", seed: 7 });
+    await generateRandomSdLora(loraFile, { preset: "tiny", rank: 4, seed: 3 });
+    sd = await DiffusionModel.load({ model: modelFile, threads: THREADS });
+    plain = await gen();
+  });
+  afterAll(async () => {
+    await sd?.dispose();
+    tmp?.cleanup();
+  });
+
+  it("a LoRA changes the image, reproducibly; scale 0 gives the same bytes as none; the model is unchanged afterwards", async () => {
+    const withLora = await gen({ loras: [{ path: loraFile }] });
+    expect(meanDiff(withLora, plain)).toBeGreaterThan(1);
+    expect(bytes(await gen({ loras: [{ path: loraFile, scale: 1 }] })).equals(bytes(withLora))).toBe(true);
+    // the former name of scale
+    expect(bytes(await gen({ loras: [{ path: loraFile, multiplier: 1 }] })).equals(bytes(withLora))).toBe(true);
+    const stronger = await gen({ loras: [{ path: loraFile, scale: 3 }] });
+    expect(meanDiff(stronger, plain)).toBeGreaterThan(meanDiff(withLora, plain));
+    expect(bytes(await gen({ loras: [{ path: loraFile, scale: 0 }] })).equals(bytes(plain))).toBe(true);
+    // the LoRA applied to one generation only
+    expect(bytes(await gen()).equals(bytes(plain))).toBe(true);
+  });
+
+  it("a missing or truncated LoRA file is a typed error (TS and C++), and bad LoRA specs are INVALID_ARGUMENT", async () => {
+    const missing = path.join(tmp.dir, "missing-lora.safetensors");
+    expect(() => sd.generate({ ...base, loras: [{ path: missing }] })).toThrow(expect.objectContaining({ code: "MODEL_NOT_FOUND" }));
+    const cut = path.join(tmp.dir, "cut-lora.safetensors");
+    fs.writeFileSync(cut, fs.readFileSync(loraFile).subarray(0, 2000));
+    await expect(gen({ loras: [{ path: cut }] })).rejects.toMatchObject({ code: "INVALID_MODEL" });
+    expect(() => sd.generate({ ...base, loras: [{ path: loraFile, scale: 11 }] })).toThrow(invalid);
+    expect(() => sd.generate({ ...base, loras: [{ path: loraFile, scale: Number.NaN }] })).toThrow(invalid);
+    expect(() => sd.generate({ ...base, loras: [{ path: loraFile, scale: 1, multiplier: 1 }] })).toThrow(invalid);
+    expect(() => sd.generate({ ...base, loras: [{ path: loraFile, weight: 1 } as never] })).toThrow(invalid);
+    expect(bytes(await gen()).equals(bytes(plain))).toBe(true);
+  });
+
+  it("flowShift and guidance are accepted (SD1 has neither a flow schedule nor distilled guidance); bad values are INVALID_ARGUMENT", async () => {
+    const img = await gen({ flowShift: 3, guidance: 2.5 });
+    expect(img).toMatchObject({ width: SIZE, height: SIZE });
+    for (const flowShift of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 101]) expect(() => sd.generate({ ...base, flowShift })).toThrow(invalid);
+    for (const guidance of [-1, Number.NaN, 101]) expect(() => sd.generate({ ...base, guidance })).toThrow(invalid);
+  });
+
+  it("controlImage without a ControlNet is INVALID_ARGUMENT; so are bad control and reference images", () => {
+    expect(() => sd.generate({ ...base, controlImage: rgb(SIZE, SIZE) })).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/controlNet/) }),
+    );
+    expect(() => sd.generate({ ...base, controlStrength: 1.5 })).toThrow(invalid);
+    expect(() => sd.generate({ ...base, refImages: [rgb(64, 64 * 9)] })).toThrow(invalid);
+    expect(() => sd.generate({ ...base, refImages: [rgb(32, 32)] })).toThrow(invalid);
+    expect(() => sd.generate({ ...base, refImages: [{ ...rgb(64, 64), channels: 1 } as RawImage] })).toThrow(invalid);
+    expect(() => sd.generate({ ...base, refImages: Array.from({ length: 17 }, () => rgb(64, 64)) })).toThrow(invalid);
+  });
+
+  it("reference images reach the engine (an SD1 UNet has no use for them) and the job still makes its image", async () => {
+    const img = await gen({ refImages: [rgb(64, 128), rgb(96, 64, 4)] });
+    expect(img).toMatchObject({ width: SIZE, height: SIZE });
+  });
+
+  it("model parts at load: a missing part is MODEL_NOT_FOUND naming the option, a truncated one INVALID_MODEL", async () => {
+    const missing = path.join(tmp.dir, "missing.gguf");
+    for (const k of ["llm", "llmVision", "clipVision", "controlNet", "photoMaker"] as const) {
+      const err = await DiffusionModel.load({ model: modelFile, threads: THREADS, [k]: missing }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "MODEL_NOT_FOUND", message: expect.stringContaining(k) });
+    }
+    const cut = path.join(tmp.dir, "cut.safetensors");
+    fs.writeFileSync(cut, fs.readFileSync(loraFile).subarray(0, 2000));
+    await expect(DiffusionModel.load({ model: modelFile, threads: THREADS, controlNet: cut })).rejects.toMatchObject({ code: "INVALID_MODEL" });
+    await expect(DiffusionModel.load({ model: modelFile, controlnet: cut } as never)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  it("C++ checks the same, TS bypassed", async () => {
+    const addon = native();
+    const load: DiffusionLoadParams = {
+      model: modelFile,
+      diffusionModel: "",
+      vae: "",
+      clipL: "",
+      clipG: "",
+      t5xxl: "",
+      llm: "",
+      llmVision: "",
+      clipVision: "",
+      controlNet: "",
+      photoMaker: "",
+      taesd: "",
+      weightType: "",
+      threads: THREADS,
+      flashAttention: false,
+      vaeTiling: false,
+      keepClipOnCpu: false,
+      keepVaeOnCpu: false,
+      offloadParamsToCpu: false,
+      device: "cpu",
+    };
+    const tok = () => new addon.CancelToken();
+    expect(() => addon.loadDiffusionModel!({ ...load, controlnet: "x" } as never, undefined, tok())).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", message: "unknown diffusion load field controlnet" }),
+    );
+    await expect(addon.loadDiffusionModel!({ ...load, llm: path.join(tmp.dir, "missing.gguf") }, undefined, tok())).rejects.toMatchObject({
+      code: "MODEL_NOT_FOUND",
+    });
+    const h = await addon.loadDiffusionModel!(load, undefined, tok());
+    try {
+      expect(h.info().controlNet).toBe(false);
+      const p = {
+        prompt: "x",
+        negativePrompt: "",
+        width: SIZE,
+        height: SIZE,
+        steps: 1,
+        cfgScale: 7,
+        sampler: "euler",
+        scheduler: "discrete",
+        seed: 1,
+        count: 1,
+      };
+      const g = (o: object) => h.generate({ ...p, loras: [], refImages: [], ...o } as never, () => undefined, tok());
+      expect(() => g({ loras: [{ path: loraFile, multiplier: 1 }] })).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT", message: "unknown lora field multiplier" }),
+      );
+      expect(() => g({ loras: [{ path: loraFile, scale: 20 }] })).toThrow(invalid);
+      expect(() => g({ flowShift: 0 })).toThrow(invalid);
+      expect(() => g({ flowShift: Number.NaN })).toThrow(invalid);
+      expect(() => g({ guidance: -1 })).toThrow(invalid);
+      expect(() => g({ controlImage: rgb(SIZE, SIZE) })).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/controlNet/) }),
+      );
+      expect(() => g({ controlStrength: 2 })).toThrow(invalid);
+      expect(() => g({ refImages: [rgb(64, 600)] })).toThrow(invalid);
+      expect(() => g({ refImages: [rgb(16, 16)] })).toThrow(invalid);
+      expect(() => g({ refImages: [{ ...rgb(64, 64), data: new Uint8Array(5) }] })).toThrow(invalid);
+      expect(() => g({ refImages: "x" })).toThrow(invalid);
+      await expect(g({ loras: [{ path: path.join(tmp.dir, "missing-lora.safetensors"), scale: 1 }] })).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
+      expect(await g({ flowShift: 2, guidance: 3, loras: [{ path: loraFile, scale: 0.5 }], refImages: [rgb(64, 64)] })).toHaveLength(1);
+    } finally {
+      h.dispose();
+    }
+  });
+});

@@ -1,0 +1,167 @@
+// The image API's option checks and defaults for the stable-diffusion.cpp
+// features beyond txt2img (lib/diffusion/params.ts): LoRAs, flowShift,
+// guidance, ControlNet and reference images, and the model-part load options;
+// plus the random SD1 LoRA generator's tensor names. No engine needed (the
+// engine-backed checks: test/engine/diffusion-features.test.ts).
+import fs from "node:fs";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { DiffusionModel, type RawImage, resolveGenerateParams } from "../../lib/diffusion/index";
+import { DIFFUSION_FILE_OPTIONS, IMAGE_DEFAULTS, MAX_REF_IMAGES } from "../../lib/diffusion/defaults";
+import { generateRandomSdLora, sdLoraTensors } from "../../lib/tools";
+import { fakeEngine } from "../fakes/diffusion-engine";
+import { tempDir } from "../helpers";
+
+const model = { samplers: ["euler", "euler_a"], schedulers: ["discrete"], controlNet: false };
+const withControlNet = { ...model, controlNet: true };
+const img = (w: number, h: number, channels: 1 | 3 | 4 = 3): RawImage => ({ data: new Uint8Array(w * h * channels), width: w, height: h, channels });
+const base = { prompt: "x", width: 64, height: 64 };
+const invalid = expect.objectContaining({ code: "INVALID_ARGUMENT" });
+
+describe("image generation options: LoRAs, flowShift, guidance, ControlNet, reference images", () => {
+  const tmp = tempDir("genai-native-sd-params-");
+  const lora = path.join(tmp.dir, "l.safetensors");
+  fs.writeFileSync(lora, "x");
+
+  it("defaults: no LoRAs, no reference images, no control image, flowShift and guidance left to sd.cpp", () => {
+    const p = resolveGenerateParams(base, model);
+    expect(p).toMatchObject({ loras: [], refImages: [] });
+    for (const k of ["controlImage", "controlStrength", "flowShift", "guidance"] as const) expect(p[k]).toBeUndefined();
+  });
+
+  it("LoRAs: scale defaults to 1; multiplier is scale's former name; the file must exist", () => {
+    expect(resolveGenerateParams({ ...base, loras: [{ path: lora }] }, model).loras).toEqual([{ path: lora, scale: IMAGE_DEFAULTS.loraScale }]);
+    expect(IMAGE_DEFAULTS.loraScale).toBe(1);
+    expect(resolveGenerateParams({ ...base, loras: [{ path: lora, scale: 0 }] }, model).loras).toEqual([{ path: lora, scale: 0 }]);
+    expect(resolveGenerateParams({ ...base, loras: [{ path: lora, multiplier: -0.5 }] }, model).loras).toEqual([{ path: lora, scale: -0.5 }]);
+    expect(() => resolveGenerateParams({ ...base, loras: [{ path: path.join(tmp.dir, "none.safetensors") }] }, model)).toThrow(
+      expect.objectContaining({ code: "MODEL_NOT_FOUND", message: expect.stringContaining("none.safetensors") }),
+    );
+    const bad: unknown[] = [
+      { path: lora, scale: 10.5 },
+      { path: lora, scale: Number.NaN },
+      { path: lora, scale: "1" },
+      { path: lora, scale: 1, multiplier: 1 },
+      { path: lora, weight: 1 },
+      { path: 5 },
+      {},
+      "l.safetensors",
+    ];
+    for (const l of bad) expect(() => resolveGenerateParams({ ...base, loras: [l as never] }, model), JSON.stringify(l)).toThrow(invalid);
+    expect(() => resolveGenerateParams({ ...base, loras: { path: lora } as never }, model)).toThrow(invalid);
+  });
+
+  it("flowShift: finite and > 0 (up to 100); guidance: finite and ≥ 0 (up to 100)", () => {
+    expect(resolveGenerateParams({ ...base, flowShift: 3, guidance: 0 }, model)).toMatchObject({ flowShift: 3, guidance: 0 });
+    expect(resolveGenerateParams({ ...base, flowShift: 0.01 }, model).flowShift).toBe(0.01);
+    for (const flowShift of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 100.5, "3"])
+      expect(() => resolveGenerateParams({ ...base, flowShift: flowShift as number }, model), String(flowShift)).toThrow(invalid);
+    for (const guidance of [-0.1, Number.NaN, Number.NEGATIVE_INFINITY, 101])
+      expect(() => resolveGenerateParams({ ...base, guidance }, model), String(guidance)).toThrow(invalid);
+  });
+
+  it("controlImage needs a ControlNet, the job's size and 3 or 4 channels; controlStrength defaults to 0.9, in [0, 1]", () => {
+    expect(() => resolveGenerateParams({ ...base, controlImage: img(64, 64) }, model)).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/controlNet/) }),
+    );
+    const p = resolveGenerateParams({ ...base, controlImage: img(64, 64, 4) }, withControlNet);
+    expect(p.controlStrength).toBe(0.9);
+    expect(p.controlImage?.channels).toBe(4);
+    expect(resolveGenerateParams({ ...base, controlImage: img(64, 64), controlStrength: 0 }, withControlNet).controlStrength).toBe(0);
+    // without a control image the strength is checked, not passed on
+    expect(resolveGenerateParams({ ...base, controlStrength: 0.5 }, model).controlStrength).toBeUndefined();
+    const bad: object[] = [
+      { controlImage: img(128, 64) },
+      { controlImage: img(64, 64, 1) },
+      { controlImage: { ...img(64, 64), data: new Uint8Array(3) } },
+      { controlImage: "edges.png" },
+      { controlImage: img(64, 64), controlStrength: 1.1 },
+      { controlImage: img(64, 64), controlStrength: -0.1 },
+      { controlStrength: Number.NaN },
+    ];
+    for (const o of bad) expect(() => resolveGenerateParams({ ...base, ...o }, withControlNet), JSON.stringify(o)).toThrow(invalid);
+  });
+
+  it("refImages: any size with sides in [64, 4096] and an aspect ratio up to 8:1, 3 or 4 channels, at most MAX_REF_IMAGES", () => {
+    const refs = [img(64, 512), img(300, 200, 4), img(4096, 4096)];
+    expect(resolveGenerateParams({ ...base, refImages: refs }, model).refImages).toEqual(refs);
+    expect(resolveGenerateParams({ ...base, refImages: Array.from({ length: MAX_REF_IMAGES }, () => img(64, 64)) }, model).refImages).toHaveLength(16);
+    const bad: unknown[] = [
+      [img(64, 520)], // 8.1:1
+      [img(63, 64)],
+      [img(64, 4097)],
+      [img(64, 64, 1)],
+      [{ ...img(64, 64), data: new Uint8Array(10) }],
+      [null],
+      Array.from({ length: MAX_REF_IMAGES + 1 }, () => img(64, 64)),
+      img(64, 64),
+    ];
+    for (const refImages of bad) expect(() => resolveGenerateParams({ ...base, refImages: refImages as never }, model)).toThrow(invalid);
+  });
+
+  it("unknown keys are named", () => {
+    expect(() => resolveGenerateParams({ ...base, controlnetImage: img(64, 64) } as never, model)).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/controlnetImage/) }),
+    );
+  });
+});
+
+describe("model parts at load", () => {
+  it("llm, llmVision, clipVision, controlNet and photoMaker are file options, passed to the engine; other types are INVALID_ARGUMENT", async () => {
+    for (const k of ["llm", "llmVision", "clipVision", "controlNet", "photoMaker"] as const) expect(DIFFUSION_FILE_OPTIONS).toContain(k);
+    const eng = fakeEngine();
+    let seen: object | undefined;
+    const spy = {
+      ...eng,
+      load: async (o: object) => {
+        seen = o;
+        return eng.model;
+      },
+    };
+    const parts = { diffusionModel: "flux2-klein.gguf", llm: "qwen3-4b.gguf", vae: "flux2-vae.safetensors" };
+    await DiffusionModel.load(parts, spy);
+    expect(seen).toMatchObject(parts);
+    for (const k of ["llm", "llmVision", "clipVision", "controlNet", "photoMaker"])
+      await expect(DiffusionModel.load({ model: "m", [k]: 5 } as never, eng), k).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(DiffusionModel.load({ model: "m", controlnet: "c.gguf" } as never, eng)).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      message: expect.stringMatching(/controlnet/),
+    });
+  });
+});
+
+describe("random SD1 LoRA (lib/tools/sd/lora.ts)", () => {
+  it("kohya names of the first level's transformer blocks, lora_down [rank, in] and lora_up [out, rank]; a valid safetensors file", async () => {
+    const t = sdLoraTensors({ rank: 4 });
+    expect(t.map((x) => `${x.name} ${x.shape.join("x")}`)).toEqual([
+      "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight 4x768",
+      "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight 32x4",
+      "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_v.lora_down.weight 4x768",
+      "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_v.lora_up.weight 32x4",
+      "lora_unet_down_blocks_0_attentions_1_transformer_blocks_0_attn2_to_k.lora_down.weight 4x768",
+      "lora_unet_down_blocks_0_attentions_1_transformer_blocks_0_attn2_to_k.lora_up.weight 32x4",
+      "lora_unet_down_blocks_0_attentions_1_transformer_blocks_0_attn2_to_v.lora_down.weight 4x768",
+      "lora_unet_down_blocks_0_attentions_1_transformer_blocks_0_attn2_to_v.lora_up.weight 32x4",
+    ]);
+    expect(sdLoraTensors({ targets: ["attn1_to_q"], preset: "sd15" })[1].shape).toEqual([320, 4]);
+    expect(() => sdLoraTensors({ rank: 0 })).toThrow(RangeError);
+    const tmp = tempDir("genai-native-sd-lora-");
+    try {
+      const file = path.join(tmp.dir, "l.safetensors");
+      const r = await generateRandomSdLora(file, { seed: 2 });
+      const buf = fs.readFileSync(file);
+      expect(buf.length).toBe(r.bytes);
+      const n = Number(buf.readBigUInt64LE(0));
+      expect((8 + n) % 8).toBe(0);
+      const header = JSON.parse(buf.subarray(8, 8 + n).toString()) as Record<string, { data_offsets: [number, number] }>;
+      const ends = Object.entries(header)
+        .filter(([k]) => k !== "__metadata__")
+        .map(([, v]) => v.data_offsets[1]);
+      expect(8 + n + Math.max(...ends)).toBe(buf.length);
+      // deterministic for a seed
+      expect(fs.readFileSync((await generateRandomSdLora(path.join(tmp.dir, "m.safetensors"), { seed: 2 })).path).equals(buf)).toBe(true);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
