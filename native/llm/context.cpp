@@ -114,18 +114,12 @@ bool AbortCallback(void* data) {
 }  // namespace
 
 int32_t DecodeAndWait(ContextState& s, llama_batch& batch) {
-  int32_t rc;
-  {
-    std::unique_lock<std::mutex> vulkan;
-    if (s.model->on_vulkan) vulkan = std::unique_lock<std::mutex>(VulkanDecodeLock());
-    rc = llama_decode(s.ctx, batch);
-    // A GPU backend computes asynchronously: the step is done when the device
-    // is. Also after a failed or aborted decode: llama.cpp returns 2 as soon as
-    // the CPU backend sees the abort callback, while the Vulkan/CUDA splits it
-    // already submitted are still running; the next decode would then reuse
-    // their command buffers in flight (lavapipe freed them twice and aborted).
-    llama_synchronize(s.ctx);
-  }
+  const int32_t rc = llama_decode(s.ctx, batch);
+  // A GPU backend computes asynchronously: the step is done when the device
+  // is. Also after a failed or aborted decode: llama.cpp returns 2 as soon as
+  // the CPU backend sees the abort callback, while the splits it already
+  // submitted to a GPU backend are still running.
+  llama_synchronize(s.ctx);
   CheckRpcLinks(s.model->rpc_links);
   return rc;
 }

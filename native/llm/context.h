@@ -76,8 +76,7 @@ class BusyGuard {
 llama_flash_attn_type FlashAttnField(Napi::Env env, const Napi::Object& o);
 
 // llama_decode of `batch` on s's context and the wait for the device, the one
-// way every decode runs: under VulkanDecodeLock() for a model on a Vulkan
-// device (llm/model.h), then CheckRpcLinks for a model with layers on RPC
+// way every decode runs, then CheckRpcLinks for a model with layers on RPC
 // servers (a server that went away answered nothing real: BACKEND_ERROR).
 // Returns llama_decode's code; throws CodedError.
 int32_t DecodeAndWait(ContextState& s, llama_batch& batch);

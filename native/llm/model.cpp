@@ -27,11 +27,6 @@
 
 namespace genai {
 
-std::mutex& VulkanDecodeLock() {
-  static std::mutex* m = new std::mutex();  // never destroyed: a decode may run during exit
-  return *m;
-}
-
 ModelState::~ModelState() {
   media.reset();  // the projector refers to the text model
   if (model) llama_model_free(model);
@@ -222,8 +217,6 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
     auto state = std::make_shared<ModelState>();
     state->model = model;
     state->rpc_links = std::move(rpc_links);
-    for (ggml_backend_dev_t d : placement.devices)
-      if (d && std::strcmp(ggml_backend_reg_name(ggml_backend_dev_backend_reg(d)), "Vulkan") == 0) state->on_vulkan = true;
     state->vocab = llama_model_get_vocab(model);
     state->path = path;
     state->vocab_only = vocab_only;

@@ -28,7 +28,6 @@ struct ModelState {
   double llama_load_ms = 0;                  // llama_model_load_from_file (mmap or read, and upload to the devices)
   std::shared_ptr<MediaState> media;         // the multimodal projector (loadProjector), set on the JS thread before any context exists
   std::vector<RpcLink> rpc_links;            // the RPC servers holding some of its layers (system/rpc.h)
-  bool on_vulkan = false;                    // some layers on a Vulkan device: decodes take VulkanDecodeLock()
   ~ModelState();
 };
 
@@ -59,13 +58,6 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
 
   SharedHandle<ModelState> state_;
 };
-
-// Held around a decode (and its wait for the device) of a model with layers
-// on a Vulkan device: decodes of different contexts run one at a time there.
-// Mesa's lavapipe crashed in its queue thread (a double free) when four
-// contexts' decodes were in flight at once (the abort storm on Vulkan, about
-// one run in two); ggml-vulkan already orders the submissions themselves.
-std::mutex& VulkanDecodeLock();
 
 // The one token-id check: `v` must be an Int32Array of ids in [0, n_vocab)
 // (or negative: an image's placeholder ids in a KV token list, llm/media.h,
