@@ -16,6 +16,8 @@ export interface ParsedHeader {
   tensorCount: number;
   parameterCount: number;
   tensorDataOffset: number;
+  /** Only when asked for (parseGgufHeaderOffThread's `tensors`): each tensor's name, shape (ne[0] first) and data offset in bytes from tensorDataOffset. */
+  tensors?: { name: string; shape: number[]; offset: number }[];
 }
 
 // CommonJS run by the worker; workerData.gguf is @huggingface/gguf's absolute entry
@@ -23,12 +25,14 @@ export interface ParsedHeader {
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { gguf } = require(workerData.gguf);
-parentPort.on("message", async ({ id, path }) => {
+parentPort.on("message", async ({ id, path, tensors }) => {
   try {
     const p = await gguf(path, { allowLocalFile: true, computeParametersCount: true });
     const metadata = {};
     for (const [k, v] of Object.entries(p.metadata)) metadata[k] = Array.isArray(v) ? { arrayLength: v.length } : v;
-    parentPort.postMessage({ id, ok: true, value: { metadata, tensorCount: p.tensorInfos.length, parameterCount: p.parameterCount, tensorDataOffset: Number(p.tensorDataOffset) } });
+    const value = { metadata, tensorCount: p.tensorInfos.length, parameterCount: p.parameterCount, tensorDataOffset: Number(p.tensorDataOffset) };
+    if (tensors) value.tensors = p.tensorInfos.map((t) => ({ name: t.name, shape: t.shape.map(Number), offset: Number(t.offset) }));
+    parentPort.postMessage({ id, ok: true, value });
   } catch (e) {
     parentPort.postMessage({ id, ok: false, message: String((e && e.message) || e) });
   }
@@ -66,14 +70,15 @@ function getWorker(): Worker {
 
 /**
  * Parses a GGUF header (metadata and tensor infos, no tensor data) on a
- * worker thread. @throws Error with @huggingface/gguf's message when it cannot be parsed.
+ * worker thread; with `tensors`, the tensor list comes back too (ParsedHeader.tensors).
+ * @throws Error with @huggingface/gguf's message when it cannot be parsed.
  */
-export function parseGgufHeaderOffThread(path: string): Promise<ParsedHeader> {
+export function parseGgufHeaderOffThread(path: string, opts: { tensors?: boolean } = {}): Promise<ParsedHeader> {
   const w = getWorker();
   const id = nextId++;
   w.ref();
   return new Promise<ParsedHeader>((resolve, reject) => {
     pending.set(id, { resolve, reject });
-    w.postMessage({ id, path });
+    w.postMessage({ id, path, tensors: opts.tensors === true });
   });
 }

@@ -24,7 +24,9 @@ import type { GeneratedImage, ImageGenerateOptions, ImageProgress, RawImage } fr
 import { onAbort } from "../util/abort";
 import { optInt } from "../util/validate";
 import type { ManagedDiffusion } from "./managed-diffusion";
-import type { JobControl } from "./orchestrator";
+import type { JobControl, Orchestrator } from "./orchestrator";
+import type { Priority } from "./priority";
+import type { QueuedJob } from "./queue";
 
 export interface ImageBatchHooks {
   /** Each progress change, over the whole batch (see the module notes). */
@@ -99,4 +101,43 @@ export async function runImageBatch(
   if (signal.aborted && !options.keepFinishedOnCancel)
     throw new GenaiError("ABORTED", `the image job was cancelled (${images.length} of ${count} images were finished)`, { cause: signal.reason });
   return images;
+}
+
+/** Options of {@link submitImageBatch}: the job's, as SubmitOptions's of the same names, and the batch's hooks. */
+export interface SubmitImageBatchOptions extends ImageBatchHooks {
+  /** Registry kind (default "image"). */
+  kind?: string;
+  priority?: Priority;
+  signal?: AbortSignal;
+}
+
+/**
+ * Submits an image batch as one orchestrator job ({@link runImageBatch})
+ * that reserves its compute buffers besides the model's weights:
+ * `memory: diffusion.imageMemory(size)` (ManagedDiffusion.imageMemory, from
+ * estimateDiffusionMemory), so that on a tight device the orchestrator frees
+ * what the generation itself needs, not only room for the weights.
+ * Width and height: the options', else the init image's, else IMAGE_DEFAULTS (512 × 512).
+ * @throws GenaiError INVALID_ARGUMENT (sizes not multiples of 64 pixels), synchronously; the job's errors through its promise
+ */
+export function submitImageBatch(
+  orchestrator: Orchestrator,
+  diffusion: ManagedDiffusion,
+  options: ImageGenerateOptions,
+  opts: SubmitImageBatchOptions = {},
+): QueuedJob<GeneratedImage[]> {
+  const memory = diffusion.imageMemory({
+    width: options.width ?? options.initImage?.width ?? IMAGE_DEFAULTS.width,
+    height: options.height ?? options.initImage?.height ?? IMAGE_DEFAULTS.height,
+    count: options.count,
+    initImage: options.initImage !== undefined,
+  });
+  return orchestrator.submit({
+    kind: opts.kind ?? "image",
+    resource: diffusion,
+    priority: opts.priority,
+    signal: opts.signal,
+    memory,
+    run: (signal, control) => runImageBatch(diffusion, options, signal, control, opts),
+  });
 }

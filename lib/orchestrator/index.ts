@@ -10,7 +10,7 @@ export {
   type WaitEvent,
   type YieldEvent,
 } from "./orchestrator";
-export { runImageBatch, type ImageBatchHooks } from "./image-batch";
+export { runImageBatch, submitImageBatch, type ImageBatchHooks, type SubmitImageBatchOptions } from "./image-batch";
 export { ManagedLlama, type ManagedLlamaOptions, type ManagedLlamaTimings } from "./managed-llama";
 export type { ManagedResource, Holding, HoldingKind, Residency } from "./resource";
 export { estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes, type LlamaMemoryEstimate } from "./estimate";

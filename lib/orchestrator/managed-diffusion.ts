@@ -1,12 +1,18 @@
 /**
  * ManagedDiffusion: a diffusion model the orchestrator can unload and reload.
  * sd.cpp keeps no per-request state worth saving, so both free levels unload
- * the model; restore loads it again (mmap keeps this fast). Its size in the
- * ledger is its files' bytes (weights).
+ * the model; restore loads it again (mmap keeps this fast).
+ *
+ * Memory: its weights, from the files' tensor sizes (readDiffusionFiles) once
+ * the headers are read — by create(), else at the first restore(); until then
+ * the files' bytes. An image job's compute buffers are the job's own memory
+ * ({@link ManagedDiffusion.imageMemory}, which submitImageBatch reserves), from
+ * estimateDiffusionMemory's fitted SD1 model.
  */
 import fs from "node:fs";
 import { GenaiError } from "../errors";
 import type { DiffusionEngine, DiffusionLoadOptions } from "../diffusion/engine";
+import { type DiffusionFilesInfo, type DiffusionImageSize, type DiffusionMemoryEstimate, estimateFromFiles, readDiffusionFiles } from "../diffusion/memory";
 import { DiffusionModel } from "../diffusion/model";
 import { nativeDiffusionEngine } from "../diffusion/native-engine";
 import type { Holding, ManagedResource, Residency } from "./resource";
@@ -34,6 +40,7 @@ export class ManagedDiffusion implements ManagedResource {
   #lastUsedAt = 0;
   #bytes: number;
   #device: string | undefined;
+  #files: DiffusionFilesInfo | undefined;
 
   constructor(options: ManagedDiffusionOptions) {
     const o = options.load;
@@ -54,7 +61,61 @@ export class ManagedDiffusion implements ManagedResource {
     const m = new ManagedDiffusion(options);
     const engine = options.engine ?? nativeDiffusionEngine();
     m.#device ??= engine.deviceFor ? await engine.deviceFor(options.load) : "CPU";
+    await m.#readFiles();
     return m;
+  }
+
+  /** The headers, once; a file the estimate cannot read leaves the file-size count (the load reports the file's error). */
+  async #readFiles(): Promise<void> {
+    if (this.#files) return;
+    try {
+      this.#files = await readDiffusionFiles(this.#options.load);
+    } catch {
+      // .ckpt and other formats without a tensor header: weights stay the files' bytes, compute unknown
+    }
+  }
+
+  /**
+   * estimateDiffusionMemory's answer for one generation of `image` with this
+   * model's load options; undefined until the headers are read (create(), or
+   * the first restore()) or when they could not be.
+   * @throws GenaiError INVALID_ARGUMENT (sizes not multiples of 64 pixels)
+   */
+  estimate(image: DiffusionImageSize): DiffusionMemoryEstimate | undefined {
+    return this.#files && estimateFromFiles(this.#files, this.#options.load, image);
+  }
+
+  /**
+   * The memory an image job of `image` needs beyond the resident weights,
+   * as holdings of kind "compute" (bytes per device): sd.cpp's compute
+   * buffers for the text encoder, the UNet and the VAE decode run one after
+   * the other, so each device holds the largest of its parts (keepClipOnCpu /
+   * keepVaeOnCpu put those parts, weights and compute, on the CPU). With
+   * offloadParamsToCpu the weights stay on the CPU and each part's weights
+   * are copied to the device while it runs: the device then holds the largest
+   * part's weights + compute (from sd.cpp's code; not measured here).
+   * Empty — nothing reserved beyond the weights — when estimate() has no
+   * compute part (not read yet, or an unmeasured family: see its computeUnknownReason).
+   * @throws GenaiError INVALID_ARGUMENT (sizes not multiples of 64 pixels)
+   */
+  imageMemory(image: DiffusionImageSize): Holding[] {
+    const e = this.estimate(image);
+    if (!e?.compute) return [];
+    const peak = new Map<string, number>();
+    const offload = this.#options.load.offloadParamsToCpu === true;
+    for (const part of ["textEncoder", "diffusion", "vae"] as const) {
+      const d = this.#partDevice(part);
+      const bytes = e.compute[part] + (offload && d !== "CPU" ? e.weights[part] : 0);
+      peak.set(d, Math.max(peak.get(d) ?? 0, bytes));
+    }
+    return [...peak].map(([device, bytes]) => ({ device, kind: "compute" as const, bytes }));
+  }
+
+  /** Where sd.cpp runs a part: the model's device, or the CPU for keepClipOnCpu / keepVaeOnCpu. */
+  #partDevice(part: "textEncoder" | "diffusion" | "vae"): string {
+    const o = this.#options.load;
+    if ((part === "textEncoder" && o.keepClipOnCpu) || (part === "vae" && o.keepVaeOnCpu)) return "CPU";
+    return this.#device ?? "CPU";
   }
 
   get residency(): Residency {
@@ -78,7 +139,14 @@ export class ManagedDiffusion implements ManagedResource {
   }
 
   residentHoldings(): Holding[] {
-    return [{ device: this.#device ?? "CPU", kind: "weights", bytes: this.#bytes }];
+    if (!this.#files) return [{ device: this.#device ?? "CPU", kind: "weights", bytes: this.#bytes }];
+    const w = new Map<string, number>();
+    const offload = this.#options.load.offloadParamsToCpu === true;
+    for (const part of ["textEncoder", "diffusion", "vae"] as const) {
+      const d = offload ? "CPU" : this.#partDevice(part);
+      w.set(d, (w.get(d) ?? 0) + this.#files.weights[part]);
+    }
+    return [...w].filter(([, bytes]) => bytes > 0).map(([device, bytes]) => ({ device, kind: "weights" as const, bytes }));
   }
 
   holdings(): Holding[] {
@@ -94,6 +162,7 @@ export class ManagedDiffusion implements ManagedResource {
 
   async restore(): Promise<void> {
     if (this.#model) return;
+    await this.#readFiles();
     this.#model = await DiffusionModel.load(this.#options.load, this.#options.engine ?? nativeDiffusionEngine());
     if (this.#device === undefined) {
       // where the engine put it: the device holding most of its bytes

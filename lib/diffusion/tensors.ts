@@ -1,0 +1,80 @@
+/**
+ * The tensor list of a diffusion model file (GGUF or safetensors), read from
+ * its header only: names, shapes and the bytes each tensor's data takes in
+ * the file. For memory estimates (./memory.ts) before anything loads.
+ */
+import fs from "node:fs";
+import { GenaiError } from "../errors";
+import { checkGgufFile } from "../models/metadata";
+import { parseGgufHeaderOffThread } from "../models/gguf-worker";
+
+export interface TensorInfo {
+  name: string;
+  /** ggml order: ne[0] (the innermost, fastest-varying dimension) first. */
+  shape: number[];
+  /** Bytes of data in the file (GGUF: up to the next tensor's offset, so alignment padding included). */
+  bytes: number;
+}
+
+/** Largest safetensors JSON header read (the format's own limit is 100 MB). */
+const MAX_SAFETENSORS_HEADER = 100 * 2 ** 20;
+
+/**
+ * The tensors of a GGUF or safetensors file (by its magic: "GGUF", else a
+ * safetensors header length). Shapes of safetensors files are reversed into ggml order.
+ * @throws GenaiError MODEL_NOT_FOUND, INVALID_MODEL (unreadable or unknown format: e.g. .ckpt pickles)
+ */
+export async function readTensorInfos(path: string): Promise<TensorInfo[]> {
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(path, "r");
+  } catch {
+    throw new GenaiError("MODEL_NOT_FOUND", `model file not found: ${path}`);
+  }
+  let size: number;
+  const head = Buffer.alloc(8);
+  try {
+    size = (await fh.stat()).size;
+    await fh.read(head, 0, 8, 0);
+    if (head.toString("latin1", 0, 4) !== "GGUF") return await readSafetensors(fh, path, size, head);
+  } finally {
+    await fh.close();
+  }
+  return readGguf(path);
+}
+
+async function readGguf(path: string): Promise<TensorInfo[]> {
+  const fileBytes = await checkGgufFile(path);
+  let parsed: Awaited<ReturnType<typeof parseGgufHeaderOffThread>>;
+  try {
+    parsed = await parseGgufHeaderOffThread(path, { tensors: true });
+  } catch (e) {
+    throw new GenaiError("INVALID_MODEL", `unreadable GGUF header (${(e as Error).message}): ${path}`, { cause: e });
+  }
+  const dataBytes = fileBytes - parsed.tensorDataOffset;
+  const byOffset = [...(parsed.tensors ?? [])].sort((a, b) => a.offset - b.offset);
+  return byOffset.map((t, i) => ({ name: t.name, shape: t.shape, bytes: (byOffset[i + 1]?.offset ?? dataBytes) - t.offset }));
+}
+
+async function readSafetensors(fh: fs.promises.FileHandle, path: string, size: number, head: Buffer): Promise<TensorInfo[]> {
+  const n = Number(head.readBigUInt64LE(0));
+  if (size < 8 || n < 2 || n > MAX_SAFETENSORS_HEADER || 8 + n > size) {
+    throw new GenaiError("INVALID_MODEL", `neither GGUF nor safetensors (header length ${n} of a ${size}-byte file): ${path}`);
+  }
+  const json = Buffer.alloc(n);
+  await fh.read(json, 0, n, 8);
+  let header: Record<string, { shape?: number[]; data_offsets?: [number, number] }>;
+  try {
+    header = JSON.parse(json.toString("utf8"));
+  } catch (e) {
+    throw new GenaiError("INVALID_MODEL", `unreadable safetensors header (${(e as Error).message}): ${path}`, { cause: e });
+  }
+  const out: TensorInfo[] = [];
+  for (const [name, t] of Object.entries(header)) {
+    if (name === "__metadata__" || !t || !Array.isArray(t.data_offsets)) continue;
+    const [begin, end] = t.data_offsets;
+    if (!(end >= begin) || 8 + n + end > size) throw new GenaiError("INVALID_MODEL", `safetensors tensor ${name} lies outside the file: ${path}`);
+    out.push({ name, shape: [...(t.shape ?? [])].reverse(), bytes: end - begin });
+  }
+  return out;
+}
