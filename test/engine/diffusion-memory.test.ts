@@ -1,0 +1,95 @@
+// estimateDiffusionMemory's compute part against stable-diffusion.cpp's own
+// allocations, on the generated random-weight SD1 checkpoint (lib/tools/sd/,
+// "tiny" preset, f16, as diffusion-engine.test.ts's) at 64², 128² and 256².
+//
+// What is measured: with the log level at "debug", sd.cpp logs the size of
+// each runner's compute buffer when ggml_gallocr reserves it
+// ("<clip|unet|vae> compute buffer size: N MB(RAM)", N in MiB with two
+// decimals, src/core/ggml_extend.hpp). Each runner's largest logged size is
+// its measured part; the largest of them is the measured peak, since sd.cpp
+// frees each runner's buffer before the next runs. The estimate must be
+// within 10 % of each.
+//
+// Part of `npm run test:diffusion`. A build without deps/stable-diffusion.cpp
+// has no engine: the suite is then reported as skipped, with the reason in
+// its name. On a device backend (GENAI_NATIVE_DEVICE) it is skipped too: the
+// fit was measured on the CPU backend only.
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { capabilities, setLogger, setLogLevel } from "../../lib/index";
+import { DiffusionModel, estimateDiffusionMemory } from "../../lib/diffusion/index";
+import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
+import { generateRandomSd15Model } from "../../lib/tools";
+import { tempDir, THREADS } from "../helpers";
+
+const device = (process.env.GENAI_NATIVE_DEVICE ?? "cpu").toLowerCase();
+const skipReason = !capabilities().diffusion
+  ? `the addon has no diffusion engine (${ENGINE_HOWTO})`
+  : device !== "cpu"
+    ? `GENAI_NATIVE_DEVICE=${device}: the compute-buffer fit was measured on the CPU backend only`
+    : undefined;
+const title = skipReason
+  ? `diffusion memory estimate vs sd.cpp's compute buffers — SKIPPED: ${skipReason}`
+  : "diffusion memory estimate vs sd.cpp's compute buffers (random-weight SD1, CPU)";
+if (skipReason) console.warn(`[test:diffusion] memory estimate skipped: ${skipReason}`);
+
+const LINE = /\b(clip|unet|vae) compute buffer size: ([\d.]+) MB\((?:RAM|VRAM)\)/;
+const MiB = 2 ** 20;
+
+describe.skipIf(skipReason !== undefined)(title, () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let modelFile: string;
+  let sd: DiffusionModel;
+  const lines: string[] = [];
+
+  beforeAll(async () => {
+    tmp = tempDir("genai-native-sd-memory-");
+    modelFile = path.join(tmp.dir, "random-sd1-tiny.gguf");
+    await generateRandomSd15Model(modelFile, { preset: "tiny", type: "f16", seed: 7 });
+    sd = await DiffusionModel.load({ model: modelFile, threads: THREADS });
+    setLogLevel("debug");
+    setLogger((_level, message) => {
+      if (LINE.test(message)) lines.push(message);
+    });
+  });
+  afterAll(async () => {
+    setLogger(null);
+    setLogLevel("error");
+    await sd?.dispose();
+    tmp?.cleanup();
+  });
+
+  /** Runs one generation; sd.cpp's logged compute buffers per runner (bytes, the largest of each). */
+  async function measure(side: number): Promise<Record<"clip" | "unet" | "vae", number>> {
+    lines.length = 0;
+    await sd.generate({ prompt: "a lighthouse", width: side, height: side, steps: 1, seed: 1, output: "raw" }).done;
+    await new Promise((r) => setTimeout(r, 50)); // the logger's queued lines arrive on the JS thread
+    const got = { clip: 0, unet: 0, vae: 0 };
+    for (const l of lines) {
+      const m = LINE.exec(l);
+      if (m) got[m[1] as keyof typeof got] = Math.max(got[m[1] as keyof typeof got], Number(m[2]) * MiB);
+    }
+    return got;
+  }
+
+  const rows: string[] = [];
+  it.each([64, 128, 256])("%i² pixels: the estimated compute buffers are within 10 % of sd.cpp's (peak and each part)", async (side) => {
+    const measured = await measure(side);
+    const e = await estimateDiffusionMemory({ model: modelFile }, { width: side, height: side });
+    expect(e.family).toBe("sd1");
+    const est = e.compute;
+    if (!est) throw new Error(`no compute estimate: ${e.computeUnknownReason}`);
+    expect(measured.unet * measured.vae * measured.clip).toBeGreaterThan(0); // every runner logged its buffer
+    const peak = Math.max(measured.clip, measured.unet, measured.vae);
+    const err = (a: number, b: number) => a / b - 1;
+    rows.push(
+      `${side}²: peak measured ${(peak / MiB).toFixed(2)} MiB, estimated ${(est.peak / MiB).toFixed(2)} (${(100 * err(est.peak, peak)).toFixed(2)} %); ` +
+        `unet ${(measured.unet / MiB).toFixed(2)} vs ${(est.diffusion / MiB).toFixed(2)}; vae ${(measured.vae / MiB).toFixed(2)} vs ${(est.vae / MiB).toFixed(2)}`,
+    );
+    console.log(`[diffusion memory] ${rows.at(-1)}`);
+    expect(Math.abs(err(est.peak, peak))).toBeLessThan(0.1);
+    expect(Math.abs(err(est.diffusion, measured.unet))).toBeLessThan(0.1);
+    expect(Math.abs(err(est.vae, measured.vae))).toBeLessThan(0.1);
+    expect(Math.abs(err(est.textEncoder, measured.clip))).toBeLessThan(0.1);
+  });
+});
