@@ -171,6 +171,8 @@ const TEXT_FILES: readonly string[] = ["clipL", "clipG", "t5xxl", "llm", "llmVis
 
 /** What the files' headers say: weights per part, and the SD1 shape or why there is no fitted compute model. */
 export interface DiffusionFilesInfo {
+  /** "sd1" when the tensors are an SD1 model's (of a measured shape), whatever else the load adds (TAESD, a ControlNet). */
+  family: "sd1" | "unknown";
   weights: DiffusionParts & { total: number };
   /** The SD1 shape, or the reason the compute buffers cannot be estimated for these files. */
   shape: Sd1Shape | string;
@@ -195,9 +197,10 @@ export async function readDiffusionFiles(load: DiffusionLoadOptions): Promise<Di
     }
   }
   let shape = sd1Shape(all);
+  const family = typeof shape === "string" ? "unknown" : "sd1";
   if (typeof shape !== "string" && load.taesd) shape = "TAESD decoding (load.taesd) was not measured";
   if (typeof shape !== "string" && load.controlNet) shape = "a ControlNet's compute buffer was not measured";
-  return { weights, shape };
+  return { family, weights, shape };
 }
 
 /**
@@ -217,7 +220,7 @@ export function estimateFromFiles(
   const checked = sd1ComputeBytes(typeof shape === "string" ? MEASURED_SHAPES[0] : shape, image, opts); // the size checks run for every family
   const compute = reason ? undefined : checked;
   return {
-    family: typeof shape === "string" ? "unknown" : "sd1",
+    family: files.family,
     weights: { ...weights },
     compute,
     ...(reason ? { computeUnknownReason: reason } : {}),

@@ -110,7 +110,8 @@ describe("estimateDiffusionMemory", () => {
     expect(ok.family).toBe("sd1");
     expect(ok.weights.total).toBe(bytes);
     expect(ok.weights.vae).toBe(3 * 128 * 9 * 2);
-    expect((await estimateDiffusionMemory({ model: sd1, taesd: sd1 }, { width: 64, height: 64 })).computeUnknownReason).toMatch(/TAESD/);
+    const taesd = await estimateDiffusionMemory({ model: sd1, taesd: sd1 }, { width: 64, height: 64 });
+    expect([taesd.family, taesd.compute, taesd.computeUnknownReason]).toEqual(["sd1", undefined, expect.stringMatching(/TAESD/)]);
     const img2img = await estimateDiffusionMemory({ model: sd1 }, { width: 64, height: 64, initImage: true });
     expect([img2img.compute, img2img.total, img2img.computeUnknownReason]).toEqual([undefined, undefined, expect.stringMatching(/img2img/)]);
 
