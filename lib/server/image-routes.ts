@@ -128,6 +128,8 @@ export function registerImageRoutes(app: FastifyInstance, state: ServerState, im
       kind: "image",
       resource: model,
       priority: b.priority ?? "background",
+      // the weights and this size's compute buffers (estimateDiffusionMemory; weights only where it has no fit)
+      memory: model.imageMemory({ width: options.width as number, height: options.height as number, count: options.count, initImage: init !== undefined }),
       run: async (signal, control) => {
         const images: GeneratedImage[] = await runImageBatch(model, options, signal, control, {
           onProgress: (p) => {
