@@ -59,6 +59,9 @@ async function start(kind, np) {
             String(np),
             "--threads",
             String(threads),
+            // as llama-server's -fa off (bench/runners/llama-server.mjs): on the CPU "auto" would turn it on
+            "--flash-attention",
+            "off",
             "--chat-template",
             chatml,
           ],
@@ -118,6 +121,20 @@ function chat(port, i) {
   });
 }
 
+/**
+ * CPU time (user + system, ms) the process `pid` has used so far, from
+ * /proc/<pid>/stat (fields 14 and 15, in clock ticks of 100 Hz on Linux);
+ * null where there is no /proc.
+ */
+function cpuMs(pid) {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return null;
+  }
+}
+
 const results = {};
 for (const np of levels) {
   const servers = {};
@@ -130,21 +147,28 @@ for (const np of levels) {
     for (let round = 0; round < reps; round++) {
       const kinds = round % 2 ? ["llama-server", "genai-native"] : ["genai-native", "llama-server"];
       for (const kind of kinds) {
+        const cpu0 = cpuMs(servers[kind].proc.pid);
         const rs = await Promise.all(Array.from({ length: np }, (_, i) => chat(servers[kind].port, round * np + i)));
+        const cpu1 = cpuMs(servers[kind].proc.pid);
         const ttft = median(rs.map((r) => r.first - r.t0));
         const after = rs.reduce((n, r) => n + Math.max(0, r.completion - 1), 0);
         const tps = (after * 1000) / (Math.max(...rs.map((r) => r.end)) - Math.min(...rs.map((r) => r.first)));
-        samples[kind].push({ ttftMs: ttft, tokensPerSec: tps });
-        log(`[bench:server] concurrency ${np} round ${round + 1}/${reps} ${kind}: first token ${ttft.toFixed(1)} ms, ${tps.toFixed(1)} tokens/s`);
+        // the server process's CPU time per generated token (all its threads: decode, sampling, HTTP)
+        const cpuPerToken = cpu0 === null || cpu1 === null ? null : (cpu1 - cpu0) / rs.reduce((n, r) => n + r.completion, 0);
+        samples[kind].push({ ttftMs: ttft, tokensPerSec: tps, cpuMsPerToken: cpuPerToken });
+        log(
+          `[bench:server] concurrency ${np} round ${round + 1}/${reps} ${kind}: first token ${ttft.toFixed(1)} ms, ${tps.toFixed(1)} tokens/s, CPU ${cpuPerToken?.toFixed(2) ?? "?"} ms/token`,
+        );
       }
     }
   } finally {
     for (const s of Object.values(servers)) await killServer(s.proc);
   }
   const med = (kind, k) => median(samples[kind].map((s) => s[k]));
+  const cpu = (kind) => (samples[kind].some((s) => s.cpuMsPerToken === null) ? null : med(kind, "cpuMsPerToken"));
   results[`concurrency ${np}`] = {
-    "genai-native": { ttftMs: med("genai-native", "ttftMs"), tokensPerSec: med("genai-native", "tokensPerSec") },
-    "llama-server": { ttftMs: med("llama-server", "ttftMs"), tokensPerSec: med("llama-server", "tokensPerSec") },
+    "genai-native": { ttftMs: med("genai-native", "ttftMs"), tokensPerSec: med("genai-native", "tokensPerSec"), cpuMsPerToken: cpu("genai-native") },
+    "llama-server": { ttftMs: med("llama-server", "ttftMs"), tokensPerSec: med("llama-server", "tokensPerSec"), cpuMsPerToken: cpu("llama-server") },
     ratios: {
       "first token (genai-native / llama-server, lower is better)": Number((med("genai-native", "ttftMs") / med("llama-server", "ttftMs")).toFixed(3)),
       "tokens/s (genai-native / llama-server)": Number((med("genai-native", "tokensPerSec") / med("llama-server", "tokensPerSec")).toFixed(3)),

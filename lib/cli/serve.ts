@@ -1,7 +1,8 @@
 /**
  * genai-native serve [--host 127.0.0.1] [--port 8080] [--model PATH|name ...] [--mmproj PATH ...] [--image-model PATH] [--api-key KEY]
  *                    [--context-size N (per request slot)] [--parallel N (request slots)] [--threads N]
- *                    [--chat-template FILE] [--cors ORIGIN ...]
+ *                    [--flash-attention auto|on|off] [--chat-template FILE] [--cors ORIGIN ...]
+ * --flash-attention: the contexts' flashAttention (default "auto": llama.cpp's choice per device, as llama-server's -fa).
  * --mmproj: a vision projector for the --model of the same position (images in chat as image_url data URLs);
  * an hf: model whose repo has one (pulled with it) gets it without --mmproj.
  * The OpenAI-compatible server (lib/server) until SIGINT/SIGTERM, which stop
@@ -27,6 +28,7 @@ export async function serve(args: string[]): Promise<void> {
       "context-size": { type: "string" },
       parallel: { type: "string" },
       threads: { type: "string" },
+      "flash-attention": { type: "string" },
       "chat-template": { type: "string" },
       cors: { type: "string", multiple: true },
     },
@@ -42,6 +44,9 @@ export async function serve(args: string[]): Promise<void> {
     if (!/^\d+$/.test(v)) throw new GenaiError("INVALID_ARGUMENT", `--${name} must be a positive integer (got ${v})`);
     return Number(v);
   };
+  const fa = values["flash-attention"];
+  if (fa !== undefined && fa !== "auto" && fa !== "on" && fa !== "off")
+    throw new GenaiError("INVALID_ARGUMENT", `--flash-attention must be auto, on or off (got ${fa})`);
   const parallel = int("parallel");
   const threads = int("threads");
   const refs = values.model?.length ? values.model : [undefined];
@@ -51,7 +56,11 @@ export async function serve(args: string[]): Promise<void> {
   const models = [];
   for (const [i, ref] of refs.entries()) {
     const path = await resolveModel(ref, { download: true });
-    const context = { ...(contextSize ? { contextSize } : {}), ...(threads ? { threads, batchThreads: threads } : {}) };
+    const context = {
+      ...(contextSize ? { contextSize } : {}),
+      ...(threads ? { threads, batchThreads: threads } : {}),
+      ...(fa ? { flashAttention: fa as "auto" | "on" | "off" } : {}),
+    };
     // a model pulled from a repo with a projector brings it (ModelStore: StoredModel.mmproj)
     const mmproj = mmprojs[i] ?? (ref?.startsWith("hf:") ? new ModelStore().find(ref)?.mmproj?.path : undefined);
     const load = mmproj ? { load: { mmproj } } : {};

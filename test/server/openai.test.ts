@@ -342,12 +342,19 @@ describe("serve: request slots (parallel)", () => {
 });
 
 describe("serve: the CLI", () => {
+  it("a --flash-attention other than auto, on or off is an error naming it, before anything loads", async () => {
+    const { spawnSync } = await import("node:child_process");
+    const cli = path.resolve(__dirname, "..", "..", "dist", "cjs", "cli", "main.js");
+    const r = spawnSync(process.execPath, [cli, "serve", "--model", await storiesPath(), "--port", "0", "--flash-attention", "maybe"], { encoding: "utf8" });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/INVALID_ARGUMENT: --flash-attention must be auto, on or off \(got maybe\)/);
+  });
+
   it("genai-native serve answers, and SIGTERM ends a streaming request and the process cleanly", async () => {
     const { spawn } = await import("node:child_process");
     const cli = path.resolve(__dirname, "..", "..", "dist", "cjs", "cli", "main.js");
-    const child = spawn(process.execPath, [cli, "serve", "--model", await storiesPath(), "--port", "0", "--context-size", "8192", "--threads", "1"], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const args = ["serve", "--model", await storiesPath(), "--port", "0", "--context-size", "8192", "--threads", "1", "--flash-attention", "off"];
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (c) => (stderr += c));
     const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
