@@ -24,8 +24,8 @@ export const toRaw = (i: NativeImage): RawImage => ({
   channels: i.channels as RawImage["channels"],
 });
 
-/** Load options (validated by DiffusionModel.load) → the addon's complete parameters. */
-function loadParams(o: DiffusionLoadOptions, device: string): DiffusionLoadParams {
+/** Load options (validated by DiffusionModel.load; not checked here) → the addon's complete parameters, every field filled. */
+export function loadParams(o: DiffusionLoadOptions, device: string): DiffusionLoadParams {
   const d = DIFFUSION_LOAD_DEFAULTS;
   return {
     model: o.model ?? "",

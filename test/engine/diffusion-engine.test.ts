@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { native } from "../../lib/binding/load";
 import { capabilities, versions } from "../../lib/index";
 import { DiffusionModel, Upscaler, type GeneratedImage, type ImageProgress, type RawImage } from "../../lib/diffusion/index";
-import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
+import { ENGINE_HOWTO, loadParams } from "../../lib/diffusion/native-engine";
 import { LlamaModel } from "../../lib/llm/model";
 import { ManagedDiffusion, ManagedLlama, Orchestrator, type OffloadEvent } from "../../lib/orchestrator/index";
 import { PRESETS, generateRandomEsrganModel, generateRandomLlamaModel, generateRandomMmproj, generateRandomSd15Model } from "../../lib/tools";
@@ -184,28 +184,7 @@ describe.skipIf(!available)(title, () => {
     // C++, TS bypassed: the same refusals from the addon
     const addon = native();
     const h = await addon.loadDiffusionModel!(
-      {
-        model: modelFile,
-        diffusionModel: "",
-        vae: "",
-        clipL: "",
-        clipG: "",
-        t5xxl: "",
-        llm: "",
-        llmVision: "",
-        clipVision: "",
-        controlNet: "",
-        photoMaker: "",
-        taesd: "",
-        weightType: "",
-        threads: THREADS,
-        flashAttention: false,
-        vaeTiling: false,
-        keepClipOnCpu: false,
-        keepVaeOnCpu: false,
-        offloadParamsToCpu: false,
-        device: "cpu",
-      },
+      loadParams({ model: modelFile, threads: THREADS, flashAttention: false }, "cpu"),
       undefined,
       new addon.CancelToken(),
     );

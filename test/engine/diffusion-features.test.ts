@@ -14,7 +14,7 @@ import { native } from "../../lib/binding/load";
 import type { DiffusionLoadParams } from "../../lib/binding/types";
 import { capabilities } from "../../lib/index";
 import { DiffusionModel, type GeneratedImage, type RawImage } from "../../lib/diffusion/index";
-import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
+import { ENGINE_HOWTO, loadParams } from "../../lib/diffusion/native-engine";
 import { generateRandomSd15Model, generateRandomSdLora } from "../../lib/tools";
 import { tempDir, THREADS } from "../helpers";
 
@@ -127,28 +127,7 @@ describe.skipIf(!available)(title, () => {
 
   it("C++ checks the same, TS bypassed", async () => {
     const addon = native();
-    const load: DiffusionLoadParams = {
-      model: modelFile,
-      diffusionModel: "",
-      vae: "",
-      clipL: "",
-      clipG: "",
-      t5xxl: "",
-      llm: "",
-      llmVision: "",
-      clipVision: "",
-      controlNet: "",
-      photoMaker: "",
-      taesd: "",
-      weightType: "",
-      threads: THREADS,
-      flashAttention: false,
-      vaeTiling: false,
-      keepClipOnCpu: false,
-      keepVaeOnCpu: false,
-      offloadParamsToCpu: false,
-      device: "cpu",
-    };
+    const load: DiffusionLoadParams = loadParams({ model: modelFile, threads: THREADS, flashAttention: false }, "cpu");
     const tok = () => new addon.CancelToken();
     expect(() => addon.loadDiffusionModel!({ ...load, controlnet: "x" } as never, undefined, tok())).toThrow(
       expect.objectContaining({ code: "INVALID_ARGUMENT", message: "unknown diffusion load field controlnet" }),
