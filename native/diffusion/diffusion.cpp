@@ -4,7 +4,10 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <array>
+#include <iterator>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "diffusion/gen_request.h"
@@ -133,37 +136,45 @@ Napi::Function DiffusionHandleInit(Napi::Env env) {
   return f;
 }
 
+namespace {
+// A model file option and the sd_ctx_params_t path it fills; each given file
+// is checked (CheckModelFileExtent) before sd.cpp opens it.
+struct FilePart {
+  const char* key;
+  const char* sd_ctx_params_t::*path;
+};
+constexpr FilePart kFileParts[] = {
+    {"model", &sd_ctx_params_t::model_path},
+    {"diffusionModel", &sd_ctx_params_t::diffusion_model_path},
+    {"vae", &sd_ctx_params_t::vae_path},
+    {"clipL", &sd_ctx_params_t::clip_l_path},
+    {"clipG", &sd_ctx_params_t::clip_g_path},
+    {"t5xxl", &sd_ctx_params_t::t5xxl_path},
+    {"llm", &sd_ctx_params_t::llm_path},
+    {"llmVision", &sd_ctx_params_t::llm_vision_path},
+    {"clipVision", &sd_ctx_params_t::clip_vision_path},
+    {"controlNet", &sd_ctx_params_t::control_net_path},
+    {"photoMaker", &sd_ctx_params_t::photo_maker_path},
+    {"taesd", &sd_ctx_params_t::taesd_path},
+};
+constexpr size_t kModel = 0, kDiffusionModel = 1, kControlNet = 9;  // indices into kFileParts
+static_assert(std::string_view(kFileParts[kModel].key) == "model" && std::string_view(kFileParts[kDiffusionModel].key) == "diffusionModel" &&
+              std::string_view(kFileParts[kControlNet].key) == "controlNet");
+}  // namespace
+
 Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = ObjectArg(info, 0, "options");
-  CheckKeys(o, {"model",
-                "diffusionModel",
-                "vae",
-                "clipL",
-                "clipG",
-                "t5xxl",
-                "llm",
-                "llmVision",
-                "clipVision",
-                "controlNet",
-                "photoMaker",
-                "taesd",
-                "weightType",
-                "threads",
-                "flashAttention",
-                "vaeTiling",
-                "keepClipOnCpu",
-                "keepVaeOnCpu",
-                "offloadParamsToCpu",
-                "device"},
-            "diffusion load");
-  struct Paths {
-    std::string model, diffusion, vae, clip_l, clip_g, t5, llm, llm_vision, clip_vision, control_net, photo_maker, taesd, wtype;
-  } paths{StringField(o, "model"),      StringField(o, "diffusionModel"), StringField(o, "vae"),        StringField(o, "clipL"),
-          StringField(o, "clipG"),      StringField(o, "t5xxl"),          StringField(o, "llm"),        StringField(o, "llmVision"),
-          StringField(o, "clipVision"), StringField(o, "controlNet"),     StringField(o, "photoMaker"), StringField(o, "taesd"),
-          StringField(o, "weightType")};
-  if (paths.model.empty() && paths.diffusion.empty()) Throw(env, code::INVALID_ARGUMENT, "give model or diffusionModel");
+  // the model files first (kFileParts), then the other options
+  std::vector<const char*> keys;
+  for (const FilePart& f : kFileParts) keys.push_back(f.key);
+  for (const char* k : {"weightType", "threads", "flashAttention", "vaeTiling", "keepClipOnCpu", "keepVaeOnCpu", "offloadParamsToCpu", "device"})
+    keys.push_back(k);
+  CheckKeysIn(o, keys, "diffusion load");
+  std::array<std::string, std::size(kFileParts)> files;
+  for (size_t i = 0; i < files.size(); i++) files[i] = StringField(o, kFileParts[i].key);
+  const std::string wtype_name = StringField(o, "weightType");
+  if (files[kModel].empty() && files[kDiffusionModel].empty()) Throw(env, code::INVALID_ARGUMENT, "give model or diffusionModel");
   // sd.cpp's module placement specs (examples/common/common.cpp maps its
   // --clip-on-cpu / --vae-on-cpu / --offload-to-cpu flags the same way).
   std::string backend, params_backend;
@@ -177,28 +188,16 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   int threads = static_cast<int>(OptIntField(o, "threads", 1, 1024).value_or(sd_get_num_physical_cores()));
   bool fa = BoolField(o, "flashAttention");
   sd_type_t wtype = SD_TYPE_COUNT;
-  if (!paths.wtype.empty()) {
-    wtype = str_to_sd_type(paths.wtype.c_str());
-    if (wtype == SD_TYPE_COUNT) Throw(env, code::INVALID_ARGUMENT, "unknown weightType " + paths.wtype);
+  if (!wtype_name.empty()) {
+    wtype = str_to_sd_type(wtype_name.c_str());
+    if (wtype == SD_TYPE_COUNT) Throw(env, code::INVALID_ARGUMENT, "unknown weightType " + wtype_name);
   }
   Napi::Function on_progress;
   if (info.Length() > 1 && info[1].IsFunction()) on_progress = info[1].As<Napi::Function>();
   auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
-  auto work = [paths, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
-    const std::pair<const std::string*, const char*> files[] = {{&paths.model, "model"},
-                                                                {&paths.diffusion, "diffusionModel"},
-                                                                {&paths.vae, "vae"},
-                                                                {&paths.clip_l, "clipL"},
-                                                                {&paths.clip_g, "clipG"},
-                                                                {&paths.t5, "t5xxl"},
-                                                                {&paths.llm, "llm"},
-                                                                {&paths.llm_vision, "llmVision"},
-                                                                {&paths.clip_vision, "clipVision"},
-                                                                {&paths.control_net, "controlNet"},
-                                                                {&paths.photo_maker, "photoMaker"},
-                                                                {&paths.taesd, "taesd"}};
-    for (const auto& [path, what] : files)
-      if (!path->empty()) CheckModelFileExtent(*path, what);
+  auto work = [files, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
+    for (size_t i = 0; i < files.size(); i++)
+      if (!files[i].empty()) CheckModelFileExtent(files[i], kFileParts[i].key);
     auto model = std::make_shared<SdModel>();
     model->vae_tiling = vae_tiling;
     std::string errors;
@@ -207,18 +206,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
       sd_ctx_params_t p;
       sd_ctx_params_init(&p);
       auto c = [](const std::string& s) { return s.empty() ? nullptr : s.c_str(); };
-      p.model_path = c(paths.model);
-      p.diffusion_model_path = c(paths.diffusion);
-      p.vae_path = c(paths.vae);
-      p.clip_l_path = c(paths.clip_l);
-      p.clip_g_path = c(paths.clip_g);
-      p.t5xxl_path = c(paths.t5);
-      p.llm_path = c(paths.llm);
-      p.llm_vision_path = c(paths.llm_vision);
-      p.clip_vision_path = c(paths.clip_vision);
-      p.control_net_path = c(paths.control_net);
-      p.photo_maker_path = c(paths.photo_maker);
-      p.taesd_path = c(paths.taesd);
+      for (size_t i = 0; i < files.size(); i++) p.*kFileParts[i].path = c(files[i]);
       p.n_threads = threads;
       p.flash_attn = fa;
       p.enable_mmap = true;
@@ -242,8 +230,8 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
     if (!model->ctx) throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load the model: " + errors);
     model->has_control_net = sd_ctx_has_control_net(model->ctx);
     // sd.cpp logs a ControlNet it cannot load and goes on without it
-    if (!paths.control_net.empty() && !model->has_control_net)
-      throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load the ControlNet " + paths.control_net + ": " + errors);
+    if (!files[kControlNet].empty() && !model->has_control_net)
+      throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load the ControlNet " + files[kControlNet] + ": " + errors);
     if (job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "diffusion model load was aborted");
     return [model](Napi::Env env) -> Napi::Value { return SharedHandle<SdModel>::New(env, Data(env).diffusion_ctor, model); };
   };

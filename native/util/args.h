@@ -70,7 +70,8 @@ T Required(Napi::Object o, const char* key, std::optional<T> v) {
 
 // Throws INVALID_ARGUMENT naming the first property of `o` that is not in
 // `keys`: an option C++ does not read must not be silently ignored.
-inline void CheckKeys(Napi::Object o, std::initializer_list<const char*> keys, const char* what) {
+template <typename Keys>  // any range of const char*
+void CheckKeysIn(Napi::Object o, const Keys& keys, const char* what) {
   Napi::Array names = o.GetPropertyNames();
   for (uint32_t i = 0; i < names.Length(); i++) {
     std::string k = names.Get(i).ToString().Utf8Value();
@@ -79,6 +80,7 @@ inline void CheckKeys(Napi::Object o, std::initializer_list<const char*> keys, c
     if (!known) Throw(o.Env(), code::INVALID_ARGUMENT, std::string("unknown ") + what + " field " + k);
   }
 }
+inline void CheckKeys(Napi::Object o, std::initializer_list<const char*> keys, const char* what) { CheckKeysIn(o, keys, what); }
 
 inline double NumberField(Napi::Object o, const char* key, double lo, double hi) { return Required(o, key, OptNumberField(o, key, lo, hi)); }
 inline int64_t IntField(Napi::Object o, const char* key, int64_t lo, int64_t hi) { return Required(o, key, OptIntField(o, key, lo, hi)); }
