@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run bench:llm [-- --model PATH | --generated PRESET[:TYPE],... | --suite] [--threads N] [--pp 512]
-//                   [--tg 128] [--reps 7] [--no-peers] [--profile] [--device cpu|vulkan|cuda|metal|Vulkan0]
+//                   [--tg 128] [--reps 7] [--runs N|auto] [--no-peers] [--profile] [--device cpu|vulkan|cuda|metal|Vulkan0]
 // npm run bench:llm -- --cold [...]   process start → first token vs llama-server (bench/cold.mjs)
 // npm run bench:llm -- --rpc 2 [...]   layers on 2 loopback rpc-servers vs llama-bench --rpc (bench/rpc.mjs)
 // Prompt processing (pp) and generation (tg) tokens/s of genai-native vs
@@ -10,6 +10,11 @@
 // ratios as JSON. --suite: the three shapes of issue 16 (stories260K, the
 // generated ~100 M F16 `base` and ~254 M Q8_0 `medium`). --profile: where each
 // generated token's time goes (ms/token), next to llama-bench's ms/token.
+// --runs: timed runs per round on each side (llama-bench -r N; the addon
+// repeats pp and tg N times), averaged as llama-bench's avg_ts. "auto"
+// (default): enough runs that one round's generation lasts ≥ 1 s (from an
+// untimed llama-bench probe), so a 26 ms generation (stories260K) is not one
+// scheduler hiccup away from ±20 %.
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -38,6 +43,7 @@ const { values: opt } = parseArgs({
     pp: { type: "string", default: "512" },
     tg: { type: "string", default: "128" },
     reps: { type: "string", default: "7" },
+    runs: { type: "string", default: "auto" },
     "no-peers": { type: "boolean", default: false },
     profile: { type: "boolean", default: false },
     device: { type: "string", default: "cpu" },
@@ -102,10 +108,10 @@ if (device !== "cpu" && !benchDevices.length)
   throw new Error(`--device ${opt.device}: no such device here (${gpuDevices.map((d) => d.name).join(", ") || "CPU only"}); see \`genai-native info\``);
 const devArgs = device === "cpu" ? ["-dev", "none", "-ngl", "0"] : ["-dev", benchDevices.map((d) => d.name).join("/"), "-ngl", "999"];
 
-function runLlamaBench(modelPath) {
+function runLlamaBench(modelPath, runs) {
   const res = runJson(llamaBench, [
     ...["-m", modelPath, "-p", String(pp), "-n", String(tg), "-t", String(threads), "-b", String(pp), "-ub", String(Math.min(pp, 512))],
-    ...["-fa", "0", ...devArgs, "-r", "1", "-o", "json"],
+    ...["-fa", "0", ...devArgs, "-r", String(runs), "-o", "json"],
   ]);
   const ppRow = res.find((r) => r.n_prompt === pp && r.n_gen === 0);
   const tgRow = res.find((r) => r.n_gen === tg && r.n_prompt === 0);
@@ -113,24 +119,33 @@ function runLlamaBench(modelPath) {
 }
 
 const nlcGpu = device === "cpu" ? false : (benchDevices[0]?.backend.toLowerCase().replace("mtl", "metal") ?? false);
-const runnerArgs = (m) => JSON.stringify({ root, model: m.path, threads, pp, tg, peers, vocab: m.summary.vocabSize, device, nlcGpu });
+const runnerArgs = (m) => JSON.stringify({ root, model: m.path, threads, pp, tg, peers, vocab: m.summary.vocabSize, device, nlcGpu, runs: m.runs });
 const runAddon = (m) => runJson(process.execPath, [path.join(root, "bench", "runners", "addon.mjs"), runnerArgs(m)]);
 const runPeer = (m) => runJson(process.execPath, [path.join(root, "bench", "runners", "node-llama-cpp.mjs"), runnerArgs(m)]);
 
 const ratio = (a, b) => (b ? Number((a / b).toFixed(3)) : null);
 const round = (x, d = 4) => (x === null || x === undefined ? x : Number(x.toFixed(d)));
 
+/** Timed runs per round: --runs, or (auto) enough for ≥ 1 s of generation, from one untimed llama-bench run (1..20). */
+function runsFor(m) {
+  if (opt.runs !== "auto") return Math.max(1, Number(opt.runs));
+  const probe = runLlamaBench(m.path, 1);
+  return Math.min(20, Math.max(1, Math.ceil(1 / (tg / probe.tgTokensPerSec))));
+}
+
 function benchModel(m) {
   const samples = { "genai-native": [], "llama-bench": [], "node-llama-cpp": [] };
+  m.runs = runsFor(m);
+  log(`[bench] ${path.basename(m.path)}: ${m.runs} timed run(s) per round and side`);
   for (let i = 0; i < reps; i++) {
     log(`[bench] ${path.basename(m.path)}: round ${i + 1}/${reps}`);
     // alternate who goes first, so a drift in the machine's speed (another VM, heat) favours neither
     if (i % 2 === 0) {
-      samples["llama-bench"].push(runLlamaBench(m.path));
+      samples["llama-bench"].push(runLlamaBench(m.path, m.runs));
       samples["genai-native"].push(runAddon(m));
     } else {
       samples["genai-native"].push(runAddon(m));
-      samples["llama-bench"].push(runLlamaBench(m.path));
+      samples["llama-bench"].push(runLlamaBench(m.path, m.runs));
     }
     if (withPeers) {
       try {
@@ -157,6 +172,7 @@ function benchModel(m) {
   const perRound = samples["genai-native"].map((s, i) => s.tgTokensPerSec / samples["llama-bench"][i].tgTokensPerSec);
   const out = {
     model: { path: path.basename(m.path), parameters: m.summary.parameterCount, fileBytes: m.summary.fileBytes, architecture: m.summary.architecture },
+    runsPerRound: m.runs,
     medians: med,
     spread: spr,
     ratios: {

@@ -81,11 +81,20 @@ async function tg() {
   };
 }
 
-// warm-up, as llama-bench does
+// warm-up, as llama-bench does; then `runs` timed runs of each, averaged as llama-bench's avg_ts (mean of the runs' tokens/s)
 await pp();
 await tg();
-const ppTs = await pp();
-const gen = await tg();
+const runs = a.runs ?? 1;
+const mean = (xs) => xs.reduce((s, x) => s + x, 0) / xs.length;
+const ppRuns = [];
+for (let i = 0; i < runs; i++) ppRuns.push(await pp());
+const ppTs = mean(ppRuns);
+const tgRuns = [];
+for (let i = 0; i < runs; i++) tgRuns.push(await tg());
+const gen = {
+  tgTokensPerSec: mean(tgRuns.map((r) => r.tgTokensPerSec)),
+  profile: Object.fromEntries(Object.keys(tgRuns[0].profile).map((k) => [k, tgRuns[0].profile[k] === null ? null : mean(tgRuns.map((r) => r.profile[k]))])),
+};
 const h = monitorEventLoopDelay({ resolution: 1 });
 h.enable();
 await tg();

@@ -42,9 +42,13 @@ async function tg() {
 
 await pp();
 await tg();
-const ppTs = await pp();
-const tgTs = await tg();
-report({ ppTokensPerSec: ppTs, tgTokensPerSec: tgTs });
+// `runs` timed runs of each, averaged as llama-bench's avg_ts
+const runs = a.runs ?? 1;
+let ppSum = 0;
+let tgSum = 0;
+for (let i = 0; i < runs; i++) ppSum += await pp();
+for (let i = 0; i < runs; i++) tgSum += await tg();
+report({ ppTokensPerSec: ppSum / runs, tgTokensPerSec: tgSum / runs });
 await ppContext.dispose();
 await tgContext.dispose();
 await model.dispose();
