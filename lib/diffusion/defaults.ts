@@ -4,6 +4,7 @@
  * range-checks it; fields left out fall back to stable-diffusion.cpp's own
  * sd_img_gen_params_init() / sd_ctx_params_init().
  */
+import type { HiresUpscaler } from "./types";
 
 /** Limits on the image side in pixels; sd.cpp works on 8× downsampled latents. */
 export const MIN_SIDE = 64;
@@ -84,6 +85,30 @@ export const DIFFUSION_LOAD_DEFAULTS: Readonly<Record<"flashAttention" | "vaeTil
     keepVaeOnCpu: false,
     offloadParamsToCpu: false,
   });
+
+/**
+ * Hires fix defaults: scale 2, denoising strength 0.7, the "latent"
+ * upscaler (sd_hires_params_init()'s and AUTOMATIC1111's); scale at most 4.
+ */
+export const HIRES_DEFAULTS: Readonly<{ scale: number; maxScale: number; strength: number; upscaler: HiresUpscaler }> = Object.freeze({
+  scale: 2,
+  maxScale: 4,
+  strength: 0.7,
+  upscaler: "latent",
+});
+
+/** The hires upscalers (HiresUpscaler), in sd_hires_upscaler_t's order from SD_HIRES_UPSCALER_LATENT. */
+export const HIRES_UPSCALERS: readonly HiresUpscaler[] = Object.freeze([
+  "latent",
+  "latent-nearest",
+  "latent-nearest-exact",
+  "latent-antialiased",
+  "latent-bicubic",
+  "latent-bicubic-antialiased",
+  "lanczos",
+  "nearest",
+  "model",
+] as const);
 
 /** The load options that name files, in DiffusionLoadOptions. */
 export const DIFFUSION_FILE_OPTIONS = Object.freeze([

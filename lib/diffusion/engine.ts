@@ -3,18 +3,21 @@
  * native stable-diffusion.cpp adapter implements, and that tests implement
  * with doubles. The job layer (job.ts, model.ts) depends only on this.
  */
-import type { DiffusionLoadOptions, RawImage } from "./types";
+import type { DiffusionLoadOptions, HiresUpscaler, RawImage } from "./types";
 
 export type { DiffusionLoadOptions, LoraSpec, RawImage } from "./types";
 
 /**
  * What the engine reports while it generates, in order, on the JS thread.
  * A batch of `count` images runs: encoding (prompt), then each image's
- * sampling steps (step 1..steps), then decoding (VAE) of each image.
+ * sampling steps (step 1..steps), with a hires fix the "hires" stage and
+ * each image's second pass (steps with hires: true), then decoding (VAE) of
+ * each image.
  */
 export type EngineEvent =
-  | { type: "stage"; stage: "encoding" | "decoding"; imageIndex: number }
-  | { type: "step"; imageIndex: number; step: number; steps: number }
+  | { type: "stage"; stage: "encoding" | "hires" | "decoding"; imageIndex: number }
+  /** hires: a step of the hires fix's second pass (after every image's first pass). */
+  | { type: "step"; imageIndex: number; step: number; steps: number; hires?: boolean }
   | { type: "preview"; imageIndex: number; step: number; image: RawImage }
   | { type: "image"; imageIndex: number };
 
@@ -54,6 +57,8 @@ export interface EngineGenerateParams {
   refImages: RawImage[];
   /** Preview every `intervalSteps` steps, decoded with `mode` ("proj" fast projection, "tae" tiny VAE, "vae" full VAE). */
   preview?: { mode: "proj" | "tae" | "vae"; intervalSteps: number };
+  /** Hires fix: the target size (pixels, multiples of 64, ≥ width × height), the second pass's steps and strength, the upscaler (and its ESRGAN file for "model"). */
+  hires?: { width: number; height: number; steps: number; strength: number; upscaler: HiresUpscaler; upscalerModel?: string };
 }
 
 /** How the job layer tells the engine to stop (the native adapter maps it to sd_cancel_generation). */

@@ -121,7 +121,7 @@ export class DiffusionModel implements AsyncDisposable {
       throw new GenaiError("ABORTED", "the image job was cancelled before it started");
     }
     job.status = "running";
-    const tracker = new ProgressTracker(params.steps, params.count);
+    const tracker = new ProgressTracker(params.steps, params.count, { hiresSteps: params.hires?.steps });
     job.progress = tracker.current;
     job.emit("progress", job.progress);
     let raws: RawImage[];
@@ -162,8 +162,8 @@ export class DiffusionModel implements AsyncDisposable {
                         ...params,
                         strength: params.initImage ? params.strength : undefined,
                         seed: params.seed + i,
-                        width: raw.width,
-                        height: raw.height,
+                        width: params.hires ? params.width : raw.width,
+                        height: params.hires ? params.height : raw.height,
                         model: this.#name,
                       }),
                     }

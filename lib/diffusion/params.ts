@@ -3,8 +3,19 @@ import { randomInt } from "node:crypto";
 import fs from "node:fs";
 import { GenaiError } from "../errors";
 import { optInt, optNumber, optOneOf, optString, options, requireString } from "../util/validate";
-import { IMAGE_KEYS, LORA_KEYS, PREVIEW_KEYS } from "./keys";
-import { IMAGE_DEFAULTS, MAX_FLOW_SHIFT, MAX_PROMPT_CHARS, MAX_REF_ASPECT, MAX_REF_IMAGES, MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE } from "./defaults";
+import { HIRES_KEYS, IMAGE_KEYS, LORA_KEYS, PREVIEW_KEYS } from "./keys";
+import {
+  HIRES_DEFAULTS,
+  HIRES_UPSCALERS,
+  IMAGE_DEFAULTS,
+  MAX_FLOW_SHIFT,
+  MAX_PROMPT_CHARS,
+  MAX_REF_ASPECT,
+  MAX_REF_IMAGES,
+  MAX_SIDE,
+  MIN_SIDE,
+  SIDE_MULTIPLE,
+} from "./defaults";
 
 function promptText(name: string, text: string): string {
   if (text.length > MAX_PROMPT_CHARS)
@@ -12,7 +23,7 @@ function promptText(name: string, text: string): string {
   return text;
 }
 import type { EngineGenerateParams, EngineModel } from "./engine";
-import type { ImageGenerateOptions, LoraSpec, PreviewOptions, RawImage } from "./types";
+import type { HiresOptions, ImageGenerateOptions, LoraSpec, PreviewOptions, RawImage } from "./types";
 
 /**
  * Raw pixels { data, width, height, channels } with one of `channels` and data
@@ -63,12 +74,16 @@ export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<Engin
   const flowShift = opts.flowShift === undefined ? undefined : optNumber("flowShift", opts.flowShift, 0, 0, MAX_FLOW_SHIFT);
   if (flowShift === 0) throw new GenaiError("INVALID_ARGUMENT", "flowShift must be greater than 0");
   const preview = opts.preview === undefined ? undefined : (options("preview", opts.preview, PREVIEW_KEYS) as PreviewOptions);
+  const steps = optInt("steps", opts.steps, d.steps, 1, 1000);
+  const hires = opts.hires === undefined ? undefined : resolveHires(opts.hires, width, height, steps);
+  // sd.cpp samples the hires pass with the first pass's ControlNet hint, which is the job's size, not the target's
+  if (hires && controlImage) throw new GenaiError("INVALID_ARGUMENT", "hires cannot be combined with controlImage");
   return {
     prompt: promptText("prompt", requireString("prompt", opts.prompt)),
     negativePrompt: promptText("negativePrompt", optString("negativePrompt", opts.negativePrompt) ?? ""),
     width,
     height,
-    steps: optInt("steps", opts.steps, d.steps, 1, 1000),
+    steps,
     cfgScale: optNumber("cfgScale", opts.cfgScale, d.cfgScale, 0, 100),
     guidance: opts.guidance === undefined ? undefined : optNumber("guidance", opts.guidance, 0, 0, 100),
     flowShift,
@@ -90,6 +105,57 @@ export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<Engin
           intervalSteps: optInt("preview.intervalSteps", preview.intervalSteps, d.previewIntervalSteps, 1, 1000),
         }
       : undefined,
+    hires,
+  };
+}
+
+/**
+ * The size a generation's compute buffers are sized by: the hires fix's
+ * target (scale, default 2, or width × height) when there is one, else
+ * width × height; `encodes`: a VAE encoder pass runs (the pixel hires
+ * upscalers encode the upscaled image again). Unchecked (resolveGenerateParams checks).
+ */
+export function computeSize(width: number, height: number, hires: HiresOptions | undefined): { width: number; height: number; encodes: boolean } {
+  if (!hires) return { width, height, encodes: false };
+  const scale = hires.scale ?? HIRES_DEFAULTS.scale;
+  const pixel = hires.upscaler === "lanczos" || hires.upscaler === "nearest" || hires.upscaler === "model";
+  return { width: hires.width ?? Math.round(width * scale), height: hires.height ?? Math.round(height * scale), encodes: pixel };
+}
+
+/** hires → the target size, steps, strength and upscaler, all filled in. @throws GenaiError INVALID_ARGUMENT, MODEL_NOT_FOUND (upscalerModel) */
+function resolveHires(spec: unknown, width: number, height: number, steps: number): NonNullable<EngineGenerateParams["hires"]> {
+  const h = options("hires", spec, HIRES_KEYS) as unknown as HiresOptions;
+  const D = HIRES_DEFAULTS;
+  let tw: number;
+  let th: number;
+  if (h.width !== undefined || h.height !== undefined) {
+    if (h.scale !== undefined) throw new GenaiError("INVALID_ARGUMENT", "hires: give scale or width and height, not both");
+    if (h.width === undefined || h.height === undefined) throw new GenaiError("INVALID_ARGUMENT", "hires: give both width and height");
+    tw = optInt("hires.width", h.width, 0, width, MAX_SIDE);
+    th = optInt("hires.height", h.height, 0, height, MAX_SIDE);
+  } else {
+    const scale = optNumber("hires.scale", h.scale, D.scale, 1, D.maxScale);
+    tw = Math.round(width * scale);
+    th = Math.round(height * scale);
+    if (tw > MAX_SIDE || th > MAX_SIDE)
+      throw new GenaiError("INVALID_ARGUMENT", `hires.scale ${scale} gives ${tw}×${th}; sides may be at most ${MAX_SIDE} (MAX_SIDE)`);
+  }
+  if (tw % SIDE_MULTIPLE !== 0 || th % SIDE_MULTIPLE !== 0)
+    throw new GenaiError("INVALID_ARGUMENT", `hires target ${tw}×${th}: sides must be multiples of ${SIDE_MULTIPLE} (stable-diffusion.cpp would round them)`);
+  const strength = optNumber("hires.strength", h.strength, D.strength, 0, 1);
+  if (strength === 0) throw new GenaiError("INVALID_ARGUMENT", "hires.strength must be greater than 0");
+  const upscaler = optOneOf("hires.upscaler", h.upscaler, HIRES_UPSCALERS, D.upscaler);
+  const model = optString("hires.upscalerModel", h.upscalerModel);
+  if (upscaler === "model" && !model) throw new GenaiError("INVALID_ARGUMENT", 'hires.upscaler "model" needs hires.upscalerModel (an ESRGAN file)');
+  if (upscaler !== "model" && model !== undefined) throw new GenaiError("INVALID_ARGUMENT", 'hires.upscalerModel is used only with hires.upscaler "model"');
+  if (model !== undefined && !fs.existsSync(model)) throw new GenaiError("MODEL_NOT_FOUND", `hires upscaler model not found: ${model}`);
+  return {
+    width: tw,
+    height: th,
+    steps: optInt("hires.steps", h.steps, steps, 1, 1000),
+    strength,
+    upscaler,
+    ...(model !== undefined ? { upscalerModel: model } : {}),
   };
 }
 

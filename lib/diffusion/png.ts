@@ -61,6 +61,19 @@ export async function encodePng(img: RawImage, text: Readonly<Record<string, str
  * UI (which stable-diffusion.cpp's CLI and most image tools read): the prompt,
  * a "Negative prompt:" line when there is one, then "Key: value" pairs.
  */
+/** The hires upscalers by AUTOMATIC1111's names (those sd.cpp logs). */
+const A1111_UPSCALER: Readonly<Record<string, string>> = {
+  latent: "Latent",
+  "latent-nearest": "Latent (nearest)",
+  "latent-nearest-exact": "Latent (nearest-exact)",
+  "latent-antialiased": "Latent (antialiased)",
+  "latent-bicubic": "Latent (bicubic)",
+  "latent-bicubic-antialiased": "Latent (bicubic antialiased)",
+  lanczos: "Lanczos",
+  nearest: "Nearest",
+  model: "ESRGAN",
+};
+
 export function parametersText(p: {
   prompt: string;
   negativePrompt?: string;
@@ -74,6 +87,8 @@ export function parametersText(p: {
   height: number;
   model?: string;
   strength?: number;
+  /** The hires fix: its target size, steps, strength and upscaler; Size is then the first pass's. */
+  hires?: { width: number; height: number; steps: number; strength: number; upscaler: string };
 }): string {
   const pairs: [string, string | number][] = [
     ["Steps", p.steps],
@@ -84,7 +99,14 @@ export function parametersText(p: {
     ["Seed", p.seed],
     ["Size", `${p.width}x${p.height}`],
     ...(p.model ? ([["Model", p.model]] as [string, string][]) : []),
-    ...(p.strength !== undefined ? ([["Denoising strength", p.strength]] as [string, number][]) : []),
+    ...(p.strength !== undefined || p.hires ? ([["Denoising strength", p.strength ?? p.hires?.strength]] as [string, number][]) : []),
+    ...(p.hires
+      ? ([
+          ["Hires resize", `${p.hires.width}x${p.hires.height}`],
+          ["Hires steps", p.hires.steps],
+          ["Hires upscaler", A1111_UPSCALER[p.hires.upscaler] ?? p.hires.upscaler],
+        ] as [string, string | number][])
+      : []),
     ["Version", "genai-native"],
   ];
   const neg = p.negativePrompt ? `\nNegative prompt: ${p.negativePrompt}` : "";

@@ -1,8 +1,9 @@
 /**
  * Turns engine events into job progress over the whole batch.
  *
- * Work units: encoding = 1 step, each image's sampling = `steps` steps, each
- * image's decoding = `decodeSteps` steps (default 2, replaced by the measured
+ * Work units: encoding = 1 step, each image's sampling = `steps` steps (plus
+ * `hiresSteps` for the hires fix's second pass), each image's decoding =
+ * `decodeSteps` steps (default 2, replaced by the measured
  * decode time once one image has decoded). percent = done units / all units,
  * where sampling counts as far as it got (a batch cut short after image i,
  * e.g. by a "newLatents" cancel, counts i + 1 images sampled).
@@ -18,6 +19,7 @@ export type { ImageProgress, ImageStage } from "./types";
 
 export class ProgressTracker {
   #steps: number;
+  #hiresSteps: number;
   #count: number;
   #decodeUnits: number;
   #now: () => number;
@@ -27,8 +29,9 @@ export class ProgressTracker {
   #decodeStartedAt: number | undefined;
   current: ImageProgress;
 
-  constructor(steps: number, count: number, options: { decodeSteps?: number; now?: () => number } = {}) {
+  constructor(steps: number, count: number, options: { decodeSteps?: number; hiresSteps?: number; now?: () => number } = {}) {
     this.#steps = steps;
+    this.#hiresSteps = options.hiresSteps ?? 0;
     this.#count = count;
     this.#decodeUnits = options.decodeSteps ?? 2;
     this.#now = options.now ?? (() => performance.now());
@@ -36,7 +39,7 @@ export class ProgressTracker {
   }
 
   get #totalUnits(): number {
-    return 1 + this.#count * (this.#steps + this.#decodeUnits);
+    return 1 + this.#count * (this.#steps + this.#hiresSteps + this.#decodeUnits);
   }
 
   #typicalStepMs(): number | undefined {
@@ -46,13 +49,13 @@ export class ProgressTracker {
     return recent.length % 2 ? recent[m] : (recent[m - 1] + recent[m]) / 2;
   }
 
-  #emit(stage: ImageStage, imageIndex: number, step: number): ImageProgress {
+  #emit(stage: ImageStage, imageIndex: number, step: number, steps = this.#steps): ImageProgress {
     const mean = this.#typicalStepMs();
     const left = this.#totalUnits - this.#doneUnits;
     this.current = {
       stage,
       step,
-      steps: this.#steps,
+      steps,
       imageIndex,
       imageCount: this.#count,
       percent: Math.min(100, (this.#doneUnits / this.#totalUnits) * 100),
@@ -70,14 +73,27 @@ export class ProgressTracker {
           this.#lastStepAt = now;
           return this.#emit("encoding", e.imageIndex, 0);
         }
+        if (e.stage === "hires") {
+          this.#sampledSteps = this.#count * this.#steps; // every first pass is done
+          this.#doneUnits = 1 + this.#sampledSteps;
+          this.#lastStepAt = now;
+          return this.#emit("hires", e.imageIndex, 0, this.#hiresSteps);
+        }
         this.#decodeStartedAt = now;
         return this.#emit("decoding", e.imageIndex, 0);
       case "step": {
+        if (e.hires) {
+          if (this.#lastStepAt !== undefined && e.step > 1) this.#stepMs.push(now - this.#lastStepAt);
+          this.#lastStepAt = now;
+          this.#hiresSampled = Math.max(this.#hiresSampled, e.imageIndex * this.#hiresSteps + Math.min(e.step, this.#hiresSteps));
+          this.#doneUnits = 1 + this.#sampledSteps + this.#hiresSampled + this.#decodedImages * this.#decodeUnits;
+          return this.#emit("hires", e.imageIndex, e.step, e.steps);
+        }
         if (e.step === 1 && this.#doneUnits === 0) this.#doneUnits = 1; // encoding done
         if (this.#lastStepAt !== undefined && e.step > 1) this.#stepMs.push(now - this.#lastStepAt);
         this.#lastStepAt = now;
         this.#sampledSteps = Math.max(this.#sampledSteps, e.imageIndex * this.#steps + e.step);
-        this.#doneUnits = 1 + this.#sampledSteps + this.#decodedImages * this.#decodeUnits;
+        this.#doneUnits = 1 + this.#sampledSteps + this.#hiresSampled + this.#decodedImages * this.#decodeUnits;
         return this.#emit("diffusion", e.imageIndex, e.step);
       }
       case "image": {
@@ -85,7 +101,8 @@ export class ProgressTracker {
         if (this.#decodeStartedAt !== undefined && mean) this.#decodeUnits = Math.max(0.1, (now - this.#decodeStartedAt) / mean);
         this.#decodedImages++;
         this.#sampledSteps = Math.max(this.#sampledSteps, (e.imageIndex + 1) * this.#steps);
-        this.#doneUnits = 1 + this.#sampledSteps + this.#decodedImages * this.#decodeUnits;
+        if (this.#hiresSteps) this.#hiresSampled = Math.max(this.#hiresSampled, (e.imageIndex + 1) * this.#hiresSteps);
+        this.#doneUnits = 1 + this.#sampledSteps + this.#hiresSampled + this.#decodedImages * this.#decodeUnits;
         this.#decodeStartedAt = now;
         return this.#emit("decoding", e.imageIndex, 0);
       }
@@ -96,4 +113,5 @@ export class ProgressTracker {
 
   #decodedImages = 0;
   #sampledSteps = 0;
+  #hiresSampled = 0;
 }

@@ -84,6 +84,48 @@ export interface PreviewOptions {
   intervalSteps?: number;
 }
 
+/**
+ * The hires fix's latent or pixel upscaler (stable-diffusion.cpp's
+ * sd_hires_upscaler_t, AUTOMATIC1111's names): "latent" (bilinear on the
+ * latent, the default), "latent-nearest", "latent-nearest-exact",
+ * "latent-antialiased", "latent-bicubic", "latent-bicubic-antialiased";
+ * "lanczos" and "nearest" (the decoded image, encoded again); "model" (an
+ * ESRGAN model, HiresOptions.upscalerModel).
+ */
+export type HiresUpscaler =
+  | "latent"
+  | "latent-nearest"
+  | "latent-nearest-exact"
+  | "latent-antialiased"
+  | "latent-bicubic"
+  | "latent-bicubic-antialiased"
+  | "lanczos"
+  | "nearest"
+  | "model";
+
+/**
+ * Hires fix (AUTOMATIC1111's "Hires. fix"; stable-diffusion.cpp's
+ * sd_hires_params_t): each image is sampled at width × height, its latent
+ * upscaled to the target size and sampled again for `steps` steps at
+ * denoising `strength`, then decoded at the target size, which is the size of
+ * the images returned. Give `scale` or `width` and `height`.
+ */
+export interface HiresOptions {
+  /** Target = width × scale by height × scale, 1..4 (default HIRES_DEFAULTS.scale = 2); the result must be a multiple of 64. */
+  scale?: number;
+  /** Target pixels, multiples of 64, at least the job's size, at most MAX_SIDE (give both, instead of scale). */
+  width?: number;
+  height?: number;
+  /** Sampling steps of the second pass, 1..1000 (default: the job's steps). */
+  steps?: number;
+  /** Denoising strength of the second pass, > 0 up to 1 (default HIRES_DEFAULTS.strength = 0.7). */
+  strength?: number;
+  /** Default "latent". */
+  upscaler?: HiresUpscaler;
+  /** ESRGAN weights for upscaler "model" (GGUF, safetensors or .pth). */
+  upscalerModel?: string;
+}
+
 export interface ImageGenerateOptions {
   prompt: string;
   negativePrompt?: string;
@@ -136,6 +178,8 @@ export interface ImageGenerateOptions {
   refImages?: RawImage[];
   /** Preview images as "preview" events every intervalSteps steps. */
   preview?: PreviewOptions;
+  /** A second sampling pass at a larger size (hires fix); not with controlImage. */
+  hires?: HiresOptions;
   /** "png" (default), "raw" pixels, or "both". */
   output?: "png" | "raw" | "both";
   /**
@@ -168,9 +212,11 @@ export type ImageJobStatus = "pending" | "running" | "done" | "error" | "cancell
  * the orchestrator (runImageBatch, the server's image jobs): between two
  * images it gave way to a job of a higher priority and waits to go on with
  * the next one (`imageIndex`); `percent` stays where it was and `etaMs` counts
- * only the batch's own remaining work, not the wait.
+ * only the batch's own remaining work, not the wait. "hires": the hires fix's
+ * second sampling pass (every image's first pass is done; `step`/`steps` are
+ * the second pass's).
  */
-export type ImageStage = "loading" | "encoding" | "diffusion" | "decoding" | "preempted";
+export type ImageStage = "loading" | "encoding" | "diffusion" | "hires" | "decoding" | "preempted";
 
 export interface ImageProgress {
   stage: ImageStage;

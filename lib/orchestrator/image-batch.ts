@@ -20,6 +20,7 @@
 import { randomInt } from "node:crypto";
 import { GenaiError } from "../errors";
 import { IMAGE_DEFAULTS } from "../diffusion/defaults";
+import { computeSize } from "../diffusion/params";
 import type { GeneratedImage, ImageGenerateOptions, ImageProgress, RawImage } from "../diffusion/types";
 import { onAbort } from "../util/abort";
 import { optInt } from "../util/validate";
@@ -117,7 +118,8 @@ export interface SubmitImageBatchOptions extends ImageBatchHooks {
  * `memory: diffusion.imageMemory(size)` (ManagedDiffusion.imageMemory, from
  * estimateDiffusionMemory), so that on a tight device the orchestrator frees
  * what the generation itself needs, not only room for the weights.
- * Width and height: the options', else the init image's, else IMAGE_DEFAULTS (512 × 512).
+ * Width and height: the options', else the init image's, else IMAGE_DEFAULTS (512 × 512);
+ * with a hires fix, its target size (computeSize).
  * @throws GenaiError INVALID_ARGUMENT (sizes not multiples of 64 pixels), synchronously; the job's errors through its promise
  */
 export function submitImageBatch(
@@ -126,11 +128,16 @@ export function submitImageBatch(
   options: ImageGenerateOptions,
   opts: SubmitImageBatchOptions = {},
 ): QueuedJob<GeneratedImage[]> {
+  const size = computeSize(
+    options.width ?? options.initImage?.width ?? IMAGE_DEFAULTS.width,
+    options.height ?? options.initImage?.height ?? IMAGE_DEFAULTS.height,
+    options.hires,
+  );
   const memory = diffusion.imageMemory({
-    width: options.width ?? options.initImage?.width ?? IMAGE_DEFAULTS.width,
-    height: options.height ?? options.initImage?.height ?? IMAGE_DEFAULTS.height,
+    width: size.width,
+    height: size.height,
     count: options.count,
-    initImage: options.initImage !== undefined,
+    initImage: options.initImage !== undefined || size.encodes,
   });
   return orchestrator.submit({
     kind: opts.kind ?? "image",

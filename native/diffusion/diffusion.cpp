@@ -85,6 +85,7 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
   return ThreadJob::Start(env, "genai.diffusion.generate", cancel, on_event, [m, r](ThreadJob& job) -> ThreadJob::ValueMaker {
     // sd.cpp skips a LoRA it cannot open and generates without it
     for (const auto& lora : r.loras) CheckModelFileExtent(lora.first, "LoRA");
+    if (!r.hires.model.empty()) CheckModelFileExtent(r.hires.model, "hires upscaler model");
     std::vector<RawImg> images;
     std::string errors;
     bool ok = false;

@@ -46,6 +46,46 @@ void ReadLoras(Napi::Object o, GenRequest& r) {
   }
 }
 
+// lib/diffusion/defaults.ts HIRES_UPSCALERS -> sd_hires_upscaler_t
+constexpr std::pair<const char*, sd_hires_upscaler_t> kHiresUpscalers[] = {
+    {"latent", SD_HIRES_UPSCALER_LATENT},
+    {"latent-nearest", SD_HIRES_UPSCALER_LATENT_NEAREST},
+    {"latent-nearest-exact", SD_HIRES_UPSCALER_LATENT_NEAREST_EXACT},
+    {"latent-antialiased", SD_HIRES_UPSCALER_LATENT_ANTIALIASED},
+    {"latent-bicubic", SD_HIRES_UPSCALER_LATENT_BICUBIC},
+    {"latent-bicubic-antialiased", SD_HIRES_UPSCALER_LATENT_BICUBIC_ANTIALIASED},
+    {"lanczos", SD_HIRES_UPSCALER_LANCZOS},
+    {"nearest", SD_HIRES_UPSCALER_NEAREST},
+    {"model", SD_HIRES_UPSCALER_MODEL},
+};
+
+void ReadHires(Napi::Object o, GenRequest& r) {
+  Napi::Env env = o.Env();
+  Napi::Value hv = o.Get("hires");
+  if (!hv.IsObject()) Throw(env, code::INVALID_ARGUMENT, "hires must be an object");
+  Napi::Object h = hv.As<Napi::Object>();
+  CheckKeys(h, {"width", "height", "steps", "strength", "upscaler", "upscalerModel"}, "hires");
+  GenRequest::Hires& x = r.hires;
+  x.enabled = true;
+  // at least the first pass's size: sd.cpp would sample a smaller latent again, for nothing
+  x.width = static_cast<int>(IntField(h, "width", r.width, kMaxSide));
+  x.height = static_cast<int>(IntField(h, "height", r.height, kMaxSide));
+  if (x.width % 64 || x.height % 64) Throw(env, code::INVALID_ARGUMENT, "hires width and height must be multiples of 64");
+  x.steps = static_cast<int>(IntField(h, "steps", 1, 1000));
+  x.strength = static_cast<float>(NumberField(h, "strength", 0, 1));
+  if (x.strength <= 0) Throw(env, code::INVALID_ARGUMENT, "hires.strength must be greater than 0");
+  std::string name = StringField(h, "upscaler");
+  auto it = std::find_if(std::begin(kHiresUpscalers), std::end(kHiresUpscalers), [&](const auto& u) { return name == u.first; });
+  if (it == std::end(kHiresUpscalers)) Throw(env, code::INVALID_ARGUMENT, "unknown hires.upscaler " + name);
+  x.upscaler = it->second;
+  Napi::Value model = h.Get("upscalerModel");
+  if (!model.IsUndefined()) x.model = StringField(h, "upscalerModel");
+  if ((x.upscaler == SD_HIRES_UPSCALER_MODEL) != !x.model.empty())
+    Throw(env, code::INVALID_ARGUMENT, "hires.upscalerModel is needed with, and only with, hires.upscaler \"model\"");
+  // sd.cpp samples the second pass with the first pass's ControlNet hint (the job's size)
+  if (!r.control.data.empty()) Throw(env, code::INVALID_ARGUMENT, "hires cannot be combined with controlImage");
+}
+
 void ReadRefImages(Napi::Object o, GenRequest& r) {
   Napi::Env env = o.Env();
   Napi::Value refs = o.Get("refImages");
@@ -70,7 +110,7 @@ GenRequest ReadGenRequest(Napi::Object o, bool has_control_net) {
   GenRequest r;
   CheckKeys(o,
             {"prompt", "negativePrompt", "width",     "height",    "steps", "count",        "cfgScale",        "guidance",  "flowShift", "strength", "clipSkip",
-             "seed",   "sampler",        "scheduler", "initImage", "mask",  "controlImage", "controlStrength", "refImages", "loras",     "preview"},
+             "seed",   "sampler",        "scheduler", "initImage", "mask",  "controlImage", "controlStrength", "refImages", "loras",     "preview",  "hires"},
             "generate");
   r.prompt = StringField(o, "prompt");
   r.negative = StringField(o, "negativePrompt");
@@ -104,6 +144,8 @@ GenRequest ReadGenRequest(Napi::Object o, bool has_control_net) {
   Napi::Value refs = o.Get("refImages");
   if (!refs.IsUndefined()) ReadRefImages(o, r);
   ReadLoras(o, r);
+  Napi::Value hv = o.Get("hires");
+  if (!hv.IsUndefined() && !hv.IsNull()) ReadHires(o, r);
   Napi::Value pv = o.Get("preview");
   if (pv.IsObject()) {
     Napi::Object po = pv.As<Napi::Object>();
@@ -152,6 +194,15 @@ void FillImgGenParams(const GenRequest& r, bool vae_tiling, sd_img_gen_params_t&
   p.ref_images = refs.empty() ? nullptr : refs.data();
   p.ref_images_count = static_cast<int>(refs.size());
   p.vae_tiling_params.enabled = vae_tiling;
+  if (r.hires.enabled) {
+    p.hires.enabled = true;
+    p.hires.upscaler = r.hires.upscaler;
+    p.hires.model_path = r.hires.model.empty() ? nullptr : r.hires.model.c_str();
+    p.hires.target_width = r.hires.width;
+    p.hires.target_height = r.hires.height;
+    p.hires.steps = r.hires.steps;
+    p.hires.denoising_strength = r.hires.strength;
+  }
 }
 
 }  // namespace genai

@@ -28,6 +28,14 @@ struct GenRequest {
   std::vector<RawImg> refs;
   std::vector<std::pair<std::string, float>> loras;  // path, scale
   preview_t preview = PREVIEW_NONE;
+  // the hires fix (lib/diffusion/params.ts resolveHires filled it in): target size, second pass
+  struct Hires {
+    bool enabled = false;
+    int width = 0, height = 0, steps = 0;
+    float strength = 0;
+    sd_hires_upscaler_t upscaler = SD_HIRES_UPSCALER_LATENT;
+    std::string model;  // ESRGAN file for SD_HIRES_UPSCALER_MODEL
+  } hires;
 };
 
 // Reads `o` (every key known, every value in range); `has_control_net`: the

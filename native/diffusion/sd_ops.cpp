@@ -33,7 +33,21 @@ void OnProgress(int step, int steps, float, void*) {
     return;
   }
   if (op.decoding) return;  // VAE tiling progress
-  if (step == 0) {          // sampling of the next image starts
+  if (op.hires) {
+    // only the second pass's sampling steps: not an ESRGAN's tiles or its load
+    if (step <= 0 || steps != op.hires_steps) return;
+    int index = op.hires_done;
+    op.job->Post([index, step, steps](Napi::Env env, Napi::Function cb) {
+      Napi::Object e = Event(env, "step");
+      e.Set("imageIndex", index);
+      e.Set("step", step);
+      e.Set("steps", steps);
+      e.Set("hires", true);
+      cb.Call({e});
+    });
+    return;
+  }
+  if (step == 0) {  // sampling of the next image starts
     op.image_index++;
     return;
   }
@@ -47,13 +61,38 @@ void OnProgress(int step, int steps, float, void*) {
   });
 }
 
-// sd.cpp's lines: the running operation's errors (its message) and decoding
-// stage, then the process's one log sink (util/log.h).
+// The hires fix's lines of sd.cpp (487de75c, generate_image): "hires fix:
+// upscaling to WxH" starts it, "hires fix: scheduler_steps=…,
+// sigma_sched_size=N" gives its N - 1 steps, "hires sampling i/n completed"
+// ends image i.
+void OnHiresLog(ActiveOp& op, const std::string& line) {
+  if (line.find("hires fix: upscaling to") != std::string::npos) {
+    op.hires = true;
+    op.job->Post([](Napi::Env env, Napi::Function cb) {
+      Napi::Object e = Event(env, "stage");
+      e.Set("stage", "hires");
+      e.Set("imageIndex", 0);
+      cb.Call({e});
+    });
+    return;
+  }
+  if (!op.hires) return;
+  size_t at = line.find("sigma_sched_size=");
+  if (at != std::string::npos) {
+    op.hires_steps = std::atoi(line.c_str() + at + std::strlen("sigma_sched_size=")) - 1;
+    return;
+  }
+  if (line.find("hires sampling ") != std::string::npos && line.find("completed") != std::string::npos) op.hires_done++;
+}
+
+// sd.cpp's lines: the running operation's errors (its message), the hires
+// fix and decoding stages, then the process's one log sink (util/log.h).
 void OnLog(sd_log_level_t level, const char* text, void*) {
   ActiveOp& op = g_op;
   if (!text) return;
   std::string line(text);
   if (level >= SD_LOG_ERROR && op.errors.size() < 2000) op.errors += line;
+  if (op.job && op.generating && !op.decoding) OnHiresLog(op, line);
   if (op.job && op.generating && !op.decoding && line.find("decoding") != std::string::npos) {
     op.decoding = true;
     op.job->Post([](Napi::Env env, Napi::Function cb) {
@@ -72,7 +111,7 @@ void OnPreview(int step, int frame_count, sd_image_t* frames, bool, void*) {
   if (step % op.preview_interval != 0) return;  // sd.cpp (487de75c) stores the interval but calls back every step
   const sd_image_t& f = frames[0];
   auto data = std::make_shared<std::vector<uint8_t>>(f.data, f.data + static_cast<size_t>(f.width) * f.height * f.channel);
-  int index = std::max(0, op.image_index);
+  int index = op.hires ? op.hires_done : std::max(0, op.image_index);
   uint32_t w = f.width, h = f.height, c = f.channel;
   op.job->Post([data, index, step, w, h, c](Napi::Env env, Napi::Function cb) {
     Napi::Object e = Event(env, "preview");

@@ -22,6 +22,10 @@ struct ActiveOp {
   int image_index = -1;
   int last_percent = -1;
   bool decoding = false;
+  // the hires fix's second pass (from sd.cpp's log lines): its steps, and the images it finished
+  bool hires = false;
+  int hires_steps = 0;
+  int hires_done = 0;
   int preview_interval = 1;
   std::string errors;  // sd.cpp's error lines, for the typed error's message
 };
