@@ -12,13 +12,15 @@ export type { DiffusionLoadOptions, LoraSpec, RawImage } from "./types";
  * A batch of `count` images runs: encoding (prompt), then each image's
  * sampling steps (step 1..steps), with a hires fix the "hires" stage and
  * each image's second pass (steps with hires: true), then decoding (VAE) of
- * each image.
+ * each image (its tiles with vaeTiling; "image" once it is decoded).
  */
 export type EngineEvent =
   | { type: "stage"; stage: "encoding" | "hires" | "decoding"; imageIndex: number }
   /** hires: a step of the hires fix's second pass (after every image's first pass). */
   | { type: "step"; imageIndex: number; step: number; steps: number; hires?: boolean }
   | { type: "preview"; imageIndex: number; step: number; image: RawImage }
+  /** With VAE tiling: tile `tile` of `tiles` of image `imageIndex`'s decode is done. */
+  | { type: "decodeTile"; imageIndex: number; tile: number; tiles: number }
   | { type: "image"; imageIndex: number };
 
 /** Generation parameters after validation (all defaults filled in). */

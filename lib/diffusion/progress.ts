@@ -6,7 +6,8 @@
  * `decodeSteps` steps (default 2, replaced by the measured
  * decode time once one image has decoded). percent = done units / all units,
  * where sampling counts as far as it got (a batch cut short after image i,
- * e.g. by a "newLatents" cancel, counts i + 1 images sampled).
+ * e.g. by a "newLatents" cancel, counts i + 1 images sampled); with VAE
+ * tiling, a decode counts the share of its tiles done.
  * etaMs = remaining units × the median of the last 8 measured sampling steps:
  * one slow step (a page fault, another job's burst) does not swing it, and it
  * follows a lasting change of speed within a few steps (a mean of all steps
@@ -49,7 +50,7 @@ export class ProgressTracker {
     return recent.length % 2 ? recent[m] : (recent[m - 1] + recent[m]) / 2;
   }
 
-  #emit(stage: ImageStage, imageIndex: number, step: number, steps = this.#steps): ImageProgress {
+  #emit(stage: ImageStage, imageIndex: number, step: number, steps = this.#steps, tiles?: { tile: number; tiles: number }): ImageProgress {
     const mean = this.#typicalStepMs();
     const left = this.#totalUnits - this.#doneUnits;
     this.current = {
@@ -58,8 +59,10 @@ export class ProgressTracker {
       steps,
       imageIndex,
       imageCount: this.#count,
-      percent: Math.min(100, (this.#doneUnits / this.#totalUnits) * 100),
+      // never backwards: a decode measured faster than its estimate shrinks the work still to do
+      percent: Math.max(this.current.percent, Math.min(100, (this.#doneUnits / this.#totalUnits) * 100)),
       etaMs: mean === undefined ? undefined : Math.max(0, left * mean),
+      ...tiles,
     };
     return this.current;
   }
@@ -95,6 +98,12 @@ export class ProgressTracker {
         this.#sampledSteps = Math.max(this.#sampledSteps, e.imageIndex * this.#steps + e.step);
         this.#doneUnits = 1 + this.#sampledSteps + this.#hiresSampled + this.#decodedImages * this.#decodeUnits;
         return this.#emit("diffusion", e.imageIndex, e.step);
+      }
+      case "decodeTile": {
+        // the decode's share so far, before its time is known: tiles done / tiles of this image's decode units
+        const part = Math.min(1, e.tile / Math.max(1, e.tiles));
+        this.#doneUnits = Math.max(this.#doneUnits, 1 + this.#sampledSteps + this.#hiresSampled + (this.#decodedImages + part) * this.#decodeUnits);
+        return this.#emit("decoding", e.imageIndex, 0, this.#steps, { tile: e.tile, tiles: e.tiles });
       }
       case "image": {
         const mean = this.#typicalStepMs();

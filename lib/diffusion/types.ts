@@ -230,6 +230,9 @@ export interface ImageProgress {
   percent: number;
   /** Estimated ms left (undefined until a step has been timed). */
   etaMs?: number;
+  /** "decoding" with vaeTiling: tiles of the current image decoded so far, of `tiles` (sd.cpp reports no progress inside an untiled decode). */
+  tile?: number;
+  tiles?: number;
 }
 
 export interface UpscalerLoadOptions {

@@ -1,5 +1,6 @@
 #include "diffusion/diffusion.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -89,6 +90,7 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
     std::vector<RawImg> images;
     std::string errors;
     bool ok = false;
+    int announced = 0;  // images already posted as decoded while sd.cpp ran
     {
       OpScope scope(&job, true);
       sd_cancel_generation(m->ctx, SD_CANCEL_RESET);
@@ -108,9 +110,10 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
       ok = generate_image(m->ctx, &p, &out, &n);
       images = TakeImages(out, n);
       errors = scope.Op().errors;
+      announced = scope.Op().decoded;
     }
     if (!ok && images.empty() && !job.cancel()->IsCancelled()) throw CodedError(FailureCode(errors), "stable-diffusion.cpp failed to generate: " + errors);
-    for (size_t i = 0; i < images.size(); i++) {
+    for (size_t i = static_cast<size_t>(std::max(0, announced)); i < images.size(); i++) {
       int index = static_cast<int>(i);
       job.Post([index](Napi::Env env, Napi::Function cb) {
         Napi::Object e = Event(env, "image");

@@ -32,7 +32,18 @@ void OnProgress(int step, int steps, float, void*) {
     op.job->Post([f](Napi::Env env, Napi::Function cb) { cb.Call({Napi::Number::New(env, f)}); });
     return;
   }
-  if (op.decoding) return;  // VAE tiling progress
+  if (op.decoding) {  // VAE tiling: the tiles of the image being decoded
+    if (step <= 0) return;
+    int index = op.decoded;
+    op.job->Post([index, step, steps](Napi::Env env, Napi::Function cb) {
+      Napi::Object e = Event(env, "decodeTile");
+      e.Set("imageIndex", index);
+      e.Set("tile", step);
+      e.Set("tiles", steps);
+      cb.Call({e});
+    });
+    return;
+  }
   if (op.hires) {
     // only the second pass's sampling steps: not an ESRGAN's tiles or its load
     if (step <= 0 || steps != op.hires_steps) return;
@@ -93,6 +104,15 @@ void OnLog(sd_log_level_t level, const char* text, void*) {
   std::string line(text);
   if (level >= SD_LOG_ERROR && op.errors.size() < 2000) op.errors += line;
   if (op.job && op.generating && !op.decoding) OnHiresLog(op, line);
+  // generate_image's "latent i decoded, taking …" after each image's VAE decode
+  if (op.job && op.generating && op.decoding && line.find("latent ") != std::string::npos && line.find(" decoded, taking") != std::string::npos) {
+    int index = op.decoded++;
+    op.job->Post([index](Napi::Env env, Napi::Function cb) {
+      Napi::Object e = Event(env, "image");
+      e.Set("imageIndex", index);
+      cb.Call({e});
+    });
+  }
   if (op.job && op.generating && !op.decoding && line.find("decoding") != std::string::npos) {
     op.decoding = true;
     op.job->Post([](Napi::Env env, Napi::Function cb) {

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { native } from "../../lib/binding/load";
 import type { DiffusionLoadParams } from "../../lib/binding/types";
 import { capabilities } from "../../lib/index";
-import { DiffusionModel, type GeneratedImage, type RawImage } from "../../lib/diffusion/index";
+import { DiffusionModel, type GeneratedImage, type ImageProgress, type RawImage } from "../../lib/diffusion/index";
 import { ENGINE_HOWTO, loadParams } from "../../lib/diffusion/native-engine";
 import { generateRandomSd15Model, generateRandomSdLora } from "../../lib/tools";
 import { tempDir, THREADS } from "../helpers";
@@ -123,6 +123,37 @@ describe.skipIf(!available)(title, () => {
     fs.writeFileSync(cut, fs.readFileSync(loraFile).subarray(0, 2000));
     await expect(DiffusionModel.load({ model: modelFile, threads: THREADS, controlNet: cut })).rejects.toMatchObject({ code: "INVALID_MODEL" });
     await expect(DiffusionModel.load({ model: modelFile, controlnet: cut } as never)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  it("vaeTiling: the decode reports its tiles, each image is announced once decoded, and the percent never falls", async () => {
+    const tiled = await DiffusionModel.load({ model: modelFile, threads: THREADS, vaeTiling: true });
+    try {
+      const progress: ImageProgress[] = [];
+      const job = tiled.generate({ ...base, width: 320, height: 320, steps: 1, count: 2 });
+      job.on("progress", (p: ImageProgress) => progress.push({ ...p }));
+      const imgs = await job.done;
+      expect(imgs.map((i) => [i.width, i.height])).toEqual([
+        [320, 320],
+        [320, 320],
+      ]);
+      const tiles = progress.filter((p) => p.tiles !== undefined);
+      // sd.cpp's default decode tile is 32 latent pixels (256 px) with overlap: a 320² image (40 latent) takes several
+      for (const i of [0, 1]) {
+        const mine = tiles.filter((p) => p.imageIndex === i);
+        expect(mine.length).toBeGreaterThan(1);
+        expect(mine.map((p) => p.tile)).toEqual(mine.map((_, k) => k + 1));
+        expect(new Set(mine.map((p) => p.tiles)).size).toBe(1);
+        expect(mine.every((p) => p.stage === "decoding")).toBe(true);
+      }
+      for (let i = 1; i < progress.length; i++) expect(progress[i].percent).toBeGreaterThanOrEqual(progress[i - 1].percent);
+      // image 0's tiles moved the bar before image 1 was decoded
+      const firstTile = tiles[0].percent;
+      const lastOf0 = tiles.filter((p) => p.imageIndex === 0).at(-1)!.percent;
+      expect(lastOf0).toBeGreaterThan(firstTile);
+      expect(progress.at(-1)!.percent).toBe(100);
+    } finally {
+      await tiled.dispose();
+    }
   });
 
   it("C++ checks the same, TS bypassed", async () => {

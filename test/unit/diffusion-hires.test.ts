@@ -82,7 +82,7 @@ describe("hires fix options", () => {
   });
 });
 
-describe("hires fix progress and metadata", () => {
+describe("hires fix and decode progress; metadata", () => {
   it("ProgressTracker: diffusion steps, then the hires stage with its own steps, then decoding; percent rises to 100", () => {
     const tr = new ProgressTracker(4, 2, { hiresSteps: 3, now: () => 0 });
     const seen: ImageProgress[] = [];
@@ -107,6 +107,31 @@ describe("hires fix progress and metadata", () => {
     ]);
     // 1 + 2 × (4 + 3 + 2) units: after the first passes 9 of 19 are done
     expect(h[0].percent).toBeCloseTo((9 / 19) * 100, 6);
+    expect(seen.at(-1)!.percent).toBe(100);
+  });
+
+  it("ProgressTracker: VAE tiles move the decoding stage's percent (tile, tiles reported); percent never goes back", () => {
+    let t = 0;
+    const tr = new ProgressTracker(2, 2, { now: () => t });
+    const seen: ImageProgress[] = [];
+    const push = (p: ImageProgress | undefined) => p && seen.push(p);
+    push(tr.update({ type: "stage", stage: "encoding", imageIndex: 0 }));
+    for (const i of [0, 1])
+      for (let s = 1; s <= 2; s++) {
+        t += 100;
+        push(tr.update({ type: "step", imageIndex: i, step: s, steps: 2 }));
+      }
+    push(tr.update({ type: "stage", stage: "decoding", imageIndex: 0 }));
+    const before = seen.at(-1)!.percent;
+    for (let k = 1; k <= 4; k++) push(tr.update({ type: "decodeTile", imageIndex: 0, tile: k, tiles: 4 }));
+    const tiles = seen.filter((p) => p.tiles !== undefined);
+    expect(tiles.map((p) => [p.stage, p.imageIndex, p.tile, p.tiles])).toEqual([1, 2, 3, 4].map((k) => ["decoding", 0, k, 4]));
+    expect(tiles[0].percent).toBeGreaterThan(before);
+    // the first decode took 10 ms, far less than its 2-step estimate: the rest shrinks, the percent does not fall
+    t += 10;
+    push(tr.update({ type: "image", imageIndex: 0 }));
+    for (let i = 1; i < seen.length; i++) expect(seen[i].percent).toBeGreaterThanOrEqual(seen[i - 1].percent);
+    push(tr.update({ type: "image", imageIndex: 1 }));
     expect(seen.at(-1)!.percent).toBe(100);
   });
 
