@@ -110,6 +110,9 @@ export const HIRES_UPSCALERS: readonly HiresUpscaler[] = Object.freeze([
   "model",
 ] as const);
 
+/** The step cache modes (CacheOptions.mode), as sd-cli names them. */
+export const CACHE_MODES = Object.freeze(["ucache", "easycache", "dbcache", "taylorseer", "cache-dit", "spectrum"] as const);
+
 /** The load options that name files, in DiffusionLoadOptions. */
 export const DIFFUSION_FILE_OPTIONS = Object.freeze([
   "model",

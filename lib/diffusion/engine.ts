@@ -3,7 +3,7 @@
  * native stable-diffusion.cpp adapter implements, and that tests implement
  * with doubles. The job layer (job.ts, model.ts) depends only on this.
  */
-import type { DiffusionLoadOptions, HiresUpscaler, RawImage } from "./types";
+import type { CacheOptions, DiffusionLoadOptions, HiresUpscaler, RawImage } from "./types";
 
 export type { DiffusionLoadOptions, LoraSpec, RawImage } from "./types";
 
@@ -19,6 +19,8 @@ export type EngineEvent =
   /** hires: a step of the hires fix's second pass (after every image's first pass). */
   | { type: "step"; imageIndex: number; step: number; steps: number; hires?: boolean }
   | { type: "preview"; imageIndex: number; step: number; image: RawImage }
+  /** With a step cache: one sampling pass of image `imageIndex` skipped `skipped` steps. */
+  | { type: "cacheSteps"; imageIndex: number; skipped: number }
   /** With VAE tiling: tile `tile` of `tiles` of image `imageIndex`'s decode is done. */
   | { type: "decodeTile"; imageIndex: number; tile: number; tiles: number }
   | { type: "image"; imageIndex: number };
@@ -61,6 +63,8 @@ export interface EngineGenerateParams {
   preview?: { mode: "proj" | "tae" | "vae"; intervalSteps: number };
   /** Hires fix: the target size (pixels, multiples of 64, ≥ width × height), the second pass's steps and strength, the upscaler (and its ESRGAN file for "model"). */
   hires?: { width: number; height: number; steps: number; strength: number; upscaler: HiresUpscaler; upscalerModel?: string };
+  /** Step caching: the mode and the fields given (the others are sd.cpp's defaults). */
+  cache?: CacheOptions;
 }
 
 /** How the job layer tells the engine to stop (the native adapter maps it to sd_cancel_generation). */

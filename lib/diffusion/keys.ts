@@ -1,6 +1,15 @@
 /** The accepted keys of each image options object (unknown keys are INVALID_ARGUMENT); the compiler checks each list is complete. */
 import { optionKeys } from "../util/validate";
-import type { DiffusionLoadOptions, HiresOptions, ImageGenerateOptions, LoraSpec, PreviewOptions, UpscaleOptions, UpscalerLoadOptions } from "./types";
+import type {
+  CacheOptions,
+  DiffusionLoadOptions,
+  HiresOptions,
+  ImageGenerateOptions,
+  LoraSpec,
+  PreviewOptions,
+  UpscaleOptions,
+  UpscalerLoadOptions,
+} from "./types";
 
 export const DIFFUSION_LOAD_KEYS = optionKeys<DiffusionLoadOptions & { onProgress?: unknown; signal?: unknown }>()(
   "model",
@@ -49,12 +58,14 @@ export const IMAGE_KEYS = optionKeys<ImageGenerateOptions>()(
   "refImages",
   "preview",
   "hires",
+  "cache",
   "output",
   "pngMetadata",
   "keepFinishedOnCancel",
   "signal",
 );
 export const PREVIEW_KEYS = optionKeys<PreviewOptions>()("mode", "intervalSteps");
+export const CACHE_KEYS = optionKeys<CacheOptions>()("mode", "threshold", "start", "end", "warmup");
 export const HIRES_KEYS = optionKeys<HiresOptions>()("scale", "width", "height", "steps", "strength", "upscaler", "upscalerModel");
 export const LORA_KEYS = optionKeys<LoraSpec>()("path", "scale", "multiplier");
 export const UPSCALER_LOAD_KEYS = optionKeys<UpscalerLoadOptions>()("model", "threads", "tileSize", "device", "signal");

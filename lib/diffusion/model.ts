@@ -125,11 +125,16 @@ export class DiffusionModel implements AsyncDisposable {
     job.progress = tracker.current;
     job.emit("progress", job.progress);
     let raws: RawImage[];
+    const cached: number[] = [];
     try {
       raws = await model
         .generate(
           params,
           (e) => {
+            if (e.type === "cacheSteps") {
+              cached[e.imageIndex] = (cached[e.imageIndex] ?? 0) + e.skipped;
+              return;
+            }
             if (e.type === "preview") {
               job.emit("preview", { imageIndex: e.imageIndex, step: e.step, image: e.image });
               return;
@@ -173,6 +178,7 @@ export class DiffusionModel implements AsyncDisposable {
         width: raw.width,
         height: raw.height,
         seed: params.seed + i,
+        ...(params.cache ? { cachedSteps: cached[i] ?? 0 } : {}),
       })),
     );
     if (job.cancelRequested) {

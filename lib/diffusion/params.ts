@@ -3,8 +3,9 @@ import { randomInt } from "node:crypto";
 import fs from "node:fs";
 import { GenaiError } from "../errors";
 import { optInt, optNumber, optOneOf, optString, options, requireString } from "../util/validate";
-import { HIRES_KEYS, IMAGE_KEYS, LORA_KEYS, PREVIEW_KEYS } from "./keys";
+import { CACHE_KEYS, HIRES_KEYS, IMAGE_KEYS, LORA_KEYS, PREVIEW_KEYS } from "./keys";
 import {
+  CACHE_MODES,
   HIRES_DEFAULTS,
   HIRES_UPSCALERS,
   IMAGE_DEFAULTS,
@@ -23,7 +24,7 @@ function promptText(name: string, text: string): string {
   return text;
 }
 import type { EngineGenerateParams, EngineModel } from "./engine";
-import type { HiresOptions, ImageGenerateOptions, LoraSpec, PreviewOptions, RawImage } from "./types";
+import type { CacheOptions, HiresOptions, ImageGenerateOptions, LoraSpec, PreviewOptions, RawImage } from "./types";
 
 /**
  * Raw pixels { data, width, height, channels } with one of `channels` and data
@@ -106,7 +107,29 @@ export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<Engin
         }
       : undefined,
     hires,
+    cache: opts.cache === undefined ? undefined : resolveCache(opts.cache),
   };
+}
+
+/** cache → the mode and the fields given, checked (sd-cli's ranges). @throws GenaiError INVALID_ARGUMENT */
+function resolveCache(spec: unknown): CacheOptions {
+  const c = options("cache", spec, CACHE_KEYS) as unknown as CacheOptions;
+  if (c.mode === undefined) throw new GenaiError("INVALID_ARGUMENT", `cache.mode is required: one of ${CACHE_MODES.join(", ")}`);
+  const mode = optOneOf("cache.mode", c.mode, CACHE_MODES, "ucache");
+  const out: CacheOptions = { mode };
+  if (c.threshold !== undefined) out.threshold = optNumber("cache.threshold", c.threshold, 0, 0, 100);
+  if (c.start !== undefined) out.start = optNumber("cache.start", c.start, 0, 0, 1);
+  if (c.end !== undefined) out.end = optNumber("cache.end", c.end, 1, 0, 1);
+  if ((out.start ?? 0.15) >= (out.end ?? 0.95)) throw new GenaiError("INVALID_ARGUMENT", "cache: start must be less than end (defaults 0.15 and 0.95)");
+  if (c.warmup !== undefined) out.warmup = optInt("cache.warmup", c.warmup, 0, 0, 1000);
+  // a field the mode does not read (sd.cpp's cache runtimes) is an error, not ignored
+  const conditionLevel = mode === "ucache" || mode === "easycache";
+  const unused =
+    (out.threshold !== undefined && (mode === "taylorseer" || mode === "spectrum") && "threshold") ||
+    ((out.start !== undefined || out.end !== undefined) && !conditionLevel && (out.start !== undefined ? "start" : "end")) ||
+    (out.warmup !== undefined && conditionLevel && "warmup");
+  if (unused) throw new GenaiError("INVALID_ARGUMENT", `cache.${unused} is not used by cache mode ${mode}`);
+  return out;
 }
 
 /**

@@ -126,6 +126,25 @@ export interface HiresOptions {
   upscalerModel?: string;
 }
 
+/**
+ * Step caching (stable-diffusion.cpp's sd_cache_params_t, docs/caching.md):
+ * sampling steps whose input barely changed reuse the model's last output
+ * instead of running it. "ucache" and "spectrum" are for UNet models
+ * (SD1/SD2/SDXL); "easycache", "dbcache", "taylorseer", "cache-dit" and
+ * "spectrum" for DiT models (SD3, Flux, Z-Image, Qwen-Image). A mode the
+ * model cannot use is INVALID_ARGUMENT (sd.cpp would generate without it).
+ */
+export interface CacheOptions {
+  mode: "ucache" | "easycache" | "dbcache" | "taylorseer" | "cache-dit" | "spectrum";
+  /** ≥ 0, up to 100. ucache/easycache: the reuse threshold (sd.cpp's defaults 1.0 / 0.2); dbcache/cache-dit: the residual difference threshold (0.08). Higher skips more. */
+  threshold?: number;
+  /** ucache/easycache: caching only between these fractions of the steps, 0 ≤ start < end ≤ 1 (default 0.15 and 0.95). */
+  start?: number;
+  end?: number;
+  /** dbcache/taylorseer/cache-dit/spectrum: steps always computed first, 0..1000 (sd.cpp's defaults 8; spectrum 4). */
+  warmup?: number;
+}
+
 export interface ImageGenerateOptions {
   prompt: string;
   negativePrompt?: string;
@@ -180,6 +199,8 @@ export interface ImageGenerateOptions {
   preview?: PreviewOptions;
   /** A second sampling pass at a larger size (hires fix); not with controlImage. */
   hires?: HiresOptions;
+  /** Step caching; each image then reports `cachedSteps`. */
+  cache?: CacheOptions;
   /** "png" (default), "raw" pixels, or "both". */
   output?: "png" | "raw" | "both";
   /**
@@ -203,6 +224,8 @@ export interface GeneratedImage {
   height: number;
   /** The seed this image was made with. */
   seed: number;
+  /** With `cache`: sampling steps (both passes with a hires fix) that reused a cached output instead of running the model. */
+  cachedSteps?: number;
 }
 
 export type ImageJobStatus = "pending" | "running" | "done" | "error" | "cancelled";

@@ -94,6 +94,7 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
     {
       OpScope scope(&job, true);
       sd_cancel_generation(m->ctx, SD_CANCEL_RESET);
+      scope.Op().ctx = m->ctx;
       scope.EnablePreview(r.preview, r.preview_interval);
       job.Post([](Napi::Env env, Napi::Function cb) {
         Napi::Object e = Event(env, "stage");
@@ -111,6 +112,9 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
       images = TakeImages(out, n);
       errors = scope.Op().errors;
       announced = scope.Op().decoded;
+      if (!scope.Op().cache_refused.empty())
+        throw CodedError(code::INVALID_ARGUMENT,
+                         "cache.mode " + r.cache.name + " cannot be used with this model (stable-diffusion.cpp: " + scope.Op().cache_refused + ")");
     }
     if (!ok && images.empty() && !job.cancel()->IsCancelled()) throw CodedError(FailureCode(errors), "stable-diffusion.cpp failed to generate: " + errors);
     for (size_t i = static_cast<size_t>(std::max(0, announced)); i < images.size(); i++) {

@@ -86,6 +86,36 @@ void ReadHires(Napi::Object o, GenRequest& r) {
   if (!r.control.data.empty()) Throw(env, code::INVALID_ARGUMENT, "hires cannot be combined with controlImage");
 }
 
+// lib/diffusion/defaults.ts CACHE_MODES -> sd_cache_mode_t
+constexpr std::pair<const char*, sd_cache_mode_t> kCacheModes[] = {
+    {"ucache", SD_CACHE_UCACHE},         {"easycache", SD_CACHE_EASYCACHE}, {"dbcache", SD_CACHE_DBCACHE},
+    {"taylorseer", SD_CACHE_TAYLORSEER}, {"cache-dit", SD_CACHE_CACHE_DIT}, {"spectrum", SD_CACHE_SPECTRUM},
+};
+
+void ReadCache(Napi::Object o, GenRequest& r) {
+  Napi::Env env = o.Env();
+  Napi::Value cv = o.Get("cache");
+  if (!cv.IsObject()) Throw(env, code::INVALID_ARGUMENT, "cache must be an object");
+  Napi::Object c = cv.As<Napi::Object>();
+  CheckKeys(c, {"mode", "threshold", "start", "end", "warmup"}, "cache");
+  GenRequest::Cache& x = r.cache;
+  x.name = StringField(c, "mode");
+  auto it = std::find_if(std::begin(kCacheModes), std::end(kCacheModes), [&](const auto& m) { return x.name == m.first; });
+  if (it == std::end(kCacheModes)) Throw(env, code::INVALID_ARGUMENT, "unknown cache.mode " + x.name);
+  x.enabled = true;
+  x.mode = it->second;
+  if (auto v = OptNumberField(c, "threshold", 0, 100)) x.threshold = static_cast<float>(*v);
+  if (auto v = OptNumberField(c, "start", 0, 1)) x.start = static_cast<float>(*v);
+  if (auto v = OptNumberField(c, "end", 0, 1)) x.end = static_cast<float>(*v);
+  if (auto v = OptIntField(c, "warmup", 0, 1000)) x.warmup = static_cast<int>(*v);
+  if (x.start.value_or(0.15f) >= x.end.value_or(0.95f)) Throw(env, code::INVALID_ARGUMENT, "cache: start must be less than end");
+  const bool condition_level = x.mode == SD_CACHE_UCACHE || x.mode == SD_CACHE_EASYCACHE;
+  if (x.threshold && (x.mode == SD_CACHE_TAYLORSEER || x.mode == SD_CACHE_SPECTRUM))
+    Throw(env, code::INVALID_ARGUMENT, "cache.threshold is not used by cache mode " + x.name);
+  if ((x.start || x.end) && !condition_level) Throw(env, code::INVALID_ARGUMENT, "cache.start and cache.end are not used by cache mode " + x.name);
+  if (x.warmup && condition_level) Throw(env, code::INVALID_ARGUMENT, "cache.warmup is not used by cache mode " + x.name);
+}
+
 void ReadRefImages(Napi::Object o, GenRequest& r) {
   Napi::Env env = o.Env();
   Napi::Value refs = o.Get("refImages");
@@ -108,9 +138,9 @@ void ReadRefImages(Napi::Object o, GenRequest& r) {
 GenRequest ReadGenRequest(Napi::Object o, bool has_control_net) {
   Napi::Env env = o.Env();
   GenRequest r;
-  CheckKeys(o,
-            {"prompt", "negativePrompt", "width",     "height",    "steps", "count",        "cfgScale",        "guidance",  "flowShift", "strength", "clipSkip",
-             "seed",   "sampler",        "scheduler", "initImage", "mask",  "controlImage", "controlStrength", "refImages", "loras",     "preview",  "hires"},
+  CheckKeys(o, {"prompt",       "negativePrompt",  "width",     "height", "steps",   "count",     "cfgScale",  "guidance",
+                "flowShift",    "strength",        "clipSkip",  "seed",   "sampler", "scheduler", "initImage", "mask",
+                "controlImage", "controlStrength", "refImages", "loras",  "preview", "hires",     "cache"},
             "generate");
   r.prompt = StringField(o, "prompt");
   r.negative = StringField(o, "negativePrompt");
@@ -146,6 +176,8 @@ GenRequest ReadGenRequest(Napi::Object o, bool has_control_net) {
   ReadLoras(o, r);
   Napi::Value hv = o.Get("hires");
   if (!hv.IsUndefined() && !hv.IsNull()) ReadHires(o, r);
+  Napi::Value cv = o.Get("cache");
+  if (!cv.IsUndefined() && !cv.IsNull()) ReadCache(o, r);
   Napi::Value pv = o.Get("preview");
   if (pv.IsObject()) {
     Napi::Object po = pv.As<Napi::Object>();
@@ -202,6 +234,15 @@ void FillImgGenParams(const GenRequest& r, bool vae_tiling, sd_img_gen_params_t&
     p.hires.target_height = r.hires.height;
     p.hires.steps = r.hires.steps;
     p.hires.denoising_strength = r.hires.strength;
+  }
+  if (r.cache.enabled) {
+    const GenRequest::Cache& c = r.cache;
+    p.cache.mode = c.mode;
+    const bool condition_level = c.mode == SD_CACHE_UCACHE || c.mode == SD_CACHE_EASYCACHE;
+    if (c.threshold) (condition_level ? p.cache.reuse_threshold : p.cache.residual_diff_threshold) = *c.threshold;
+    if (c.start) p.cache.start_percent = *c.start;
+    if (c.end) p.cache.end_percent = *c.end;
+    if (c.warmup) (c.mode == SD_CACHE_SPECTRUM ? p.cache.spectrum_warmup_steps : p.cache.max_warmup_steps) = *c.warmup;
   }
 }
 

@@ -36,6 +36,14 @@ struct GenRequest {
     sd_hires_upscaler_t upscaler = SD_HIRES_UPSCALER_LATENT;
     std::string model;  // ESRGAN file for SD_HIRES_UPSCALER_MODEL
   } hires;
+  // step caching (lib/diffusion/params.ts resolveCache): the mode and the fields given
+  struct Cache {
+    bool enabled = false;
+    sd_cache_mode_t mode = SD_CACHE_DISABLED;
+    std::string name;  // as the option named it
+    std::optional<float> threshold, start, end;
+    std::optional<int> warmup;
+  } cache;
 };
 
 // Reads `o` (every key known, every value in range); `has_control_net`: the

@@ -96,6 +96,33 @@ void OnHiresLog(ActiveOp& op, const std::string& line) {
   if (line.find("hires sampling ") != std::string::npos && line.find("completed") != std::string::npos) op.hires_done++;
 }
 
+// The step cache's lines (sd.cpp 487de75c, runtime/sample-cache.cpp): a mode
+// the model cannot use is only a warning there ("UCache requested but not
+// supported for this model type", "… could not be initialized", "Cache
+// disabled due to invalid percent range"), after which sd.cpp samples without
+// it; here it cancels the generation, which then fails INVALID_ARGUMENT.
+// "… skipped N/M steps" after each sampling pass counts the image's cached steps.
+void OnCacheLog(ActiveOp& op, const std::string& line) {
+  const bool refused =
+      (line.find(" requested but ") != std::string::npos && (line.find("Cache") != std::string::npos || line.find("Spectrum") != std::string::npos)) ||
+      line.find("Cache disabled due to") != std::string::npos;
+  if (refused && op.ctx) {
+    if (op.cache_refused.empty()) op.cache_refused = line;
+    sd_cancel_generation(op.ctx, SD_CANCEL_ALL);
+    return;
+  }
+  size_t at = line.find(" skipped ");
+  if (at == std::string::npos || (line.find("Cache") == std::string::npos && line.find("Spectrum") == std::string::npos)) return;
+  int skipped = std::atoi(line.c_str() + at + std::strlen(" skipped "));
+  int index = op.hires ? op.hires_done : std::max(0, op.image_index);
+  op.job->Post([index, skipped](Napi::Env env, Napi::Function cb) {
+    Napi::Object e = Event(env, "cacheSteps");
+    e.Set("imageIndex", index);
+    e.Set("skipped", skipped);
+    cb.Call({e});
+  });
+}
+
 // sd.cpp's lines: the running operation's errors (its message), the hires
 // fix and decoding stages, then the process's one log sink (util/log.h).
 void OnLog(sd_log_level_t level, const char* text, void*) {
@@ -103,7 +130,10 @@ void OnLog(sd_log_level_t level, const char* text, void*) {
   if (!text) return;
   std::string line(text);
   if (level >= SD_LOG_ERROR && op.errors.size() < 2000) op.errors += line;
-  if (op.job && op.generating && !op.decoding) OnHiresLog(op, line);
+  if (op.job && op.generating && !op.decoding) {
+    OnHiresLog(op, line);
+    OnCacheLog(op, line);
+  }
   // generate_image's "latent i decoded, taking …" after each image's VAE decode
   if (op.job && op.generating && op.decoding && line.find("latent ") != std::string::npos && line.find(" decoded, taking") != std::string::npos) {
     int index = op.decoded++;

@@ -26,7 +26,10 @@ struct ActiveOp {
   bool hires = false;
   int hires_steps = 0;
   int hires_done = 0;
-  int decoded = 0;  // images decoded (sd.cpp's "latent i decoded" lines), each posted as an "image" event
+  int decoded = 0;
+  sd_ctx_t* ctx = nullptr;    // the generating context (a refused step cache cancels it)
+  std::string cache_refused;  // sd.cpp's warning that the step cache cannot run on this model  // images decoded (sd.cpp's "latent i decoded" lines), each
+                              // posted as an "image" event
   int preview_interval = 1;
   std::string errors;  // sd.cpp's error lines, for the typed error's message
 };

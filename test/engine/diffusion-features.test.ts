@@ -125,6 +125,30 @@ describe.skipIf(!available)(title, () => {
     await expect(DiffusionModel.load({ model: modelFile, controlnet: cut } as never)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
   });
 
+  it("step cache: ucache skips steps on a UNet and says how many; a DiT-only mode is INVALID_ARGUMENT, and the model works on", async () => {
+    const steps = { ...base, steps: 12, sampler: "euler" };
+    const [none] = await sd.generate(steps).done;
+    expect(none.cachedSteps).toBeUndefined();
+    const [cached] = await sd.generate({ ...steps, cache: { mode: "ucache", threshold: 100, start: 0, end: 1 } }).done;
+    expect(cached.cachedSteps).toBeGreaterThan(0);
+    expect(cached.cachedSteps).toBeLessThan(12);
+    expect(meanDiff(none, cached)).toBeGreaterThan(0);
+    // spectrum runs on UNets too
+    const [spectrum] = await sd.generate({ ...steps, cache: { mode: "spectrum", warmup: 2 } }).done;
+    expect(spectrum.cachedSteps).toBeGreaterThanOrEqual(0);
+    for (const mode of ["easycache", "dbcache", "taylorseer", "cache-dit"] as const)
+      await expect(sd.generate({ ...steps, cache: { mode } }).done).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+        message: expect.stringMatching(new RegExp(`cache.mode ${mode} cannot be used with this model`)),
+      });
+    const [again] = await sd.generate(steps).done;
+    expect(bytes(again).equals(bytes(none))).toBe(true);
+    expect(() => sd.generate({ ...steps, cache: { mode: "ucache", warmup: 2 } })).toThrow(invalid);
+    expect(() => sd.generate({ ...steps, cache: { mode: "spectrum", threshold: 1 } })).toThrow(invalid);
+    expect(() => sd.generate({ ...steps, cache: { mode: "ucache", start: 0.9, end: 0.5 } })).toThrow(invalid);
+    expect(() => sd.generate({ ...steps, cache: { threshold: 1 } as never })).toThrow(invalid);
+  });
+
   it("vaeTiling: the decode reports its tiles, each image is announced once decoded, and the percent never falls", async () => {
     const tiled = await DiffusionModel.load({ model: modelFile, threads: THREADS, vaeTiling: true });
     try {
@@ -197,6 +221,13 @@ describe.skipIf(!available)(title, () => {
       expect(() => g({ refImages: [rgb(16, 16)] })).toThrow(invalid);
       expect(() => g({ refImages: [{ ...rgb(64, 64), data: new Uint8Array(5) }] })).toThrow(invalid);
       expect(() => g({ refImages: "x" })).toThrow(invalid);
+      expect(() => g({ cache: { mode: "ucache", every: 2 } })).toThrow(expect.objectContaining({ message: "unknown cache field every" }));
+      expect(() => g({ cache: { mode: "fastcache" } })).toThrow(invalid);
+      expect(() => g({ cache: { mode: "ucache", start: 0.5, end: 0.5 } })).toThrow(invalid);
+      expect(() => g({ cache: { mode: "ucache", threshold: -1 } })).toThrow(invalid);
+      expect(() => g({ cache: { mode: "spectrum", threshold: 1 } })).toThrow(invalid);
+      expect(() => g({ cache: { mode: "dbcache", start: 0.2 } })).toThrow(invalid);
+      expect(() => g({ cache: { mode: "ucache", warmup: 1 } })).toThrow(invalid);
       await expect(g({ loras: [{ path: path.join(tmp.dir, "missing-lora.safetensors"), scale: 1 }] })).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
       expect(await g({ flowShift: 2, guidance: 3, loras: [{ path: loraFile, scale: 0.5 }], refImages: [rgb(64, 64)] })).toHaveLength(1);
     } finally {

@@ -106,6 +106,32 @@ describe("image generation options: LoRAs, flowShift, guidance, ControlNet, refe
   });
 });
 
+describe("step cache options (cache)", () => {
+  const cache = (c: unknown) => resolveGenerateParams({ ...base, cache: c } as never, model).cache;
+  it("the mode is required, one of sd-cli's six; the fields given pass on, sd.cpp's defaults for the rest", () => {
+    expect(resolveGenerateParams(base, model).cache).toBeUndefined();
+    expect(cache({ mode: "ucache" })).toEqual({ mode: "ucache" });
+    expect(cache({ mode: "ucache", threshold: 1.5, start: 0, end: 1 })).toEqual({ mode: "ucache", threshold: 1.5, start: 0, end: 1 });
+    expect(cache({ mode: "cache-dit", threshold: 0.2, warmup: 4 })).toEqual({ mode: "cache-dit", threshold: 0.2, warmup: 4 });
+    expect(cache({ mode: "spectrum", warmup: 0 })).toEqual({ mode: "spectrum", warmup: 0 });
+    expect(() => cache({})).toThrow(expect.objectContaining({ message: expect.stringMatching(/cache.mode is required/) }));
+    expect(() => cache({ mode: "fastcache" })).toThrow(invalid);
+    expect(() => cache({ mode: "ucache", every: 2 })).toThrow(expect.objectContaining({ message: expect.stringMatching(/every/) }));
+  });
+  it("ranges, start < end (with the defaults 0.15 / 0.95), and fields the mode does not read are INVALID_ARGUMENT", () => {
+    expect(() => cache({ mode: "ucache", threshold: -0.1 })).toThrow(invalid);
+    expect(() => cache({ mode: "ucache", threshold: Number.POSITIVE_INFINITY })).toThrow(invalid);
+    expect(() => cache({ mode: "ucache", start: 0.96 })).toThrow(invalid);
+    expect(() => cache({ mode: "ucache", end: 0.1 })).toThrow(invalid);
+    expect(() => cache({ mode: "easycache", start: 0.5, end: 0.5 })).toThrow(invalid);
+    expect(() => cache({ mode: "dbcache", warmup: 1.5 })).toThrow(invalid);
+    expect(() => cache({ mode: "ucache", warmup: 1 })).toThrow(expect.objectContaining({ message: "cache.warmup is not used by cache mode ucache" }));
+    expect(() => cache({ mode: "spectrum", threshold: 1 })).toThrow(expect.objectContaining({ message: "cache.threshold is not used by cache mode spectrum" }));
+    expect(() => cache({ mode: "taylorseer", threshold: 1 })).toThrow(invalid);
+    expect(() => cache({ mode: "dbcache", end: 0.5 })).toThrow(expect.objectContaining({ message: "cache.end is not used by cache mode dbcache" }));
+  });
+});
+
 describe("model parts at load", () => {
   it("llm, llmVision, clipVision, controlNet and photoMaker are file options, passed to the engine; other types are INVALID_ARGUMENT", async () => {
     for (const k of ["llm", "llmVision", "clipVision", "controlNet", "photoMaker"] as const) expect(DIFFUSION_FILE_OPTIONS).toContain(k);
