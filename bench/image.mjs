@@ -1,10 +1,15 @@
 #!/usr/bin/env node
-// npm run bench:image [-- --model PATH] [--size 256] [--steps 6] [--reps 3] [--threads N]
+// npm run bench:image [-- --family sd1 | --model PATH] [--size 256] [--steps 6] [--reps 3] [--threads N]
 // Seconds per sampling step of genai-native's diffusion engine vs
 // stable-diffusion.cpp's own sd-cli built from the same deps/ sources and
 // flags (`--target sd-cli`), same model, size, steps, sampler, seed, threads;
 // interleaved rounds, medians and the ratio. The per-step figure is the mean
-// of steps 2..n (step 1 includes graph setup in both).
+// of steps 2..n (step 1 includes graph setup in both). Memory: each side's
+// peak resident memory (Linux: the addon's process VmHWM less its baseline
+// before the load; sd-cli's maximum RSS from /usr/bin/time) next to
+// estimateDiffusionMemory's weights + compute peak for the same size.
+// --family: the generated random-weight checkpoint of a family (sd1, the only
+// family with a generator so far); --model: any checkpoint sd.cpp loads.
 // Needs the engine (deps/stable-diffusion.cpp populated); otherwise it says so.
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -20,6 +25,7 @@ const g = require(root);
 const { values: opt } = parseArgs({
   options: {
     model: { type: "string" },
+    family: { type: "string" },
     size: { type: "string", default: "256" },
     steps: { type: "string", default: "6" },
     reps: { type: "string", default: "3" },
@@ -39,6 +45,10 @@ const size = Number(opt.size);
 const steps = Number(opt.steps);
 const reps = Number(opt.reps);
 const threads = Number(opt.threads ?? os.availableParallelism?.() ?? os.cpus().length);
+const FAMILIES = ["sd1"]; // families with a random-weight generator (lib/tools/sd)
+if (opt.family !== undefined && opt.model !== undefined) throw new Error("give --family or --model, not both");
+if (opt.family !== undefined && !FAMILIES.includes(opt.family))
+  throw new Error(`--family ${opt.family}: no generated checkpoint for it yet (have: ${FAMILIES.join(", ")}); pass --model PATH with a real one`);
 let modelPath = opt.model;
 if (!modelPath) {
   modelPath = path.join(root, "bench", "out", "random-sd15.gguf");
@@ -68,27 +78,25 @@ const common = {
 };
 const meanTail = (xs) => (xs.length > 1 ? xs.slice(1).reduce((s, x) => s + x, 0) / (xs.length - 1) : xs[0]);
 
-async function runAddon() {
-  const sd = await g.DiffusionModel.load({ model: modelPath, threads });
-  const job = sd.generate(common);
-  const stepAt = [];
-  job.on("progress", (p) => {
-    if (p.stage === "diffusion") stepAt.push(performance.now());
-  });
-  const t0 = performance.now();
-  await job.done;
-  const total = performance.now() - t0;
-  await sd.dispose();
-  const deltas = stepAt.slice(1).map((t, i) => (t - stepAt[i]) / 1000);
-  return { secondsPerStep: deltas.length ? deltas.reduce((s, x) => s + x, 0) / deltas.length : NaN, totalMs: total };
+function runAddon() {
+  const r = spawnSync(
+    process.execPath,
+    [path.join(root, "bench", "runners", "image-addon.mjs"), JSON.stringify({ root, model: modelPath, threads, params: common })],
+    { encoding: "utf8", maxBuffer: 64 << 20 },
+  );
+  if (r.status !== 0) throw new Error(`the addon's runner failed: ${r.stderr.slice(-1500)}`);
+  return JSON.parse(r.stdout.trim().split("\n").pop());
 }
 
 function runSdCli() {
   const out = path.join(os.tmpdir(), `genai-bench-${process.pid}.png`);
   const t0 = performance.now();
+  // /usr/bin/time -f: the child's maximum resident set in KiB, on stderr's last line
+  const timed = fs.existsSync("/usr/bin/time");
   const r = spawnSync(
-    sdCli,
+    timed ? "/usr/bin/time" : sdCli,
     [
+      ...(timed ? ["-f", "GENAI_MAXRSS_KB=%M", sdCli] : []),
       "-m",
       modelPath,
       "-p",
@@ -124,20 +132,28 @@ function runSdCli() {
     const v = Number(m[3]);
     perStep[Number(m[1]) - 1] = m[4] === "s/it" ? v : 1 / v;
   }
-  return { secondsPerStep: meanTail(perStep.filter((x) => x !== undefined)), totalMs: total };
+  const rss = r.stderr.match(/GENAI_MAXRSS_KB=(\d+)/);
+  return { secondsPerStep: meanTail(perStep.filter((x) => x !== undefined)), totalMs: total, peakRssBytes: rss ? Number(rss[1]) * 1024 : null };
 }
 
 const samples = { "genai-native": [], "sd-cli": [] };
 for (let i = 0; i < reps; i++) {
   process.stderr.write(`[bench] round ${i + 1}/${reps}\n`);
   samples["sd-cli"].push(runSdCli());
-  samples["genai-native"].push(await runAddon());
+  samples["genai-native"].push(runAddon());
 }
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const ours = median(samples["genai-native"].map((s) => s.secondsPerStep));
+const estimate = await g.estimateDiffusionMemory({ model: modelPath }, { width: size, height: size });
+const peakOf = (k, f) => {
+  const xs = samples[k].map(f).filter((x) => typeof x === "number");
+  return xs.length ? median(xs) : null;
+};
+const oursPeak = peakOf("genai-native", (s) => (s.peakRssBytes === null ? null : s.peakRssBytes - s.baselineRssBytes));
+const cliPeak = peakOf("sd-cli", (s) => s.peakRssBytes);
 const theirs = median(samples["sd-cli"].map((s) => s.secondsPerStep));
 process.stdout.write(
   JSON.stringify(
@@ -150,6 +166,16 @@ process.stdout.write(
       medianSecondsPerStep: { "genai-native": ours, "sd-cli": theirs },
       // throughput ratio: ≥ 1 means genai-native is at least as fast
       ratio: Number((theirs / ours).toFixed(3)),
+      family: opt.family ?? estimate.family,
+      // bytes; the estimate is the orchestrator's (lib/diffusion/memory.ts), the peaks are measured
+      memory: {
+        estimate: { weights: estimate.weights.total, computePeak: estimate.compute?.peak ?? null, total: estimate.total ?? null },
+        peakRss: { "genai-native (over its baseline)": oursPeak, "sd-cli": cliPeak },
+        estimateOverPeak: {
+          "genai-native": estimate.total && oursPeak ? Number((estimate.total / oursPeak).toFixed(3)) : null,
+          "sd-cli": estimate.total && cliPeak ? Number((estimate.total / cliPeak).toFixed(3)) : null,
+        },
+      },
       samples,
     },
     null,
