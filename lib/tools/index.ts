@@ -2,7 +2,8 @@
  * `genai-native/tools`: development tools kept out of the main entry point.
  *
  * Random-weight model generators (llama-architecture LLMs, LoRA adapters,
- * LLaVA-style multimodal projectors, Stable Diffusion 1.x checkpoints, ESRGAN
+ * LLaVA-style multimodal projectors, Stable Diffusion 1.x checkpoints, Z-Image
+ * (DiT, Qwen3 text encoder and Flux VAE files), ESRGAN
  * upscalers) so tests and benchmarks run real inference without downloads,
  * and the streaming GGUF v3 writer they use.
  * Nothing under lib/ outside lib/tools imports this module, so
@@ -75,3 +76,16 @@ export { runCli as runGenSdModelCli } from "./gen-sd-model";
 
 // ESRGAN upscalers
 export { ESRGAN_FEATURES, ESRGAN_GROWTH, esrganConvs, generateRandomEsrganModel, type GenerateEsrganOptions } from "./gen-esrgan-model";
+// Z-Image (DiT + Qwen3 text encoder + Flux VAE, three files)
+export {
+  Z_IMAGE_TINY,
+  generateRandomZImageModel,
+  zImageDitPlan,
+  zImageTextEncoderPlan,
+  zImageVaePlan,
+  type GenerateZImageOptions,
+  type GenerateZImageResult,
+  type ZImageInit,
+  type ZImagePart,
+  type ZImageTensorSpec,
+} from "./sd/z-image";
