@@ -87,5 +87,6 @@ export {
   type GenerateZImageResult,
   type ZImageInit,
   type ZImagePart,
+  type ZImageSizes,
   type ZImageTensorSpec,
 } from "./sd/z-image";

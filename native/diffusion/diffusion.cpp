@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "diffusion/gen_request.h"
+#include "diffusion/part_check.h"
 #include "diffusion/sd_ops.h"
 #include "system/backends.h"
 #include "stable-diffusion.h"
@@ -112,9 +113,11 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
       images = TakeImages(out, n);
       errors = scope.Op().errors;
       announced = scope.Op().decoded;
-      if (!scope.Op().cache_refused.empty())
+      if (const char* option = scope.Op().refused) {
+        const std::string value = std::string_view(option) == "scheduler" ? r.scheduler : r.cache.name;
         throw CodedError(code::INVALID_ARGUMENT,
-                         "cache.mode " + r.cache.name + " cannot be used with this model (stable-diffusion.cpp: " + scope.Op().cache_refused + ")");
+                         std::string(option) + " " + value + " cannot be used with this model (stable-diffusion.cpp: " + scope.Op().refused_line + ")");
+      }
     }
     if (!ok && images.empty() && !job.cancel()->IsCancelled()) throw CodedError(FailureCode(errors), "stable-diffusion.cpp failed to generate: " + errors);
     for (size_t i = static_cast<size_t>(std::max(0, announced)); i < images.size(); i++) {
@@ -165,8 +168,9 @@ constexpr FilePart kFileParts[] = {
     {"photoMaker", &sd_ctx_params_t::photo_maker_path},
     {"taesd", &sd_ctx_params_t::taesd_path},
 };
-constexpr size_t kModel = 0, kDiffusionModel = 1, kControlNet = 9;  // indices into kFileParts
+constexpr size_t kModel = 0, kDiffusionModel = 1, kVae = 2, kLlm = 6, kControlNet = 9;  // indices into kFileParts
 static_assert(std::string_view(kFileParts[kModel].key) == "model" && std::string_view(kFileParts[kDiffusionModel].key) == "diffusionModel" &&
+              std::string_view(kFileParts[kVae].key) == "vae" && std::string_view(kFileParts[kLlm].key) == "llm" &&
               std::string_view(kFileParts[kControlNet].key) == "controlNet");
 }  // namespace
 
@@ -206,6 +210,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   auto work = [files, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
     for (size_t i = 0; i < files.size(); i++)
       if (!files[i].empty()) CheckModelFileExtent(files[i], kFileParts[i].key);
+    CheckZImageParts(files[kModel], files[kDiffusionModel], files[kVae], files[kLlm]);
     auto model = std::make_shared<SdModel>();
     model->vae_tiling = vae_tiling;
     std::string errors;

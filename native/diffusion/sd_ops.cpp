@@ -96,18 +96,30 @@ void OnHiresLog(ActiveOp& op, const std::string& line) {
   if (line.find("hires sampling ") != std::string::npos && line.find("completed") != std::string::npos) op.hires_done++;
 }
 
-// The step cache's lines (sd.cpp 487de75c, runtime/sample-cache.cpp): a mode
-// the model cannot use is only a warning there ("UCache requested but not
-// supported for this model type", "… could not be initialized", "Cache
-// disabled due to invalid percent range"), after which sd.cpp samples without
-// it; here it cancels the generation, which then fails INVALID_ARGUMENT.
-// "… skipped N/M steps" after each sampling pass counts the image's cached steps.
-void OnCacheLog(ActiveOp& op, const std::string& line) {
-  const bool refused =
-      (line.find(" requested but ") != std::string::npos && (line.find("Cache") != std::string::npos || line.find("Spectrum") != std::string::npos)) ||
-      line.find("Cache disabled due to") != std::string::npos;
-  if (refused && op.ctx) {
-    if (op.cache_refused.empty()) op.cache_refused = line;
+// Options sd.cpp (487de75c) only logs about and then goes on without, or
+// with an empty schedule: a step cache mode the model cannot use
+// (runtime/sample-cache.cpp: "UCache requested but not supported for this
+// model type", "… could not be initialized", "Cache disabled due to invalid
+// percent range"), and the AYS scheduler on a model it has no noise levels for
+// (runtime/denoiser.hpp: "Version not compatible with AYS_SCHEDULER
+// scheduler": every step then lands on sigma 0 and the image is flat). The
+// option's name, or nullptr.
+const char* RefusedOption(const std::string& line) {
+  const bool cache = line.find("Cache") != std::string::npos || line.find("Spectrum") != std::string::npos;
+  if ((cache && line.find(" requested but ") != std::string::npos) || line.find("Cache disabled due to") != std::string::npos) return "cache.mode";
+  if (line.find("not compatible with AYS_SCHEDULER") != std::string::npos) return "scheduler";
+  return nullptr;
+}
+
+// A refused option cancels the generation, which then fails INVALID_ARGUMENT
+// (diffusion.cpp). "… skipped N/M steps" after each sampling pass counts the
+// image's cached steps.
+void OnSamplingLog(ActiveOp& op, const std::string& line) {
+  if (const char* option = RefusedOption(line); option && op.ctx) {
+    if (!op.refused) {
+      op.refused = option;
+      op.refused_line = line;
+    }
     sd_cancel_generation(op.ctx, SD_CANCEL_ALL);
     return;
   }
@@ -132,7 +144,7 @@ void OnLog(sd_log_level_t level, const char* text, void*) {
   if (level >= SD_LOG_ERROR && op.errors.size() < 2000) op.errors += line;
   if (op.job && op.generating && !op.decoding) {
     OnHiresLog(op, line);
-    OnCacheLog(op, line);
+    OnSamplingLog(op, line);
   }
   // generate_image's "latent i decoded, taking …" after each image's VAE decode
   if (op.job && op.generating && op.decoding && line.find("latent ") != std::string::npos && line.find(" decoded, taking") != std::string::npos) {

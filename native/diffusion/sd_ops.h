@@ -27,9 +27,10 @@ struct ActiveOp {
   int hires_steps = 0;
   int hires_done = 0;
   int decoded = 0;
-  sd_ctx_t* ctx = nullptr;    // the generating context (a refused step cache cancels it)
-  std::string cache_refused;  // sd.cpp's warning that the step cache cannot run on this model  // images decoded (sd.cpp's "latent i decoded" lines), each
-                              // posted as an "image" event
+  sd_ctx_t* ctx = nullptr;        // the generating context (a refused option cancels it)
+  const char* refused = nullptr;  // an option sd.cpp cannot honour for this model ("cache.mode", "scheduler")
+  std::string refused_line;       // sd.cpp's line saying so  // images decoded (sd.cpp's "latent i decoded" lines), each
+                                  // posted as an "image" event
   int preview_interval = 1;
   std::string errors;  // sd.cpp's error lines, for the typed error's message
 };

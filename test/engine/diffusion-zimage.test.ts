@@ -109,4 +109,39 @@ describe.skipIf(!available)(title, () => {
     await expect(DiffusionModel.load({ ...files(), llm: path.join(tmp.dir, "missing-qwen3.gguf") })).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
     await expect(DiffusionModel.load({ ...files(), llm: undefined, threads: THREADS })).rejects.toMatchObject({ code: "INVALID_MODEL" });
   });
+
+  // sd.cpp loads each of these without complaint and then fails a GGML_ASSERT
+  // (a process abort) at the first generation: the load refuses them
+  // (native/diffusion/part_check.h), and the model loaded before still works.
+  it.each([
+    [
+      "a text encoder wider than the caption embedder",
+      { teHidden: 64 },
+      "llm",
+      /text encoder \(llm\) has hidden size 64, the diffusion model's caption embedder takes 32/,
+    ],
+    ["a text encoder with a small vocabulary", { teVocab: 1024 }, "llm", /vocabulary has 1024 tokens/],
+    [
+      "a DiT for 4 latent channels with the 16-channel VAE",
+      { latentChannels: 4 },
+      "diffusionModel",
+      /the VAE has 16 latent channels, the diffusion model takes 4/,
+    ],
+    ["a DiT with 64-wide heads", { ditHeadDim: 64 }, "diffusionModel", /heads are 64 wide, not 128/],
+    ["a DiT narrower than 256", { ditHidden: 128, ditFfn: 512 }, "diffusionModel", /hidden size 128 is under 256/],
+  ] as const)("parts that do not fit together are INVALID_MODEL at load: %s", async (_, sizes, part, message) => {
+    const odd = await generateRandomZImageModel(path.join(tmp.dir, `odd-${part}-${Object.keys(sizes).join("-")}`), { seed: 3, sizes });
+    await expect(DiffusionModel.load({ ...files(), [part]: odd[part].path, threads: THREADS })).rejects.toMatchObject({
+      code: "INVALID_MODEL",
+      message: expect.stringMatching(message),
+    });
+    expect(await sd.generate({ ...base, seed: 1 }).done).toHaveLength(1);
+  });
+
+  it('scheduler "ays" (noise levels for SD1, SDXL and SVD only) is INVALID_ARGUMENT on Z-Image, not a flat image', async () => {
+    await expect(sd.generate({ ...base, scheduler: "ays" }).done).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      message: expect.stringMatching(/scheduler ays cannot be used with this model/),
+    });
+  });
 });

@@ -66,11 +66,21 @@ export const Z_IMAGE_TINY = {
   vaeResBlocks: 2,
 } as const;
 
+/** The sizes a Z-Image model is written with (Z_IMAGE_TINY's fields). */
+export type ZImageSizes = { -readonly [K in keyof typeof Z_IMAGE_TINY]: (typeof Z_IMAGE_TINY)[K] extends readonly number[] ? readonly number[] : number };
+
 export interface GenerateZImageOptions {
   /** PRNG seed (uint32); same seed and type give byte-identical files. Default 1. */
   seed?: number;
   /** Storage type of linear weights and the token embedding. Default "f16". */
   type?: "f16" | "f32";
+  /**
+   * Sizes other than Z_IMAGE_TINY's, e.g. to write parts that do not fit
+   * together (a text encoder wider than the DiT's caption embedder): the
+   * load must refuse those (native/diffusion/part_check.h). sd.cpp's fixed
+   * sizes (heads 128 wide, hidden ≥ 256, …) are not checked here.
+   */
+  sizes?: Partial<ZImageSizes>;
 }
 
 export interface ZImagePart {
@@ -129,8 +139,7 @@ function planner(lin: GgmlType, conv: GgmlType) {
 }
 
 /** DiT tensors (z_image.hpp names, without the "model.diffusion_model." prefix). */
-export function zImageDitPlan(type: "f16" | "f32" = "f16"): ZImageTensorSpec[] {
-  const S = Z_IMAGE_TINY;
+export function zImageDitPlan(type: "f16" | "f32" = "f16", S: ZImageSizes = Z_IMAGE_TINY): ZImageTensorSpec[] {
   const P = planner(type === "f32" ? GgmlType.F32 : GgmlType.F16, GgmlType.F16);
   const h = S.ditHidden;
   const patchIn = S.patchSize * S.patchSize * S.latentChannels;
@@ -162,8 +171,7 @@ export function zImageDitPlan(type: "f16" | "f32" = "f16"): ZImageTensorSpec[] {
 }
 
 /** Qwen3 text encoder tensors (llama.cpp names). */
-export function zImageTextEncoderPlan(type: "f16" | "f32" = "f16"): ZImageTensorSpec[] {
-  const S = Z_IMAGE_TINY;
+export function zImageTextEncoderPlan(type: "f16" | "f32" = "f16", S: ZImageSizes = Z_IMAGE_TINY): ZImageTensorSpec[] {
   const P = planner(type === "f32" ? GgmlType.F32 : GgmlType.F16, GgmlType.F16);
   const h = S.teHidden;
   P.linear("token_embd", h, S.teVocab, false);
@@ -186,8 +194,7 @@ export function zImageTextEncoderPlan(type: "f16" | "f32" = "f16"): ZImageTensor
 }
 
 /** Flux VAE tensors (LDM names as in Flux's ae.safetensors). */
-export function zImageVaePlan(type: "f16" | "f32" = "f16"): ZImageTensorSpec[] {
-  const S = Z_IMAGE_TINY;
+export function zImageVaePlan(type: "f16" | "f32" = "f16", S: ZImageSizes = Z_IMAGE_TINY): ZImageTensorSpec[] {
   const P = planner(type === "f32" ? GgmlType.F32 : GgmlType.F16, type === "f32" ? GgmlType.F32 : GgmlType.F16);
   const resnet = (p: string, c: number, o: number): void => {
     P.norm(`${p}.norm1`, c);
@@ -286,9 +293,10 @@ export async function generateRandomZImageModel(dir: string, opts: GenerateZImag
     throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
   }
   const seed = (opts.seed ?? 1) >>> 0;
+  const S: ZImageSizes = { ...Z_IMAGE_TINY, ...opts.sizes };
   fs.mkdirSync(dir, { recursive: true });
-  const diffusionModel = await writePart(path.join(dir, "z-image-dit.gguf"), "random-z-image-dit", zImageDitPlan(type), seed);
-  const llm = await writePart(path.join(dir, "z-image-qwen3.gguf"), "random-z-image-qwen3", zImageTextEncoderPlan(type), seed, "qwen3");
-  const vae = await writePart(path.join(dir, "z-image-vae.gguf"), "random-z-image-vae", zImageVaePlan(type), seed);
+  const diffusionModel = await writePart(path.join(dir, "z-image-dit.gguf"), "random-z-image-dit", zImageDitPlan(type, S), seed);
+  const llm = await writePart(path.join(dir, "z-image-qwen3.gguf"), "random-z-image-qwen3", zImageTextEncoderPlan(type, S), seed, "qwen3");
+  const vae = await writePart(path.join(dir, "z-image-vae.gguf"), "random-z-image-vae", zImageVaePlan(type, S), seed);
   return { diffusionModel, llm, vae, seed, type };
 }

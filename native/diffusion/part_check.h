@@ -1,0 +1,23 @@
+// Model parts that stable-diffusion.cpp loads together but never checks
+// against each other. sd.cpp (487de75c) loads them without complaint and then
+// fails a GGML_ASSERT — a process abort — at the first generation; here the
+// load fails INVALID_MODEL naming the parts.
+#pragma once
+#include <array>
+#include <string>
+
+namespace genai {
+
+// The load's files by DiffusionLoadOptions key ("model", "diffusionModel",
+// "vae", "llm", …; empty: not given), already extent-checked. Z-Image (a DiT
+// with `cap_embedder`, sd.cpp's VERSION_Z_IMAGE), from the tensor headers:
+//  - the text encoder's hidden size = the DiT's cap_embedder.1 input
+//    (z_image.hpp; e.g. an 8B Qwen3 paired with a 4B-conditioned DiT);
+//  - the DiT's x_embedder input = patch² (4) × the VAE's latent channels;
+//  - the text encoder's vocabulary covers the Qwen2 tokenizer's ids (151674);
+//  - attention heads 128 wide (RoPE axes 32 + 48 + 48) and hidden ≥ 256
+//    (the adaLN input is min(hidden, 256)).
+// A check whose tensors are not found is skipped. Throws CodedError INVALID_MODEL.
+void CheckZImageParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm);
+
+}  // namespace genai
