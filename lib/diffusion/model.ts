@@ -19,6 +19,7 @@ import type { DiffusionEngine, EngineGenerateParams, EngineModel } from "./engin
 import { ImageJob } from "./job";
 import { nativeDiffusionEngine } from "./native-engine";
 import { resolveGenerateParams } from "./params";
+import { checkDiffusionParts } from "./parts";
 import { encodePng, parametersText } from "./png";
 import { ProgressTracker } from "./progress";
 import { runExclusive } from "./turn";
@@ -38,7 +39,8 @@ export class DiffusionModel implements AsyncDisposable {
   /**
    * Loads a diffusion model on a native thread.
    * @param engine the engine (default: the addon's stable-diffusion.cpp).
-   * @throws GenaiError ENGINE_UNAVAILABLE (built without stable-diffusion.cpp), MODEL_NOT_FOUND, INVALID_MODEL, ABORTED, INVALID_ARGUMENT
+   * @throws GenaiError ENGINE_UNAVAILABLE (built without stable-diffusion.cpp), MODEL_NOT_FOUND, INVALID_MODEL (also parts that do not fit
+   *   together: checkDiffusionParts), ABORTED, INVALID_ARGUMENT
    */
   static async load(
     options: DiffusionLoadOptions & { onProgress?: (fraction: number) => void; signal?: AbortSignal },
@@ -54,6 +56,7 @@ export class DiffusionModel implements AsyncDisposable {
     const onProgress = optFunction<(f: number) => void>("onProgress", o.onProgress) ?? (() => undefined);
     const signal = optSignal("signal", o.signal);
     if (signal?.aborted) throw new GenaiError("ABORTED", "load aborted before it started");
+    await checkDiffusionParts(o);
     try {
       const file = (o.model ?? o.diffusionModel ?? "").split(/[\\/]/).pop() ?? "";
       return new DiffusionModel(await runExclusive(() => engine.load(o, onProgress, signal)), file.replace(/\.(gguf|safetensors|ckpt|pth|bin)$/i, ""));

@@ -13,7 +13,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { capabilities } from "../../lib/index";
 import { DiffusionModel, type GeneratedImage, type ImageProgress, type RawImage } from "../../lib/diffusion/index";
-import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
+import { native } from "../../lib/binding/load";
+import { ENGINE_HOWTO, loadParams } from "../../lib/diffusion/native-engine";
 import { generateRandomZImageModel, type GenerateZImageResult } from "../../lib/tools";
 import { tempDir, THREADS } from "../helpers";
 
@@ -112,7 +113,7 @@ describe.skipIf(!available)(title, () => {
 
   // sd.cpp loads each of these without complaint and then fails a GGML_ASSERT
   // (a process abort) at the first generation: the load refuses them
-  // (native/diffusion/part_check.h), and the model loaded before still works.
+  // (lib/diffusion/parts.ts, and again native/diffusion/part_check.h), and the model loaded before still works.
   it.each([
     [
       "a text encoder wider than the caption embedder",
@@ -131,10 +132,11 @@ describe.skipIf(!available)(title, () => {
     ["a DiT narrower than 256", { ditHidden: 128, ditFfn: 512 }, "diffusionModel", /hidden size 128 is under 256/],
   ] as const)("parts that do not fit together are INVALID_MODEL at load: %s", async (_, sizes, part, message) => {
     const odd = await generateRandomZImageModel(path.join(tmp.dir, `odd-${part}-${Object.keys(sizes).join("-")}`), { seed: 3, sizes });
-    await expect(DiffusionModel.load({ ...files(), [part]: odd[part].path, threads: THREADS })).rejects.toMatchObject({
-      code: "INVALID_MODEL",
-      message: expect.stringMatching(message),
-    });
+    const load = { ...files(), [part]: odd[part].path, threads: THREADS };
+    const refused = { code: "INVALID_MODEL", message: expect.stringMatching(message) };
+    await expect(DiffusionModel.load(load)).rejects.toMatchObject(refused); // TS: lib/diffusion/parts.ts
+    const addon = native(); // C++, TS bypassed: native/diffusion/part_check.cpp
+    await expect(addon.loadDiffusionModel!(loadParams(load, "cpu"), undefined, new addon.CancelToken())).rejects.toMatchObject(refused);
     expect(await sd.generate({ ...base, seed: 1 }).done).toHaveLength(1);
   });
 
