@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <utility>
+#include <vector>
 
 #include "gguf.h"
 #include "util/args.h"
@@ -20,6 +22,22 @@ namespace {
 
 std::mutex g_sd_mu;
 ActiveOp g_op;  // guarded by g_sd_mu (the callbacks run inside the holder's sd.cpp call)
+
+// An engine event { type, <int fields>, stage?, hires? } to the job's JS callback.
+struct EventFields {
+  std::vector<std::pair<const char*, int>> ints;
+  const char* stage = nullptr;
+  bool hires = false;
+};
+void PostEvent(ActiveOp& op, const char* type, EventFields f) {
+  op.job->Post([type, f = std::move(f)](Napi::Env env, Napi::Function cb) {
+    Napi::Object e = Event(env, type);
+    for (const auto& [key, value] : f.ints) e.Set(key, value);
+    if (f.stage) e.Set("stage", f.stage);
+    if (f.hires) e.Set("hires", true);
+    cb.Call({e});
+  });
+}
 
 void OnProgress(int step, int steps, float, void*) {
   ActiveOp& op = g_op;
@@ -34,42 +52,20 @@ void OnProgress(int step, int steps, float, void*) {
   }
   if (op.decoding) {  // VAE tiling: the tiles of the image being decoded
     if (step <= 0) return;
-    int index = op.decoded;
-    op.job->Post([index, step, steps](Napi::Env env, Napi::Function cb) {
-      Napi::Object e = Event(env, "decodeTile");
-      e.Set("imageIndex", index);
-      e.Set("tile", step);
-      e.Set("tiles", steps);
-      cb.Call({e});
-    });
+    PostEvent(op, "decodeTile", {{{"imageIndex", op.decoded}, {"tile", step}, {"tiles", steps}}});
     return;
   }
   if (op.hires) {
     // only the second pass's sampling steps: not an ESRGAN's tiles or its load
     if (step <= 0 || steps != op.hires_steps) return;
-    int index = op.hires_done;
-    op.job->Post([index, step, steps](Napi::Env env, Napi::Function cb) {
-      Napi::Object e = Event(env, "step");
-      e.Set("imageIndex", index);
-      e.Set("step", step);
-      e.Set("steps", steps);
-      e.Set("hires", true);
-      cb.Call({e});
-    });
+    PostEvent(op, "step", {{{"imageIndex", op.hires_done}, {"step", step}, {"steps", steps}}, nullptr, true});
     return;
   }
   if (step == 0) {  // sampling of the next image starts
     op.image_index++;
     return;
   }
-  int index = std::max(0, op.image_index);
-  op.job->Post([index, step, steps](Napi::Env env, Napi::Function cb) {
-    Napi::Object e = Event(env, "step");
-    e.Set("imageIndex", index);
-    e.Set("step", step);
-    e.Set("steps", steps);
-    cb.Call({e});
-  });
+  PostEvent(op, "step", {{{"imageIndex", std::max(0, op.image_index)}, {"step", step}, {"steps", steps}}});
 }
 
 // The hires fix's lines of sd.cpp (487de75c, generate_image): "hires fix:
@@ -79,12 +75,7 @@ void OnProgress(int step, int steps, float, void*) {
 void OnHiresLog(ActiveOp& op, const std::string& line) {
   if (line.find("hires fix: upscaling to") != std::string::npos) {
     op.hires = true;
-    op.job->Post([](Napi::Env env, Napi::Function cb) {
-      Napi::Object e = Event(env, "stage");
-      e.Set("stage", "hires");
-      e.Set("imageIndex", 0);
-      cb.Call({e});
-    });
+    PostEvent(op, "stage", {{{"imageIndex", 0}}, "hires"});
     return;
   }
   if (!op.hires) return;
@@ -127,12 +118,7 @@ void OnSamplingLog(ActiveOp& op, const std::string& line) {
   if (at == std::string::npos || (line.find("Cache") == std::string::npos && line.find("Spectrum") == std::string::npos)) return;
   int skipped = std::atoi(line.c_str() + at + std::strlen(" skipped "));
   int index = op.hires ? op.hires_done : std::max(0, op.image_index);
-  op.job->Post([index, skipped](Napi::Env env, Napi::Function cb) {
-    Napi::Object e = Event(env, "cacheSteps");
-    e.Set("imageIndex", index);
-    e.Set("skipped", skipped);
-    cb.Call({e});
-  });
+  PostEvent(op, "cacheSteps", {{{"imageIndex", index}, {"skipped", skipped}}});
 }
 
 // sd.cpp's lines: the running operation's errors (its message), the hires
@@ -148,21 +134,11 @@ void OnLog(sd_log_level_t level, const char* text, void*) {
   }
   // generate_image's "latent i decoded, taking …" after each image's VAE decode
   if (op.job && op.generating && op.decoding && line.find("latent ") != std::string::npos && line.find(" decoded, taking") != std::string::npos) {
-    int index = op.decoded++;
-    op.job->Post([index](Napi::Env env, Napi::Function cb) {
-      Napi::Object e = Event(env, "image");
-      e.Set("imageIndex", index);
-      cb.Call({e});
-    });
+    PostEvent(op, "image", {{{"imageIndex", op.decoded++}}});
   }
   if (op.job && op.generating && !op.decoding && line.find("decoding") != std::string::npos) {
     op.decoding = true;
-    op.job->Post([](Napi::Env env, Napi::Function cb) {
-      Napi::Object e = Event(env, "stage");
-      e.Set("stage", "decoding");
-      e.Set("imageIndex", 0);
-      cb.Call({e});
-    });
+    PostEvent(op, "stage", {{{"imageIndex", 0}}, "decoding"});
   }
   LogLine(static_cast<LogLevel>(kLogDebug + (level - SD_LOG_DEBUG)), text, LogSource::Sd);
 }
