@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench:image [-- --family sd1 | --model PATH] [--size 256] [--steps 6] [--reps 3] [--threads N]
+// npm run bench:image [-- --family sd1|zimage | --model PATH] [--size 256] [--steps 6] [--reps 3] [--threads N]
 // Seconds per sampling step of genai-native's diffusion engine vs
 // stable-diffusion.cpp's own sd-cli built from the same deps/ sources and
 // flags (`--target sd-cli`), same model, size, steps, sampler, seed, threads;
@@ -8,8 +8,9 @@
 // peak resident memory (Linux: the addon's process VmHWM less its baseline
 // before the load; sd-cli's maximum RSS from /usr/bin/time) next to
 // estimateDiffusionMemory's weights + compute peak for the same size.
-// --family: the generated random-weight checkpoint of a family (sd1, the only
-// family with a generator so far); --model: any checkpoint sd.cpp loads.
+// --family: the generated random-weight model of a family (sd1: one
+// checkpoint, euler_a, CFG 7; zimage: DiT + Qwen3 + Flux VAE files, euler,
+// CFG 1 as Z-Image-Turbo runs); --model: any single checkpoint sd.cpp loads.
 // Needs the engine (deps/stable-diffusion.cpp populated); otherwise it says so.
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -45,20 +46,32 @@ const size = Number(opt.size);
 const steps = Number(opt.steps);
 const reps = Number(opt.reps);
 const threads = Number(opt.threads ?? os.availableParallelism?.() ?? os.cpus().length);
-const FAMILIES = ["sd1"]; // families with a random-weight generator (lib/tools/sd)
+// families with a random-weight generator (lib/tools/sd): the sampler and CFG each is run with (Z-Image-Turbo: cfg 1, euler)
+const FAMILIES = { sd1: { sampler: "euler_a", cfgScale: 7 }, zimage: { sampler: "euler", cfgScale: 1 } };
 if (opt.family !== undefined && opt.model !== undefined) throw new Error("give --family or --model, not both");
-if (opt.family !== undefined && !FAMILIES.includes(opt.family))
-  throw new Error(`--family ${opt.family}: no generated checkpoint for it yet (have: ${FAMILIES.join(", ")}); pass --model PATH with a real one`);
-let modelPath = opt.model;
-if (!modelPath) {
-  modelPath = path.join(root, "bench", "out", "random-sd15.gguf");
-  if (!fs.existsSync(modelPath)) {
-    fs.mkdirSync(path.dirname(modelPath), { recursive: true });
-    execFileSync(process.execPath, [path.join(root, "dist", "cjs", "tools", "gen-sd-model.js"), "--out", modelPath], {
+const family = opt.family ?? "sd1";
+if (!FAMILIES[family])
+  throw new Error(`--family ${family}: no generated checkpoint for it yet (have: ${Object.keys(FAMILIES).join(", ")}); pass --model PATH with a real one`);
+/** The load's model files (DiffusionLoadOptions), generated once into bench/out. */
+let load;
+if (opt.model) load = { model: opt.model };
+else if (family === "zimage") {
+  const dir = path.join(root, "bench", "out", "random-z-image");
+  if (!fs.existsSync(path.join(dir, "z-image-vae.gguf")))
+    await require(path.join(root, "dist", "cjs", "tools", "index.js")).generateRandomZImageModel(dir, { seed: 1 });
+  load = { diffusionModel: path.join(dir, "z-image-dit.gguf"), llm: path.join(dir, "z-image-qwen3.gguf"), vae: path.join(dir, "z-image-vae.gguf") };
+} else {
+  load = { model: path.join(root, "bench", "out", "random-sd15.gguf") };
+  if (!fs.existsSync(load.model)) {
+    fs.mkdirSync(path.dirname(load.model), { recursive: true });
+    execFileSync(process.execPath, [path.join(root, "dist", "cjs", "tools", "gen-sd-model.js"), "--out", load.model], {
       stdio: ["ignore", "ignore", "inherit"],
     });
   }
 }
+// sd-cli's flags for the same files (examples/common/common.cpp)
+const CLI_FLAGS = { model: "-m", diffusionModel: "--diffusion-model", llm: "--llm", vae: "--vae" };
+const cliFiles = Object.entries(load).flatMap(([k, f]) => [CLI_FLAGS[k], f]);
 const sdCli = path.join(root, "build", "Release", "sd-cli"); // beside the addon and its backend modules
 if (!fs.existsSync(sdCli))
   execFileSync("cmake", ["--build", path.join(root, "build"), "--target", "sd-cli", "--parallel", String(os.cpus().length)], {
@@ -70,8 +83,8 @@ const common = {
   width: size,
   height: size,
   steps,
-  cfgScale: 7,
-  sampler: "euler_a",
+  cfgScale: opt.model ? 7 : FAMILIES[family].cfgScale,
+  sampler: opt.model ? "euler_a" : FAMILIES[family].sampler,
   scheduler: "discrete",
   seed: 42,
   count: 1,
@@ -79,11 +92,10 @@ const common = {
 const meanTail = (xs) => (xs.length > 1 ? xs.slice(1).reduce((s, x) => s + x, 0) / (xs.length - 1) : xs[0]);
 
 function runAddon() {
-  const r = spawnSync(
-    process.execPath,
-    [path.join(root, "bench", "runners", "image-addon.mjs"), JSON.stringify({ root, model: modelPath, threads, params: common })],
-    { encoding: "utf8", maxBuffer: 64 << 20 },
-  );
+  const r = spawnSync(process.execPath, [path.join(root, "bench", "runners", "image-addon.mjs"), JSON.stringify({ root, load, threads, params: common })], {
+    encoding: "utf8",
+    maxBuffer: 64 << 20,
+  });
   if (r.status !== 0) throw new Error(`the addon's runner failed: ${r.stderr.slice(-1500)}`);
   return JSON.parse(r.stdout.trim().split("\n").pop());
 }
@@ -97,8 +109,7 @@ function runSdCli() {
     timed ? "/usr/bin/time" : sdCli,
     [
       ...(timed ? ["-f", "GENAI_MAXRSS_KB=%M", sdCli] : []),
-      "-m",
-      modelPath,
+      ...cliFiles,
       "-p",
       common.prompt,
       "-W",
@@ -108,9 +119,9 @@ function runSdCli() {
       "--steps",
       String(steps),
       "--cfg-scale",
-      "7",
+      String(common.cfgScale),
       "--sampling-method",
-      "euler_a",
+      common.sampler,
       "--scheduler",
       "discrete",
       "-s",
@@ -147,7 +158,7 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const ours = median(samples["genai-native"].map((s) => s.secondsPerStep));
-const estimate = await g.estimateDiffusionMemory({ model: modelPath }, { width: size, height: size });
+const estimate = await g.estimateDiffusionMemory(load, { width: size, height: size });
 const peakOf = (k, f) => {
   const xs = samples[k].map(f).filter((x) => typeof x === "number");
   return xs.length ? median(xs) : null;
@@ -158,7 +169,9 @@ const theirs = median(samples["sd-cli"].map((s) => s.secondsPerStep));
 process.stdout.write(
   JSON.stringify(
     {
-      model: path.basename(modelPath),
+      model: Object.values(load)
+        .map((f) => path.basename(f))
+        .join(" + "),
       size: `${size}x${size}`,
       steps,
       threads,
@@ -166,7 +179,7 @@ process.stdout.write(
       medianSecondsPerStep: { "genai-native": ours, "sd-cli": theirs },
       // throughput ratio: ≥ 1 means genai-native is at least as fast
       ratio: Number((theirs / ours).toFixed(3)),
-      family: opt.family ?? estimate.family,
+      family: opt.model ? estimate.family : family,
       // bytes; the estimate is the orchestrator's (lib/diffusion/memory.ts), the peaks are measured
       memory: {
         estimate: { weights: estimate.weights.total, computePeak: estimate.compute?.peak ?? null, total: estimate.total ?? null },

@@ -20,7 +20,7 @@ function statusBytes(field) {
 }
 
 const baseline = statusBytes("VmRSS");
-const sd = await g.DiffusionModel.load({ model: a.model, threads: a.threads });
+const sd = await g.DiffusionModel.load({ ...a.load, threads: a.threads });
 const job = sd.generate(a.params);
 const stepAt = [];
 job.on("progress", (p) => {
