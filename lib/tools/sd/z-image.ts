@@ -40,8 +40,13 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { GgmlType, GgufWriter } from "../gguf/writer";
-import { CHUNK_BYTES, U32_TO_UNIT, f32ToF16Bits, mulberry32, tensorSeed } from "../random";
+import { GgmlType } from "../gguf/writer";
+import { type GeneratedPart, type PartInit, type PartTensorSpec, planner, writePart } from "./parts-writer";
+
+/** Random ±0.02, 1.0 (norm weights), 0.0 (biases), or 0 / −30 for the VAE encoder's mean / log-variance halves. */
+export type ZImageInit = PartInit;
+/** One tensor of a part: name, ggml shape (ne[0] first), type and fill. */
+export type ZImageTensorSpec = PartTensorSpec;
 
 /** The sizes of the generated model (sd.cpp's ZImageConfig / LLMConfig names). */
 export const Z_IMAGE_TINY = {
@@ -83,14 +88,8 @@ export interface GenerateZImageOptions {
   sizes?: Partial<ZImageSizes>;
 }
 
-export interface ZImagePart {
-  path: string;
-  /** File size in bytes. */
-  bytes: number;
-  tensors: number;
-  /** Parameters (tensor elements). */
-  parameters: number;
-}
+/** One written part (file path, bytes, tensors, parameters). */
+export type ZImagePart = GeneratedPart;
 
 export interface GenerateZImageResult {
   /** DiffusionLoadOptions.diffusionModel */
@@ -101,41 +100,6 @@ export interface GenerateZImageResult {
   vae: ZImagePart;
   seed: number;
   type: "f16" | "f32";
-}
-
-/** Random ±0.02, 1.0 (norm weights), 0.0 (biases), or 0 / −30 for the VAE encoder's mean / log-variance halves. */
-export type ZImageInit = "weight" | "one" | "zero" | "logvar";
-/** One tensor of a part: name, ggml shape (ne[0] first), type and fill. */
-export interface ZImageTensorSpec {
-  name: string;
-  shape: number[];
-  type: GgmlType;
-  init: ZImageInit;
-}
-
-/** Collects a tensor plan; `lin` is the type of linear weights, `conv` of conv kernels. */
-function planner(lin: GgmlType, conv: GgmlType) {
-  const specs: ZImageTensorSpec[] = [];
-  const add = (name: string, shape: number[], type: GgmlType, init: ZImageInit): void => void specs.push({ name, shape, type, init });
-  return {
-    specs,
-    add,
-    linear(p: string, inF: number, outF: number, bias = true, type = lin): void {
-      add(`${p}.weight`, [inF, outF], type, "weight");
-      if (bias) add(`${p}.bias`, [outF], GgmlType.F32, "zero");
-    },
-    rms(p: string, c: number): void {
-      add(`${p}.weight`, [c], GgmlType.F32, "one");
-    },
-    norm(p: string, c: number): void {
-      add(`${p}.weight`, [c], GgmlType.F32, "one");
-      add(`${p}.bias`, [c], GgmlType.F32, "zero");
-    },
-    conv(p: string, inC: number, outC: number, k: number, biasInit: ZImageInit = "zero"): void {
-      add(`${p}.weight`, [k, k, inC, outC], conv, "weight");
-      add(`${p}.bias`, [outC], GgmlType.F32, biasInit);
-    },
-  };
 }
 
 /** DiT tensors (z_image.hpp names, without the "model.diffusion_model." prefix). */
@@ -243,41 +207,6 @@ export function zImageVaePlan(type: "f16" | "f32" = "f16", S: ZImageSizes = Z_IM
   return P.specs;
 }
 
-/** Writes one GGUF file of `specs` (per-tensor seeds, so bytes do not depend on file order). */
-async function writePart(file: string, name: string, specs: ZImageTensorSpec[], seed: number, arch?: string): Promise<ZImagePart> {
-  const w = new GgufWriter();
-  if (arch) w.setString("general.architecture", arch);
-  w.setString("general.name", name).setString("general.description", "Z-Image part with random weights (genai-native tools)");
-  for (const t of specs) w.addTensor(t.name, t.shape, t.type);
-  const scale = 0.02;
-  const buf = new ArrayBuffer(CHUNK_BYTES);
-  let i = 0;
-  const layout = await w.writeFile(file, async (t, write) => {
-    const { init } = specs[i++];
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    const rng = mulberry32(tensorSeed(seed, t.name));
-    const f32 = t.type === GgmlType.F32;
-    const f = new Float32Array(buf);
-    const h = new Uint16Array(buf);
-    for (let done = 0; done < n; ) {
-      const m = Math.min(f32 ? f.length : h.length, n - done);
-      for (let k = 0; k < m; k++) {
-        const v = init === "one" ? 1 : init === "zero" ? 0 : init === "logvar" ? (done + k < n / 2 ? 0 : -30) : (rng() * U32_TO_UNIT - 1) * scale;
-        if (f32) f[k] = v;
-        else h[k] = f32ToF16Bits(v);
-      }
-      await write(new Uint8Array(buf, 0, m * (f32 ? 4 : 2)));
-      done += m;
-    }
-  });
-  return {
-    path: path.resolve(file),
-    bytes: layout.fileBytes,
-    tensors: specs.length,
-    parameters: specs.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0),
-  };
-}
-
 /**
  * Writes z-image-dit.gguf, z-image-qwen3.gguf and z-image-vae.gguf (sizes:
  * Z_IMAGE_TINY: 3.3 M DiT + 5.5 M text encoder + 37.4 M VAE parameters,
@@ -295,8 +224,8 @@ export async function generateRandomZImageModel(dir: string, opts: GenerateZImag
   const seed = (opts.seed ?? 1) >>> 0;
   const S: ZImageSizes = { ...Z_IMAGE_TINY, ...opts.sizes };
   fs.mkdirSync(dir, { recursive: true });
-  const diffusionModel = await writePart(path.join(dir, "z-image-dit.gguf"), "random-z-image-dit", zImageDitPlan(type, S), seed);
-  const llm = await writePart(path.join(dir, "z-image-qwen3.gguf"), "random-z-image-qwen3", zImageTextEncoderPlan(type, S), seed, "qwen3");
-  const vae = await writePart(path.join(dir, "z-image-vae.gguf"), "random-z-image-vae", zImageVaePlan(type, S), seed);
+  const diffusionModel = await writePart(path.join(dir, "z-image-dit.gguf"), "random-z-image-dit", zImageDitPlan(type, S), seed, undefined, "Z-Image");
+  const llm = await writePart(path.join(dir, "z-image-qwen3.gguf"), "random-z-image-qwen3", zImageTextEncoderPlan(type, S), seed, "qwen3", "Z-Image");
+  const vae = await writePart(path.join(dir, "z-image-vae.gguf"), "random-z-image-vae", zImageVaePlan(type, S), seed, undefined, "Z-Image");
   return { diffusionModel, llm, vae, seed, type };
 }
