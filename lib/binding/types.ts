@@ -279,7 +279,16 @@ export type DiffusionGenerateParams = EngineGenerateParams;
 
 /** native/diffusion/diffusion.cpp DiffusionHandle (only in builds with the diffusion engine). */
 export interface DiffusionHandle {
-  info(): { samplers: string[]; schedulers: string[]; defaultSampler: string; imageGeneration: boolean; controlNet: boolean };
+  info(): {
+    samplers: string[];
+    schedulers: string[];
+    /** sd.cpp's sampler for this model's family (sd_get_default_sample_method). */
+    defaultSampler: string;
+    /** sd.cpp's scheduler for each sampler on this model (sd_get_default_scheduler). */
+    defaultSchedulers: Record<string, string>;
+    imageGeneration: boolean;
+    controlNet: boolean;
+  };
   generate(params: DiffusionGenerateParams, onEvent: (e: Record<string, unknown>) => void, cancel: CancelToken): Promise<(NativeImage & { data: Buffer })[]>;
   cancel(mode: "all" | "newLatents"): void;
   dispose(): void;

@@ -44,7 +44,9 @@ export const MAX_UPSCALED_SIDE = 16384;
 
 /**
  * Generation defaults: 512×512 (SD1.x's training size), 20 steps, CFG 7,
- * euler_a with the discrete scheduler (sd-cli's defaults), img2img strength
+ * euler_a with the discrete scheduler (sd-cli's defaults; a loaded model
+ * replaces these two with its family's: DiffusionModel.defaultSampler and
+ * defaultScheduler), img2img strength
  * 0.75 (sd-cli's), one image, LoRA scale 1, ControlNet strength 0.9
  * (sd-cli's and sd_img_gen_params_init()'s).
  */

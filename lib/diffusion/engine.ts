@@ -85,6 +85,10 @@ export interface EngineModel {
   readonly schedulers: readonly string[];
   /** True when a ControlNet was loaded with the model (controlImage needs one). */
   readonly controlNet?: boolean;
+  /** The sampler this model's family is run with (sd.cpp's sd_get_default_sample_method); absent: IMAGE_DEFAULTS.sampler. */
+  readonly defaultSampler?: string;
+  /** The scheduler for each sampler on this model (sd.cpp's sd_get_default_scheduler); absent: IMAGE_DEFAULTS.scheduler. */
+  readonly defaultSchedulers?: Readonly<Record<string, string>>;
   /** Bytes this model holds per device once loaded. */
   readonly memoryBytes: Record<string, number>;
   /**

@@ -14,7 +14,7 @@ import { resolveDevice } from "../system/backends";
 import { onAbort } from "../util/abort";
 import { optBool, optFunction, optInt, optOneOf, optSignal, optString, options as validOptions } from "../util/validate";
 import { DIFFUSION_LOAD_KEYS } from "./keys";
-import { DIFFUSION_FILE_OPTIONS } from "./defaults";
+import { DIFFUSION_FILE_OPTIONS, IMAGE_DEFAULTS } from "./defaults";
 import type { DiffusionEngine, EngineGenerateParams, EngineModel } from "./engine";
 import { ImageJob } from "./job";
 import { nativeDiffusionEngine } from "./native-engine";
@@ -76,6 +76,22 @@ export class DiffusionModel implements AsyncDisposable {
 
   get schedulers(): readonly string[] {
     return this.#model().schedulers;
+  }
+
+  /** The sampler a generation uses when none is given: the model family's (sd.cpp's sd_get_default_sample_method). */
+  get defaultSampler(): string {
+    return this.#model().defaultSampler ?? IMAGE_DEFAULTS.sampler;
+  }
+
+  /**
+   * The scheduler a generation with `sampler` (default: defaultSampler) uses
+   * when none is given (sd.cpp's sd_get_default_scheduler).
+   * @throws GenaiError INVALID_ARGUMENT for a sampler not in samplers
+   */
+  defaultScheduler(sampler: string = this.defaultSampler): string {
+    const m = this.#model();
+    if (!m.samplers.includes(sampler)) throw new GenaiError("INVALID_ARGUMENT", `unknown sampler "${sampler}"; the engine has: ${m.samplers.join(", ")}`);
+    return m.defaultSchedulers?.[sampler] ?? IMAGE_DEFAULTS.scheduler;
   }
 
   /** Bytes the model holds per device. */

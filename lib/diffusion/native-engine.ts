@@ -62,6 +62,8 @@ async function load(addon: Addon, options: DiffusionLoadOptions, onProgress: (f:
     samplers: info.samplers,
     schedulers: info.schedulers,
     controlNet: info.controlNet,
+    defaultSampler: info.defaultSampler,
+    defaultSchedulers: info.defaultSchedulers,
     memoryBytes: { [where]: bytes }, // the files' bytes, on the device sd.cpp computes on
     async generate(params, onEvent, cancelToken) {
       const token = new addon.CancelToken();

@@ -48,7 +48,10 @@ function checkImage(name: string, img: unknown, width: number, height: number, c
 }
 
 /** Validates options against the model's samplers/schedulers (and ControlNet); fills defaults. @throws GenaiError INVALID_ARGUMENT, MODEL_NOT_FOUND (a LoRA file) */
-export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<EngineModel, "samplers" | "schedulers" | "controlNet">): EngineGenerateParams {
+export function resolveGenerateParams(
+  o: ImageGenerateOptions,
+  model: Pick<EngineModel, "samplers" | "schedulers" | "controlNet" | "defaultSampler" | "defaultSchedulers">,
+): EngineGenerateParams {
   const opts = options("options", o, IMAGE_KEYS) as unknown as ImageGenerateOptions;
   const d = IMAGE_DEFAULTS;
   const side = (name: string, v: unknown) => {
@@ -59,9 +62,9 @@ export function resolveGenerateParams(o: ImageGenerateOptions, model: Pick<Engin
   };
   const width = side("width", opts.width);
   const height = side("height", opts.height);
-  const sampler = optString("sampler", opts.sampler) ?? d.sampler;
+  const sampler = optString("sampler", opts.sampler) ?? model.defaultSampler ?? d.sampler;
   if (!model.samplers.includes(sampler)) throw new GenaiError("INVALID_ARGUMENT", `unknown sampler "${sampler}"; the engine has: ${model.samplers.join(", ")}`);
-  const scheduler = optString("scheduler", opts.scheduler) ?? d.scheduler;
+  const scheduler = optString("scheduler", opts.scheduler) ?? model.defaultSchedulers?.[sampler] ?? d.scheduler;
   if (!model.schedulers.includes(scheduler))
     throw new GenaiError("INVALID_ARGUMENT", `unknown scheduler "${scheduler}"; the engine has: ${model.schedulers.join(", ")}`);
   const seedIn = optInt("seed", opts.seed, -1, -1, Number.MAX_SAFE_INTEGER);

@@ -165,9 +165,17 @@ export interface ImageGenerateOptions {
    * Z-Image, Qwen-Image; sd.cpp's --flow-shift). Default: the model family's own.
    */
   flowShift?: number;
-  /** One of model.samplers (default IMAGE_DEFAULTS.sampler). */
+  /**
+   * One of model.samplers. Default: the model family's (model.defaultSampler:
+   * euler_a for SD1/SDXL, euler for the DiT families — Flux, Z-Image,
+   * Qwen-Image, …; sd.cpp's sd_get_default_sample_method).
+   */
   sampler?: string;
-  /** One of model.schedulers (default IMAGE_DEFAULTS.scheduler). */
+  /**
+   * One of model.schedulers. Default: the model's for the sampler
+   * (model.defaultScheduler(sampler): discrete for most, "flux2" for Flux 2,
+   * "lcm" with the lcm sampler, …; sd.cpp's sd_get_default_scheduler).
+   */
   scheduler?: string;
   /** Seed of the first image; -1 = random (default). Image i uses seed + i; the used seed is returned per image. */
   seed?: number;

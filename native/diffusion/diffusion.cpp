@@ -50,7 +50,14 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
     for (int i = 0; i < SCHEDULER_COUNT; i++) schedulers.Set(static_cast<uint32_t>(i), sd_scheduler_name(static_cast<scheduler_t>(i)));
     o.Set("samplers", samplers);
     o.Set("schedulers", schedulers);
+    // sd.cpp's defaults for this model's family (euler_a for SD1/SDXL, euler for DiT families; the scheduler per sampler)
     o.Set("defaultSampler", sd_sample_method_name(sd_get_default_sample_method(m->ctx)));
+    Napi::Object default_schedulers = Napi::Object::New(env);
+    for (int i = 0; i < SAMPLE_METHOD_COUNT; i++) {
+      auto method = static_cast<sample_method_t>(i);
+      default_schedulers.Set(sd_sample_method_name(method), sd_scheduler_name(sd_get_default_scheduler(m->ctx, method)));
+    }
+    o.Set("defaultSchedulers", default_schedulers);
     o.Set("imageGeneration", sd_ctx_supports_image_generation(m->ctx));
     o.Set("controlNet", m->has_control_net);
     return o;
@@ -210,7 +217,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   auto work = [files, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
     for (size_t i = 0; i < files.size(); i++)
       if (!files[i].empty()) CheckModelFileExtent(files[i], kFileParts[i].key);
-    CheckZImageParts(files[kModel], files[kDiffusionModel], files[kVae], files[kLlm]);
+    CheckDiffusionParts(files[kModel], files[kDiffusionModel], files[kVae], files[kLlm]);
     auto model = std::make_shared<SdModel>();
     model->vae_tiling = vae_tiling;
     std::string errors;

@@ -29,6 +29,21 @@ describe("image generation options: LoRAs, flowShift, guidance, ControlNet, refe
     for (const k of ["controlImage", "controlStrength", "flowShift", "guidance"] as const) expect(p[k]).toBeUndefined();
   });
 
+  it("sampler and scheduler default to the model's (its family's, from sd.cpp), else IMAGE_DEFAULTS'; given ones win", () => {
+    expect(resolveGenerateParams(base, model)).toMatchObject({ sampler: IMAGE_DEFAULTS.sampler, scheduler: IMAGE_DEFAULTS.scheduler });
+    const flux2 = {
+      ...model,
+      samplers: ["euler", "euler_a", "lcm"],
+      schedulers: ["discrete", "flux2", "lcm"],
+      defaultSampler: "euler",
+      defaultSchedulers: { euler: "flux2", euler_a: "flux2", lcm: "lcm" },
+    };
+    expect(resolveGenerateParams(base, flux2)).toMatchObject({ sampler: "euler", scheduler: "flux2" });
+    expect(resolveGenerateParams({ ...base, sampler: "lcm" }, flux2)).toMatchObject({ sampler: "lcm", scheduler: "lcm" });
+    expect(resolveGenerateParams({ ...base, scheduler: "discrete" }, flux2)).toMatchObject({ sampler: "euler", scheduler: "discrete" });
+    expect(() => resolveGenerateParams(base, { ...flux2, defaultSampler: "nope" })).toThrow(invalid); // checked like a given one
+  });
+
   it("LoRAs: scale defaults to 1; multiplier is scale's former name; the file must exist", () => {
     expect(resolveGenerateParams({ ...base, loras: [{ path: lora }] }, model).loras).toEqual([{ path: lora, scale: IMAGE_DEFAULTS.loraScale }]);
     expect(IMAGE_DEFAULTS.loraScale).toBe(1);
