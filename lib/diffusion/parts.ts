@@ -2,7 +2,8 @@
  * Model parts stable-diffusion.cpp loads together but never checks against
  * each other (the TypeScript side of native/diffusion/part_check.h, which
  * checks the same again): sd.cpp (487de75c) loads them and then fails a
- * GGML_ASSERT — a process abort — at the first generation.
+ * GGML_ASSERT — a process abort — at the first generation. The family is told
+ * from the DiT's tensors as sd.cpp's src/model_loader.cpp get_sd_version does.
  */
 import { GenaiError } from "../errors";
 import { readTensorInfos, type TensorInfo } from "./tensors";
@@ -16,6 +17,10 @@ const Z_IMAGE_HEAD_DIM = 128;
 const Z_IMAGE_MIN_HIDDEN = 256;
 /** patch 2 × 2 */
 const PATCH_AREA = 4;
+/** The Qwen3 layers whose hidden states Flux 2 [klein] concatenates (sd.cpp's conditioner.hpp). */
+const FLUX2_KLEIN_LAYERS = [9, 18, 27];
+
+type Files = TensorInfo[][];
 
 async function tensorsOf(file: string | undefined): Promise<TensorInfo[]> {
   if (!file) return [];
@@ -27,42 +32,111 @@ async function tensorsOf(file: string | undefined): Promise<TensorInfo[]> {
 }
 
 /** shape[dim] of the first tensor whose name ends with `suffix`. */
-function dim(files: TensorInfo[][], suffix: string, d: number): number | undefined {
+function dim(files: Files, suffix: string, d: number): number | undefined {
   for (const ts of files) for (const t of ts) if (t.name.endsWith(suffix) && t.shape.length > d) return t.shape[d];
   return undefined;
 }
 
-/**
- * Z-Image (a DiT with `cap_embedder`: sd.cpp's VERSION_Z_IMAGE): the text
- * encoder's hidden size = the caption embedder's input, its vocabulary covers
- * the Qwen tokenizer's ids, the DiT's x_embedder input = 4 × the VAE's latent
- * channels, heads 128 wide, hidden ≥ 256. A check whose tensors are not found
- * (other families, unreadable files) is skipped.
- * @throws GenaiError INVALID_MODEL naming what does not fit
- */
-export async function checkDiffusionParts(load: DiffusionLoadOptions): Promise<void> {
-  const [m, d, v, l] = await Promise.all([load.model, load.diffusionModel, load.vae, load.llm].map(tensorsOf));
-  const dit = [d, m];
-  if (dim(dit, "cap_embedder.0.weight", 0) === undefined) return;
-  const fail = (why: string): never => {
-    throw new GenaiError("INVALID_MODEL", `these Z-Image parts do not fit together: ${why}`);
-  };
-  const encoder = [l, m];
+/** The text encoder's hidden size and vocabulary (llama.cpp's token_embd or Hugging Face's embed_tokens). */
+function embedding(encoder: Files): { hidden?: number; vocab?: number } {
   const embd = dim(encoder, "token_embd.weight", 0) !== undefined ? "token_embd.weight" : "embed_tokens.weight";
-  const teHidden = dim(encoder, embd, 0);
-  const teVocab = dim(encoder, embd, 1);
+  return { hidden: dim(encoder, embd, 0), vocab: dim(encoder, embd, 1) };
+}
+
+/** 1 + the largest N in "blk.N." / "layers.N." (not a vision tower's, nor a single-file checkpoint's DiT's). */
+function encoderLayers(encoder: Files): number {
+  let layers = 0;
+  for (const ts of encoder)
+    for (const { name } of ts) {
+      if (name.includes("visual.") || name.includes("diffusion_model.")) continue;
+      const m = /(?:^|\.)(?:blk|layers)\.(\d+)\./.exec(name);
+      if (m) layers = Math.max(layers, Number(m[1]) + 1);
+    }
+  return layers;
+}
+
+function failer(family: string): (why: string) => never {
+  return (why) => {
+    throw new GenaiError("INVALID_MODEL", `these ${family} parts do not fit together: ${why}`);
+  };
+}
+
+function checkQwenVocab(fail: (why: string) => never, vocab: number | undefined): void {
+  if (vocab !== undefined && vocab < QWEN_VOCAB) fail(`the text encoder's vocabulary has ${vocab} tokens; the Qwen tokenizer's ids go up to ${QWEN_VOCAB - 1}`);
+}
+
+function checkZImage(dit: Files, encoder: Files, vae: Files): void {
+  const fail = failer("Z-Image");
+  const te = embedding(encoder);
   const cap = dim(dit, "cap_embedder.1.weight", 0);
-  if (cap !== undefined && teHidden !== undefined && cap !== teHidden)
-    fail(`the text encoder (llm) has hidden size ${teHidden}, the diffusion model's caption embedder takes ${cap} (use the text encoder of the same release)`);
-  if (teVocab !== undefined && teVocab < QWEN_VOCAB)
-    fail(`the text encoder's vocabulary has ${teVocab} tokens; the Qwen tokenizer's ids go up to ${QWEN_VOCAB - 1}`);
+  if (cap !== undefined && te.hidden !== undefined && cap !== te.hidden)
+    fail(`the text encoder (llm) has hidden size ${te.hidden}, the diffusion model's caption embedder takes ${cap} (use the text encoder of the same release)`);
+  checkQwenVocab(fail, te.vocab);
   const xIn = dim(dit, "x_embedder.weight", 0);
   const hidden = dim(dit, "x_embedder.weight", 1);
   // conv weights in ggml order [kw, kh, in, out]: the decoder's input channels are the latent channels
-  const latent = dim([v, m], "decoder.conv_in.weight", 2);
+  const latent = dim(vae, "decoder.conv_in.weight", 2);
   if (latent !== undefined && xIn !== undefined && xIn !== PATCH_AREA * latent)
     fail(`the VAE has ${latent} latent channels, the diffusion model takes ${xIn / PATCH_AREA}`);
   if (hidden !== undefined && hidden < Z_IMAGE_MIN_HIDDEN) fail(`the diffusion model's hidden size ${hidden} is under ${Z_IMAGE_MIN_HIDDEN}`);
   const head = dim(dit, "attention.q_norm.weight", 0);
   if (head !== undefined && head !== Z_IMAGE_HEAD_DIM) fail(`the diffusion model's attention heads are ${head} wide, not ${Z_IMAGE_HEAD_DIM}`);
+}
+
+function checkFlux2Klein(dit: Files, encoder: Files): void {
+  const fail = failer("Flux 2 [klein]");
+  const te = embedding(encoder);
+  const layers = encoderLayers(encoder);
+  const ctx = dim(dit, "txt_in.weight", 0);
+  if (ctx !== undefined && te.hidden !== undefined && layers > 0) {
+    const taken = Math.max(1, FLUX2_KLEIN_LAYERS.filter((l) => l <= layers).length);
+    if (ctx !== taken * te.hidden)
+      fail(
+        `the text encoder (llm) gives ${taken} × ${te.hidden} = ${taken * te.hidden} features per token (${layers} layers), ` +
+          `the diffusion model's txt_in takes ${ctx} (use the text encoder of the same release)`,
+      );
+  }
+  checkQwenVocab(fail, te.vocab);
+}
+
+function checkQwenImage(dit: Files, encoder: Files): void {
+  const fail = failer("Qwen-Image");
+  const te = embedding(encoder);
+  const width = dim(dit, "txt_norm.weight", 0);
+  if (width !== undefined && te.hidden !== undefined && width !== te.hidden)
+    fail(`the text encoder (llm) has hidden size ${te.hidden}, the diffusion model takes ${width} (Qwen-Image's is Qwen2.5-VL 7B)`);
+  checkQwenVocab(fail, te.vocab);
+}
+
+/**
+ * Checks the parts of a load against each other, per family:
+ *  - Z-Image (a DiT with `cap_embedder`): the text encoder's hidden size =
+ *    the caption embedder's input, the DiT's x_embedder input = 4 × the VAE's
+ *    latent channels, heads 128 wide, hidden ≥ 256;
+ *  - Flux 2 [klein] (`double_stream_modulation_img`, no `single_blocks.47`):
+ *    the DiT's txt_in input = the Qwen3 hidden size × its layers in
+ *    {9, 18, 27} (at least 1);
+ *  - Qwen-Image (`transformer_blocks.0.img_mod.1`, img_in not 128 wide): the
+ *    Qwen2.5-VL hidden size = the DiT's txt_norm width;
+ *  - all three: the text encoder's vocabulary covers the Qwen tokenizer's ids.
+ * A check whose tensors are not found (other families, unreadable files) is skipped.
+ * @throws GenaiError INVALID_MODEL naming what does not fit
+ */
+export async function checkDiffusionParts(load: DiffusionLoadOptions): Promise<void> {
+  const [m, d, v, l] = await Promise.all([load.model, load.diffusionModel, load.vae, load.llm].map(tensorsOf));
+  const dit = [d, m];
+  const encoder = [l, m];
+  if (dim(dit, "cap_embedder.0.weight", 0) !== undefined) return checkZImage(dit, encoder, [v, m]);
+  if (dim(dit, "double_stream_modulation_img.lin.weight", 0) !== undefined) {
+    if (dim(dit, "single_blocks.47.linear1.weight", 0) === undefined) checkFlux2Klein(dit, encoder); // Flux 2 [dev]: 48 single blocks, a Mistral encoder
+    return;
+  }
+  const imgIn = dim(dit, "img_in.weight", 0);
+  if (
+    dim(dit, "transformer_blocks.0.img_mod.1.weight", 0) !== undefined &&
+    imgIn !== undefined &&
+    imgIn !== 128 &&
+    dim(dit, "time_text_embed.addition_t_embedding.weight", 0) === undefined
+  )
+    checkQwenImage(dit, encoder);
 }

@@ -90,3 +90,19 @@ export {
   type ZImageSizes,
   type ZImageTensorSpec,
 } from "./sd/z-image";
+// Flux 2 [klein] (DiT + Qwen3 text encoder + Flux 2 VAE, three files; a LoRA for its DiT)
+export {
+  FLUX2_KLEIN_TE_LAYERS,
+  FLUX2_KLEIN_TINY,
+  flux2ContextWidth,
+  flux2DitPlan,
+  flux2LoraTargets,
+  flux2TextEncoderPlan,
+  flux2VaePlan,
+  generateRandomFlux2KleinModel,
+  generateRandomFlux2Lora,
+  type Flux2Sizes,
+  type GenerateFlux2Options,
+  type GenerateFlux2Result,
+} from "./sd/flux2";
+export type { GeneratedPart, PartInit, PartTensorSpec } from "./sd/parts-writer";

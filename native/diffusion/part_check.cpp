@@ -1,6 +1,8 @@
 #include "diffusion/part_check.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -77,32 +79,94 @@ std::optional<int64_t> Dim(const std::vector<const Tensors*>& files, std::string
   return std::nullopt;
 }
 
-}  // namespace
+// The text encoder's hidden size and vocabulary: llama.cpp GGUF names (token_embd) or Hugging Face's (embed_tokens).
+std::pair<std::optional<int64_t>, std::optional<int64_t>> TextEncoderEmbedding(const std::vector<const Tensors*>& encoder) {
+  if (auto h = Dim(encoder, "token_embd.weight", 0)) return {h, Dim(encoder, "token_embd.weight", 1)};
+  return {Dim(encoder, "embed_tokens.weight", 0), Dim(encoder, "embed_tokens.weight", 1)};
+}
 
-void CheckZImageParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm) {
-  const Tensors m = Read(model), d = Read(diffusion_model), v = Read(vae), l = Read(llm);
-  const std::vector<const Tensors*> dit{&d, &m}, encoder{&l, &m}, autoencoder{&v, &m};
-  if (!Dim(dit, "cap_embedder.0.weight", 0)) return;  // not Z-Image
-  auto fail = [](const std::string& why) { throw CodedError(code::INVALID_MODEL, "these Z-Image parts do not fit together: " + why); };
-  constexpr int64_t kQwenVocab = 151674, kHeadDim = 128, kMinHidden = 256, kPatchArea = 4;
-  // the text encoder: llama.cpp GGUF names (token_embd) or Hugging Face's (embed_tokens)
-  std::optional<int64_t> te_hidden = Dim(encoder, "token_embd.weight", 0), te_vocab = Dim(encoder, "token_embd.weight", 1);
-  if (!te_hidden) {
-    te_hidden = Dim(encoder, "embed_tokens.weight", 0);
-    te_vocab = Dim(encoder, "embed_tokens.weight", 1);
-  }
+// Transformer layers of the text encoder: 1 + the largest N in "blk.N." (llama.cpp) or "layers.N." (Hugging Face),
+// not counting a vision tower's or (in a single-file checkpoint) the DiT's.
+int64_t TextEncoderLayers(const std::vector<const Tensors*>& encoder) {
+  int64_t layers = 0;
+  for (const Tensors* t : encoder)
+    for (const auto& [name, ne] : *t)
+      for (std::string_view key : {"blk.", "layers."}) {
+        size_t at = name.find(key);
+        if (at == std::string::npos || name.find("visual.") != std::string::npos || name.find("diffusion_model.") != std::string::npos) continue;
+        layers = std::max<int64_t>(layers, std::strtoll(name.c_str() + at + key.size(), nullptr, 10) + 1);
+      }
+  return layers;
+}
+
+constexpr int64_t kQwenVocab = 151674;  // the Qwen2 tokenizer's ids reach 151673
+
+[[noreturn]] void Fail(const char* family, const std::string& why) {
+  throw CodedError(code::INVALID_MODEL, std::string("these ") + family + " parts do not fit together: " + why);
+}
+
+void CheckQwenVocab(const char* family, std::optional<int64_t> vocab) {
+  if (vocab && *vocab < kQwenVocab)
+    Fail(family,
+         "the text encoder's vocabulary has " + std::to_string(*vocab) + " tokens; the Qwen tokenizer's ids go up to " + std::to_string(kQwenVocab - 1));
+}
+
+void CheckZImage(const std::vector<const Tensors*>& dit, const std::vector<const Tensors*>& encoder, const std::vector<const Tensors*>& autoencoder) {
+  constexpr const char* kFamily = "Z-Image";
+  constexpr int64_t kHeadDim = 128, kMinHidden = 256, kPatchArea = 4;
+  auto [te_hidden, te_vocab] = TextEncoderEmbedding(encoder);
   if (std::optional<int64_t> cap = Dim(dit, "cap_embedder.1.weight", 0); cap && te_hidden && *cap != *te_hidden)
-    fail("the text encoder (llm) has hidden size " + std::to_string(*te_hidden) + ", the diffusion model's caption embedder takes " + std::to_string(*cap) +
-         " (use the text encoder of the same release)");
-  if (te_vocab && *te_vocab < kQwenVocab)
-    fail("the text encoder's vocabulary has " + std::to_string(*te_vocab) + " tokens; the Qwen tokenizer's ids go up to " + std::to_string(kQwenVocab - 1));
+    Fail(kFamily, "the text encoder (llm) has hidden size " + std::to_string(*te_hidden) + ", the diffusion model's caption embedder takes " +
+                      std::to_string(*cap) + " (use the text encoder of the same release)");
+  CheckQwenVocab(kFamily, te_vocab);
   std::optional<int64_t> x_in = Dim(dit, "x_embedder.weight", 0), hidden = Dim(dit, "x_embedder.weight", 1);
   // ggml conv weights are [kw, kh, in, out]: the decoder's input channels are the latent channels
   if (std::optional<int64_t> latent = Dim(autoencoder, "decoder.conv_in.weight", 2); latent && x_in && *x_in != kPatchArea * *latent)
-    fail("the VAE has " + std::to_string(*latent) + " latent channels, the diffusion model takes " + std::to_string(*x_in / kPatchArea));
-  if (hidden && *hidden < kMinHidden) fail("the diffusion model's hidden size " + std::to_string(*hidden) + " is under " + std::to_string(kMinHidden));
+    Fail(kFamily, "the VAE has " + std::to_string(*latent) + " latent channels, the diffusion model takes " + std::to_string(*x_in / kPatchArea));
+  if (hidden && *hidden < kMinHidden) Fail(kFamily, "the diffusion model's hidden size " + std::to_string(*hidden) + " is under " + std::to_string(kMinHidden));
   if (std::optional<int64_t> head = Dim(dit, "attention.q_norm.weight", 0); head && *head != kHeadDim)
-    fail("the diffusion model's attention heads are " + std::to_string(*head) + " wide, not " + std::to_string(kHeadDim));
+    Fail(kFamily, "the diffusion model's attention heads are " + std::to_string(*head) + " wide, not " + std::to_string(kHeadDim));
+}
+
+// Flux 2 [klein] concatenates the Qwen3 hidden states after layers 9, 18 and 27 (conditioner.hpp); a text
+// encoder with fewer layers gives fewer of them (with none, its final output): the DiT's txt_in takes that width.
+void CheckFlux2Klein(const std::vector<const Tensors*>& dit, const std::vector<const Tensors*>& encoder) {
+  constexpr const char* kFamily = "Flux 2 [klein]";
+  auto [te_hidden, te_vocab] = TextEncoderEmbedding(encoder);
+  int64_t layers = TextEncoderLayers(encoder);
+  if (std::optional<int64_t> ctx = Dim(dit, "txt_in.weight", 0); ctx && te_hidden && layers > 0) {
+    int64_t taken = std::max<int64_t>(1, (layers >= 9) + (layers >= 18) + (layers >= 27));
+    if (*ctx != taken * *te_hidden)
+      Fail(kFamily, "the text encoder (llm) gives " + std::to_string(taken) + " × " + std::to_string(*te_hidden) + " = " + std::to_string(taken * *te_hidden) +
+                        " features per token (" + std::to_string(layers) + " layers), the diffusion model's txt_in takes " + std::to_string(*ctx) +
+                        " (use the text encoder of the same release)");
+  }
+  CheckQwenVocab(kFamily, te_vocab);
+}
+
+void CheckQwenImage(const std::vector<const Tensors*>& dit, const std::vector<const Tensors*>& encoder) {
+  constexpr const char* kFamily = "Qwen-Image";
+  auto [te_hidden, te_vocab] = TextEncoderEmbedding(encoder);
+  if (std::optional<int64_t> width = Dim(dit, "txt_norm.weight", 0); width && te_hidden && *width != *te_hidden)
+    Fail(kFamily, "the text encoder (llm) has hidden size " + std::to_string(*te_hidden) + ", the diffusion model takes " + std::to_string(*width) +
+                      " (Qwen-Image's is Qwen2.5-VL 7B)");
+  CheckQwenVocab(kFamily, te_vocab);
+}
+
+}  // namespace
+
+void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm) {
+  const Tensors m = Read(model), d = Read(diffusion_model), v = Read(vae), l = Read(llm);
+  const std::vector<const Tensors*> dit{&d, &m}, encoder{&l, &m}, autoencoder{&v, &m};
+  // the families as src/model_loader.cpp get_sd_version tells them apart
+  if (Dim(dit, "cap_embedder.0.weight", 0)) return CheckZImage(dit, encoder, autoencoder);
+  if (Dim(dit, "double_stream_modulation_img.lin.weight", 0)) {
+    if (!Dim(dit, "single_blocks.47.linear1.weight", 0)) CheckFlux2Klein(dit, encoder);  // Flux 2 [dev] has 48 single blocks and a Mistral encoder
+    return;
+  }
+  std::optional<int64_t> img_in = Dim(dit, "img_in.weight", 0);
+  if (Dim(dit, "transformer_blocks.0.img_mod.1.weight", 0) && img_in && *img_in != 128 && !Dim(dit, "time_text_embed.addition_t_embedding.weight", 0))
+    CheckQwenImage(dit, encoder);
 }
 
 }  // namespace genai

@@ -9,15 +9,23 @@
 namespace genai {
 
 // The load's files by DiffusionLoadOptions key ("model", "diffusionModel",
-// "vae", "llm", …; empty: not given), already extent-checked. Z-Image (a DiT
-// with `cap_embedder`, sd.cpp's VERSION_Z_IMAGE), from the tensor headers:
+// "vae", "llm", …; empty: not given), already extent-checked; the family is
+// told from the DiT's tensors as src/model_loader.cpp get_sd_version does.
+// Z-Image (a DiT with `cap_embedder`, sd.cpp's VERSION_Z_IMAGE):
 //  - the text encoder's hidden size = the DiT's cap_embedder.1 input
 //    (z_image.hpp; e.g. an 8B Qwen3 paired with a 4B-conditioned DiT);
 //  - the DiT's x_embedder input = patch² (4) × the VAE's latent channels;
 //  - the text encoder's vocabulary covers the Qwen2 tokenizer's ids (151674);
 //  - attention heads 128 wide (RoPE axes 32 + 48 + 48) and hidden ≥ 256
 //    (the adaLN input is min(hidden, 256)).
+// Flux 2 [klein] (`double_stream_modulation_img`, no `single_blocks.47`):
+//  - the DiT's txt_in input = the Qwen3 hidden size × the number of its
+//    layers in {9, 18, 27} (at least 1): the hidden states klein reads;
+//  - the vocabulary covers the Qwen2 tokenizer's ids.
+// Qwen-Image (`transformer_blocks.0.img_mod.1`, img_in not 128 wide):
+//  - the Qwen2.5-VL hidden size = the DiT's txt_norm width (3584);
+//  - the vocabulary covers the Qwen2 tokenizer's ids.
 // A check whose tensors are not found is skipped. Throws CodedError INVALID_MODEL.
-void CheckZImageParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm);
+void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm);
 
 }  // namespace genai

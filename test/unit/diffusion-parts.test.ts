@@ -2,13 +2,14 @@
 // (lib/diffusion/parts.ts) before the engine sees them — sd.cpp would load
 // them and abort the process at the first generation; the C++ side checks the
 // same again (test/engine/diffusion-zimage.test.ts). Generated Z-Image parts
-// (lib/tools/sd/z-image.ts; headers are all that is read, so the VAE encoder
-// is written narrow here) and the engine's test double: no engine needed.
+// and Flux 2 [klein] parts (lib/tools/sd/z-image.ts, flux2.ts; headers are
+// all that is read, so the VAE encoder is written narrow here) and the
+// engine's test double: no engine needed.
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionModel } from "../../lib/diffusion/index";
 import { checkDiffusionParts } from "../../lib/diffusion/parts";
-import { generateRandomZImageModel, type ZImageSizes } from "../../lib/tools";
+import { type Flux2Sizes, generateRandomFlux2KleinModel, generateRandomZImageModel, type ZImageSizes } from "../../lib/tools";
 import { FakeModel, fakeEngine } from "../fakes/diffusion-engine";
 import { tempDir } from "../helpers";
 
@@ -42,8 +43,59 @@ describe("diffusion model parts that do not fit together", () => {
     const odd = await write(`odd-${part}-${Object.keys(sizes).join("-")}`, sizes);
     let engineLoads = 0;
     const eng = fakeEngine(new FakeModel(1));
-    const counting = { ...eng, load: (...a: Parameters<typeof eng.load>) => (engineLoads++, eng.load(...a)) };
+    const counting = {
+      ...eng,
+      load: (...a: Parameters<typeof eng.load>) => {
+        engineLoads++;
+        return eng.load(...a);
+      },
+    };
     await expect(DiffusionModel.load({ ...files, [part]: odd[part].path }, counting)).rejects.toMatchObject({
+      code: "INVALID_MODEL",
+      message: expect.stringMatching(message),
+    });
+    expect(engineLoads).toBe(0);
+  });
+});
+
+describe("Flux 2 [klein] parts that do not fit together", () => {
+  const tmp = tempDir("genai-native-parts-flux2-");
+  const small: Partial<Flux2Sizes> = { vaeEncoderChannels: 8 };
+  const write = (name: string, sizes: Partial<Flux2Sizes> = {}) => generateRandomFlux2KleinModel(path.join(tmp.dir, name), { sizes: { ...small, ...sizes } });
+  let files: { diffusionModel: string; llm: string; vae: string };
+  beforeAll(async () => {
+    const f = await write("base");
+    files = { diffusionModel: f.diffusionModel.path, llm: f.llm.path, vae: f.vae.path };
+  });
+  afterAll(() => tmp.cleanup());
+
+  it("matching parts pass: the DiT's txt_in takes the hidden states of layers 9, 18 and 27 (3 × 32)", async () => {
+    await expect(checkDiffusionParts(files)).resolves.toBeUndefined();
+    // 18 layers give two of the three hidden states: a DiT made for that fits
+    const two = await write("two", { teLayers: 18, teHeads: 32 });
+    await expect(checkDiffusionParts({ ...files, diffusionModel: two.diffusionModel.path, llm: two.llm.path })).resolves.toBeUndefined();
+    await expect(checkDiffusionParts({ ...files, llm: two.llm.path })).rejects.toMatchObject({
+      code: "INVALID_MODEL",
+      message: expect.stringMatching(/gives 2 × 32 = 64 features per token \(18 layers\), the diffusion model's txt_in takes 96/),
+    });
+  });
+
+  it.each([
+    [{ teLayers: 8, teHeads: 32, contextWidth: 96 }, /gives 1 × 32 = 32 features per token \(8 layers\)/],
+    [{ teHidden: 40, contextWidth: 96 }, /gives 3 × 40 = 120 features per token/],
+    [{ teVocab: 151000 }, /vocabulary has 151000 tokens/],
+  ] as const)("a text encoder written with %o is INVALID_MODEL before the engine loads anything", async (sizes, message) => {
+    const odd = await write(`odd-${Object.keys(sizes).join("-")}`, sizes);
+    let engineLoads = 0;
+    const eng = fakeEngine(new FakeModel(1));
+    const counting = {
+      ...eng,
+      load: (...a: Parameters<typeof eng.load>) => {
+        engineLoads++;
+        return eng.load(...a);
+      },
+    };
+    await expect(DiffusionModel.load({ ...files, llm: odd.llm.path }, counting)).rejects.toMatchObject({
       code: "INVALID_MODEL",
       message: expect.stringMatching(message),
     });

@@ -33,8 +33,8 @@ export interface SdLoraOptions {
   scale?: number;
 }
 
-/** One tensor of the file: kohya name, PyTorch shape, f32 values. */
-interface LoraTensor {
+/** One tensor of the file: its name, PyTorch shape, f32 values. */
+export interface LoraTensor {
   name: string;
   shape: [number, number];
   data: Float32Array;
@@ -50,12 +50,7 @@ export function sdLoraTensors(opts: SdLoraOptions = {}): LoraTensor[] {
   const scale = opts.scale ?? 0.5;
   const c = preset.unetChannels; // the first level's width (channel mult 1)
   const out: LoraTensor[] = [];
-  const fill = (name: string, shape: [number, number]): void => {
-    const rnd = mulberry32(tensorSeed(seed, name));
-    const data = new Float32Array(shape[0] * shape[1]);
-    for (let i = 0; i < data.length; i++) data[i] = (rnd() / 0x1_0000_0000) * 2 * scale - scale;
-    out.push({ name, shape, data });
-  };
+  const fill = (name: string, shape: [number, number]): void => void out.push(randomLoraTensor(name, shape, seed, scale));
   for (const block of [0, 1]) {
     for (const target of opts.targets ?? ["attn2_to_k", "attn2_to_v"]) {
       const inFeatures = target.startsWith("attn2_to_k") || target.startsWith("attn2_to_v") ? SD1_FIXED.contextDim : c;
@@ -72,8 +67,20 @@ export function sdLoraTensors(opts: SdLoraOptions = {}): LoraTensor[] {
  * @returns the path, the file size in bytes and the number of tensors.
  */
 export async function generateRandomSdLora(file: string, opts: SdLoraOptions = {}): Promise<{ path: string; bytes: number; tensors: number }> {
-  const tensors = sdLoraTensors(opts);
-  const header: Record<string, unknown> = { __metadata__: { format: "pt", generator: "genai-native random SD1 LoRA" } };
+  return writeLoraSafetensors(file, sdLoraTensors(opts), "genai-native random SD1 LoRA");
+}
+
+/** A LoRA matrix of `shape` with values uniform in ±scale, seeded by (seed, name). */
+export function randomLoraTensor(name: string, shape: [number, number], seed: number, scale: number): LoraTensor {
+  const rnd = mulberry32(tensorSeed(seed, name));
+  const data = new Float32Array(shape[0] * shape[1]);
+  for (let i = 0; i < data.length; i++) data[i] = (rnd() / 0x1_0000_0000) * 2 * scale - scale;
+  return { name, shape, data };
+}
+
+/** Writes LoRA tensors (f32) to a safetensors file. @returns the path, the file size in bytes and the number of tensors. */
+export async function writeLoraSafetensors(file: string, tensors: LoraTensor[], generator: string): Promise<{ path: string; bytes: number; tensors: number }> {
+  const header: Record<string, unknown> = { __metadata__: { format: "pt", generator } };
   let offset = 0;
   for (const t of tensors) {
     header[t.name] = { dtype: "F32", shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };

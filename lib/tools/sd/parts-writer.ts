@@ -6,10 +6,16 @@
  */
 import path from "node:path";
 import { GgmlType, GgufWriter } from "../gguf/writer";
+import { produceTensor } from "../llama/generate";
 import { CHUNK_BYTES, U32_TO_UNIT, f32ToF16Bits, mulberry32, tensorSeed } from "../random";
 
-/** Random ±0.02, 1.0 (norm weights), 0.0 (biases), or 0 / −30 for the VAE encoder's mean / log-variance halves. */
-export type PartInit = "weight" | "one" | "zero" | "logvar";
+/**
+ * Random ±0.02, 1.0 (norm weights), 0.0 (biases), 0 / −30 for the VAE
+ * encoder's mean / log-variance halves, or "identity" (a square 1×1 conv
+ * [1, 1, C, C] that passes its input through). q4_0 / q8_0 tensors (random blocks
+ * of about the same magnitude, ../llama/generate.ts) must be "weight".
+ */
+export type PartInit = "weight" | "one" | "zero" | "logvar" | "identity";
 /** One tensor of a part: name, ggml shape (ne[0] first), type and fill. */
 export interface PartTensorSpec {
   name: string;
@@ -43,6 +49,20 @@ export function planner(lin: GgmlType, conv: GgmlType) {
   };
 }
 
+/** The value at flat index `i` of a tensor of `n` elements and ggml `shape` with a non-random fill. */
+function fixedValue(init: Exclude<PartInit, "weight">, i: number, n: number, shape: readonly number[]): number {
+  switch (init) {
+    case "one":
+      return 1;
+    case "zero":
+      return 0;
+    case "logvar":
+      return i < n / 2 ? 0 : -30;
+    case "identity": // [1, 1, C, C]: element (in c, out o) sits at o·C + c, so the diagonal is every (C + 1)-th
+      return i % (shape[2] + 1) === 0 ? 1 : 0;
+  }
+}
+
 /** One written part. */
 export interface GeneratedPart {
   path: string;
@@ -71,6 +91,10 @@ export async function writePart(
   let i = 0;
   const layout = await w.writeFile(file, async (t, write) => {
     const { init } = specs[i++];
+    if (t.type === GgmlType.Q4_0 || t.type === GgmlType.Q8_0) {
+      if (init !== "weight") throw new Error(`tensor ${t.name}: a ${GgmlType[t.type]} tensor must be random ("weight"), not "${init}"`);
+      return produceTensor(t, "weight", seed, scale, buf, write);
+    }
     const n = t.shape.reduce((a, b) => a * b, 1);
     const rng = mulberry32(tensorSeed(seed, t.name));
     const f32 = t.type === GgmlType.F32;
@@ -79,7 +103,7 @@ export async function writePart(
     for (let done = 0; done < n; ) {
       const m = Math.min(f32 ? f.length : h.length, n - done);
       for (let k = 0; k < m; k++) {
-        const v = init === "one" ? 1 : init === "zero" ? 0 : init === "logvar" ? (done + k < n / 2 ? 0 : -30) : (rng() * U32_TO_UNIT - 1) * scale;
+        const v = init === "weight" ? (rng() * U32_TO_UNIT - 1) * scale : fixedValue(init, done + k, n, t.shape);
         if (f32) f[k] = v;
         else h[k] = f32ToF16Bits(v);
       }
