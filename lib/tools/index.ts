@@ -106,3 +106,15 @@ export {
   type GenerateFlux2Result,
 } from "./sd/flux2";
 export type { GeneratedPart, PartInit, PartTensorSpec } from "./sd/parts-writer";
+// Qwen-Image (DiT + Qwen2.5-VL text encoder + Wan VAE, three files, q4_0 by default)
+export {
+  QWEN_IMAGE_TINY,
+  generateRandomQwenImageModel,
+  qwenImageDitPlan,
+  qwenImageTextEncoderPlan,
+  qwenImageVaePlan,
+  type GenerateQwenImageOptions,
+  type GenerateQwenImageResult,
+  type QwenImageSizes,
+  type QwenImageType,
+} from "./sd/qwen-image";
