@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench:image [-- --family sd1|zimage | --model PATH] [--size 256] [--steps 6] [--reps 3] [--threads N]
+// npm run bench:image [-- --family sd1|zimage|flux2|qwenimage | --model PATH] [--size 256] [--steps 6] [--reps 3] [--threads N]
 // Seconds per sampling step of genai-native's diffusion engine vs
 // stable-diffusion.cpp's own sd-cli built from the same deps/ sources and
 // flags (`--target sd-cli`), same model, size, steps, sampler, seed, threads;
@@ -10,7 +10,10 @@
 // estimateDiffusionMemory's weights + compute peak for the same size.
 // --family: the generated random-weight model of a family (sd1: one
 // checkpoint, euler_a, CFG 7; zimage: DiT + Qwen3 + Flux VAE files, euler,
-// CFG 1 as Z-Image-Turbo runs); --model: any single checkpoint sd.cpp loads.
+// CFG 1 as Z-Image-Turbo runs; flux2: Flux 2 [klein] DiT + Qwen3 + Flux 2 VAE,
+// euler with the flux2 scheduler, CFG 1; qwenimage: Qwen-Image DiT +
+// Qwen2.5-VL + Wan VAE (q4_0), euler, CFG 1); --model: any single checkpoint
+// sd.cpp loads.
 // Needs the engine (deps/stable-diffusion.cpp populated); otherwise it says so.
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -46,8 +49,14 @@ const size = Number(opt.size);
 const steps = Number(opt.steps);
 const reps = Number(opt.reps);
 const threads = Number(opt.threads ?? os.availableParallelism?.() ?? os.cpus().length);
-// families with a random-weight generator (lib/tools/sd): the sampler and CFG each is run with (Z-Image-Turbo: cfg 1, euler)
-const FAMILIES = { sd1: { sampler: "euler_a", cfgScale: 7 }, zimage: { sampler: "euler", cfgScale: 1 } };
+// families with a random-weight generator (lib/tools/sd): the sampler, scheduler and CFG each is run with
+// (the family's sd.cpp defaults; the distilled Z-Image-Turbo and Flux 2 [klein] at CFG 1), the generator and its files
+const FAMILIES = {
+  sd1: { sampler: "euler_a", scheduler: "discrete", cfgScale: 7 },
+  zimage: { sampler: "euler", scheduler: "discrete", cfgScale: 1, generator: "generateRandomZImageModel", prefix: "z-image" },
+  flux2: { sampler: "euler", scheduler: "flux2", cfgScale: 1, generator: "generateRandomFlux2KleinModel", prefix: "flux2-klein" },
+  qwenimage: { sampler: "euler", scheduler: "discrete", cfgScale: 1, generator: "generateRandomQwenImageModel", prefix: "qwen-image" },
+};
 if (opt.family !== undefined && opt.model !== undefined) throw new Error("give --family or --model, not both");
 const family = opt.family ?? "sd1";
 if (!FAMILIES[family])
@@ -55,11 +64,13 @@ if (!FAMILIES[family])
 /** The load's model files (DiffusionLoadOptions), generated once into bench/out. */
 let load;
 if (opt.model) load = { model: opt.model };
-else if (family === "zimage") {
-  const dir = path.join(root, "bench", "out", "random-z-image");
-  if (!fs.existsSync(path.join(dir, "z-image-vae.gguf")))
-    await require(path.join(root, "dist", "cjs", "tools", "index.js")).generateRandomZImageModel(dir, { seed: 1 });
-  load = { diffusionModel: path.join(dir, "z-image-dit.gguf"), llm: path.join(dir, "z-image-qwen3.gguf"), vae: path.join(dir, "z-image-vae.gguf") };
+else if (FAMILIES[family].generator) {
+  const f = FAMILIES[family];
+  const dir = path.join(root, "bench", "out", `random-${f.prefix}`);
+  const tools = require(path.join(root, "dist", "cjs", "tools", "index.js"));
+  // regenerated each run (a few seconds): a file left by an older generator would measure another model
+  const parts = await tools[f.generator](dir, { seed: 1 });
+  load = { diffusionModel: parts.diffusionModel.path, llm: parts.llm.path, vae: parts.vae.path };
 } else {
   load = { model: path.join(root, "bench", "out", "random-sd15.gguf") };
   if (!fs.existsSync(load.model)) {
@@ -85,7 +96,7 @@ const common = {
   steps,
   cfgScale: opt.model ? 7 : FAMILIES[family].cfgScale,
   sampler: opt.model ? "euler_a" : FAMILIES[family].sampler,
-  scheduler: "discrete",
+  scheduler: opt.model ? "discrete" : FAMILIES[family].scheduler,
   seed: 42,
   count: 1,
 };
@@ -123,7 +134,7 @@ function runSdCli() {
       "--sampling-method",
       common.sampler,
       "--scheduler",
-      "discrete",
+      common.scheduler,
       "-s",
       "42",
       "-t",
