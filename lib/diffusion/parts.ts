@@ -108,6 +108,17 @@ function checkQwenImage(dit: Files, encoder: Files): void {
   checkQwenVocab(fail, te.vocab);
 }
 
+/** A ControlNet adds its outputs to the UNet's blocks (sd.cpp's unet.hpp): both must have the same model channels. */
+function checkControlNet(dit: Files, control: TensorInfo[]): void {
+  const unet = dim(dit, "input_blocks.0.0.weight", 3);
+  const cn = dim([control], "input_blocks.0.0.weight", 3);
+  if (unet !== undefined && cn !== undefined && unet !== cn)
+    throw new GenaiError(
+      "INVALID_MODEL",
+      `the ControlNet (controlNet) has ${cn} model channels, the diffusion model's UNet ${unet} (a ControlNet is made for one base model: use one for this model's family)`,
+    );
+}
+
 /**
  * Checks the parts of a load against each other, per family:
  *  - Z-Image (a DiT with `cap_embedder`): the text encoder's hidden size =
@@ -118,14 +129,17 @@ function checkQwenImage(dit: Files, encoder: Files): void {
  *    {9, 18, 27} (at least 1);
  *  - Qwen-Image (`transformer_blocks.0.img_mod.1`, img_in not 128 wide): the
  *    Qwen2.5-VL hidden size = the DiT's txt_norm width;
- *  - all three: the text encoder's vocabulary covers the Qwen tokenizer's ids.
+ *  - all three: the text encoder's vocabulary covers the Qwen tokenizer's ids;
+ *  - a ControlNet: its model channels = the UNet's (sd.cpp builds every
+ *    ControlNet with SD1's 320; on a narrower UNet it aborts in ggml_add).
  * A check whose tensors are not found (other families, unreadable files) is skipped.
  * @throws GenaiError INVALID_MODEL naming what does not fit
  */
 export async function checkDiffusionParts(load: DiffusionLoadOptions): Promise<void> {
-  const [m, d, v, l] = await Promise.all([load.model, load.diffusionModel, load.vae, load.llm].map(tensorsOf));
+  const [m, d, v, l, c] = await Promise.all([load.model, load.diffusionModel, load.vae, load.llm, load.controlNet].map(tensorsOf));
   const dit = [d, m];
   const encoder = [l, m];
+  checkControlNet(dit, c);
   if (dim(dit, "cap_embedder.0.weight", 0) !== undefined) return checkZImage(dit, encoder, [v, m]);
   if (dim(dit, "double_stream_modulation_img.lin.weight", 0) !== undefined) {
     if (dim(dit, "single_blocks.47.linear1.weight", 0) === undefined) checkFlux2Klein(dit, encoder); // Flux 2 [dev]: 48 single blocks, a Mistral encoder

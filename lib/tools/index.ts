@@ -118,3 +118,14 @@ export {
   type QwenImageSizes,
   type QwenImageType,
 } from "./sd/qwen-image";
+// SD1 ControlNet (sd.cpp's fixed 320-channel layout, control_model.* names)
+export {
+  SD1_CONTROLNET_CHANNELS,
+  SD1_CONTROLNET_HINT_CHANNELS,
+  generateRandomSd15ControlNet,
+  sd15ControlNetTensorPlan,
+  type SdControlNetInit,
+  type SdControlNetOptions,
+  type SdControlNetResult,
+  type SdControlNetTensorSpec,
+} from "./sd/controlnet";

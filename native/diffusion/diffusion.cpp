@@ -217,7 +217,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   auto work = [files, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
     for (size_t i = 0; i < files.size(); i++)
       if (!files[i].empty()) CheckModelFileExtent(files[i], kFileParts[i].key);
-    CheckDiffusionParts(files[kModel], files[kDiffusionModel], files[kVae], files[kLlm]);
+    CheckDiffusionParts(files[kModel], files[kDiffusionModel], files[kVae], files[kLlm], files[kControlNet]);
     auto model = std::make_shared<SdModel>();
     model->vae_tiling = vae_tiling;
     std::string errors;

@@ -153,11 +153,22 @@ void CheckQwenImage(const std::vector<const Tensors*>& dit, const std::vector<co
   CheckQwenVocab(kFamily, te_vocab);
 }
 
+// A ControlNet adds its outputs to the UNet's blocks (unet.hpp): the two must be equally wide. sd.cpp builds every
+// ControlNet with SD1's 320 model channels (control.hpp), whatever its file holds, and checks the file against that.
+void CheckControlNet(const std::vector<const Tensors*>& dit, const Tensors& control) {
+  std::optional<int64_t> unet = Dim(dit, "input_blocks.0.0.weight", 3), cn = Dim({&control}, "input_blocks.0.0.weight", 3);
+  if (unet && cn && *unet != *cn)
+    throw CodedError(code::INVALID_MODEL, "the ControlNet (controlNet) has " + std::to_string(*cn) + " model channels, the diffusion model's UNet " +
+                                              std::to_string(*unet) + " (a ControlNet is made for one base model: use one for this model's family)");
+}
+
 }  // namespace
 
-void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm) {
+void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm,
+                         const std::string& control_net) {
   const Tensors m = Read(model), d = Read(diffusion_model), v = Read(vae), l = Read(llm);
   const std::vector<const Tensors*> dit{&d, &m}, encoder{&l, &m}, autoencoder{&v, &m};
+  if (!control_net.empty()) CheckControlNet(dit, Read(control_net));
   // the families as src/model_loader.cpp get_sd_version tells them apart
   if (Dim(dit, "cap_embedder.0.weight", 0)) return CheckZImage(dit, encoder, autoencoder);
   if (Dim(dit, "double_stream_modulation_img.lin.weight", 0)) {

@@ -25,7 +25,11 @@ namespace genai {
 // Qwen-Image (`transformer_blocks.0.img_mod.1`, img_in not 128 wide):
 //  - the Qwen2.5-VL hidden size = the DiT's txt_norm width (3584);
 //  - the vocabulary covers the Qwen2 tokenizer's ids.
+// A ControlNet (any family): its model channels = the UNet's (sd.cpp adds its
+// outputs to the UNet's blocks; a 320-channel one on a narrower UNet aborts
+// in ggml_add at the first step).
 // A check whose tensors are not found is skipped. Throws CodedError INVALID_MODEL.
-void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm);
+void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm,
+                         const std::string& control_net);
 
 }  // namespace genai

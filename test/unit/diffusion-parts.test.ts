@@ -9,7 +9,14 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionModel } from "../../lib/diffusion/index";
 import { checkDiffusionParts } from "../../lib/diffusion/parts";
-import { type Flux2Sizes, generateRandomFlux2KleinModel, generateRandomZImageModel, type ZImageSizes } from "../../lib/tools";
+import {
+  type Flux2Sizes,
+  generateRandomFlux2KleinModel,
+  generateRandomSd15ControlNet,
+  generateRandomSd15Model,
+  generateRandomZImageModel,
+  type ZImageSizes,
+} from "../../lib/tools";
 import { FakeModel, fakeEngine } from "../fakes/diffusion-engine";
 import { tempDir } from "../helpers";
 
@@ -98,6 +105,33 @@ describe("Flux 2 [klein] parts that do not fit together", () => {
     await expect(DiffusionModel.load({ ...files, llm: odd.llm.path }, counting)).rejects.toMatchObject({
       code: "INVALID_MODEL",
       message: expect.stringMatching(message),
+    });
+    expect(engineLoads).toBe(0);
+  });
+});
+
+describe("a ControlNet of another width than the UNet", () => {
+  const tmp = tempDir("genai-native-parts-cn-");
+  afterAll(() => tmp.cleanup());
+
+  it("is INVALID_MODEL before the engine loads (sd.cpp would abort in the UNet's ggml_add at the first step); an equal width passes", async () => {
+    const model = path.join(tmp.dir, "tiny.gguf");
+    await generateRandomSd15Model(model, { preset: "tiny", type: "f16", seed: 1 });
+    const same = await generateRandomSd15ControlNet(path.join(tmp.dir, "cn32.gguf"), { preset: "tiny", seed: 1 });
+    const wide = await generateRandomSd15ControlNet(path.join(tmp.dir, "cn64.gguf"), { unetChannels: 64, seed: 1 });
+    await expect(checkDiffusionParts({ model, controlNet: same.path })).resolves.toBeUndefined();
+    let engineLoads = 0;
+    const eng = fakeEngine(new FakeModel(1));
+    const counting = {
+      ...eng,
+      load: (...a: Parameters<typeof eng.load>) => {
+        engineLoads++;
+        return eng.load(...a);
+      },
+    };
+    await expect(DiffusionModel.load({ model, controlNet: wide.path }, counting)).rejects.toMatchObject({
+      code: "INVALID_MODEL",
+      message: expect.stringMatching(/the ControlNet \(controlNet\) has 64 model channels, the diffusion model's UNet 32/),
     });
     expect(engineLoads).toBe(0);
   });
