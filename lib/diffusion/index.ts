@@ -18,8 +18,31 @@ export { ProgressTracker } from "./progress";
 export { encodePng } from "./png";
 export { nativeDiffusionEngine, ENGINE_HOWTO } from "./native-engine";
 export { Upscaler } from "./upscaler";
-export { estimateDiffusionMemory, estimateFromFiles, readDiffusionFiles, sd1ComputeBytes, sd1Shape, SD1_COMPUTE_FIT } from "./memory";
-export type { DiffusionMemoryEstimate, DiffusionImageSize, DiffusionParts, DiffusionFilesInfo, Sd1Shape } from "./memory";
+export {
+  DEFAULT_PROMPT_TOKENS,
+  DIT_COMPUTE_FIT,
+  ditComputeBytes,
+  ditShape,
+  ditTokens,
+  estimateDiffusionMemory,
+  promptTokenBound,
+  estimateFromFiles,
+  readDiffusionFiles,
+  sd1ComputeBytes,
+  sd1Shape,
+  SD1_COMPUTE_FIT,
+} from "./memory";
+export type {
+  DiffusionFamily,
+  DiffusionMemoryEstimate,
+  DiffusionImageSize,
+  DiffusionParts,
+  DiffusionFilesInfo,
+  DitFamily,
+  DitFit,
+  DitShape,
+  Sd1Shape,
+} from "./memory";
 export { readTensorInfos, type TensorInfo } from "./tensors";
 export type { DiffusionEngine, EngineModel, EngineEvent, EngineGenerateParams, EngineCancelToken } from "./engine";
 export type * from "./types";

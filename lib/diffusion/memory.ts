@@ -2,12 +2,22 @@
  * Memory a diffusion model needs before it loads (issue 14, "memory by
  * resolution"): its weights, from the files' tensor sizes, and the compute
  * buffers of one generation as a function of the image's size, fitted to
- * stable-diffusion.cpp's own allocations. The diffusion counterpart of
+ * stable-diffusion.cpp's own allocations (SD1, and the DiT families Z-Image,
+ * Flux 2 [klein] and Qwen-Image). The diffusion counterpart of
  * ../orchestrator/estimate.ts's estimateLlamaFromMetadata.
  */
 import { GenaiError } from "../errors";
 import { optBool, optInt, requireString } from "../util/validate";
-import { MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE } from "./defaults";
+import {
+  checkImageSides,
+  DEFAULT_PROMPT_TOKENS,
+  DIT_COMPUTE_FIT,
+  type DitShape,
+  ditComputeBytes,
+  ditShape,
+  findTensor as find,
+  MAX_PROMPT_TOKENS,
+} from "./memory-dit";
 import { readTensorInfos, type TensorInfo } from "./tensors";
 import type { DiffusionLoadOptions } from "./types";
 
@@ -29,9 +39,18 @@ export interface Sd1Shape {
   vaeDecoderChannels: number;
 }
 
+/**
+ * The model family the estimate recognised: "sd1" (Stable Diffusion 1.x of a
+ * measured shape), "zimage" (Z-Image), "flux2" (Flux 2; [klein] measured),
+ * "qwenimage" (Qwen-Image), else "unknown". The DiT families are named by
+ * their tensors whatever their widths; `compute` is filled only for the
+ * widths that were measured (see computeUnknownReason).
+ */
+export type DiffusionFamily = "sd1" | "zimage" | "flux2" | "qwenimage" | "unknown";
+
 export interface DiffusionMemoryEstimate {
-  /** "sd1" when the files are a Stable Diffusion 1.x model (the only family the compute buffers were fitted on), else "unknown". */
-  family: "sd1" | "unknown";
+  /** The family of the files (DiffusionFamily); "unknown" for any other, and for SD1 of an unmeasured shape. */
+  family: DiffusionFamily;
   /** Weights per part, bytes: the files' tensor data (what sd.cpp's "total params memory size" line reports). */
   weights: DiffusionParts & { total: number };
   /**
@@ -54,6 +73,13 @@ export interface DiffusionImageSize {
   count?: number;
   /** img2img / inpainting: the VAE encoder's buffer is not fitted, so compute is then undefined. */
   initImage?: boolean;
+  /**
+   * The prompt's length in text-encoder tokens, for the DiT families (their
+   * LLM text encoder and the DiT's joint attention grow with it): default
+   * {@link DEFAULT_PROMPT_TOKENS}, a bound for typical prompts. SD1 ignores
+   * it (CLIP reads 77-token chunks).
+   */
+  promptTokens?: number;
 }
 
 const MiB = 2 ** 20;
@@ -109,9 +135,6 @@ export const SD1_COMPUTE_FIT = {
 /** A shape of the fit, for size checks of files that have none. */
 const MEASURED_SHAPES: readonly Sd1Shape[] = [{ unetChannels: 320, vaeDecoderChannels: 128 }];
 
-/** A tensor whose name ends with `suffix` (any prefix: checkpoint "model.diffusion_model.", a split file's none). */
-const find = (ts: readonly TensorInfo[], suffix: string) => ts.find((t) => t.name.endsWith(suffix));
-
 /**
  * The SD1 shape of these tensors, or why they are not SD1: a 4-channel LDM
  * UNet (input_blocks.0.0) whose cross-attention reads 768-wide context
@@ -121,7 +144,8 @@ export function sd1Shape(tensors: readonly TensorInfo[]): Sd1Shape | string {
   const convIn = find(tensors, "input_blocks.0.0.weight");
   const toK = find(tensors, "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight");
   const convOut = find(tensors, "decoder.conv_out.weight");
-  if (!convIn || !toK) return "not an LDM UNet (no input_blocks.0.0 / input_blocks.1.1 attn2 tensors): the compute buffers were fitted on SD1 only";
+  if (!convIn || !toK)
+    return "not an LDM UNet (no input_blocks.0.0 / input_blocks.1.1 attn2 tensors) nor a Z-Image, Flux 2 or Qwen-Image DiT: the compute buffers were fitted on SD1 and those DiTs only";
   if (find(tensors, "label_emb.0.0.weight")) return "an SDXL UNet (label_emb): the compute buffers were fitted on SD1 only";
   if (toK.shape[0] !== 768) return `cross-attention context of ${toK.shape[0]} (SD1's is 768): the compute buffers were fitted on SD1 only`;
   if (convIn.shape[2] !== 4) return `a ${convIn.shape[2]}-channel UNet input (inpainting / pix2pix): only the 4-channel SD1 UNet was measured`;
@@ -143,10 +167,7 @@ export function sd1ComputeBytes(
   image: DiffusionImageSize,
   opts: { flashAttention?: boolean; vaeTiling?: boolean } = {},
 ): DiffusionParts & { peak: number } {
-  const w = optInt("width", image.width, 0, MIN_SIDE, MAX_SIDE);
-  const h = optInt("height", image.height, 0, MIN_SIDE, MAX_SIDE);
-  if (w % SIDE_MULTIPLE || h % SIDE_MULTIPLE)
-    throw new GenaiError("INVALID_ARGUMENT", `width and height must be multiples of ${SIDE_MULTIPLE} pixels (got ${w}×${h})`);
+  const [w, h] = checkImageSides(image);
   const f = SD1_COMPUTE_FIT;
   const u = f.unet.find((x) => x.channels === shape.unetChannels);
   if (!u || !f.vaeChannels.includes(shape.vaeDecoderChannels)) throw new GenaiError("INVALID_ARGUMENT", `no fitted coefficients for ${JSON.stringify(shape)}`);
@@ -169,13 +190,17 @@ function partOf(name: string, file: (typeof FILE_KEYS)[number]): keyof Diffusion
 const FILE_KEYS = ["model", "diffusionModel", "vae", "clipL", "clipG", "t5xxl", "llm", "llmVision", "clipVision", "taesd", "controlNet", "photoMaker"] as const;
 const TEXT_FILES: readonly string[] = ["clipL", "clipG", "t5xxl", "llm", "llmVision", "clipVision", "photoMaker"];
 
-/** What the files' headers say: weights per part, and the SD1 shape or why there is no fitted compute model. */
+/** What the files' headers say: weights per part, and the family's shape or why there is no fitted compute model. */
 export interface DiffusionFilesInfo {
-  /** "sd1" when the tensors are an SD1 model's (of a measured shape), whatever else the load adds (TAESD, a ControlNet). */
-  family: "sd1" | "unknown";
+  /**
+   * "sd1" when the tensors are an SD1 model's (of a measured shape); "zimage",
+   * "flux2" or "qwenimage" when the denoiser is one of those DiTs (of any
+   * widths); whatever else the load adds (TAESD, a ControlNet).
+   */
+  family: DiffusionFamily;
   weights: DiffusionParts & { total: number };
-  /** The SD1 shape, or the reason the compute buffers cannot be estimated for these files. */
-  shape: Sd1Shape | string;
+  /** The SD1 or DiT shape, or the reason the compute buffers cannot be estimated for these files. */
+  shape: Sd1Shape | DitShape | string;
 }
 
 /**
@@ -186,18 +211,24 @@ export async function readDiffusionFiles(load: DiffusionLoadOptions): Promise<Di
   if (!load || (!load.model && !load.diffusionModel)) throw new GenaiError("INVALID_ARGUMENT", "load.model or load.diffusionModel is required");
   const weights = { textEncoder: 0, diffusion: 0, vae: 0, total: 0 };
   const all: TensorInfo[] = [];
+  const parts: Record<keyof DiffusionParts, TensorInfo[]> = { textEncoder: [], diffusion: [], vae: [] };
   for (const key of FILE_KEYS) {
     const file = load[key];
     if (file === undefined) continue;
     requireString(key, file);
     for (const t of await readTensorInfos(file)) {
-      weights[partOf(t.name, key)] += t.bytes;
+      const part = partOf(t.name, key);
+      weights[part] += t.bytes;
       weights.total += t.bytes;
-      if (key !== "taesd" && key !== "controlNet") all.push(t);
+      if (key !== "taesd" && key !== "controlNet") {
+        all.push(t);
+        parts[part].push(t);
+      }
     }
   }
-  let shape = sd1Shape(all);
-  const family = typeof shape === "string" ? "unknown" : "sd1";
+  const dit = ditShape(parts);
+  let shape: Sd1Shape | DitShape | string = dit ? dit.shape : sd1Shape(all);
+  const family: DiffusionFamily = dit ? dit.family : typeof shape === "string" ? "unknown" : "sd1";
   if (typeof shape !== "string" && load.taesd) shape = "TAESD decoding (load.taesd) was not measured";
   if (typeof shape !== "string" && load.controlNet) shape = "a ControlNet's compute buffer was not measured";
   return { family, weights, shape };
@@ -205,7 +236,7 @@ export async function readDiffusionFiles(load: DiffusionLoadOptions): Promise<Di
 
 /**
  * The estimate for files already read ({@link readDiffusionFiles}).
- * @throws GenaiError INVALID_ARGUMENT (sizes not positive multiples of 64, count out of 1..64)
+ * @throws GenaiError INVALID_ARGUMENT (sizes not positive multiples of 64, count out of 1..64, promptTokens out of 1..4096)
  */
 export function estimateFromFiles(
   files: DiffusionFilesInfo,
@@ -213,12 +244,15 @@ export function estimateFromFiles(
   image: DiffusionImageSize,
 ): DiffusionMemoryEstimate {
   optInt("count", image.count, 1, 1, 64);
+  optInt("promptTokens", image.promptTokens, DEFAULT_PROMPT_TOKENS, 1, MAX_PROMPT_TOKENS);
   const opts = { flashAttention: optBool("flashAttention", load.flashAttention, false), vaeTiling: optBool("vaeTiling", load.vaeTiling, false) };
   const { shape, weights } = files;
   let reason = typeof shape === "string" ? shape : undefined;
   if (!reason && image.initImage) reason = "img2img's VAE encode was not measured";
-  const checked = sd1ComputeBytes(typeof shape === "string" ? MEASURED_SHAPES[0] : shape, image, opts); // the size checks run for every family
-  const compute = reason ? undefined : checked;
+  const dit = typeof shape !== "string" && "family" in shape ? shape : undefined;
+  if (!reason && dit && opts.vaeTiling && DIT_COMPUTE_FIT[dit.family].vaeTilePixels === undefined) reason = `vaeTiling was not measured for ${dit.family}`;
+  sd1ComputeBytes(MEASURED_SHAPES[0], image, opts); // the size checks run for every family
+  const compute = reason ? undefined : dit ? ditComputeBytes(dit, image, opts) : sd1ComputeBytes(shape as Sd1Shape, image, opts);
   return {
     family: files.family,
     weights: { ...weights },
@@ -231,15 +265,20 @@ export function estimateFromFiles(
 /**
  * Bytes a generation of `image` needs, before loading: weights from the
  * files' headers (GGUF or safetensors tensor sizes), compute buffers from
- * {@link SD1_COMPUTE_FIT} — for SD1 models of the measured shapes only. Any
- * other family (SD2, SDXL, SD3, Flux, …) or shape, TAESD decoding, a
- * ControlNet and img2img get `compute: undefined` with the reason in
- * `computeUnknownReason`: nothing is guessed for them. weightType (a
- * conversion at load) is not applied: weights are the files' bytes.
+ * {@link SD1_COMPUTE_FIT} (SD1 models of the measured shapes) and
+ * {@link DIT_COMPUTE_FIT} (Z-Image-Turbo, Flux 2 [klein] 4B, Qwen-Image with
+ * the 2D Wan VAE, at their real widths). Any other family (SD2, SDXL, SD3,
+ * Flux 1, …) or shape, TAESD decoding, a ControlNet and img2img get
+ * `compute: undefined` with the reason in `computeUnknownReason`: nothing is
+ * guessed for them. weightType (a conversion at load) is not applied:
+ * weights are the files' bytes.
  * @param load the load options (model files; flashAttention and vaeTiling change the compute part)
- * @param image width × height in pixels (multiples of 64), count
+ * @param image width × height in pixels (multiples of 64), count, the prompt's length in tokens (DiT families)
  * @throws GenaiError INVALID_ARGUMENT (no model file, bad sizes), MODEL_NOT_FOUND, INVALID_MODEL (unreadable headers, .ckpt)
  */
 export async function estimateDiffusionMemory(load: DiffusionLoadOptions, image: DiffusionImageSize): Promise<DiffusionMemoryEstimate> {
   return estimateFromFiles(await readDiffusionFiles(load), load, image);
 }
+
+export { DEFAULT_PROMPT_TOKENS, DIT_COMPUTE_FIT, ditComputeBytes, ditShape, ditTokens, promptTokenBound } from "./memory-dit";
+export type { DitFamily, DitFit, DitShape } from "./memory-dit";

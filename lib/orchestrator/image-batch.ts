@@ -20,6 +20,7 @@
 import { randomInt } from "node:crypto";
 import { GenaiError } from "../errors";
 import { IMAGE_DEFAULTS } from "../diffusion/defaults";
+import { promptTokenBound } from "../diffusion/memory-dit";
 import { computeSize } from "../diffusion/params";
 import type { GeneratedImage, ImageGenerateOptions, ImageProgress, RawImage } from "../diffusion/types";
 import { onAbort } from "../util/abort";
@@ -138,6 +139,7 @@ export function submitImageBatch(
     height: size.height,
     count: options.count,
     initImage: options.initImage !== undefined || size.encodes,
+    promptTokens: promptTokenBound(options.prompt, options.negativePrompt),
   });
   return orchestrator.submit({
     kind: opts.kind ?? "image",

@@ -18,6 +18,7 @@
 import { EventEmitter } from "node:events";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { PNG } from "pngjs";
+import { promptTokenBound } from "../diffusion/memory-dit";
 import { encodePng } from "../diffusion/png";
 import type { GeneratedImage, ImageGenerateOptions, RawImage } from "../diffusion/types";
 import { runImageBatch } from "../orchestrator/image-batch";
@@ -129,7 +130,13 @@ export function registerImageRoutes(app: FastifyInstance, state: ServerState, im
       resource: model,
       priority: b.priority ?? "background",
       // the weights and this size's compute buffers (estimateDiffusionMemory; weights only where it has no fit)
-      memory: model.imageMemory({ width: options.width as number, height: options.height as number, count: options.count, initImage: init !== undefined }),
+      memory: model.imageMemory({
+        width: options.width as number,
+        height: options.height as number,
+        count: options.count,
+        initImage: init !== undefined,
+        promptTokens: promptTokenBound(options.prompt as string | undefined, options.negativePrompt as string | undefined),
+      }),
       run: async (signal, control) => {
         const images: GeneratedImage[] = await runImageBatch(model, options, signal, control, {
           onProgress: (p) => {

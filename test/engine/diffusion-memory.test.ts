@@ -10,6 +10,14 @@
 // frees each runner's buffer before the next runs. The estimate must be
 // within 10 % of each.
 //
+// The same for Z-Image (a second suite): a random-weight Z-Image at
+// Z-Image-Turbo's widths (DiT 3840 wide, 30 heads, FFN 10240; Qwen3 2560 /
+// FFN 9728) with 1 layer and 1 refiner each (sd.cpp's buffers do not grow with
+// depth) and a 32-channel VAE decoder (the estimate scales the Flux VAE per
+// decoder channel; 128 would make the decodes 16× slower), at 128², 128×256
+// and 256² with an 11-token prompt. Writing its 2.2 GB of weights takes about
+// a minute; the whole suite about 1.5 minutes on 2 cores.
+//
 // Part of `npm run test:diffusion`. A build without deps/stable-diffusion.cpp
 // has no engine: the suite is then reported as skipped, with the reason in
 // its name. On a device backend (GENAI_NATIVE_DEVICE) it is skipped too: the
@@ -19,7 +27,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { capabilities, setLogger, setLogLevel } from "../../lib/index";
 import { DiffusionModel, estimateDiffusionMemory } from "../../lib/diffusion/index";
 import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
-import { generateRandomSd15Model } from "../../lib/tools";
+import { generateRandomSd15Model, generateRandomZImageModel } from "../../lib/tools";
 import { tempDir, THREADS } from "../helpers";
 
 const device = (process.env.GENAI_NATIVE_DEVICE ?? "cpu").toLowerCase();
@@ -91,5 +99,68 @@ describe.skipIf(skipReason !== undefined)(title, () => {
     expect(Math.abs(err(est.diffusion, measured.unet))).toBeLessThan(0.1);
     expect(Math.abs(err(est.vae, measured.vae))).toBeLessThan(0.1);
     expect(Math.abs(err(est.textEncoder, measured.clip))).toBeLessThan(0.1);
+  });
+});
+
+const ZI_LINE = /\b(qwen3|z_image|vae) compute buffer size: ([\d.]+) MB\((?:RAM|VRAM)\)/;
+const ZI_TITLE = skipReason
+  ? `Z-Image memory estimate vs sd.cpp's compute buffers — SKIPPED: ${skipReason}`
+  : "Z-Image memory estimate vs sd.cpp's compute buffers (random weights at Z-Image-Turbo's widths, 1 layer, CPU)";
+
+describe.skipIf(skipReason !== undefined)(ZI_TITLE, () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let load: { diffusionModel: string; llm: string; vae: string };
+  let sd: DiffusionModel;
+  const lines: string[] = [];
+
+  beforeAll(async () => {
+    tmp = tempDir("genai-native-zi-memory-");
+    const sizes = { ditHidden: 3840, ditLayers: 1, ditRefinerLayers: 1, ditFfn: 10240, teHidden: 2560, teLayers: 1, teFfn: 9728, vaeDecoderChannels: 32 };
+    const parts = await generateRandomZImageModel(path.join(tmp.dir, "zi"), { seed: 5, sizes });
+    load = { diffusionModel: parts.diffusionModel.path, llm: parts.llm.path, vae: parts.vae.path };
+    sd = await DiffusionModel.load({ ...load, threads: THREADS });
+    setLogLevel("debug");
+    setLogger((_level, message) => {
+      if (ZI_LINE.test(message)) lines.push(message);
+    });
+  }, 300_000);
+  afterAll(async () => {
+    setLogger(null);
+    setLogLevel("error");
+    await sd?.dispose();
+    tmp?.cleanup();
+  });
+
+  it.each([
+    [128, 128],
+    [128, 256],
+    [256, 256],
+  ])("%i×%i pixels: the estimated compute buffers are within 10 % of sd.cpp's (peak and each part)", async (width, height) => {
+    lines.length = 0;
+    // "a lighthouse": 3 prompt tokens, 11 with Z-Image's chat template (sd.cpp's tokenizer log)
+    await sd.generate({ prompt: "a lighthouse", width, height, steps: 1, cfgScale: 1, seed: 1, output: "raw" }).done;
+    await new Promise((r) => setTimeout(r, 50));
+    const measured = { textEncoder: 0, diffusion: 0, vae: 0 };
+    const part = { qwen3: "textEncoder", z_image: "diffusion", vae: "vae" } as const;
+    for (const l of lines) {
+      const m = ZI_LINE.exec(l);
+      if (m) {
+        const k = part[m[1] as keyof typeof part];
+        measured[k] = Math.max(measured[k], Number(m[2]) * MiB);
+      }
+    }
+    const e = await estimateDiffusionMemory(load, { width, height, promptTokens: 3 });
+    expect(e.family).toBe("zimage");
+    const est = e.compute;
+    if (!est) throw new Error(`no compute estimate: ${e.computeUnknownReason}`);
+    expect(measured.textEncoder * measured.diffusion * measured.vae).toBeGreaterThan(0);
+    const peak = Math.max(measured.textEncoder, measured.diffusion, measured.vae);
+    const err = (a: number, b: number) => a / b - 1;
+    const row = (k: keyof typeof measured) => `${k} ${(measured[k] / MiB).toFixed(2)} vs ${(est[k] / MiB).toFixed(2)}`;
+    console.log(
+      `[diffusion memory] Z-Image ${width}×${height}: peak measured ${(peak / MiB).toFixed(2)} MiB, estimated ${(est.peak / MiB).toFixed(2)}; ${row("textEncoder")}; ${row("diffusion")}; ${row("vae")}`,
+    );
+    expect(Math.abs(err(est.peak, peak))).toBeLessThan(0.1);
+    for (const k of ["textEncoder", "diffusion", "vae"] as const) expect(Math.abs(err(est[k], measured[k]))).toBeLessThan(0.1);
   });
 });

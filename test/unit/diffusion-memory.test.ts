@@ -7,7 +7,18 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { estimateDiffusionMemory, readTensorInfos, SD1_COMPUTE_FIT, sd1ComputeBytes } from "../../lib/diffusion/index";
+import {
+  DEFAULT_PROMPT_TOKENS,
+  DIT_COMPUTE_FIT,
+  type DitShape,
+  ditComputeBytes,
+  ditTokens,
+  estimateDiffusionMemory,
+  promptTokenBound,
+  readTensorInfos,
+  SD1_COMPUTE_FIT,
+  sd1ComputeBytes,
+} from "../../lib/diffusion/index";
 import { parseGgufHeader } from "../../lib/models/metadata";
 import {
   type Holding,
@@ -18,7 +29,22 @@ import {
   type Residency,
   submitImageBatch,
 } from "../../lib/orchestrator/index";
-import { generateRandomSd15Model } from "../../lib/tools";
+import {
+  FLUX2_KLEIN_TINY,
+  flux2DitPlan,
+  flux2TextEncoderPlan,
+  flux2VaePlan,
+  GgmlType,
+  generateRandomSd15Model,
+  QWEN_IMAGE_TINY,
+  qwenImageDitPlan,
+  qwenImageTextEncoderPlan,
+  qwenImageVaePlan,
+  Z_IMAGE_TINY,
+  zImageDitPlan,
+  zImageTextEncoderPlan,
+  zImageVaePlan,
+} from "../../lib/tools";
 import { fakeEngine } from "../fakes/diffusion-engine";
 import { tempDir } from "../helpers";
 
@@ -118,7 +144,7 @@ describe("estimateDiffusionMemory", () => {
     const cases: [string, Record<string, number[]>, RegExp][] = [
       ["sd2", unetTensors(1024), /context of 1024/],
       ["sdxl", unetTensors(2048, { "model.diffusion_model.label_emb.0.0.weight": [1280, 2816] }), /SDXL/],
-      ["flux", { "double_blocks.0.img_attn.qkv.weight": [9216, 3072] }, /fitted on SD1 only/],
+      ["flux", { "double_blocks.0.img_attn.qkv.weight": [9216, 3072] }, /fitted on SD1 and those DiTs only/],
       ["narrow", { ...unetTensors(768), "model.diffusion_model.input_blocks.0.0.weight": [192, 4, 3, 3] }, /192 channels/],
     ];
     for (const [name, tensors, reason] of cases) {
@@ -141,6 +167,178 @@ describe("estimateDiffusionMemory", () => {
     await expect(estimateDiffusionMemory({ model: junk }, { width: 64, height: 64 })).rejects.toEqual(code("INVALID_MODEL"));
     expect(() => sd1ComputeBytes({ unetChannels: 64, vaeDecoderChannels: 32 }, { width: 64, height: 64 })).toThrow(/no fitted coefficients/);
   });
+});
+
+/**
+ * A safetensors header for a generator's tensor plan (ggml shapes, reversed
+ * into row-major), F32 / F16 (any other type written as F16): a sparse file
+ * of the full size, so the real widths cost no disk.
+ */
+function writePlanHeader(file: string, specs: { name: string; shape: number[]; type: GgmlType }[], prefix = ""): number {
+  const header: Record<string, unknown> = {};
+  let at = 0;
+  for (const t of specs) {
+    const f32 = t.type === GgmlType.F32;
+    const n = t.shape.reduce((a, b) => a * b, 1) * (f32 ? 4 : 2);
+    header[prefix + t.name] = { dtype: f32 ? "F32" : "F16", shape: [...t.shape].reverse(), data_offsets: [at, at + n] };
+    at += n;
+  }
+  const json = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  fs.writeFileSync(file, Buffer.concat([len, json]));
+  fs.truncateSync(file, 8 + json.length + at);
+  return at;
+}
+
+describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 2 [klein], Qwen-Image)", () => {
+  let tmp: ReturnType<typeof tempDir>;
+  /** Writes the three parts' headers; returns the load options and the bytes per part. */
+  const parts = (
+    name: string,
+    dit: Parameters<typeof writePlanHeader>[1],
+    llm: Parameters<typeof writePlanHeader>[1],
+    vae: Parameters<typeof writePlanHeader>[1],
+  ) => {
+    const f = (p: string) => path.join(tmp.dir, `${name}-${p}.safetensors`);
+    const bytes = { diffusion: writePlanHeader(f("dit"), dit), textEncoder: writePlanHeader(f("llm"), llm), vae: writePlanHeader(f("vae"), vae) };
+    return { load: { diffusionModel: f("dit"), llm: f("llm"), vae: f("vae") }, bytes };
+  };
+  const ZI = { ...Z_IMAGE_TINY, ditHidden: 3840, ditFfn: 10240, teHidden: 2560, teLayers: 1, teFfn: 9728, vaeDecoderChannels: 128 };
+  const FX = { ...FLUX2_KLEIN_TINY, ditHidden: 3072, teHidden: 2560, teLayers: 27, teHeads: 32, teFfn: 9728, vaeDecoderChannels: 128 };
+  const QI = { ...QWEN_IMAGE_TINY, teFfn: 18944 };
+
+  beforeAll(() => {
+    tmp = tempDir("genai-native-dit-memory-");
+  });
+  afterAll(() => tmp.cleanup());
+
+  it("Z-Image-Turbo's, Flux 2 [klein] 4B's and Qwen-Image's widths: family, weights per part, and the fitted compute", async () => {
+    const cases = [
+      ["zimage", parts("zi", zImageDitPlan("f16", ZI), zImageTextEncoderPlan("f16", ZI), zImageVaePlan("f16", ZI))],
+      ["flux2", parts("fx", flux2DitPlan("f16", FX), flux2TextEncoderPlan("f16", FX), flux2VaePlan("f16", FX))],
+      ["qwenimage", parts("qi", qwenImageDitPlan("f16", QI), qwenImageTextEncoderPlan("f16", QI), qwenImageVaePlan("f16", QI))],
+    ] as const;
+    for (const [family, { load, bytes }] of cases) {
+      const e = await estimateDiffusionMemory(load, { width: 1024, height: 1024 });
+      expect([family, e.family, e.computeUnknownReason]).toEqual([family, family, undefined]);
+      expect(e.weights).toEqual({ ...bytes, total: bytes.diffusion + bytes.textEncoder + bytes.vae });
+      const m = DIT_COMPUTE_FIT[family].shape;
+      expect(e.compute).toEqual(ditComputeBytes({ family, ...m }, { width: 1024, height: 1024 }));
+      expect(e.total).toBe(e.weights.total + (e.compute?.peak ?? Number.NaN));
+      // at 1024² the DiT or the VAE decode is the peak, the text encoder far below both
+      expect(e.compute?.textEncoder).toBeLessThan(Math.min(e.compute?.diffusion ?? 0, e.compute?.vae ?? 0));
+    }
+  });
+
+  it("other widths, Flux 2 [dev], a missing text encoder, the causal-3D Wan VAE and tiling of the Wan VAE: the family, no compute, the reason", async () => {
+    const tiny = parts("zi-tiny", zImageDitPlan("f16"), zImageTextEncoderPlan("f16"), zImageVaePlan("f16"));
+    const t = await estimateDiffusionMemory(tiny.load, { width: 256, height: 256 });
+    expect([t.family, t.compute, t.total]).toEqual(["zimage", undefined, undefined]);
+    expect(t.computeUnknownReason).toMatch(/DiT 256 wide .*only DiT 3840 \(30 heads\)/);
+
+    const dev = parts(
+      "fx-dev",
+      [...flux2DitPlan("f16", FX), { name: "single_blocks.47.linear2.weight", shape: [4, 4], type: GgmlType.F16 }],
+      flux2TextEncoderPlan("f16", FX),
+      flux2VaePlan("f16", FX),
+    );
+    const d = await estimateDiffusionMemory(dev.load, { width: 256, height: 256 });
+    expect([d.family, d.compute]).toEqual(["flux2", undefined]);
+    expect(d.computeUnknownReason).toMatch(/Flux 2 \[dev\]/);
+
+    const noLlm = await estimateDiffusionMemory({ diffusionModel: tiny.load.diffusionModel, vae: tiny.load.vae }, { width: 256, height: 256 });
+    expect([noLlm.family, noLlm.compute, noLlm.computeUnknownReason]).toEqual(["zimage", undefined, expect.stringMatching(/no LLM text encoder/)]);
+
+    // the causal-3D Wan VAE: conv kernels [3, 3, 3, in·out] (decoder.conv1's ne[2] is 3)
+    const qi3d = parts(
+      "qi-3d",
+      qwenImageDitPlan("f16", QI),
+      qwenImageTextEncoderPlan("f16", QI),
+      qwenImageVaePlan("f16", QI).map((s) => (s.name === "decoder.conv1.weight" ? { ...s, shape: [3, 3, 3, s.shape[2] * s.shape[3]] } : s)),
+    );
+    const q = await estimateDiffusionMemory(qi3d.load, { width: 512, height: 512 });
+    expect([q.family, q.compute, q.computeUnknownReason]).toEqual(["qwenimage", undefined, expect.stringMatching(/causal-3D Wan VAE/)]);
+    const qi2d = parts("qi-2d", qwenImageDitPlan("f16", QI), qwenImageTextEncoderPlan("f16", QI), qwenImageVaePlan("f16", QI));
+    const tiled = await estimateDiffusionMemory({ ...qi2d.load, vaeTiling: true }, { width: 512, height: 512 });
+    expect([tiled.compute, tiled.computeUnknownReason]).toEqual([undefined, "vaeTiling was not measured for qwenimage"]);
+  });
+
+  it("token counts: Z-Image pads to 32, Flux 2 [klein] to 512 text tokens, Qwen-Image drops its 34 system-prompt tokens", () => {
+    expect(ditTokens("zimage", 64, 64, 3)).toEqual({ text: 11, ditText: 32, image: 32 });
+    expect(ditTokens("zimage", 1024, 1024, 139)).toEqual({ text: 147, ditText: 160, image: 4096 });
+    expect(ditTokens("flux2", 512, 512, 3)).toEqual({ text: 512, ditText: 512, image: 1024 });
+    expect(ditTokens("flux2", 512, 512, 600)).toEqual({ text: 612, ditText: 612, image: 1024 });
+    const q = ditTokens("qwenimage", 512, 256, 100);
+    expect([q.image, q.text - q.ditText]).toEqual([512, 34]);
+  });
+
+  it("a job's prompt tokens are bounded by its prompts' UTF-8 bytes (each Qwen2 BPE token covers at least one), the longer of prompt and negative prompt, at most 4096", () => {
+    expect(promptTokenBound("a lighthouse")).toBe(12);
+    expect(promptTokenBound("a lighthouse", "blurry, low quality, extra fingers")).toBe(34);
+    expect(promptTokenBound("café ☕")).toBe(Buffer.byteLength("café ☕"));
+    expect(promptTokenBound(undefined, "")).toBe(1);
+    expect(promptTokenBound("x".repeat(10_000))).toBe(4096);
+  });
+
+  it("the prompt's length, flash attention and tiling change the parts they should; bad input throws", () => {
+    const zi: DitShape = { family: "zimage", ...DIT_COMPUTE_FIT.zimage.shape };
+    const fx: DitShape = { family: "flux2", ...DIT_COMPUTE_FIT.flux2.shape };
+    const a = ditComputeBytes(zi, { width: 1024, height: 1024 });
+    expect(ditComputeBytes(zi, { width: 1024, height: 1024, promptTokens: DEFAULT_PROMPT_TOKENS })).toEqual(a);
+    const long = ditComputeBytes(zi, { width: 1024, height: 1024, promptTokens: 1000 });
+    expect(long.textEncoder).toBeGreaterThan(a.textEncoder);
+    expect(long.diffusion).toBeGreaterThan(a.diffusion);
+    expect(long.vae).toBe(a.vae);
+    // klein pads every prompt to 512 tokens: a short one costs what a 400-token one does
+    expect(ditComputeBytes(fx, { width: 512, height: 512, promptTokens: 5 })).toEqual(ditComputeBytes(fx, { width: 512, height: 512, promptTokens: 400 }));
+    const flash = ditComputeBytes(zi, { width: 1024, height: 1024 }, { flashAttention: true });
+    expect(flash.diffusion).toBeLessThan(a.diffusion / 3); // no L² scores
+    expect([flash.textEncoder, flash.vae]).toEqual([a.textEncoder, a.vae]);
+    const tiled = ditComputeBytes(zi, { width: 2048, height: 1024 }, { vaeTiling: true });
+    expect(tiled.vae).toBe(ditComputeBytes(zi, { width: 256, height: 256 }).vae);
+    expect(ditComputeBytes(zi, { width: 512, height: 512, count: 4 })).toEqual(ditComputeBytes(zi, { width: 512, height: 512 }));
+    expect(() => ditComputeBytes(zi, { width: 512, height: 512, promptTokens: 0 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => ditComputeBytes(zi, { width: 520, height: 512 })).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => ditComputeBytes({ ...zi, ditHidden: 2048 }, { width: 512, height: 512 })).toThrow(/no fitted coefficients/);
+  });
+
+  // sd.cpp's logged "<runner> compute buffer size" (MiB) at 487de75c, the fits' own measurements: [shape, width, height, prompt tokens, part, MiB, flash attention]
+  const MEASURED: [DitShape["family"], number, number, number, "diffusion" | "textEncoder" | "vae", number, boolean][] = [
+    ["zimage", 128, 128, 3, "diffusion", 16.62, false],
+    ["zimage", 256, 256, 3, "diffusion", 47.8, false],
+    ["zimage", 512, 512, 3, "diffusion", 238.22, false],
+    ["zimage", 1024, 1024, 3, "diffusion", 2379.47, false],
+    ["zimage", 256, 256, 139, "diffusion", 73.43, false],
+    ["zimage", 768, 768, 3, "diffusion", 379.36, true],
+    ["zimage", 256, 256, 139, "diffusion", 58.59, true],
+    ["zimage", 128, 128, 3, "textEncoder", 1.2, false],
+    ["zimage", 128, 128, 419, "textEncoder", 47.4, false],
+    ["zimage", 256, 256, 3, "vae", 416.06, false],
+    // Flux 2 [klein]: the real context (7680) at 128² and 256²; the larger sizes were measured with a 96-wide context, + 8.06 MiB
+    ["flux2", 128, 128, 3, "diffusion", 133.72, false],
+    ["flux2", 256, 256, 3, "diffusion", 186.88, false],
+    ["flux2", 1024, 1024, 3, "diffusion", 2730.69 + 8.06, false],
+    ["flux2", 128, 128, 3, "diffusion", 123.59, true],
+    ["flux2", 1024, 1024, 3, "diffusion", 1056.69 + 2.06, true],
+    ["flux2", 128, 128, 3, "textEncoder", 65.0, false],
+    ["flux2", 256, 256, 3, "vae", 416.13, false],
+    ["qwenimage", 128, 128, 3, "diffusion", 8.61, false],
+    ["qwenimage", 768, 768, 3, "diffusion", 681.69, false],
+    ["qwenimage", 256, 256, 559, "diffusion", 104.96, false],
+    ["qwenimage", 768, 768, 3, "diffusion", 272.93, true],
+    ["qwenimage", 128, 128, 559, "diffusion", 41.46, true],
+    ["qwenimage", 128, 128, 3, "textEncoder", 7.8, false],
+    ["qwenimage", 128, 128, 559, "textEncoder", 112.33, false],
+    ["qwenimage", 768, 768, 3, "vae", 2592.56, false],
+  ];
+  it.each(MEASURED)(
+    "%s at %i×%i pixels, %i prompt tokens: %s within the fit's error of sd.cpp's %f MiB (flash attention %s)",
+    (family, width, height, promptTokens, part, mib, flashAttention) => {
+      const got = ditComputeBytes({ family, ...DIT_COMPUTE_FIT[family].shape }, { width, height, promptTokens }, { flashAttention })[part];
+      expect(Math.abs(got / (mib * MiB) - 1)).toBeLessThan(0.06);
+    },
+  );
 });
 
 /** An LLM double: `bytes` of weights on `device` while resident. */

@@ -1,0 +1,362 @@
+/**
+ * The compute buffers of the DiT families (Z-Image, Flux 2 [klein],
+ * Qwen-Image) as a function of the image's size and the prompt's length,
+ * fitted to stable-diffusion.cpp's own allocations: the DiT side of
+ * ./memory.ts (estimateDiffusionMemory), which also holds the SD1 fit.
+ */
+import { GenaiError } from "../errors";
+import { optInt } from "../util/validate";
+import { MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE } from "./defaults";
+import type { DiffusionImageSize, DiffusionParts } from "./memory";
+import type { TensorInfo } from "./tensors";
+
+/** A tensor whose name ends with `suffix` (any prefix: checkpoint "model.diffusion_model.", a split file's none). */
+export const findTensor = (ts: readonly TensorInfo[], suffix: string) => ts.find((t) => t.name.endsWith(suffix));
+
+/** Longest prompt the estimate takes, in tokens (a token is at least one of MAX_PROMPT_CHARS' characters). */
+export const MAX_PROMPT_TOKENS = 4096;
+
+/** width and height, checked: multiples of 64 pixels in 64..4096. */
+export function checkImageSides(image: DiffusionImageSize): [number, number] {
+  const w = optInt("width", image.width, 0, MIN_SIDE, MAX_SIDE);
+  const h = optInt("height", image.height, 0, MIN_SIDE, MAX_SIDE);
+  if (w % SIDE_MULTIPLE || h % SIDE_MULTIPLE)
+    throw new GenaiError("INVALID_ARGUMENT", `width and height must be multiples of ${SIDE_MULTIPLE} pixels (got ${w}×${h})`);
+  return [w, h];
+}
+
+/**
+ * An upper bound of the text-encoder tokens of these prompts (the longest):
+ * its UTF-8 bytes, since each token of the byte-level BPE tokenizers these
+ * families use (Qwen2's) covers at least one byte; at most MAX_PROMPT_TOKENS.
+ * A generation's DiffusionImageSize.promptTokens for budgeting.
+ */
+export function promptTokenBound(...prompts: (string | undefined)[]): number {
+  const bytes = Math.max(1, ...prompts.map((p) => (typeof p === "string" ? Buffer.byteLength(p) : 0)));
+  return Math.min(bytes, MAX_PROMPT_TOKENS);
+}
+
+/** The DiT families with fitted compute buffers. */
+export type DitFamily = "zimage" | "flux2" | "qwenimage";
+
+/** The widths a DiT family's compute buffers depend on (not its depth: ggml_gallocr reuses one layer's buffers for the next), read from the files' tensors. */
+export interface DitShape {
+  family: DitFamily;
+  /** The DiT's hidden size and attention heads (Z-Image 3840 / 30; Flux 2 [klein] 4B and Qwen-Image 3072 / 24). */
+  ditHidden: number;
+  ditHeads: number;
+  /** The LLM text encoder's hidden size and FFN width (Qwen3-4B 2560 / 9728; Qwen2.5-VL-7B 3584 / 18944). */
+  textHidden: number;
+  textFfn: number;
+  /** VAE decoder base channels (the Flux and Flux 2 VAEs 128, the Wan VAE 96). */
+  vaeDecoderChannels: number;
+}
+
+/** One DiT family's fitted compute buffers (bytes), valid at the widths in `shape`. */
+export interface DitFit {
+  /** The widths measured (the real model's). */
+  shape: Omit<DitShape, "family">;
+  /**
+   * The DiT, L = image tokens + the text tokens of its joint attention
+   * ({@link ditTokens}). Without flash attention S·L² + Tᵢ·image + Tₜ·text
+   * + K (S: the f32 attention scores, heads × 4 bytes per token pair, from
+   * the graph). With flash attention (no L² term): per image token, per
+   * text token, constant. `dualStream`: the image and text tokens' linear
+   * parts do not add up, the larger one counts (max(Tᵢ·image, Tₜ·text):
+   * Qwen-Image's blocks run each stream's MLP apart).
+   */
+  dit: {
+    scores: number;
+    perImageToken: number;
+    perTextToken: number;
+    constant: number;
+    flashPerImageToken: number;
+    flashPerTextToken: number;
+    flashConstant: number;
+    dualStream?: boolean;
+  };
+  /**
+   * The LLM text encoder over n tokens: T·n + K. Its FFN's activations are the
+   * peak at the measured lengths (its attention scores, heads × n² × 4 bytes,
+   * are not; sd.cpp's LLM never uses flash attention, and load.flashAttention
+   * was measured to change nothing).
+   */
+  textEncoder: { perToken: number; constant: number };
+  /**
+   * The VAE decode: bytes per pixel per decoder base channel (the decoder's
+   * full-resolution activations), plus per latent token (8 × 8 pixels);
+   * `channels`: the decoder widths measured (the real model's is shape.vaeDecoderChannels).
+   */
+  vae: { perPixelChannel: number; perLatentToken: number; channels: readonly number[] };
+  /** vaeTiling: the largest tile sd.cpp decodes at once, pixels a side; undefined where tiling was not measured. */
+  vaeTilePixels: number | undefined;
+}
+
+/** The prompt length (text-encoder tokens) the estimate assumes when DiffusionImageSize.promptTokens is not given: a long prompt, about 190 English words. */
+export const DEFAULT_PROMPT_TOKENS = 256;
+
+/**
+ * The DiT families' fitted coefficients (bytes). Measured with sd-cli at
+ * stable-diffusion.cpp commit 487de75c on CPU (the "RAM" buffers), one step,
+ * euler, CFG 1, on random-weight models from lib/tools/sd at the real models'
+ * widths and 1 or 2 layers (the buffers do not grow with depth: ggml_gallocr
+ * reuses one layer's buffers for the next): the size sd.cpp logs at debug
+ * level for each runner's ggml_gallocr reserve, "<runner> compute buffer
+ * size: N MB(RAM)" (N in MiB, two decimals; runners z_image / flux /
+ * qwen_image, qwen3 / qwen2.5vl, vae / wan_vae). L counts the DiT's tokens:
+ * image tokens (16 × 16 pixels each in all three) + the text tokens of its
+ * joint attention ({@link ditTokens}). Least squares on relative error, the
+ * L² coefficient held at the graph's f32 attention scores (heads × 4 bytes).
+ * A GPU backend's allocator sizes the same graphs, but was not measured here.
+ */
+export const DIT_COMPUTE_FIT: Readonly<Record<DitFamily, DitFit>> = {
+  /**
+   * Z-Image-Turbo: generateRandomZImageModel with DiT hidden 3840 (30 heads
+   * of 128), FFN 10240, 1 layer + 1 noise and 1 context refiner, Qwen3 text
+   * encoder hidden 2560 / FFN 9728 / 32 heads (Qwen3-4B's), 1 layer.
+   * Prompt "a lighthouse" (11 text-encoder tokens, 32 DiT text tokens) at
+   * 128², 256², 512², 768², 1024² and 128×512 pixels, and a 139-token prompt
+   * (147 / 160) at 256²; with flash attention in the DiT (sd-cli
+   * --diffusion-fa) at 128², 512², 768², 128×512 and the long prompt at 256²
+   * (--fa, what load.flashAttention sets for every runner, gave the same there).
+   * Measured (MiB): DiT 16.62, 47.80, 238.22, 867.91, 2379.47, 47.80 and
+   * 73.43 (flash attention: 15.69, 171.55, 379.36, 46.86, 58.59); text
+   * encoder 1.20, 16.16, 31.71 and 47.40 at 11, 147, 287 and 427 tokens
+   * (147: with or without flash attention). Largest error of the fit: DiT
+   * −4.3 % (256²), flash attention < 0.01 %, text encoder 0.5 %.
+   * The VAE is the Flux VAE, an SD1 decoder of 16 latent channels: its
+   * buffer is SD1's, 52 bytes per pixel per decoder channel + 16 per latent
+   * token (measured 104.02 and 416.06 MiB at 128² and 256² with 128
+   * channels, and 26.02 to 1665.00 MiB from 128² to 1024² with 32: within
+   * 0.05 %; flash attention changes nothing at 256²). vaeTiling: 256-pixel
+   * tiles, as SD1's (512² decoded in 104.06 MiB at 32 channels, as 256² is).
+   */
+  zimage: {
+    shape: { ditHidden: 3840, ditHeads: 30, textHidden: 2560, textFfn: 9728, vaeDecoderChannels: 128 },
+    dit: {
+      scores: 120,
+      perImageToken: 111_832,
+      perTextToken: 142_343,
+      constant: 4_826_411,
+      flashPerImageToken: 170_238,
+      flashPerTextToken: 96_081,
+      flashConstant: 2_482_201,
+    },
+    textEncoder: { perToken: 115_920, constant: -17_117 },
+    vae: { perPixelChannel: 52, perLatentToken: 16, channels: [32, 128] },
+    vaeTilePixels: 256,
+  },
+  /**
+   * Flux 2 [klein] 4B: generateRandomFlux2KleinModel with DiT hidden 3072
+   * (24 heads), 1 double + 1 single block, and Qwen3 hidden 2560 / FFN 9728 /
+   * 32 heads, 27 layers (the three hidden states klein reads, after layers 9,
+   * 18 and 27: context 7680). The DiT was swept with a 32-wide text encoder
+   * (context 96: a fast run) and a 32-channel VAE decoder at 128², 256²,
+   * 512², 768², 1024² and 128×512 with "a lighthouse" (15 tokens, padded to
+   * 512) and at 256² with a 559-token prompt (571); measured (MiB) 125.66,
+   * 181.06, 476.19, 1216.06, 2730.69, 181.06 and 199.44; flash attention
+   * 121.53, 160.06, 350.19, 589.06, 1056.69, 160.06, 249.78 (384²) and 172.59.
+   * The real context (7680) adds 8.06 MiB at 128² (5.82 at 256²; flash
+   * attention 2.06), added to the constants. Text encoder at the real widths
+   * (27 layers: it keeps three hidden states): 65.00 MiB at 512 tokens, with
+   * or without flash attention; longer prompts are counted at Z-Image's
+   * Qwen3 slope (not measured). VAE (32 latent channels, 2 × 2 patches):
+   * 52 bytes per pixel per decoder channel + 128 per latent token (26.03 to
+   * 1666.00 MiB from 128² to 1024² at 32 channels, 104.03 and 416.13 at 128
+   * channels: within 0.05 %); vaeTiling decodes 32 × 32-latent tiles of 16
+   * pixels, 512² (768² tiled: 416.50 MiB, as 512² untiled). Largest error
+   * of the fit: DiT 0.6 % (+1.7 % at 256² with the real context), flash
+   * attention 6.5 % (+6.5 % at 1024², −5.0 % at 384²).
+   */
+  flux2: {
+    shape: { ditHidden: 3072, ditHeads: 24, textHidden: 2560, textFfn: 9728, vaeDecoderChannels: 128 },
+    dit: {
+      scores: 96,
+      perImageToken: 181_379,
+      perTextToken: 156_040,
+      constant: 16_390_225,
+      flashPerImageToken: 236_682,
+      flashPerTextToken: 133_819,
+      flashConstant: 46_132_333,
+    },
+    textEncoder: { perToken: 115_920, constant: 8_806_400 },
+    vae: { perPixelChannel: 52, perLatentToken: 128, channels: [32, 128] },
+    vaeTilePixels: 512,
+  },
+  /**
+   * Qwen-Image: generateRandomQwenImageModel (DiT hidden 3072, 24 heads,
+   * 1 block; Qwen2.5-VL text encoder hidden 3584, FFN 18944 (7B's), 1 layer;
+   * q4_0) with its 2D Wan VAE (96 channels).
+   * At 128², 256², 512², 768² and 128×512 with "a lighthouse" (42 text
+   * encoder tokens: 34 of them a system prompt the DiT does not see, so 8 DiT
+   * text tokens), at 256² with a 139-token prompt (178 / 144) and at 128² and
+   * 256² with a 559-token prompt (598 / 564). Measured (MiB): DiT 8.61,
+   * 30.59, 183.25, 681.69, 30.59, 37.13, 74.63, 104.96; flash attention
+   * (256², 512², 768², long 256², 559 tokens at 128²) 30.50, 121.37, 272.93,
+   * 32.42, 41.46; text encoder 7.80, 33.15, 112.33 at 42, 178, 598 tokens
+   * (with or without flash attention); the 2D Wan VAE 48 bytes per pixel per
+   * channel (96) + 64 per latent token: 72.02 to 2592.56 MiB from 128² to
+   * 768², within 0.01 %. vaeTiling with the Wan VAE was not measured.
+   * Largest error of the fit: DiT +4.0 % (256², 139 tokens), flash attention
+   * −5.9 % (the same), text encoder 0.4 %.
+   * Qwen-Image's own VAE is the causal-3D variant of the Wan VAE, which was
+   * not measured: files with it get no compute estimate.
+   */
+  qwenimage: {
+    shape: { ditHidden: 3072, ditHeads: 24, textHidden: 3584, textFfn: 18944, vaeDecoderChannels: 96 },
+    dit: {
+      scores: 96,
+      perImageToken: 86_453,
+      perTextToken: 70_800,
+      constant: 3_012_928,
+      flashPerImageToken: 124_120,
+      flashPerTextToken: 76_720,
+      flashConstant: 206_000,
+      dualStream: true,
+    },
+    textEncoder: { perToken: 196_473, constant: -78_535 },
+    vae: { perPixelChannel: 48, perLatentToken: 64, channels: [96] },
+    vaeTilePixels: undefined,
+  },
+};
+
+/** Tokens the chat templates add around the prompt (src/conditioning/conditioner.hpp; counted in sd.cpp's tokenizer log). */
+const TEMPLATE_TOKENS: Readonly<Record<DitFamily, number>> = { zimage: 8, flux2: 12, qwenimage: 39 };
+/** Qwen-Image drops its system prompt's tokens (prompt_template_encode_start_idx) from the DiT's context. */
+const QWEN_IMAGE_DROPPED_TOKENS = 34;
+/** Flux 2 [klein] pads the prompt to at least this many tokens. */
+const FLUX2_KLEIN_MIN_TOKENS = 512;
+/** Z-Image pads its caption and image tokens to multiples of this (z_image.hpp SEQ_MULTI_OF). */
+const Z_IMAGE_SEQ_MULTIPLE = 32;
+
+const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
+
+/**
+ * The token counts a generation of a DiT family runs on: the text encoder's
+ * input (`text`), the text tokens of the DiT's joint attention (`ditText`) and
+ * the image tokens (`image`, one per 16 × 16 pixels: an 8× VAE and 2 × 2
+ * patches, or Flux 2's 16× VAE with patch 1), for a prompt of `promptTokens`.
+ */
+export function ditTokens(family: DitFamily, width: number, height: number, promptTokens: number): { text: number; ditText: number; image: number } {
+  const image = (width / 16) * (height / 16);
+  const text = promptTokens + TEMPLATE_TOKENS[family];
+  switch (family) {
+    case "zimage":
+      return { text, ditText: roundUp(text, Z_IMAGE_SEQ_MULTIPLE), image: roundUp(image, Z_IMAGE_SEQ_MULTIPLE) };
+    case "flux2": {
+      const padded = Math.max(text, FLUX2_KLEIN_MIN_TOKENS);
+      return { text: padded, ditText: padded, image };
+    }
+    case "qwenimage":
+      return { text, ditText: text - QWEN_IMAGE_DROPPED_TOKENS, image };
+  }
+}
+
+/** Whether `shape` has the widths `fit` was measured at (the VAE decoder: one of those measured). */
+const measuredWidths = (fit: DitFit, shape: DitShape) =>
+  fit.shape.ditHidden === shape.ditHidden &&
+  fit.shape.ditHeads === shape.ditHeads &&
+  fit.shape.textHidden === shape.textHidden &&
+  fit.shape.textFfn === shape.textFfn &&
+  fit.vae.channels.includes(shape.vaeDecoderChannels);
+
+/** A tensor of `ts` whose name ends with one of `suffixes`. */
+const findAny = (ts: readonly TensorInfo[], ...suffixes: string[]) => ts.find((t) => suffixes.some((s) => t.name.endsWith(s)));
+
+/** What the files' parts hold, by part. */
+type PartTensors = Record<keyof DiffusionParts, readonly TensorInfo[]>;
+
+/**
+ * The DiT family of these tensors and its widths, or why its compute buffers
+ * cannot be estimated; undefined when the denoiser is none of the three
+ * (sd.cpp's own tests: src/model_loader.cpp get_sd_version).
+ */
+export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitShape | string } | undefined {
+  const d = parts.diffusion;
+  let family: DitFamily;
+  let ditHidden: number;
+  let headDim: number | undefined;
+  let why: string | undefined;
+  const xEmbedder = findAny(d, "x_embedder.weight", "all_x_embedder.2-1.weight"); // sd.cpp's / diffusers' name
+  if (findTensor(d, "cap_embedder.1.weight") && xEmbedder) {
+    family = "zimage";
+    ditHidden = xEmbedder.shape[1];
+    headDim = findAny(d, "layers.0.attention.q_norm.weight", "layers.0.attention.norm_q.weight")?.shape[0];
+  } else if (findTensor(d, "double_stream_modulation_img.lin.weight") && findTensor(d, "img_in.weight")) {
+    family = "flux2";
+    ditHidden = (findTensor(d, "img_in.weight") as TensorInfo).shape[1];
+    headDim = findTensor(d, "double_blocks.0.img_attn.norm.key_norm.scale")?.shape[0];
+    if (d.some((t) => t.name.includes("single_blocks.47.")))
+      why = "Flux 2 [dev] (48 single blocks, a Mistral text encoder) was not measured, only Flux 2 [klein] 4B";
+  } else if (findTensor(d, "transformer_blocks.0.img_mod.1.weight") && findTensor(d, "img_in.weight")?.shape[0] === 64) {
+    if (findTensor(d, "time_text_embed.addition_t_embedding.weight")) return undefined; // Qwen-Image-Layered
+    family = "qwenimage";
+    ditHidden = (findTensor(d, "img_in.weight") as TensorInfo).shape[1];
+    headDim = findTensor(d, "transformer_blocks.0.attn.norm_q.weight")?.shape[0];
+  } else {
+    return undefined;
+  }
+  const ditHeads = headDim ? ditHidden / headDim : 0;
+  const te = parts.textEncoder;
+  const textHidden = findAny(te, "token_embd.weight", "embed_tokens.weight")?.shape[0];
+  const textFfn = findAny(te, "blk.0.ffn_gate.weight", "layers.0.mlp.gate_proj.weight")?.shape[1];
+  const v = parts.vae;
+  const wan = findTensor(v, "decoder.head.2.weight");
+  const vaeDecoderChannels = (wan ?? findTensor(v, "decoder.conv_out.weight"))?.shape[2];
+  const fit = DIT_COMPUTE_FIT[family];
+  const name = { zimage: "Z-Image", flux2: "Flux 2 [klein]", qwenimage: "Qwen-Image" }[family];
+  if (!why && !textHidden) why = "no LLM text encoder (load.llm) in the files";
+  if (!why && !vaeDecoderChannels) why = "no VAE decoder in the files";
+  if (!why && family === "qwenimage" && !wan) why = "a Qwen-Image model without the Wan VAE was not measured";
+  if (!why && family !== "qwenimage" && wan) why = `a ${name} model with the Wan VAE was not measured`;
+  if (!why && wan && (findTensor(v, "decoder.conv1.weight")?.shape[2] ?? 0) <= 3)
+    why = "the causal-3D Wan VAE (Qwen-Image's own) was not measured, only its 2D variant";
+  const shape: DitShape = {
+    family,
+    ditHidden,
+    ditHeads,
+    textHidden: textHidden ?? 0,
+    textFfn: textFfn ?? 0,
+    vaeDecoderChannels: vaeDecoderChannels ?? 0,
+  };
+  if (!why) {
+    const m = fit.shape;
+    if (!measuredWidths(fit, shape))
+      why =
+        `a ${name} model of DiT ${shape.ditHidden} wide (${shape.ditHeads} heads), text encoder ${shape.textHidden} (FFN ${shape.textFfn}), VAE decoder ${shape.vaeDecoderChannels}: ` +
+        `only DiT ${m.ditHidden} (${m.ditHeads} heads), text encoder ${m.textHidden} (FFN ${m.textFfn}), VAE decoder ${fit.vae.channels.join(" or ")} were measured`;
+  }
+  return { family, shape: why ?? shape };
+}
+
+/**
+ * Compute buffers of one generation of a DiT family, bytes ({@link DIT_COMPUTE_FIT}):
+ * text encoder T·n + K over its n tokens; DiT S·L² + per image token
+ * + per text token + K over its L tokens (flash attention: no L²); VAE decode
+ * per pixel + per latent token (of one tile with vaeTiling). Token counts: {@link ditTokens}.
+ * @throws GenaiError INVALID_ARGUMENT (sizes not multiples of 64 pixels in 64..4096, a prompt length out of 1..8192, a shape that was not measured, vaeTiling where it was not measured)
+ */
+export function ditComputeBytes(
+  shape: DitShape,
+  image: DiffusionImageSize,
+  opts: { flashAttention?: boolean; vaeTiling?: boolean } = {},
+): DiffusionParts & { peak: number } {
+  const [w, h] = checkImageSides(image);
+  const p = optInt("promptTokens", image.promptTokens, DEFAULT_PROMPT_TOKENS, 1, MAX_PROMPT_TOKENS);
+  const f = DIT_COMPUTE_FIT[shape.family];
+  if (!f || !measuredWidths(f, shape)) throw new GenaiError("INVALID_ARGUMENT", `no fitted coefficients for ${JSON.stringify(shape)}`);
+  const t = ditTokens(shape.family, w, h, p);
+  const L = t.ditText + t.image;
+  const d = f.dit;
+  const linear = (a: number, b: number) => (d.dualStream ? Math.max(a, b) : a + b);
+  const diffusion = opts.flashAttention
+    ? linear(d.flashPerImageToken * t.image, d.flashPerTextToken * t.ditText) + d.flashConstant
+    : d.scores * L * L + linear(d.perImageToken * t.image, d.perTextToken * t.ditText) + d.constant;
+  const textEncoder = f.textEncoder.perToken * t.text + f.textEncoder.constant;
+  if (opts.vaeTiling && f.vaeTilePixels === undefined) throw new GenaiError("INVALID_ARGUMENT", `vaeTiling was not measured for ${shape.family}`);
+  const tile = f.vaeTilePixels ?? Math.max(w, h);
+  const [vw, vh] = opts.vaeTiling ? [Math.min(w, tile), Math.min(h, tile)] : [w, h];
+  const vae = f.vae.perPixelChannel * shape.vaeDecoderChannels * vw * vh + (f.vae.perLatentToken * vw * vh) / 64;
+  const parts = { textEncoder: Math.round(textEncoder), diffusion: Math.round(diffusion), vae: Math.round(vae) };
+  return { ...parts, peak: Math.max(parts.textEncoder, parts.diffusion, parts.vae) };
+}
