@@ -17,7 +17,8 @@ export type { DiffusionLoadOptions, LoraSpec, RawImage } from "./types";
 export type EngineEvent =
   | { type: "stage"; stage: "encoding" | "hires" | "decoding"; imageIndex: number }
   /** hires: a step of the hires fix's second pass (after every image's first pass). */
-  | { type: "step"; imageIndex: number; step: number; steps: number; hires?: boolean }
+  /** stepUs: the step's own time as the engine measured it, µs (0 or absent: not timed). */
+  | { type: "step"; imageIndex: number; step: number; steps: number; hires?: boolean; stepUs?: number }
   | { type: "preview"; imageIndex: number; step: number; image: RawImage }
   /** With a step cache: one sampling pass of image `imageIndex` skipped `skipped` steps. */
   | { type: "cacheSteps"; imageIndex: number; skipped: number }

@@ -50,6 +50,22 @@ export class ProgressTracker {
     return recent.length % 2 ? recent[m] : (recent[m - 1] + recent[m]) / 2;
   }
 
+  #withStep(p: ImageProgress, stepMs: number | undefined): ImageProgress {
+    if (stepMs !== undefined) this.current = p = { ...p, stepMs };
+    return p;
+  }
+
+  /** A step's time: the engine's own (stepUs) when it has one, else the time between the events. */
+  #timeStep(e: { step: number; stepUs?: number }, now: number): number | undefined {
+    let ms: number | undefined;
+    if (e.stepUs !== undefined && e.stepUs > 0) ms = e.stepUs / 1000;
+    else if (this.#lastStepAt !== undefined && e.step > 1) ms = now - this.#lastStepAt;
+    // the first step also holds the graph's setup: not a typical step
+    if (ms !== undefined && e.step > 1) this.#stepMs.push(ms);
+    this.#lastStepAt = now;
+    return e.stepUs !== undefined && e.stepUs > 0 ? ms : undefined;
+  }
+
   #emit(stage: ImageStage, imageIndex: number, step: number, steps = this.#steps, tiles?: { tile: number; tiles: number }): ImageProgress {
     const mean = this.#typicalStepMs();
     const left = this.#totalUnits - this.#doneUnits;
@@ -86,18 +102,16 @@ export class ProgressTracker {
         return this.#emit("decoding", e.imageIndex, 0);
       case "step": {
         if (e.hires) {
-          if (this.#lastStepAt !== undefined && e.step > 1) this.#stepMs.push(now - this.#lastStepAt);
-          this.#lastStepAt = now;
+          const stepMs = this.#timeStep(e, now);
           this.#hiresSampled = Math.max(this.#hiresSampled, e.imageIndex * this.#hiresSteps + Math.min(e.step, this.#hiresSteps));
           this.#doneUnits = 1 + this.#sampledSteps + this.#hiresSampled + this.#decodedImages * this.#decodeUnits;
-          return this.#emit("hires", e.imageIndex, e.step, e.steps);
+          return this.#withStep(this.#emit("hires", e.imageIndex, e.step, e.steps), stepMs);
         }
         if (e.step === 1 && this.#doneUnits === 0) this.#doneUnits = 1; // encoding done
-        if (this.#lastStepAt !== undefined && e.step > 1) this.#stepMs.push(now - this.#lastStepAt);
-        this.#lastStepAt = now;
+        const stepMs = this.#timeStep(e, now);
         this.#sampledSteps = Math.max(this.#sampledSteps, e.imageIndex * this.#steps + e.step);
         this.#doneUnits = 1 + this.#sampledSteps + this.#hiresSampled + this.#decodedImages * this.#decodeUnits;
-        return this.#emit("diffusion", e.imageIndex, e.step);
+        return this.#withStep(this.#emit("diffusion", e.imageIndex, e.step), stepMs);
       }
       case "decodeTile": {
         // the decode's share so far, before its time is known: tiles done / tiles of this image's decode units

@@ -261,6 +261,12 @@ export interface ImageProgress {
   percent: number;
   /** Estimated ms left (undefined until a step has been timed). */
   etaMs?: number;
+  /**
+   * With a sampling step ("diffusion", "hires"): that step's time in ms as
+   * stable-diffusion.cpp measured it (from its previous step's report, the
+   * figure sd-cli prints as s/it), without the event's way to JavaScript.
+   */
+  stepMs?: number;
   /** "decoding" with vaeTiling: tiles of the current image decoded so far, of `tiles` (sd.cpp reports no progress inside an untiled decode). */
   tile?: number;
   tiles?: number;

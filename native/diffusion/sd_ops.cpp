@@ -39,7 +39,11 @@ void PostEvent(ActiveOp& op, const char* type, EventFields f) {
   });
 }
 
-void OnProgress(int step, int steps, float, void*) {
+// A step's time in whole microseconds for the event (0: not timed; at most ~35 minutes).
+int StepUs(float seconds) { return seconds > 0 && seconds < 2000 ? static_cast<int>(seconds * 1e6f) : 0; }
+
+// `seconds`: sd.cpp's own time of the step just done (report_sample_progress: since the previous report).
+void OnProgress(int step, int steps, float seconds, void*) {
   ActiveOp& op = g_op;
   if (!op.job || steps <= 0) return;
   if (!op.generating) {  // model load: tensors read so far
@@ -58,14 +62,14 @@ void OnProgress(int step, int steps, float, void*) {
   if (op.hires) {
     // only the second pass's sampling steps: not an ESRGAN's tiles or its load
     if (step <= 0 || steps != op.hires_steps) return;
-    PostEvent(op, "step", {{{"imageIndex", op.hires_done}, {"step", step}, {"steps", steps}}, nullptr, true});
+    PostEvent(op, "step", {{{"imageIndex", op.hires_done}, {"step", step}, {"steps", steps}, {"stepUs", StepUs(seconds)}}, nullptr, true});
     return;
   }
   if (step == 0) {  // sampling of the next image starts
     op.image_index++;
     return;
   }
-  PostEvent(op, "step", {{{"imageIndex", std::max(0, op.image_index)}, {"step", step}, {"steps", steps}}});
+  PostEvent(op, "step", {{{"imageIndex", std::max(0, op.image_index)}, {"step", step}, {"steps", steps}, {"stepUs", StepUs(seconds)}}});
 }
 
 // The hires fix's lines of sd.cpp (487de75c, generate_image): "hires fix:

@@ -284,4 +284,24 @@ describe("ProgressTracker's ETA", () => {
     }
     expect(p?.etaMs).toBe(6 * 40);
   });
+
+  it("times steps by the engine's own stepUs when the events carry them (not by when they reach JavaScript), and reports each as stepMs", () => {
+    let t = 0;
+    const tr = new ProgressTracker(10, 1, { now: () => t });
+    tr.update({ type: "stage", stage: "encoding", imageIndex: 0 });
+    let p: ImageProgress | undefined;
+    for (let step = 1; step <= 5; step++) {
+      t += step === 3 ? 900 : 1; // the events arrive late or bunched: the event loop was busy
+      p = tr.update({ type: "step", imageIndex: 0, step, steps: 10, stepUs: 20_000 });
+      expect(p?.stepMs).toBe(20);
+    }
+    // 1 + 10 + 2 units, 6 done: 7 × the engine's 20 ms
+    expect(p?.etaMs).toBe(140);
+    expect(tr.update({ type: "stage", stage: "decoding", imageIndex: 0 })?.stepMs).toBeUndefined();
+    // without stepUs (an engine double, an untimed step): no stepMs, the time between events
+    const plain = new ProgressTracker(10, 1, { now: () => t });
+    plain.update({ type: "stage", stage: "encoding", imageIndex: 0 });
+    t += 5;
+    expect(plain.update({ type: "step", imageIndex: 0, step: 1, steps: 10, stepUs: 0 })?.stepMs).toBeUndefined();
+  });
 });
