@@ -8,7 +8,7 @@ import { GenaiError } from "../errors";
 import { optInt } from "../util/validate";
 import { MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE } from "./defaults";
 import type { DiffusionImageSize, DiffusionParts } from "./memory";
-import type { TensorInfo } from "./tensors";
+import { ditFamilyOf, type TensorInfo } from "./tensors";
 
 /** A tensor whose name ends with `suffix` (any prefix: checkpoint "model.diffusion_model.", a split file's none). */
 export const findTensor = (ts: readonly TensorInfo[], suffix: string) => ts.find((t) => t.name.endsWith(suffix));
@@ -273,29 +273,20 @@ type PartTensors = Record<keyof DiffusionParts, readonly TensorInfo[]>;
  */
 export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitShape | string } | undefined {
   const d = parts.diffusion;
-  let family: DitFamily;
-  let ditHidden: number;
-  let headDim: number | undefined;
-  let why: string | undefined;
-  const xEmbedder = findAny(d, "x_embedder.weight", "all_x_embedder.2-1.weight"); // sd.cpp's / diffusers' name
-  if (findTensor(d, "cap_embedder.1.weight") && xEmbedder) {
-    family = "zimage";
-    ditHidden = xEmbedder.shape[1];
-    headDim = findAny(d, "layers.0.attention.q_norm.weight", "layers.0.attention.norm_q.weight")?.shape[0];
-  } else if (findTensor(d, "double_stream_modulation_img.lin.weight") && findTensor(d, "img_in.weight")) {
-    family = "flux2";
-    ditHidden = (findTensor(d, "img_in.weight") as TensorInfo).shape[1];
-    headDim = findTensor(d, "double_blocks.0.img_attn.norm.key_norm.scale")?.shape[0];
-    if (d.some((t) => t.name.includes("single_blocks.47.")))
-      why = "Flux 2 [dev] (48 single blocks, a Mistral text encoder) was not measured, only Flux 2 [klein] 4B";
-  } else if (findTensor(d, "transformer_blocks.0.img_mod.1.weight") && findTensor(d, "img_in.weight")?.shape[0] === 64) {
-    if (findTensor(d, "time_text_embed.addition_t_embedding.weight")) return undefined; // Qwen-Image-Layered
-    family = "qwenimage";
-    ditHidden = (findTensor(d, "img_in.weight") as TensorInfo).shape[1];
-    headDim = findTensor(d, "transformer_blocks.0.attn.norm_q.weight")?.shape[0];
-  } else {
-    return undefined;
-  }
+  const tag = ditFamilyOf(d);
+  if (!tag) return undefined;
+  const family: DitFamily = tag === "flux2-klein" || tag === "flux2-dev" ? "flux2" : tag;
+  let why = tag === "flux2-dev" ? "Flux 2 [dev] (48 single blocks, a Mistral text encoder) was not measured, only Flux 2 [klein] 4B" : undefined;
+  // the DiT's hidden size (the image embedding's outputs; Z-Image: sd.cpp's or diffusers' name) and head width
+  const embedIn = family === "zimage" ? findAny(d, "x_embedder.weight", "all_x_embedder.2-1.weight") : findTensor(d, "img_in.weight");
+  const headNorm = {
+    zimage: findAny(d, "layers.0.attention.q_norm.weight", "layers.0.attention.norm_q.weight"),
+    flux2: findTensor(d, "double_blocks.0.img_attn.norm.key_norm.scale"),
+    qwenimage: findTensor(d, "transformer_blocks.0.attn.norm_q.weight"),
+  }[family];
+  const ditHidden = embedIn?.shape[1] ?? 0;
+  const headDim = headNorm?.shape[0];
+  if (!why && !embedIn) why = "no image embedding (x_embedder / img_in) in the diffusion model";
   const ditHeads = headDim ? ditHidden / headDim : 0;
   const te = parts.textEncoder;
   const textHidden = findAny(te, "token_embd.weight", "embed_tokens.weight")?.shape[0];

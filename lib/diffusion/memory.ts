@@ -132,9 +132,6 @@ export const SD1_COMPUTE_FIT = {
   vaeTilePixels: 256,
 } as const;
 
-/** A shape of the fit, for size checks of files that have none. */
-const MEASURED_SHAPES: readonly Sd1Shape[] = [{ unetChannels: 320, vaeDecoderChannels: 128 }];
-
 /**
  * The SD1 shape of these tensors, or why they are not SD1: a 4-channel LDM
  * UNet (input_blocks.0.0) whose cross-attention reads 768-wide context
@@ -251,7 +248,7 @@ export function estimateFromFiles(
   if (!reason && image.initImage) reason = "img2img's VAE encode was not measured";
   const dit = typeof shape !== "string" && "family" in shape ? shape : undefined;
   if (!reason && dit && opts.vaeTiling && DIT_COMPUTE_FIT[dit.family].vaeTilePixels === undefined) reason = `vaeTiling was not measured for ${dit.family}`;
-  sd1ComputeBytes(MEASURED_SHAPES[0], image, opts); // the size checks run for every family
+  checkImageSides(image); // for every family, with or without a compute estimate
   const compute = reason ? undefined : dit ? ditComputeBytes(dit, image, opts) : sd1ComputeBytes(shape as Sd1Shape, image, opts);
   return {
     family: files.family,

@@ -6,7 +6,7 @@
  * from the DiT's tensors as sd.cpp's src/model_loader.cpp get_sd_version does.
  */
 import { GenaiError } from "../errors";
-import { readTensorInfos, type TensorInfo } from "./tensors";
+import { ditFamilyOf, readTensorInfos, type TensorInfo } from "./tensors";
 import type { DiffusionLoadOptions } from "./types";
 
 /** The Qwen2 tokenizer's ids reach 151673 (sd.cpp's tokenizers/qwen2_tokenizer.cpp). */
@@ -140,17 +140,9 @@ export async function checkDiffusionParts(load: DiffusionLoadOptions): Promise<v
   const dit = [d, m];
   const encoder = [l, m];
   checkControlNet(dit, c);
-  if (dim(dit, "cap_embedder.0.weight", 0) !== undefined) return checkZImage(dit, encoder, [v, m]);
-  if (dim(dit, "double_stream_modulation_img.lin.weight", 0) !== undefined) {
-    if (dim(dit, "single_blocks.47.linear1.weight", 0) === undefined) checkFlux2Klein(dit, encoder); // Flux 2 [dev]: 48 single blocks, a Mistral encoder
-    return;
-  }
-  const imgIn = dim(dit, "img_in.weight", 0);
-  if (
-    dim(dit, "transformer_blocks.0.img_mod.1.weight", 0) !== undefined &&
-    imgIn !== undefined &&
-    imgIn !== 128 &&
-    dim(dit, "time_text_embed.addition_t_embedding.weight", 0) === undefined
-  )
-    checkQwenImage(dit, encoder);
+  const family = ditFamilyOf(dit.flat());
+  if (family === "zimage") checkZImage(dit, encoder, [v, m]);
+  else if (family === "flux2-klein")
+    checkFlux2Klein(dit, encoder); // Flux 2 [dev] has a Mistral encoder: not checked
+  else if (family === "qwenimage") checkQwenImage(dit, encoder);
 }

@@ -78,3 +78,26 @@ async function readSafetensors(fh: fs.promises.FileHandle, path: string, size: n
   }
   return out;
 }
+
+/** The DiT families told apart by their tensors; "flux2-dev" has no text-encoder or memory checks here. */
+export type DitFamilyTag = "zimage" | "flux2-klein" | "flux2-dev" | "qwenimage";
+
+/**
+ * The DiT family of a denoiser's tensors, by the rules of sd.cpp's
+ * src/model_loader.cpp get_sd_version (487de75c): `cap_embedder.0` is
+ * Z-Image; `double_stream_modulation_img` is Flux 2 ([dev] with a 48th
+ * single block, `single_blocks.47`, else [klein]); `transformer_blocks.0.img_mod.1` is
+ * Qwen-Image unless img_in is 128 wide (MageFlow) or it has
+ * `time_text_embed.addition_t_embedding` (Qwen-Image-Layered). Undefined
+ * for any other model (SD1/SDXL UNets, Flux 1, …).
+ */
+export function ditFamilyOf(tensors: readonly TensorInfo[]): DitFamilyTag | undefined {
+  const has = (suffix: string) => tensors.some((t) => t.name.endsWith(suffix));
+  if (has("cap_embedder.0.weight")) return "zimage";
+  // sd.cpp tests single_blocks.47.linear1; any tensor of a 48th single block says the same of a whole file
+  if (has("double_stream_modulation_img.lin.weight")) return tensors.some((t) => t.name.includes("single_blocks.47.")) ? "flux2-dev" : "flux2-klein";
+  const imgIn = tensors.find((t) => t.name.endsWith("img_in.weight"));
+  if (has("transformer_blocks.0.img_mod.1.weight") && imgIn && imgIn.shape[0] !== 128 && !has("time_text_embed.addition_t_embedding.weight"))
+    return "qwenimage";
+  return undefined;
+}
