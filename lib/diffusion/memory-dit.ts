@@ -50,6 +50,12 @@ export interface DitShape {
   textFfn: number;
   /** VAE decoder base channels (the Flux and Flux 2 VAEs 128, the Wan VAE 96). */
   vaeDecoderChannels: number;
+  /**
+   * The Wan VAE's layout (Qwen-Image): "2d" (conv2d kernels) or "causal3d"
+   * (Qwen-Image's own VAE file: CausalConv3d kernels, which pad a single
+   * frame to three in time). Absent: "2d", the only layout of the other VAEs.
+   */
+  vaeLayout?: "2d" | "causal3d";
 }
 
 /** One DiT family's fitted compute buffers (bytes), valid at the widths in `shape`. */
@@ -88,6 +94,8 @@ export interface DitFit {
    * `channels`: the decoder widths measured (the real model's is shape.vaeDecoderChannels).
    */
   vae: { perPixelChannel: number; perLatentToken: number; channels: readonly number[] };
+  /** The same for the causal-3D layout of the Wan VAE, where it was measured. */
+  vaeCausal3d?: { perPixelChannel: number; perLatentToken: number };
   /** vaeTiling: the largest tile sd.cpp decodes at once, pixels a side; undefined where tiling was not measured. */
   vaeTilePixels: number | undefined;
 }
@@ -197,10 +205,17 @@ export const DIT_COMPUTE_FIT: Readonly<Record<DitFamily, DitFit>> = {
    * (with or without flash attention); the 2D Wan VAE 48 bytes per pixel per
    * channel (96) + 64 per latent token: 72.02 to 2592.56 MiB from 128² to
    * 768², within 0.01 %. vaeTiling with the Wan VAE was not measured.
+   * Qwen-Image's own VAE file is the causal-3D layout of the Wan VAE
+   * (generateRandomQwenImageModel with vae "causal3d", 126.9 M parameters as
+   * Wan 2.1's): its single-frame decode is padded to three frames in time,
+   * measured (MiB) 117.58, 469.19, 1054.83, 1874.50 and 469.47 at 128²,
+   * 256², 384², 512² and 128×512: 78 bytes per pixel per channel + 525 per
+   * latent token, within 0.5 % (128²) and 0.05 % from 256².
+   * CFG > 1 (2.5, a negative prompt) changes no buffer: the unconditioned
+   * pass reuses the DiT's graph (the longer of the two prompts counts: the
+   * orchestrator bounds both), the text encoder runs once per prompt.
    * Largest error of the fit: DiT +4.0 % (256², 139 tokens), flash attention
    * −5.9 % (the same), text encoder 0.4 %.
-   * Qwen-Image's own VAE is the causal-3D variant of the Wan VAE, which was
-   * not measured: files with it get no compute estimate.
    */
   qwenimage: {
     shape: { ditHidden: 3072, ditHeads: 24, textHidden: 3584, textFfn: 18944, vaeDecoderChannels: 96 },
@@ -216,6 +231,7 @@ export const DIT_COMPUTE_FIT: Readonly<Record<DitFamily, DitFit>> = {
     },
     textEncoder: { perToken: 196_473, constant: -78_535 },
     vae: { perPixelChannel: 48, perLatentToken: 64, channels: [96] },
+    vaeCausal3d: { perPixelChannel: 78, perLatentToken: 525 },
     vaeTilePixels: undefined,
   },
 };
@@ -293,15 +309,16 @@ export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitSha
   const textFfn = findAny(te, "blk.0.ffn_gate.weight", "layers.0.mlp.gate_proj.weight")?.shape[1];
   const v = parts.vae;
   const wan = findTensor(v, "decoder.head.2.weight");
-  const vaeDecoderChannels = (wan ?? findTensor(v, "decoder.conv_out.weight"))?.shape[2];
+  // sd.cpp's WanVAERunner: a conv2d kernel [3, 3, in, out] has ne[2] > 3, a CausalConv3d one is [3, 3, 3, in·out]
+  const causal3d = wan !== undefined && (findTensor(v, "decoder.conv1.weight")?.shape[2] ?? 0) <= 3;
+  // the decoder's last conv takes its base channels (the Wan VAE's head.2 → RGB: in·3 in the causal-3D layout)
+  const vaeDecoderChannels = causal3d ? wan.shape[3] / 3 : (wan ?? findTensor(v, "decoder.conv_out.weight"))?.shape[2];
   const fit = DIT_COMPUTE_FIT[family];
   const name = { zimage: "Z-Image", flux2: "Flux 2 [klein]", qwenimage: "Qwen-Image" }[family];
   if (!why && !textHidden) why = "no LLM text encoder (load.llm) in the files";
   if (!why && !vaeDecoderChannels) why = "no VAE decoder in the files";
   if (!why && family === "qwenimage" && !wan) why = "a Qwen-Image model without the Wan VAE was not measured";
   if (!why && family !== "qwenimage" && wan) why = `a ${name} model with the Wan VAE was not measured`;
-  if (!why && wan && (findTensor(v, "decoder.conv1.weight")?.shape[2] ?? 0) <= 3)
-    why = "the causal-3D Wan VAE (Qwen-Image's own) was not measured, only its 2D variant";
   const shape: DitShape = {
     family,
     ditHidden,
@@ -309,7 +326,9 @@ export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitSha
     textHidden: textHidden ?? 0,
     textFfn: textFfn ?? 0,
     vaeDecoderChannels: vaeDecoderChannels ?? 0,
+    ...(causal3d && { vaeLayout: "causal3d" as const }),
   };
+  if (!why && causal3d && !fit.vaeCausal3d) why = `the causal-3D Wan VAE was not measured for ${name}`;
   if (!why) {
     const m = fit.shape;
     if (!measuredWidths(fit, shape))
@@ -347,7 +366,9 @@ export function ditComputeBytes(
   if (opts.vaeTiling && f.vaeTilePixels === undefined) throw new GenaiError("INVALID_ARGUMENT", `vaeTiling was not measured for ${shape.family}`);
   const tile = f.vaeTilePixels ?? Math.max(w, h);
   const [vw, vh] = opts.vaeTiling ? [Math.min(w, tile), Math.min(h, tile)] : [w, h];
-  const vae = f.vae.perPixelChannel * shape.vaeDecoderChannels * vw * vh + (f.vae.perLatentToken * vw * vh) / 64;
+  const vf = shape.vaeLayout === "causal3d" ? f.vaeCausal3d : f.vae;
+  if (!vf) throw new GenaiError("INVALID_ARGUMENT", `the causal-3D VAE was not measured for ${shape.family}`);
+  const vae = vf.perPixelChannel * shape.vaeDecoderChannels * vw * vh + (vf.perLatentToken * vw * vh) / 64;
   const parts = { textEncoder: Math.round(textEncoder), diffusion: Math.round(diffusion), vae: Math.round(vae) };
   return { ...parts, peak: Math.max(parts.textEncoder, parts.diffusion, parts.vae) };
 }

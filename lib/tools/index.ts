@@ -110,13 +110,16 @@ export type { GeneratedPart, PartInit, PartTensorSpec } from "./sd/parts-writer"
 export {
   QWEN_IMAGE_TINY,
   generateRandomQwenImageModel,
+  generateRandomQwenImageVision,
   qwenImageDitPlan,
   qwenImageTextEncoderPlan,
   qwenImageVaePlan,
+  qwenImageVisionPlan,
   type GenerateQwenImageOptions,
   type GenerateQwenImageResult,
   type QwenImageSizes,
   type QwenImageType,
+  type QwenImageVae,
 } from "./sd/qwen-image";
 // SD1 ControlNet (sd.cpp's fixed 320-channel layout, control_model.* names)
 export {

@@ -16,7 +16,10 @@
 // depth) and a 32-channel VAE decoder (the estimate scales the Flux VAE per
 // decoder channel; 128 would make the decodes 16× slower), at 128², 128×256
 // and 256² with an 11-token prompt. Writing its 2.2 GB of weights takes about
-// a minute; the whole suite about 1.5 minutes on 2 cores.
+// a minute; the whole suite about 1.5 minutes on 2 cores. And Qwen-Image (a
+// third suite) at its real widths (DiT 3072, Qwen2.5-VL-7B 3584 / FFN 18944,
+// 1 layer each, q4_0) with its own VAE's causal-3D layout, at CFG 2.5 with a
+// negative prompt, at the same three sizes (about a minute).
 //
 // Part of `npm run test:diffusion`. A build without deps/stable-diffusion.cpp
 // has no engine: the suite is then reported as skipped, with the reason in
@@ -27,7 +30,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { capabilities, setLogger, setLogLevel } from "../../lib/index";
 import { DiffusionModel, estimateDiffusionMemory } from "../../lib/diffusion/index";
 import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
-import { generateRandomSd15Model, generateRandomZImageModel } from "../../lib/tools";
+import { generateRandomQwenImageModel, generateRandomSd15Model, generateRandomZImageModel } from "../../lib/tools";
 import { tempDir, THREADS } from "../helpers";
 
 const device = (process.env.GENAI_NATIVE_DEVICE ?? "cpu").toLowerCase();
@@ -102,65 +105,107 @@ describe.skipIf(skipReason !== undefined)(title, () => {
   });
 });
 
-const ZI_LINE = /\b(qwen3|z_image|vae) compute buffer size: ([\d.]+) MB\((?:RAM|VRAM)\)/;
-const ZI_TITLE = skipReason
-  ? `Z-Image memory estimate vs sd.cpp's compute buffers — SKIPPED: ${skipReason}`
-  : "Z-Image memory estimate vs sd.cpp's compute buffers (random weights at Z-Image-Turbo's widths, 1 layer, CPU)";
+/**
+ * A DiT family's suite: parts written by `write` into a temp folder, one
+ * generation per size (1 step, `params`), sd.cpp's logged buffers per runner
+ * (`runners`: its runner names for the text encoder, the DiT and the VAE)
+ * against estimateDiffusionMemory with `promptTokens`, each within 10 %.
+ */
+function ditMemorySuite(
+  name: string,
+  family: "zimage" | "qwenimage",
+  runners: readonly [textEncoder: string, diffusion: string, vae: string],
+  write: (dir: string) => Promise<{ diffusionModel: { path: string }; llm: { path: string }; vae: { path: string } }>,
+  params: { prompt: string; negativePrompt?: string; cfgScale: number; promptTokens: number },
+  sizes: readonly (readonly [number, number])[],
+): void {
+  const line = new RegExp(`\\b(${runners.join("|")}) compute buffer size: ([\\d.]+) MB\\((?:RAM|VRAM)\\)`);
+  const title = skipReason
+    ? `${name} memory estimate vs sd.cpp's compute buffers — SKIPPED: ${skipReason}`
+    : `${name} memory estimate vs sd.cpp's compute buffers`;
+  describe.skipIf(skipReason !== undefined)(title, () => {
+    let tmp: ReturnType<typeof tempDir>;
+    let load: { diffusionModel: string; llm: string; vae: string };
+    let sd: DiffusionModel;
+    const lines: string[] = [];
 
-describe.skipIf(skipReason !== undefined)(ZI_TITLE, () => {
-  let tmp: ReturnType<typeof tempDir>;
-  let load: { diffusionModel: string; llm: string; vae: string };
-  let sd: DiffusionModel;
-  const lines: string[] = [];
-
-  beforeAll(async () => {
-    tmp = tempDir("genai-native-zi-memory-");
-    const sizes = { ditHidden: 3840, ditLayers: 1, ditRefinerLayers: 1, ditFfn: 10240, teHidden: 2560, teLayers: 1, teFfn: 9728, vaeDecoderChannels: 32 };
-    const parts = await generateRandomZImageModel(path.join(tmp.dir, "zi"), { seed: 5, sizes });
-    load = { diffusionModel: parts.diffusionModel.path, llm: parts.llm.path, vae: parts.vae.path };
-    sd = await DiffusionModel.load({ ...load, threads: THREADS });
-    setLogLevel("debug");
-    setLogger((_level, message) => {
-      if (ZI_LINE.test(message)) lines.push(message);
+    beforeAll(async () => {
+      tmp = tempDir(`genai-native-${family}-memory-`);
+      const parts = await write(tmp.dir);
+      load = { diffusionModel: parts.diffusionModel.path, llm: parts.llm.path, vae: parts.vae.path };
+      sd = await DiffusionModel.load({ ...load, threads: THREADS });
+      setLogLevel("debug");
+      setLogger((_level, message) => {
+        if (line.test(message)) lines.push(message);
+      });
+    }, 300_000);
+    afterAll(async () => {
+      setLogger(null);
+      setLogLevel("error");
+      await sd?.dispose();
+      tmp?.cleanup();
     });
-  }, 300_000);
-  afterAll(async () => {
-    setLogger(null);
-    setLogLevel("error");
-    await sd?.dispose();
-    tmp?.cleanup();
-  });
 
-  it.each([
+    it.each(sizes)("%i×%i pixels: the estimated compute buffers are within 10 % of sd.cpp's (peak and each part)", async (width, height) => {
+      lines.length = 0;
+      const { promptTokens, ...gen } = params;
+      await sd.generate({ ...gen, width, height, steps: 1, seed: 1, output: "raw" }).done;
+      await new Promise((r) => setTimeout(r, 50));
+      const measured = { textEncoder: 0, diffusion: 0, vae: 0 };
+      const keys = ["textEncoder", "diffusion", "vae"] as const;
+      for (const l of lines) {
+        const m = line.exec(l);
+        if (m) {
+          const k = keys[runners.indexOf(m[1])];
+          measured[k] = Math.max(measured[k], Number(m[2]) * MiB);
+        }
+      }
+      const e = await estimateDiffusionMemory(load, { width, height, promptTokens });
+      expect(e.family).toBe(family);
+      const est = e.compute;
+      if (!est) throw new Error(`no compute estimate: ${e.computeUnknownReason}`);
+      expect(measured.textEncoder * measured.diffusion * measured.vae).toBeGreaterThan(0);
+      const peak = Math.max(measured.textEncoder, measured.diffusion, measured.vae);
+      const err = (a: number, b: number) => a / b - 1;
+      const row = (k: keyof typeof measured) => `${k} ${(measured[k] / MiB).toFixed(2)} vs ${(est[k] / MiB).toFixed(2)}`;
+      console.log(
+        `[diffusion memory] ${name} ${width}×${height}: peak measured ${(peak / MiB).toFixed(2)} MiB, estimated ${(est.peak / MiB).toFixed(2)}; ${row("textEncoder")}; ${row("diffusion")}; ${row("vae")}`,
+      );
+      expect(Math.abs(err(est.peak, peak))).toBeLessThan(0.1);
+      for (const k of keys) expect(Math.abs(err(est[k], measured[k]))).toBeLessThan(0.1);
+    });
+  });
+}
+
+// "a lighthouse": 3 prompt tokens, 11 with Z-Image's chat template (sd.cpp's tokenizer log)
+ditMemorySuite(
+  "Z-Image (random weights at Z-Image-Turbo's widths, 1 layer, CPU)",
+  "zimage",
+  ["qwen3", "z_image", "vae"],
+  (dir) =>
+    generateRandomZImageModel(path.join(dir, "zi"), {
+      seed: 5,
+      sizes: { ditHidden: 3840, ditLayers: 1, ditRefinerLayers: 1, ditFfn: 10240, teHidden: 2560, teLayers: 1, teFfn: 9728, vaeDecoderChannels: 32 },
+    }),
+  { prompt: "a lighthouse", cfgScale: 1, promptTokens: 3 },
+  [
     [128, 128],
     [128, 256],
     [256, 256],
-  ])("%i×%i pixels: the estimated compute buffers are within 10 % of sd.cpp's (peak and each part)", async (width, height) => {
-    lines.length = 0;
-    // "a lighthouse": 3 prompt tokens, 11 with Z-Image's chat template (sd.cpp's tokenizer log)
-    await sd.generate({ prompt: "a lighthouse", width, height, steps: 1, cfgScale: 1, seed: 1, output: "raw" }).done;
-    await new Promise((r) => setTimeout(r, 50));
-    const measured = { textEncoder: 0, diffusion: 0, vae: 0 };
-    const part = { qwen3: "textEncoder", z_image: "diffusion", vae: "vae" } as const;
-    for (const l of lines) {
-      const m = ZI_LINE.exec(l);
-      if (m) {
-        const k = part[m[1] as keyof typeof part];
-        measured[k] = Math.max(measured[k], Number(m[2]) * MiB);
-      }
-    }
-    const e = await estimateDiffusionMemory(load, { width, height, promptTokens: 3 });
-    expect(e.family).toBe("zimage");
-    const est = e.compute;
-    if (!est) throw new Error(`no compute estimate: ${e.computeUnknownReason}`);
-    expect(measured.textEncoder * measured.diffusion * measured.vae).toBeGreaterThan(0);
-    const peak = Math.max(measured.textEncoder, measured.diffusion, measured.vae);
-    const err = (a: number, b: number) => a / b - 1;
-    const row = (k: keyof typeof measured) => `${k} ${(measured[k] / MiB).toFixed(2)} vs ${(est[k] / MiB).toFixed(2)}`;
-    console.log(
-      `[diffusion memory] Z-Image ${width}×${height}: peak measured ${(peak / MiB).toFixed(2)} MiB, estimated ${(est.peak / MiB).toFixed(2)}; ${row("textEncoder")}; ${row("diffusion")}; ${row("vae")}`,
-    );
-    expect(Math.abs(err(est.peak, peak))).toBeLessThan(0.1);
-    for (const k of ["textEncoder", "diffusion", "vae"] as const) expect(Math.abs(err(est[k], measured[k]))).toBeLessThan(0.1);
-  });
-});
+  ],
+);
+
+// Qwen-Image as people download it: its own VAE file is the causal-3D Wan VAE. CFG 2.5 with a negative prompt (the
+// unconditioned pass reuses the DiT's graph: the longer prompt counts, here "a lighthouse", 3 tokens).
+ditMemorySuite(
+  "Qwen-Image (random weights at Qwen-Image's widths, Qwen2.5-VL-7B's FFN, the causal-3D Wan VAE, 1 layer, CFG 2.5, CPU)",
+  "qwenimage",
+  ["qwen2.5vl", "qwen_image", "wan_vae"],
+  (dir) => generateRandomQwenImageModel(path.join(dir, "qi"), { seed: 5, vae: "causal3d", sizes: { teFfn: 18944 } }),
+  { prompt: "a lighthouse", negativePrompt: "blurry", cfgScale: 2.5, promptTokens: 3 },
+  [
+    [128, 128],
+    [128, 256],
+    [256, 256],
+  ],
+);

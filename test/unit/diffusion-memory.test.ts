@@ -231,7 +231,7 @@ describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 2 [klein], Qw
     }
   });
 
-  it("other widths, Flux 2 [dev], a missing text encoder, the causal-3D Wan VAE and tiling of the Wan VAE: the family, no compute, the reason", async () => {
+  it("other widths, Flux 2 [dev], a missing text encoder and tiling of the Wan VAE: the family, no compute, the reason", async () => {
     const tiny = parts("zi-tiny", zImageDitPlan("f16"), zImageTextEncoderPlan("f16"), zImageVaePlan("f16"));
     const t = await estimateDiffusionMemory(tiny.load, { width: 256, height: 256 });
     expect([t.family, t.compute, t.total]).toEqual(["zimage", undefined, undefined]);
@@ -250,18 +250,27 @@ describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 2 [klein], Qw
     const noLlm = await estimateDiffusionMemory({ diffusionModel: tiny.load.diffusionModel, vae: tiny.load.vae }, { width: 256, height: 256 });
     expect([noLlm.family, noLlm.compute, noLlm.computeUnknownReason]).toEqual(["zimage", undefined, expect.stringMatching(/no LLM text encoder/)]);
 
-    // the causal-3D Wan VAE: conv kernels [3, 3, 3, in·out] (decoder.conv1's ne[2] is 3)
-    const qi3d = parts(
-      "qi-3d",
-      qwenImageDitPlan("f16", QI),
-      qwenImageTextEncoderPlan("f16", QI),
-      qwenImageVaePlan("f16", QI).map((s) => (s.name === "decoder.conv1.weight" ? { ...s, shape: [3, 3, 3, s.shape[2] * s.shape[3]] } : s)),
-    );
-    const q = await estimateDiffusionMemory(qi3d.load, { width: 512, height: 512 });
-    expect([q.family, q.compute, q.computeUnknownReason]).toEqual(["qwenimage", undefined, expect.stringMatching(/causal-3D Wan VAE/)]);
     const qi2d = parts("qi-2d", qwenImageDitPlan("f16", QI), qwenImageTextEncoderPlan("f16", QI), qwenImageVaePlan("f16", QI));
     const tiled = await estimateDiffusionMemory({ ...qi2d.load, vaeTiling: true }, { width: 512, height: 512 });
     expect([tiled.compute, tiled.computeUnknownReason]).toEqual([undefined, "vaeTiling was not measured for qwenimage"]);
+  });
+
+  it("Qwen-Image's own VAE file (the causal-3D Wan VAE, decoder.conv1 [3, 3, 3, in·out]): its own VAE coefficients, the rest as with the 2D one", async () => {
+    const qi3d = parts("qi-3d", qwenImageDitPlan("f16", QI), qwenImageTextEncoderPlan("f16", QI), qwenImageVaePlan("f16", QI, "causal3d"));
+    const qi2d = parts("qi-2d-b", qwenImageDitPlan("f16", QI), qwenImageTextEncoderPlan("f16", QI), qwenImageVaePlan("f16", QI));
+    const size = { width: 512, height: 512 };
+    const q3 = await estimateDiffusionMemory(qi3d.load, size);
+    const q2 = await estimateDiffusionMemory(qi2d.load, size);
+    expect([q3.family, q3.computeUnknownReason]).toEqual(["qwenimage", undefined]);
+    // 78 bytes per pixel per channel (96) + 525 per latent token: 1874 MiB, as sd.cpp logged 1874.50 MiB at 512²
+    expect(q3.compute?.vae).toBe(78 * 96 * 512 * 512 + 525 * 64 * 64);
+    expect(Math.abs((q3.compute?.vae ?? 0) / (1874.5 * 2 ** 20) - 1)).toBeLessThan(0.01);
+    expect([q3.compute?.diffusion, q3.compute?.textEncoder]).toEqual([q2.compute?.diffusion, q2.compute?.textEncoder]);
+    expect(q3.compute?.vae).toBeGreaterThan(1.5 * (q2.compute?.vae ?? Number.POSITIVE_INFINITY));
+    // 126.9 M parameters, as Wan 2.1's VAE
+    expect(q3.weights.vae).toBe(qi3d.bytes.vae);
+    expect(qwenImageVaePlan("f16", QI, "causal3d").reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0)).toBe(126_892_531);
+    expect(ditComputeBytes({ family: "qwenimage", ...DIT_COMPUTE_FIT.qwenimage.shape, vaeLayout: "causal3d" }, size)).toEqual(q3.compute);
   });
 
   it("token counts: Z-Image pads to 32, Flux 2 [klein] to 512 text tokens, Qwen-Image drops its 34 system-prompt tokens", () => {

@@ -51,11 +51,38 @@
  *    (Conv2dBut3d kernels, no temporal convs) when decoder.conv1.weight's
  *    ne[2] > 3 — a [3, 3, 16, 384] conv2d kernel — and the causal-3D one
  *    (CausalConv3d, [3, 3, 3, in·out], as Qwen-Image's own VAE) otherwise.
- *    The 2D one is written here (a third of the conv weights, same images
- *    for a single frame). Original Wan names (encoder.conv1,
- *    decoder.upsamples.N.residual.2, …), read under "vae." →
- *    "first_stage_model."; encode takes the mean half of conv1's output, so
- *    img2img is deterministic.
+ *    Either is written (`vae`): "2d" by default (a third of the conv
+ *    weights, same images for a single frame), or "causal3d", the layout
+ *    of Qwen-Image's own VAE file: every 3×3 conv of the residual blocks,
+ *    the encoder/decoder stems and heads as CausalConv3d kernels
+ *    [3, 3, 3, in·out] (CausalConv3d::init_params), the 1×1 shortcuts and
+ *    the conv1/conv2 between encoder and decoder as [1, 1, 1, in·out], and
+ *    a temporal `time_conv` [1, 1, 3, …] beside the spatial resample where
+ *    Wan 2.1 resamples time (encoder levels 1 and 2: downsample3d,
+ *    [1, 1, 3, C·C]; decoder levels 0 and 1: upsample3d, [1, 1, 3, C·2C]);
+ *    the resample convs and the middle attention's 1×1 convs stay 2D.
+ *    Original Wan names (encoder.conv1, decoder.upsamples.N.residual.2, …),
+ *    read under "vae." → "first_stage_model."; encode takes the mean half of
+ *    conv1's output, so img2img is deterministic.
+ *  - Vision tower (`vision: true`, for Qwen-Image-Edit): the Qwen2.5-VL
+ *    vision encoder as llama.cpp's converter writes it into an mmproj GGUF,
+ *    the file sd.cpp's `llm_vision_path` takes (src/model/te/llm.hpp
+ *    VisionModel, VisionBlock, VisionAttention, VisionMLP,
+ *    VisionPatchEmbed, VisionPatchMerger; src/name_conversion.cpp
+ *    llm_vision_name_map maps v.blk.N.attn_q → blocks.N.attn.q_proj, mm.0 →
+ *    merger.mlp.0, v.post_ln → merger.ln_q, …; read under
+ *    "text_encoders.llm.visual."). LLMConfig::detect_from_weights reads the
+ *    width (patch_embed), the depth (blocks.N), the MLP width and the
+ *    merger's output width from the weights; fixed by the code: 16 heads,
+ *    patch 14, temporal patch 2 (written as the two halves patch_embd.weight
+ *    and patch_embd.weight.1), 2 × 2 spatial merge, window 112 pixels,
+ *    full attention in blocks 7, 15, 23 and 31 (none of them here). The
+ *    merger's output must be the text encoder's hidden size (3584): the
+ *    image's embeddings replace <|image_pad|> tokens in the LLM's input.
+ *    With reference images sd.cpp then runs QwenImageEditPlusPipeline (the
+ *    edit system prompt, "Picture N: <|vision_start|>…<|vision_end|>");
+ *    without the vision tower, reference images reach only the DiT (their
+ *    VAE latents). Here: 2 blocks of 256 (head width 16), MLP 64.
  *
  * Types: norm weights 1.0 and biases 0.0 (f32), linear weights and the token
  * embedding `type` (q4_0 by default), VAE conv kernels f16 (f32 for type
@@ -90,6 +117,13 @@ export const QWEN_IMAGE_TINY = {
   vaeChannels: 96,
   vaeChannelMult: [1, 2, 4, 4],
   vaeResBlocks: 2,
+  /** Qwen2.5-VL vision tower (vision: true): width (16 heads of visionHidden / 16), blocks, SiLU-gated MLP width. */
+  visionHidden: 256,
+  visionLayers: 2,
+  visionFfn: 64,
+  /** Patch side (14) and the 2 × 2 merge (both fixed by sd.cpp). */
+  visionPatch: 14,
+  visionMerge: 2,
 } as const;
 
 /** The sizes a Qwen-Image model is written with (QWEN_IMAGE_TINY's fields). */
@@ -117,7 +151,14 @@ export interface GenerateQwenImageOptions {
    * that load and then abort at the first generation.
    */
   sizes?: Partial<QwenImageSizes>;
+  /** The VAE's layout: "2d" (default, the smaller file) or "causal3d" (Qwen-Image's own VAE file's). */
+  vae?: QwenImageVae;
+  /** Also write the Qwen2.5-VL vision tower (an mmproj GGUF, for Qwen-Image-Edit's reference images). Default false. */
+  vision?: boolean;
 }
+
+/** The Wan VAE's two layouts in sd.cpp: 2D convs, or causal 3D convs (Qwen-Image's and Wan 2.1's own). */
+export type QwenImageVae = "2d" | "causal3d";
 
 export interface GenerateQwenImageResult {
   /** DiffusionLoadOptions.diffusionModel */
@@ -126,8 +167,11 @@ export interface GenerateQwenImageResult {
   llm: GeneratedPart;
   /** DiffusionLoadOptions.vae */
   vae: GeneratedPart;
+  /** DiffusionLoadOptions.llmVision, with `vision: true` */
+  llmVision?: GeneratedPart;
   seed: number;
   type: QwenImageType;
+  vaeLayout: QwenImageVae;
 }
 
 /** A quantized type for a weight of `inF` inputs only when its rows are whole blocks (sd.cpp falls back to f32 otherwise). */
@@ -183,17 +227,32 @@ export function qwenImageTextEncoderPlan(type: QwenImageType = "q4_0", S: QwenIm
   return P.specs;
 }
 
-/** WanVAE tensors, the 2D variant (original Wan names). */
-export function qwenImageVaePlan(type: QwenImageType = "q4_0", S: QwenImageSizes = QWEN_IMAGE_TINY): PartTensorSpec[] {
+/** WanVAE tensors, the 2D or the causal-3D variant (original Wan names). */
+export function qwenImageVaePlan(type: QwenImageType = "q4_0", S: QwenImageSizes = QWEN_IMAGE_TINY, layout: QwenImageVae = "2d"): PartTensorSpec[] {
   const kernel = type === "f32" ? GgmlType.F32 : GgmlType.F16;
   const P = planner(kernel, kernel);
   const gamma = (p: string, c: number): void => P.add(`${p}.gamma`, [c], GgmlType.F32, "one");
+  /** A k×k conv that is causal 3D (k×k×k, ggml [k, k, k, in·out]) in the 3D layout. */
+  const conv3 = (p: string, i: number, o: number, k: number): void => {
+    if (layout === "2d") {
+      P.conv(p, i, o, k);
+      return;
+    }
+    P.add(`${p}.weight`, [k, k, k, i * o], kernel, "weight");
+    P.add(`${p}.bias`, [o], GgmlType.F32, "zero");
+  };
+  /** Wan 2.1's temporal resample beside a spatial one (3D layout only): CausalConv3d kernel (3, 1, 1), ggml [1, 1, 3, in·out]. */
+  const timeConv = (p: string, i: number, o: number): void => {
+    if (layout === "2d") return;
+    P.add(`${p}.time_conv.weight`, [1, 1, 3, i * o], kernel, "weight");
+    P.add(`${p}.time_conv.bias`, [o], GgmlType.F32, "zero");
+  };
   const residual = (p: string, i: number, o: number): void => {
     gamma(`${p}.residual.0`, i);
-    P.conv(`${p}.residual.2`, i, o, 3);
+    conv3(`${p}.residual.2`, i, o, 3);
     gamma(`${p}.residual.3`, o);
-    P.conv(`${p}.residual.6`, o, o, 3);
-    if (i !== o) P.conv(`${p}.shortcut`, i, o, 1);
+    conv3(`${p}.residual.6`, o, o, 3);
+    if (i !== o) conv3(`${p}.shortcut`, i, o, 1);
   };
   const middle = (p: string, c: number): void => {
     residual(`${p}.middle.0`, c, c);
@@ -206,7 +265,7 @@ export function qwenImageVaePlan(type: QwenImageType = "q4_0", S: QwenImageSizes
   const vm = S.vaeChannelMult;
   const d = S.vaeChannels;
   // encoder (Encoder3d): conv1, then per level residual blocks and a stride-2 conv but after the last
-  P.conv("encoder.conv1", 3, d, 3);
+  conv3("encoder.conv1", 3, d, 3);
   let c: number = d;
   let idx = 0;
   for (let i = 0; i < vm.length; i++) {
@@ -214,16 +273,20 @@ export function qwenImageVaePlan(type: QwenImageType = "q4_0", S: QwenImageSizes
       residual(`encoder.downsamples.${idx++}`, c, d * vm[i]);
       c = d * vm[i];
     }
-    if (i !== vm.length - 1) P.conv(`encoder.downsamples.${idx++}.resample.1`, c, c, 3);
+    if (i !== vm.length - 1) {
+      // Wan 2.1 downsamples time at levels 1 and 2 (temperal_downsample false, true, true)
+      if (i > 0) timeConv(`encoder.downsamples.${idx}`, c, c);
+      P.conv(`encoder.downsamples.${idx++}.resample.1`, c, c, 3);
+    }
   }
   middle("encoder", c);
   gamma("encoder.head.0", c);
-  P.conv("encoder.head.2", c, 2 * z, 3);
-  P.conv("conv1", 2 * z, 2 * z, 1);
+  conv3("encoder.head.2", c, 2 * z, 3);
+  conv3("conv1", 2 * z, 2 * z, 1);
   // decoder (Decoder3d): each upsample conv halves the channels, so the next level starts at half
-  P.conv("conv2", z, z, 1);
+  conv3("conv2", z, z, 1);
   c = d * vm[vm.length - 1];
-  P.conv("decoder.conv1", z, c, 3);
+  conv3("decoder.conv1", z, c, 3);
   middle("decoder", c);
   idx = 0;
   for (let i = vm.length - 1; i >= 0; i--) {
@@ -232,30 +295,87 @@ export function qwenImageVaePlan(type: QwenImageType = "q4_0", S: QwenImageSizes
       residual(`decoder.upsamples.${idx++}`, c, d * vm[i]);
       c = d * vm[i];
     }
-    if (i !== 0) P.conv(`decoder.upsamples.${idx++}.resample.1`, c, c / 2, 3);
+    if (i !== 0) {
+      // and upsamples it at the first two (temperal_upsample true, true, false): time_conv doubles the channels
+      if (i > 1) timeConv(`decoder.upsamples.${idx}`, c, 2 * c);
+      P.conv(`decoder.upsamples.${idx++}.resample.1`, c, c / 2, 3);
+    }
   }
   gamma("decoder.head.0", c);
-  P.conv("decoder.head.2", c, 3, 3);
+  conv3("decoder.head.2", c, 3, 3);
   return P.specs;
 }
 
 /**
- * Writes qwen-image-dit.gguf, qwen-image-qwen2.5-vl.gguf and
- * qwen-image-vae.gguf (sizes: QWEN_IMAGE_TINY: 380 M DiT + 574 M text
- * encoder + 44.6 M VAE parameters, ~627 MB as q4_0, ~2 GB as f16) into `dir`. Load them with
- * DiffusionModel.load({ diffusionModel, llm, vae }); sample with cfgScale 1
- * (one DiT pass a step) and sd.cpp's defaults for Qwen-Image (euler,
- * discrete flow schedule). Sizes are multiples of 8 (the VAE's factor; the
- * 2×2 patches are padded).
+ * The Qwen2.5-VL vision tower's tensors (llama.cpp mmproj names), its merger
+ * writing S.teHidden wide embeddings. Linear weights in `type` (f16 where a
+ * row is not whole q4_0 / q8_0 blocks), norms f32, the patch embedding f16.
  */
-export async function generateRandomQwenImageModel(dir: string, opts: GenerateQwenImageOptions = {}): Promise<GenerateQwenImageResult> {
+export function qwenImageVisionPlan(type: QwenImageType = "q4_0", S: QwenImageSizes = QWEN_IMAGE_TINY): PartTensorSpec[] {
+  const lin = TYPES[type];
+  const P = planner(lin, type === "f32" ? GgmlType.F32 : GgmlType.F16);
+  const linear = (p: string, inF: number, outF: number): void => P.linear(p, inF, outF, true, rowType(lin, inF));
+  const h = S.visionHidden;
+  const patch = type === "f32" ? GgmlType.F32 : GgmlType.F16;
+  // the temporal patch (2 frames; an image is repeated) as two conv2d halves, no bias (Qwen2.5-VL)
+  P.add("v.patch_embd.weight", [S.visionPatch, S.visionPatch, 3, h], patch, "weight");
+  P.add("v.patch_embd.weight.1", [S.visionPatch, S.visionPatch, 3, h], patch, "weight");
+  for (let l = 0; l < S.visionLayers; l++) {
+    const b = `v.blk.${l}`;
+    P.rms(`${b}.ln1`, h);
+    for (const n of ["attn_q", "attn_k", "attn_v", "attn_out"]) linear(`${b}.${n}`, h, h);
+    P.rms(`${b}.ln2`, h);
+    linear(`${b}.ffn_gate`, h, S.visionFfn);
+    linear(`${b}.ffn_up`, h, S.visionFfn);
+    linear(`${b}.ffn_down`, S.visionFfn, h);
+  }
+  const merged = h * S.visionMerge * S.visionMerge;
+  P.rms("v.post_ln", h);
+  linear("mm.0", merged, merged);
+  linear("mm.2", merged, S.teHidden);
+  return P.specs;
+}
+
+const writeVision = (file: string, type: QwenImageType, S: QwenImageSizes, seed: number) =>
+  writePart(file, "random-qwen2.5-vl-vision", qwenImageVisionPlan(type, S), seed, "clip", "Qwen-Image-Edit");
+
+/**
+ * Writes only the Qwen2.5-VL vision tower (`opts.sizes`' vision* fields, its
+ * output teHidden wide) to `file`: the part generateRandomQwenImageModel
+ * writes with `vision: true`, for a tower of other sizes.
+ * @throws RangeError for a bad seed or type
+ */
+export async function generateRandomQwenImageVision(file: string, opts: Omit<GenerateQwenImageOptions, "vae" | "vision"> = {}): Promise<GeneratedPart> {
+  const { type, seed, S } = checkOptions(opts);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  return writeVision(file, type, S, seed);
+}
+
+function checkOptions(opts: GenerateQwenImageOptions): { type: QwenImageType; seed: number; S: QwenImageSizes } {
   const type = opts.type ?? "q4_0";
   if (!Object.hasOwn(TYPES, type)) throw new RangeError(`type must be one of ${Object.keys(TYPES).join(", ")}, got ${String(type)}`);
   if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
     throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
   }
-  const seed = (opts.seed ?? 1) >>> 0;
-  const S: QwenImageSizes = { ...QWEN_IMAGE_TINY, ...opts.sizes };
+  return { type, seed: (opts.seed ?? 1) >>> 0, S: { ...QWEN_IMAGE_TINY, ...opts.sizes } };
+}
+
+/**
+ * Writes qwen-image-dit.gguf, qwen-image-qwen2.5-vl.gguf and
+ * qwen-image-vae.gguf (sizes: QWEN_IMAGE_TINY: 380 M DiT + 574 M text
+ * encoder + 44.6 M VAE parameters, ~627 MB as q4_0, ~2 GB as f16) into `dir`;
+ * with `vae: "causal3d"` qwen-image-vae-causal3d.gguf instead (126.9 M
+ * parameters as Wan 2.1's VAE, 254 MB), with `vision: true` also
+ * qwen-image-mmproj.gguf (the vision tower, 5.7 M parameters, 3.6 MB). Load them with
+ * DiffusionModel.load({ diffusionModel, llm, vae, llmVision }); sample with cfgScale 1
+ * (one DiT pass a step) and sd.cpp's defaults for Qwen-Image (euler,
+ * discrete flow schedule). Sizes are multiples of 8 (the VAE's factor; the
+ * 2×2 patches are padded).
+ */
+export async function generateRandomQwenImageModel(dir: string, opts: GenerateQwenImageOptions = {}): Promise<GenerateQwenImageResult> {
+  const { type, seed, S } = checkOptions(opts);
+  const vaeLayout = opts.vae ?? "2d";
+  if (vaeLayout !== "2d" && vaeLayout !== "causal3d") throw new RangeError(`vae must be "2d" or "causal3d", got ${String(vaeLayout)}`);
   fs.mkdirSync(dir, { recursive: true });
   const family = "Qwen-Image";
   const diffusionModel = await writePart(path.join(dir, "qwen-image-dit.gguf"), "random-qwen-image-dit", qwenImageDitPlan(type, S), seed, undefined, family);
@@ -267,6 +387,14 @@ export async function generateRandomQwenImageModel(dir: string, opts: GenerateQw
     "qwen2vl",
     family,
   );
-  const vae = await writePart(path.join(dir, "qwen-image-vae.gguf"), "random-qwen-image-vae", qwenImageVaePlan(type, S), seed, undefined, family);
-  return { diffusionModel, llm, vae, seed, type };
+  const vae = await writePart(
+    path.join(dir, vaeLayout === "2d" ? "qwen-image-vae.gguf" : "qwen-image-vae-causal3d.gguf"),
+    "random-qwen-image-vae",
+    qwenImageVaePlan(type, S, vaeLayout),
+    seed,
+    undefined,
+    family,
+  );
+  const llmVision = opts.vision ? await writeVision(path.join(dir, "qwen-image-mmproj.gguf"), type, S, seed) : undefined;
+  return { diffusionModel, llm, vae, ...(llmVision && { llmVision }), seed, type, vaeLayout };
 }
