@@ -17,6 +17,8 @@ const Z_IMAGE_HEAD_DIM = 128;
 const Z_IMAGE_MIN_HIDDEN = 256;
 /** patch 2 × 2 */
 const PATCH_AREA = 4;
+/** The Qwen2.5-VL vision tower's attention heads (fixed by sd.cpp's LLMVisionConfig). */
+const QWEN_VISION_HEADS = 16;
 /** The Qwen3 layers whose hidden states Flux 2 [klein] concatenates (sd.cpp's conditioner.hpp). */
 const FLUX2_KLEIN_LAYERS = [9, 18, 27];
 
@@ -99,13 +101,38 @@ function checkFlux2Klein(dit: Files, encoder: Files): void {
   checkQwenVocab(fail, te.vocab);
 }
 
-function checkQwenImage(dit: Files, encoder: Files): void {
+/**
+ * The Qwen2.5-VL vision tower (llmVision, or `visual.` tensors in the llm
+ * file): llama.cpp mmproj names (v.post_ln, mm.0, mm.2) or Hugging Face's
+ * (merger.ln_q, merger.mlp.0, merger.mlp.2). sd.cpp (src/model/te/llm.hpp)
+ * builds it with 16 heads (VisionAttention GGML_ASSERTs hidden = 16 × head
+ * width when the model loads), rotates half of each head's width per image
+ * axis (Rope::gen_qwen2vl_pe: an even head width), merges 2 × 2 patches into
+ * the merger's input (4 × hidden) and puts its output in place of
+ * <|image_pad|> tokens of the text encoder's input (its hidden size).
+ */
+function checkQwenVision(fail: (why: string) => never, vision: Files, teHidden: number | undefined): void {
+  const hidden = dim(vision, "v.post_ln.weight", 0) ?? dim(vision, "merger.ln_q.weight", 0);
+  const mergeIn = dim(vision, "mm.0.weight", 0) ?? dim(vision, "merger.mlp.0.weight", 0);
+  const out = dim(vision, "mm.2.weight", 1) ?? dim(vision, "merger.mlp.2.weight", 1);
+  if (hidden !== undefined && hidden % (2 * QWEN_VISION_HEADS) !== 0)
+    fail(`the vision tower (llmVision) is ${hidden} wide, not ${QWEN_VISION_HEADS} heads of an even width (a multiple of ${2 * QWEN_VISION_HEADS})`);
+  if (hidden !== undefined && mergeIn !== undefined && mergeIn !== PATCH_AREA * hidden)
+    fail(`the vision tower's merger takes ${mergeIn} features, 2 × 2 patches of its width ${hidden} are ${PATCH_AREA * hidden}`);
+  if (out !== undefined && teHidden !== undefined && out !== teHidden)
+    fail(
+      `the vision tower (llmVision) gives ${out}-wide image embeddings, the text encoder (llm) is ${teHidden} wide (use the vision tower of the same Qwen2.5-VL)`,
+    );
+}
+
+function checkQwenImage(dit: Files, encoder: Files, vision: Files): void {
   const fail = failer("Qwen-Image");
   const te = embedding(encoder);
   const width = dim(dit, "txt_norm.weight", 0);
   if (width !== undefined && te.hidden !== undefined && width !== te.hidden)
     fail(`the text encoder (llm) has hidden size ${te.hidden}, the diffusion model takes ${width} (Qwen-Image's is Qwen2.5-VL 7B)`);
   checkQwenVocab(fail, te.vocab);
+  checkQwenVision(fail, vision, te.hidden);
 }
 
 /** A ControlNet adds its outputs to the UNet's blocks (sd.cpp's unet.hpp): both must have the same model channels. */
@@ -128,7 +155,9 @@ function checkControlNet(dit: Files, control: TensorInfo[]): void {
  *    the DiT's txt_in input = the Qwen3 hidden size × its layers in
  *    {9, 18, 27} (at least 1);
  *  - Qwen-Image (`transformer_blocks.0.img_mod.1`, img_in not 128 wide): the
- *    Qwen2.5-VL hidden size = the DiT's txt_norm width;
+ *    Qwen2.5-VL hidden size = the DiT's txt_norm width; its vision tower
+ *    (llmVision), if any: 16 heads of an even width, a merger taking 2 × 2
+ *    patches and giving the text encoder's hidden size;
  *  - all three: the text encoder's vocabulary covers the Qwen tokenizer's ids;
  *  - a ControlNet: its model channels = the UNet's (sd.cpp builds every
  *    ControlNet with SD1's 320; on a narrower UNet it aborts in ggml_add).
@@ -136,7 +165,7 @@ function checkControlNet(dit: Files, control: TensorInfo[]): void {
  * @throws GenaiError INVALID_MODEL naming what does not fit
  */
 export async function checkDiffusionParts(load: DiffusionLoadOptions): Promise<void> {
-  const [m, d, v, l, c] = await Promise.all([load.model, load.diffusionModel, load.vae, load.llm, load.controlNet].map(tensorsOf));
+  const [m, d, v, l, c, lv] = await Promise.all([load.model, load.diffusionModel, load.vae, load.llm, load.controlNet, load.llmVision].map(tensorsOf));
   const dit = [d, m];
   const encoder = [l, m];
   checkControlNet(dit, c);
@@ -144,5 +173,5 @@ export async function checkDiffusionParts(load: DiffusionLoadOptions): Promise<v
   if (family === "zimage") checkZImage(dit, encoder, [v, m]);
   else if (family === "flux2-klein")
     checkFlux2Klein(dit, encoder); // Flux 2 [dev] has a Mistral encoder: not checked
-  else if (family === "qwenimage") checkQwenImage(dit, encoder);
+  else if (family === "qwenimage") checkQwenImage(dit, encoder, [lv, l, m]);
 }

@@ -175,10 +175,10 @@ constexpr FilePart kFileParts[] = {
     {"photoMaker", &sd_ctx_params_t::photo_maker_path},
     {"taesd", &sd_ctx_params_t::taesd_path},
 };
-constexpr size_t kModel = 0, kDiffusionModel = 1, kVae = 2, kLlm = 6, kControlNet = 9;  // indices into kFileParts
+constexpr size_t kModel = 0, kDiffusionModel = 1, kVae = 2, kLlm = 6, kLlmVision = 7, kControlNet = 9;  // indices into kFileParts
 static_assert(std::string_view(kFileParts[kModel].key) == "model" && std::string_view(kFileParts[kDiffusionModel].key) == "diffusionModel" &&
               std::string_view(kFileParts[kVae].key) == "vae" && std::string_view(kFileParts[kLlm].key) == "llm" &&
-              std::string_view(kFileParts[kControlNet].key) == "controlNet");
+              std::string_view(kFileParts[kLlmVision].key) == "llmVision" && std::string_view(kFileParts[kControlNet].key) == "controlNet");
 }  // namespace
 
 Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
@@ -217,7 +217,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   auto work = [files, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
     for (size_t i = 0; i < files.size(); i++)
       if (!files[i].empty()) CheckModelFileExtent(files[i], kFileParts[i].key);
-    CheckDiffusionParts(files[kModel], files[kDiffusionModel], files[kVae], files[kLlm], files[kControlNet]);
+    CheckDiffusionParts(files[kModel], files[kDiffusionModel], files[kVae], files[kLlm], files[kLlmVision], files[kControlNet]);
     auto model = std::make_shared<SdModel>();
     model->vae_tiling = vae_tiling;
     std::string errors;

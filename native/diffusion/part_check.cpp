@@ -144,13 +144,37 @@ void CheckFlux2Klein(const std::vector<const Tensors*>& dit, const std::vector<c
   CheckQwenVocab(kFamily, te_vocab);
 }
 
-void CheckQwenImage(const std::vector<const Tensors*>& dit, const std::vector<const Tensors*>& encoder) {
+// The Qwen2.5-VL vision tower (llmVision, or `visual.` tensors in the llm file), llama.cpp mmproj names or Hugging
+// Face's: sd.cpp (src/model/te/llm.hpp) builds it with 16 heads (VisionAttention GGML_ASSERTs hidden = 16 × head width
+// at load), rotates half of a head's width per image axis (an even head width), feeds 2 × 2 merged patches to the
+// merger and puts its output in place of <|image_pad|> tokens in the text encoder's input (its hidden size).
+void CheckQwenVision(const char* family, const std::vector<const Tensors*>& vision, std::optional<int64_t> te_hidden) {
+  constexpr int64_t kHeads = 16, kMergeArea = 4;
+  std::optional<int64_t> hidden = Dim(vision, "v.post_ln.weight", 0);
+  if (!hidden) hidden = Dim(vision, "merger.ln_q.weight", 0);
+  std::optional<int64_t> merge_in = Dim(vision, "mm.0.weight", 0);
+  if (!merge_in) merge_in = Dim(vision, "merger.mlp.0.weight", 0);
+  std::optional<int64_t> out = Dim(vision, "mm.2.weight", 1);
+  if (!out) out = Dim(vision, "merger.mlp.2.weight", 1);
+  if (hidden && *hidden % (2 * kHeads) != 0)
+    Fail(family, "the vision tower (llmVision) is " + std::to_string(*hidden) + " wide, not " + std::to_string(kHeads) +
+                     " heads of an even width (a multiple of " + std::to_string(2 * kHeads) + ")");
+  if (hidden && merge_in && *merge_in != kMergeArea * *hidden)
+    Fail(family, "the vision tower's merger takes " + std::to_string(*merge_in) + " features, 2 × 2 patches of its width " + std::to_string(*hidden) + " are " +
+                     std::to_string(kMergeArea * *hidden));
+  if (out && te_hidden && *out != *te_hidden)
+    Fail(family, "the vision tower (llmVision) gives " + std::to_string(*out) + "-wide image embeddings, the text encoder (llm) is " +
+                     std::to_string(*te_hidden) + " wide (use the vision tower of the same Qwen2.5-VL)");
+}
+
+void CheckQwenImage(const std::vector<const Tensors*>& dit, const std::vector<const Tensors*>& encoder, const std::vector<const Tensors*>& vision) {
   constexpr const char* kFamily = "Qwen-Image";
   auto [te_hidden, te_vocab] = TextEncoderEmbedding(encoder);
   if (std::optional<int64_t> width = Dim(dit, "txt_norm.weight", 0); width && te_hidden && *width != *te_hidden)
     Fail(kFamily, "the text encoder (llm) has hidden size " + std::to_string(*te_hidden) + ", the diffusion model takes " + std::to_string(*width) +
                       " (Qwen-Image's is Qwen2.5-VL 7B)");
   CheckQwenVocab(kFamily, te_vocab);
+  CheckQwenVision(kFamily, vision, te_hidden);
 }
 
 // A ControlNet adds its outputs to the UNet's blocks (unet.hpp): the two must be equally wide. sd.cpp builds every
@@ -165,9 +189,9 @@ void CheckControlNet(const std::vector<const Tensors*>& dit, const Tensors& cont
 }  // namespace
 
 void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm,
-                         const std::string& control_net) {
-  const Tensors m = Read(model), d = Read(diffusion_model), v = Read(vae), l = Read(llm);
-  const std::vector<const Tensors*> dit{&d, &m}, encoder{&l, &m}, autoencoder{&v, &m};
+                         const std::string& llm_vision, const std::string& control_net) {
+  const Tensors m = Read(model), d = Read(diffusion_model), v = Read(vae), l = Read(llm), lv = Read(llm_vision);
+  const std::vector<const Tensors*> dit{&d, &m}, encoder{&l, &m}, autoencoder{&v, &m}, vision{&lv, &l, &m};
   if (!control_net.empty()) CheckControlNet(dit, Read(control_net));
   // the families as src/model_loader.cpp get_sd_version tells them apart
   if (Dim(dit, "cap_embedder.0.weight", 0)) return CheckZImage(dit, encoder, autoencoder);
@@ -177,7 +201,7 @@ void CheckDiffusionParts(const std::string& model, const std::string& diffusion_
   }
   std::optional<int64_t> img_in = Dim(dit, "img_in.weight", 0);
   if (Dim(dit, "transformer_blocks.0.img_mod.1.weight", 0) && img_in && *img_in != 128 && !Dim(dit, "time_text_embed.addition_t_embedding.weight", 0))
-    CheckQwenImage(dit, encoder);
+    CheckQwenImage(dit, encoder, vision);
 }
 
 }  // namespace genai

@@ -24,12 +24,15 @@ namespace genai {
 //  - the vocabulary covers the Qwen2 tokenizer's ids.
 // Qwen-Image (`transformer_blocks.0.img_mod.1`, img_in not 128 wide):
 //  - the Qwen2.5-VL hidden size = the DiT's txt_norm width (3584);
+//  - its vision tower (llmVision, Qwen-Image-Edit), if any: 16 heads of an
+//    even width (sd.cpp asserts it at load), a merger taking 2 × 2 patches
+//    and giving the text encoder's hidden size;
 //  - the vocabulary covers the Qwen2 tokenizer's ids.
 // A ControlNet (any family): its model channels = the UNet's (sd.cpp adds its
 // outputs to the UNet's blocks; a 320-channel one on a narrower UNet aborts
 // in ggml_add at the first step).
 // A check whose tensors are not found is skipped. Throws CodedError INVALID_MODEL.
 void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm,
-                         const std::string& control_net);
+                         const std::string& llm_vision, const std::string& control_net);
 
 }  // namespace genai

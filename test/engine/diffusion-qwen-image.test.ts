@@ -13,7 +13,7 @@
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionModel } from "../../lib/diffusion/index";
-import { generateRandomQwenImageModel, type GenerateQwenImageResult } from "../../lib/tools";
+import { generateRandomQwenImageModel, generateRandomQwenImageVision, type GenerateQwenImageResult } from "../../lib/tools";
 import { tempDir, THREADS } from "../helpers";
 import {
   engineAvailable,
@@ -24,6 +24,9 @@ import {
   expectRefusedAtLoad,
   familyTitle,
   partFiles,
+  raw,
+  sameImage,
+  testPicture,
 } from "./diffusion-family";
 
 const SIZE = 64;
@@ -46,7 +49,7 @@ describe.skipIf(!engineAvailable)(familyTitle("Qwen-Image (random-weight DiT + Q
 
   beforeAll(async () => {
     tmp = tempDir("genai-native-sd-qwen-image-");
-    parts = await generateRandomQwenImageModel(path.join(tmp.dir, "q"), { seed: 11 });
+    parts = await generateRandomQwenImageModel(path.join(tmp.dir, "q"), { seed: 11, vision: true });
     sd = await DiffusionModel.load({ ...files(), threads: THREADS });
   }, 120_000);
   afterAll(async () => {
@@ -71,6 +74,21 @@ describe.skipIf(!engineAvailable)(familyTitle("Qwen-Image (random-weight DiT + Q
     await expectImg2ImgDepends(sd, base);
   }, 120_000);
 
+  it("Qwen-Image's own VAE layout (the causal-3D Wan VAE) decodes a varied image and encodes img2img's init image", async () => {
+    const own = await generateRandomQwenImageModel(path.join(tmp.dir, "causal3d"), { seed: 11, vae: "causal3d" });
+    expect(own.vae).toMatchObject({ parameters: 126_892_531 }); // Wan 2.1's VAE's count
+    const m = await DiffusionModel.load({ ...files(), vae: own.vae.path, threads: THREADS });
+    try {
+      const [img] = await m.generate({ ...base, seed: 3 }).done;
+      expect(new Set(raw(img).data).size).toBeGreaterThan(16);
+      const [plain] = await sd.generate({ ...base, seed: 3 }).done;
+      expect(sameImage(img, plain)).toBe(false); // another VAE, another image
+      await expectImg2ImgDepends(m, base);
+    } finally {
+      await m.dispose();
+    }
+  }, 240_000);
+
   it("a missing llm file is MODEL_NOT_FOUND; leaving the llm out is INVALID_MODEL", async () => {
     await expectLlmRequired(files(), tmp.dir);
   }, 60_000);
@@ -85,5 +103,53 @@ describe.skipIf(!engineAvailable)(familyTitle("Qwen-Image (random-weight DiT + Q
   it("a text encoder narrower than the DiT's 3584 is INVALID_MODEL at load; the loaded model still works", async () => {
     const odd = await generateRandomQwenImageModel(path.join(tmp.dir, "odd"), { seed: 3, sizes: { teHidden: 1024 } });
     await expectRefusedAtLoad({ ...files(), llm: odd.llm.path }, /text encoder \(llm\) has hidden size 1024, the diffusion model takes 3584/, sd, base);
+    // the same mismatch through the vision tower: its image embeddings go into the 3584-wide text encoder's input
+    const oddVision = await generateRandomQwenImageVision(path.join(tmp.dir, "odd", "mmproj-1024.gguf"), { seed: 3, sizes: { teHidden: 1024 } });
+    await expectRefusedAtLoad(
+      { ...files(), llmVision: oddVision.path },
+      /vision tower \(llmVision\) gives 1024-wide image embeddings, the text encoder \(llm\) is 3584 wide/,
+      sd,
+      base,
+    );
   }, 120_000);
+
+  // Qwen-Image-Edit(-Plus) is Qwen-Image plus Qwen2.5-VL's vision tower (an mmproj GGUF): with reference images the
+  // prompt becomes the edit template with the images' embeddings in it (QwenImageEditPlusPipeline); without the tower
+  // the reference images reach only the DiT, as VAE latents.
+  describe("Qwen-Image-Edit: the vision tower (llmVision)", () => {
+    let edit: DiffusionModel;
+    const ref = testPicture(SIZE, SIZE, 3);
+    beforeAll(async () => {
+      expect(parts.llmVision).toMatchObject({ tensors: 2 + 2 * 16 + 5 });
+      edit = await DiffusionModel.load({ ...files(), llmVision: parts.llmVision!.path, threads: THREADS });
+    }, 120_000);
+    afterAll(async () => {
+      await edit?.dispose();
+    });
+
+    it("a reference image reaches the text encoder through it: the same edit without the tower differs; text-to-image does not", async () => {
+      const [withTower] = await edit.generate({ ...base, seed: 9, refImages: [ref] }).done;
+      const [withoutTower] = await sd.generate({ ...base, seed: 9, refImages: [ref] }).done;
+      expect(sameImage(withTower, withoutTower)).toBe(false);
+      const [again] = await edit.generate({ ...base, seed: 9, refImages: [ref] }).done;
+      expect(sameImage(withTower, again)).toBe(true);
+      const [otherRef] = await edit.generate({ ...base, seed: 9, refImages: [testPicture(SIZE, SIZE, 7)] }).done;
+      expect(sameImage(withTower, otherRef)).toBe(false);
+      // no reference image: the tower is not used, the image is the plain model's
+      const [t2i] = await edit.generate({ ...base, seed: 9 }).done;
+      const [plain] = await sd.generate({ ...base, seed: 9 }).done;
+      expect(sameImage(t2i, plain)).toBe(true);
+    }, 240_000);
+
+    // sd.cpp builds the tower with 16 heads: a width that is not 16 heads of an even width fails a GGML_ASSERT (an
+    // abort) while the model loads
+    it("a vision tower that is not 16 heads of an even width is INVALID_MODEL at load; the loaded model still works", async () => {
+      // 72: not 16 whole heads (the assert in VisionAttention, at load); 80: heads 5 wide (a reshape assert at the first edit)
+      for (const width of [72, 80]) {
+        const odd = await generateRandomQwenImageVision(path.join(tmp.dir, `mmproj-${width}.gguf`), { seed: 4, sizes: { visionHidden: width } });
+        const why = new RegExp(`vision tower \\(llmVision\\) is ${width} wide, not 16 heads of an even width`);
+        await expectRefusedAtLoad({ ...files(), llmVision: odd.path }, why, edit, base);
+      }
+    }, 120_000);
+  });
 });

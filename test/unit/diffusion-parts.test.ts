@@ -12,6 +12,8 @@ import { checkDiffusionParts } from "../../lib/diffusion/parts";
 import {
   type Flux2Sizes,
   generateRandomFlux2KleinModel,
+  generateRandomQwenImageModel,
+  generateRandomQwenImageVision,
   generateRandomSd15ControlNet,
   generateRandomSd15Model,
   generateRandomZImageModel,
@@ -132,6 +134,46 @@ describe("a ControlNet of another width than the UNet", () => {
     await expect(DiffusionModel.load({ model, controlNet: wide.path }, counting)).rejects.toMatchObject({
       code: "INVALID_MODEL",
       message: expect.stringMatching(/the ControlNet \(controlNet\) has 64 model channels, the diffusion model's UNet 32/),
+    });
+    expect(engineLoads).toBe(0);
+  });
+});
+
+// Qwen-Image-Edit's vision tower (llmVision): sd.cpp builds it with 16 heads and puts its output into the text
+// encoder's input; the engine test (test/engine/diffusion-qwen-image.test.ts) has sd-cli's aborts for each case.
+describe("a Qwen-Image vision tower (llmVision) that does not fit", () => {
+  const tmp = tempDir("genai-native-parts-qwen-vision-");
+  // narrow parts: only the headers are read (the DiT is 128 wide, the text encoder 256)
+  const sizes = { ditHeads: 1, teHidden: 256, teVocab: 151936, vaeChannels: 8 };
+  let files: { diffusionModel: string; llm: string; vae: string; llmVision: string };
+  beforeAll(async () => {
+    const q = await generateRandomQwenImageModel(path.join(tmp.dir, "base"), { sizes, vision: true });
+    files = { diffusionModel: q.diffusionModel.path, llm: q.llm.path, vae: q.vae.path, llmVision: q.llmVision!.path };
+  }, 60_000);
+  afterAll(() => tmp.cleanup());
+
+  it("a tower of 16 heads of an even width, its merger giving the text encoder's width, passes", async () => {
+    await expect(checkDiffusionParts(files)).resolves.toBeUndefined();
+  });
+
+  it.each([
+    [{ visionHidden: 72 }, /vision tower \(llmVision\) is 72 wide, not 16 heads of an even width \(a multiple of 32\)/],
+    [{ visionHidden: 80 }, /vision tower \(llmVision\) is 80 wide/],
+    [{ teHidden: 512 }, /gives 512-wide image embeddings, the text encoder \(llm\) is 256 wide/],
+  ] as const)("a tower written with %o is INVALID_MODEL before the engine loads anything", async (odd, message) => {
+    const v = await generateRandomQwenImageVision(path.join(tmp.dir, `odd-${Object.entries(odd).flat().join("-")}.gguf`), { sizes: { ...sizes, ...odd } });
+    let engineLoads = 0;
+    const eng = fakeEngine(new FakeModel(1));
+    const counting = {
+      ...eng,
+      load: (...a: Parameters<typeof eng.load>) => {
+        engineLoads++;
+        return eng.load(...a);
+      },
+    };
+    await expect(DiffusionModel.load({ ...files, llmVision: v.path }, counting)).rejects.toMatchObject({
+      code: "INVALID_MODEL",
+      message: expect.stringMatching(message),
     });
     expect(engineLoads).toBe(0);
   });
