@@ -288,6 +288,8 @@ export interface DiffusionHandle {
     defaultSchedulers: Record<string, string>;
     imageGeneration: boolean;
     controlNet: boolean;
+    /** The PhotoMaker version loaded (generate's photoMaker needs one; 2: the file's name contains "v2"), 0: none. */
+    photoMaker: 0 | 1 | 2;
   };
   generate(params: DiffusionGenerateParams, onEvent: (e: Record<string, unknown>) => void, cancel: CancelToken): Promise<(NativeImage & { data: Buffer })[]>;
   cancel(mode: "all" | "newLatents"): void;

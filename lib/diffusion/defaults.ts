@@ -36,6 +36,16 @@ export const MAX_REF_IMAGES = 16;
  */
 export const MAX_REF_ASPECT = 8;
 
+/** At most this many PhotoMaker identity images per generation (PhotoMakerOptions.idImages). */
+export const MAX_PHOTO_MAKER_IMAGES = 16;
+
+/**
+ * The word the prompt names the PhotoMaker identity with, right after its
+ * class word ("a man img"): sd.cpp's photomaker_extension.cpp trigger_word,
+ * one CLIP token. Without it sd.cpp silently generates without PhotoMaker.
+ */
+export const PHOTO_MAKER_TRIGGER = "img";
+
 /** Largest flowShift (sd.cpp's own defaults are 1..12). */
 export const MAX_FLOW_SHIFT = 100;
 
@@ -61,6 +71,7 @@ export const IMAGE_DEFAULTS: Readonly<{
   strength: number;
   loraScale: number;
   controlStrength: number;
+  photoMakerStyleStrength: number;
   previewMode: "proj" | "tae" | "vae";
   previewIntervalSteps: number;
 }> = Object.freeze({
@@ -74,6 +85,7 @@ export const IMAGE_DEFAULTS: Readonly<{
   strength: 0.75,
   loraScale: 1,
   controlStrength: 0.9,
+  photoMakerStyleStrength: 20,
   previewMode: "proj",
   previewIntervalSteps: 1,
 });

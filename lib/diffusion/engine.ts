@@ -60,6 +60,8 @@ export interface EngineGenerateParams {
   controlStrength?: number;
   /** Reference images of the edit models (possibly none). */
   refImages: RawImage[];
+  /** PhotoMaker: the identity photos, the style strength (percent of steps before the identity merges in) and v2's face-embeddings file. */
+  photoMaker?: { idImages: RawImage[]; styleStrength: number; idEmbeddings?: string };
   /** Preview every `intervalSteps` steps, decoded with `mode` ("proj" fast projection, "tae" tiny VAE, "vae" full VAE). */
   preview?: { mode: "proj" | "tae" | "vae"; intervalSteps: number };
   /** Hires fix: the target size (pixels, multiples of 64, ≥ width × height), the second pass's steps and strength, the upscaler (and its ESRGAN file for "model"). */
@@ -86,6 +88,11 @@ export interface EngineModel {
   readonly schedulers: readonly string[];
   /** True when a ControlNet was loaded with the model (controlImage needs one). */
   readonly controlNet?: boolean;
+  /**
+   * The PhotoMaker version loaded with the model (ImageGenerateOptions.photoMaker
+   * needs one; 2: a file whose name contains "v2", sd.cpp's rule); absent: none.
+   */
+  readonly photoMaker?: 1 | 2;
   /** The sampler this model's family is run with (sd.cpp's sd_get_default_sample_method); absent: IMAGE_DEFAULTS.sampler. */
   readonly defaultSampler?: string;
   /** The scheduler for each sampler on this model (sd.cpp's sd_get_default_scheduler); absent: IMAGE_DEFAULTS.scheduler. */

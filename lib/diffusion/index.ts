@@ -13,6 +13,8 @@ export {
   MAX_REF_IMAGES,
   MAX_REF_ASPECT,
   MAX_FLOW_SHIFT,
+  MAX_PHOTO_MAKER_IMAGES,
+  PHOTO_MAKER_TRIGGER,
 } from "./defaults";
 export { ProgressTracker } from "./progress";
 export { encodePng } from "./png";

@@ -6,6 +6,7 @@ import type {
   HiresOptions,
   ImageGenerateOptions,
   LoraSpec,
+  PhotoMakerOptions,
   PreviewOptions,
   UpscaleOptions,
   UpscalerLoadOptions,
@@ -56,6 +57,7 @@ export const IMAGE_KEYS = optionKeys<ImageGenerateOptions>()(
   "controlImage",
   "controlStrength",
   "refImages",
+  "photoMaker",
   "preview",
   "hires",
   "cache",
@@ -67,6 +69,7 @@ export const IMAGE_KEYS = optionKeys<ImageGenerateOptions>()(
 export const PREVIEW_KEYS = optionKeys<PreviewOptions>()("mode", "intervalSteps");
 export const CACHE_KEYS = optionKeys<CacheOptions>()("mode", "threshold", "start", "end", "warmup");
 export const HIRES_KEYS = optionKeys<HiresOptions>()("scale", "width", "height", "steps", "strength", "upscaler", "upscalerModel");
+export const PHOTO_MAKER_KEYS = optionKeys<PhotoMakerOptions>()("idImages", "styleStrength", "idEmbeddings");
 export const LORA_KEYS = optionKeys<LoraSpec>()("path", "scale", "multiplier");
 export const UPSCALER_LOAD_KEYS = optionKeys<UpscalerLoadOptions>()("model", "threads", "tileSize", "device", "signal");
 export const UPSCALE_KEYS = optionKeys<UpscaleOptions>()("output", "signal");

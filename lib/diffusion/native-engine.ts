@@ -62,6 +62,7 @@ async function load(addon: Addon, options: DiffusionLoadOptions, onProgress: (f:
     samplers: info.samplers,
     schedulers: info.schedulers,
     controlNet: info.controlNet,
+    ...(info.photoMaker !== 0 && { photoMaker: info.photoMaker }),
     defaultSampler: info.defaultSampler,
     defaultSchedulers: info.defaultSchedulers,
     memoryBytes: { [where]: bytes }, // the files' bytes, on the device sd.cpp computes on

@@ -3,18 +3,20 @@ import { randomInt } from "node:crypto";
 import fs from "node:fs";
 import { GenaiError } from "../errors";
 import { optInt, optNumber, optOneOf, optString, options, requireString } from "../util/validate";
-import { CACHE_KEYS, HIRES_KEYS, IMAGE_KEYS, LORA_KEYS, PREVIEW_KEYS } from "./keys";
+import { CACHE_KEYS, HIRES_KEYS, IMAGE_KEYS, LORA_KEYS, PHOTO_MAKER_KEYS, PREVIEW_KEYS } from "./keys";
 import {
   CACHE_MODES,
   HIRES_DEFAULTS,
   HIRES_UPSCALERS,
   IMAGE_DEFAULTS,
   MAX_FLOW_SHIFT,
+  MAX_PHOTO_MAKER_IMAGES,
   MAX_PROMPT_CHARS,
   MAX_REF_ASPECT,
   MAX_REF_IMAGES,
   MAX_SIDE,
   MIN_SIDE,
+  PHOTO_MAKER_TRIGGER,
   SIDE_MULTIPLE,
 } from "./defaults";
 
@@ -24,7 +26,7 @@ function promptText(name: string, text: string): string {
   return text;
 }
 import type { EngineGenerateParams, EngineModel } from "./engine";
-import type { CacheOptions, HiresOptions, ImageGenerateOptions, LoraSpec, PreviewOptions, RawImage } from "./types";
+import type { CacheOptions, HiresOptions, ImageGenerateOptions, LoraSpec, PhotoMakerOptions, PreviewOptions, RawImage } from "./types";
 
 /**
  * Raw pixels { data, width, height, channels } with one of `channels` and data
@@ -50,7 +52,7 @@ function checkImage(name: string, img: unknown, width: number, height: number, c
 /** Validates options against the model's samplers/schedulers (and ControlNet); fills defaults. @throws GenaiError INVALID_ARGUMENT, MODEL_NOT_FOUND (a LoRA file) */
 export function resolveGenerateParams(
   o: ImageGenerateOptions,
-  model: Pick<EngineModel, "samplers" | "schedulers" | "controlNet" | "defaultSampler" | "defaultSchedulers">,
+  model: Pick<EngineModel, "samplers" | "schedulers" | "controlNet" | "photoMaker" | "defaultSampler" | "defaultSchedulers">,
 ): EngineGenerateParams {
   const opts = options("options", o, IMAGE_KEYS) as unknown as ImageGenerateOptions;
   const d = IMAGE_DEFAULTS;
@@ -82,8 +84,10 @@ export function resolveGenerateParams(
   const hires = opts.hires === undefined ? undefined : resolveHires(opts.hires, width, height, steps);
   // sd.cpp samples the hires pass with the first pass's ControlNet hint, which is the job's size, not the target's
   if (hires && controlImage) throw new GenaiError("INVALID_ARGUMENT", "hires cannot be combined with controlImage");
+  const prompt = promptText("prompt", requireString("prompt", opts.prompt));
+  const photoMaker = opts.photoMaker === undefined ? undefined : resolvePhotoMaker(opts.photoMaker, prompt, model.photoMaker);
   return {
-    prompt: promptText("prompt", requireString("prompt", opts.prompt)),
+    prompt,
     negativePrompt: promptText("negativePrompt", optString("negativePrompt", opts.negativePrompt) ?? ""),
     width,
     height,
@@ -103,6 +107,7 @@ export function resolveGenerateParams(
     controlImage,
     controlStrength: controlImage ? controlStrength : undefined,
     refImages: resolveRefImages(opts.refImages),
+    ...(photoMaker && { photoMaker }),
     preview: preview
       ? {
           mode: optOneOf("preview.mode", preview.mode, ["proj", "tae", "vae"] as const, d.previewMode),
@@ -204,6 +209,62 @@ function resolveLoras(loras: unknown): { path: string; scale: number }[] {
   });
 }
 
+/**
+ * Whether `prompt` names a PhotoMaker identity as sd.cpp finds it
+ * (photomaker_extension.cpp tokenize_photomaker_trigger): the trigger word
+ * as a CLIP token of its own (no letter, ASCII or not, right before or
+ * after it) with another token before it (the class word whose embedding
+ * the identity replaces). The same rule as native/diffusion/gen_request.cpp.
+ */
+export function hasPhotoMakerTrigger(prompt: string): boolean {
+  const letter = (c: string | undefined) => c !== undefined && (/[a-z]/i.test(c) || c.charCodeAt(0) > 0x7f);
+  const t = PHOTO_MAKER_TRIGGER;
+  for (let at = prompt.toLowerCase().indexOf(t); at >= 0; at = prompt.toLowerCase().indexOf(t, at + 1)) {
+    if (letter(prompt[at - 1]) || letter(prompt[at + t.length])) continue;
+    if (prompt.slice(0, at).trim() !== "") return true;
+  }
+  return false;
+}
+
+/** photoMaker → checked identity images, style strength and v2 embeddings file. @throws GenaiError INVALID_ARGUMENT, MODEL_NOT_FOUND (idEmbeddings) */
+function resolvePhotoMaker(spec: unknown, prompt: string, version: 1 | 2 | undefined): NonNullable<EngineGenerateParams["photoMaker"]> {
+  const pm = options("photoMaker", spec, PHOTO_MAKER_KEYS) as unknown as PhotoMakerOptions;
+  // sd.cpp generates without PhotoMaker, saying so only in its log, in each of these cases
+  if (version === undefined) throw new GenaiError("INVALID_ARGUMENT", "photoMaker needs a model loaded with photoMaker weights");
+  if (!Array.isArray(pm.idImages) || pm.idImages.length === 0)
+    throw new GenaiError("INVALID_ARGUMENT", `photoMaker.idImages must be an array of 1..${MAX_PHOTO_MAKER_IMAGES} images`);
+  if (pm.idImages.length > MAX_PHOTO_MAKER_IMAGES)
+    throw new GenaiError(
+      "INVALID_ARGUMENT",
+      `photoMaker.idImages has ${pm.idImages.length} images; at most ${MAX_PHOTO_MAKER_IMAGES} (MAX_PHOTO_MAKER_IMAGES)`,
+    );
+  const idImages = pm.idImages.map((img, i) => checkSides(`photoMaker.idImages[${i}]`, checkRawImage(`photoMaker.idImages[${i}]`, img, [3, 4])));
+  if (!hasPhotoMakerTrigger(prompt))
+    throw new GenaiError(
+      "INVALID_ARGUMENT",
+      `photoMaker: the prompt must name the identity with the trigger word "${PHOTO_MAKER_TRIGGER}" after its class word, e.g. "a photo of a man ${PHOTO_MAKER_TRIGGER}" (PHOTO_MAKER_TRIGGER)`,
+    );
+  const idEmbeddings = optString("photoMaker.idEmbeddings", pm.idEmbeddings);
+  if (version === 1 && idEmbeddings !== undefined)
+    throw new GenaiError("INVALID_ARGUMENT", 'photoMaker.idEmbeddings is used only by PhotoMaker v2 (a photoMaker file whose name contains "v2")');
+  if (version === 2 && idEmbeddings === undefined)
+    throw new GenaiError("INVALID_ARGUMENT", "PhotoMaker v2 needs photoMaker.idEmbeddings (the id images' face embeddings, sd.cpp's face_detect.py)");
+  if (idEmbeddings !== undefined && !fs.existsSync(idEmbeddings)) throw new GenaiError("MODEL_NOT_FOUND", `photoMaker.idEmbeddings not found: ${idEmbeddings}`);
+  return {
+    idImages,
+    styleStrength: optNumber("photoMaker.styleStrength", pm.styleStrength, IMAGE_DEFAULTS.photoMakerStyleStrength, 0, 100),
+    ...(idEmbeddings !== undefined && { idEmbeddings }),
+  };
+}
+
+/** An image whose sides are whole pixels in [MIN_SIDE, MAX_SIDE]. @throws GenaiError INVALID_ARGUMENT naming `name` */
+function checkSides(name: string, img: RawImage): RawImage {
+  for (const side of [img.width, img.height])
+    if (!Number.isInteger(side) || side < MIN_SIDE || side > MAX_SIDE)
+      throw new GenaiError("INVALID_ARGUMENT", `${name} is ${img.width}×${img.height}; sides must be in [${MIN_SIDE}, ${MAX_SIDE}]`);
+  return img;
+}
+
 /** refImages → checked images (sides, aspect ratio, channels, count). @throws GenaiError INVALID_ARGUMENT */
 function resolveRefImages(refs: unknown): RawImage[] {
   if (refs === undefined) return [];
@@ -211,10 +272,7 @@ function resolveRefImages(refs: unknown): RawImage[] {
   if (refs.length > MAX_REF_IMAGES) throw new GenaiError("INVALID_ARGUMENT", `refImages has ${refs.length} images; at most ${MAX_REF_IMAGES} (MAX_REF_IMAGES)`);
   return refs.map((r, i) => {
     const name = `refImages[${i}]`;
-    const img = checkRawImage(name, r, [3, 4]);
-    for (const side of [img.width, img.height])
-      if (!Number.isInteger(side) || side < MIN_SIDE || side > MAX_SIDE)
-        throw new GenaiError("INVALID_ARGUMENT", `${name} is ${img.width}×${img.height}; sides must be in [${MIN_SIDE}, ${MAX_SIDE}]`);
+    const img = checkSides(name, checkRawImage(name, r, [3, 4]));
     if (Math.max(img.width, img.height) > MAX_REF_ASPECT * Math.min(img.width, img.height))
       throw new GenaiError("INVALID_ARGUMENT", `${name} is ${img.width}×${img.height}; the aspect ratio may be at most ${MAX_REF_ASPECT}:1 (MAX_REF_ASPECT)`);
     return img;

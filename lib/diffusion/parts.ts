@@ -147,6 +147,23 @@ function checkControlNet(dit: Files, control: TensorInfo[]): void {
 }
 
 /**
+ * PhotoMaker fuses the ID embedding (CLIP-L's 768 + bigG's 1280 = 2048: its
+ * fuse_module's width) into the prompt's class-token embeddings, which are
+ * the UNet's cross-attention context (attn2.to_k's input): SDXL's 2048. On an
+ * SD1 UNet (768) sd.cpp fails a GGML_ASSERT in PhotoMakerIDEncoderBlock at
+ * the first generation with the identity.
+ */
+function checkPhotoMaker(dit: Files, pm: TensorInfo[]): void {
+  const fused = dim([pm], "fuse_module.layer_norm.weight", 0);
+  const context = dim(dit, "attn2.to_k.weight", 0);
+  if (fused !== undefined && context !== undefined && fused !== context)
+    throw new GenaiError(
+      "INVALID_MODEL",
+      `PhotoMaker (photoMaker) fuses ${fused}-wide embeddings into the prompt, the diffusion model's UNet reads a ${context}-wide context (PhotoMaker is made for SDXL)`,
+    );
+}
+
+/**
  * Checks the parts of a load against each other, per family:
  *  - Z-Image (a DiT with `cap_embedder`): the text encoder's hidden size =
  *    the caption embedder's input, the DiT's x_embedder input = 4 × the VAE's
@@ -160,15 +177,18 @@ function checkControlNet(dit: Files, control: TensorInfo[]): void {
  *    patches and giving the text encoder's hidden size;
  *  - all three: the text encoder's vocabulary covers the Qwen tokenizer's ids;
  *  - a ControlNet: its model channels = the UNet's (sd.cpp builds every
- *    ControlNet with SD1's 320; on a narrower UNet it aborts in ggml_add).
+ *    ControlNet with SD1's 320; on a narrower UNet it aborts in ggml_add);
+ *  - PhotoMaker: its fused embedding width = the UNet's context width (SDXL's 2048).
  * A check whose tensors are not found (other families, unreadable files) is skipped.
  * @throws GenaiError INVALID_MODEL naming what does not fit
  */
 export async function checkDiffusionParts(load: DiffusionLoadOptions): Promise<void> {
-  const [m, d, v, l, c, lv] = await Promise.all([load.model, load.diffusionModel, load.vae, load.llm, load.controlNet, load.llmVision].map(tensorsOf));
+  const files = [load.model, load.diffusionModel, load.vae, load.llm, load.controlNet, load.llmVision, load.photoMaker];
+  const [m, d, v, l, c, lv, pm] = await Promise.all(files.map(tensorsOf));
   const dit = [d, m];
   const encoder = [l, m];
   checkControlNet(dit, c);
+  checkPhotoMaker(dit, pm);
   const family = ditFamilyOf(dit.flat());
   if (family === "zimage") checkZImage(dit, encoder, [v, m]);
   else if (family === "flux2-klein")

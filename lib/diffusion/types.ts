@@ -26,7 +26,10 @@ export interface LoraSpec {
 /**
  * A diffusion model's files. Which parts a family needs:
  *  - SD1.x / SD2.x / SDXL: `model` (one checkpoint), or `diffusionModel` +
- *    `clipL` (+ `clipG` for SDXL) + `vae`;
+ *    `clipL` (+ `clipG` for SDXL) + `vae` (stable-diffusion.cpp 487de75c
+ *    tells SDXL from split files only when a name carries an SDXL prefix,
+ *    "conditioner.embedders.1" / "cond_stage_model.1" / "te.1": with plain
+ *    names the load is INVALID_MODEL, "get sd version from file failed");
  *  - SD3: `diffusionModel` (or `model`) + `clipL` + `clipG` + `t5xxl` (+ `vae`);
  *  - Flux 1 (dev, schnell, Kontext): `diffusionModel` + `clipL` + `t5xxl` + `vae`;
  *  - Flux 2 klein, Z-Image, Qwen-Image (and -Edit): `diffusionModel` + `llm` + `vae`.
@@ -203,6 +206,12 @@ export interface ImageGenerateOptions {
    * them for its VAE. Other models ignore them.
    */
   refImages?: RawImage[];
+  /**
+   * PhotoMaker identity customization (SDXL with a model loaded with
+   * `photoMaker`; INVALID_ARGUMENT otherwise): the prompt names the class
+   * followed by the trigger word, e.g. "a photo of a man img" (PHOTO_MAKER_TRIGGER).
+   */
+  photoMaker?: PhotoMakerOptions;
   /** Preview images as "preview" events every intervalSteps steps. */
   preview?: PreviewOptions;
   /** A second sampling pass at a larger size (hires fix); not with controlImage. */
@@ -221,6 +230,28 @@ export interface ImageGenerateOptions {
   /** After a cancel, resolve `done` with the images finished before it (default: reject with ABORTED). */
   keepFinishedOnCancel?: boolean;
   signal?: AbortSignal;
+}
+
+/** ImageGenerateOptions.photoMaker: stable-diffusion.cpp's sd_pm_params_t. */
+export interface PhotoMakerOptions {
+  /**
+   * Photos of the person, 1..MAX_PHOTO_MAKER_IMAGES, any size with sides in
+   * [MIN_SIDE, MAX_SIDE], 3 or 4 channels (alpha is dropped); sd.cpp scales
+   * each to 224 × 224 for its CLIP vision encoder.
+   */
+  idImages: RawImage[];
+  /**
+   * Percent of the steps, 0..100, sampled from the prompt without the identity
+   * before it is merged in (sd.cpp: merge from step styleStrength / 100 × steps);
+   * higher keeps more of the prompt's style. Default IMAGE_DEFAULTS.photoMakerStyleStrength (20, sd.cpp's).
+   */
+  styleStrength?: number;
+  /**
+   * PhotoMaker v2 only (a model file whose name contains "v2", sd.cpp's rule):
+   * the file of the photos' face embeddings (sd.cpp's face_detect.py output,
+   * one per id image), required there; not used by v1.
+   */
+  idEmbeddings?: string;
 }
 
 export interface GeneratedImage {

@@ -132,3 +132,40 @@ export {
   type SdControlNetResult,
   type SdControlNetTensorSpec,
 } from "./sd/controlnet";
+// SDXL (UNet + CLIP-L + OpenCLIP bigG + VAE in one checkpoint, sd_xl_base_1.0's names, q4_0 by default) and PhotoMaker v1 for it
+export {
+  SDXL_PREFIXES,
+  SDXL_TINY,
+  generateRandomSdxlModel,
+  sdxlCheckpointPlan,
+  sdxlClipPlan,
+  sdxlUnetPlan,
+  sdxlVaePlan,
+  type GenerateSdxlOptions,
+  type GenerateSdxlResult,
+  type SdxlSizes,
+  type SdxlType,
+} from "./sd/sdxl";
+export {
+  PHOTOMAKER_LORA_BLOCK,
+  PHOTOMAKER_V1,
+  generateRandomPhotoMaker,
+  photoMakerPlan,
+  type GeneratePhotoMakerOptions,
+  type PhotoMakerLoraTarget,
+} from "./sd/photomaker";
+// SD1 IP-Adapter (plain, ip-adapter_sd15's names) and the OpenCLIP ViT-H/14 vision encoder it needs
+export { sd1CrossAttentions, type Sd1CrossAttention } from "./sd/shape";
+export {
+  CLIP_VISION_H14,
+  clipVisionH14Plan,
+  generateRandomClipVisionH14,
+  generateRandomIpAdapter,
+  generateRandomIpAdapterWeights,
+  ipAdapterPlan,
+  ipAdapterSizes,
+  type GenerateIpAdapterOptions,
+  type GenerateIpAdapterResult,
+  type IpAdapterSizes,
+  type IpAdapterType,
+} from "./sd/ip-adapter";

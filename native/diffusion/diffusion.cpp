@@ -29,6 +29,7 @@ struct SdModel {
   sd_ctx_t* ctx = nullptr;
   bool vae_tiling = false;       // decode (and encode) the VAE in tiles to bound its compute memory
   bool has_control_net = false;  // a ControlNet was loaded (a controlImage needs one)
+  int photo_maker = 0;           // the PhotoMaker version loaded (1, 2: sd.cpp's rule, "v2" in the file's name), 0: none
   ~SdModel() {
     if (ctx) free_sd_ctx(ctx);
   }
@@ -60,6 +61,7 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
     o.Set("defaultSchedulers", default_schedulers);
     o.Set("imageGeneration", sd_ctx_supports_image_generation(m->ctx));
     o.Set("controlNet", m->has_control_net);
+    o.Set("photoMaker", m->photo_maker);
     return o;
   }
 
@@ -87,7 +89,7 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
 Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = Model(env);
-  GenRequest r = ReadGenRequest(ObjectArg(info, 0, "params"), m->has_control_net);
+  GenRequest r = ReadGenRequest(ObjectArg(info, 0, "params"), m->has_control_net, m->photo_maker);
   Napi::Function on_event = FunctionArg(info, 1, "onEvent");
   auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
 
@@ -103,6 +105,7 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
       OpScope scope(&job, true);
       sd_cancel_generation(m->ctx, SD_CANCEL_RESET);
       scope.Op().ctx = m->ctx;
+      scope.Op().photo_maker = r.photo_maker.enabled;
       scope.EnablePreview(r.preview, r.preview_interval);
       job.Post([](Napi::Env env, Napi::Function cb) {
         Napi::Object e = Event(env, "stage");
@@ -112,8 +115,8 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
       });
       sd_img_gen_params_t p;
       std::vector<sd_lora_t> loras;
-      std::vector<sd_image_t> refs;
-      FillImgGenParams(r, m->vae_tiling, p, loras, refs);
+      std::vector<sd_image_t> refs, id_images;
+      FillImgGenParams(r, m->vae_tiling, p, loras, refs, id_images);
       sd_image_t* out = nullptr;
       int n = 0;
       ok = generate_image(m->ctx, &p, &out, &n);
@@ -121,9 +124,10 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
       errors = scope.Op().errors;
       announced = scope.Op().decoded;
       if (const char* option = scope.Op().refused) {
-        const std::string value = std::string_view(option) == "scheduler" ? r.scheduler : r.cache.name;
+        const std::string_view o(option);
+        const std::string value = o == "scheduler" ? r.scheduler + " " : o == "cache.mode" ? r.cache.name + " " : "";
         throw CodedError(code::INVALID_ARGUMENT,
-                         std::string(option) + " " + value + " cannot be used with this model (stable-diffusion.cpp: " + scope.Op().refused_line + ")");
+                         std::string(option) + " " + value + "cannot be used with this model (stable-diffusion.cpp: " + scope.Op().refused_line + ")");
       }
     }
     if (!ok && images.empty() && !job.cancel()->IsCancelled()) throw CodedError(FailureCode(errors), "stable-diffusion.cpp failed to generate: " + errors);
@@ -175,10 +179,11 @@ constexpr FilePart kFileParts[] = {
     {"photoMaker", &sd_ctx_params_t::photo_maker_path},
     {"taesd", &sd_ctx_params_t::taesd_path},
 };
-constexpr size_t kModel = 0, kDiffusionModel = 1, kVae = 2, kLlm = 6, kLlmVision = 7, kControlNet = 9;  // indices into kFileParts
+constexpr size_t kModel = 0, kDiffusionModel = 1, kVae = 2, kLlm = 6, kLlmVision = 7, kControlNet = 9, kPhotoMaker = 10;  // indices into kFileParts
 static_assert(std::string_view(kFileParts[kModel].key) == "model" && std::string_view(kFileParts[kDiffusionModel].key) == "diffusionModel" &&
               std::string_view(kFileParts[kVae].key) == "vae" && std::string_view(kFileParts[kLlm].key) == "llm" &&
-              std::string_view(kFileParts[kLlmVision].key) == "llmVision" && std::string_view(kFileParts[kControlNet].key) == "controlNet");
+              std::string_view(kFileParts[kLlmVision].key) == "llmVision" && std::string_view(kFileParts[kControlNet].key) == "controlNet" &&
+              std::string_view(kFileParts[kPhotoMaker].key) == "photoMaker");
 }  // namespace
 
 Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
@@ -217,10 +222,10 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   auto work = [files, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
     for (size_t i = 0; i < files.size(); i++)
       if (!files[i].empty()) CheckModelFileExtent(files[i], kFileParts[i].key);
-    CheckDiffusionParts(files[kModel], files[kDiffusionModel], files[kVae], files[kLlm], files[kLlmVision], files[kControlNet]);
+    CheckDiffusionParts(files[kModel], files[kDiffusionModel], files[kVae], files[kLlm], files[kLlmVision], files[kControlNet], files[kPhotoMaker]);
     auto model = std::make_shared<SdModel>();
     model->vae_tiling = vae_tiling;
-    std::string errors;
+    std::string errors, part_failed;
     {
       OpScope scope(&job, false);
       sd_ctx_params_t p;
@@ -246,8 +251,13 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
       BackendSetupLock setup;
       model->ctx = new_sd_ctx(&p);
       errors = scope.Op().errors;
+      part_failed = scope.Op().part_failed;
     }
     if (!model->ctx) throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load the model: " + errors);
+    // sd.cpp logs a part it cannot read ("loading clip_l from '…' failed", "loading stacked ID embedding from '…' failed")
+    // as a warning and goes on without it
+    if (!part_failed.empty()) throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load a model part: " + part_failed);
+    if (!files[kPhotoMaker].empty()) model->photo_maker = files[kPhotoMaker].find("v2") != std::string::npos ? 2 : 1;  // sd.cpp's test
     model->has_control_net = sd_ctx_has_control_net(model->ctx);
     // sd.cpp logs a ControlNet it cannot load and goes on without it
     if (!files[kControlNet].empty() && !model->has_control_net)

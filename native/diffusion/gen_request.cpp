@@ -1,7 +1,9 @@
 #include "diffusion/gen_request.h"
 
 #include <algorithm>
+#include <cctype>
 #include <string>
+#include <string_view>
 
 #include "util/args.h"
 #include "util/errors.h"
@@ -13,9 +15,11 @@ namespace {
 // The limits of lib/diffusion/defaults.ts, checked again here.
 constexpr size_t kMaxPromptBytes = 4096 * 4;  // MAX_PROMPT_CHARS: sd.cpp's prompt-attention parser recurses per character
 constexpr int kMinSide = 64, kMaxSide = 4096;
-constexpr uint32_t kMaxRefImages = 16;  // MAX_REF_IMAGES
-constexpr uint32_t kMaxRefAspect = 8;   // MAX_REF_ASPECT: sd.cpp would scale a thinner image to a 0-pixel side
-constexpr double kMaxFlowShift = 100;   // MAX_FLOW_SHIFT
+constexpr uint32_t kMaxRefImages = 16;                  // MAX_REF_IMAGES
+constexpr uint32_t kMaxRefAspect = 8;                   // MAX_REF_ASPECT: sd.cpp would scale a thinner image to a 0-pixel side
+constexpr double kMaxFlowShift = 100;                   // MAX_FLOW_SHIFT
+constexpr uint32_t kMaxPhotoMakerImages = 16;           // MAX_PHOTO_MAKER_IMAGES
+constexpr std::string_view kPhotoMakerTrigger = "img";  // PHOTO_MAKER_TRIGGER: sd.cpp's photomaker_extension.cpp trigger_word
 
 // An RGBA image as RGB (the ControlNet's hint input has 3 channels).
 RawImg DropAlpha(RawImg img) {
@@ -116,6 +120,50 @@ void ReadCache(Napi::Object o, GenRequest& r) {
   if (x.warmup && condition_level) Throw(env, code::INVALID_ARGUMENT, "cache.warmup is not used by cache mode " + x.name);
 }
 
+// lib/diffusion/params.ts hasPhotoMakerTrigger: the trigger word as a CLIP token of its own (no letter, ASCII or
+// not, right before or after it) with another token before it (the class word the identity is merged into).
+bool HasPhotoMakerTrigger(const std::string& prompt) {
+  auto letter = [](unsigned char c) { return std::isalpha(c) || c > 0x7f; };
+  std::string lower(prompt);
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (size_t at = lower.find(kPhotoMakerTrigger); at != std::string::npos; at = lower.find(kPhotoMakerTrigger, at + 1)) {
+    size_t end = at + kPhotoMakerTrigger.size();
+    if ((at > 0 && letter(lower[at - 1])) || (end < lower.size() && letter(lower[end]))) continue;
+    if (lower.find_first_not_of(" \t\n\r", 0) < at) return true;
+  }
+  return false;
+}
+
+// photoMaker: sd.cpp generates without PhotoMaker, saying so only in its log, when the model has none, there
+// are no id images, the prompt lacks the trigger word, or a v2 model has no embeddings file.
+void ReadPhotoMaker(Napi::Object o, GenRequest& r, int photo_maker) {
+  Napi::Env env = o.Env();
+  Napi::Value pv = o.Get("photoMaker");
+  if (!pv.IsObject()) Throw(env, code::INVALID_ARGUMENT, "photoMaker must be an object");
+  Napi::Object pm = pv.As<Napi::Object>();
+  CheckKeys(pm, {"idImages", "styleStrength", "idEmbeddings"}, "photoMaker");
+  if (photo_maker == 0) Throw(env, code::INVALID_ARGUMENT, "photoMaker needs a model loaded with photoMaker weights");
+  GenRequest::PhotoMaker& x = r.photo_maker;
+  Napi::Value images = pm.Get("idImages");
+  if (!images.IsArray() || images.As<Napi::Array>().Length() == 0 || images.As<Napi::Array>().Length() > kMaxPhotoMakerImages)
+    Throw(env, code::INVALID_ARGUMENT, "photoMaker.idImages must be an array of 1.." + std::to_string(kMaxPhotoMakerImages) + " images");
+  auto ia = images.As<Napi::Array>();
+  for (uint32_t i = 0; i < ia.Length(); i++) {
+    std::string name = "photoMaker.idImages[" + std::to_string(i) + "]";
+    RawImg img = ImageValue(env, ia.Get(i), name, 0, 0, false);
+    if (std::min(img.width, img.height) < static_cast<uint32_t>(kMinSide) || std::max(img.width, img.height) > static_cast<uint32_t>(kMaxSide))
+      Throw(env, code::INVALID_ARGUMENT, name + " sides must be in [" + std::to_string(kMinSide) + ", " + std::to_string(kMaxSide) + "]");
+    x.images.push_back(DropAlpha(std::move(img)));
+  }
+  if (!HasPhotoMakerTrigger(r.prompt))
+    Throw(env, code::INVALID_ARGUMENT, "photoMaker: the prompt must name the identity with the trigger word \"img\" after its class word");
+  x.style_strength = static_cast<float>(NumberField(pm, "styleStrength", 0, 100));
+  if (!pm.Get("idEmbeddings").IsUndefined()) x.id_embeddings = StringField(pm, "idEmbeddings");
+  if (photo_maker == 1 && !x.id_embeddings.empty()) Throw(env, code::INVALID_ARGUMENT, "photoMaker.idEmbeddings is used only by PhotoMaker v2");
+  if (photo_maker == 2 && x.id_embeddings.empty()) Throw(env, code::INVALID_ARGUMENT, "PhotoMaker v2 needs photoMaker.idEmbeddings");
+  x.enabled = true;
+}
+
 void ReadRefImages(Napi::Object o, GenRequest& r) {
   Napi::Env env = o.Env();
   Napi::Value refs = o.Get("refImages");
@@ -135,12 +183,12 @@ void ReadRefImages(Napi::Object o, GenRequest& r) {
 
 }  // namespace
 
-GenRequest ReadGenRequest(Napi::Object o, bool has_control_net) {
+GenRequest ReadGenRequest(Napi::Object o, bool has_control_net, int photo_maker) {
   Napi::Env env = o.Env();
   GenRequest r;
   CheckKeys(o, {"prompt",       "negativePrompt",  "width",     "height", "steps",   "count",     "cfgScale",  "guidance",
                 "flowShift",    "strength",        "clipSkip",  "seed",   "sampler", "scheduler", "initImage", "mask",
-                "controlImage", "controlStrength", "refImages", "loras",  "preview", "hires",     "cache"},
+                "controlImage", "controlStrength", "refImages", "loras",  "preview", "hires",     "cache",     "photoMaker"},
             "generate");
   r.prompt = StringField(o, "prompt");
   r.negative = StringField(o, "negativePrompt");
@@ -173,6 +221,7 @@ GenRequest ReadGenRequest(Napi::Object o, bool has_control_net) {
   if (auto cs = OptNumberField(o, "controlStrength", 0, 1)) r.control_strength = static_cast<float>(*cs);
   Napi::Value refs = o.Get("refImages");
   if (!refs.IsUndefined()) ReadRefImages(o, r);
+  if (!o.Get("photoMaker").IsUndefined()) ReadPhotoMaker(o, r, photo_maker);
   ReadLoras(o, r);
   Napi::Value hv = o.Get("hires");
   if (!hv.IsUndefined() && !hv.IsNull()) ReadHires(o, r);
@@ -192,7 +241,8 @@ GenRequest ReadGenRequest(Napi::Object o, bool has_control_net) {
   return r;
 }
 
-void FillImgGenParams(const GenRequest& r, bool vae_tiling, sd_img_gen_params_t& p, std::vector<sd_lora_t>& loras, std::vector<sd_image_t>& refs) {
+void FillImgGenParams(const GenRequest& r, bool vae_tiling, sd_img_gen_params_t& p, std::vector<sd_lora_t>& loras, std::vector<sd_image_t>& refs,
+                      std::vector<sd_image_t>& id_images) {
   auto image = [](const RawImg& img) { return sd_image_t{img.width, img.height, img.channels, const_cast<uint8_t*>(img.data.data())}; };
   sd_img_gen_params_init(&p);
   loras.clear();
@@ -225,6 +275,14 @@ void FillImgGenParams(const GenRequest& r, bool vae_tiling, sd_img_gen_params_t&
   for (const RawImg& ref : r.refs) refs.push_back(image(ref));
   p.ref_images = refs.empty() ? nullptr : refs.data();
   p.ref_images_count = static_cast<int>(refs.size());
+  id_images.clear();
+  if (r.photo_maker.enabled) {
+    for (const RawImg& id : r.photo_maker.images) id_images.push_back(image(id));
+    p.pm_params.id_images = id_images.data();
+    p.pm_params.id_images_count = static_cast<int>(id_images.size());
+    p.pm_params.id_embed_path = r.photo_maker.id_embeddings.empty() ? nullptr : r.photo_maker.id_embeddings.c_str();
+    p.pm_params.style_strength = r.photo_maker.style_strength;
+  }
   p.vae_tiling_params.enabled = vae_tiling;
   if (r.hires.enabled) {
     p.hires.enabled = true;

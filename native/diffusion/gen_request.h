@@ -44,14 +44,23 @@ struct GenRequest {
     std::optional<float> threshold, start, end;
     std::optional<int> warmup;
   } cache;
+  // PhotoMaker (lib/diffusion/params.ts resolvePhotoMaker): identity photos (3 channels), style strength, v2's embeddings file
+  struct PhotoMaker {
+    bool enabled = false;
+    std::vector<RawImg> images;
+    float style_strength = 20;
+    std::string id_embeddings;
+  } photo_maker;
 };
 
 // Reads `o` (every key known, every value in range); `has_control_net`: the
-// model's, which a controlImage needs. Throws INVALID_ARGUMENT naming the field.
-GenRequest ReadGenRequest(Napi::Object o, bool has_control_net);
+// model's, which a controlImage needs; `photo_maker`: its PhotoMaker version
+// (0: none), which photoMaker needs. Throws INVALID_ARGUMENT naming the field.
+GenRequest ReadGenRequest(Napi::Object o, bool has_control_net, int photo_maker);
 
-// The sd.cpp parameters of `r`. They point into `r`, `loras` and `refs`,
-// which must outlive the generate_image() call.
-void FillImgGenParams(const GenRequest& r, bool vae_tiling, sd_img_gen_params_t& p, std::vector<sd_lora_t>& loras, std::vector<sd_image_t>& refs);
+// The sd.cpp parameters of `r`. They point into `r`, `loras`, `refs` and
+// `id_images`, which must outlive the generate_image() call.
+void FillImgGenParams(const GenRequest& r, bool vae_tiling, sd_img_gen_params_t& p, std::vector<sd_lora_t>& loras, std::vector<sd_image_t>& refs,
+                      std::vector<sd_image_t>& id_images);
 
 }  // namespace genai

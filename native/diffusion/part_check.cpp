@@ -186,13 +186,25 @@ void CheckControlNet(const std::vector<const Tensors*>& dit, const Tensors& cont
                                               std::to_string(*unet) + " (a ControlNet is made for one base model: use one for this model's family)");
 }
 
+// PhotoMaker fuses the ID embedding (its fuse_module's width: CLIP-L's 768 + bigG's 1280) into the prompt's class-token
+// embeddings, the UNet's cross-attention context (attn2.to_k's input, SDXL's 2048). On an SD1 UNet (768) sd.cpp fails a
+// GGML_ASSERT in PhotoMakerIDEncoderBlock at the first generation with the identity.
+void CheckPhotoMaker(const std::vector<const Tensors*>& dit, const Tensors& photo_maker) {
+  std::optional<int64_t> fused = Dim({&photo_maker}, "fuse_module.layer_norm.weight", 0), context = Dim(dit, "attn2.to_k.weight", 0);
+  if (fused && context && *fused != *context)
+    throw CodedError(code::INVALID_MODEL, "PhotoMaker (photoMaker) fuses " + std::to_string(*fused) +
+                                              "-wide embeddings into the prompt, the diffusion model's UNet reads a " + std::to_string(*context) +
+                                              "-wide context (PhotoMaker is made for SDXL)");
+}
+
 }  // namespace
 
 void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm,
-                         const std::string& llm_vision, const std::string& control_net) {
+                         const std::string& llm_vision, const std::string& control_net, const std::string& photo_maker) {
   const Tensors m = Read(model), d = Read(diffusion_model), v = Read(vae), l = Read(llm), lv = Read(llm_vision);
   const std::vector<const Tensors*> dit{&d, &m}, encoder{&l, &m}, autoencoder{&v, &m}, vision{&lv, &l, &m};
   if (!control_net.empty()) CheckControlNet(dit, Read(control_net));
+  if (!photo_maker.empty()) CheckPhotoMaker(dit, Read(photo_maker));
   // the families as src/model_loader.cpp get_sd_version tells them apart
   if (Dim(dit, "cap_embedder.0.weight", 0)) return CheckZImage(dit, encoder, autoencoder);
   if (Dim(dit, "double_stream_modulation_img.lin.weight", 0)) {

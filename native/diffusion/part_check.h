@@ -31,8 +31,11 @@ namespace genai {
 // A ControlNet (any family): its model channels = the UNet's (sd.cpp adds its
 // outputs to the UNet's blocks; a 320-channel one on a narrower UNet aborts
 // in ggml_add at the first step).
+// PhotoMaker (any family): its fused embedding width (fuse_module, 2048) = the
+// UNet's cross-attention context (SDXL's; on SD1's 768 sd.cpp aborts in the
+// ID encoder at the first generation with an identity).
 // A check whose tensors are not found is skipped. Throws CodedError INVALID_MODEL.
 void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm,
-                         const std::string& llm_vision, const std::string& control_net);
+                         const std::string& llm_vision, const std::string& control_net, const std::string& photo_maker);
 
 }  // namespace genai

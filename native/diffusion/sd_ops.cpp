@@ -100,6 +100,7 @@ void OnHiresLog(ActiveOp& op, const std::string& line) {
 // scheduler": every step then lands on sigma 0 and the image is flat). The
 // option's name, or nullptr.
 const char* RefusedOption(const std::string& line) {
+  if (line.find("Turn off PhotoMaker for this request") != std::string::npos) return "photoMaker";
   const bool cache = line.find("Cache") != std::string::npos || line.find("Spectrum") != std::string::npos;
   if ((cache && line.find(" requested but ") != std::string::npos) || line.find("Cache disabled due to") != std::string::npos) return "cache.mode";
   if (line.find("not compatible with AYS_SCHEDULER") != std::string::npos) return "scheduler";
@@ -110,10 +111,13 @@ const char* RefusedOption(const std::string& line) {
 // (diffusion.cpp). "… skipped N/M steps" after each sampling pass counts the
 // image's cached steps.
 void OnSamplingLog(ActiveOp& op, const std::string& line) {
-  if (const char* option = RefusedOption(line); option && op.ctx) {
+  const char* option = RefusedOption(line);
+  if (option && std::string_view(option) == "photoMaker" && !op.photo_maker) option = nullptr;  // a PhotoMaker model used without it
+  if (option && op.ctx) {
     if (!op.refused) {
       op.refused = option;
-      op.refused_line = line;
+      // PhotoMaker gives its reason on the line before ("PhotoMaker trigger word 'img' was not found in prompt")
+      op.refused_line = std::string_view(option) == "photoMaker" ? op.last_line : line;
     }
     sd_cancel_generation(op.ctx, SD_CANCEL_ALL);
     return;
@@ -132,6 +136,10 @@ void OnLog(sd_log_level_t level, const char* text, void*) {
   if (!text) return;
   std::string line(text);
   if (level >= SD_LOG_ERROR && op.errors.size() < 2000) op.errors += line;
+  // "loading <part> from '<path>' failed" (stable-diffusion.cpp, photomaker_extension.cpp): a warning, the load goes on
+  if (!op.generating && level == SD_LOG_WARN && line.find(" - loading ") != std::string::npos && line.find("' failed") != std::string::npos &&
+      op.part_failed.size() < 2000)
+    op.part_failed += line;
   if (op.job && op.generating && !op.decoding) {
     OnHiresLog(op, line);
     OnSamplingLog(op, line);
@@ -144,6 +152,7 @@ void OnLog(sd_log_level_t level, const char* text, void*) {
     op.decoding = true;
     PostEvent(op, "stage", {{{"imageIndex", 0}}, "decoding"});
   }
+  if (op.job && op.generating) op.last_line = line;
   LogLine(static_cast<LogLevel>(kLogDebug + (level - SD_LOG_DEBUG)), text, LogSource::Sd);
 }
 

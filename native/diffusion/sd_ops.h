@@ -32,7 +32,10 @@ struct ActiveOp {
   std::string refused_line;       // sd.cpp's line saying so  // images decoded (sd.cpp's "latent i decoded" lines), each
                                   // posted as an "image" event
   int preview_interval = 1;
-  std::string errors;  // sd.cpp's error lines, for the typed error's message
+  std::string errors;        // sd.cpp's error lines, for the typed error's message
+  std::string part_failed;   // a load: sd.cpp's warning that it could not read a model part, and went on without it
+  std::string last_line;     // the line before (the reason sd.cpp gives before "Turn off PhotoMaker for this request")
+  bool photo_maker = false;  // the generation asked for PhotoMaker (sd.cpp turns it off, also when not asked, with the same line)
 };
 
 // Takes the process-wide sd.cpp lock and routes the callbacks to `job` for

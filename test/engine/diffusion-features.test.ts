@@ -228,6 +228,11 @@ describe.skipIf(!available)(title, () => {
       expect(() => g({ cache: { mode: "spectrum", threshold: 1 } })).toThrow(invalid);
       expect(() => g({ cache: { mode: "dbcache", start: 0.2 } })).toThrow(invalid);
       expect(() => g({ cache: { mode: "ucache", warmup: 1 } })).toThrow(invalid);
+      expect(h.info().photoMaker).toBe(0);
+      expect(() => g({ prompt: "a man img", photoMaker: { idImages: [rgb(64, 64)], styleStrength: 20 } })).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT", message: "photoMaker needs a model loaded with photoMaker weights" }),
+      );
+      expect(() => g({ photoMaker: [] })).toThrow(invalid);
       await expect(g({ loras: [{ path: path.join(tmp.dir, "missing-lora.safetensors"), scale: 1 }] })).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
       expect(await g({ flowShift: 2, guidance: 3, loras: [{ path: loraFile, scale: 0.5 }], refImages: [rgb(64, 64)] })).toHaveLength(1);
     } finally {

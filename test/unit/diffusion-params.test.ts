@@ -7,6 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { DiffusionModel, type RawImage, resolveGenerateParams } from "../../lib/diffusion/index";
+import { hasPhotoMakerTrigger } from "../../lib/diffusion/params";
 import { DIFFUSION_FILE_OPTIONS, IMAGE_DEFAULTS, MAX_REF_IMAGES } from "../../lib/diffusion/defaults";
 import { generateRandomSdLora, sdLoraTensors } from "../../lib/tools";
 import { fakeEngine } from "../fakes/diffusion-engine";
@@ -112,6 +113,46 @@ describe("image generation options: LoRAs, flowShift, guidance, ControlNet, refe
       img(64, 64),
     ];
     for (const refImages of bad) expect(() => resolveGenerateParams({ ...base, refImages: refImages as never }, model)).toThrow(invalid);
+  });
+
+  it("photoMaker: identity images, the trigger word after a class word, the style strength, v2's embeddings file", () => {
+    const v1 = { ...model, photoMaker: 1 as const };
+    const v2 = { ...model, photoMaker: 2 as const };
+    const pm = { idImages: [img(64, 96), img(128, 128, 4)] };
+    const prompt = "a photo of a man img, smiling";
+    const p = resolveGenerateParams({ ...base, prompt, photoMaker: pm }, v1);
+    expect(p.photoMaker).toEqual({ idImages: pm.idImages, styleStrength: IMAGE_DEFAULTS.photoMakerStyleStrength });
+    expect(IMAGE_DEFAULTS.photoMakerStyleStrength).toBe(20); // sd_img_gen_params_init()'s
+    expect(resolveGenerateParams({ ...base, prompt, photoMaker: { ...pm, styleStrength: 0 } }, v1).photoMaker?.styleStrength).toBe(0);
+    expect(resolveGenerateParams(base, v1).photoMaker).toBeUndefined();
+    // the trigger as a CLIP token of its own, after another token (the class word)
+    for (const ok of ["man img", "A Woman IMG.", "(man img:1.2)", "man,img", "man img img"]) expect(hasPhotoMakerTrigger(ok), ok).toBe(true);
+    for (const no of ["img of a man", "  img", "a man imgs", "a man with an image", "an imgur man", "a man éimg", ""])
+      expect(hasPhotoMakerTrigger(no), no).toBe(false);
+    const embeds = path.join(tmp.dir, "id_embeds.bin");
+    fs.writeFileSync(embeds, "x");
+    expect(resolveGenerateParams({ ...base, prompt, photoMaker: { ...pm, idEmbeddings: embeds } }, v2).photoMaker?.idEmbeddings).toBe(embeds);
+    const bad: [object, object, RegExp][] = [
+      [{ ...base, prompt, photoMaker: pm }, model, /needs a model loaded with photoMaker weights/],
+      [{ ...base, prompt: "a photo of a man", photoMaker: pm }, v1, /trigger word "img" after its class word/],
+      [{ ...base, prompt: "img man", photoMaker: pm }, v1, /trigger word "img"/],
+      [{ ...base, prompt, photoMaker: { idImages: [] } }, v1, /array of 1\.\.16 images/],
+      [{ ...base, prompt, photoMaker: {} }, v1, /idImages/],
+      [{ ...base, prompt, photoMaker: { idImages: Array.from({ length: 17 }, () => img(64, 64)) } }, v1, /at most 16/],
+      [{ ...base, prompt, photoMaker: { idImages: [img(32, 64)] } }, v1, /idImages\[0\] is 32×64; sides must be in \[64, 4096\]/],
+      [{ ...base, prompt, photoMaker: { idImages: [img(64, 64, 1)] } }, v1, /idImages\[0\]\.channels/],
+      [{ ...base, prompt, photoMaker: { ...pm, styleStrength: 101 } }, v1, /styleStrength/],
+      [{ ...base, prompt, photoMaker: { ...pm, idEmbeddings: embeds } }, v1, /used only by PhotoMaker v2/],
+      [{ ...base, prompt, photoMaker: pm }, v2, /PhotoMaker v2 needs photoMaker.idEmbeddings/],
+      [{ ...base, prompt, photoMaker: { ...pm, trigger: "img" } }, v1, /trigger/],
+    ];
+    for (const [o, m, message] of bad)
+      expect(() => resolveGenerateParams(o as never, m), JSON.stringify(o).slice(0, 120)).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(message) }),
+      );
+    expect(() => resolveGenerateParams({ ...base, prompt, photoMaker: { ...pm, idEmbeddings: path.join(tmp.dir, "none.bin") } }, v2)).toThrow(
+      expect.objectContaining({ code: "MODEL_NOT_FOUND" }),
+    );
   });
 
   it("unknown keys are named", () => {

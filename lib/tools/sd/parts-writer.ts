@@ -5,7 +5,7 @@
  * Shapes are ggml order, ne[0] first: linear [in, out], conv [kw, kh, in, out].
  */
 import path from "node:path";
-import { GgmlType, GgufWriter } from "../gguf/writer";
+import { GgmlType, type GgufTensorEntry, GgufWriter } from "../gguf/writer";
 import { produceTensor } from "../llama/generate";
 import { CHUNK_BYTES, U32_TO_UNIT, f32ToF16Bits, mulberry32, tensorSeed } from "../random";
 
@@ -63,6 +63,41 @@ function fixedValue(init: Exclude<PartInit, "weight">, i: number, n: number, sha
   }
 }
 
+/**
+ * Streams one tensor's data through `write`: random ±0.02 from its own seed
+ * (tensorSeed(seed, name), so bytes do not depend on file order) or the
+ * fixed `init`; q4_0 / q8_0 random blocks by ../llama/generate.ts. `buf` is
+ * scratch space of CHUNK_BYTES.
+ */
+export async function produceSpec(
+  t: GgufTensorEntry,
+  init: PartInit,
+  seed: number,
+  buf: ArrayBuffer,
+  write: (chunk: Uint8Array) => Promise<void>,
+): Promise<void> {
+  const scale = 0.02;
+  if (t.type === GgmlType.Q4_0 || t.type === GgmlType.Q8_0) {
+    if (init !== "weight") throw new Error(`tensor ${t.name}: a ${GgmlType[t.type]} tensor must be random ("weight"), not "${init}"`);
+    return produceTensor(t, "weight", seed, scale, buf, write);
+  }
+  const n = t.shape.reduce((a, b) => a * b, 1);
+  const rng = mulberry32(tensorSeed(seed, t.name));
+  const f32 = t.type === GgmlType.F32;
+  const f = new Float32Array(buf);
+  const h = new Uint16Array(buf);
+  for (let done = 0; done < n; ) {
+    const m = Math.min(f32 ? f.length : h.length, n - done);
+    for (let k = 0; k < m; k++) {
+      const v = init === "weight" ? (rng() * U32_TO_UNIT - 1) * scale : fixedValue(init, done + k, n, t.shape);
+      if (f32) f[k] = v;
+      else h[k] = f32ToF16Bits(v);
+    }
+    await write(new Uint8Array(buf, 0, m * (f32 ? 4 : 2)));
+    done += m;
+  }
+}
+
 /** One written part. */
 export interface GeneratedPart {
   path: string;
@@ -86,31 +121,9 @@ export async function writePart(
   if (arch) w.setString("general.architecture", arch);
   w.setString("general.name", name).setString("general.description", `${family} part with random weights (genai-native tools)`);
   for (const t of specs) w.addTensor(t.name, t.shape, t.type);
-  const scale = 0.02;
   const buf = new ArrayBuffer(CHUNK_BYTES);
   let i = 0;
-  const layout = await w.writeFile(file, async (t, write) => {
-    const { init } = specs[i++];
-    if (t.type === GgmlType.Q4_0 || t.type === GgmlType.Q8_0) {
-      if (init !== "weight") throw new Error(`tensor ${t.name}: a ${GgmlType[t.type]} tensor must be random ("weight"), not "${init}"`);
-      return produceTensor(t, "weight", seed, scale, buf, write);
-    }
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    const rng = mulberry32(tensorSeed(seed, t.name));
-    const f32 = t.type === GgmlType.F32;
-    const f = new Float32Array(buf);
-    const h = new Uint16Array(buf);
-    for (let done = 0; done < n; ) {
-      const m = Math.min(f32 ? f.length : h.length, n - done);
-      for (let k = 0; k < m; k++) {
-        const v = init === "weight" ? (rng() * U32_TO_UNIT - 1) * scale : fixedValue(init, done + k, n, t.shape);
-        if (f32) f[k] = v;
-        else h[k] = f32ToF16Bits(v);
-      }
-      await write(new Uint8Array(buf, 0, m * (f32 ? 4 : 2)));
-      done += m;
-    }
-  });
+  const layout = await w.writeFile(file, (t, write) => produceSpec(t, specs[i++].init, seed, buf, write));
   return {
     path: path.resolve(file),
     bytes: layout.fileBytes,

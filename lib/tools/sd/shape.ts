@@ -72,3 +72,39 @@ export function validateSdShape(shape: Sd1Shape, type: SdWeightType = "q8_0"): v
     if (!Number.isSafeInteger(v) || v <= 0 || v % 32 !== 0) throw new RangeError(`${k} must be a positive multiple of 32, got ${v}`);
   }
 }
+
+/** One cross-attention (SpatialTransformer) block of the SD1 UNet: its LDM name and width. */
+export interface Sd1CrossAttention {
+  /** e.g. "input_blocks.1.1.transformer_blocks.0" (under "model.diffusion_model."). */
+  block: string;
+  /** Channels = the attention's inner width (heads × head width). */
+  channels: number;
+}
+
+/**
+ * The SD1 UNet's 16 cross-attention blocks (src/model/diffusion/unet.hpp; the
+ * same as ./plan.ts writes) in diffusers' attention-processor order: the
+ * input (down) blocks, then the output (up) blocks, then the middle block.
+ * IP-Adapter numbers its per-attention weights 1, 3, 5, … in this order
+ * (sd.cpp: src/name_conversion.cpp ip_adapter_index_map).
+ */
+export function sd1CrossAttentions(unetChannels: number): Sd1CrossAttention[] {
+  const F = SD1_FIXED;
+  const att = F.unetAttentionLevels as readonly number[];
+  const levels = F.unetChannelMult.length;
+  const out: Sd1CrossAttention[] = [];
+  const tb = "1.transformer_blocks.0";
+  for (let i = 0; i < levels; i++) {
+    for (let j = 0; j < F.unetResBlocks; j++) {
+      if (att.includes(i)) out.push({ block: `input_blocks.${1 + i * (F.unetResBlocks + 1) + j}.${tb}`, channels: F.unetChannelMult[i] * unetChannels });
+    }
+  }
+  for (let i = levels - 1; i >= 0; i--) {
+    for (let j = 0; j < F.unetResBlocks + 1; j++) {
+      if (att.includes(i))
+        out.push({ block: `output_blocks.${(levels - 1 - i) * (F.unetResBlocks + 1) + j}.${tb}`, channels: F.unetChannelMult[i] * unetChannels });
+    }
+  }
+  out.push({ block: `middle_block.${tb}`, channels: F.unetChannelMult[levels - 1] * unetChannels });
+  return out;
+}
