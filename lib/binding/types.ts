@@ -256,6 +256,8 @@ export interface DiffusionLoadParams {
   llmVision: string;
   clipVision: string;
   controlNet: string;
+  /** sd_ctx_params_t.ip_adapter_path */
+  ipAdapter: string;
   photoMaker: string;
   taesd: string;
   /** "" = the file's own types. */
@@ -290,6 +292,8 @@ export interface DiffusionHandle {
     controlNet: boolean;
     /** The PhotoMaker version loaded (generate's photoMaker needs one; 2: the file's name contains "v2"), 0: none. */
     photoMaker: 0 | 1 | 2;
+    /** IP-Adapter weights were loaded (generate's ipAdapter needs them). */
+    ipAdapter: boolean;
   };
   generate(params: DiffusionGenerateParams, onEvent: (e: Record<string, unknown>) => void, cancel: CancelToken): Promise<(NativeImage & { data: Buffer })[]>;
   cancel(mode: "all" | "newLatents"): void;

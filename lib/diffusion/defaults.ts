@@ -46,6 +46,9 @@ export const MAX_PHOTO_MAKER_IMAGES = 16;
  */
 export const PHOTO_MAKER_TRIGGER = "img";
 
+/** Largest IpAdapterOptions.strength (sd.cpp takes any; 1 is its default, ComfyUI's IP-Adapter weights go to 5). */
+export const MAX_IP_ADAPTER_STRENGTH = 5;
+
 /** Largest flowShift (sd.cpp's own defaults are 1..12). */
 export const MAX_FLOW_SHIFT = 100;
 
@@ -72,6 +75,7 @@ export const IMAGE_DEFAULTS: Readonly<{
   loraScale: number;
   controlStrength: number;
   photoMakerStyleStrength: number;
+  ipAdapterStrength: number;
   previewMode: "proj" | "tae" | "vae";
   previewIntervalSteps: number;
 }> = Object.freeze({
@@ -86,6 +90,7 @@ export const IMAGE_DEFAULTS: Readonly<{
   loraScale: 1,
   controlStrength: 0.9,
   photoMakerStyleStrength: 20,
+  ipAdapterStrength: 1,
   previewMode: "proj",
   previewIntervalSteps: 1,
 });
@@ -139,6 +144,7 @@ export const DIFFUSION_FILE_OPTIONS = Object.freeze([
   "llmVision",
   "clipVision",
   "controlNet",
+  "ipAdapter",
   "photoMaker",
   "taesd",
 ] as const);

@@ -62,6 +62,8 @@ export interface EngineGenerateParams {
   refImages: RawImage[];
   /** PhotoMaker: the identity photos, the style strength (percent of steps before the identity merges in) and v2's face-embeddings file. */
   photoMaker?: { idImages: RawImage[]; styleStrength: number; idEmbeddings?: string };
+  /** IP-Adapter: the image prompt and its strength. */
+  ipAdapter?: { image: RawImage; strength: number };
   /** Preview every `intervalSteps` steps, decoded with `mode` ("proj" fast projection, "tae" tiny VAE, "vae" full VAE). */
   preview?: { mode: "proj" | "tae" | "vae"; intervalSteps: number };
   /** Hires fix: the target size (pixels, multiples of 64, ≥ width × height), the second pass's steps and strength, the upscaler (and its ESRGAN file for "model"). */
@@ -93,6 +95,8 @@ export interface EngineModel {
    * needs one; 2: a file whose name contains "v2", sd.cpp's rule); absent: none.
    */
   readonly photoMaker?: 1 | 2;
+  /** True when IP-Adapter weights were loaded with the model (ImageGenerateOptions.ipAdapter needs them). */
+  readonly ipAdapter?: boolean;
   /** The sampler this model's family is run with (sd.cpp's sd_get_default_sample_method); absent: IMAGE_DEFAULTS.sampler. */
   readonly defaultSampler?: string;
   /** The scheduler for each sampler on this model (sd.cpp's sd_get_default_scheduler); absent: IMAGE_DEFAULTS.scheduler. */

@@ -14,6 +14,7 @@ export {
   MAX_REF_ASPECT,
   MAX_FLOW_SHIFT,
   MAX_PHOTO_MAKER_IMAGES,
+  MAX_IP_ADAPTER_STRENGTH,
   PHOTO_MAKER_TRIGGER,
 } from "./defaults";
 export { ProgressTracker } from "./progress";

@@ -5,6 +5,7 @@ import type {
   DiffusionLoadOptions,
   HiresOptions,
   ImageGenerateOptions,
+  IpAdapterOptions,
   LoraSpec,
   PhotoMakerOptions,
   PreviewOptions,
@@ -23,6 +24,7 @@ export const DIFFUSION_LOAD_KEYS = optionKeys<DiffusionLoadOptions & { onProgres
   "llmVision",
   "clipVision",
   "controlNet",
+  "ipAdapter",
   "photoMaker",
   "taesd",
   "weightType",
@@ -58,6 +60,7 @@ export const IMAGE_KEYS = optionKeys<ImageGenerateOptions>()(
   "controlStrength",
   "refImages",
   "photoMaker",
+  "ipAdapter",
   "preview",
   "hires",
   "cache",
@@ -69,6 +72,7 @@ export const IMAGE_KEYS = optionKeys<ImageGenerateOptions>()(
 export const PREVIEW_KEYS = optionKeys<PreviewOptions>()("mode", "intervalSteps");
 export const CACHE_KEYS = optionKeys<CacheOptions>()("mode", "threshold", "start", "end", "warmup");
 export const HIRES_KEYS = optionKeys<HiresOptions>()("scale", "width", "height", "steps", "strength", "upscaler", "upscalerModel");
+export const IP_ADAPTER_KEYS = optionKeys<IpAdapterOptions>()("image", "strength");
 export const PHOTO_MAKER_KEYS = optionKeys<PhotoMakerOptions>()("idImages", "styleStrength", "idEmbeddings");
 export const LORA_KEYS = optionKeys<LoraSpec>()("path", "scale", "multiplier");
 export const UPSCALER_LOAD_KEYS = optionKeys<UpscalerLoadOptions>()("model", "threads", "tileSize", "device", "signal");

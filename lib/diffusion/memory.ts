@@ -184,7 +184,21 @@ function partOf(name: string, file: (typeof FILE_KEYS)[number]): keyof Diffusion
 }
 
 /** The model files of a load, with the option naming each. */
-const FILE_KEYS = ["model", "diffusionModel", "vae", "clipL", "clipG", "t5xxl", "llm", "llmVision", "clipVision", "taesd", "controlNet", "photoMaker"] as const;
+const FILE_KEYS = [
+  "model",
+  "diffusionModel",
+  "vae",
+  "clipL",
+  "clipG",
+  "t5xxl",
+  "llm",
+  "llmVision",
+  "clipVision",
+  "taesd",
+  "controlNet",
+  "ipAdapter",
+  "photoMaker",
+] as const;
 const TEXT_FILES: readonly string[] = ["clipL", "clipG", "t5xxl", "llm", "llmVision", "clipVision", "photoMaker"];
 
 /** What the files' headers say: weights per part, and the family's shape or why there is no fitted compute model. */

@@ -50,6 +50,9 @@ export class DiffusionModel implements AsyncDisposable {
     if (!engine.available) throw new GenaiError("ENGINE_UNAVAILABLE", engine.unavailableReason ?? "the diffusion engine is not available");
     if (!o.model && !o.diffusionModel) throw new GenaiError("INVALID_ARGUMENT", "give model (a single checkpoint) or diffusionModel (+ vae, text encoders)");
     for (const k of [...DIFFUSION_FILE_OPTIONS, "weightType"] as const) optString(k, o[k]);
+    // sd.cpp fails the load with one "CLIP vision tensor … not in model metadata" line per tensor
+    if (o.ipAdapter && !o.clipVision)
+      throw new GenaiError("INVALID_ARGUMENT", "ipAdapter needs clipVision (the CLIP ViT-H/14 image encoder it was trained with)");
     if (o.threads !== undefined) optInt("threads", o.threads, 1, 1, 1024);
     if (o.device !== undefined) resolveDevice(o.device);
     for (const k of ["flashAttention", "vaeTiling", "keepClipOnCpu", "keepVaeOnCpu", "offloadParamsToCpu"] as const) optBool(k, o[k], false);

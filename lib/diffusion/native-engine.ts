@@ -38,6 +38,7 @@ export function loadParams(o: DiffusionLoadOptions, device: string): DiffusionLo
     llmVision: o.llmVision ?? "",
     clipVision: o.clipVision ?? "",
     controlNet: o.controlNet ?? "",
+    ipAdapter: o.ipAdapter ?? "",
     photoMaker: o.photoMaker ?? "",
     taesd: o.taesd ?? "",
     weightType: o.weightType ?? "",
@@ -63,6 +64,7 @@ async function load(addon: Addon, options: DiffusionLoadOptions, onProgress: (f:
     schedulers: info.schedulers,
     controlNet: info.controlNet,
     ...(info.photoMaker !== 0 && { photoMaker: info.photoMaker }),
+    ipAdapter: info.ipAdapter,
     defaultSampler: info.defaultSampler,
     defaultSchedulers: info.defaultSchedulers,
     memoryBytes: { [where]: bytes }, // the files' bytes, on the device sd.cpp computes on

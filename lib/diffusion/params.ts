@@ -3,13 +3,14 @@ import { randomInt } from "node:crypto";
 import fs from "node:fs";
 import { GenaiError } from "../errors";
 import { optInt, optNumber, optOneOf, optString, options, requireString } from "../util/validate";
-import { CACHE_KEYS, HIRES_KEYS, IMAGE_KEYS, LORA_KEYS, PHOTO_MAKER_KEYS, PREVIEW_KEYS } from "./keys";
+import { CACHE_KEYS, HIRES_KEYS, IMAGE_KEYS, IP_ADAPTER_KEYS, LORA_KEYS, PHOTO_MAKER_KEYS, PREVIEW_KEYS } from "./keys";
 import {
   CACHE_MODES,
   HIRES_DEFAULTS,
   HIRES_UPSCALERS,
   IMAGE_DEFAULTS,
   MAX_FLOW_SHIFT,
+  MAX_IP_ADAPTER_STRENGTH,
   MAX_PHOTO_MAKER_IMAGES,
   MAX_PROMPT_CHARS,
   MAX_REF_ASPECT,
@@ -26,7 +27,7 @@ function promptText(name: string, text: string): string {
   return text;
 }
 import type { EngineGenerateParams, EngineModel } from "./engine";
-import type { CacheOptions, HiresOptions, ImageGenerateOptions, LoraSpec, PhotoMakerOptions, PreviewOptions, RawImage } from "./types";
+import type { CacheOptions, HiresOptions, ImageGenerateOptions, IpAdapterOptions, LoraSpec, PhotoMakerOptions, PreviewOptions, RawImage } from "./types";
 
 /**
  * Raw pixels { data, width, height, channels } with one of `channels` and data
@@ -52,7 +53,7 @@ function checkImage(name: string, img: unknown, width: number, height: number, c
 /** Validates options against the model's samplers/schedulers (and ControlNet); fills defaults. @throws GenaiError INVALID_ARGUMENT, MODEL_NOT_FOUND (a LoRA file) */
 export function resolveGenerateParams(
   o: ImageGenerateOptions,
-  model: Pick<EngineModel, "samplers" | "schedulers" | "controlNet" | "photoMaker" | "defaultSampler" | "defaultSchedulers">,
+  model: Pick<EngineModel, "samplers" | "schedulers" | "controlNet" | "photoMaker" | "ipAdapter" | "defaultSampler" | "defaultSchedulers">,
 ): EngineGenerateParams {
   const opts = options("options", o, IMAGE_KEYS) as unknown as ImageGenerateOptions;
   const d = IMAGE_DEFAULTS;
@@ -108,6 +109,7 @@ export function resolveGenerateParams(
     controlStrength: controlImage ? controlStrength : undefined,
     refImages: resolveRefImages(opts.refImages),
     ...(photoMaker && { photoMaker }),
+    ...(opts.ipAdapter !== undefined && { ipAdapter: resolveIpAdapter(opts.ipAdapter, model.ipAdapter === true) }),
     preview: preview
       ? {
           mode: optOneOf("preview.mode", preview.mode, ["proj", "tae", "vae"] as const, d.previewMode),
@@ -254,6 +256,17 @@ function resolvePhotoMaker(spec: unknown, prompt: string, version: 1 | 2 | undef
     idImages,
     styleStrength: optNumber("photoMaker.styleStrength", pm.styleStrength, IMAGE_DEFAULTS.photoMakerStyleStrength, 0, 100),
     ...(idEmbeddings !== undefined && { idEmbeddings }),
+  };
+}
+
+/** ipAdapter → the checked image prompt and strength. @throws GenaiError INVALID_ARGUMENT */
+function resolveIpAdapter(spec: unknown, loaded: boolean): NonNullable<EngineGenerateParams["ipAdapter"]> {
+  const ip = options("ipAdapter", spec, IP_ADAPTER_KEYS) as unknown as IpAdapterOptions;
+  // sd.cpp ignores the image, without a word, on a model without an IP-Adapter
+  if (!loaded) throw new GenaiError("INVALID_ARGUMENT", "ipAdapter needs a model loaded with ipAdapter (and clipVision)");
+  return {
+    image: checkSides("ipAdapter.image", checkRawImage("ipAdapter.image", ip.image, [3, 4])),
+    strength: optNumber("ipAdapter.strength", ip.strength, IMAGE_DEFAULTS.ipAdapterStrength, 0, MAX_IP_ADAPTER_STRENGTH),
   };
 }
 

@@ -164,6 +164,25 @@ function checkPhotoMaker(dit: Files, pm: TensorInfo[]): void {
 }
 
 /**
+ * An IP-Adapter projects the CLIP vision encoder's image embedding
+ * (visual_projection's output, 1024 for ViT-H/14) into image tokens
+ * (image_proj.proj's input; the "plus" variant's resampler takes the
+ * encoder's hidden states, image_proj.proj_in's input = its width). sd.cpp
+ * loads other widths and fails a GGML_ASSERT (an abort) in the projection at
+ * the first generation with an image prompt.
+ */
+function checkIpAdapter(ip: TensorInfo[], vision: TensorInfo[]): void {
+  const takes = dim([ip], "image_proj.proj.weight", 0);
+  const plusTakes = dim([ip], "image_proj.proj_in.weight", 0);
+  const embeds = dim([vision], "visual_projection.weight", 1);
+  const hidden = dim([vision], "post_layernorm.weight", 0);
+  const fail = (t: number, g: number, what: string) =>
+    new GenaiError("INVALID_MODEL", `the IP-Adapter (ipAdapter) takes ${t}-wide image embeddings, the CLIP vision encoder (clipVision) gives ${g} (${what})`);
+  if (takes !== undefined && embeds !== undefined && takes !== embeds) throw fail(takes, embeds, "its projection");
+  if (plusTakes !== undefined && hidden !== undefined && plusTakes !== hidden) throw fail(plusTakes, hidden, "its hidden states");
+}
+
+/**
  * Checks the parts of a load against each other, per family:
  *  - Z-Image (a DiT with `cap_embedder`): the text encoder's hidden size =
  *    the caption embedder's input, the DiT's x_embedder input = 4 × the VAE's
@@ -178,17 +197,19 @@ function checkPhotoMaker(dit: Files, pm: TensorInfo[]): void {
  *  - all three: the text encoder's vocabulary covers the Qwen tokenizer's ids;
  *  - a ControlNet: its model channels = the UNet's (sd.cpp builds every
  *    ControlNet with SD1's 320; on a narrower UNet it aborts in ggml_add);
- *  - PhotoMaker: its fused embedding width = the UNet's context width (SDXL's 2048).
+ *  - PhotoMaker: its fused embedding width = the UNet's context width (SDXL's 2048);
+ *  - an IP-Adapter: its image projection's input = the CLIP vision encoder's output.
  * A check whose tensors are not found (other families, unreadable files) is skipped.
  * @throws GenaiError INVALID_MODEL naming what does not fit
  */
 export async function checkDiffusionParts(load: DiffusionLoadOptions): Promise<void> {
-  const files = [load.model, load.diffusionModel, load.vae, load.llm, load.controlNet, load.llmVision, load.photoMaker];
-  const [m, d, v, l, c, lv, pm] = await Promise.all(files.map(tensorsOf));
+  const files = [load.model, load.diffusionModel, load.vae, load.llm, load.controlNet, load.llmVision, load.photoMaker, load.ipAdapter, load.clipVision];
+  const [m, d, v, l, c, lv, pm, ip, cv] = await Promise.all(files.map(tensorsOf));
   const dit = [d, m];
   const encoder = [l, m];
   checkControlNet(dit, c);
   checkPhotoMaker(dit, pm);
+  checkIpAdapter(ip, cv);
   const family = ditFamilyOf(dit.flat());
   if (family === "zimage") checkZImage(dit, encoder, [v, m]);
   else if (family === "flux2-klein")

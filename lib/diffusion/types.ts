@@ -55,14 +55,23 @@ export interface DiffusionLoadOptions {
   llm?: string;
   /** The vision tower of a vision-language `llm` (Qwen2.5-VL's for Qwen-Image-Edit's reference images; sd.cpp's --llm_vision). */
   llmVision?: string;
-  /** CLIP vision encoder (sd.cpp's --clip_vision: image conditioning of IP-Adapter and Wan image-to-video, which this API does not drive yet). */
+  /**
+   * CLIP vision encoder (sd.cpp's --clip_vision): the image encoder of an
+   * `ipAdapter` (OpenCLIP ViT-H/14, as IP-Adapter for SD1.5 was trained
+   * with), and of Wan image-to-video, which this API does not drive.
+   */
   clipVision?: string;
+  /**
+   * IP-Adapter weights (UNet models: SD1 / SDXL; sd.cpp's --ip-adapter),
+   * needed for ImageGenerateOptions.ipAdapter; needs `clipVision`
+   * (INVALID_ARGUMENT otherwise).
+   */
+  ipAdapter?: string;
   /** A ControlNet matching the base model (SD1.x / SDXL); needed for ImageGenerateOptions.controlImage. */
   controlNet?: string;
   /**
    * PhotoMaker (v1/v2) weights for SDXL identity customization (sd.cpp's
-   * --photo-maker). The identity images are not part of this API yet, so
-   * loading them changes no generation.
+   * --photo-maker); ImageGenerateOptions.photoMaker gives the identity photos.
    */
   photoMaker?: string;
   /** Tiny autoencoder for fast previews/decoding. */
@@ -212,6 +221,8 @@ export interface ImageGenerateOptions {
    * followed by the trigger word, e.g. "a photo of a man img" (PHOTO_MAKER_TRIGGER).
    */
   photoMaker?: PhotoMakerOptions;
+  /** IP-Adapter image prompt (a model loaded with `ipAdapter`; INVALID_ARGUMENT otherwise). */
+  ipAdapter?: IpAdapterOptions;
   /** Preview images as "preview" events every intervalSteps steps. */
   preview?: PreviewOptions;
   /** A second sampling pass at a larger size (hires fix); not with controlImage. */
@@ -230,6 +241,18 @@ export interface ImageGenerateOptions {
   /** After a cancel, resolve `done` with the images finished before it (default: reject with ABORTED). */
   keepFinishedOnCancel?: boolean;
   signal?: AbortSignal;
+}
+
+/** ImageGenerateOptions.ipAdapter: stable-diffusion.cpp's ip_adapter_image / ip_adapter_strength. */
+export interface IpAdapterOptions {
+  /**
+   * The image prompt: any size with sides in [MIN_SIDE, MAX_SIDE], 3 or 4
+   * channels (alpha is dropped); sd.cpp scales it to 224 × 224 for the CLIP
+   * vision encoder and adds its tokens to every cross-attention.
+   */
+  image: RawImage;
+  /** How much the image tokens count, 0..MAX_IP_ADAPTER_STRENGTH (default IMAGE_DEFAULTS.ipAdapterStrength = 1, sd.cpp's); 0 is the image without it. */
+  strength?: number;
 }
 
 /** ImageGenerateOptions.photoMaker: stable-diffusion.cpp's sd_pm_params_t. */

@@ -30,6 +30,7 @@ struct SdModel {
   bool vae_tiling = false;       // decode (and encode) the VAE in tiles to bound its compute memory
   bool has_control_net = false;  // a ControlNet was loaded (a controlImage needs one)
   int photo_maker = 0;           // the PhotoMaker version loaded (1, 2: sd.cpp's rule, "v2" in the file's name), 0: none
+  bool has_ip_adapter = false;   // an IP-Adapter was loaded (an ipAdapter image prompt needs one)
   ~SdModel() {
     if (ctx) free_sd_ctx(ctx);
   }
@@ -62,6 +63,7 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
     o.Set("imageGeneration", sd_ctx_supports_image_generation(m->ctx));
     o.Set("controlNet", m->has_control_net);
     o.Set("photoMaker", m->photo_maker);
+    o.Set("ipAdapter", m->has_ip_adapter);
     return o;
   }
 
@@ -89,7 +91,7 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
 Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = Model(env);
-  GenRequest r = ReadGenRequest(ObjectArg(info, 0, "params"), m->has_control_net, m->photo_maker);
+  GenRequest r = ReadGenRequest(ObjectArg(info, 0, "params"), ModelFeatures{m->has_control_net, m->photo_maker, m->has_ip_adapter});
   Napi::Function on_event = FunctionArg(info, 1, "onEvent");
   auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
 
@@ -178,12 +180,15 @@ constexpr FilePart kFileParts[] = {
     {"controlNet", &sd_ctx_params_t::control_net_path},
     {"photoMaker", &sd_ctx_params_t::photo_maker_path},
     {"taesd", &sd_ctx_params_t::taesd_path},
+    {"ipAdapter", &sd_ctx_params_t::ip_adapter_path},
 };
-constexpr size_t kModel = 0, kDiffusionModel = 1, kVae = 2, kLlm = 6, kLlmVision = 7, kControlNet = 9, kPhotoMaker = 10;  // indices into kFileParts
+constexpr size_t kModel = 0, kDiffusionModel = 1, kVae = 2, kLlm = 6, kLlmVision = 7, kClipVision = 8, kControlNet = 9, kPhotoMaker = 10,
+                 kIpAdapter = 12;  // indices into kFileParts
 static_assert(std::string_view(kFileParts[kModel].key) == "model" && std::string_view(kFileParts[kDiffusionModel].key) == "diffusionModel" &&
               std::string_view(kFileParts[kVae].key) == "vae" && std::string_view(kFileParts[kLlm].key) == "llm" &&
               std::string_view(kFileParts[kLlmVision].key) == "llmVision" && std::string_view(kFileParts[kControlNet].key) == "controlNet" &&
-              std::string_view(kFileParts[kPhotoMaker].key) == "photoMaker");
+              std::string_view(kFileParts[kPhotoMaker].key) == "photoMaker" && std::string_view(kFileParts[kClipVision].key) == "clipVision" &&
+              std::string_view(kFileParts[kIpAdapter].key) == "ipAdapter");
 }  // namespace
 
 Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
@@ -199,6 +204,8 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < files.size(); i++) files[i] = StringField(o, kFileParts[i].key);
   const std::string wtype_name = StringField(o, "weightType");
   if (files[kModel].empty() && files[kDiffusionModel].empty()) Throw(env, code::INVALID_ARGUMENT, "give model or diffusionModel");
+  // sd.cpp fails the load with one "CLIP vision tensor … not in model metadata" line per tensor
+  if (!files[kIpAdapter].empty() && files[kClipVision].empty()) Throw(env, code::INVALID_ARGUMENT, "ipAdapter needs clipVision");
   // sd.cpp's module placement specs (examples/common/common.cpp maps its
   // --clip-on-cpu / --vae-on-cpu / --offload-to-cpu flags the same way).
   std::string backend, params_backend;
@@ -222,7 +229,8 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   auto work = [files, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
     for (size_t i = 0; i < files.size(); i++)
       if (!files[i].empty()) CheckModelFileExtent(files[i], kFileParts[i].key);
-    CheckDiffusionParts(files[kModel], files[kDiffusionModel], files[kVae], files[kLlm], files[kLlmVision], files[kControlNet], files[kPhotoMaker]);
+    CheckDiffusionParts(files[kModel], files[kDiffusionModel], files[kVae], files[kLlm], files[kLlmVision], files[kControlNet], files[kPhotoMaker],
+                        files[kIpAdapter], files[kClipVision]);
     auto model = std::make_shared<SdModel>();
     model->vae_tiling = vae_tiling;
     std::string errors, part_failed;
@@ -257,6 +265,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
     // sd.cpp logs a part it cannot read ("loading clip_l from '…' failed", "loading stacked ID embedding from '…' failed")
     // as a warning and goes on without it
     if (!part_failed.empty()) throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load a model part: " + part_failed);
+    model->has_ip_adapter = !files[kIpAdapter].empty();
     if (!files[kPhotoMaker].empty()) model->photo_maker = files[kPhotoMaker].find("v2") != std::string::npos ? 2 : 1;  // sd.cpp's test
     model->has_control_net = sd_ctx_has_control_net(model->ctx);
     // sd.cpp logs a ControlNet it cannot load and goes on without it

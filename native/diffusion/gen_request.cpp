@@ -19,6 +19,7 @@ constexpr uint32_t kMaxRefImages = 16;                  // MAX_REF_IMAGES
 constexpr uint32_t kMaxRefAspect = 8;                   // MAX_REF_ASPECT: sd.cpp would scale a thinner image to a 0-pixel side
 constexpr double kMaxFlowShift = 100;                   // MAX_FLOW_SHIFT
 constexpr uint32_t kMaxPhotoMakerImages = 16;           // MAX_PHOTO_MAKER_IMAGES
+constexpr double kMaxIpAdapterStrength = 5;             // MAX_IP_ADAPTER_STRENGTH
 constexpr std::string_view kPhotoMakerTrigger = "img";  // PHOTO_MAKER_TRIGGER: sd.cpp's photomaker_extension.cpp trigger_word
 
 // An RGBA image as RGB (the ControlNet's hint input has 3 channels).
@@ -164,6 +165,22 @@ void ReadPhotoMaker(Napi::Object o, GenRequest& r, int photo_maker) {
   x.enabled = true;
 }
 
+// ipAdapter: sd.cpp ignores the image, without a word, on a model without an IP-Adapter.
+void ReadIpAdapter(Napi::Object o, GenRequest& r, bool loaded) {
+  Napi::Env env = o.Env();
+  Napi::Value iv = o.Get("ipAdapter");
+  if (!iv.IsObject()) Throw(env, code::INVALID_ARGUMENT, "ipAdapter must be an object");
+  Napi::Object ip = iv.As<Napi::Object>();
+  CheckKeys(ip, {"image", "strength"}, "ipAdapter");
+  if (!loaded) Throw(env, code::INVALID_ARGUMENT, "ipAdapter needs a model loaded with ipAdapter (and clipVision)");
+  RawImg img = ImageValue(env, ip.Get("image"), "ipAdapter.image", 0, 0, false);
+  if (std::min(img.width, img.height) < static_cast<uint32_t>(kMinSide) || std::max(img.width, img.height) > static_cast<uint32_t>(kMaxSide))
+    Throw(env, code::INVALID_ARGUMENT, "ipAdapter.image sides must be in [" + std::to_string(kMinSide) + ", " + std::to_string(kMaxSide) + "]");
+  r.ip_adapter.image = DropAlpha(std::move(img));
+  r.ip_adapter.strength = static_cast<float>(NumberField(ip, "strength", 0, kMaxIpAdapterStrength));
+  r.ip_adapter.enabled = true;
+}
+
 void ReadRefImages(Napi::Object o, GenRequest& r) {
   Napi::Env env = o.Env();
   Napi::Value refs = o.Get("refImages");
@@ -183,12 +200,12 @@ void ReadRefImages(Napi::Object o, GenRequest& r) {
 
 }  // namespace
 
-GenRequest ReadGenRequest(Napi::Object o, bool has_control_net, int photo_maker) {
+GenRequest ReadGenRequest(Napi::Object o, const ModelFeatures& model) {
   Napi::Env env = o.Env();
   GenRequest r;
-  CheckKeys(o, {"prompt",       "negativePrompt",  "width",     "height", "steps",   "count",     "cfgScale",  "guidance",
-                "flowShift",    "strength",        "clipSkip",  "seed",   "sampler", "scheduler", "initImage", "mask",
-                "controlImage", "controlStrength", "refImages", "loras",  "preview", "hires",     "cache",     "photoMaker"},
+  CheckKeys(o, {"prompt",    "negativePrompt", "width",   "height",  "steps",     "count",      "cfgScale", "guidance",     "flowShift",
+                "strength",  "clipSkip",       "seed",    "sampler", "scheduler", "initImage",  "mask",     "controlImage", "controlStrength",
+                "refImages", "loras",          "preview", "hires",   "cache",     "photoMaker", "ipAdapter"},
             "generate");
   r.prompt = StringField(o, "prompt");
   r.negative = StringField(o, "negativePrompt");
@@ -217,11 +234,12 @@ GenRequest ReadGenRequest(Napi::Object o, bool has_control_net, int photo_maker)
   r.mask = ImageProp(o, "mask", r.width, r.height, true);
   if (!r.mask.data.empty() && r.init.data.empty()) Throw(env, code::INVALID_ARGUMENT, "mask needs an initImage");
   r.control = DropAlpha(ImageProp(o, "controlImage", r.width, r.height, false));
-  if (!r.control.data.empty() && !has_control_net) Throw(env, code::INVALID_ARGUMENT, "controlImage needs a model loaded with a controlNet");
+  if (!r.control.data.empty() && !model.control_net) Throw(env, code::INVALID_ARGUMENT, "controlImage needs a model loaded with a controlNet");
   if (auto cs = OptNumberField(o, "controlStrength", 0, 1)) r.control_strength = static_cast<float>(*cs);
   Napi::Value refs = o.Get("refImages");
   if (!refs.IsUndefined()) ReadRefImages(o, r);
-  if (!o.Get("photoMaker").IsUndefined()) ReadPhotoMaker(o, r, photo_maker);
+  if (!o.Get("photoMaker").IsUndefined()) ReadPhotoMaker(o, r, model.photo_maker);
+  if (!o.Get("ipAdapter").IsUndefined()) ReadIpAdapter(o, r, model.ip_adapter);
   ReadLoras(o, r);
   Napi::Value hv = o.Get("hires");
   if (!hv.IsUndefined() && !hv.IsNull()) ReadHires(o, r);
@@ -275,6 +293,10 @@ void FillImgGenParams(const GenRequest& r, bool vae_tiling, sd_img_gen_params_t&
   for (const RawImg& ref : r.refs) refs.push_back(image(ref));
   p.ref_images = refs.empty() ? nullptr : refs.data();
   p.ref_images_count = static_cast<int>(refs.size());
+  if (r.ip_adapter.enabled) {
+    p.ip_adapter_image = image(r.ip_adapter.image);
+    p.ip_adapter_strength = r.ip_adapter.strength;
+  }
   id_images.clear();
   if (r.photo_maker.enabled) {
     for (const RawImg& id : r.photo_maker.images) id_images.push_back(image(id));

@@ -51,12 +51,24 @@ struct GenRequest {
     float style_strength = 20;
     std::string id_embeddings;
   } photo_maker;
+  // an IP-Adapter image prompt (lib/diffusion/params.ts resolveIpAdapter): 3 channels, its strength
+  struct IpAdapter {
+    bool enabled = false;
+    RawImg image;
+    float strength = 1;
+  } ip_adapter;
 };
 
-// Reads `o` (every key known, every value in range); `has_control_net`: the
-// model's, which a controlImage needs; `photo_maker`: its PhotoMaker version
-// (0: none), which photoMaker needs. Throws INVALID_ARGUMENT naming the field.
-GenRequest ReadGenRequest(Napi::Object o, bool has_control_net, int photo_maker);
+// What the loaded model has that some parameters need.
+struct ModelFeatures {
+  bool control_net = false;  // a controlImage needs a ControlNet
+  int photo_maker = 0;       // photoMaker needs PhotoMaker weights (their version, 1 or 2; 0: none)
+  bool ip_adapter = false;   // ipAdapter needs an IP-Adapter
+};
+
+// Reads `o` (every key known, every value in range) for a model with
+// `model`'s features. Throws INVALID_ARGUMENT naming the field.
+GenRequest ReadGenRequest(Napi::Object o, const ModelFeatures& model);
 
 // The sd.cpp parameters of `r`. They point into `r`, `loras`, `refs` and
 // `id_images`, which must outlive the generate_image() call.

@@ -197,14 +197,30 @@ void CheckPhotoMaker(const std::vector<const Tensors*>& dit, const Tensors& phot
                                               "-wide context (PhotoMaker is made for SDXL)");
 }
 
+// An IP-Adapter projects the CLIP vision encoder's image embedding (visual_projection's output, 1024 for ViT-H/14;
+// the "plus" variant: its hidden states) into image tokens; sd.cpp loads other widths and fails a GGML_ASSERT in
+// the projection at the first generation with an image prompt.
+void CheckIpAdapter(const Tensors& ip, const Tensors& vision) {
+  std::optional<int64_t> takes = Dim({&ip}, "image_proj.proj.weight", 0), plus_takes = Dim({&ip}, "image_proj.proj_in.weight", 0);
+  std::optional<int64_t> embeds = Dim({&vision}, "visual_projection.weight", 1), hidden = Dim({&vision}, "post_layernorm.weight", 0);
+  auto fail = [](int64_t t, int64_t g, const char* what) {
+    throw CodedError(code::INVALID_MODEL, "the IP-Adapter (ipAdapter) takes " + std::to_string(t) +
+                                              "-wide image embeddings, the CLIP vision encoder (clipVision) gives " + std::to_string(g) + " (" + what + ")");
+  };
+  if (takes && embeds && *takes != *embeds) fail(*takes, *embeds, "its projection");
+  if (plus_takes && hidden && *plus_takes != *hidden) fail(*plus_takes, *hidden, "its hidden states");
+}
+
 }  // namespace
 
 void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm,
-                         const std::string& llm_vision, const std::string& control_net, const std::string& photo_maker) {
+                         const std::string& llm_vision, const std::string& control_net, const std::string& photo_maker, const std::string& ip_adapter,
+                         const std::string& clip_vision) {
   const Tensors m = Read(model), d = Read(diffusion_model), v = Read(vae), l = Read(llm), lv = Read(llm_vision);
   const std::vector<const Tensors*> dit{&d, &m}, encoder{&l, &m}, autoencoder{&v, &m}, vision{&lv, &l, &m};
   if (!control_net.empty()) CheckControlNet(dit, Read(control_net));
   if (!photo_maker.empty()) CheckPhotoMaker(dit, Read(photo_maker));
+  if (!ip_adapter.empty()) CheckIpAdapter(Read(ip_adapter), Read(clip_vision));
   // the families as src/model_loader.cpp get_sd_version tells them apart
   if (Dim(dit, "cap_embedder.0.weight", 0)) return CheckZImage(dit, encoder, autoencoder);
   if (Dim(dit, "double_stream_modulation_img.lin.weight", 0)) {

@@ -34,8 +34,11 @@ namespace genai {
 // PhotoMaker (any family): its fused embedding width (fuse_module, 2048) = the
 // UNet's cross-attention context (SDXL's; on SD1's 768 sd.cpp aborts in the
 // ID encoder at the first generation with an identity).
+// An IP-Adapter: its image projection's input = the CLIP vision encoder's
+// output (visual_projection; the "plus" variant: its hidden states).
 // A check whose tensors are not found is skipped. Throws CodedError INVALID_MODEL.
 void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm,
-                         const std::string& llm_vision, const std::string& control_net, const std::string& photo_maker);
+                         const std::string& llm_vision, const std::string& control_net, const std::string& photo_maker, const std::string& ip_adapter,
+                         const std::string& clip_vision);
 
 }  // namespace genai

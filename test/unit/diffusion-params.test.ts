@@ -155,6 +155,20 @@ describe("image generation options: LoRAs, flowShift, guidance, ControlNet, refe
     );
   });
 
+  it("ipAdapter: an image prompt (sides 64..4096, 3 or 4 channels) and a strength 0..5 (default 1, sd.cpp's), on a model with an IP-Adapter", () => {
+    const withIp = { ...model, ipAdapter: true };
+    const image = img(96, 64, 4);
+    expect(resolveGenerateParams({ ...base, ipAdapter: { image } }, withIp).ipAdapter).toEqual({ image, strength: 1 });
+    expect(IMAGE_DEFAULTS.ipAdapterStrength).toBe(1);
+    expect(resolveGenerateParams({ ...base, ipAdapter: { image, strength: 0 } }, withIp).ipAdapter?.strength).toBe(0);
+    expect(resolveGenerateParams(base, withIp).ipAdapter).toBeUndefined();
+    expect(() => resolveGenerateParams({ ...base, ipAdapter: { image } }, model)).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/needs a model loaded with ipAdapter/) }),
+    );
+    for (const bad of [{ image, strength: 5.5 }, { image, strength: -1 }, { image: img(64, 32) }, { image: img(64, 64, 1) }, { image, scale: 1 }, {}, null])
+      expect(() => resolveGenerateParams({ ...base, ipAdapter: bad as never }, withIp), JSON.stringify(bad)?.slice(-30)).toThrow(invalid);
+  });
+
   it("unknown keys are named", () => {
     expect(() => resolveGenerateParams({ ...base, controlnetImage: img(64, 64) } as never, model)).toThrow(
       expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/controlnetImage/) }),
