@@ -18,6 +18,7 @@ import {
   findTensor as find,
   MAX_PROMPT_TOKENS,
 } from "./memory-dit";
+import { DIFFUSION_FILE_OPTIONS } from "./defaults";
 import { readTensorInfos, type TensorInfo } from "./tensors";
 import type { DiffusionLoadOptions } from "./types";
 
@@ -177,29 +178,15 @@ export function sd1ComputeBytes(
 }
 
 /** Which part a tensor belongs to, by sd.cpp's checkpoint prefixes (a split file's tensors: by the option that named the file). */
-function partOf(name: string, file: (typeof FILE_KEYS)[number]): keyof DiffusionParts {
+function partOf(name: string, file: (typeof DIFFUSION_FILE_OPTIONS)[number]): keyof DiffusionParts {
   if (file === "vae" || file === "taesd" || name.startsWith("first_stage_model.")) return "vae";
   if (TEXT_FILES.includes(file) || name.startsWith("cond_stage_model.") || name.startsWith("text_encoders.")) return "textEncoder";
   return "diffusion";
 }
 
-/** The model files of a load, with the option naming each. */
-const FILE_KEYS = [
-  "model",
-  "diffusionModel",
-  "vae",
-  "clipL",
-  "clipG",
-  "t5xxl",
-  "llm",
-  "llmVision",
-  "clipVision",
-  "taesd",
-  "controlNet",
-  "ipAdapter",
-  "photoMaker",
-] as const;
 const TEXT_FILES: readonly string[] = ["clipL", "clipG", "t5xxl", "llm", "llmVision", "clipVision", "photoMaker"];
+/** Files whose weights count but whose tensors do not tell the model's family or shape (adapters, encoders beside it). */
+const BESIDE_FILES: readonly string[] = ["taesd", "controlNet", "ipAdapter", "photoMaker", "llmVision", "clipVision"];
 
 /** What the files' headers say: weights per part, and the family's shape or why there is no fitted compute model. */
 export interface DiffusionFilesInfo {
@@ -223,7 +210,7 @@ export async function readDiffusionFiles(load: DiffusionLoadOptions): Promise<Di
   const weights = { textEncoder: 0, diffusion: 0, vae: 0, total: 0 };
   const all: TensorInfo[] = [];
   const parts: Record<keyof DiffusionParts, TensorInfo[]> = { textEncoder: [], diffusion: [], vae: [] };
-  for (const key of FILE_KEYS) {
+  for (const key of DIFFUSION_FILE_OPTIONS) {
     const file = load[key];
     if (file === undefined) continue;
     requireString(key, file);
@@ -231,7 +218,7 @@ export async function readDiffusionFiles(load: DiffusionLoadOptions): Promise<Di
       const part = partOf(t.name, key);
       weights[part] += t.bytes;
       weights.total += t.bytes;
-      if (key !== "taesd" && key !== "controlNet") {
+      if (!BESIDE_FILES.includes(key)) {
         all.push(t);
         parts[part].push(t);
       }

@@ -40,6 +40,7 @@ import {
   qwenImageDitPlan,
   qwenImageTextEncoderPlan,
   qwenImageVaePlan,
+  qwenImageVisionPlan,
   Z_IMAGE_TINY,
   zImageDitPlan,
   zImageTextEncoderPlan,
@@ -271,6 +272,13 @@ describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 2 [klein], Qw
     expect(q3.weights.vae).toBe(qi3d.bytes.vae);
     expect(qwenImageVaePlan("f16", QI, "causal3d").reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0)).toBe(126_892_531);
     expect(ditComputeBytes({ family: "qwenimage", ...DIT_COMPUTE_FIT.qwenimage.shape, vaeLayout: "causal3d" }, size)).toEqual(q3.compute);
+    // Qwen-Image-Edit: the vision tower's weights count with the text encoder's; its tensors (v.blk.N.ffn_gate, …) do
+    // not stand in for the language model's
+    const vision = path.join(tmp.dir, "qi-vision.safetensors");
+    const visionBytes = writePlanHeader(vision, qwenImageVisionPlan("f16", QI));
+    const edit = await estimateDiffusionMemory({ ...qi3d.load, llmVision: vision }, size);
+    expect(edit.compute).toEqual(q3.compute);
+    expect(edit.weights.textEncoder).toBe(q3.weights.textEncoder + visionBytes);
   });
 
   it("token counts: Z-Image pads to 32, Flux 2 [klein] to 512 text tokens, Qwen-Image drops its 34 system-prompt tokens", () => {

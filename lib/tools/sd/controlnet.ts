@@ -46,12 +46,11 @@
  * biases and norms f32, conv kernels f16 (f32 for type "f32"), linear
  * weights `type` (default "f16").
  */
-import fs from "node:fs";
 import path from "node:path";
-import { GGUF_DEFAULT_ALIGNMENT, GgmlType, GgufDataSink, alignUp, tensorByteSize, type GgufTensorEntry } from "../gguf/writer";
+import { GgmlType, type GgufTensorEntry } from "../gguf/writer";
 import { produceTensor } from "../llama/generate";
 import { CHUNK_BYTES, U32_TO_UNIT, f32ToF16Bits, mulberry32, tensorSeed } from "../random";
-import { ggufHeader } from "./header";
+import { writeLongNameGguf } from "./header";
 import { LINEAR_TYPE, SD1_FIXED, SD_PRESETS, type SdPresetName, type SdWeightType } from "./shape";
 
 /** Fill of one tensor: random (uniform ±scale), 1.0 (norm weights) or 0.0 (norm biases). */
@@ -276,47 +275,15 @@ export async function generateRandomSd15ControlNet(file: string, opts: SdControl
   const seed = (opts.seed ?? 1) >>> 0;
   const prefix = "control_model.";
   const specs = sd15ControlNetTensorPlan(mc, type, opts.gain ?? 1);
-  const entries: GgufTensorEntry[] = [];
-  let offset = 0;
-  for (const t of specs) {
-    const nbytes = tensorByteSize(t.type, t.shape);
-    entries.push({ name: prefix + t.name, shape: t.shape, type: t.type, offset, nbytes });
-    offset += alignUp(nbytes, GGUF_DEFAULT_ALIGNMENT);
-  }
-  const header = ggufHeader(
-    [
-      { key: "general.name", value: `random-sd1-controlnet-${mc}` },
-      { key: "general.description", value: "Stable Diffusion 1.x ControlNet with random weights (genai-native tools)" },
-      { key: "general.quantization_version", value: 2, u32: true },
-    ],
-    entries,
-  );
-  const dataOffset = alignUp(header.length, GGUF_DEFAULT_ALIGNMENT);
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const fh = await fs.promises.open(file, "w");
-  let sink: GgufDataSink;
-  try {
-    const head = Buffer.alloc(dataOffset);
-    header.copy(head, 0);
-    let off = 0;
-    while (off < head.length) off += (await fh.write(head, off, head.length - off)).bytesWritten;
-    sink = new GgufDataSink(fh, entries, GGUF_DEFAULT_ALIGNMENT, dataOffset);
-  } catch (e) {
-    await fh.close();
-    throw e;
-  }
-  try {
-    const buf = new ArrayBuffer(CHUNK_BYTES);
-    const tables = new Map<number, Uint16Array>();
-    const write = (chunk: Uint8Array) => sink.write(chunk);
-    for (let i = 0; i < specs.length; i++) await produce(entries[i], specs[i], seed, buf, tables, write);
-    await sink.close();
-  } catch (e) {
-    await sink.abort();
-    throw e;
-  }
-  const bytes = fs.statSync(file).size;
-  if (bytes !== dataOffset + offset) throw new Error(`internal: wrote ${bytes} bytes, expected ${dataOffset + offset}`);
+  const kvs = [
+    { key: "general.name", value: `random-sd1-controlnet-${mc}` },
+    { key: "general.description", value: "Stable Diffusion 1.x ControlNet with random weights (genai-native tools)" },
+    { key: "general.quantization_version", value: 2, u32: true as const },
+  ];
+  const buf = new ArrayBuffer(CHUNK_BYTES);
+  const tables = new Map<number, Uint16Array>();
+  const named = specs.map((t) => ({ ...t, name: prefix + t.name }));
+  const bytes = await writeLongNameGguf(file, kvs, named, (i, entry, write) => produce(entry, specs[i], seed, buf, tables, write));
   return {
     path: path.resolve(file),
     bytes,

@@ -13,7 +13,18 @@
  * reuses ../gguf/sink.ts's GgufDataSink for the streamed, padded tensor data.
  * GGUF rather than safetensors so that "q8_0" files can exist.
  */
-import { GGUF_VERSION, GgufValueType, type GgufTensorEntry } from "../gguf/writer";
+import fs from "node:fs";
+import path from "node:path";
+import {
+  GGUF_DEFAULT_ALIGNMENT,
+  GGUF_VERSION,
+  type GgmlType,
+  GgufDataSink,
+  GgufValueType,
+  alignUp,
+  tensorByteSize,
+  type GgufTensorEntry,
+} from "../gguf/writer";
 
 /** A metadata pair: a string, or a uint32 when `u32` is set. */
 export type Kv = { key: string; value: string } | { key: string; value: number; u32: true };
@@ -63,4 +74,52 @@ export function ggufHeader(kvs: readonly Kv[], tensors: readonly GgufTensorEntry
     u64(t.offset);
   }
   return Buffer.concat(parts);
+}
+
+/**
+ * Writes a GGUF file whose tensor names may pass GgufWriter's 64 bytes: the
+ * header by ggufHeader (`kvs`, the `tensors` in order, 32-byte aligned), then
+ * each tensor's data, streamed by `produce(i, entry, write)` in order
+ * (GgufDataSink pads between tensors). Returns the file's size in bytes.
+ * @throws Error when a tensor's data is not its size (GgufDataSink) or the file is not as long as laid out
+ */
+export async function writeLongNameGguf(
+  file: string,
+  kvs: readonly Kv[],
+  tensors: readonly { name: string; shape: readonly number[]; type: GgmlType }[],
+  produce: (i: number, entry: GgufTensorEntry, write: (chunk: Uint8Array) => Promise<void>) => Promise<void>,
+): Promise<number> {
+  const entries: GgufTensorEntry[] = [];
+  let offset = 0;
+  for (const t of tensors) {
+    const nbytes = tensorByteSize(t.type, t.shape);
+    entries.push({ name: t.name, shape: [...t.shape], type: t.type, offset, nbytes });
+    offset += alignUp(nbytes, GGUF_DEFAULT_ALIGNMENT);
+  }
+  const header = ggufHeader(kvs, entries);
+  const dataOffset = alignUp(header.length, GGUF_DEFAULT_ALIGNMENT);
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const fh = await fs.promises.open(file, "w");
+  let sink: GgufDataSink;
+  try {
+    const head = Buffer.alloc(dataOffset);
+    header.copy(head, 0);
+    let off = 0;
+    while (off < head.length) off += (await fh.write(head, off, head.length - off)).bytesWritten;
+    sink = new GgufDataSink(fh, entries, GGUF_DEFAULT_ALIGNMENT, dataOffset);
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+  try {
+    const write = (chunk: Uint8Array): Promise<void> => sink.write(chunk);
+    for (let i = 0; i < entries.length; i++) await produce(i, entries[i], write);
+    await sink.close();
+  } catch (e) {
+    await sink.abort();
+    throw e;
+  }
+  const bytes = fs.statSync(file).size;
+  if (bytes !== dataOffset + offset) throw new Error(`internal: wrote ${bytes} bytes, expected ${dataOffset + offset}`);
+  return bytes;
 }

@@ -107,11 +107,10 @@
  * f16 (f32 for type "f32"), linear weights (in_proj_weight included) and
  * token embeddings `type`.
  */
-import fs from "node:fs";
 import path from "node:path";
-import { GGUF_DEFAULT_ALIGNMENT, GgmlType, GgufDataSink, alignUp, tensorByteSize, type GgufTensorEntry } from "../gguf/writer";
+import { GgmlType } from "../gguf/writer";
 import { CHUNK_BYTES } from "../random";
-import { ggufHeader } from "./header";
+import { writeLongNameGguf } from "./header";
 import { type GeneratedPart, type PartTensorSpec, planner, produceSpec } from "./parts-writer";
 import { sd1TensorPlan } from "./plan";
 
@@ -365,47 +364,13 @@ export function sdxlCheckpointPlan(type: SdxlType = "q4_0", S: SdxlSizes = SDXL_
  * the checkpoint's names pass GgufWriter's 64-byte limit (see the file comment).
  */
 async function writeCheckpoint(file: string, specs: readonly PartTensorSpec[], seed: number): Promise<GeneratedPart> {
-  const entries: GgufTensorEntry[] = [];
-  let offset = 0;
-  for (const t of specs) {
-    const nbytes = tensorByteSize(t.type, t.shape);
-    entries.push({ name: t.name, shape: [...t.shape], type: t.type, offset, nbytes });
-    offset += alignUp(nbytes, GGUF_DEFAULT_ALIGNMENT);
-  }
-  const header = ggufHeader(
-    [
-      { key: "general.name", value: "random-sdxl" },
-      { key: "general.description", value: "Stable Diffusion XL checkpoint with random weights (genai-native tools)" },
-      { key: "general.quantization_version", value: 2, u32: true },
-    ],
-    entries,
-  );
-  const dataOffset = alignUp(header.length, GGUF_DEFAULT_ALIGNMENT);
-  const fileBytes = dataOffset + offset;
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const fh = await fs.promises.open(file, "w");
-  let sink: GgufDataSink;
-  try {
-    const head = Buffer.alloc(dataOffset);
-    header.copy(head, 0);
-    let off = 0;
-    while (off < head.length) off += (await fh.write(head, off, head.length - off)).bytesWritten;
-    sink = new GgufDataSink(fh, entries, GGUF_DEFAULT_ALIGNMENT, dataOffset);
-  } catch (e) {
-    await fh.close();
-    throw e;
-  }
-  try {
-    const buf = new ArrayBuffer(CHUNK_BYTES);
-    const write = (chunk: Uint8Array): Promise<void> => sink.write(chunk);
-    for (let i = 0; i < entries.length; i++) await produceSpec(entries[i], specs[i].init, seed, buf, write);
-    await sink.close();
-  } catch (e) {
-    await sink.abort();
-    throw e;
-  }
-  const bytes = fs.statSync(file).size;
-  if (bytes !== fileBytes) throw new Error(`internal: wrote ${bytes} bytes, expected ${fileBytes}`);
+  const kvs = [
+    { key: "general.name", value: "random-sdxl" },
+    { key: "general.description", value: "Stable Diffusion XL checkpoint with random weights (genai-native tools)" },
+    { key: "general.quantization_version", value: 2, u32: true as const },
+  ];
+  const buf = new ArrayBuffer(CHUNK_BYTES);
+  const bytes = await writeLongNameGguf(file, kvs, specs, (i, entry, write) => produceSpec(entry, specs[i].init, seed, buf, write));
   return {
     path: path.resolve(file),
     bytes,
