@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench:image [-- --family sd1|zimage|flux2|qwenimage | --model PATH] [--size 256] [--steps 6] [--reps 3] [--threads N]
+// npm run bench:image [-- --family sd1|sdxl|zimage|flux2|qwenimage | --model PATH] [--size 256] [--steps 6] [--reps 3] [--threads N]
 // Seconds per sampling step of genai-native's diffusion engine vs
 // stable-diffusion.cpp's own sd-cli built from the same deps/ sources and
 // flags (`--target sd-cli`), same model, size, steps, sampler, seed, threads;
@@ -9,7 +9,8 @@
 // before the load; sd-cli's maximum RSS from /usr/bin/time) next to
 // estimateDiffusionMemory's weights + compute peak for the same size.
 // --family: the generated random-weight model of a family (sd1: one
-// checkpoint, euler_a, CFG 7; zimage: DiT + Qwen3 + Flux VAE files, euler,
+// checkpoint, euler_a, CFG 7; sdxl: one checkpoint with SDXL base's names, a
+// narrow UNet and the full-size CLIP-L + bigG, euler_a, CFG 7; zimage: DiT + Qwen3 + Flux VAE files, euler,
 // CFG 1 as Z-Image-Turbo runs; flux2: Flux 2 [klein] DiT + Qwen3 + Flux 2 VAE,
 // euler with the flux2 scheduler, CFG 1; qwenimage: Qwen-Image DiT +
 // Qwen2.5-VL + Wan VAE (q4_0), euler, CFG 1); --model: any single checkpoint
@@ -53,6 +54,7 @@ const threads = Number(opt.threads ?? os.availableParallelism?.() ?? os.cpus().l
 // (the family's sd.cpp defaults; the distilled Z-Image-Turbo and Flux 2 [klein] at CFG 1), the generator and its files
 const FAMILIES = {
   sd1: { sampler: "euler_a", scheduler: "discrete", cfgScale: 7 },
+  sdxl: { sampler: "euler_a", scheduler: "discrete", cfgScale: 7, checkpoint: "generateRandomSdxlModel", prefix: "sdxl" },
   zimage: { sampler: "euler", scheduler: "discrete", cfgScale: 1, generator: "generateRandomZImageModel", prefix: "z-image" },
   flux2: { sampler: "euler", scheduler: "flux2", cfgScale: 1, generator: "generateRandomFlux2KleinModel", prefix: "flux2-klein" },
   qwenimage: { sampler: "euler", scheduler: "discrete", cfgScale: 1, generator: "generateRandomQwenImageModel", prefix: "qwen-image" },
@@ -64,7 +66,13 @@ if (!FAMILIES[family])
 /** The load's model files (DiffusionLoadOptions), generated once into bench/out. */
 let load;
 if (opt.model) load = { model: opt.model };
-else if (FAMILIES[family].generator) {
+else if (FAMILIES[family].checkpoint) {
+  const f = FAMILIES[family];
+  const tools = require(path.join(root, "dist", "cjs", "tools", "index.js"));
+  // regenerated each run (a few seconds), as the parts below
+  const r = await tools[f.checkpoint](path.join(root, "bench", "out", `random-${f.prefix}.gguf`), { seed: 1 });
+  load = { model: r.model.path };
+} else if (FAMILIES[family].generator) {
   const f = FAMILIES[family];
   const dir = path.join(root, "bench", "out", `random-${f.prefix}`);
   const tools = require(path.join(root, "dist", "cjs", "tools", "index.js"));
