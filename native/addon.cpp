@@ -28,7 +28,15 @@ namespace {
 std::once_flag g_backend_once;
 
 // Every env's running jobs, for process exit: exit() runs static destructors
-// (ggml's, OpenMP's) that must not race a generation still on its thread.
+// (ggml's, OpenMP's, the GPU driver's) that must not race a generation still
+// on its thread.
+//
+// How long process exit waits for cancelled native work to stop. A cancelled
+// job stops at its next check, but a step it cannot leave (a context's
+// allocation, one GPU batch) runs to its end: on lavapipe under CI load that
+// was over 5 s, the former bound, and exit then crashed (SIGSEGV) in the
+// destructors. The wait ends as soon as the work has stopped.
+constexpr int kExitWaitMs = 60000;
 std::mutex g_trackers_mu;
 std::set<std::shared_ptr<JobTracker>>* g_trackers = new std::set<std::shared_ptr<JobTracker>>();
 
@@ -38,7 +46,7 @@ void CancelEverythingAtExit() {
     std::lock_guard<std::mutex> lock(g_trackers_mu);
     all = *g_trackers;
   }
-  for (auto& t : all) t->CancelAllAndWait(5000);
+  for (auto& t : all) t->CancelAllAndWait(kExitWaitMs);
 }
 
 // shutdown(): lib/native.ts calls it from process.on('exit'), which runs
@@ -47,7 +55,7 @@ void CancelEverythingAtExit() {
 // Only this env's jobs: a worker_thread's exit must not stop the main thread's work.
 Napi::Value Shutdown(const Napi::CallbackInfo& info) {
   DetachLogger(info.Env());  // no JS runs after 'exit': later lines go to stderr
-  Data(info.Env()).jobs->CancelAllAndWait(5000);
+  Data(info.Env()).jobs->CancelAllAndWait(kExitWaitMs);
   return info.Env().Undefined();
 }
 
