@@ -221,7 +221,8 @@ function resolveLoras(loras: unknown): { path: string; scale: number }[] {
 export function hasPhotoMakerTrigger(prompt: string): boolean {
   const letter = (c: string | undefined) => c !== undefined && (/[a-z]/i.test(c) || c.charCodeAt(0) > 0x7f);
   const t = PHOTO_MAKER_TRIGGER;
-  for (let at = prompt.toLowerCase().indexOf(t); at >= 0; at = prompt.toLowerCase().indexOf(t, at + 1)) {
+  const lower = prompt.toLowerCase();
+  for (let at = lower.indexOf(t); at >= 0; at = lower.indexOf(t, at + 1)) {
     if (letter(prompt[at - 1]) || letter(prompt[at + t.length])) continue;
     if (prompt.slice(0, at).trim() !== "") return true;
   }

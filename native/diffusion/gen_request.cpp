@@ -121,6 +121,14 @@ void ReadCache(Napi::Object o, GenRequest& r) {
   if (x.warmup && condition_level) Throw(env, code::INVALID_ARGUMENT, "cache.warmup is not used by cache mode " + x.name);
 }
 
+// An image of any size (a reference, an identity photo, an image prompt): sides in [kMinSide, kMaxSide].
+RawImg AnySizeImage(Napi::Env env, Napi::Value v, const std::string& name) {
+  RawImg img = ImageValue(env, v, name, 0, 0, false);
+  if (std::min(img.width, img.height) < static_cast<uint32_t>(kMinSide) || std::max(img.width, img.height) > static_cast<uint32_t>(kMaxSide))
+    Throw(env, code::INVALID_ARGUMENT, name + " sides must be in [" + std::to_string(kMinSide) + ", " + std::to_string(kMaxSide) + "]");
+  return img;
+}
+
 // lib/diffusion/params.ts hasPhotoMakerTrigger: the trigger word as a CLIP token of its own (no letter, ASCII or
 // not, right before or after it) with another token before it (the class word the identity is merged into).
 bool HasPhotoMakerTrigger(const std::string& prompt) {
@@ -150,11 +158,7 @@ void ReadPhotoMaker(Napi::Object o, GenRequest& r, int photo_maker) {
     Throw(env, code::INVALID_ARGUMENT, "photoMaker.idImages must be an array of 1.." + std::to_string(kMaxPhotoMakerImages) + " images");
   auto ia = images.As<Napi::Array>();
   for (uint32_t i = 0; i < ia.Length(); i++) {
-    std::string name = "photoMaker.idImages[" + std::to_string(i) + "]";
-    RawImg img = ImageValue(env, ia.Get(i), name, 0, 0, false);
-    if (std::min(img.width, img.height) < static_cast<uint32_t>(kMinSide) || std::max(img.width, img.height) > static_cast<uint32_t>(kMaxSide))
-      Throw(env, code::INVALID_ARGUMENT, name + " sides must be in [" + std::to_string(kMinSide) + ", " + std::to_string(kMaxSide) + "]");
-    x.images.push_back(DropAlpha(std::move(img)));
+    x.images.push_back(DropAlpha(AnySizeImage(env, ia.Get(i), "photoMaker.idImages[" + std::to_string(i) + "]")));
   }
   if (!HasPhotoMakerTrigger(r.prompt))
     Throw(env, code::INVALID_ARGUMENT, "photoMaker: the prompt must name the identity with the trigger word \"img\" after its class word");
@@ -173,10 +177,7 @@ void ReadIpAdapter(Napi::Object o, GenRequest& r, bool loaded) {
   Napi::Object ip = iv.As<Napi::Object>();
   CheckKeys(ip, {"image", "strength"}, "ipAdapter");
   if (!loaded) Throw(env, code::INVALID_ARGUMENT, "ipAdapter needs a model loaded with ipAdapter (and clipVision)");
-  RawImg img = ImageValue(env, ip.Get("image"), "ipAdapter.image", 0, 0, false);
-  if (std::min(img.width, img.height) < static_cast<uint32_t>(kMinSide) || std::max(img.width, img.height) > static_cast<uint32_t>(kMaxSide))
-    Throw(env, code::INVALID_ARGUMENT, "ipAdapter.image sides must be in [" + std::to_string(kMinSide) + ", " + std::to_string(kMaxSide) + "]");
-  r.ip_adapter.image = DropAlpha(std::move(img));
+  r.ip_adapter.image = DropAlpha(AnySizeImage(env, ip.Get("image"), "ipAdapter.image"));
   r.ip_adapter.strength = static_cast<float>(NumberField(ip, "strength", 0, kMaxIpAdapterStrength));
   r.ip_adapter.enabled = true;
 }
@@ -189,10 +190,8 @@ void ReadRefImages(Napi::Object o, GenRequest& r) {
   if (ra.Length() > kMaxRefImages) Throw(env, code::INVALID_ARGUMENT, "refImages: at most " + std::to_string(kMaxRefImages) + " images");
   for (uint32_t i = 0; i < ra.Length(); i++) {
     std::string name = "refImages[" + std::to_string(i) + "]";
-    RawImg img = ImageValue(env, ra.Get(i), name, 0, 0, false);
+    RawImg img = AnySizeImage(env, ra.Get(i), name);
     uint32_t lo = std::min(img.width, img.height), hi = std::max(img.width, img.height);
-    if (lo < static_cast<uint32_t>(kMinSide) || hi > static_cast<uint32_t>(kMaxSide))
-      Throw(env, code::INVALID_ARGUMENT, name + " sides must be in [" + std::to_string(kMinSide) + ", " + std::to_string(kMaxSide) + "]");
     if (hi > kMaxRefAspect * lo) Throw(env, code::INVALID_ARGUMENT, name + " aspect ratio may be at most " + std::to_string(kMaxRefAspect) + ":1");
     r.refs.push_back(std::move(img));
   }

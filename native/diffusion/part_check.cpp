@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
@@ -79,6 +80,13 @@ std::optional<int64_t> Dim(const std::vector<const Tensors*>& files, std::string
   return std::nullopt;
 }
 
+// The same for the first of `suffixes` (one tensor's names in several formats) that is found.
+std::optional<int64_t> DimAny(const std::vector<const Tensors*>& files, std::initializer_list<std::string_view> suffixes, size_t dim) {
+  for (std::string_view s : suffixes)
+    if (std::optional<int64_t> d = Dim(files, s, dim)) return d;
+  return std::nullopt;
+}
+
 // The text encoder's hidden size and vocabulary: llama.cpp GGUF names (token_embd) or Hugging Face's (embed_tokens).
 std::pair<std::optional<int64_t>, std::optional<int64_t>> TextEncoderEmbedding(const std::vector<const Tensors*>& encoder) {
   if (auto h = Dim(encoder, "token_embd.weight", 0)) return {h, Dim(encoder, "token_embd.weight", 1)};
@@ -150,12 +158,9 @@ void CheckFlux2Klein(const std::vector<const Tensors*>& dit, const std::vector<c
 // merger and puts its output in place of <|image_pad|> tokens in the text encoder's input (its hidden size).
 void CheckQwenVision(const char* family, const std::vector<const Tensors*>& vision, std::optional<int64_t> te_hidden) {
   constexpr int64_t kHeads = 16, kMergeArea = 4;
-  std::optional<int64_t> hidden = Dim(vision, "v.post_ln.weight", 0);
-  if (!hidden) hidden = Dim(vision, "merger.ln_q.weight", 0);
-  std::optional<int64_t> merge_in = Dim(vision, "mm.0.weight", 0);
-  if (!merge_in) merge_in = Dim(vision, "merger.mlp.0.weight", 0);
-  std::optional<int64_t> out = Dim(vision, "mm.2.weight", 1);
-  if (!out) out = Dim(vision, "merger.mlp.2.weight", 1);
+  std::optional<int64_t> hidden = DimAny(vision, {"v.post_ln.weight", "merger.ln_q.weight"}, 0);
+  std::optional<int64_t> merge_in = DimAny(vision, {"mm.0.weight", "merger.mlp.0.weight"}, 0);
+  std::optional<int64_t> out = DimAny(vision, {"mm.2.weight", "merger.mlp.2.weight"}, 1);
   if (hidden && *hidden % (2 * kHeads) != 0)
     Fail(family, "the vision tower (llmVision) is " + std::to_string(*hidden) + " wide, not " + std::to_string(kHeads) +
                      " heads of an even width (a multiple of " + std::to_string(2 * kHeads) + ")");

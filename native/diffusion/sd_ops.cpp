@@ -97,10 +97,13 @@ void OnHiresLog(ActiveOp& op, const std::string& line) {
 // model type", "… could not be initialized", "Cache disabled due to invalid
 // percent range"), and the AYS scheduler on a model it has no noise levels for
 // (runtime/denoiser.hpp: "Version not compatible with AYS_SCHEDULER
-// scheduler": every step then lands on sigma 0 and the image is flat). The
-// option's name, or nullptr.
-const char* RefusedOption(const std::string& line) {
-  if (line.find("Turn off PhotoMaker for this request") != std::string::npos) return "photoMaker";
+// scheduler": every step then lands on sigma 0 and the image is flat), and
+// PhotoMaker turned off for a generation that asked for it
+// (extensions/photomaker_extension.cpp: its reason is on the line before).
+// The option's name, or nullptr.
+const char* RefusedOption(const ActiveOp& op, const std::string& line) {
+  // sd.cpp says the same when a PhotoMaker model generates without being asked for an identity: not a refusal then
+  if (line.find("Turn off PhotoMaker for this request") != std::string::npos) return op.photo_maker ? "photoMaker" : nullptr;
   const bool cache = line.find("Cache") != std::string::npos || line.find("Spectrum") != std::string::npos;
   if ((cache && line.find(" requested but ") != std::string::npos) || line.find("Cache disabled due to") != std::string::npos) return "cache.mode";
   if (line.find("not compatible with AYS_SCHEDULER") != std::string::npos) return "scheduler";
@@ -111,9 +114,7 @@ const char* RefusedOption(const std::string& line) {
 // (diffusion.cpp). "… skipped N/M steps" after each sampling pass counts the
 // image's cached steps.
 void OnSamplingLog(ActiveOp& op, const std::string& line) {
-  const char* option = RefusedOption(line);
-  if (option && std::string_view(option) == "photoMaker" && !op.photo_maker) option = nullptr;  // a PhotoMaker model used without it
-  if (option && op.ctx) {
+  if (const char* option = RefusedOption(op, line); option && op.ctx) {
     if (!op.refused) {
       op.refused = option;
       // PhotoMaker gives its reason on the line before ("PhotoMaker trigger word 'img' was not found in prompt")
