@@ -54,7 +54,7 @@ export { downloadFile, type DownloadFileOptions, type DownloadProgress } from ".
 // memory orchestration
 export { Orchestrator, ManagedLlama, ManagedDiffusion, JobQueue, JobRegistry, PRIORITIES, runImageBatch, submitImageBatch } from "./orchestrator/index";
 export { estimateLlamaFromMetadata, measureLlamaMemory, kvCacheBytes, fitLlamaParams } from "./orchestrator/index";
-export { DIT_COMPUTE_FIT, estimateDiffusionMemory, SD1_COMPUTE_FIT } from "./diffusion/memory";
+export { DIT_COMPUTE_FIT, estimateDiffusionMemory, SD1_COMPUTE_FIT, SDXL_COMPUTE_FIT } from "./diffusion/memory";
 export type { DiffusionFamily, DiffusionMemoryEstimate, DiffusionImageSize, DiffusionParts } from "./diffusion/memory";
 export type { OrchestratorOptions, SubmitOptions, OffloadEvent, RestoreEvent, ReserveEvent, LedgerDevice } from "./orchestrator/index";
 export type { JobControl, WaitEvent, YieldEvent, ImageBatchHooks, SubmitImageBatchOptions } from "./orchestrator/index";

@@ -31,9 +31,10 @@ export {
   promptTokenBound,
   estimateFromFiles,
   readDiffusionFiles,
-  sd1ComputeBytes,
-  sd1Shape,
   SD1_COMPUTE_FIT,
+  SDXL_COMPUTE_FIT,
+  unetComputeBytes,
+  unetShape,
 } from "./memory";
 export type {
   DiffusionFamily,
@@ -44,7 +45,10 @@ export type {
   DitFamily,
   DitFit,
   DitShape,
-  Sd1Shape,
+  UnetComputeFit,
+  UnetFamily,
+  UnetFit,
+  UnetShape,
 } from "./memory";
 export { readTensorInfos, type TensorInfo } from "./tensors";
 export type { DiffusionEngine, EngineModel, EngineEvent, EngineGenerateParams, EngineCancelToken } from "./engine";

@@ -7,7 +7,7 @@
  * the headers are read — by create(), else at the first restore(); until then
  * the files' bytes. An image job's compute buffers are the job's own memory
  * ({@link ManagedDiffusion.imageMemory}, which submitImageBatch reserves), from
- * estimateDiffusionMemory's fits (SD1, Z-Image, Flux 2 [klein], Qwen-Image;
+ * estimateDiffusionMemory's fits (SD1, SDXL, Z-Image, Flux 2 [klein], Qwen-Image;
  * the DiT families at the size's promptTokens: submitImageBatch and the
  * server pass promptTokenBound(prompt, negativePrompt), else DEFAULT_PROMPT_TOKENS).
  */

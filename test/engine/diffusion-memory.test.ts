@@ -19,7 +19,9 @@
 // a minute; the whole suite about 1.5 minutes on 2 cores. And Qwen-Image (a
 // third suite) at its real widths (DiT 3072, Qwen2.5-VL-7B 3584 / FFN 18944,
 // 1 layer each, q4_0) with its own VAE's causal-3D layout, at CFG 2.5 with a
-// negative prompt, at the same three sizes (about a minute).
+// negative prompt, at the same three sizes (about a minute). And SDXL (a fourth)
+// at its real widths and depths, one checkpoint with its own VAE, CFG 7, at the
+// same three sizes (about 1.5 minutes).
 //
 // Part of `npm run test:diffusion`. A build without deps/stable-diffusion.cpp
 // has no engine: the suite is then reported as skipped, with the reason in
@@ -30,7 +32,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { capabilities, setLogger, setLogLevel } from "../../lib/index";
 import { DiffusionModel, estimateDiffusionMemory } from "../../lib/diffusion/index";
 import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
-import { generateRandomQwenImageModel, generateRandomSd15Model, generateRandomZImageModel } from "../../lib/tools";
+import { generateRandomQwenImageModel, generateRandomSd15Model, generateRandomSdxlModel, generateRandomZImageModel } from "../../lib/tools";
 import { tempDir, THREADS } from "../helpers";
 
 const device = (process.env.GENAI_NATIVE_DEVICE ?? "cpu").toLowerCase();
@@ -106,16 +108,17 @@ describe.skipIf(skipReason !== undefined)(title, () => {
 });
 
 /**
- * A DiT family's suite: parts written by `write` into a temp folder, one
- * generation per size (1 step, `params`), sd.cpp's logged buffers per runner
- * (`runners`: its runner names for the text encoder, the DiT and the VAE)
- * against estimateDiffusionMemory with `promptTokens`, each within 10 %.
+ * A family's suite: files written by `write` into a temp folder (load option
+ * → file), one generation per size (1 step, `params`), sd.cpp's logged
+ * buffers per runner (`runners`: its runner names for the text encoder, the
+ * denoiser and the VAE) against estimateDiffusionMemory with `promptTokens`,
+ * each within 10 %.
  */
-function ditMemorySuite(
+function memorySuite(
   name: string,
-  family: "zimage" | "qwenimage",
+  family: "sdxl" | "zimage" | "qwenimage",
   runners: readonly [textEncoder: string, diffusion: string, vae: string],
-  write: (dir: string) => Promise<{ diffusionModel: { path: string }; llm: { path: string }; vae: { path: string } }>,
+  write: (dir: string) => Promise<Record<string, { path: string }>>,
   params: { prompt: string; negativePrompt?: string; cfgScale: number; promptTokens: number },
   sizes: readonly (readonly [number, number])[],
 ): void {
@@ -125,14 +128,14 @@ function ditMemorySuite(
     : `${name} memory estimate vs sd.cpp's compute buffers`;
   describe.skipIf(skipReason !== undefined)(title, () => {
     let tmp: ReturnType<typeof tempDir>;
-    let load: { diffusionModel: string; llm: string; vae: string };
+    let load: Record<string, string>;
     let sd: DiffusionModel;
     const lines: string[] = [];
 
     beforeAll(async () => {
       tmp = tempDir(`genai-native-${family}-memory-`);
       const parts = await write(tmp.dir);
-      load = { diffusionModel: parts.diffusionModel.path, llm: parts.llm.path, vae: parts.vae.path };
+      load = Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, v.path]));
       sd = await DiffusionModel.load({ ...load, threads: THREADS });
       setLogLevel("debug");
       setLogger((_level, message) => {
@@ -178,15 +181,17 @@ function ditMemorySuite(
 }
 
 // "a lighthouse": 3 prompt tokens, 11 with Z-Image's chat template (sd.cpp's tokenizer log)
-ditMemorySuite(
+memorySuite(
   "Z-Image (random weights at Z-Image-Turbo's widths, 1 layer, CPU)",
   "zimage",
   ["qwen3", "z_image", "vae"],
-  (dir) =>
-    generateRandomZImageModel(path.join(dir, "zi"), {
+  async (dir) => {
+    const { diffusionModel, llm, vae } = await generateRandomZImageModel(path.join(dir, "zi"), {
       seed: 5,
       sizes: { ditHidden: 3840, ditLayers: 1, ditRefinerLayers: 1, ditFfn: 10240, teHidden: 2560, teLayers: 1, teFfn: 9728, vaeDecoderChannels: 32 },
-    }),
+    });
+    return { diffusionModel, llm, vae };
+  },
   { prompt: "a lighthouse", cfgScale: 1, promptTokens: 3 },
   [
     [128, 128],
@@ -197,12 +202,34 @@ ditMemorySuite(
 
 // Qwen-Image as people download it: its own VAE file is the causal-3D Wan VAE. CFG 2.5 with a negative prompt (the
 // unconditioned pass reuses the DiT's graph: the longer prompt counts, here "a lighthouse", 3 tokens).
-ditMemorySuite(
+memorySuite(
   "Qwen-Image (random weights at Qwen-Image's widths, Qwen2.5-VL-7B's FFN, the causal-3D Wan VAE, 1 layer, CFG 2.5, CPU)",
   "qwenimage",
   ["qwen2.5vl", "qwen_image", "wan_vae"],
-  (dir) => generateRandomQwenImageModel(path.join(dir, "qi"), { seed: 5, vae: "causal3d", sizes: { teFfn: 18944 } }),
+  async (dir) => {
+    const { diffusionModel, llm, vae } = await generateRandomQwenImageModel(path.join(dir, "qi"), { seed: 5, vae: "causal3d", sizes: { teFfn: 18944 } });
+    return { diffusionModel, llm, vae };
+  },
   { prompt: "a lighthouse", negativePrompt: "blurry", cfgScale: 2.5, promptTokens: 3 },
+  [
+    [128, 128],
+    [128, 256],
+    [256, 256],
+  ],
+);
+
+// SDXL base at its real widths and depths (UNet 320 channels, transformer depths 1 / 2 / 10, CLIP-L + OpenCLIP bigG,
+// VAE decoder 128; 2.57 G parameters, linear weights q4_0: 2.56 GB, about 40 s to write) in one checkpoint, so sd.cpp
+// decodes with its SDXL Conv2D scale. CFG 7 with the empty negative prompt, as SDXL is run.
+memorySuite(
+  "SDXL (random weights at SDXL base's widths and depths, one checkpoint, CFG 7, CPU)",
+  "sdxl",
+  ["clip", "unet", "vae"],
+  async (dir) => ({
+    model: (await generateRandomSdxlModel(path.join(dir, "sdxl.gguf"), { seed: 5, sizes: { unetChannels: 320, timeEmbedDim: 1280, vaeDecoderChannels: 128 } }))
+      .model,
+  }),
+  { prompt: "a lighthouse", cfgScale: 7, promptTokens: 3 },
   [
     [128, 128],
     [128, 256],

@@ -17,7 +17,9 @@ import {
   promptTokenBound,
   readTensorInfos,
   SD1_COMPUTE_FIT,
-  sd1ComputeBytes,
+  SDXL_COMPUTE_FIT,
+  type UnetShape,
+  unetComputeBytes,
 } from "../../lib/diffusion/index";
 import { parseGgufHeader } from "../../lib/models/metadata";
 import {
@@ -37,6 +39,10 @@ import {
   GgmlType,
   generateRandomSd15Model,
   QWEN_IMAGE_TINY,
+  SDXL_TINY,
+  sdxlCheckpointPlan,
+  sdxlClipPlan,
+  sdxlVaePlan,
   qwenImageDitPlan,
   qwenImageTextEncoderPlan,
   qwenImageVaePlan,
@@ -50,8 +56,11 @@ import { fakeEngine } from "../fakes/diffusion-engine";
 import { tempDir } from "../helpers";
 
 const MiB = 2 ** 20;
-const TINY = { unetChannels: 32, vaeDecoderChannels: 32 };
-const SD15 = { unetChannels: 320, vaeDecoderChannels: 128 };
+const TINY: UnetShape = { family: "sd1", unetChannels: 32, vaeDecoderChannels: 32, vaeConvScale: false };
+const SD15: UnetShape = { family: "sd1", unetChannels: 320, vaeDecoderChannels: 128, vaeConvScale: false };
+/** SDXL base's widths with its own VAE (sd.cpp's Conv2D scale), and with a VAE file beside it. */
+const SDXL: UnetShape = { family: "sdxl", unetChannels: 320, vaeDecoderChannels: 128, vaeConvScale: true };
+const SDXL_VAE_FILE: UnetShape = { ...SDXL, vaeConvScale: false };
 
 /** A safetensors file with these tensors (ggml-order shapes given row-major here, as the format stores them), f16, zero data. */
 function writeSafetensors(file: string, tensors: Record<string, number[]>): number {
@@ -96,13 +105,13 @@ describe("estimateDiffusionMemory", () => {
     expect(e.weights.total).toBe(fs.statSync(tiny).size - header.tensorDataOffset);
     expect(e.weights.textEncoder + e.weights.diffusion + e.weights.vae).toBe(e.weights.total);
     expect(e.weights.textEncoder).toBeGreaterThan(e.weights.diffusion); // full-size CLIP, narrow UNet
-    expect(e.compute).toEqual(sd1ComputeBytes(TINY, { width: 256, height: 256 }));
+    expect(e.compute).toEqual(unetComputeBytes(TINY, { width: 256, height: 256 }));
     expect(e.total).toBe(e.weights.total + (e.compute?.peak ?? NaN));
     expect((await readTensorInfos(tiny)).length).toBe(header.tensorCount);
   });
 
   // sd.cpp's logged "<part> compute buffer size" (MiB) at 487de75c: the fit's own measurements
-  const MEASURED: [typeof TINY, number, "diffusion" | "vae", number, boolean][] = [
+  const MEASURED: [UnetShape, number, "diffusion" | "vae", number, boolean][] = [
     [TINY, 64, "diffusion", 0.96, false],
     [TINY, 256, "diffusion", 33.85, false],
     [TINY, 512, "diffusion", 517.3, false],
@@ -113,20 +122,41 @@ describe("estimateDiffusionMemory", () => {
     [SD15, 384, "diffusion", 192.25, false],
     [SD15, 256, "diffusion", 30.94, true],
     [SD15, 256, "vae", 416.02, false],
+    [SDXL, 128, "diffusion", 53.24, false],
+    [SDXL, 384, "diffusion", 95.93, false],
+    [SDXL, 1024, "diffusion", 830.86, false],
+    [SDXL, 128, "diffusion", 8.29, true],
+    [SDXL, 1024, "diffusion", 491.99, true],
+    [SDXL, 128, "vae", 120.0, false],
+    [SDXL, 512, "vae", 1920.06, false],
+    [SDXL_VAE_FILE, 128, "vae", 104.0, false],
   ];
   it.each(MEASURED)("%o at %i² pixels: %s within the fit's error of sd.cpp's %f MiB (flash attention %s)", (shape, side, part, mib, flashAttention) => {
-    const got = sd1ComputeBytes(shape, { width: side, height: side }, { flashAttention })[part];
-    expect(Math.abs(got / (mib * MiB) - 1)).toBeLessThan(0.09);
+    const got = unetComputeBytes(shape, { width: side, height: side }, { flashAttention })[part];
+    expect(Math.abs(got / (mib * MiB) - 1)).toBeLessThan(0.095);
+  });
+
+  it("SDXL: CLIP-L and bigG's buffer, the same at every size; the UNet's attention scores grow as L²; the VAE's Conv2D scale costs 60 bytes a pixel-channel, not 52", () => {
+    const a = unetComputeBytes(SDXL, { width: 1024, height: 1024 });
+    expect(a.textEncoder).toBe(Math.round(3.03 * MiB));
+    expect(unetComputeBytes(SDXL, { width: 64, height: 64 }).textEncoder).toBe(a.textEncoder);
+    expect(a.vae).toBe(60 * 128 * 1024 * 1024 + 16 * 128 * 128);
+    expect(unetComputeBytes(SDXL_VAE_FILE, { width: 1024, height: 1024 }).vae).toBe(52 * 128 * 1024 * 1024 + 16 * 128 * 128);
+    expect(a.peak).toBe(a.vae); // 7.5 GiB of decode at 1024²: the reason to tile it
+    const tiled = unetComputeBytes(SDXL, { width: 1024, height: 1024 }, { vaeTiling: true });
+    expect([tiled.vae, tiled.peak]).toEqual([unetComputeBytes(SDXL, { width: 256, height: 256 }).vae, tiled.diffusion]);
+    const L = 128 * 128;
+    expect(a.diffusion).toBe(Math.round(SDXL_COMPUTE_FIT.unet[0].scores * L * L + SDXL_COMPUTE_FIT.unet[0].perToken * L + SDXL_COMPUTE_FIT.unet[0].constant));
   });
 
   it("the text encoder is constant, the batch count changes nothing, VAE tiling bounds the decode at one 256-pixel tile", () => {
-    const a = sd1ComputeBytes(SD15, { width: 512, height: 512 });
+    const a = unetComputeBytes(SD15, { width: 512, height: 512 });
     expect(a.textEncoder).toBe(Math.round(1.42 * MiB));
-    expect(sd1ComputeBytes(SD15, { width: 512, height: 512, count: 4 })).toEqual(a);
+    expect(unetComputeBytes(SD15, { width: 512, height: 512, count: 4 })).toEqual(a);
     expect(a.vae).toBeGreaterThan(a.diffusion); // SD1.5 at 512²: the VAE decode is the peak
     expect(a.peak).toBe(a.vae);
-    const tiled = sd1ComputeBytes(SD15, { width: 1024, height: 512 }, { vaeTiling: true });
-    expect(tiled.vae).toBe(sd1ComputeBytes(SD15, { width: 256, height: 256 }).vae);
+    const tiled = unetComputeBytes(SD15, { width: 1024, height: 512 }, { vaeTiling: true });
+    expect(tiled.vae).toBe(unetComputeBytes(SD15, { width: 256, height: 256 }).vae);
     expect(SD1_COMPUTE_FIT.vaeTilePixels).toBe(256);
   });
 
@@ -144,8 +174,8 @@ describe("estimateDiffusionMemory", () => {
 
     const cases: [string, Record<string, number[]>, RegExp][] = [
       ["sd2", unetTensors(1024), /context of 1024/],
-      ["sdxl", unetTensors(2048, { "model.diffusion_model.label_emb.0.0.weight": [1280, 2816] }), /SDXL/],
-      ["flux", { "double_blocks.0.img_attn.qkv.weight": [9216, 3072] }, /fitted on SD1 and those DiTs only/],
+      ["ssd-1b", unetTensors(2048, { "model.diffusion_model.label_emb.0.0.weight": [1280, 2816] }), /without SDXL base's blocks/],
+      ["flux", { "double_blocks.0.img_attn.qkv.weight": [9216, 3072] }, /fitted on SD1, SDXL and those DiTs only/],
       ["narrow", { ...unetTensors(768), "model.diffusion_model.input_blocks.0.0.weight": [192, 4, 3, 3] }, /192 channels/],
     ];
     for (const [name, tensors, reason] of cases) {
@@ -157,6 +187,30 @@ describe("estimateDiffusionMemory", () => {
     }
   });
 
+  it("an SDXL base checkpoint at SDXL's widths (a header): family sdxl, CLIP-L + bigG as the text encoder, compute with the Conv2D scale, or without it beside a VAE file", async () => {
+    const S = { ...SDXL_TINY, unetChannels: 320, timeEmbedDim: 1280, vaeDecoderChannels: 128 };
+    const file = path.join(tmp.dir, "sdxl.safetensors");
+    const total = writePlanHeader(file, sdxlCheckpointPlan("f16", S));
+    const bytesOf = (specs: { name: string; shape: number[]; type: GgmlType }[]) => writePlanHeader(path.join(tmp.dir, "part.safetensors"), specs);
+    const te = bytesOf([...sdxlClipPlan("l", "f16", S), ...sdxlClipPlan("g", "f16", S)]);
+    const vaeBytes = bytesOf(sdxlVaePlan("f16", S));
+    const e = await estimateDiffusionMemory({ model: file }, { width: 1024, height: 1024 });
+    expect([e.family, e.computeUnknownReason]).toEqual(["sdxl", undefined]);
+    expect(e.weights).toEqual({ textEncoder: te, diffusion: total - te - vaeBytes, vae: vaeBytes, total });
+    expect(e.compute).toEqual(unetComputeBytes(SDXL, { width: 1024, height: 1024 }));
+    const vaeFile = path.join(tmp.dir, "sdxl-vae.safetensors");
+    writePlanHeader(vaeFile, sdxlVaePlan("f16", S));
+    const beside = await estimateDiffusionMemory({ model: file, vae: vaeFile, flashAttention: true }, { width: 1024, height: 1024 });
+    expect(beside.compute).toEqual(unetComputeBytes(SDXL_VAE_FILE, { width: 1024, height: 1024 }, { flashAttention: true }));
+    expect(beside.weights.vae).toBe(2 * vaeBytes); // both VAEs are read (sd.cpp loads the checkpoint's too)
+    // the test model's 32-channel UNet was not measured
+    const tinyFile = path.join(tmp.dir, "sdxl-tiny.safetensors");
+    writePlanHeader(tinyFile, sdxlCheckpointPlan("f16"));
+    const t = await estimateDiffusionMemory({ model: tinyFile }, { width: 256, height: 256 });
+    expect([t.family, t.compute]).toEqual(["unknown", undefined]);
+    expect(t.computeUnknownReason).toMatch(/an SDXL UNet of 32 channels .* only UNets of 320 channels/);
+  });
+
   it("bad input: typed errors", async () => {
     const code = (c: string) => expect.objectContaining({ code: c });
     await expect(estimateDiffusionMemory({ model: tiny }, { width: 100, height: 64 })).rejects.toEqual(code("INVALID_ARGUMENT"));
@@ -166,7 +220,7 @@ describe("estimateDiffusionMemory", () => {
     const junk = path.join(tmp.dir, "model.ckpt");
     fs.writeFileSync(junk, Buffer.from("PK\x03\x04 a zip pickle, not a tensor header"));
     await expect(estimateDiffusionMemory({ model: junk }, { width: 64, height: 64 })).rejects.toEqual(code("INVALID_MODEL"));
-    expect(() => sd1ComputeBytes({ unetChannels: 64, vaeDecoderChannels: 32 }, { width: 64, height: 64 })).toThrow(/no fitted coefficients/);
+    expect(() => unetComputeBytes({ ...TINY, unetChannels: 64 }, { width: 64, height: 64 })).toThrow(/no fitted coefficients/);
   });
 });
 
@@ -404,7 +458,7 @@ describe("an image job's budget: weights + the compute buffers of its resolution
     expect(d.residentHoldings()).toEqual([{ device: "Vulkan0", kind: "weights", bytes: e?.weights.total }]);
     expect(d.imageMemory({ width: 256, height: 256 })).toEqual([{ device: "Vulkan0", kind: "compute", bytes: e?.compute?.peak }]);
     const split = await ManagedDiffusion.create({ load: { model: file, keepVaeOnCpu: true }, engine: fakeEngine(), device: "Vulkan0" });
-    const c = sd1ComputeBytes(TINY, { width: 256, height: 256 });
+    const c = unetComputeBytes(TINY, { width: 256, height: 256 });
     expect(split.imageMemory({ width: 256, height: 256 })).toEqual([
       { device: "Vulkan0", kind: "compute", bytes: Math.max(c.textEncoder, c.diffusion) },
       { device: "CPU", kind: "compute", bytes: c.vae },
@@ -416,8 +470,8 @@ describe("an image job's budget: weights + the compute buffers of its resolution
   it("on a tight device, a 256² job frees exactly one of two idle LLMs (the least recently used); a 64² job frees none", async () => {
     const diffusion = await ManagedDiffusion.create({ load: { model: file }, engine: fakeEngine() });
     const weights = diffusion.residentHoldings()[0].bytes;
-    const c64 = sd1ComputeBytes(TINY, { width: 64, height: 64 }).peak;
-    const c256 = sd1ComputeBytes(TINY, { width: 256, height: 256 }).peak;
+    const c64 = unetComputeBytes(TINY, { width: 64, height: 64 }).peak;
+    const c256 = unetComputeBytes(TINY, { width: 256, height: 256 }).peak;
     const llmBytes = c256; // freeing one LLM covers 256²'s extra need (c256 − c64), one is not enough to spare
     const orch = new Orchestrator({ budgets: { CPU: weights + 2 * llmBytes + c64 }, restoreAfterJob: false });
     const older = new FakeLlm("older", llmBytes);
