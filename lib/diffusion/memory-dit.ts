@@ -93,11 +93,19 @@ export interface DitFit {
    * full-resolution activations), plus per latent token (8 × 8 pixels);
    * `channels`: the decoder widths measured (the real model's is shape.vaeDecoderChannels).
    */
-  vae: { perPixelChannel: number; perLatentToken: number; channels: readonly number[] };
+  vae: { perPixelChannel: number; perLatentToken: number; channels: readonly number[] } & VaeEncodeFit;
   /** The same for the causal-3D layout of the Wan VAE, where it was measured. */
-  vaeCausal3d?: { perPixelChannel: number; perLatentToken: number };
+  vaeCausal3d?: { perPixelChannel: number; perLatentToken: number } & VaeEncodeFit;
   /** vaeTiling: the largest tile sd.cpp decodes at once, pixels a side; undefined where tiling was not measured. */
   vaeTilePixels: number | undefined;
+  /** vaeTiling: the largest tile sd.cpp encodes at once (img2img), pixels a side: 64 latent tokens (vae.hpp encode_tile_factor 2). */
+  vaeEncodeTilePixels: number | undefined;
+}
+
+/** img2img's VAE encode (initImage): bytes per pixel + a constant (the encoder's widths are the family's, whatever the decoder's). */
+export interface VaeEncodeFit {
+  encodePerPixel: number;
+  encodeConstant: number;
 }
 
 /** The prompt length (text-encoder tokens) the estimate assumes when DiffusionImageSize.promptTokens is not given: a long prompt, about 190 English words. */
@@ -138,6 +146,9 @@ export const DIT_COMPUTE_FIT: Readonly<Record<DitFamily, DitFit>> = {
    * channels, and 26.02 to 1665.00 MiB from 128² to 1024² with 32: within
    * 0.05 %; flash attention changes nothing at 256²). vaeTiling: 256-pixel
    * tiles, as SD1's (512² decoded in 104.06 MiB at 32 channels, as 256² is).
+   * VAE encode (img2img), as SD1's: 3394 B/px (13.26, 53.03, 212.13 and
+   * 106.06 MiB at 64², 128², 256² and 128×256); tiled, 848.50 MiB at 768²
+   * (512² tiles).
    */
   zimage: {
     shape: { ditHidden: 3840, ditHeads: 30, textHidden: 2560, textFfn: 9728, vaeDecoderChannels: 128 },
@@ -151,8 +162,9 @@ export const DIT_COMPUTE_FIT: Readonly<Record<DitFamily, DitFit>> = {
       flashConstant: 2_482_201,
     },
     textEncoder: { perToken: 115_920, constant: -17_117 },
-    vae: { perPixelChannel: 52, perLatentToken: 16, channels: [32, 128] },
+    vae: { perPixelChannel: 52, perLatentToken: 16, channels: [32, 128], encodePerPixel: 3394, encodeConstant: 0 },
     vaeTilePixels: 256,
+    vaeEncodeTilePixels: 512,
   },
   /**
    * Flux 2 [klein] 4B: generateRandomFlux2KleinModel with DiT hidden 3072
@@ -174,7 +186,9 @@ export const DIT_COMPUTE_FIT: Readonly<Record<DitFamily, DitFit>> = {
    * channels: within 0.05 %); vaeTiling decodes 32 × 32-latent tiles of 16
    * pixels, 512² (768² tiled: 416.50 MiB, as 512² untiled). Largest error
    * of the fit: DiT 0.6 % (+1.7 % at 256² with the real context), flash
-   * attention 6.5 % (+6.5 % at 1024², −5.0 % at 384²).
+   * attention 6.5 % (+6.5 % at 1024², −5.0 % at 384²). VAE encode
+   * (img2img, reference images): 3394 B/px as SD1's (13.26 to 212.13 MiB from
+   * 64² to 256², 1909.13 at 768²); tiled, 1024² tiles (3394.00 MiB at 1280²).
    */
   flux2: {
     shape: { ditHidden: 3072, ditHeads: 24, textHidden: 2560, textFfn: 9728, vaeDecoderChannels: 128 },
@@ -188,8 +202,9 @@ export const DIT_COMPUTE_FIT: Readonly<Record<DitFamily, DitFit>> = {
       flashConstant: 46_132_333,
     },
     textEncoder: { perToken: 115_920, constant: 8_806_400 },
-    vae: { perPixelChannel: 52, perLatentToken: 128, channels: [32, 128] },
+    vae: { perPixelChannel: 52, perLatentToken: 128, channels: [32, 128], encodePerPixel: 3394, encodeConstant: 0 },
     vaeTilePixels: 512,
+    vaeEncodeTilePixels: 1024,
   },
   /**
    * Qwen-Image: generateRandomQwenImageModel (DiT hidden 3072, 24 heads,
@@ -211,6 +226,9 @@ export const DIT_COMPUTE_FIT: Readonly<Record<DitFamily, DitFit>> = {
    * measured (MiB) 117.58, 469.19, 1054.83, 1874.50 and 469.47 at 128²,
    * 256², 384², 512² and 128×512: 78 bytes per pixel per channel + 525 per
    * latent token, within 0.5 % (128²) and 0.05 % from 256².
+   * VAE encode (img2img): 2D 2892 B/px (11.30, 45.19, 180.75 and 90.38 MiB
+   * at 64², 128², 256² and 128×256); causal-3D 7710 B/px + 0.4 MiB (30.36,
+   * 120.87, 482.29 and 241.44 MiB: within 0.6 %).
    * CFG > 1 (2.5, a negative prompt) changes no buffer: the unconditioned
    * pass reuses the DiT's graph (the longer of the two prompts counts: the
    * orchestrator bounds both), the text encoder runs once per prompt.
@@ -230,9 +248,10 @@ export const DIT_COMPUTE_FIT: Readonly<Record<DitFamily, DitFit>> = {
       dualStream: true,
     },
     textEncoder: { perToken: 196_473, constant: -78_535 },
-    vae: { perPixelChannel: 48, perLatentToken: 64, channels: [96] },
-    vaeCausal3d: { perPixelChannel: 78, perLatentToken: 525 },
+    vae: { perPixelChannel: 48, perLatentToken: 64, channels: [96], encodePerPixel: 2892, encodeConstant: 0 },
+    vaeCausal3d: { perPixelChannel: 78, perLatentToken: 525, encodePerPixel: 7710, encodeConstant: 417_300 },
     vaeTilePixels: undefined,
+    vaeEncodeTilePixels: undefined,
   },
 };
 
@@ -343,7 +362,8 @@ export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitSha
  * Compute buffers of one generation of a DiT family, bytes ({@link DIT_COMPUTE_FIT}):
  * text encoder T·n + K over its n tokens; DiT S·L² + per image token
  * + per text token + K over its L tokens (flash attention: no L²); VAE decode
- * per pixel + per latent token (of one tile with vaeTiling). Token counts: {@link ditTokens}.
+ * per pixel + per latent token (of one tile with vaeTiling), or with
+ * image.initImage the encode's per pixel + K when larger. Token counts: {@link ditTokens}.
  * @throws GenaiError INVALID_ARGUMENT (sizes not multiples of 64 pixels in 64..4096, a prompt length out of 1..8192, a shape that was not measured, vaeTiling where it was not measured)
  */
 export function ditComputeBytes(
@@ -368,7 +388,10 @@ export function ditComputeBytes(
   const [vw, vh] = opts.vaeTiling ? [Math.min(w, tile), Math.min(h, tile)] : [w, h];
   const vf = shape.vaeLayout === "causal3d" ? f.vaeCausal3d : f.vae;
   if (!vf) throw new GenaiError("INVALID_ARGUMENT", `the causal-3D VAE was not measured for ${shape.family}`);
-  const vae = vf.perPixelChannel * shape.vaeDecoderChannels * vw * vh + (vf.perLatentToken * vw * vh) / 64;
+  const decode = vf.perPixelChannel * shape.vaeDecoderChannels * vw * vh + (vf.perLatentToken * vw * vh) / 64;
+  const etile = f.vaeEncodeTilePixels ?? Math.max(w, h);
+  const [ew, eh] = opts.vaeTiling ? [Math.min(w, etile), Math.min(h, etile)] : [w, h];
+  const vae = Math.max(decode, image.initImage ? vf.encodePerPixel * ew * eh + vf.encodeConstant : 0);
   const parts = { textEncoder: Math.round(textEncoder), diffusion: Math.round(diffusion), vae: Math.round(vae) };
   return { ...parts, peak: Math.max(parts.textEncoder, parts.diffusion, parts.vae) };
 }

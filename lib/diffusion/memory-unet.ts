@@ -60,6 +60,11 @@ export interface UnetComputeFit {
   vaeChannels: readonly number[];
   /** vaeTiling: sd.cpp's default tile, 32 latent tokens a side (src/model/vae/vae.hpp get_tile_sizes): at most this many pixels a side per decode. */
   vaeTilePixels: number;
+  /** img2img's VAE encode (initImage, a pixel hires fix): bytes per pixel (sd.cpp's encoder is 128 channels wide whatever the decoder), without and with the Conv2D scale. */
+  vaeEncodePerPixel: number;
+  vaeEncodeConvScalePerPixel: number;
+  /** vaeTiling: encode tiles are twice the decode's, 64 latent tokens a side (vae.hpp encode_tile_factor 2): 512 pixels. */
+  vaeEncodeTilePixels: number;
 }
 
 /**
@@ -94,6 +99,10 @@ export const SD1_COMPUTE_FIT = {
   vaeChannels: [32, 128],
   /** Measured: 512² decodes in 104.02 MiB at 32 channels, as 256² does. */
   vaeTilePixels: 256,
+  /** Measured with sd-cli (img2img, -i): 13.26, 53.03, 212.13, 477.28 and 848.50 MiB at 64², 128², 256², 384² and 512², 106.06 at 128×256: 3394 B/px within 0.02 %; tiled, 848.50 MiB at 512², 768² and 1024×512. */
+  vaeEncodePerPixel: 3394,
+  vaeEncodeConvScalePerPixel: 3394,
+  vaeEncodeTilePixels: 512,
 } as const satisfies UnetComputeFit;
 
 /**
@@ -113,7 +122,10 @@ export const SD1_COMPUTE_FIT = {
  * as SD1's (104.00 MiB at 128², 128 channels) with a VAE file beside the
  * checkpoint; 120.00 / 480.02 / 1080.04 / 1920.06 MiB at 128² / 256² / 384²
  * / 512² with the checkpoint's own VAE and sd.cpp's Conv2D scale (30.00 MiB
- * at 32 channels, 128²; tiled, 120.02 MiB at 512² and 32 channels).
+ * at 32 channels, 128²; tiled, 120.02 MiB at 512² and 32 channels). VAE
+ * encode (img2img): SD1's 3394 B/px with a VAE file; 15.26, 61.03, 244.13
+ * and 122.06 MiB at 64², 128², 256² and 128×256 with the Conv2D scale
+ * (3906 B/px).
  */
 export const SDXL_COMPUTE_FIT = {
   textEncoder: 3.03 * MiB,
@@ -123,6 +135,9 @@ export const SDXL_COMPUTE_FIT = {
   vaePerToken: 16,
   vaeChannels: [32, 128],
   vaeTilePixels: 256,
+  vaeEncodePerPixel: 3394,
+  vaeEncodeConvScalePerPixel: 3906,
+  vaeEncodeTilePixels: 512,
 } as const satisfies UnetComputeFit;
 
 /** Whether a fitted shape is a UNet's (else a DiT's, ./memory-dit.ts DitShape). */
@@ -171,7 +186,9 @@ export function unetShape(tensors: readonly TensorInfo[], opts: { vaeFile?: bool
  * ({@link SD1_COMPUTE_FIT}, {@link SDXL_COMPUTE_FIT}): the text encoders'
  * constant; UNet S·L² + T·L + K (flash attention: T'·L + K'); VAE decode
  * c × decoder channels × P + 16 × L (c = 52, or 60 with SDXL's Conv2D
- * scale; P, L of one tile with vaeTiling). sd.cpp runs the conditional and
+ * scale; P, L of one tile with vaeTiling), or with image.initImage the VAE
+ * encode's e × P when larger (e = 3394, or 3906 with the Conv2D scale; P of
+ * one 512² tile with vaeTiling). sd.cpp runs the conditional and
  * unconditional passes one after the other, so CFG adds nothing.
  * @throws GenaiError INVALID_ARGUMENT (sizes not multiples of 64 pixels in 64..4096, a shape that was not measured)
  */
@@ -188,7 +205,10 @@ export function unetComputeBytes(
   const diffusion = opts.flashAttention ? u.flashPerToken * L + u.flashConstant : u.scores * L * L + u.perToken * L + u.constant;
   const [vw, vh] = opts.vaeTiling ? [Math.min(w, f.vaeTilePixels), Math.min(h, f.vaeTilePixels)] : [w, h];
   const perPixel = shape.vaeConvScale ? f.vaeConvScalePerPixelChannel : f.vaePerPixelChannel;
-  const vae = perPixel * shape.vaeDecoderChannels * vw * vh + (f.vaePerToken * vw * vh) / 64;
+  const decode = perPixel * shape.vaeDecoderChannels * vw * vh + (f.vaePerToken * vw * vh) / 64;
+  const [ew, eh] = opts.vaeTiling ? [Math.min(w, f.vaeEncodeTilePixels), Math.min(h, f.vaeEncodeTilePixels)] : [w, h];
+  const encode = image.initImage ? (shape.vaeConvScale ? f.vaeEncodeConvScalePerPixel : f.vaeEncodePerPixel) * ew * eh : 0;
+  const vae = Math.max(decode, encode);
   const parts = { textEncoder: Math.round(f.textEncoder), diffusion: Math.round(diffusion), vae: Math.round(vae) };
   return { ...parts, peak: Math.max(parts.textEncoder, parts.diffusion, parts.vae) };
 }

@@ -45,7 +45,7 @@ export interface DiffusionMemoryEstimate {
    * Undefined where nothing was fitted: see `computeUnknownReason`.
    */
   compute: (DiffusionParts & { peak: number }) | undefined;
-  /** Why `compute` is undefined (an unmeasured family, TAESD decoding, an img2img encode). */
+  /** Why `compute` is undefined (an unmeasured family or shape, TAESD decoding, a ControlNet). */
   computeUnknownReason?: string;
   /** weights.total + compute.peak, bytes; undefined with compute. */
   total: number | undefined;
@@ -57,7 +57,11 @@ export interface DiffusionImageSize {
   height: number;
   /** Images in the batch (default 1). sd.cpp samples and decodes them one at a time: the compute buffers do not grow with it. */
   count?: number;
-  /** img2img / inpainting: the VAE encoder's buffer is not fitted, so compute is then undefined. */
+  /**
+   * img2img / inpainting / a pixel hires fix: the VAE also encodes an image of
+   * width × height; `compute.vae` is then the larger of the encode and the
+   * decode (sd.cpp frees one before the other).
+   */
   initImage?: boolean;
   /**
    * The prompt's length in text-encoder tokens, for the DiT families (their
@@ -138,7 +142,6 @@ export function estimateFromFiles(
   const opts = { flashAttention: optBool("flashAttention", load.flashAttention, false), vaeTiling: optBool("vaeTiling", load.vaeTiling, false) };
   const { shape, weights } = files;
   let reason = typeof shape === "string" ? shape : undefined;
-  if (!reason && image.initImage) reason = "img2img's VAE encode was not measured";
   const unet = typeof shape !== "string" && isUnetShape(shape) ? shape : undefined;
   const dit = typeof shape !== "string" && !unet ? (shape as DitShape) : undefined;
   if (!reason && dit && opts.vaeTiling && DIT_COMPUTE_FIT[dit.family].vaeTilePixels === undefined) reason = `vaeTiling was not measured for ${dit.family}`;
@@ -159,7 +162,7 @@ export function estimateFromFiles(
  * {@link SD1_COMPUTE_FIT} and {@link SDXL_COMPUTE_FIT} (SD1 and SDXL base
  * models of the measured shapes) and {@link DIT_COMPUTE_FIT} (Z-Image-Turbo,
  * Flux 2 [klein] 4B, Qwen-Image with its own or the 2D Wan VAE, at their
- * real widths). Any other family (SD2, SD3, Flux 1, …) or shape, TAESD decoding, a ControlNet and img2img get
+ * real widths). Any other family (SD2, SD3, Flux 1, …) or shape, TAESD decoding and a ControlNet get
  * `compute: undefined` with the reason in `computeUnknownReason`: nothing is
  * guessed for them. weightType (a conversion at load) is not applied:
  * weights are the files' bytes.

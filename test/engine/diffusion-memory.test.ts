@@ -73,9 +73,9 @@ describe.skipIf(skipReason !== undefined)(title, () => {
   });
 
   /** Runs one generation; sd.cpp's logged compute buffers per runner (bytes, the largest of each). */
-  async function measure(side: number): Promise<Record<"clip" | "unet" | "vae", number>> {
+  async function measure(side: number, extra: Record<string, unknown> = {}): Promise<Record<"clip" | "unet" | "vae", number>> {
     lines.length = 0;
-    await sd.generate({ prompt: "a lighthouse", width: side, height: side, steps: 1, seed: 1, output: "raw" }).done;
+    await sd.generate({ prompt: "a lighthouse", width: side, height: side, steps: 1, seed: 1, output: "raw", ...extra }).done;
     await new Promise((r) => setTimeout(r, 50)); // the logger's queued lines arrive on the JS thread
     const got = { clip: 0, unet: 0, vae: 0 };
     for (const l of lines) {
@@ -104,6 +104,20 @@ describe.skipIf(skipReason !== undefined)(title, () => {
     expect(Math.abs(err(est.diffusion, measured.unet))).toBeLessThan(0.1);
     expect(Math.abs(err(est.vae, measured.vae))).toBeLessThan(0.1);
     expect(Math.abs(err(est.textEncoder, measured.clip))).toBeLessThan(0.1);
+  });
+
+  it("img2img at 128²: the VAE part is the encode's (3394 B/px, wider than this 32-channel decoder's 1664), within 10 %", async () => {
+    const data = new Uint8Array(128 * 128 * 3).map((_, i) => (i * 37) % 251);
+    const measured = await measure(128, { initImage: { width: 128, height: 128, channels: 3, data }, strength: 1, steps: 1 });
+    const plain = (await estimateDiffusionMemory({ model: modelFile }, { width: 128, height: 128 })).compute;
+    const est = (await estimateDiffusionMemory({ model: modelFile }, { width: 128, height: 128, initImage: true })).compute;
+    if (!est || !plain) throw new Error("no compute estimate");
+    console.log(
+      `[diffusion memory] SD1 img2img 128²: vae measured ${(measured.vae / MiB).toFixed(2)} MiB, estimated ${(est.vae / MiB).toFixed(2)} (decode alone ${(plain.vae / MiB).toFixed(2)})`,
+    );
+    expect(est.vae).toBeGreaterThan(1.5 * plain.vae);
+    expect(Math.abs(est.vae / measured.vae - 1)).toBeLessThan(0.1);
+    expect(Math.abs(est.peak / Math.max(measured.clip, measured.unet, measured.vae) - 1)).toBeLessThan(0.1);
   });
 });
 
