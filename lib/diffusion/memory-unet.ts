@@ -65,6 +65,13 @@ export interface UnetComputeFit {
   vaeEncodeConvScalePerPixel: number;
   /** vaeTiling: encode tiles are twice the decode's, 64 latent tokens a side (vae.hpp encode_tile_factor 2): 512 pixels. */
   vaeEncodeTilePixels: number;
+  /**
+   * With a control image (load.controlNet): the whole diffusion part, UNet
+   * and ControlNet together (both runners keep their buffers through
+   * sampling), S·L² + T·L + K, for the UNet width measured; the ControlNet
+   * never uses flash attention, so with it only the UNet's scores go.
+   */
+  controlNet?: { channels: number; scores: number; perToken: number; constant: number; flashScores: number; flashPerToken: number; flashConstant: number };
 }
 
 /**
@@ -103,6 +110,20 @@ export const SD1_COMPUTE_FIT = {
   vaeEncodePerPixel: 3394,
   vaeEncodeConvScalePerPixel: 3394,
   vaeEncodeTilePixels: 512,
+  /**
+   * Measured with sd-cli, a control image and generateRandomSd15ControlNet
+   * (SD1.5's 320 channels, as sd.cpp builds every SD1 ControlNet) beside a
+   * 320-channel SD1 UNet (q8_0), CFG 7: UNet + ControlNet 11.47, 23.49,
+   * 39.19, 44.10, 100.22, 208.47, 395.92 and 1145.82 MiB at 64², 128²,
+   * 128×256, 192², 256², 320², 384² and 512² (the ControlNet alone 2.11 to
+   * 560.29; the UNet takes 6.6 KB a latent token more than without it);
+   * with flash attention 4.46, 16.17, 77.21, 263.16 and 691.48 at 64², 128²,
+   * 256², 384² and 512². Scores: 8 heads × 4 bytes, once per runner (twice
+   * without flash attention). T and K: minimax on relative error (largest
+   * 7.5 %), with flash attention least squares (largest 6.2 %, 128²). The
+   * control image is VAE-encoded too (vaeEncodePerPixel).
+   */
+  controlNet: { channels: 320, scores: 64, perToken: 30_800, constant: 10_700_000, flashScores: 32, flashPerToken: 47_867, flashConstant: 1_549_752 },
 } as const satisfies UnetComputeFit;
 
 /**
@@ -139,6 +160,12 @@ export const SDXL_COMPUTE_FIT = {
   vaeEncodeConvScalePerPixel: 3906,
   vaeEncodeTilePixels: 512,
 } as const satisfies UnetComputeFit;
+
+/** The fitted UNet + ControlNet coefficients for this shape, if measured. */
+export function controlNetFit(shape: UnetShape): UnetComputeFit["controlNet"] {
+  const c = FITS[shape.family]?.controlNet;
+  return c && c.channels === shape.unetChannels ? c : undefined;
+}
 
 /** Whether a fitted shape is a UNet's (else a DiT's, ./memory-dit.ts DitShape). */
 export const isUnetShape = (shape: { family: string }): shape is UnetShape => Object.hasOwn(FITS, shape.family);
@@ -188,26 +215,37 @@ export function unetShape(tensors: readonly TensorInfo[], opts: { vaeFile?: bool
  * c × decoder channels × P + 16 × L (c = 52, or 60 with SDXL's Conv2D
  * scale; P, L of one tile with vaeTiling), or with image.initImage the VAE
  * encode's e × P when larger (e = 3394, or 3906 with the Conv2D scale; P of
- * one 512² tile with vaeTiling). sd.cpp runs the conditional and
- * unconditional passes one after the other, so CFG adds nothing.
+ * one 512² tile with vaeTiling). With opts.controlNet (a control image
+ * for a loaded ControlNet) the diffusion part is UNet + ControlNet
+ * ({@link UnetComputeFit.controlNet}) and the control image's VAE encode
+ * counts as img2img's. sd.cpp runs the conditional and unconditional passes
+ * one after the other, so CFG adds nothing.
  * @throws GenaiError INVALID_ARGUMENT (sizes not multiples of 64 pixels in 64..4096, a shape that was not measured)
  */
 export function unetComputeBytes(
   shape: UnetShape,
   image: DiffusionImageSize,
-  opts: { flashAttention?: boolean; vaeTiling?: boolean } = {},
+  opts: { flashAttention?: boolean; vaeTiling?: boolean; controlNet?: boolean } = {},
 ): DiffusionParts & { peak: number } {
   const [w, h] = checkImageSides(image);
   const f = FITS[shape.family];
   const u = f?.unet.find((x) => x.channels === shape.unetChannels);
   if (!u || !f.vaeChannels.includes(shape.vaeDecoderChannels)) throw new GenaiError("INVALID_ARGUMENT", `no fitted coefficients for ${JSON.stringify(shape)}`);
+  const cn = opts.controlNet ? controlNetFit(shape) : undefined;
+  if (opts.controlNet && !cn) throw new GenaiError("INVALID_ARGUMENT", `no fitted ControlNet coefficients for ${JSON.stringify(shape)}`);
   const L = (w / 8) * (h / 8);
-  const diffusion = opts.flashAttention ? u.flashPerToken * L + u.flashConstant : u.scores * L * L + u.perToken * L + u.constant;
+  const diffusion = cn
+    ? opts.flashAttention
+      ? cn.flashScores * L * L + cn.flashPerToken * L + cn.flashConstant
+      : cn.scores * L * L + cn.perToken * L + cn.constant
+    : opts.flashAttention
+      ? u.flashPerToken * L + u.flashConstant
+      : u.scores * L * L + u.perToken * L + u.constant;
   const [vw, vh] = opts.vaeTiling ? [Math.min(w, f.vaeTilePixels), Math.min(h, f.vaeTilePixels)] : [w, h];
   const perPixel = shape.vaeConvScale ? f.vaeConvScalePerPixelChannel : f.vaePerPixelChannel;
   const decode = perPixel * shape.vaeDecoderChannels * vw * vh + (f.vaePerToken * vw * vh) / 64;
   const [ew, eh] = opts.vaeTiling ? [Math.min(w, f.vaeEncodeTilePixels), Math.min(h, f.vaeEncodeTilePixels)] : [w, h];
-  const encode = image.initImage ? (shape.vaeConvScale ? f.vaeEncodeConvScalePerPixel : f.vaeEncodePerPixel) * ew * eh : 0;
+  const encode = image.initImage || cn ? (shape.vaeConvScale ? f.vaeEncodeConvScalePerPixel : f.vaeEncodePerPixel) * ew * eh : 0;
   const vae = Math.max(decode, encode);
   const parts = { textEncoder: Math.round(f.textEncoder), diffusion: Math.round(diffusion), vae: Math.round(vae) };
   return { ...parts, peak: Math.max(parts.textEncoder, parts.diffusion, parts.vae) };

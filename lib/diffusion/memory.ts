@@ -11,7 +11,7 @@ import { GenaiError } from "../errors";
 import { optBool, optInt, requireString } from "../util/validate";
 import { checkImageSides, DEFAULT_PROMPT_TOKENS, DIT_COMPUTE_FIT, type DitShape, ditComputeBytes, ditShape, MAX_PROMPT_TOKENS } from "./memory-dit";
 import { DIFFUSION_FILE_OPTIONS } from "./defaults";
-import { isUnetShape, type UnetShape, unetComputeBytes, unetShape } from "./memory-unet";
+import { controlNetFit, isUnetShape, type UnetShape, unetComputeBytes, unetShape } from "./memory-unet";
 import { readTensorInfos, type TensorInfo } from "./tensors";
 import type { DiffusionLoadOptions } from "./types";
 
@@ -63,6 +63,12 @@ export interface DiffusionImageSize {
    * decode (sd.cpp frees one before the other).
    */
   initImage?: boolean;
+  /**
+   * A control image for the load's ControlNet (load.controlNet): the
+   * ControlNet's buffer counts with the UNet's, and the control image's VAE
+   * encode as img2img's. Without it a loaded ControlNet adds only its weights.
+   */
+  controlImage?: boolean;
   /**
    * The prompt's length in text-encoder tokens, for the DiT families (their
    * LLM text encoder and the DiT's joint attention grow with it): default
@@ -124,26 +130,28 @@ export async function readDiffusionFiles(load: DiffusionLoadOptions): Promise<Di
   let shape: UnetShape | DitShape | string = dit ? dit.shape : unetShape(all, { vaeFile: load.vae !== undefined });
   const family: DiffusionFamily = typeof shape === "string" ? (dit ? dit.family : "unknown") : shape.family;
   if (typeof shape !== "string" && load.taesd) shape = "TAESD decoding (load.taesd) was not measured";
-  if (typeof shape !== "string" && load.controlNet) shape = "a ControlNet's compute buffer was not measured";
   return { family, weights, shape };
 }
 
 /**
  * The estimate for files already read ({@link readDiffusionFiles}).
- * @throws GenaiError INVALID_ARGUMENT (sizes not positive multiples of 64, count out of 1..64, promptTokens out of 1..4096)
+ * @throws GenaiError INVALID_ARGUMENT (sizes not positive multiples of 64, count out of 1..64, promptTokens out of 1..4096, controlImage without load.controlNet)
  */
 export function estimateFromFiles(
   files: DiffusionFilesInfo,
-  load: Pick<DiffusionLoadOptions, "flashAttention" | "vaeTiling">,
+  load: Pick<DiffusionLoadOptions, "flashAttention" | "vaeTiling" | "controlNet">,
   image: DiffusionImageSize,
 ): DiffusionMemoryEstimate {
   optInt("count", image.count, 1, 1, 64);
   optInt("promptTokens", image.promptTokens, DEFAULT_PROMPT_TOKENS, 1, MAX_PROMPT_TOKENS);
-  const opts = { flashAttention: optBool("flashAttention", load.flashAttention, false), vaeTiling: optBool("vaeTiling", load.vaeTiling, false) };
+  const controlNet = optBool("controlImage", image.controlImage, false);
+  if (controlNet && load.controlNet === undefined) throw new GenaiError("INVALID_ARGUMENT", "controlImage needs a model loaded with controlNet");
+  const opts = { flashAttention: optBool("flashAttention", load.flashAttention, false), vaeTiling: optBool("vaeTiling", load.vaeTiling, false), controlNet };
   const { shape, weights } = files;
   let reason = typeof shape === "string" ? shape : undefined;
   const unet = typeof shape !== "string" && isUnetShape(shape) ? shape : undefined;
   const dit = typeof shape !== "string" && !unet ? (shape as DitShape) : undefined;
+  if (!reason && controlNet && !(unet && controlNetFit(unet))) reason = "a ControlNet's compute buffer was measured beside a 320-channel SD1 UNet only";
   if (!reason && dit && opts.vaeTiling && DIT_COMPUTE_FIT[dit.family].vaeTilePixels === undefined) reason = `vaeTiling was not measured for ${dit.family}`;
   checkImageSides(image); // for every family, with or without a compute estimate
   const compute = reason ? undefined : unet ? unetComputeBytes(unet, image, opts) : ditComputeBytes(dit as DitShape, image, opts);
@@ -162,7 +170,7 @@ export function estimateFromFiles(
  * {@link SD1_COMPUTE_FIT} and {@link SDXL_COMPUTE_FIT} (SD1 and SDXL base
  * models of the measured shapes) and {@link DIT_COMPUTE_FIT} (Z-Image-Turbo,
  * Flux 2 [klein] 4B, Qwen-Image with its own or the 2D Wan VAE, at their
- * real widths). Any other family (SD2, SD3, Flux 1, …) or shape, TAESD decoding and a ControlNet get
+ * real widths). Any other family (SD2, SD3, Flux 1, …) or shape, TAESD decoding and a ControlNet beside any other get
  * `compute: undefined` with the reason in `computeUnknownReason`: nothing is
  * guessed for them. weightType (a conversion at load) is not applied:
  * weights are the files' bytes.

@@ -139,6 +139,7 @@ export function submitImageBatch(
     height: size.height,
     count: options.count,
     initImage: options.initImage !== undefined || size.encodes,
+    controlImage: options.controlImage !== undefined,
     promptTokens: promptTokenBound(options.prompt, options.negativePrompt),
   });
   return orchestrator.submit({

@@ -32,7 +32,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { capabilities, setLogger, setLogLevel } from "../../lib/index";
 import { DiffusionModel, estimateDiffusionMemory } from "../../lib/diffusion/index";
 import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
-import { generateRandomQwenImageModel, generateRandomSd15Model, generateRandomSdxlModel, generateRandomZImageModel } from "../../lib/tools";
+import {
+  generateRandomQwenImageModel,
+  generateRandomSd15ControlNet,
+  generateRandomSd15Model,
+  generateRandomSdxlModel,
+  generateRandomZImageModel,
+} from "../../lib/tools";
 import { tempDir, THREADS } from "../helpers";
 
 const device = (process.env.GENAI_NATIVE_DEVICE ?? "cpu").toLowerCase();
@@ -125,18 +131,22 @@ describe.skipIf(skipReason !== undefined)(title, () => {
  * A family's suite: files written by `write` into a temp folder (load option
  * → file), one generation per size (1 step, `params`), sd.cpp's logged
  * buffers per runner (`runners`: its runner names for the text encoder, the
- * denoiser and the VAE) against estimateDiffusionMemory with `promptTokens`,
+ * denoiser (several: their largest buffers add up, as a ControlNet's and the
+ * UNet's, both kept through sampling) and the VAE) against
+ * estimateDiffusionMemory with `promptTokens` (and `controlImage`: a control
+ * image of the size, generated and estimated),
  * each within 10 %.
  */
 function memorySuite(
   name: string,
-  family: "sdxl" | "zimage" | "qwenimage",
-  runners: readonly [textEncoder: string, diffusion: string, vae: string],
+  family: "sd1" | "sdxl" | "zimage" | "qwenimage",
+  runners: readonly [textEncoder: string, diffusion: string | readonly string[], vae: string],
   write: (dir: string) => Promise<Record<string, { path: string }>>,
-  params: { prompt: string; negativePrompt?: string; cfgScale: number; promptTokens: number },
+  params: { prompt: string; negativePrompt?: string; cfgScale: number; promptTokens: number; controlImage?: boolean },
   sizes: readonly (readonly [number, number])[],
 ): void {
-  const line = new RegExp(`\\b(${runners.join("|")}) compute buffer size: ([\\d.]+) MB\\((?:RAM|VRAM)\\)`);
+  const partOf = new Map(runners.flatMap((r, i) => (typeof r === "string" ? [r] : r).map((name) => [name, i] as const)));
+  const line = new RegExp(`\\b(${[...partOf.keys()].join("|")}) compute buffer size: ([\\d.]+) MB\\((?:RAM|VRAM)\\)`);
   const title = skipReason
     ? `${name} memory estimate vs sd.cpp's compute buffers — SKIPPED: ${skipReason}`
     : `${name} memory estimate vs sd.cpp's compute buffers`;
@@ -165,19 +175,20 @@ function memorySuite(
 
     it.each(sizes)("%i×%i pixels: the estimated compute buffers are within 10 % of sd.cpp's (peak and each part)", async (width, height) => {
       lines.length = 0;
-      const { promptTokens, ...gen } = params;
-      await sd.generate({ ...gen, width, height, steps: 1, seed: 1, output: "raw" }).done;
+      const { promptTokens, controlImage, ...gen } = params;
+      const hint = { width, height, channels: 3 as const, data: new Uint8Array(width * height * 3).map((_, i) => (i % (width * 3) < width * 1.5 ? 255 : 0)) };
+      await sd.generate({ ...gen, ...(controlImage && { controlImage: hint }), width, height, steps: 1, seed: 1, output: "raw" }).done;
       await new Promise((r) => setTimeout(r, 50));
-      const measured = { textEncoder: 0, diffusion: 0, vae: 0 };
-      const keys = ["textEncoder", "diffusion", "vae"] as const;
+      const byRunner = new Map<string, number>();
       for (const l of lines) {
         const m = line.exec(l);
-        if (m) {
-          const k = keys[runners.indexOf(m[1])];
-          measured[k] = Math.max(measured[k], Number(m[2]) * MiB);
-        }
+        if (m) byRunner.set(m[1], Math.max(byRunner.get(m[1]) ?? 0, Number(m[2]) * MiB));
       }
-      const e = await estimateDiffusionMemory(load, { width, height, promptTokens });
+      const measured = { textEncoder: 0, diffusion: 0, vae: 0 };
+      const keys = ["textEncoder", "diffusion", "vae"] as const;
+      for (const [name, bytes] of byRunner) measured[keys[partOf.get(name) as number]] += bytes;
+      expect(byRunner.size).toBe(partOf.size); // every runner logged its buffer
+      const e = await estimateDiffusionMemory(load, { width, height, promptTokens, controlImage });
       expect(e.family).toBe(family);
       const est = e.compute;
       if (!est) throw new Error(`no compute estimate: ${e.computeUnknownReason}`);
@@ -247,6 +258,25 @@ memorySuite(
   [
     [128, 128],
     [128, 256],
+    [256, 256],
+  ],
+);
+
+// SD1 with a ControlNet and a control image: generateRandomSd15ControlNet (SD1.5's 320 channels, as sd.cpp builds every
+// SD1 ControlNet) beside the tiny preset with a 320-channel UNet (q8_0, 1.7 GB; about 45 s to write both). The UNet's
+// and the ControlNet's buffers add up; the control image is VAE-encoded (3394 B/px, over this 32-channel decode's).
+memorySuite(
+  "SD1 + ControlNet (random weights, a 320-channel UNet and SD1.5's ControlNet, a control image, CFG 7, CPU)",
+  "sd1",
+  ["clip", ["unet", "control_net"], "vae"],
+  async (dir) => ({
+    model: await generateRandomSd15Model(path.join(dir, "sd1-320.gguf"), { preset: "tiny", shape: { unetChannels: 320 }, type: "q8_0", seed: 7 }),
+    controlNet: await generateRandomSd15ControlNet(path.join(dir, "controlnet.gguf"), { seed: 5 }),
+  }),
+  { prompt: "a lighthouse", cfgScale: 7, promptTokens: 3, controlImage: true },
+  [
+    [64, 64],
+    [128, 128],
     [256, 256],
   ],
 );

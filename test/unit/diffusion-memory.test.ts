@@ -249,6 +249,44 @@ describe("estimateDiffusionMemory", () => {
     expect(t.computeUnknownReason).toMatch(/an SDXL UNet of 32 channels .* only UNets of 320 channels/);
   });
 
+  // UNet + ControlNet (a 320-channel SD1 UNet and SD1.5's ControlNet), as sd.cpp logged their sum (MiB)
+  const CONTROL: [number, boolean, number][] = [
+    [64, false, 11.47],
+    [128, false, 23.49],
+    [256, false, 100.22],
+    [512, false, 1145.82],
+    [128, true, 16.17],
+    [512, true, 691.48],
+  ];
+  it.each(CONTROL)("a control image at %i²: UNet + ControlNet within 8 %% of sd.cpp's (flash attention %s: %f MiB)", (side, flashAttention, mib) => {
+    const got = unetComputeBytes(SD15, { width: side, height: side }, { flashAttention, controlNet: true }).diffusion;
+    expect(Math.abs(got / (mib * MiB) - 1)).toBeLessThan(0.08);
+  });
+
+  it("a loaded ControlNet: its weights always, its buffer and the control image's VAE encode only with a controlImage; measured beside SD1's 320-channel UNet only", async () => {
+    const sd1 = path.join(tmp.dir, "sd1-cn.safetensors");
+    writeSafetensors(sd1, unetTensors(768));
+    const cn = path.join(tmp.dir, "cn.safetensors");
+    const cnBytes = writeSafetensors(cn, { "control_model.input_hint_block.0.weight": [16, 3, 3, 3], "control_model.zero_convs.0.0.weight": [320, 320, 1, 1] });
+    const size = { width: 512, height: 512 };
+    const plain = await estimateDiffusionMemory({ model: sd1 }, size);
+    const loaded = await estimateDiffusionMemory({ model: sd1, controlNet: cn }, size);
+    expect(loaded.weights.total).toBe(plain.weights.total + cnBytes);
+    expect(loaded.compute).toEqual(plain.compute);
+    const control = await estimateDiffusionMemory({ model: sd1, controlNet: cn }, { ...size, controlImage: true });
+    expect(control.compute).toEqual(unetComputeBytes(SD15, size, { controlNet: true }));
+    expect(control.compute?.diffusion).toBeGreaterThan(2 * (plain.compute?.diffusion ?? 0)); // two runners' attention scores
+    // with a 32-channel decoder the control image's encode (3394 B/px) outweighs the decode (1664 B/px)
+    expect(unetComputeBytes({ ...SD15, vaeDecoderChannels: 32 }, size, { controlNet: true }).vae).toBe(3394 * 512 * 512);
+    const tinyCn = await estimateDiffusionMemory({ model: tiny, controlNet: cn }, { ...size, controlImage: true });
+    expect([tinyCn.family, tinyCn.compute, tinyCn.computeUnknownReason]).toEqual(["sd1", undefined, expect.stringMatching(/320-channel SD1 UNet only/)]);
+    await expect(estimateDiffusionMemory({ model: sd1 }, { ...size, controlImage: true })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+      message: expect.stringMatching(/controlImage needs a model loaded with controlNet/),
+    });
+    expect(() => unetComputeBytes(TINY, size, { controlNet: true })).toThrow(/no fitted ControlNet coefficients/);
+  });
+
   it("bad input: typed errors", async () => {
     const code = (c: string) => expect.objectContaining({ code: c });
     await expect(estimateDiffusionMemory({ model: tiny }, { width: 100, height: 64 })).rejects.toEqual(code("INVALID_ARGUMENT"));
