@@ -27,6 +27,7 @@ export {
   ditComputeBytes,
   ditShape,
   ditTokens,
+  refImagePixels,
   estimateDiffusionMemory,
   promptTokenBound,
   estimateFromFiles,

@@ -287,6 +287,24 @@ export function ditTokens(family: DitFamily, width: number, height: number, prom
   }
 }
 
+/**
+ * The size sd.cpp VAE-encodes a reference image at, pixels [width, height]
+ * (src/stable-diffusion.cpp, resize_before_vae, the default of the flux2
+ * and qwen presets): the target's area, at most 1024², at the reference's
+ * aspect ratio, each side rounded to a multiple of 16 (Qwen-Image: 32). Its
+ * DiT tokens are one per 16 × 16 pixels, as the image's: measured, a 256²
+ * target with two 256² references takes the DiT buffer of a 256×768 target
+ * (Flux 2 [klein] 367.81 MiB both), and with one Qwen-Image's 68.00 MiB
+ * against 67.94 for 256×512.
+ */
+export function refImagePixels(family: DitFamily, width: number, height: number, ref: { width: number; height: number }): [number, number] {
+  const area = Math.min(1024 * 1024, width * height);
+  const w = Math.sqrt(Math.floor((area * ref.width) / ref.height)); // sd.cpp: integer product and quotient, then sqrt
+  const h = (w * ref.height) / ref.width;
+  const factor = family === "qwenimage" ? 32 : 16;
+  return [Math.round(w / factor) * factor, Math.round(h / factor) * factor];
+}
+
 /** Whether `shape` has the widths `fit` was measured at (the VAE decoder: one of those measured). */
 const measuredWidths = (fit: DitFit, shape: DitShape) =>
   fit.shape.ditHidden === shape.ditHidden &&
@@ -363,7 +381,9 @@ export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitSha
  * text encoder T·n + K over its n tokens; DiT S·L² + per image token
  * + per text token + K over its L tokens (flash attention: no L²); VAE decode
  * per pixel + per latent token (of one tile with vaeTiling), or with
- * image.initImage the encode's per pixel + K when larger. Token counts: {@link ditTokens}.
+ * image.initImage the encode's per pixel + K when larger. Reference images
+ * (image.refImages) add their tokens to the DiT's image tokens and their
+ * encodes to the VAE's ({@link refImagePixels}). Token counts: {@link ditTokens}.
  * @throws GenaiError INVALID_ARGUMENT (sizes not multiples of 64 pixels in 64..4096, a prompt length out of 1..8192, a shape that was not measured, vaeTiling where it was not measured)
  */
 export function ditComputeBytes(
@@ -376,12 +396,14 @@ export function ditComputeBytes(
   const f = DIT_COMPUTE_FIT[shape.family];
   if (!f || !measuredWidths(f, shape)) throw new GenaiError("INVALID_ARGUMENT", `no fitted coefficients for ${JSON.stringify(shape)}`);
   const t = ditTokens(shape.family, w, h, p);
-  const L = t.ditText + t.image;
+  const refs = (image.refImages ?? []).map((r) => refImagePixels(shape.family, w, h, r));
+  const imageTokens = t.image + refs.reduce((n, [rw, rh]) => n + (rw / 16) * (rh / 16), 0);
+  const L = t.ditText + imageTokens;
   const d = f.dit;
   const linear = (a: number, b: number) => (d.dualStream ? Math.max(a, b) : a + b);
   const diffusion = opts.flashAttention
-    ? linear(d.flashPerImageToken * t.image, d.flashPerTextToken * t.ditText) + d.flashConstant
-    : d.scores * L * L + linear(d.perImageToken * t.image, d.perTextToken * t.ditText) + d.constant;
+    ? linear(d.flashPerImageToken * imageTokens, d.flashPerTextToken * t.ditText) + d.flashConstant
+    : d.scores * L * L + linear(d.perImageToken * imageTokens, d.perTextToken * t.ditText) + d.constant;
   const textEncoder = f.textEncoder.perToken * t.text + f.textEncoder.constant;
   if (opts.vaeTiling && f.vaeTilePixels === undefined) throw new GenaiError("INVALID_ARGUMENT", `vaeTiling was not measured for ${shape.family}`);
   const tile = f.vaeTilePixels ?? Math.max(w, h);
@@ -391,7 +413,8 @@ export function ditComputeBytes(
   const decode = vf.perPixelChannel * shape.vaeDecoderChannels * vw * vh + (vf.perLatentToken * vw * vh) / 64;
   const etile = f.vaeEncodeTilePixels ?? Math.max(w, h);
   const [ew, eh] = opts.vaeTiling ? [Math.min(w, etile), Math.min(h, etile)] : [w, h];
-  const vae = Math.max(decode, image.initImage ? vf.encodePerPixel * ew * eh + vf.encodeConstant : 0);
+  const encodes = [...(image.initImage ? [[ew, eh]] : []), ...refs.map(([rw, rh]) => (opts.vaeTiling ? [Math.min(rw, etile), Math.min(rh, etile)] : [rw, rh]))];
+  const vae = Math.max(decode, ...encodes.map(([a, b]) => vf.encodePerPixel * a * b + vf.encodeConstant));
   const parts = { textEncoder: Math.round(textEncoder), diffusion: Math.round(diffusion), vae: Math.round(vae) };
   return { ...parts, peak: Math.max(parts.textEncoder, parts.diffusion, parts.vae) };
 }

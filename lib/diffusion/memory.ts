@@ -10,7 +10,7 @@
 import { GenaiError } from "../errors";
 import { optBool, optInt, requireString } from "../util/validate";
 import { checkImageSides, DEFAULT_PROMPT_TOKENS, DIT_COMPUTE_FIT, type DitShape, ditComputeBytes, ditShape, MAX_PROMPT_TOKENS } from "./memory-dit";
-import { DIFFUSION_FILE_OPTIONS } from "./defaults";
+import { DIFFUSION_FILE_OPTIONS, MAX_SIDE, MIN_SIDE } from "./defaults";
 import { controlNetFit, isUnetShape, type UnetShape, unetComputeBytes, unetShape } from "./memory-unet";
 import { readTensorInfos, type TensorInfo } from "./tensors";
 import type { DiffusionLoadOptions } from "./types";
@@ -69,6 +69,14 @@ export interface DiffusionImageSize {
    * encode as img2img's. Without it a loaded ControlNet adds only its weights.
    */
   controlImage?: boolean;
+  /**
+   * Reference images (ImageGenerateOptions.refImages), their pixel sizes:
+   * sd.cpp resizes each to the target's area (at most 1024², its own aspect
+   * ratio) and VAE-encodes it, and the DiT attends over its tokens beside the
+   * image's ({@link refImagePixels}). Measured for Flux 2 [klein] and for
+   * Qwen-Image without llmVision.
+   */
+  refImages?: readonly { width: number; height: number }[];
   /**
    * The prompt's length in text-encoder tokens, for the DiT families (their
    * LLM text encoder and the DiT's joint attention grow with it): default
@@ -139,7 +147,7 @@ export async function readDiffusionFiles(load: DiffusionLoadOptions): Promise<Di
  */
 export function estimateFromFiles(
   files: DiffusionFilesInfo,
-  load: Pick<DiffusionLoadOptions, "flashAttention" | "vaeTiling" | "controlNet">,
+  load: Pick<DiffusionLoadOptions, "flashAttention" | "vaeTiling" | "controlNet" | "llmVision">,
   image: DiffusionImageSize,
 ): DiffusionMemoryEstimate {
   optInt("count", image.count, 1, 1, 64);
@@ -152,6 +160,14 @@ export function estimateFromFiles(
   const unet = typeof shape !== "string" && isUnetShape(shape) ? shape : undefined;
   const dit = typeof shape !== "string" && !unet ? (shape as DitShape) : undefined;
   if (!reason && controlNet && !(unet && controlNetFit(unet))) reason = "a ControlNet's compute buffer was measured beside a 320-channel SD1 UNet only";
+  const refs = image.refImages ?? [];
+  if (!Array.isArray(refs)) throw new GenaiError("INVALID_ARGUMENT", "refImages must be an array of { width, height }");
+  for (const [i, r] of refs.entries()) {
+    optInt(`refImages[${i}].width`, r?.width, 0, MIN_SIDE, MAX_SIDE);
+    optInt(`refImages[${i}].height`, r?.height, 0, MIN_SIDE, MAX_SIDE);
+  }
+  if (!reason && refs.length > 0 && !(dit && (dit.family === "flux2" || (dit.family === "qwenimage" && load.llmVision === undefined))))
+    reason = "reference images were measured for Flux 2 [klein] and for Qwen-Image without llmVision only";
   if (!reason && dit && opts.vaeTiling && DIT_COMPUTE_FIT[dit.family].vaeTilePixels === undefined) reason = `vaeTiling was not measured for ${dit.family}`;
   checkImageSides(image); // for every family, with or without a compute estimate
   const compute = reason ? undefined : unet ? unetComputeBytes(unet, image, opts) : ditComputeBytes(dit as DitShape, image, opts);
@@ -182,7 +198,7 @@ export async function estimateDiffusionMemory(load: DiffusionLoadOptions, image:
   return estimateFromFiles(await readDiffusionFiles(load), load, image);
 }
 
-export { DEFAULT_PROMPT_TOKENS, DIT_COMPUTE_FIT, ditComputeBytes, ditShape, ditTokens, promptTokenBound } from "./memory-dit";
+export { DEFAULT_PROMPT_TOKENS, DIT_COMPUTE_FIT, ditComputeBytes, ditShape, ditTokens, promptTokenBound, refImagePixels } from "./memory-dit";
 export { SD1_COMPUTE_FIT, SDXL_COMPUTE_FIT, unetComputeBytes, unetShape } from "./memory-unet";
 export type { UnetComputeFit, UnetFamily, UnetFit, UnetShape } from "./memory-unet";
 export type { DitFamily, DitFit, DitShape } from "./memory-dit";

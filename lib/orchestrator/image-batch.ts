@@ -140,6 +140,7 @@ export function submitImageBatch(
     count: options.count,
     initImage: options.initImage !== undefined || size.encodes,
     controlImage: options.controlImage !== undefined,
+    refImages: options.refImages?.map((r) => ({ width: r?.width, height: r?.height })),
     promptTokens: promptTokenBound(options.prompt, options.negativePrompt),
   });
   return orchestrator.submit({

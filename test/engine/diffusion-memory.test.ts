@@ -142,7 +142,14 @@ function memorySuite(
   family: "sd1" | "sdxl" | "zimage" | "qwenimage",
   runners: readonly [textEncoder: string, diffusion: string | readonly string[], vae: string],
   write: (dir: string) => Promise<Record<string, { path: string }>>,
-  params: { prompt: string; negativePrompt?: string; cfgScale: number; promptTokens: number; controlImage?: boolean },
+  params: {
+    prompt: string;
+    negativePrompt?: string;
+    cfgScale: number;
+    promptTokens: number;
+    controlImage?: boolean;
+    refImage?: { width: number; height: number };
+  },
   sizes: readonly (readonly [number, number])[],
 ): void {
   const partOf = new Map(runners.flatMap((r, i) => (typeof r === "string" ? [r] : r).map((name) => [name, i] as const)));
@@ -175,9 +182,18 @@ function memorySuite(
 
     it.each(sizes)("%i×%i pixels: the estimated compute buffers are within 10 % of sd.cpp's (peak and each part)", async (width, height) => {
       lines.length = 0;
-      const { promptTokens, controlImage, ...gen } = params;
-      const hint = { width, height, channels: 3 as const, data: new Uint8Array(width * height * 3).map((_, i) => (i % (width * 3) < width * 1.5 ? 255 : 0)) };
-      await sd.generate({ ...gen, ...(controlImage && { controlImage: hint }), width, height, steps: 1, seed: 1, output: "raw" }).done;
+      const { promptTokens, controlImage, refImage, ...gen } = params;
+      const picture = (w: number, h: number) => ({
+        width: w,
+        height: h,
+        channels: 3 as const,
+        data: new Uint8Array(w * h * 3).map((_, i) => (i % (w * 3) < w * 1.5 ? 255 : 0)),
+      });
+      const extra = {
+        ...(controlImage && { controlImage: picture(width, height) }),
+        ...(refImage && { refImages: [picture(refImage.width, refImage.height)] }),
+      };
+      await sd.generate({ ...gen, ...extra, width, height, steps: 1, seed: 1, output: "raw" }).done;
       await new Promise((r) => setTimeout(r, 50));
       const byRunner = new Map<string, number>();
       for (const l of lines) {
@@ -188,7 +204,7 @@ function memorySuite(
       const keys = ["textEncoder", "diffusion", "vae"] as const;
       for (const [name, bytes] of byRunner) measured[keys[partOf.get(name) as number]] += bytes;
       expect(byRunner.size).toBe(partOf.size); // every runner logged its buffer
-      const e = await estimateDiffusionMemory(load, { width, height, promptTokens, controlImage });
+      const e = await estimateDiffusionMemory(load, { width, height, promptTokens, controlImage, refImages: refImage && [refImage] });
       expect(e.family).toBe(family);
       const est = e.compute;
       if (!est) throw new Error(`no compute estimate: ${e.computeUnknownReason}`);
@@ -277,6 +293,24 @@ memorySuite(
   [
     [64, 64],
     [128, 128],
+    [256, 256],
+  ],
+);
+
+// Qwen-Image editing without the vision tower: a 512×256 reference image, which sd.cpp resizes to the target's area
+// (refImagePixels) and VAE-encodes; its tokens join the image's in the DiT.
+memorySuite(
+  "Qwen-Image with a reference image (random weights at Qwen-Image's widths, 1 layer, the 2D Wan VAE, CPU)",
+  "qwenimage",
+  ["qwen2.5vl", "qwen_image", "wan_vae"],
+  async (dir) => {
+    const { diffusionModel, llm, vae } = await generateRandomQwenImageModel(path.join(dir, "qi"), { seed: 5, sizes: { teFfn: 18944 } });
+    return { diffusionModel, llm, vae };
+  },
+  { prompt: "a lighthouse", cfgScale: 1, promptTokens: 3, refImage: { width: 512, height: 256 } },
+  [
+    [128, 128],
+    [128, 256],
     [256, 256],
   ],
 );

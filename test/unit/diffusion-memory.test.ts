@@ -14,6 +14,7 @@ import {
   ditComputeBytes,
   ditTokens,
   estimateDiffusionMemory,
+  refImagePixels,
   promptTokenBound,
   readTensorInfos,
   SD1_COMPUTE_FIT,
@@ -61,6 +62,8 @@ const SD15: UnetShape = { family: "sd1", unetChannels: 320, vaeDecoderChannels: 
 /** SDXL base's widths with its own VAE (sd.cpp's Conv2D scale), and with a VAE file beside it. */
 const SDXL: UnetShape = { family: "sdxl", unetChannels: 320, vaeDecoderChannels: 128, vaeConvScale: true };
 const SDXL_VAE_FILE: UnetShape = { ...SDXL, vaeConvScale: false };
+/** A DiT family's measured widths (DIT_COMPUTE_FIT), with `extra` fields changed. */
+const DIT_SHAPE = (family: "flux2" | "qwenimage", extra: Partial<DitShape> = {}): DitShape => ({ family, ...DIT_COMPUTE_FIT[family].shape, ...extra });
 
 /** A safetensors file with these tensors (ggml-order shapes given row-major here, as the format stores them), f16, zero data. */
 function writeSafetensors(file: string, tensors: Record<string, number[]>): number {
@@ -137,7 +140,6 @@ describe("estimateDiffusionMemory", () => {
   });
 
   // img2img: the VAE part is the larger of the encode and the decode, as sd.cpp logged them (MiB, the runner's largest)
-  const DIT_SHAPE = (family: "flux2" | "qwenimage", extra: object = {}) => ({ family, ...DIT_COMPUTE_FIT[family].shape, ...extra });
   const ENCODES: [string, () => number, number][] = [
     ["SD1 tiny (32-channel decoder) 128²: the encode", () => unetComputeBytes(TINY, { width: 128, height: 128, initImage: true }).vae, 53.03],
     ["SD1 tiny 128×256", () => unetComputeBytes(TINY, { width: 128, height: 256, initImage: true }).vae, 106.06],
@@ -409,6 +411,46 @@ describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 2 [klein], Qw
     const edit = await estimateDiffusionMemory({ ...qi3d.load, llmVision: vision }, size);
     expect(edit.compute).toEqual(q3.compute);
     expect(edit.weights.textEncoder).toBe(q3.weights.textEncoder + visionBytes);
+  });
+
+  it("reference images: resized as sd.cpp logged it, their tokens join the image's in the DiT, their encodes the VAE's (Flux 2 [klein], Qwen-Image)", async () => {
+    // sd.cpp's "resize vae ref image 0 from 256x512 to 368x720" (height × width) for a 512×256 reference
+    expect(refImagePixels("flux2", 512, 512, { width: 512, height: 256 })).toEqual([720, 368]);
+    expect(refImagePixels("flux2", 256, 256, { width: 512, height: 256 })).toEqual([368, 176]);
+    expect(refImagePixels("qwenimage", 512, 512, { width: 512, height: 256 })).toEqual([736, 352]);
+    expect(refImagePixels("qwenimage", 256, 256, { width: 128, height: 128 })).toEqual([256, 256]);
+    expect(refImagePixels("flux2", 2048, 2048, { width: 1024, height: 1024 })).toEqual([1024, 1024]); // at most 1024²
+    const fx = DIT_SHAPE("flux2");
+    const qi = DIT_SHAPE("qwenimage");
+    const size = (w: number, h: number, refs: { width: number; height: number }[] = []) => ({ width: w, height: h, promptTokens: 3, refImages: refs });
+    const sq = { width: 256, height: 256 };
+    // two references at a 256² target: the DiT of a 256×768 image
+    expect(ditComputeBytes(fx, size(256, 256, [sq, { width: 512, height: 512 }])).diffusion).toBe(ditComputeBytes(fx, size(256, 768)).diffusion);
+    // sd.cpp's DiT buffers (MiB) with references, within 3 %
+    const MEASURED_REFS: [DitShape, ReturnType<typeof size>, number][] = [
+      [fx, size(256, 256, [sq, { width: 512, height: 512 }]), 367.81],
+      [fx, size(256, 256, [sq]), 271.44],
+      [fx, size(512, 512, [{ width: 512, height: 256 }]), 1054.68],
+      [qi, size(256, 256, [sq]), 68.0],
+      [qi, size(512, 512, [{ width: 512, height: 256 }]), 552.99],
+    ];
+    for (const [shape, s, mib] of MEASURED_REFS) expect(Math.abs(ditComputeBytes(shape, s).diffusion / (mib * MiB) - 1)).toBeLessThan(0.03);
+    // the reference's encode (720×368: 857.61 MiB logged) outweighs a 32-channel decoder's 512² decode
+    expect(ditComputeBytes({ ...fx, vaeDecoderChannels: 32 }, size(512, 512, [{ width: 512, height: 256 }])).vae).toBe(3394 * 720 * 368);
+    // through estimateDiffusionMemory: Flux 2 and Qwen-Image without the vision tower; not Z-Image, not Qwen-Image-Edit's vision tower
+    const flux = parts("fx-ref", flux2DitPlan("f16", FX), flux2TextEncoderPlan("f16", FX), flux2VaePlan("f16", FX));
+    const withRefs = await estimateDiffusionMemory(flux.load, size(256, 256, [sq]));
+    expect(withRefs.compute).toEqual(ditComputeBytes(fx, size(256, 256, [sq])));
+    const zi = parts("zi-ref", zImageDitPlan("f16", ZI), zImageTextEncoderPlan("f16", ZI), zImageVaePlan("f16", ZI));
+    const z = await estimateDiffusionMemory(zi.load, size(256, 256, [sq]));
+    expect([z.compute, z.computeUnknownReason]).toEqual([
+      undefined,
+      expect.stringMatching(/reference images were measured for Flux 2 \[klein\] and for Qwen-Image without llmVision only/),
+    ]);
+    const q = parts("qi-ref", qwenImageDitPlan("f16", QI), qwenImageTextEncoderPlan("f16", QI), qwenImageVaePlan("f16", QI));
+    expect((await estimateDiffusionMemory(q.load, size(256, 256, [sq]))).compute).toEqual(ditComputeBytes(qi, size(256, 256, [sq])));
+    expect((await estimateDiffusionMemory({ ...q.load, llmVision: q.load.llm }, size(256, 256, [sq]))).compute).toBeUndefined();
+    await expect(estimateDiffusionMemory(flux.load, size(256, 256, [{ width: 16, height: 256 }]))).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
   });
 
   it("token counts: Z-Image pads to 32, Flux 2 [klein] to 512 text tokens, Qwen-Image drops its 34 system-prompt tokens", () => {
