@@ -8,6 +8,7 @@ import { GenaiError } from "../errors";
 import { optInt } from "../util/validate";
 import { MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE } from "./defaults";
 import type { DiffusionImageSize, DiffusionParts } from "./memory";
+import type { UnetFamily } from "./memory-unet";
 import { ditFamilyOf, type TensorInfo } from "./tensors";
 
 /** A tensor whose name ends with `suffix` (any prefix: checkpoint "model.diffusion_model.", a split file's none). */
@@ -297,7 +298,7 @@ export function ditTokens(family: DitFamily, width: number, height: number, prom
  * (Flux 2 [klein] 367.81 MiB both), and with one Qwen-Image's 68.00 MiB
  * against 67.94 for 256×512.
  */
-export function refImagePixels(family: DitFamily, width: number, height: number, ref: { width: number; height: number }): [number, number] {
+export function refImagePixels(family: DitFamily | UnetFamily, width: number, height: number, ref: { width: number; height: number }): [number, number] {
   const area = Math.min(1024 * 1024, width * height);
   const w = Math.sqrt(Math.floor((area * ref.width) / ref.height)); // sd.cpp: integer product and quotient, then sqrt
   const h = (w * ref.height) / ref.width;

@@ -166,8 +166,8 @@ export function estimateFromFiles(
     optInt(`refImages[${i}].width`, r?.width, 0, MIN_SIDE, MAX_SIDE);
     optInt(`refImages[${i}].height`, r?.height, 0, MIN_SIDE, MAX_SIDE);
   }
-  if (!reason && refs.length > 0 && !(dit && (dit.family === "flux2" || (dit.family === "qwenimage" && load.llmVision === undefined))))
-    reason = "reference images were measured for Flux 2 [klein] and for Qwen-Image without llmVision only";
+  if (!reason && refs.length > 0 && dit && !(dit.family === "flux2" || (dit.family === "qwenimage" && load.llmVision === undefined)))
+    reason = "reference images were measured for Flux 2 [klein] and for Qwen-Image without llmVision only (SD1 and SDXL: their VAE encodes)";
   if (!reason && dit && opts.vaeTiling && DIT_COMPUTE_FIT[dit.family].vaeTilePixels === undefined) reason = `vaeTiling was not measured for ${dit.family}`;
   checkImageSides(image); // for every family, with or without a compute estimate
   const compute = reason ? undefined : unet ? unetComputeBytes(unet, image, opts) : ditComputeBytes(dit as DitShape, image, opts);

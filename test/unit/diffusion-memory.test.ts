@@ -626,4 +626,36 @@ describe("an image job's budget: weights + the compute buffers of its resolution
       await diffusion.free();
     }
   });
+  it("submitImageBatch reserves what the job adds: an init image's or a reference image's VAE encode; a control image without a ControlNet is refused before it queues", async () => {
+    const diffusion = await ManagedDiffusion.create({ load: { model: file }, engine: fakeEngine() });
+    const size = { width: 128, height: 128 };
+    const bytes = (extra: object) => diffusion.imageMemory({ ...size, ...extra })[0].bytes;
+    // this 32-channel decoder needs 1664 B/px; the encoder 3394
+    expect(bytes({})).toBe(unetComputeBytes(TINY, size).peak);
+    expect(bytes({ initImage: true })).toBe(3394 * 128 * 128);
+    // a 256×128 reference at a 128² target is encoded at 176×96 (refImagePixels)
+    expect(refImagePixels("sd1", 128, 128, { width: 256, height: 128 })).toEqual([176, 96]);
+    expect(bytes({ refImages: [{ width: 256, height: 128 }] })).toBe(3394 * 176 * 96);
+    const orch = new Orchestrator({ budgets: { CPU: 1e12 }, restoreAfterJob: false });
+    orch.add(diffusion, { priority: "background" });
+    const picture = (w: number, h: number) => ({ width: w, height: h, channels: 3 as const, data: new Uint8Array(w * h * 3) });
+    const image = { prompt: "a lighthouse", steps: 1, seed: 1, output: "raw" as const, ...size };
+    try {
+      let reserved: number | undefined;
+      const onProgress = () => {
+        reserved ??= orch.ledger()[0].holders.find((h) => h.kind === "compute")?.bytes;
+      };
+      await submitImageBatch(orch, diffusion, { ...image, refImages: [picture(256, 128)] }, { onProgress }).promise;
+      expect(reserved).toBe(3394 * 176 * 96);
+      reserved = undefined;
+      await submitImageBatch(orch, diffusion, { ...image, initImage: picture(128, 128) }, { onProgress }).promise;
+      expect(reserved).toBe(3394 * 128 * 128);
+      expect(() => submitImageBatch(orch, diffusion, { ...image, controlImage: picture(128, 128) })).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/controlImage needs a model loaded with controlNet/) }),
+      );
+    } finally {
+      orch.dispose();
+      await diffusion.free();
+    }
+  });
 });
