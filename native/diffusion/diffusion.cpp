@@ -1,6 +1,7 @@
 #include "diffusion/diffusion.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -27,10 +28,12 @@ namespace {
 
 struct SdModel {
   sd_ctx_t* ctx = nullptr;
-  bool vae_tiling = false;       // decode (and encode) the VAE in tiles to bound its compute memory
-  bool has_control_net = false;  // a ControlNet was loaded (a controlImage needs one)
-  int photo_maker = 0;           // the PhotoMaker version loaded (1, 2: sd.cpp's rule, "v2" in the file's name), 0: none
-  bool has_ip_adapter = false;   // an IP-Adapter was loaded (an ipAdapter image prompt needs one)
+  bool vae_tiling = false;              // decode (and encode) the VAE in tiles to bound its compute memory
+  bool has_control_net = false;         // a ControlNet was loaded (a controlImage needs one)
+  int photo_maker = 0;                  // the PhotoMaker version loaded (1, 2: sd.cpp's rule, "v2" in the file's name), 0: none
+  bool has_ip_adapter = false;          // an IP-Adapter was loaded (an ipAdapter image prompt needs one)
+  bool graph_abort = false;             // runs on the CPU backend: cancel("all") stops sd.cpp's running graph (OpScope::EnableGraphAbort)
+  std::atomic<bool> cancel_all{false};  // cancel("all") of the running generation (from the JS thread)
   ~SdModel() {
     if (ctx) free_sd_ctx(ctx);
   }
@@ -72,6 +75,7 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
     Napi::Env env = info.Env();
     auto m = Model(env);
     std::string mode = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "all";
+    if (mode != "newLatents") m->cancel_all.store(true, std::memory_order_relaxed);
     sd_cancel_generation(m->ctx, mode == "newLatents" ? SD_CANCEL_NEW_LATENTS : SD_CANCEL_ALL);
     return env.Undefined();
   }
@@ -106,6 +110,8 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
     {
       OpScope scope(&job, true);
       sd_cancel_generation(m->ctx, SD_CANCEL_RESET);
+      m->cancel_all.store(false, std::memory_order_relaxed);
+      if (m->graph_abort) scope.EnableGraphAbort(&m->cancel_all);
       scope.Op().ctx = m->ctx;
       scope.Op().photo_maker = r.photo_maker.enabled;
       scope.EnablePreview(r.preview, r.preview_interval);
@@ -226,13 +232,17 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   Napi::Function on_progress;
   if (info.Length() > 1 && info[1].IsFunction()) on_progress = info[1].As<Napi::Function>();
   auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
-  auto work = [files, threads, fa, wtype, backend, params_backend, vae_tiling](ThreadJob& job) -> ThreadJob::ValueMaker {
+  // sd.cpp's graph hook splits each graph into views: verified on the CPU backend only (a GPU backend's fused or
+  // captured graphs were not measured), so only a model wholly on the CPU gets it
+  const bool graph_abort = backend == "CPU";
+  auto work = [files, threads, fa, wtype, backend, params_backend, vae_tiling, graph_abort](ThreadJob& job) -> ThreadJob::ValueMaker {
     for (size_t i = 0; i < files.size(); i++)
       if (!files[i].empty()) CheckModelFileExtent(files[i], kFileParts[i].key);
     CheckDiffusionParts(files[kModel], files[kDiffusionModel], files[kVae], files[kLlm], files[kLlmVision], files[kControlNet], files[kPhotoMaker],
                         files[kIpAdapter], files[kClipVision]);
     auto model = std::make_shared<SdModel>();
     model->vae_tiling = vae_tiling;
+    model->graph_abort = graph_abort;
     std::string errors, part_failed;
     {
       OpScope scope(&job, false);

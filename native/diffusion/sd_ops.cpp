@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -157,6 +158,45 @@ void OnLog(sd_log_level_t level, const char* text, void*) {
   LogLine(static_cast<LogLevel>(kLogDebug + (level - SD_LOG_DEBUG)), text, LogSource::Sd);
 }
 
+// The graph hook's target time per chunk (the cancel latency, against a chunk's cost of a graph view: tens of µs on
+// CPU), and its largest chunk: node costs differ a thousandfold between graphs (a text encoder's against a VAE
+// decode's full-size convolutions), so a size fitted to one graph's nodes must not carry a long run into the next.
+constexpr int64_t kGraphChunkUs = 50'000;
+constexpr int64_t kMaxChunkNodes = 64;
+
+int64_t NowUs() { return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// Whether the running graph may be stopped now (OpScope::EnableGraphAbort): only where sd.cpp (487de75c) takes a
+// failed compute as a failure, during sampling (the denoiser's, a ControlNet's and a preview decode's graphs: an
+// empty result, as its own cancel gives) and the first image's VAE decode. Not before sampling starts: a text
+// encoder that fails trips GGML_ASSERT(!chunk_hidden_states.empty()) (conditioner.hpp), a process abort; nor in the
+// hires fix's pass, whose upscale and encode were not tried.
+bool AbortPhase(const ActiveOp& op) {
+  if (!op.cancel_all || op.hires) return false;
+  return op.decoding ? op.decoded == 0 : op.image_index >= 0;
+}
+bool CancelledAll(const ActiveOp& op) { return op.cancel_all && op.cancel_all->load(std::memory_order_relaxed); }
+
+// sd.cpp's graph eval hook (src/core/ggml_extend_backend.cpp sd_backend_graph_compute_with_eval_callback): asked
+// node by node whether to stop after it (`ask`), it computes up to the first node answered true, then calls back
+// with ask = false; false ends the graph. Outside AbortPhase it never splits (no cost); inside, true every
+// chunk_size nodes (at once when cancelled), the chunk's time setting the next chunk's size.
+bool OnGraphEval(ggml_tensor*, bool ask, void*) {
+  ActiveOp& op = g_op;
+  if (!AbortPhase(op)) {
+    op.chunk_nodes = 0;
+    return !ask;
+  }
+  if (ask) {
+    if (op.chunk_nodes++ == 0) op.chunk_start_us = NowUs();
+    return op.chunk_nodes >= op.chunk_size || CancelledAll(op);
+  }
+  const int64_t took = std::max<int64_t>(1, NowUs() - op.chunk_start_us);
+  op.chunk_size = static_cast<int>(std::clamp<int64_t>(op.chunk_nodes * kGraphChunkUs / took, 1, kMaxChunkNodes));
+  op.chunk_nodes = 0;
+  return !CancelledAll(op);
+}
+
 void OnPreview(int step, int frame_count, sd_image_t* frames, bool, void*) {
   ActiveOp& op = g_op;
   if (!op.job || frame_count < 1 || !frames || !frames[0].data) return;
@@ -192,12 +232,18 @@ OpScope::OpScope(ThreadJob* job, bool generating) {
 
 OpScope::~OpScope() {
   sd_set_preview_callback(nullptr, PREVIEW_NONE, 1, false, false, nullptr);
+  sd_set_backend_eval_callback(nullptr, nullptr);
   ReinstallGgmlLogger();  // new_sd_ctx() sets ggml's logger to ggml's default
   g_op.job = nullptr;
   g_sd_mu.unlock();
 }
 
 ActiveOp& OpScope::Op() { return g_op; }
+
+void OpScope::EnableGraphAbort(const std::atomic<bool>* cancel_all) {
+  g_op.cancel_all = cancel_all;
+  sd_set_backend_eval_callback(OnGraphEval, nullptr);
+}
 
 void OpScope::EnablePreview(preview_t mode, int interval) {
   if (mode == PREVIEW_NONE) return;

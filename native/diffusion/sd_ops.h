@@ -6,6 +6,7 @@
 #pragma once
 #include <napi.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -36,6 +37,13 @@ struct ActiveOp {
   std::string part_failed;   // a load: sd.cpp's warning that it could not read a model part, and went on without it
   std::string last_line;     // the line before (the reason sd.cpp gives before "Turn off PhotoMaker for this request")
   bool photo_maker = false;  // the generation asked for PhotoMaker (sd.cpp turns it off, also when not asked, with the same line)
+  // The generating model's cancel("all") (DiffusionHandle::Cancel), for the graph hook (OpScope::EnableGraphAbort);
+  // null: the hook is off
+  const std::atomic<bool>* cancel_all = nullptr;
+  // The hook's chunks: nodes asked for since the chunk began, nodes per chunk (adapted to kGraphChunkUs), the chunk's start
+  int chunk_nodes = 0;
+  int chunk_size = 16;
+  int64_t chunk_start_us = 0;
 };
 
 // Takes the process-wide sd.cpp lock and routes the callbacks to `job` for
@@ -49,6 +57,14 @@ class OpScope {
   ActiveOp& Op();
   // Sends previews of every `interval` steps of this generation to the job.
   void EnablePreview(preview_t mode, int interval);
+  // Stops sd.cpp's running graph (a sampling step, the first image's VAE decode) within one chunk of it once
+  // `cancel_all` is set: sd.cpp's graph eval hook (sd_set_backend_eval_callback) computes each graph in chunks of
+  // about 50 ms and, after a chunk, ends the graph with GGML_STATUS_ABORTED; sd.cpp then fails the generation as it
+  // does a failed compute. Not the text encoders nor the encodes before sampling (sd.cpp asserts on a failed text
+  // encoder), nor the hires pass, nor a decode after the batch's first decoded image (sd.cpp returns no image when a
+  // decode fails, so stopping it would lose the finished ones; its cancel flag stops before the next one): those
+  // finish their graph as before. sd.cpp ignores the hook for a graph split across devices.
+  void EnableGraphAbort(const std::atomic<bool>* cancel_all);
 };
 
 // Raw pixels, row-major, 8 bits per channel.

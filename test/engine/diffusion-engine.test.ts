@@ -125,6 +125,34 @@ describe.skipIf(!available)(title, () => {
     expect(same(img, first)).toBe(true);
   });
 
+  it("cancel during the VAE decode stops it mid-graph (on the CPU backend): far sooner than the decode takes, ABORTED, the model unharmed", async () => {
+    // 512²: this 32-channel decoder's decode takes seconds here, a sampling step of the tiny UNet a fraction of one
+    const big = { ...base, width: 512, height: 512, steps: 1, seed: 3 };
+    const decodeMs = async (cancelAfterMs?: number): Promise<{ ms: number; outcome: string }> => {
+      const job = sd.generate(big);
+      let started = 0;
+      job.on("progress", (p: ImageProgress) => {
+        if (p.stage !== "decoding" || started) return;
+        started = performance.now();
+        if (cancelAfterMs !== undefined) setTimeout(() => job.cancel(), cancelAfterMs);
+      });
+      const outcome = await job.done.then(
+        () => "done",
+        (e: { code?: string }) => String(e.code),
+      );
+      return { ms: performance.now() - started - (cancelAfterMs ?? 0), outcome };
+    };
+    const whole = await decodeMs();
+    expect(whole.outcome).toBe("done");
+    const cut = await decodeMs(50);
+    console.log(`[diffusion] VAE decode at 512²: ${whole.ms.toFixed(0)} ms whole; cancelled 50 ms in, done ${cut.ms.toFixed(0)} ms after the cancel`);
+    expect(cut.outcome).toBe("ABORTED");
+    // the graph hook is on for a model wholly on the CPU backend (memoryBytes' one key: the device it computes on)
+    if (Object.keys(sd.memoryBytes).join() === "CPU") expect(cut.ms).toBeLessThan(whole.ms / 3);
+    const [img] = await sd.generate({ ...base, seed: 1234 }).done;
+    expect(same(img, first)).toBe(true);
+  });
+
   it("emits previews (latent projection) every intervalSteps", async () => {
     const previews: { step: number; image: RawImage }[] = [];
     const job = sd.generate({ ...base, steps: 4, seed: 9, preview: { mode: "proj", intervalSteps: 2 } });
