@@ -306,6 +306,16 @@ export function refImagePixels(family: DitFamily | UnetFamily, width: number, he
   return [Math.round(w / factor) * factor, Math.round(h / factor) * factor];
 }
 
+/**
+ * The largest VAE encode of one generation, bytes: perPixel × pixels + constant for each image sd.cpp encodes
+ * (`sizes`: [width, height] pixels; an init or control image, resized references), each at most `tile` pixels a
+ * side (vaeTiling; undefined: untiled); 0 when nothing is encoded. The UNet and DiT families' shared rule.
+ */
+export function largestEncodeBytes(sizes: readonly (readonly [number, number])[], perPixel: number, constant: number, tile: number | undefined): number {
+  const side = (s: number) => (tile === undefined ? s : Math.min(s, tile));
+  return Math.max(0, ...sizes.map(([w, h]) => perPixel * side(w) * side(h) + constant));
+}
+
 /** Whether `shape` has the widths `fit` was measured at (the VAE decoder: one of those measured). */
 const measuredWidths = (fit: DitFit, shape: DitShape) =>
   fit.shape.ditHidden === shape.ditHidden &&
@@ -412,10 +422,8 @@ export function ditComputeBytes(
   const vf = shape.vaeLayout === "causal3d" ? f.vaeCausal3d : f.vae;
   if (!vf) throw new GenaiError("INVALID_ARGUMENT", `the causal-3D VAE was not measured for ${shape.family}`);
   const decode = vf.perPixelChannel * shape.vaeDecoderChannels * vw * vh + (vf.perLatentToken * vw * vh) / 64;
-  const etile = f.vaeEncodeTilePixels ?? Math.max(w, h);
-  const [ew, eh] = opts.vaeTiling ? [Math.min(w, etile), Math.min(h, etile)] : [w, h];
-  const encodes = [...(image.initImage ? [[ew, eh]] : []), ...refs.map(([rw, rh]) => (opts.vaeTiling ? [Math.min(rw, etile), Math.min(rh, etile)] : [rw, rh]))];
-  const vae = Math.max(decode, ...encodes.map(([a, b]) => vf.encodePerPixel * a * b + vf.encodeConstant));
+  const encodes: [number, number][] = [...(image.initImage ? [[w, h] as [number, number]] : []), ...refs];
+  const vae = Math.max(decode, largestEncodeBytes(encodes, vf.encodePerPixel, vf.encodeConstant, opts.vaeTiling ? f.vaeEncodeTilePixels : undefined));
   const parts = { textEncoder: Math.round(textEncoder), diffusion: Math.round(diffusion), vae: Math.round(vae) };
   return { ...parts, peak: Math.max(parts.textEncoder, parts.diffusion, parts.vae) };
 }

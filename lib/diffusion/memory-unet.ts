@@ -6,7 +6,7 @@
  */
 import { GenaiError } from "../errors";
 import type { DiffusionImageSize, DiffusionParts } from "./memory";
-import { checkImageSides, findTensor as find, refImagePixels } from "./memory-dit";
+import { checkImageSides, findTensor as find, largestEncodeBytes, refImagePixels } from "./memory-dit";
 import type { TensorInfo } from "./tensors";
 
 const MiB = 2 ** 20;
@@ -244,15 +244,13 @@ export function unetComputeBytes(
   const [vw, vh] = opts.vaeTiling ? [Math.min(w, f.vaeTilePixels), Math.min(h, f.vaeTilePixels)] : [w, h];
   const perPixel = shape.vaeConvScale ? f.vaeConvScalePerPixelChannel : f.vaePerPixelChannel;
   const decode = perPixel * shape.vaeDecoderChannels * vw * vh + (f.vaePerToken * vw * vh) / 64;
-  const [ew, eh] = opts.vaeTiling ? [Math.min(w, f.vaeEncodeTilePixels), Math.min(h, f.vaeEncodeTilePixels)] : [w, h];
-  const perPixelEncode = shape.vaeConvScale ? f.vaeEncodeConvScalePerPixel : f.vaeEncodePerPixel;
-  const tile = (a: number, b: number) => (opts.vaeTiling ? [Math.min(a, f.vaeEncodeTilePixels), Math.min(b, f.vaeEncodeTilePixels)] : [a, b]);
-  const encodes = [
-    ...(image.initImage || cn ? [[ew, eh]] : []),
+  const encodes: [number, number][] = [
+    ...(image.initImage || cn ? [[w, h] as [number, number]] : []),
     // sd.cpp VAE-encodes reference images for every family (resized as for the DiTs); a UNet does not attend to them
-    ...(image.refImages ?? []).map((r) => tile(...refImagePixels(shape.family, w, h, r))),
+    ...(image.refImages ?? []).map((r) => refImagePixels(shape.family, w, h, r)),
   ];
-  const vae = Math.max(decode, ...encodes.map(([a, b]) => perPixelEncode * a * b));
+  const perPixelEncode = shape.vaeConvScale ? f.vaeEncodeConvScalePerPixel : f.vaeEncodePerPixel;
+  const vae = Math.max(decode, largestEncodeBytes(encodes, perPixelEncode, 0, opts.vaeTiling ? f.vaeEncodeTilePixels : undefined));
   const parts = { textEncoder: Math.round(f.textEncoder), diffusion: Math.round(diffusion), vae: Math.round(vae) };
   return { ...parts, peak: Math.max(parts.textEncoder, parts.diffusion, parts.vae) };
 }
