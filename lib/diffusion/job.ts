@@ -32,7 +32,8 @@ export class ImageJob extends EventEmitter {
   }
 
   /**
-   * Stops the job within one sampling step. With `mode: "newLatents"` the
+   * Stops the job within one sampling step (on the CPU backend within about
+   * 50 ms, in any stage: README "Images"). With `mode: "newLatents"` the
    * current image is finished first; a later cancel("all") still stops it
    * within one step. A job still waiting its turn never starts.
    */

@@ -341,7 +341,7 @@ export interface UpscalerLoadOptions {
 export interface UpscaleOptions {
   /** "png" (default), "raw" pixels, or "both". */
   output?: "png" | "raw" | "both";
-  /** Aborting it stops the work between passes (sd.cpp cannot stop inside one) and rejects with ABORTED. */
+  /** Aborting it stops the running pass within about 50 ms on the CPU backend (elsewhere before the next pass) and rejects with ABORTED. */
   signal?: AbortSignal;
 }
 

@@ -20,6 +20,7 @@
 #include "util/args.h"
 #include "util/errors.h"
 #include "util/jobs.h"
+#include "util/log.h"
 #include "util/shared_handle.h"
 
 namespace genai {
@@ -108,6 +109,7 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
     bool ok = false;
     int announced = 0;  // images already posted as decoded while sd.cpp ran
     {
+      QuietWhenCancelled quiet(job.cancel().get());
       OpScope scope(&job, true);
       sd_cancel_generation(m->ctx, SD_CANCEL_RESET);
       m->cancel_all.store(false, std::memory_order_relaxed);
@@ -131,6 +133,11 @@ Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
       images = TakeImages(out, n);
       errors = scope.Op().errors;
       announced = scope.Op().decoded;
+      // a decode cancelled after the first image made no image (OpScope::EnableGraphAbort)
+      if (int kept = scope.Op().kept_images; kept >= 0) {
+        if (images.size() > static_cast<size_t>(kept)) images.resize(static_cast<size_t>(kept));
+        announced = std::min(announced, kept);
+      }
       if (const char* option = scope.Op().refused) {
         const std::string_view o(option);
         const std::string value = o == "scheduler" ? r.scheduler + " " : o == "cache.mode" ? r.cache.name + " " : "";

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "ggml.h"
 #include "gguf.h"
 #include "util/args.h"
 #include "util/errors.h"
@@ -148,7 +149,9 @@ void OnLog(sd_log_level_t level, const char* text, void*) {
   }
   // generate_image's "latent i decoded, taking …" after each image's VAE decode
   if (op.job && op.generating && op.decoding && line.find("latent ") != std::string::npos && line.find(" decoded, taking") != std::string::npos) {
-    PostEvent(op, "image", {{{"imageIndex", op.decoded++}}});
+    // a decode whose rest was skipped after a cancel is no image (dropped by the generation)
+    if (op.kept_images < 0 || op.decoded < op.kept_images) PostEvent(op, "image", {{{"imageIndex", op.decoded}}});
+    op.decoded++;
   }
   if (op.job && op.generating && !op.decoding && line.find("decoding") != std::string::npos) {
     op.decoding = true;
@@ -166,35 +169,52 @@ constexpr int64_t kMaxChunkNodes = 64;
 
 int64_t NowUs() { return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
-// Whether the running graph may be stopped now (OpScope::EnableGraphAbort): only where sd.cpp (487de75c) takes a
-// failed compute as a failure, during sampling (the denoiser's, a ControlNet's and a preview decode's graphs: an
-// empty result, as its own cancel gives) and the first image's VAE decode. Not before sampling starts: a text
-// encoder that fails trips GGML_ASSERT(!chunk_hidden_states.empty()) (conditioner.hpp), a process abort; nor in the
-// hires fix's pass, whose upscale and encode were not tried.
-bool AbortPhase(const ActiveOp& op) {
-  if (!op.cancel_all || op.hires) return false;
-  return op.decoding ? op.decoded == 0 : op.image_index >= 0;
+// What the graph hook does once cancel("all") has arrived (OpScope::EnableGraphAbort), by where sd.cpp (487de75c)
+// is: abort the graph where sd.cpp takes a failed compute as a failure, skip its remaining nodes where a failure
+// would abort the process or lose finished images.
+//  - kAbort: a sampling step (the denoiser's, a ControlNet's and a preview decode's graphs: an empty result, as its
+//    own cancel gives), the hires fix's pass (its VAE decode, ESRGAN and encode return empty and the generation
+//    fails, as its own cancel does there), the first image's VAE decode ("cancelled before any latent images were
+//    decoded"), and an upscale (a failed pass).
+//  - kSkip: before sampling (text encoders, the encodes of init / control / reference images, PhotoMaker's and
+//    IP-Adapter's image encoders): a failed text encoder trips GGML_ASSERT(!chunk_hidden_states.empty())
+//    (conditioning/conditioner.hpp), a process abort. Skipped nodes leave their outputs unset; sd.cpp then finds
+//    its cancel flag before the first sampling step and fails the generation, so nothing reads them. A decode after
+//    the batch's first image: a failed one makes sd.cpp return none of the images; skipped, it returns the finished
+//    ones and this unfinished one, which the generation drops (ActiveOp::kept_images).
+enum class GraphCut { kNone, kAbort, kSkip };
+GraphCut CutMode(const ActiveOp& op) {
+  if (!op.cancel_all) return GraphCut::kNone;
+  if (!op.generating) return GraphCut::kAbort;
+  if (op.decoding) return op.decoded == 0 ? GraphCut::kAbort : GraphCut::kSkip;
+  return op.image_index >= 0 || op.hires ? GraphCut::kAbort : GraphCut::kSkip;
 }
 bool CancelledAll(const ActiveOp& op) { return op.cancel_all && op.cancel_all->load(std::memory_order_relaxed); }
 
 // sd.cpp's graph eval hook (src/core/ggml_extend_backend.cpp sd_backend_graph_compute_with_eval_callback): asked
 // node by node whether to stop after it (`ask`), it computes up to the first node answered true, then calls back
-// with ask = false; false ends the graph. Outside AbortPhase it never splits (no cost); inside, true every
-// chunk_size nodes (at once when cancelled), the chunk's time setting the next chunk's size.
-bool OnGraphEval(ggml_tensor*, bool ask, void*) {
+// with ask = false; false ends the graph (GGML_STATUS_ABORTED). Until a cancel: true every chunk_size nodes, the
+// chunk's time setting the next chunk's size. Once cancelled: kAbort answers true at once and ends the graph;
+// kSkip turns every node not yet computed into a no-op (GGML_OP_NONE: ggml's CPU backend skips it; sd.cpp builds
+// each graph anew per compute, so no later graph sees the change) and lets the graph finish.
+bool OnGraphEval(ggml_tensor* t, bool ask, void*) {
   ActiveOp& op = g_op;
-  if (!AbortPhase(op)) {
-    op.chunk_nodes = 0;
-    return !ask;
-  }
+  const GraphCut mode = CutMode(op);
+  if (mode == GraphCut::kNone) return !ask;
+  const bool cancelled = CancelledAll(op);
   if (ask) {
+    if (cancelled && mode == GraphCut::kSkip) {
+      t->op = GGML_OP_NONE;
+      if (op.decoding && op.kept_images < 0) op.kept_images = op.decoded;
+      return false;
+    }
     if (op.chunk_nodes++ == 0) op.chunk_start_us = NowUs();
-    return op.chunk_nodes >= op.chunk_size || CancelledAll(op);
+    return op.chunk_nodes >= op.chunk_size || cancelled;
   }
   const int64_t took = std::max<int64_t>(1, NowUs() - op.chunk_start_us);
   op.chunk_size = static_cast<int>(std::clamp<int64_t>(op.chunk_nodes * kGraphChunkUs / took, 1, kMaxChunkNodes));
   op.chunk_nodes = 0;
-  return !CancelledAll(op);
+  return !cancelled || mode == GraphCut::kSkip;
 }
 
 void OnPreview(int step, int frame_count, sd_image_t* frames, bool, void*) {

@@ -44,6 +44,9 @@ struct ActiveOp {
   int chunk_nodes = 0;
   int chunk_size = 16;
   int64_t chunk_start_us = 0;
+  // A decode cancelled (its remaining nodes skipped) after the batch's first image: images from this index on are
+  // unfinished and dropped (-1: none)
+  int kept_images = -1;
 };
 
 // Takes the process-wide sd.cpp lock and routes the callbacks to `job` for
@@ -57,13 +60,14 @@ class OpScope {
   ActiveOp& Op();
   // Sends previews of every `interval` steps of this generation to the job.
   void EnablePreview(preview_t mode, int interval);
-  // Stops sd.cpp's running graph (a sampling step, the first image's VAE decode) within one chunk of it once
-  // `cancel_all` is set: sd.cpp's graph eval hook (sd_set_backend_eval_callback) computes each graph in chunks of
-  // about 50 ms and, after a chunk, ends the graph with GGML_STATUS_ABORTED; sd.cpp then fails the generation as it
-  // does a failed compute. Not the text encoders nor the encodes before sampling (sd.cpp asserts on a failed text
-  // encoder), nor the hires pass, nor a decode after the batch's first decoded image (sd.cpp returns no image when a
-  // decode fails, so stopping it would lose the finished ones; its cancel flag stops before the next one): those
-  // finish their graph as before. sd.cpp ignores the hook for a graph split across devices.
+  // Ends sd.cpp's running graph within one chunk of it once `cancel_all` is set: sd.cpp's graph eval hook
+  // (sd_set_backend_eval_callback) computes each graph in chunks of about 50 ms. Where sd.cpp takes a failed compute
+  // as a failure (a sampling step, the hires fix's pass, the first image's VAE decode, an upscale) the graph ends
+  // with GGML_STATUS_ABORTED. Where a failure would abort the process (the text encoders and image encodes before
+  // sampling: sd.cpp asserts on a failed text encoder) or lose finished images (a decode after the batch's first
+  // image: sd.cpp then returns none), the graph's remaining nodes are skipped instead: sd.cpp then stops at its own
+  // cancel flag before sampling, or returns the finished images and the unfinished one, whose index kept_images
+  // records. sd.cpp ignores the hook for a graph split across devices.
   void EnableGraphAbort(const std::atomic<bool>* cancel_all);
 };
 

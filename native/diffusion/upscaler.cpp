@@ -10,6 +10,7 @@
 #include "util/args.h"
 #include "util/errors.h"
 #include "util/jobs.h"
+#include "util/log.h"
 #include "util/shared_handle.h"
 
 namespace genai {
@@ -18,7 +19,8 @@ namespace {
 
 struct SdUpscaler {
   upscaler_ctx_t* ctx = nullptr;
-  int scale = 1;  // the model's own factor per pass (ESRGAN: 1, 2 or 4)
+  int scale = 1;             // the model's own factor per pass (ESRGAN: 1, 2 or 4)
+  bool graph_abort = false;  // runs on the CPU backend: a cancel ends the running pass (OpScope::EnableGraphAbort)
   ~SdUpscaler() {
     if (ctx) free_upscaler_ctx(ctx);
   }
@@ -34,8 +36,9 @@ class UpscalerHandle : public Napi::ObjectWrap<UpscalerHandle> {
   Napi::Value Scale(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), Model(info.Env())->scale); }
 
   // upscale(image, passes, cancelToken) -> Promise<[{ data, width, height, channels }]>:
-  // `passes` runs of the model, each multiplying the sides by its scale. sd.cpp
-  // cannot stop inside a pass; a cancel takes effect between passes.
+  // `passes` runs of the model, each multiplying the sides by its scale. A
+  // cancel ends the running pass within one chunk of its graph on the CPU
+  // backend (OpScope::EnableGraphAbort), elsewhere before the next pass.
   Napi::Value Upscale(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto m = Model(env);
@@ -64,13 +67,16 @@ class UpscalerHandle : public Napi::ObjectWrap<UpscalerHandle> {
         std::string errors;
         std::vector<RawImg> out;
         {
+          QuietWhenCancelled quiet(job.cancel().get());
           OpScope scope(&job, false);
+          if (m->graph_abort) scope.EnableGraphAbort(&job.cancel()->cancelled);
           sd_image_t* res = nullptr;
           int n = 0;
           bool ok = upscale(m->ctx, sd_image_t{img.width, img.height, img.channels, img.data.data()}, static_cast<uint32_t>(m->scale), &res, &n);
           out = TakeImages(res, n);
           if (!ok || out.empty()) errors = scope.Op().errors.empty() ? "no output" : scope.Op().errors;
         }
+        if (!errors.empty() && job.cancel()->IsCancelled()) throw CodedError(code::ABORTED, "upscaling was aborted");
         if (!errors.empty()) throw CodedError(FailureCode(errors), "stable-diffusion.cpp failed to upscale: " + errors);
         img = std::move(out[0]);
       }
@@ -113,9 +119,12 @@ Napi::Value LoadUpscaler(const Napi::CallbackInfo& info) {
   int tile = static_cast<int>(IntField(o, "tileSize", 0, 4096));
   std::string backend = DeviceNameProp(o);
   auto cancel = CancelToken::From(info.Length() > 1 ? info[1] : env.Undefined());
-  auto work = [path, threads, tile, backend](ThreadJob& job) -> ThreadJob::ValueMaker {
+  // the graph hook is verified on the CPU backend only (as for a diffusion model)
+  const bool graph_abort = backend == "CPU";
+  auto work = [path, threads, tile, backend, graph_abort](ThreadJob& job) -> ThreadJob::ValueMaker {
     CheckModelFileExtent(path, "model");
     auto model = std::make_shared<SdUpscaler>();
+    model->graph_abort = graph_abort;
     std::string errors;
     {
       OpScope scope(&job, false);

@@ -54,6 +54,19 @@ void DetachLogger(Napi::Env env);
 struct CancelFlag;
 extern thread_local const CancelFlag* t_quiet_when_cancelled;
 
+// Sets t_quiet_when_cancelled for its lifetime (a diffusion generation or
+// upscale: the graph a cancel stops logs its failure at error level).
+class QuietWhenCancelled {
+ public:
+  explicit QuietWhenCancelled(const CancelFlag* flag) : prev_(t_quiet_when_cancelled) { t_quiet_when_cancelled = flag; }
+  ~QuietWhenCancelled() { t_quiet_when_cancelled = prev_; }
+  QuietWhenCancelled(const QuietWhenCancelled&) = delete;
+  QuietWhenCancelled& operator=(const QuietWhenCancelled&) = delete;
+
+ private:
+  const CancelFlag* prev_;
+};
+
 // Collects the error and warning lines the engines log on this thread while
 // alive (whatever the log level), so a failure's message can carry them.
 class LogCapture {

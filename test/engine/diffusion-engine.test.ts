@@ -125,30 +125,83 @@ describe.skipIf(!available)(title, () => {
     expect(same(img, first)).toBe(true);
   });
 
+  // the graph hook is on for a model wholly on the CPU backend (memoryBytes' one key: the device it computes on)
+  const onCpu = () => Object.keys(sd.memoryBytes).join() === "CPU";
+
   it("cancel during the VAE decode stops it mid-graph (on the CPU backend): far sooner than the decode takes, ABORTED, the model unharmed", async () => {
     // 512²: this 32-channel decoder's decode takes seconds here, a sampling step of the tiny UNet a fraction of one
     const big = { ...base, width: 512, height: 512, steps: 1, seed: 3 };
-    const decodeMs = async (cancelAfterMs?: number): Promise<{ ms: number; outcome: string }> => {
-      const job = sd.generate(big);
+    // cancelAfterMs after the decode of image `decodeIndex` starts (the decoding progress without a tile: the decode
+    // stage, then one per decoded image)
+    const decodeMs = async (cancelAfterMs?: number, count = 1, decodeIndex = 0) => {
+      const job = sd.generate({ ...big, count, keepFinishedOnCancel: true });
       let started = 0;
+      let decodes = 0;
       job.on("progress", (p: ImageProgress) => {
-        if (p.stage !== "decoding" || started) return;
+        if (p.stage !== "decoding" || p.tile !== undefined || decodes++ !== decodeIndex) return;
         started = performance.now();
         if (cancelAfterMs !== undefined) setTimeout(() => job.cancel(), cancelAfterMs);
       });
-      const outcome = await job.done.then(
-        () => "done",
-        (e: { code?: string }) => String(e.code),
-      );
-      return { ms: performance.now() - started - (cancelAfterMs ?? 0), outcome };
+      const images = await job.done;
+      return { ms: performance.now() - started - (cancelAfterMs ?? 0), images, status: job.status };
     };
     const whole = await decodeMs();
-    expect(whole.outcome).toBe("done");
+    expect(whole.status).toBe("done");
     const cut = await decodeMs(50);
     console.log(`[diffusion] VAE decode at 512²: ${whole.ms.toFixed(0)} ms whole; cancelled 50 ms in, done ${cut.ms.toFixed(0)} ms after the cancel`);
+    expect(cut.status).toBe("cancelled");
+    expect(cut.images).toEqual([]);
+    if (onCpu()) expect(cut.ms).toBeLessThan(whole.ms / 3);
+    // the second image's decode: its graph is skipped, not failed, so the first image survives and the unfinished
+    // second is dropped (sd.cpp returns no image at all from a failed decode)
+    const second = await decodeMs(50, 2, 1);
+    console.log(`[diffusion] second image's decode cancelled 50 ms in: done ${second.ms.toFixed(0)} ms after the cancel`);
+    expect(second.status).toBe("cancelled");
+    if (onCpu()) {
+      expect(second.ms).toBeLessThan(whole.ms / 3);
+      expect(second.images.length).toBe(1);
+    }
+    expect(Buffer.from(raw(second.images[0]).data).equals(Buffer.from(raw(whole.images[0]).data))).toBe(true);
+    const [img] = await sd.generate({ ...base, seed: 1234 }).done;
+    expect(same(img, first)).toBe(true);
+  });
+
+  it("cancel during a long prompt's text encoding stops it mid-graph (on the CPU backend), ABORTED, the model unharmed", async () => {
+    // the longest prompts (MAX_PROMPT_CHARS) and negative prompt: about 10 of CLIP's 77-token chunks each
+    const words = ["lighthouse", "harbor", "storm", "gull", "cliff", "wave", "lantern", "dusk"];
+    const long = (k: number) =>
+      Array.from({ length: 600 }, (_, i) => words[(i * k) % words.length])
+        .join(" ")
+        .slice(0, 4096);
+    const params = { ...base, prompt: long(3), negativePrompt: long(5), seed: 8 };
+    const encodeMs = async (cancelAfterMs?: number) => {
+      const job = sd.generate(params);
+      let started = 0;
+      let encoded = 0;
+      job.on("progress", (p: ImageProgress) => {
+        if (p.stage === "encoding" && !started) {
+          started = performance.now();
+          if (cancelAfterMs !== undefined) setTimeout(() => job.cancel(), cancelAfterMs);
+        }
+        if (p.stage === "diffusion" && !encoded) encoded = performance.now();
+      });
+      const result = await job.done.then(
+        (images) => ({ outcome: "done", images }),
+        (e: { code?: string }) => ({ outcome: String(e.code), images: [] }),
+      );
+      return { ms: (encoded || performance.now()) - started - (cancelAfterMs ?? 0), ...result };
+    };
+    const whole = await encodeMs();
+    expect(whole.outcome).toBe("done");
+    const cut = await encodeMs(100);
+    console.log(
+      `[diffusion] text encoding of a 4096-character prompt: ${whole.ms.toFixed(0)} ms whole; cancelled 100 ms in, done ${cut.ms.toFixed(0)} ms after`,
+    );
     expect(cut.outcome).toBe("ABORTED");
-    // the graph hook is on for a model wholly on the CPU backend (memoryBytes' one key: the device it computes on)
-    if (Object.keys(sd.memoryBytes).join() === "CPU") expect(cut.ms).toBeLessThan(whole.ms / 3);
+    if (onCpu()) expect(cut.ms).toBeLessThan(whole.ms / 3);
+    // the skipped encoder nodes leave nothing behind: the same prompt, then the first image, come out as before
+    const [again] = await sd.generate(params).done;
+    expect(same(again, whole.images[0])).toBe(true);
     const [img] = await sd.generate({ ...base, seed: 1234 }).done;
     expect(same(img, first)).toBe(true);
   });
@@ -375,6 +428,25 @@ describe.skipIf(!available)(title, () => {
       for (let i = 0; i < SIZE * SIZE; i++) rgba.set([...src.data.subarray(i * 3, i * 3 + 3), 255], i * 4);
       const fromRgba = await x2.upscale({ data: rgba, width: SIZE, height: SIZE, channels: 4 }, 2, { output: "raw" });
       expect(Buffer.from(fromRgba.raw!.data).equals(Buffer.from(once.raw!.data))).toBe(true);
+    });
+
+    it("a cancel ends a running pass mid-graph (on the CPU backend): ABORTED far sooner than the pass takes, the upscaler unharmed", async () => {
+      // a 128² input: one pass takes seconds here
+      const side = 128;
+      const src: RawImage = { data: new Uint8Array(side * side * 3).map((_, i) => (i * 37) % 251), width: side, height: side, channels: 3 };
+      let t = performance.now();
+      const whole = await x2.upscale(src, 2, { output: "raw" });
+      const wholeMs = performance.now() - t;
+      const ac = new AbortController();
+      t = performance.now();
+      setTimeout(() => ac.abort(), 100);
+      await expect(x2.upscale(src, 2, { output: "raw", signal: ac.signal })).rejects.toMatchObject({ code: "ABORTED" });
+      const cutMs = performance.now() - t - 100;
+      console.log(`[diffusion] ESRGAN x2 pass on ${side}²: ${wholeMs.toFixed(0)} ms whole; cancelled 100 ms in, done ${cutMs.toFixed(0)} ms after`);
+      // the same default device as the model above
+      if (onCpu()) expect(cutMs).toBeLessThan(wholeMs / 3);
+      const again = await x2.upscale(src, 2, { output: "raw" });
+      expect(Buffer.from(again.raw!.data).equals(Buffer.from(whole.raw!.data))).toBe(true);
     });
 
     it("bad factors and images are INVALID_ARGUMENT; a non-ESRGAN file is INVALID_MODEL; disposed is DISPOSED", async () => {

@@ -102,6 +102,38 @@ describe.skipIf(!available)(title, () => {
     expect(pngParameters(img.png!)).toMatch(/Hires upscaler: ESRGAN/);
   });
 
+  it("a cancel during the hires pass stops it mid-graph (on the CPU backend): ABORTED far sooner than the pass takes, the model unharmed", async () => {
+    // 128² → 256² through the ESRGAN file: the pass decodes, upscales, encodes and samples for seconds here
+    const params = { ...base, width: 128, height: 128, seed: 21, hires: { scale: 2, steps: 2, upscaler: "model" as const, upscalerModel: esrganFile } };
+    const hiresMs = async (cancelAfterMs?: number) => {
+      const job = sd.generate(params);
+      let started = 0;
+      job.on("progress", (p: ImageProgress) => {
+        if (p.stage !== "hires" || started) return;
+        started = performance.now();
+        if (cancelAfterMs !== undefined) setTimeout(() => job.cancel(), cancelAfterMs);
+      });
+      let decoding = 0;
+      job.on("progress", (p: ImageProgress) => {
+        if (p.stage === "decoding" && !decoding) decoding = performance.now();
+      });
+      const result = await job.done.then(
+        (images) => ({ outcome: "done", images }),
+        (e: { code?: string }) => ({ outcome: String(e.code), images: [] as GeneratedImage[] }),
+      );
+      return { ms: (decoding || performance.now()) - started - (cancelAfterMs ?? 0), ...result };
+    };
+    const whole = await hiresMs();
+    expect(whole.outcome).toBe("done");
+    const cut = await hiresMs(50);
+    console.log(`[diffusion] hires pass 128² → 256² (ESRGAN): ${whole.ms.toFixed(0)} ms whole; cancelled 50 ms in, done ${cut.ms.toFixed(0)} ms after`);
+    expect(cut.outcome).toBe("ABORTED");
+    // the graph hook is on for a model wholly on the CPU backend (memoryBytes' one key: the device it computes on)
+    if (Object.keys(sd.memoryBytes).join() === "CPU") expect(cut.ms).toBeLessThan(whole.ms / 3);
+    const [again] = await sd.generate(params).done;
+    expect(same(again, whole.images[0])).toBe(true);
+  });
+
   it("bad hires options are INVALID_ARGUMENT (a missing ESRGAN file MODEL_NOT_FOUND), before anything runs", async () => {
     // generate() validates before it starts (a synchronous throw, here as a rejection)
     const bad = async (hires: object, o: object = {}) => sd.generate({ ...base, ...o, hires } as never).done;
