@@ -260,6 +260,8 @@ export interface DiffusionLoadParams {
   ipAdapter: string;
   photoMaker: string;
   taesd: string;
+  /** sd_ctx_params_t.tae_preview_only: the TAESD makes previews only (needs taesd). */
+  taesdPreviewOnly: boolean;
   /** "" = the file's own types. */
   weightType: string;
   /** Absent: sd.cpp's sd_get_num_physical_cores(). */
@@ -294,6 +296,8 @@ export interface DiffusionHandle {
     photoMaker: 0 | 1 | 2;
     /** IP-Adapter weights were loaded (generate's ipAdapter needs them). */
     ipAdapter: boolean;
+    /** A TAESD was loaded, decoding or for previews only (a "tae" preview needs one). */
+    taesd: boolean;
   };
   generate(params: DiffusionGenerateParams, onEvent: (e: Record<string, unknown>) => void, cancel: CancelToken): Promise<(NativeImage & { data: Buffer })[]>;
   cancel(mode: "all" | "newLatents"): void;

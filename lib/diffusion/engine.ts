@@ -97,6 +97,8 @@ export interface EngineModel {
   readonly photoMaker?: 1 | 2;
   /** True when IP-Adapter weights were loaded with the model (ImageGenerateOptions.ipAdapter needs them). */
   readonly ipAdapter?: boolean;
+  /** True when a TAESD was loaded with the model, decoding or for previews only (a "tae" preview needs one). */
+  readonly taesd?: boolean;
   /** The sampler this model's family is run with (sd.cpp's sd_get_default_sample_method); absent: IMAGE_DEFAULTS.sampler. */
   readonly defaultSampler?: string;
   /** The scheduler for each sampler on this model (sd.cpp's sd_get_default_scheduler); absent: IMAGE_DEFAULTS.scheduler. */

@@ -27,6 +27,7 @@ export const DIFFUSION_LOAD_KEYS = optionKeys<DiffusionLoadOptions & { onProgres
   "ipAdapter",
   "photoMaker",
   "taesd",
+  "taesdPreviewOnly",
   "weightType",
   "threads",
   "flashAttention",

@@ -120,14 +120,20 @@ export async function readDiffusionFiles(load: DiffusionLoadOptions): Promise<Di
   const weights = { textEncoder: 0, diffusion: 0, vae: 0, total: 0 };
   const all: TensorInfo[] = [];
   const parts: Record<keyof DiffusionParts, TensorInfo[]> = { textEncoder: [], diffusion: [], vae: [] };
+  // sd.cpp (stable-diffusion.cpp, new_sd_ctx): a decoding TAESD replaces the VAE, whose tensors it then ignores
+  // ("first_stage_model."); a previews-only TAESD (tae_preview_only) is loaded decoder only
+  const taesdDecodes = load.taesd !== undefined && load.taesdPreviewOnly !== true;
   for (const key of DIFFUSION_FILE_OPTIONS) {
     const file = load[key];
     if (file === undefined) continue;
     requireString(key, file);
     for (const t of await readTensorInfos(file)) {
       const part = partOf(t.name, key);
-      weights[part] += t.bytes;
-      weights.total += t.bytes;
+      const loaded = key === "taesd" ? taesdDecodes || t.name.startsWith("decoder.") : !(taesdDecodes && part === "vae");
+      if (loaded) {
+        weights[part] += t.bytes;
+        weights.total += t.bytes;
+      }
       if (!BESIDE_FILES.includes(key)) {
         all.push(t);
         parts[part].push(t);
@@ -137,7 +143,7 @@ export async function readDiffusionFiles(load: DiffusionLoadOptions): Promise<Di
   const dit = ditShape(parts);
   let shape: UnetShape | DitShape | string = dit ? dit.shape : unetShape(all, { vaeFile: load.vae !== undefined });
   const family: DiffusionFamily = typeof shape === "string" ? (dit ? dit.family : "unknown") : shape.family;
-  if (typeof shape !== "string" && load.taesd) shape = "TAESD decoding (load.taesd) was not measured";
+  if (typeof shape !== "string" && taesdDecodes) shape = "TAESD decoding (load.taesd) was not measured";
   return { family, weights, shape };
 }
 
@@ -189,7 +195,10 @@ export function estimateFromFiles(
  * real widths). Any other family (SD2, SD3, Flux 1, …) or shape, TAESD decoding and a ControlNet beside any other get
  * `compute: undefined` with the reason in `computeUnknownReason`: nothing is
  * guessed for them. weightType (a conversion at load) is not applied:
- * weights are the files' bytes.
+ * weights are the files' bytes. A TAESD that decodes replaces the VAE's
+ * weights with its own; one for previews only (taesdPreviewOnly) adds its
+ * decoder's. Previews ("tae" / "vae" modes decode the latents during
+ * sampling) add a decode's compute buffer that is not counted.
  * @param load the load options (model files; flashAttention and vaeTiling change the compute part)
  * @param image width × height in pixels (multiples of 64), count, the prompt's length in tokens (DiT families)
  * @throws GenaiError INVALID_ARGUMENT (no model file, bad sizes), MODEL_NOT_FOUND, INVALID_MODEL (unreadable headers, .ckpt)

@@ -41,6 +41,7 @@ export function loadParams(o: DiffusionLoadOptions, device: string): DiffusionLo
     ipAdapter: o.ipAdapter ?? "",
     photoMaker: o.photoMaker ?? "",
     taesd: o.taesd ?? "",
+    taesdPreviewOnly: o.taesdPreviewOnly ?? false,
     weightType: o.weightType ?? "",
     threads: o.threads,
     flashAttention: o.flashAttention ?? d.flashAttention,
@@ -65,6 +66,7 @@ async function load(addon: Addon, options: DiffusionLoadOptions, onProgress: (f:
     controlNet: info.controlNet,
     ...(info.photoMaker !== 0 && { photoMaker: info.photoMaker }),
     ipAdapter: info.ipAdapter,
+    taesd: info.taesd,
     defaultSampler: info.defaultSampler,
     defaultSchedulers: info.defaultSchedulers,
     memoryBytes: { [where]: bytes }, // the files' bytes, on the device sd.cpp computes on

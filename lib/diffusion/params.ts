@@ -53,7 +53,7 @@ function checkImage(name: string, img: unknown, width: number, height: number, c
 /** Validates options against the model's samplers/schedulers (and ControlNet); fills defaults. @throws GenaiError INVALID_ARGUMENT, MODEL_NOT_FOUND (a LoRA file) */
 export function resolveGenerateParams(
   o: ImageGenerateOptions,
-  model: Pick<EngineModel, "samplers" | "schedulers" | "controlNet" | "photoMaker" | "ipAdapter" | "defaultSampler" | "defaultSchedulers">,
+  model: Pick<EngineModel, "samplers" | "schedulers" | "controlNet" | "photoMaker" | "ipAdapter" | "taesd" | "defaultSampler" | "defaultSchedulers">,
 ): EngineGenerateParams {
   const opts = options("options", o, IMAGE_KEYS) as unknown as ImageGenerateOptions;
   const d = IMAGE_DEFAULTS;
@@ -110,15 +110,23 @@ export function resolveGenerateParams(
     refImages: resolveRefImages(opts.refImages),
     ...(photoMaker && { photoMaker }),
     ...(opts.ipAdapter !== undefined && { ipAdapter: resolveIpAdapter(opts.ipAdapter, model.ipAdapter === true) }),
-    preview: preview
-      ? {
-          mode: optOneOf("preview.mode", preview.mode, ["proj", "tae", "vae"] as const, d.previewMode),
-          intervalSteps: optInt("preview.intervalSteps", preview.intervalSteps, d.previewIntervalSteps, 1, 1000),
-        }
-      : undefined,
+    preview: preview ? resolvePreview(preview, model.taesd === true) : undefined,
     hires,
     cache: opts.cache === undefined ? undefined : resolveCache(opts.cache),
   };
+}
+
+/**
+ * preview → its mode and interval. sd.cpp (generate_image's preview callback) decodes both "tae" and "vae"
+ * previews with the TAESD when one is loaded, else with the VAE: so "tae" needs a TAESD and "vae" needs none.
+ * @throws GenaiError INVALID_ARGUMENT
+ */
+function resolvePreview(preview: PreviewOptions, hasTaesd: boolean): NonNullable<EngineGenerateParams["preview"]> {
+  const mode = optOneOf("preview.mode", preview.mode, ["proj", "tae", "vae"] as const, IMAGE_DEFAULTS.previewMode);
+  if (mode === "tae" && !hasTaesd) throw new GenaiError("INVALID_ARGUMENT", 'preview.mode "tae" needs a model loaded with taesd (use "vae" for the full VAE)');
+  if (mode === "vae" && hasTaesd)
+    throw new GenaiError("INVALID_ARGUMENT", 'preview.mode "vae": with a taesd loaded, stable-diffusion.cpp makes every preview with the TAESD (use "tae")');
+  return { mode, intervalSteps: optInt("preview.intervalSteps", preview.intervalSteps, IMAGE_DEFAULTS.previewIntervalSteps, 1, 1000) };
 }
 
 /** cache → the mode and the fields given, checked (sd-cli's ranges). @throws GenaiError INVALID_ARGUMENT */

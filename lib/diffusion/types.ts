@@ -74,8 +74,15 @@ export interface DiffusionLoadOptions {
    * --photo-maker); ImageGenerateOptions.photoMaker gives the identity photos.
    */
   photoMaker?: string;
-  /** Tiny autoencoder for fast previews/decoding. */
+  /**
+   * A TAESD (tiny autoencoder: madebyollin's taesd / taesdxl / taesd3 / taef1 / taef2 in diffusers'
+   * AutoencoderTiny names) that decodes and encodes in place of the VAE: much faster and lighter, lower quality.
+   * The model's own VAE is then not loaded. Its latent channels must match the family (4: SD1/SDXL, 16: SD3,
+   * Flux 1, Z-Image, 32: Flux 2), else INVALID_MODEL. With `taesdPreviewOnly` it makes the "tae" previews only.
+   */
   taesd?: string;
+  /** The TAESD makes "tae" previews only; the model's VAE decodes (sd.cpp's tae_preview_only). Needs `taesd`. Default false. */
+  taesdPreviewOnly?: boolean;
   /** Weight type to convert to at load, e.g. "f16", "q8_0" (default: as stored). */
   weightType?: string;
   threads?: number;
@@ -90,7 +97,11 @@ export interface DiffusionLoadOptions {
 
 /** Preview images during sampling (ImageGenerateOptions.preview). */
 export interface PreviewOptions {
-  /** "proj" (fast latent projection, default), "tae" (tiny VAE), "vae" (the full VAE). */
+  /**
+   * "proj" (fast latent projection, default), "tae" (the TAESD loaded with the model), "vae" (the full VAE).
+   * sd.cpp makes every preview with the TAESD when one is loaded: "tae" without one and "vae" with one are
+   * INVALID_ARGUMENT.
+   */
   mode?: "proj" | "tae" | "vae";
   /** A preview every this many sampling steps (default 1). */
   intervalSteps?: number;

@@ -154,6 +154,8 @@ export {
   type GeneratePhotoMakerOptions,
   type PhotoMakerLoraTarget,
 } from "./sd/photomaker";
+// TAESD (tiny autoencoder, diffusers' AutoencoderTiny names) for SD1/SDXL (4 latent channels), the 16-channel DiTs and Flux 2 (32)
+export { TAESD_CHANNELS, generateRandomTaesd, taesdTensors, type GenerateTaesdOptions } from "./sd/taesd";
 // SD1 IP-Adapter (plain, ip-adapter_sd15's names) and the OpenCLIP ViT-H/14 vision encoder it needs
 export { sd1CrossAttentions, type Sd1CrossAttention } from "./sd/shape";
 export {

@@ -33,6 +33,7 @@ struct SdModel {
   bool has_control_net = false;         // a ControlNet was loaded (a controlImage needs one)
   int photo_maker = 0;                  // the PhotoMaker version loaded (1, 2: sd.cpp's rule, "v2" in the file's name), 0: none
   bool has_ip_adapter = false;          // an IP-Adapter was loaded (an ipAdapter image prompt needs one)
+  bool has_taesd = false;               // a TAESD was loaded, decoding or for previews only (a "tae" preview needs one)
   bool graph_abort = false;             // runs on the CPU backend: cancel("all") stops sd.cpp's running graph (OpScope::EnableGraphAbort)
   std::atomic<bool> cancel_all{false};  // cancel("all") of the running generation (from the JS thread)
   ~SdModel() {
@@ -68,6 +69,7 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
     o.Set("controlNet", m->has_control_net);
     o.Set("photoMaker", m->photo_maker);
     o.Set("ipAdapter", m->has_ip_adapter);
+    o.Set("taesd", m->has_taesd);
     return o;
   }
 
@@ -96,7 +98,7 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
 Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = Model(env);
-  GenRequest r = ReadGenRequest(ObjectArg(info, 0, "params"), ModelFeatures{m->has_control_net, m->photo_maker, m->has_ip_adapter});
+  GenRequest r = ReadGenRequest(ObjectArg(info, 0, "params"), ModelFeatures{m->has_control_net, m->photo_maker, m->has_ip_adapter, m->has_taesd});
   Napi::Function on_event = FunctionArg(info, 1, "onEvent");
   auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
 
@@ -195,13 +197,13 @@ constexpr FilePart kFileParts[] = {
     {"taesd", &sd_ctx_params_t::taesd_path},
     {"ipAdapter", &sd_ctx_params_t::ip_adapter_path},
 };
-constexpr size_t kModel = 0, kDiffusionModel = 1, kVae = 2, kLlm = 6, kLlmVision = 7, kClipVision = 8, kControlNet = 9, kPhotoMaker = 10,
+constexpr size_t kModel = 0, kDiffusionModel = 1, kVae = 2, kLlm = 6, kLlmVision = 7, kClipVision = 8, kControlNet = 9, kPhotoMaker = 10, kTaesd = 11,
                  kIpAdapter = 12;  // indices into kFileParts
 static_assert(std::string_view(kFileParts[kModel].key) == "model" && std::string_view(kFileParts[kDiffusionModel].key) == "diffusionModel" &&
               std::string_view(kFileParts[kVae].key) == "vae" && std::string_view(kFileParts[kLlm].key) == "llm" &&
               std::string_view(kFileParts[kLlmVision].key) == "llmVision" && std::string_view(kFileParts[kControlNet].key) == "controlNet" &&
               std::string_view(kFileParts[kPhotoMaker].key) == "photoMaker" && std::string_view(kFileParts[kClipVision].key) == "clipVision" &&
-              std::string_view(kFileParts[kIpAdapter].key) == "ipAdapter");
+              std::string_view(kFileParts[kIpAdapter].key) == "ipAdapter" && std::string_view(kFileParts[kTaesd].key) == "taesd");
 }  // namespace
 
 Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
@@ -210,7 +212,8 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   // the model files first (kFileParts), then the other options
   std::vector<const char*> keys;
   for (const FilePart& f : kFileParts) keys.push_back(f.key);
-  for (const char* k : {"weightType", "threads", "flashAttention", "vaeTiling", "keepClipOnCpu", "keepVaeOnCpu", "offloadParamsToCpu", "device"})
+  for (const char* k :
+       {"weightType", "threads", "flashAttention", "vaeTiling", "keepClipOnCpu", "keepVaeOnCpu", "offloadParamsToCpu", "device", "taesdPreviewOnly"})
     keys.push_back(k);
   CheckKeysIn(o, keys, "diffusion load");
   std::array<std::string, std::size(kFileParts)> files;
@@ -219,6 +222,9 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   if (files[kModel].empty() && files[kDiffusionModel].empty()) Throw(env, code::INVALID_ARGUMENT, "give model or diffusionModel");
   // sd.cpp fails the load with one "CLIP vision tensor … not in model metadata" line per tensor
   if (!files[kIpAdapter].empty() && files[kClipVision].empty()) Throw(env, code::INVALID_ARGUMENT, "ipAdapter needs clipVision");
+  // sd.cpp's tae_preview_only: the TAESD makes the previews, the model's VAE decodes (without it, the TAESD decodes)
+  const bool taesd_preview_only = BoolField(o, "taesdPreviewOnly");
+  if (taesd_preview_only && files[kTaesd].empty()) Throw(env, code::INVALID_ARGUMENT, "taesdPreviewOnly needs taesd");
   // sd.cpp's module placement specs (examples/common/common.cpp maps its
   // --clip-on-cpu / --vae-on-cpu / --offload-to-cpu flags the same way).
   std::string backend, params_backend;
@@ -242,7 +248,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   // sd.cpp's graph hook splits each graph into views: verified on the CPU backend only (a GPU backend's fused or
   // captured graphs were not measured), so only a model wholly on the CPU gets it
   const bool graph_abort = backend == "CPU";
-  auto work = [files, threads, fa, wtype, backend, params_backend, vae_tiling, graph_abort](ThreadJob& job) -> ThreadJob::ValueMaker {
+  auto work = [files, threads, fa, wtype, backend, params_backend, vae_tiling, graph_abort, taesd_preview_only](ThreadJob& job) -> ThreadJob::ValueMaker {
     for (size_t i = 0; i < files.size(); i++)
       if (!files[i].empty()) CheckModelFileExtent(files[i], kFileParts[i].key);
     CheckDiffusionParts(files[kModel], files[kDiffusionModel], files[kVae], files[kLlm], files[kLlmVision], files[kControlNet], files[kPhotoMaker],
@@ -259,6 +265,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
       for (size_t i = 0; i < files.size(); i++) p.*kFileParts[i].path = c(files[i]);
       p.n_threads = threads;
       p.flash_attn = fa;
+      p.tae_preview_only = taesd_preview_only;
       p.enable_mmap = true;
       // Read every weight now (progress reported), not lazily at the first
       // generation: load() means resident, and a lazy load's progress would
@@ -283,6 +290,7 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
     // as a warning and goes on without it
     if (!part_failed.empty()) throw CodedError(code::INVALID_MODEL, "stable-diffusion.cpp could not load a model part: " + part_failed);
     model->has_ip_adapter = !files[kIpAdapter].empty();
+    model->has_taesd = !files[kTaesd].empty();
     if (!files[kPhotoMaker].empty()) model->photo_maker = files[kPhotoMaker].find("v2") != std::string::npos ? 2 : 1;  // sd.cpp's test
     model->has_control_net = sd_ctx_has_control_net(model->ctx);
     // sd.cpp logs a ControlNet it cannot load and goes on without it

@@ -251,6 +251,9 @@ GenRequest ReadGenRequest(Napi::Object o, const ModelFeatures& model) {
     std::string mode = StringField(po, "mode");
     if (mode != "proj" && mode != "tae" && mode != "vae") Throw(env, code::INVALID_ARGUMENT, "preview.mode must be proj, tae or vae");
     r.preview = mode == "vae" ? PREVIEW_VAE : mode == "tae" ? PREVIEW_TAE : PREVIEW_PROJ;
+    // sd.cpp decodes "tae" and "vae" previews alike: with the TAESD when one is loaded, else with the VAE
+    if (r.preview == PREVIEW_TAE && !model.taesd) Throw(env, code::INVALID_ARGUMENT, "preview.mode tae needs a model loaded with taesd");
+    if (r.preview == PREVIEW_VAE && model.taesd) Throw(env, code::INVALID_ARGUMENT, "preview.mode vae: with a taesd loaded, every preview is the TAESD's");
     r.preview_interval = static_cast<int>(IntField(po, "intervalSteps", 1, 1000));
   } else if (!pv.IsUndefined() && !pv.IsNull()) {
     Throw(env, code::INVALID_ARGUMENT, "preview must be an object");

@@ -64,6 +64,7 @@ struct ModelFeatures {
   bool control_net = false;  // a controlImage needs a ControlNet
   int photo_maker = 0;       // photoMaker needs PhotoMaker weights (their version, 1 or 2; 0: none)
   bool ip_adapter = false;   // ipAdapter needs an IP-Adapter
+  bool taesd = false;        // a "tae" preview needs a TAESD, a "vae" preview none (sd.cpp decodes both with the TAESD when loaded)
 };
 
 // Reads `o` (every key known, every value in range) for a model with

@@ -8,9 +8,11 @@ import {
   SD_PRESETS,
   generateRandomEsrganModel,
   generateRandomSd15Model,
+  generateRandomTaesd,
   randomSd15ModelBytes,
   sd1TensorPlan,
   sdParameterCount,
+  taesdTensors,
   validateSdShape,
 } from "../../lib/tools";
 import { runCli } from "../../lib/tools/gen-sd-model";
@@ -262,6 +264,59 @@ describe("generateRandomEsrganModel", () => {
       }
       expect(maxAbs).toBeGreaterThan(0.01);
       expect(maxAbs).toBeLessThanOrEqual(0.02);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("generateRandomTaesd", () => {
+  // madebyollin/taesd's TAESD (diffusers AutoencoderTiny): 64 channels, 4 latent channels; its decoder has
+  // 1,222,531 parameters and the whole model 2,445,063 (counted by hand from tae.hpp's layers, see taesd.ts)
+  it("has TAESD's layers: parameter counts, latent-channel convs, TAEF2's group-norm branch, the decoder alone", () => {
+    const count = (z: 4 | 16 | 32, enc: boolean) => taesdTensors(z, enc).reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
+    expect(count(4, true)).toBe(2_445_063);
+    expect(count(4, false)).toBe(1_222_531);
+    const shape = (z: 4 | 16 | 32, name: string) => taesdTensors(z).find((t) => t.name === name)?.shape;
+    expect(shape(16, "decoder.layers.0.weight")).toEqual([3, 3, 16, 64]);
+    expect(shape(16, "encoder.layers.14.weight")).toEqual([3, 3, 64, 16]);
+    expect(shape(4, "decoder.layers.6.bias")).toBeUndefined(); // the convs after an upsample have no bias
+    expect(shape(4, "decoder.layers.2.pool.0.weight")).toBeUndefined();
+    expect(shape(32, "decoder.layers.2.pool.0.weight")).toEqual([1, 1, 64, 256]);
+    expect(shape(32, "encoder.layers.13.pool.1.weight")).toEqual([256]);
+    expect(shape(32, "encoder.layers.5.pool.1.weight")).toBeUndefined();
+    expect(taesdTensors(4, false).every((t) => t.name.startsWith("decoder."))).toBe(true);
+    expect(() => taesdTensors(8 as 4)).toThrow(RangeError);
+  });
+
+  it("writes kernels with variance 1 / fan-in (uniform ±√(3 / fan-in)), zero biases", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "genai-taesd-"));
+    try {
+      const file = path.join(dir, "taesd.gguf");
+      const r = await generateRandomTaesd(file, { seed: 5 });
+      expect(r.tensors).toBe(134);
+      const { tensorInfos, tensorDataOffset } = await gguf(file, { allowLocalFile: true });
+      const bytes = fs.readFileSync(file);
+      const at = (name: string) => Number(tensorDataOffset) + Number(tensorInfos.find((t) => t.name === name)!.offset);
+      const f16 = (h: number) => {
+        const e = (h >> 10) & 0x1f;
+        const v = e === 0 ? (h & 0x3ff) * 2 ** -24 : (1 + (h & 0x3ff) / 1024) * 2 ** (e - 15);
+        return h & 0x8000 ? -v : v;
+      };
+      let maxAbs = 0;
+      let sumSq = 0;
+      const n = 3 * 3 * 64 * 64;
+      for (let i = 0; i < n; i++) {
+        const v = f16(bytes.readUInt16LE(at("decoder.layers.2.conv.0.weight") + 2 * i));
+        maxAbs = Math.max(maxAbs, Math.abs(v));
+        sumSq += v * v;
+      }
+      const bound = Math.sqrt(3 / 576);
+      expect(maxAbs).toBeLessThanOrEqual(bound * 1.001);
+      expect(maxAbs).toBeGreaterThan(bound * 0.99);
+      expect(sumSq / n).toBeGreaterThan((1 / 576) * 0.95);
+      expect(sumSq / n).toBeLessThan((1 / 576) * 1.05);
+      expect(bytes.readFloatLE(at("decoder.layers.2.conv.0.bias"))).toBe(0);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

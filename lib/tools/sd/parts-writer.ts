@@ -10,12 +10,15 @@ import { produceTensor } from "../llama/generate";
 import { CHUNK_BYTES, U32_TO_UNIT, f32ToF16Bits, mulberry32, tensorSeed } from "../random";
 
 /**
- * Random ±0.02, 1.0 (norm weights), 0.0 (biases), 0 / −30 for the VAE
- * encoder's mean / log-variance halves, or "identity" (a square 1×1 conv
- * [1, 1, C, C] that passes its input through). q4_0 / q8_0 tensors (random blocks
- * of about the same magnitude, ../llama/generate.ts) must be "weight".
+ * Random ±0.02 ("weight"), random with variance 1 / fan-in ("lecun":
+ * uniform ±√(3 / fan-in), fan-in = every dimension but the last, so a deep
+ * stack without norms, such as TAESD's, neither fades nor blows up), 1.0 (norm
+ * weights), 0.0 (biases), 0 / −30 for the VAE encoder's mean / log-variance
+ * halves, or "identity" (a square 1×1 conv [1, 1, C, C] that passes its input
+ * through). q4_0 / q8_0 tensors (random blocks of about the same magnitude,
+ * ../llama/generate.ts) must be "weight".
  */
-export type PartInit = "weight" | "one" | "zero" | "logvar" | "identity";
+export type PartInit = "weight" | "lecun" | "one" | "zero" | "logvar" | "identity";
 /** One tensor of a part: name, ggml shape (ne[0] first), type and fill. */
 export interface PartTensorSpec {
   name: string;
@@ -50,7 +53,7 @@ export function planner(lin: GgmlType, conv: GgmlType) {
 }
 
 /** The value at flat index `i` of a tensor of `n` elements and ggml `shape` with a non-random fill. */
-function fixedValue(init: Exclude<PartInit, "weight">, i: number, n: number, shape: readonly number[]): number {
+function fixedValue(init: Exclude<PartInit, "weight" | "lecun">, i: number, n: number, shape: readonly number[]): number {
   switch (init) {
     case "one":
       return 1;
@@ -76,7 +79,8 @@ export async function produceSpec(
   buf: ArrayBuffer,
   write: (chunk: Uint8Array) => Promise<void>,
 ): Promise<void> {
-  const scale = 0.02;
+  const fanIn = t.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const scale = init === "lecun" ? Math.sqrt(3 / fanIn) : 0.02;
   if (t.type === GgmlType.Q4_0 || t.type === GgmlType.Q8_0) {
     if (init !== "weight") throw new Error(`tensor ${t.name}: a ${GgmlType[t.type]} tensor must be random ("weight"), not "${init}"`);
     return produceTensor(t, "weight", seed, scale, buf, write);
@@ -89,7 +93,7 @@ export async function produceSpec(
   for (let done = 0; done < n; ) {
     const m = Math.min(f32 ? f.length : h.length, n - done);
     for (let k = 0; k < m; k++) {
-      const v = init === "weight" ? (rng() * U32_TO_UNIT - 1) * scale : fixedValue(init, done + k, n, t.shape);
+      const v = init === "weight" || init === "lecun" ? (rng() * U32_TO_UNIT - 1) * scale : fixedValue(init, done + k, n, t.shape);
       if (f32) f[k] = v;
       else h[k] = f32ToF16Bits(v);
     }
