@@ -34,6 +34,7 @@ export {
   readDiffusionFiles,
   SD1_COMPUTE_FIT,
   SDXL_COMPUTE_FIT,
+  TAESD_COMPUTE_FIT,
   unetComputeBytes,
   unetShape,
 } from "./memory";

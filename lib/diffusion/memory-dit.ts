@@ -307,6 +307,18 @@ export function refImagePixels(family: DitFamily | UnetFamily, width: number, he
 }
 
 /**
+ * A TAESD's compute buffers (load.taesd decoding and encoding in place of the VAE), bytes per pixel: measured
+ * as the VAEs' ("taesd compute buffer size" at debug level, CPU backend) with generateRandomTaesd's files
+ * (tae.hpp's 64-channel layout). SD1 with 4 latent channels, decoding at 64², 128², 256², 256×512 and 512²: 7.50,
+ * 30.00, 120.02, 240.03, 480.06 MiB; encoding (img2img) at 128², 256², 512²: 31.03, 124.13, 496.50 MiB. Flux 2
+ * [klein] with TAEF2's 32 latent channels (and its group-norm branch): 7.51, 30.03, 120.13 MiB decoding at 64²,
+ * 128², 256², the same encodes. Largest error of these rates: 0.1 %. tae.hpp fixes the width; the latent channels
+ * change the first and last convs only, so Z-Image's 16 lie between. Per image (sd.cpp decodes a batch one by
+ * one). Not measured: vaeTiling with a TAESD, and Qwen-Image's (the video tiny autoencoder, TAEHV).
+ */
+export const TAESD_COMPUTE_FIT = { decodePerPixel: 1922, encodePerPixel: 1986 } as const;
+
+/**
  * The largest VAE encode of one generation, bytes: perPixel × pixels + constant for each image sd.cpp encodes
  * (`sizes`: [width, height] pixels; an init or control image, resized references), each at most `tile` pixels a
  * side (vaeTiling; undefined: untiled); 0 when nothing is encoded. The UNet and DiT families' shared rule.
@@ -400,9 +412,11 @@ export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitSha
 export function ditComputeBytes(
   shape: DitShape,
   image: DiffusionImageSize,
-  opts: { flashAttention?: boolean; vaeTiling?: boolean } = {},
+  opts: { flashAttention?: boolean; vaeTiling?: boolean; taesd?: boolean } = {},
 ): DiffusionParts & { peak: number } {
   const [w, h] = checkImageSides(image);
+  if (opts.taesd && (opts.vaeTiling || shape.family === "qwenimage"))
+    throw new GenaiError("INVALID_ARGUMENT", `a TAESD was not measured ${opts.vaeTiling ? "with vaeTiling" : "for Qwen-Image"}`);
   const p = optInt("promptTokens", image.promptTokens, DEFAULT_PROMPT_TOKENS, 1, MAX_PROMPT_TOKENS);
   const f = DIT_COMPUTE_FIT[shape.family];
   if (!f || !measuredWidths(f, shape)) throw new GenaiError("INVALID_ARGUMENT", `no fitted coefficients for ${JSON.stringify(shape)}`);
@@ -423,7 +437,9 @@ export function ditComputeBytes(
   if (!vf) throw new GenaiError("INVALID_ARGUMENT", `the causal-3D VAE was not measured for ${shape.family}`);
   const decode = vf.perPixelChannel * shape.vaeDecoderChannels * vw * vh + (vf.perLatentToken * vw * vh) / 64;
   const encodes: [number, number][] = [...(image.initImage ? [[w, h] as [number, number]] : []), ...refs];
-  const vae = Math.max(decode, largestEncodeBytes(encodes, vf.encodePerPixel, vf.encodeConstant, opts.vaeTiling ? f.vaeEncodeTilePixels : undefined));
+  const vae = opts.taesd
+    ? Math.max(TAESD_COMPUTE_FIT.decodePerPixel * w * h, largestEncodeBytes(encodes, TAESD_COMPUTE_FIT.encodePerPixel, 0, undefined))
+    : Math.max(decode, largestEncodeBytes(encodes, vf.encodePerPixel, vf.encodeConstant, opts.vaeTiling ? f.vaeEncodeTilePixels : undefined));
   const parts = { textEncoder: Math.round(textEncoder), diffusion: Math.round(diffusion), vae: Math.round(vae) };
   return { ...parts, peak: Math.max(parts.textEncoder, parts.diffusion, parts.vae) };
 }

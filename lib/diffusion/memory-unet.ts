@@ -6,7 +6,7 @@
  */
 import { GenaiError } from "../errors";
 import type { DiffusionImageSize, DiffusionParts } from "./memory";
-import { checkImageSides, findTensor as find, largestEncodeBytes, refImagePixels } from "./memory-dit";
+import { TAESD_COMPUTE_FIT, checkImageSides, findTensor as find, largestEncodeBytes, refImagePixels } from "./memory-dit";
 import type { TensorInfo } from "./tensors";
 
 const MiB = 2 ** 20;
@@ -225,9 +225,10 @@ export function unetShape(tensors: readonly TensorInfo[], opts: { vaeFile?: bool
 export function unetComputeBytes(
   shape: UnetShape,
   image: DiffusionImageSize,
-  opts: { flashAttention?: boolean; vaeTiling?: boolean; controlNet?: boolean } = {},
+  opts: { flashAttention?: boolean; vaeTiling?: boolean; controlNet?: boolean; taesd?: boolean } = {},
 ): DiffusionParts & { peak: number } {
   const [w, h] = checkImageSides(image);
+  if (opts.taesd && opts.vaeTiling) throw new GenaiError("INVALID_ARGUMENT", "a TAESD was not measured with vaeTiling");
   const f = FITS[shape.family];
   const u = f?.unet.find((x) => x.channels === shape.unetChannels);
   if (!u || !f.vaeChannels.includes(shape.vaeDecoderChannels)) throw new GenaiError("INVALID_ARGUMENT", `no fitted coefficients for ${JSON.stringify(shape)}`);
@@ -250,7 +251,9 @@ export function unetComputeBytes(
     ...(image.refImages ?? []).map((r) => refImagePixels(shape.family, w, h, r)),
   ];
   const perPixelEncode = shape.vaeConvScale ? f.vaeEncodeConvScalePerPixel : f.vaeEncodePerPixel;
-  const vae = Math.max(decode, largestEncodeBytes(encodes, perPixelEncode, 0, opts.vaeTiling ? f.vaeEncodeTilePixels : undefined));
+  const vae = opts.taesd
+    ? Math.max(TAESD_COMPUTE_FIT.decodePerPixel * w * h, largestEncodeBytes(encodes, TAESD_COMPUTE_FIT.encodePerPixel, 0, undefined))
+    : Math.max(decode, largestEncodeBytes(encodes, perPixelEncode, 0, opts.vaeTiling ? f.vaeEncodeTilePixels : undefined));
   const parts = { textEncoder: Math.round(f.textEncoder), diffusion: Math.round(diffusion), vae: Math.round(vae) };
   return { ...parts, peak: Math.max(parts.textEncoder, parts.diffusion, parts.vae) };
 }

@@ -45,7 +45,7 @@ export interface DiffusionMemoryEstimate {
    * Undefined where nothing was fitted: see `computeUnknownReason`.
    */
   compute: (DiffusionParts & { peak: number }) | undefined;
-  /** Why `compute` is undefined (an unmeasured family or shape, TAESD decoding, a ControlNet). */
+  /** Why `compute` is undefined (an unmeasured family or shape, a TAESD with vaeTiling or for Qwen-Image, a ControlNet). */
   computeUnknownReason?: string;
   /** weights.total + compute.peak, bytes; undefined with compute. */
   total: number | undefined;
@@ -109,6 +109,8 @@ export interface DiffusionFilesInfo {
   weights: DiffusionParts & { total: number };
   /** The UNet or DiT shape, or the reason the compute buffers cannot be estimated for these files. */
   shape: UnetShape | DitShape | string;
+  /** A TAESD decodes and encodes in place of the VAE (load.taesd without taesdPreviewOnly). */
+  taesd: boolean;
 }
 
 /**
@@ -141,10 +143,9 @@ export async function readDiffusionFiles(load: DiffusionLoadOptions): Promise<Di
     }
   }
   const dit = ditShape(parts);
-  let shape: UnetShape | DitShape | string = dit ? dit.shape : unetShape(all, { vaeFile: load.vae !== undefined });
+  const shape: UnetShape | DitShape | string = dit ? dit.shape : unetShape(all, { vaeFile: load.vae !== undefined });
   const family: DiffusionFamily = typeof shape === "string" ? (dit ? dit.family : "unknown") : shape.family;
-  if (typeof shape !== "string" && taesdDecodes) shape = "TAESD decoding (load.taesd) was not measured";
-  return { family, weights, shape };
+  return { family, weights, shape, taesd: taesdDecodes };
 }
 
 /**
@@ -174,9 +175,13 @@ export function estimateFromFiles(
   }
   if (!reason && refs.length > 0 && dit && !(dit.family === "flux2" || (dit.family === "qwenimage" && load.llmVision === undefined)))
     reason = "reference images were measured for Flux 2 [klein] and for Qwen-Image without llmVision only (SD1 and SDXL: their VAE encodes)";
-  if (!reason && dit && opts.vaeTiling && DIT_COMPUTE_FIT[dit.family].vaeTilePixels === undefined) reason = `vaeTiling was not measured for ${dit.family}`;
+  if (!reason && dit && opts.vaeTiling && !files.taesd && DIT_COMPUTE_FIT[dit.family].vaeTilePixels === undefined)
+    reason = `vaeTiling was not measured for ${dit.family}`;
+  if (!reason && files.taesd && (opts.vaeTiling || dit?.family === "qwenimage"))
+    reason = opts.vaeTiling ? "vaeTiling with a TAESD was not measured" : "Qwen-Image's TAESD (the video tiny autoencoder) was not measured";
   checkImageSides(image); // for every family, with or without a compute estimate
-  const compute = reason ? undefined : unet ? unetComputeBytes(unet, image, opts) : ditComputeBytes(dit as DitShape, image, opts);
+  const fitOpts = { ...opts, taesd: files.taesd };
+  const compute = reason ? undefined : unet ? unetComputeBytes(unet, image, fitOpts) : ditComputeBytes(dit as DitShape, image, fitOpts);
   return {
     family: files.family,
     weights: { ...weights },
@@ -192,7 +197,8 @@ export function estimateFromFiles(
  * {@link SD1_COMPUTE_FIT} and {@link SDXL_COMPUTE_FIT} (SD1 and SDXL base
  * models of the measured shapes) and {@link DIT_COMPUTE_FIT} (Z-Image-Turbo,
  * Flux 2 [klein] 4B, Qwen-Image with its own or the 2D Wan VAE, at their
- * real widths). Any other family (SD2, SD3, Flux 1, …) or shape, TAESD decoding and a ControlNet beside any other get
+ * real widths); a decoding TAESD's buffers from {@link TAESD_COMPUTE_FIT}.
+ * Any other family (SD2, SD3, Flux 1, …) or shape, a TAESD with vaeTiling or for Qwen-Image, and a ControlNet beside any other get
  * `compute: undefined` with the reason in `computeUnknownReason`: nothing is
  * guessed for them. weightType (a conversion at load) is not applied:
  * weights are the files' bytes. A TAESD that decodes replaces the VAE's
@@ -207,7 +213,16 @@ export async function estimateDiffusionMemory(load: DiffusionLoadOptions, image:
   return estimateFromFiles(await readDiffusionFiles(load), load, image);
 }
 
-export { DEFAULT_PROMPT_TOKENS, DIT_COMPUTE_FIT, ditComputeBytes, ditShape, ditTokens, promptTokenBound, refImagePixels } from "./memory-dit";
+export {
+  DEFAULT_PROMPT_TOKENS,
+  DIT_COMPUTE_FIT,
+  ditComputeBytes,
+  ditShape,
+  ditTokens,
+  promptTokenBound,
+  refImagePixels,
+  TAESD_COMPUTE_FIT,
+} from "./memory-dit";
 export { SD1_COMPUTE_FIT, SDXL_COMPUTE_FIT, unetComputeBytes, unetShape } from "./memory-unet";
 export type { UnetComputeFit, UnetFamily, UnetFit, UnetShape } from "./memory-unet";
 export type { DitFamily, DitFit, DitShape } from "./memory-dit";

@@ -21,7 +21,8 @@
 // 1 layer each, q4_0) with its own VAE's causal-3D layout, at CFG 2.5 with a
 // negative prompt, at the same three sizes (about a minute). And SDXL (a fourth)
 // at its real widths and depths, one checkpoint with its own VAE, CFG 7, at the
-// same three sizes (about 1.5 minutes).
+// same three sizes (about 1.5 minutes). And SD1 with a TAESD decoding in place of the VAE, text-to-image and
+// img2img (TAESD_COMPUTE_FIT; about a minute).
 //
 // Part of `npm run test:diffusion`. A build without deps/stable-diffusion.cpp
 // has no engine: the suite is then reported as skipped, with the reason in
@@ -37,6 +38,7 @@ import {
   generateRandomSd15ControlNet,
   generateRandomSd15Model,
   generateRandomSdxlModel,
+  generateRandomTaesd,
   generateRandomZImageModel,
 } from "../../lib/tools";
 import { tempDir, THREADS } from "../helpers";
@@ -149,6 +151,8 @@ function memorySuite(
     promptTokens: number;
     controlImage?: boolean;
     refImage?: { width: number; height: number };
+    /** img2img at strength 1: the init image is VAE-encoded */
+    initImage?: boolean;
   },
   sizes: readonly (readonly [number, number])[],
 ): void {
@@ -182,7 +186,7 @@ function memorySuite(
 
     it.each(sizes)("%i×%i pixels: the estimated compute buffers are within 10 % of sd.cpp's (peak and each part)", async (width, height) => {
       lines.length = 0;
-      const { promptTokens, controlImage, refImage, ...gen } = params;
+      const { promptTokens, controlImage, refImage, initImage, ...gen } = params;
       const picture = (w: number, h: number) => ({
         width: w,
         height: h,
@@ -192,6 +196,7 @@ function memorySuite(
       const extra = {
         ...(controlImage && { controlImage: picture(width, height) }),
         ...(refImage && { refImages: [picture(refImage.width, refImage.height)] }),
+        ...(initImage && { initImage: picture(width, height), strength: 1 }),
       };
       await sd.generate({ ...gen, ...extra, width, height, steps: 1, seed: 1, output: "raw" }).done;
       await new Promise((r) => setTimeout(r, 50));
@@ -204,7 +209,7 @@ function memorySuite(
       const keys = ["textEncoder", "diffusion", "vae"] as const;
       for (const [name, bytes] of byRunner) measured[keys[partOf.get(name) as number]] += bytes;
       expect(byRunner.size).toBe(partOf.size); // every runner logged its buffer
-      const e = await estimateDiffusionMemory(load, { width, height, promptTokens, controlImage, refImages: refImage && [refImage] });
+      const e = await estimateDiffusionMemory(load, { width, height, promptTokens, controlImage, refImages: refImage && [refImage], initImage });
       expect(e.family).toBe(family);
       const est = e.compute;
       if (!est) throw new Error(`no compute estimate: ${e.computeUnknownReason}`);
@@ -314,3 +319,22 @@ memorySuite(
     [256, 256],
   ],
 );
+
+// SD1 with a TAESD decoding (and encoding) in place of the VAE (generateRandomTaesd: tae.hpp's 64-channel layout, 4
+// latent channels): the VAE part is the TAESD's buffer (TAESD_COMPUTE_FIT), text-to-image and img2img.
+for (const initImage of [false, true])
+  memorySuite(
+    `SD1 + TAESD${initImage ? ", img2img" : ""} (random weights, the tiny preset, CPU)`,
+    "sd1",
+    ["clip", "unet", "taesd"],
+    async (dir) => ({
+      model: await generateRandomSd15Model(path.join(dir, "sd1.gguf"), { preset: "tiny", type: "f16", seed: 7 }),
+      taesd: await generateRandomTaesd(path.join(dir, "taesd.gguf"), { seed: 3 }),
+    }),
+    { prompt: "a lighthouse", cfgScale: 7, promptTokens: 3, initImage },
+    [
+      [64, 64],
+      [128, 128],
+      [256, 512],
+    ],
+  );

@@ -19,6 +19,7 @@ import {
   readTensorInfos,
   SD1_COMPUTE_FIT,
   SDXL_COMPUTE_FIT,
+  TAESD_COMPUTE_FIT,
   type UnetShape,
   unetComputeBytes,
 } from "../../lib/diffusion/index";
@@ -206,8 +207,11 @@ describe("estimateDiffusionMemory", () => {
     expect(ok.family).toBe("sd1");
     expect(ok.weights.total).toBe(bytes);
     expect(ok.weights.vae).toBe(3 * 128 * 9 * 2);
-    const taesd = await estimateDiffusionMemory({ model: sd1, taesd: sd1 }, { width: 64, height: 64 });
-    expect([taesd.family, taesd.compute, taesd.computeUnknownReason]).toEqual(["sd1", undefined, expect.stringMatching(/TAESD/)]);
+    // a decoding TAESD (here any file: only its weights are read) replaces the VAE's decode and encode buffers
+    const taesd = await estimateDiffusionMemory({ model: sd1, taesd: sd1 }, { width: 64, height: 64, initImage: true });
+    expect([taesd.family, taesd.compute?.vae, taesd.compute?.diffusion]).toEqual(["sd1", TAESD_COMPUTE_FIT.encodePerPixel * 64 * 64, ok.compute?.diffusion]);
+    const tiledTaesd = await estimateDiffusionMemory({ model: sd1, taesd: sd1, vaeTiling: true }, { width: 64, height: 64 });
+    expect([tiledTaesd.compute, tiledTaesd.computeUnknownReason]).toEqual([undefined, expect.stringMatching(/TAESD/)]);
     // img2img at 64²: SD1.5's 128-channel decode (6656 B/px) outweighs the encode (3394 B/px)
     const img2img = await estimateDiffusionMemory({ model: sd1 }, { width: 64, height: 64, initImage: true });
     expect([img2img.compute, img2img.computeUnknownReason]).toEqual([ok.compute, undefined]);
