@@ -15,7 +15,7 @@ import {
   type RawImage,
 } from "../../lib/diffusion/index";
 import { ENGINE_HOWTO, loadParams } from "../../lib/diffusion/native-engine";
-import type { GeneratedPart } from "../../lib/tools";
+import { type GeneratedPart, generateRandomTaesd } from "../../lib/tools";
 import { THREADS } from "../helpers";
 
 /** True when the addon was built with stable-diffusion.cpp. */
@@ -108,6 +108,37 @@ export async function expectImg2ImgDepends(sd: DiffusionModel, base: ImageGenera
 }
 
 /** A missing llm file is MODEL_NOT_FOUND (naming it before sd.cpp opens anything); leaving the llm out is INVALID_MODEL. */
+/**
+ * A TAESD with the family's latent channels (generateRandomTaesd) decodes and img2img-encodes in place of the VAE:
+ * images of the size asked, unlike the VAE's, depending on the init image; one with other latent channels is
+ * INVALID_MODEL (sd.cpp's shape check).
+ */
+export async function expectTaesdDecodes(
+  sd: DiffusionModel,
+  files: DiffusionLoadOptions,
+  dir: string,
+  base: ImageGenerateOptions & { width: number; height: number },
+  latentChannels: 4 | 16 | 32,
+  otherChannels: 4 | 16 | 32,
+): Promise<void> {
+  const file = path.join(dir, `taesd-${latentChannels}.gguf`);
+  await generateRandomTaesd(file, { latentChannels, seed: 2 });
+  const tae = await DiffusionModel.load({ ...files, taesd: file, threads: THREADS });
+  try {
+    const [vae] = await sd.generate({ ...base, seed: 5, output: "raw" }).done;
+    const [img] = await tae.generate({ ...base, seed: 5, output: "raw" }).done;
+    expect([img.width, img.height]).toEqual([base.width, base.height]);
+    expect(sameImage(img, vae)).toBe(false);
+    expect(new Set(raw(img).data).size).toBeGreaterThan(8);
+    await expectImg2ImgDepends(tae, base);
+  } finally {
+    await tae.dispose();
+  }
+  const other = path.join(dir, `taesd-${otherChannels}.gguf`);
+  await generateRandomTaesd(other, { latentChannels: otherChannels, seed: 2 });
+  await expect(DiffusionModel.load({ ...files, taesd: other, threads: THREADS })).rejects.toMatchObject({ code: "INVALID_MODEL" });
+}
+
 export async function expectLlmRequired(files: DiffusionLoadOptions, dir: string): Promise<void> {
   await expect(DiffusionModel.load({ ...files, llm: path.join(dir, "missing-llm.gguf") })).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
   await expect(DiffusionModel.load({ ...files, llm: undefined, threads: THREADS })).rejects.toMatchObject({ code: "INVALID_MODEL" });

@@ -22,6 +22,7 @@ import {
   expectLlmRequired,
   expectOneImage,
   expectRefusedAtLoad,
+  expectTaesdDecodes,
   familyTitle,
   partFiles,
   raw,
@@ -82,6 +83,10 @@ describe.skipIf(!engineAvailable)(familyTitle("Flux 2 [klein] (random-weight DiT
 
   it("img2img runs through the 32-channel VAE encoder and depends on the init image", async () => {
     await expectImg2ImgDepends(sd, base);
+  });
+
+  it("a TAESD with the family's 32 latent channels decodes and encodes in place of the VAE; one with 16 is INVALID_MODEL", async () => {
+    await expectTaesdDecodes(sd, files(), tmp.dir, base, 32, 16);
   });
 
   it("a LoRA on the DiT (PEFT names) changes the image; at scale 0 it is the image without it", async () => {

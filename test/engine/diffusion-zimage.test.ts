@@ -20,6 +20,7 @@ import {
   expectLlmRequired,
   expectOneImage,
   expectRefusedAtLoad,
+  expectTaesdDecodes,
   familyTitle,
   partFiles,
 } from "./diffusion-family";
@@ -55,6 +56,10 @@ describe.skipIf(!engineAvailable)(familyTitle("Z-Image (random-weight DiT + Qwen
 
   it("img2img runs through the VAE encoder and depends on the init image", async () => {
     await expectImg2ImgDepends(sd, base);
+  });
+
+  it("a TAESD with the family's 16 latent channels decodes and encodes in place of the VAE; one with 4 is INVALID_MODEL", async () => {
+    await expectTaesdDecodes(sd, files(), tmp.dir, base, 16, 4);
   });
 
   it("a missing llm file is MODEL_NOT_FOUND; leaving the llm out is INVALID_MODEL", async () => {
