@@ -3,7 +3,7 @@
 // Seconds per sampling step of genai-native's diffusion engine vs
 // stable-diffusion.cpp's own sd-cli built from the same deps/ sources and
 // flags (`--target sd-cli`), same model, size, steps, sampler, seed, threads;
-// interleaved rounds, medians and the ratio (and the ratio of each side's
+// interleaved rounds, medians and the ratio (the median of each round's ratio, and the ratio of each side's
 // fastest round, the least disturbed on a shared machine). The per-step figure is the mean
 // of steps 2..n (step 1 includes graph setup in both). Memory: each side's
 // peak resident memory (Linux: the addon's process VmHWM less its baseline
@@ -205,6 +205,9 @@ process.stdout.write(
       // down, so the minimum is the least disturbed figure of each (reported beside the medians, not instead)
       minSecondsPerStep: { "genai-native": oursMin, "sd-cli": theirsMin },
       ratioOfMinimums: Number((theirsMin / oursMin).toFixed(3)),
+      // each round's sd-cli run and addon run back to back: the median of their ratios cancels load that drifts
+      // over the rounds (a round's pair shares it), where the medians of each side do not
+      pairedRatio: Number(median(samples["sd-cli"].map((s, i) => s.secondsPerStep / samples["genai-native"][i].secondsPerStep)).toFixed(3)),
       family: opt.model ? estimate.family : family,
       // bytes; the estimate is the orchestrator's (lib/diffusion/memory.ts), the peaks are measured
       memory: {
