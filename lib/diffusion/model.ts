@@ -55,7 +55,9 @@ export class DiffusionModel implements AsyncDisposable {
       throw new GenaiError("INVALID_ARGUMENT", "ipAdapter needs clipVision (the CLIP ViT-H/14 image encoder it was trained with)");
     if (o.threads !== undefined) optInt("threads", o.threads, 1, 1, 1024);
     if (o.device !== undefined) resolveDevice(o.device);
-    for (const k of ["flashAttention", "vaeTiling", "keepClipOnCpu", "keepVaeOnCpu", "offloadParamsToCpu"] as const) optBool(k, o[k], false);
+    for (const k of ["flashAttention", "vaeTiling", "keepClipOnCpu", "keepVaeOnCpu", "offloadParamsToCpu", "taesdPreviewOnly"] as const)
+      optBool(k, o[k], false);
+    if (o.taesdPreviewOnly && !o.taesd) throw new GenaiError("INVALID_ARGUMENT", "taesdPreviewOnly needs taesd (the TAESD that makes the previews)");
     const onProgress = optFunction<(f: number) => void>("onProgress", o.onProgress) ?? (() => undefined);
     const signal = optSignal("signal", o.signal);
     if (signal?.aborted) throw new GenaiError("ABORTED", "load aborted before it started");

@@ -169,6 +169,19 @@ describe("image generation options: LoRAs, flowShift, guidance, ControlNet, refe
       expect(() => resolveGenerateParams({ ...base, ipAdapter: bad as never }, withIp), JSON.stringify(bad)?.slice(-30)).toThrow(invalid);
   });
 
+  it('preview: "proj" by default; "tae" needs a model with a TAESD and "vae" one without (sd.cpp makes every preview with the TAESD when loaded)', () => {
+    const withTaesd = { ...model, taesd: true };
+    expect(resolveGenerateParams({ ...base, preview: {} }, model).preview).toEqual({ mode: "proj", intervalSteps: 1 });
+    expect(resolveGenerateParams({ ...base, preview: { mode: "vae", intervalSteps: 3 } }, model).preview).toEqual({ mode: "vae", intervalSteps: 3 });
+    expect(resolveGenerateParams({ ...base, preview: { mode: "tae" } }, withTaesd).preview?.mode).toBe("tae");
+    expect(resolveGenerateParams({ ...base, preview: { mode: "proj" } }, withTaesd).preview?.mode).toBe("proj");
+    expect(() => resolveGenerateParams({ ...base, preview: { mode: "tae" } }, model)).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/needs a model loaded with taesd/) }),
+    );
+    expect(() => resolveGenerateParams({ ...base, preview: { mode: "vae" } }, withTaesd)).toThrow(invalid);
+    expect(() => resolveGenerateParams({ ...base, preview: { mode: "TAE" } as never }, withTaesd)).toThrow(invalid);
+  });
+
   it("unknown keys are named", () => {
     expect(() => resolveGenerateParams({ ...base, controlnetImage: img(64, 64) } as never, model)).toThrow(
       expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/controlnetImage/) }),
@@ -219,6 +232,11 @@ describe("model parts at load", () => {
     expect(seen).toMatchObject(parts);
     for (const k of ["llm", "llmVision", "clipVision", "controlNet", "photoMaker"])
       await expect(DiffusionModel.load({ model: "m", [k]: 5 } as never, eng), k).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    // taesdPreviewOnly: a boolean, and only with a taesd
+    await expect(DiffusionModel.load({ model: "m", taesdPreviewOnly: true }, eng)).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: /needs taesd/ });
+    await expect(DiffusionModel.load({ model: "m", taesd: "t.gguf", taesdPreviewOnly: 1 } as never, eng)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await DiffusionModel.load({ model: "m", taesd: "t.gguf", taesdPreviewOnly: true }, spy);
+    expect(seen).toMatchObject({ taesd: "t.gguf", taesdPreviewOnly: true });
     await expect(DiffusionModel.load({ model: "m", controlnet: "c.gguf" } as never, eng)).rejects.toMatchObject({
       code: "INVALID_ARGUMENT",
       message: expect.stringMatching(/controlnet/),
