@@ -319,6 +319,14 @@ export function refImagePixels(family: DitFamily | UnetFamily, width: number, he
 export const TAESD_COMPUTE_FIT = { decodePerPixel: 1922, encodePerPixel: 1986 } as const;
 
 /**
+ * The VAE part when a TAESD decodes and encodes (TAESD_COMPUTE_FIT), bytes: its decode of one width × height
+ * image or its largest encode of `encodes` ([width, height] pixels each), whichever is larger. Untiled only.
+ */
+export function taesdComputeBytes(width: number, height: number, encodes: readonly (readonly [number, number])[]): number {
+  return Math.max(TAESD_COMPUTE_FIT.decodePerPixel * width * height, largestEncodeBytes(encodes, TAESD_COMPUTE_FIT.encodePerPixel, 0, undefined));
+}
+
+/**
  * The largest VAE encode of one generation, bytes: perPixel × pixels + constant for each image sd.cpp encodes
  * (`sizes`: [width, height] pixels; an init or control image, resized references), each at most `tile` pixels a
  * side (vaeTiling; undefined: untiled); 0 when nothing is encoded. The UNet and DiT families' shared rule.
@@ -438,7 +446,7 @@ export function ditComputeBytes(
   const decode = vf.perPixelChannel * shape.vaeDecoderChannels * vw * vh + (vf.perLatentToken * vw * vh) / 64;
   const encodes: [number, number][] = [...(image.initImage ? [[w, h] as [number, number]] : []), ...refs];
   const vae = opts.taesd
-    ? Math.max(TAESD_COMPUTE_FIT.decodePerPixel * w * h, largestEncodeBytes(encodes, TAESD_COMPUTE_FIT.encodePerPixel, 0, undefined))
+    ? taesdComputeBytes(w, h, encodes)
     : Math.max(decode, largestEncodeBytes(encodes, vf.encodePerPixel, vf.encodeConstant, opts.vaeTiling ? f.vaeEncodeTilePixels : undefined));
   const parts = { textEncoder: Math.round(textEncoder), diffusion: Math.round(diffusion), vae: Math.round(vae) };
   return { ...parts, peak: Math.max(parts.textEncoder, parts.diffusion, parts.vae) };

@@ -6,7 +6,7 @@
  */
 import { GenaiError } from "../errors";
 import type { DiffusionImageSize, DiffusionParts } from "./memory";
-import { TAESD_COMPUTE_FIT, checkImageSides, findTensor as find, largestEncodeBytes, refImagePixels } from "./memory-dit";
+import { checkImageSides, findTensor as find, largestEncodeBytes, refImagePixels, taesdComputeBytes } from "./memory-dit";
 import type { TensorInfo } from "./tensors";
 
 const MiB = 2 ** 20;
@@ -252,7 +252,7 @@ export function unetComputeBytes(
   ];
   const perPixelEncode = shape.vaeConvScale ? f.vaeEncodeConvScalePerPixel : f.vaeEncodePerPixel;
   const vae = opts.taesd
-    ? Math.max(TAESD_COMPUTE_FIT.decodePerPixel * w * h, largestEncodeBytes(encodes, TAESD_COMPUTE_FIT.encodePerPixel, 0, undefined))
+    ? taesdComputeBytes(w, h, encodes)
     : Math.max(decode, largestEncodeBytes(encodes, perPixelEncode, 0, opts.vaeTiling ? f.vaeEncodeTilePixels : undefined));
   const parts = { textEncoder: Math.round(f.textEncoder), diffusion: Math.round(diffusion), vae: Math.round(vae) };
   return { ...parts, peak: Math.max(parts.textEncoder, parts.diffusion, parts.vae) };

@@ -5,6 +5,7 @@
 //
 // `npm run test:diffusion` runs it; without deps/stable-diffusion.cpp the
 // suite is reported as skipped, with the reason in its name.
+import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { native } from "../../lib/binding/load";
@@ -128,7 +129,7 @@ describe.skipIf(!available)(title, () => {
     const withVae = await estimateDiffusionMemory({ model: modelFile }, { width: 64, height: 64 });
     const withTae = await estimateDiffusionMemory({ model: modelFile, taesd: taesdFile }, { width: 64, height: 64 });
     const previewOnly = await estimateDiffusionMemory({ model: modelFile, taesd: taesdFile, taesdPreviewOnly: true }, { width: 64, height: 64 });
-    const taeBytes = (await import("node:fs")).statSync(taesdFile).size;
+    const taeBytes = fs.statSync(taesdFile).size;
     expect(withTae.weights.vae).toBeLessThan(taeBytes);
     expect(withTae.weights.vae).toBeGreaterThan(taeBytes * 0.9);
     expect(withTae.weights.total).toBe(withVae.weights.total - withVae.weights.vae + withTae.weights.vae);
