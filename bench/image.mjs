@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench:image [-- --family sd1|sdxl|zimage|flux2|qwenimage | --model PATH] [--size 256] [--steps 6] [--reps 3] [--threads N]
+// npm run bench:image [-- --family sd1|sdxl|zimage|flux1|flux2|qwenimage | --model PATH] [--size 256] [--steps 6] [--reps 3] [--threads N]
 // Seconds per sampling step of genai-native's diffusion engine vs
 // stable-diffusion.cpp's own sd-cli built from the same deps/ sources and
 // flags (`--target sd-cli`), same model, size, steps, sampler, seed, threads;
@@ -12,7 +12,8 @@
 // --family: the generated random-weight model of a family (sd1: one
 // checkpoint, euler_a, CFG 7; sdxl: one checkpoint with SDXL base's names, a
 // narrow UNet and the full-size CLIP-L + bigG, euler_a, CFG 7; zimage: DiT + Qwen3 + Flux VAE files, euler,
-// CFG 1 as Z-Image-Turbo runs; flux2: Flux 2 [klein] DiT + Qwen3 + Flux 2 VAE,
+// CFG 1 as Z-Image-Turbo runs; flux1: Flux 1 [dev] DiT + CLIP-L + T5 + Flux VAE,
+// euler with the flux scheduler, CFG 1 (guidance 3.5, sd.cpp's default); flux2: Flux 2 [klein] DiT + Qwen3 + Flux 2 VAE,
 // euler with the flux2 scheduler, CFG 1; qwenimage: Qwen-Image DiT +
 // Qwen2.5-VL + Wan VAE (q4_0), euler, CFG 1); --model: any single checkpoint
 // sd.cpp loads.
@@ -57,6 +58,7 @@ const FAMILIES = {
   sd1: { sampler: "euler_a", scheduler: "discrete", cfgScale: 7 },
   sdxl: { sampler: "euler_a", scheduler: "discrete", cfgScale: 7, checkpoint: "generateRandomSdxlModel", prefix: "sdxl" },
   zimage: { sampler: "euler", scheduler: "discrete", cfgScale: 1, generator: "generateRandomZImageModel", prefix: "z-image" },
+  flux1: { sampler: "euler", scheduler: "flux", cfgScale: 1, generator: "generateRandomFlux1Model", prefix: "flux1-dev" },
   flux2: { sampler: "euler", scheduler: "flux2", cfgScale: 1, generator: "generateRandomFlux2KleinModel", prefix: "flux2-klein" },
   qwenimage: { sampler: "euler", scheduler: "discrete", cfgScale: 1, generator: "generateRandomQwenImageModel", prefix: "qwen-image" },
 };
@@ -79,7 +81,8 @@ else if (FAMILIES[family].checkpoint) {
   const tools = require(path.join(root, "dist", "cjs", "tools", "index.js"));
   // regenerated each run (a few seconds): a file left by an older generator would measure another model
   const parts = await tools[f.generator](dir, { seed: 1 });
-  load = { diffusionModel: parts.diffusionModel.path, llm: parts.llm.path, vae: parts.vae.path };
+  // the parts the generator wrote (diffusionModel, vae and the family's text encoders: llm, or clipL + t5xxl)
+  load = Object.fromEntries(Object.entries(parts).flatMap(([k, p]) => (p && typeof p === "object" && "path" in p ? [[k, p.path]] : [])));
 } else {
   load = { model: path.join(root, "bench", "out", "random-sd15.gguf") };
   if (!fs.existsSync(load.model)) {
@@ -90,7 +93,7 @@ else if (FAMILIES[family].checkpoint) {
   }
 }
 // sd-cli's flags for the same files (examples/common/common.cpp)
-const CLI_FLAGS = { model: "-m", diffusionModel: "--diffusion-model", llm: "--llm", vae: "--vae" };
+const CLI_FLAGS = { model: "-m", diffusionModel: "--diffusion-model", llm: "--llm", vae: "--vae", clipL: "--clip_l", t5xxl: "--t5xxl" };
 const cliFiles = Object.entries(load).flatMap(([k, f]) => [CLI_FLAGS[k], f]);
 const sdCli = path.join(root, "build", "Release", "sd-cli"); // beside the addon and its backend modules
 if (!fs.existsSync(sdCli))

@@ -358,7 +358,7 @@ type PartTensors = Record<keyof DiffusionParts, readonly TensorInfo[]>;
 export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitShape | string } | undefined {
   const d = parts.diffusion;
   const tag = ditFamilyOf(d);
-  if (!tag) return undefined;
+  if (!tag || tag === "flux1") return undefined; // Flux 1: not measured
   const family: DitFamily = tag === "flux2-klein" || tag === "flux2-dev" ? "flux2" : tag;
   let why = tag === "flux2-dev" ? "Flux 2 [dev] (48 single blocks, a Mistral text encoder) was not measured, only Flux 2 [klein] 4B" : undefined;
   // the DiT's hidden size (the image embedding's outputs; Z-Image: sd.cpp's or diffusers' name) and head width

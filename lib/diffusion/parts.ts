@@ -19,6 +19,8 @@ const Z_IMAGE_MIN_HIDDEN = 256;
 const PATCH_AREA = 4;
 /** The Qwen2.5-VL vision tower's attention heads (fixed by sd.cpp's LLMVisionConfig). */
 const QWEN_VISION_HEADS = 16;
+/** T5-XXL's width: the zeros sd.cpp's FluxCLIPEmbedder gives the DiT without a T5 (conditioner.hpp). */
+const FLUX1_T5_WIDTH = 4096;
 /** The Qwen3 layers whose hidden states Flux 2 [klein] concatenates (sd.cpp's conditioner.hpp). */
 const FLUX2_KLEIN_LAYERS = [9, 18, 27];
 
@@ -135,6 +137,35 @@ function checkQwenImage(dit: Files, encoder: Files, vision: Files): void {
   checkQwenVision(fail, vision, te.hidden);
 }
 
+/**
+ * sd.cpp's FluxCLIPEmbedder (Flux 1 and its Fill / Controls / Flex 2
+ * variants): T5's hidden states are the DiT's context (txt_in's input;
+ * T5-XXL: 4096), CLIP-L's pooled output its vector. Without a T5 it feeds
+ * 4096-wide zeros (so a DiT of another context width aborts in ggml_mul_mat
+ * at the first generation), and without any text encoder it crashes
+ * (a segmentation fault, no prompt condition at all).
+ * T5 tensors: the t5xxl file in Hugging Face names ("shared.weight",
+ * "encoder.block.0.layer.0.SelfAttention.q.weight") or llama.cpp's
+ * ("token_embd.weight", "enc.blk.0.attn_q.weight"), or a single-file
+ * checkpoint's under a "t5xxl" prefix.
+ */
+function checkFlux1(dit: Files, t5: TensorInfo[], model: TensorInfo[], load: DiffusionLoadOptions): void {
+  const fail = failer("Flux 1");
+  const inModel = model.filter((t) => t.name.includes("t5xxl"));
+  const t5Files = [t5, inModel];
+  const width =
+    dim(t5Files, "shared.weight", 0) ?? dim(t5Files, "token_embd.weight", 0) ?? dim(t5Files, "SelfAttention.q.weight", 0) ?? dim(t5Files, "attn_q.weight", 0);
+  const ctx = dim(dit, "txt_in.weight", 0);
+  const encoderInModel = model.some((t) => /t5xxl|clip_l|text_encoders\.|cond_stage_model\.|conditioner\.|text_model\./.test(t.name));
+  if (!load.clipL && !load.t5xxl && !encoderInModel)
+    fail("no text encoder: Flux 1 takes t5xxl (T5-XXL, the prompt's features) and clipL (CLIP-L, its pooled vector)");
+  if (ctx === undefined) return;
+  if (width !== undefined && width !== ctx)
+    fail(`the T5 text encoder (t5xxl) is ${width} wide, the diffusion model's txt_in takes ${ctx} (Flux 1's is T5-XXL, 4096)`);
+  if (width === undefined && !load.t5xxl && inModel.length === 0 && ctx !== FLUX1_T5_WIDTH)
+    fail(`without t5xxl sd.cpp gives the diffusion model ${FLUX1_T5_WIDTH}-wide zeros as the prompt, its txt_in takes ${ctx}: give the T5 it was trained with`);
+}
+
 /** A ControlNet adds its outputs to the UNet's blocks (sd.cpp's unet.hpp): both must have the same model channels. */
 function checkControlNet(dit: Files, control: TensorInfo[]): void {
   const unet = dim(dit, "input_blocks.0.0.weight", 3);
@@ -195,6 +226,9 @@ function checkIpAdapter(ip: TensorInfo[], vision: TensorInfo[]): void {
  *    (llmVision), if any: 16 heads of an even width, a merger taking 2 × 2
  *    patches and giving the text encoder's hidden size;
  *  - all three: the text encoder's vocabulary covers the Qwen tokenizer's ids;
+ *  - Flux 1 (`double_blocks.` otherwise, as ditFamilyOf tells it): a text
+ *    encoder at all (clipL, t5xxl or a single-file checkpoint); T5's width =
+ *    the DiT's txt_in input, and without a T5 that input is 4096;
  *  - a ControlNet: its model channels = the UNet's (sd.cpp builds every
  *    ControlNet with SD1's 320; on a narrower UNet it aborts in ggml_add);
  *  - PhotoMaker: its fused embedding width = the UNet's context width (SDXL's 2048);
@@ -203,8 +237,19 @@ function checkIpAdapter(ip: TensorInfo[], vision: TensorInfo[]): void {
  * @throws GenaiError INVALID_MODEL naming what does not fit
  */
 export async function checkDiffusionParts(load: DiffusionLoadOptions): Promise<void> {
-  const files = [load.model, load.diffusionModel, load.vae, load.llm, load.controlNet, load.llmVision, load.photoMaker, load.ipAdapter, load.clipVision];
-  const [m, d, v, l, c, lv, pm, ip, cv] = await Promise.all(files.map(tensorsOf));
+  const files = [
+    load.model,
+    load.diffusionModel,
+    load.vae,
+    load.llm,
+    load.controlNet,
+    load.llmVision,
+    load.photoMaker,
+    load.ipAdapter,
+    load.clipVision,
+    load.t5xxl,
+  ];
+  const [m, d, v, l, c, lv, pm, ip, cv, t5] = await Promise.all(files.map(tensorsOf));
   const dit = [d, m];
   const encoder = [l, m];
   checkControlNet(dit, c);
@@ -215,4 +260,5 @@ export async function checkDiffusionParts(load: DiffusionLoadOptions): Promise<v
   else if (family === "flux2-klein")
     checkFlux2Klein(dit, encoder); // Flux 2 [dev] has a Mistral encoder: not checked
   else if (family === "qwenimage") checkQwenImage(dit, encoder, [lv, l, m]);
+  else if (family === "flux1") checkFlux1(dit, t5, m, load);
 }

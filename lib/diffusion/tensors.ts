@@ -80,7 +80,7 @@ async function readSafetensors(fh: fs.promises.FileHandle, path: string, size: n
 }
 
 /** The DiT families told apart by their tensors; "flux2-dev" has no text-encoder or memory checks here. */
-export type DitFamilyTag = "zimage" | "flux2-klein" | "flux2-dev" | "qwenimage";
+export type DitFamilyTag = "zimage" | "flux2-klein" | "flux2-dev" | "qwenimage" | "flux1";
 
 /**
  * The DiT family of a denoiser's tensors, by the rules of sd.cpp's
@@ -88,8 +88,12 @@ export type DitFamilyTag = "zimage" | "flux2-klein" | "flux2-dev" | "qwenimage";
  * Z-Image; `double_stream_modulation_img` is Flux 2 ([dev] with a 48th
  * single block, `single_blocks.47`, else [klein]); `transformer_blocks.0.img_mod.1` is
  * Qwen-Image unless img_in is 128 wide (MageFlow) or it has
- * `time_text_embed.addition_t_embedding` (Qwen-Image-Layered). Undefined
- * for any other model (SD1/SDXL UNets, Flux 1, …).
+ * `time_text_embed.addition_t_embedding` (Qwen-Image-Layered); other
+ * `double_blocks.` are Flux 1 ("flux1": sd.cpp's VERSION_FLUX and its Fill,
+ * Controls and Flex 2 variants, which take CLIP-L and T5: FluxCLIPEmbedder)
+ * unless they are Chroma (`distilled_guidance_layer`, T5 only), Ovis-Image
+ * (`img_mlp.gate_proj`, an LLM) or LongCat (a 3584-wide txt_in, an LLM).
+ * Undefined for any other model (SD1/SDXL UNets, SD3, …).
  */
 export function ditFamilyOf(tensors: readonly TensorInfo[]): DitFamilyTag | undefined {
   const has = (suffix: string) => tensors.some((t) => t.name.endsWith(suffix));
@@ -99,5 +103,12 @@ export function ditFamilyOf(tensors: readonly TensorInfo[]): DitFamilyTag | unde
   const imgIn = tensors.find((t) => t.name.endsWith("img_in.weight"));
   if (has("transformer_blocks.0.img_mod.1.weight") && imgIn && imgIn.shape[0] !== 128 && !has("time_text_embed.addition_t_embedding.weight"))
     return "qwenimage";
+  if (
+    tensors.some((t) => t.name.includes("double_blocks.")) &&
+    !has("distilled_guidance_layer.in_proj.weight") &&
+    !has("double_blocks.0.img_mlp.gate_proj.weight") &&
+    tensors.find((t) => t.name.endsWith("txt_in.weight"))?.shape[0] !== 3584
+  )
+    return "flux1";
   return undefined;
 }

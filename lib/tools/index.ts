@@ -71,7 +71,7 @@ export {
 } from "./sd/shape";
 export { sd1TensorPlan, sdParameterCount } from "./sd/plan";
 export { generateRandomSd15Model, randomSd15ModelBytes, type GenerateSdOptions, type GenerateSdResult } from "./sd/generate";
-export { generateRandomSdLora, sdLoraTensors, type SdLoraOptions, type SdLoraTarget } from "./sd/lora";
+export { generateRandomSdLora, sdLoraTensors, writeRandomDitLora, type DitLoraOptions, type SdLoraOptions, type SdLoraTarget } from "./sd/lora";
 export { runCli as runGenSdModelCli } from "./gen-sd-model";
 
 // ESRGAN upscalers
@@ -105,6 +105,19 @@ export {
   type GenerateFlux2Options,
   type GenerateFlux2Result,
 } from "./sd/flux2";
+// Flux 1 [dev] / [schnell] (DiT + CLIP-L + T5 + Flux VAE, four files; a LoRA for its DiT)
+export {
+  FLUX1_TINY,
+  flux1DitPlan,
+  flux1LoraTargets,
+  flux1T5Plan,
+  flux1VaePlan,
+  generateRandomFlux1Lora,
+  generateRandomFlux1Model,
+  type Flux1Sizes,
+  type GenerateFlux1Options,
+  type GenerateFlux1Result,
+} from "./sd/flux1";
 export type { GeneratedPart, PartInit, PartTensorSpec } from "./sd/parts-writer";
 // Qwen-Image (DiT + Qwen2.5-VL text encoder + Wan VAE, three files, q4_0 by default)
 export {

@@ -216,16 +216,41 @@ void CheckIpAdapter(const Tensors& ip, const Tensors& vision) {
   if (plus_takes && hidden && *plus_takes != *hidden) fail(*plus_takes, *hidden, "its hidden states");
 }
 
+// sd.cpp's FluxCLIPEmbedder (conditioner.hpp): T5's hidden states are the DiT's context, 4096-wide zeros without a
+// T5; CLIP-L's pooled output its vector. T5 names: Hugging Face's or llama.cpp's (name_conversion.cpp t5_name_map),
+// in the t5xxl file or under a "t5xxl" prefix in a single-file checkpoint.
+void CheckFlux1(const std::vector<const Tensors*>& dit, const Tensors& t5, const Tensors& model, const DiffusionPartFiles& f) {
+  constexpr const char* kFamily = "Flux 1";
+  constexpr int64_t kT5XxlWidth = 4096;
+  Tensors in_model;
+  bool encoder_in_model = false;
+  for (const auto& [name, ne] : model) {
+    if (name.find("t5xxl") != std::string::npos) in_model.emplace_back(name, ne);
+    for (std::string_view key : {"t5xxl", "clip_l", "text_encoders.", "cond_stage_model.", "conditioner.", "text_model."})
+      if (name.find(key) != std::string::npos) encoder_in_model = true;
+  }
+  const std::vector<const Tensors*> t5_files{&t5, &in_model};
+  std::optional<int64_t> width = DimAny(t5_files, {"shared.weight", "token_embd.weight", "SelfAttention.q.weight", "attn_q.weight"}, 0);
+  if (f.clip_l.empty() && f.t5xxl.empty() && !encoder_in_model)
+    Fail(kFamily, "no text encoder: Flux 1 takes t5xxl (T5-XXL, the prompt's features) and clipL (CLIP-L, its pooled vector)");
+  std::optional<int64_t> ctx = Dim(dit, "txt_in.weight", 0);
+  if (!ctx) return;
+  if (width && *width != *ctx)
+    Fail(kFamily, "the T5 text encoder (t5xxl) is " + std::to_string(*width) + " wide, the diffusion model's txt_in takes " + std::to_string(*ctx) +
+                      " (Flux 1's is T5-XXL, 4096)");
+  if (!width && f.t5xxl.empty() && in_model.empty() && *ctx != kT5XxlWidth)
+    Fail(kFamily, "without t5xxl sd.cpp gives the diffusion model " + std::to_string(kT5XxlWidth) + "-wide zeros as the prompt, its txt_in takes " +
+                      std::to_string(*ctx) + ": give the T5 it was trained with");
+}
+
 }  // namespace
 
-void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm,
-                         const std::string& llm_vision, const std::string& control_net, const std::string& photo_maker, const std::string& ip_adapter,
-                         const std::string& clip_vision) {
-  const Tensors m = Read(model), d = Read(diffusion_model), v = Read(vae), l = Read(llm), lv = Read(llm_vision);
+void CheckDiffusionParts(const DiffusionPartFiles& f) {
+  const Tensors m = Read(f.model), d = Read(f.diffusion_model), v = Read(f.vae), l = Read(f.llm), lv = Read(f.llm_vision);
   const std::vector<const Tensors*> dit{&d, &m}, encoder{&l, &m}, autoencoder{&v, &m}, vision{&lv, &l, &m};
-  if (!control_net.empty()) CheckControlNet(dit, Read(control_net));
-  if (!photo_maker.empty()) CheckPhotoMaker(dit, Read(photo_maker));
-  if (!ip_adapter.empty()) CheckIpAdapter(Read(ip_adapter), Read(clip_vision));
+  if (!f.control_net.empty()) CheckControlNet(dit, Read(f.control_net));
+  if (!f.photo_maker.empty()) CheckPhotoMaker(dit, Read(f.photo_maker));
+  if (!f.ip_adapter.empty()) CheckIpAdapter(Read(f.ip_adapter), Read(f.clip_vision));
   // the families as src/model_loader.cpp get_sd_version tells them apart
   if (Dim(dit, "cap_embedder.0.weight", 0)) return CheckZImage(dit, encoder, autoencoder);
   if (Dim(dit, "double_stream_modulation_img.lin.weight", 0)) {
@@ -234,7 +259,15 @@ void CheckDiffusionParts(const std::string& model, const std::string& diffusion_
   }
   std::optional<int64_t> img_in = Dim(dit, "img_in.weight", 0);
   if (Dim(dit, "transformer_blocks.0.img_mod.1.weight", 0) && img_in && *img_in != 128 && !Dim(dit, "time_text_embed.addition_t_embedding.weight", 0))
-    CheckQwenImage(dit, encoder, vision);
+    return CheckQwenImage(dit, encoder, vision);
+  // Flux 1 as lib/diffusion/tensors.ts ditFamilyOf tells it: not Chroma, Ovis-Image (an LLM) or LongCat (a 3584-wide txt_in)
+  bool double_blocks = false;
+  for (const Tensors* t : dit)
+    for (const auto& entry : *t) double_blocks = double_blocks || entry.first.find("double_blocks.") != std::string::npos;
+  std::optional<int64_t> txt_in = Dim(dit, "txt_in.weight", 0);
+  if (double_blocks && !Dim(dit, "distilled_guidance_layer.in_proj.weight", 0) && !Dim(dit, "double_blocks.0.img_mlp.gate_proj.weight", 0) &&
+      txt_in.value_or(0) != 3584)
+    CheckFlux1(dit, Read(f.t5xxl), m, f);
 }
 
 }  // namespace genai

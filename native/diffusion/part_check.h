@@ -3,7 +3,6 @@
 // fails a GGML_ASSERT — a process abort — at the first generation; here the
 // load fails INVALID_MODEL naming the parts.
 #pragma once
-#include <array>
 #include <string>
 
 namespace genai {
@@ -36,9 +35,16 @@ namespace genai {
 // ID encoder at the first generation with an identity).
 // An IP-Adapter: its image projection's input = the CLIP vision encoder's
 // output (visual_projection; the "plus" variant: its hidden states).
+// Flux 1 (`double_blocks.` otherwise: sd.cpp's FluxCLIPEmbedder for VERSION_FLUX
+// and its Fill / Controls / Flex 2 variants; not Chroma, Ovis-Image, LongCat):
+//  - a text encoder at all (clipL, t5xxl, or one in a single-file checkpoint):
+//    without any, sd.cpp crashes (a segmentation fault) at the first generation;
+//  - T5's width = the DiT's txt_in input; without a T5, sd.cpp feeds 4096-wide
+//    zeros (T5-XXL's width), so txt_in must take 4096 (else ggml_mul_mat aborts).
 // A check whose tensors are not found is skipped. Throws CodedError INVALID_MODEL.
-void CheckDiffusionParts(const std::string& model, const std::string& diffusion_model, const std::string& vae, const std::string& llm,
-                         const std::string& llm_vision, const std::string& control_net, const std::string& photo_maker, const std::string& ip_adapter,
-                         const std::string& clip_vision);
+struct DiffusionPartFiles {
+  std::string model, diffusion_model, vae, clip_l, t5xxl, llm, llm_vision, control_net, photo_maker, ip_adapter, clip_vision;
+};
+void CheckDiffusionParts(const DiffusionPartFiles& files);
 
 }  // namespace genai

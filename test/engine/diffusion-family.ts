@@ -49,12 +49,17 @@ export const testPicture = (w: number, h: number, k: number, channels: 3 | 4 = 3
   channels,
 });
 
-/** `generate(dir, seed)` writes three GGUF files: byte-identical for the same seed, different for another. */
-export async function expectDeterministicParts(generate: (dir: string, seed: number) => Promise<ThreeParts>, dir: string, seed: number): Promise<void> {
+/** `generate(dir, seed)` writes GGUF files (`keys`: default the three parts): byte-identical for the same seed, different for another. */
+export async function expectDeterministicParts<K extends string = keyof ThreeParts>(
+  generate: (dir: string, seed: number) => Promise<Record<K, GeneratedPart>>,
+  dir: string,
+  seed: number,
+  keys: readonly K[] = ["diffusionModel", "llm", "vae"] as unknown as K[],
+): Promise<void> {
   const first = await generate(path.join(dir, "first"), seed);
   const again = await generate(path.join(dir, "again"), seed);
   const other = await generate(path.join(dir, "other"), seed + 1);
-  for (const k of ["diffusionModel", "llm", "vae"] as const) {
+  for (const k of keys) {
     expect(fs.statSync(first[k].path).size).toBe(first[k].bytes);
     expect(fs.readFileSync(first[k].path).subarray(0, 4).toString("latin1")).toBe("GGUF");
     expect(first[k].parameters).toBeGreaterThan(0);

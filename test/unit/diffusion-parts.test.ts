@@ -1,8 +1,8 @@
 // Model parts that do not fit together are refused at load, in TypeScript
 // (lib/diffusion/parts.ts) before the engine sees them — sd.cpp would load
 // them and abort the process at the first generation; the C++ side checks the
-// same again (test/engine/diffusion-zimage.test.ts). Generated Z-Image parts
-// and Flux 2 [klein] parts (lib/tools/sd/z-image.ts, flux2.ts; headers are
+// same again (test/engine/diffusion-zimage.test.ts). Generated Z-Image,
+// Flux 1 and Flux 2 [klein] parts (lib/tools/sd/z-image.ts, flux1.ts, flux2.ts; headers are
 // all that is read, so the VAE encoder is written narrow here) and the
 // engine's test double: no engine needed.
 import path from "node:path";
@@ -10,7 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionModel } from "../../lib/diffusion/index";
 import { checkDiffusionParts } from "../../lib/diffusion/parts";
 import {
+  type Flux1Sizes,
   type Flux2Sizes,
+  generateRandomFlux1Model,
   generateRandomFlux2KleinModel,
   generateRandomQwenImageModel,
   generateRandomQwenImageVision,
@@ -109,6 +111,49 @@ describe("Flux 2 [klein] parts that do not fit together", () => {
       message: expect.stringMatching(message),
     });
     expect(engineLoads).toBe(0);
+  });
+});
+
+describe("Flux 1 parts that do not fit together", () => {
+  const tmp = tempDir("genai-native-parts-flux1-");
+  const small: Partial<Flux1Sizes> = { vaeEncoderChannels: 8 };
+  const write = (name: string, sizes: Partial<Flux1Sizes> = {}) => generateRandomFlux1Model(path.join(tmp.dir, name), { sizes: { ...small, ...sizes } });
+  let files: { diffusionModel: string; clipL: string; t5xxl: string; vae: string };
+  let ctx4096: string;
+  beforeAll(async () => {
+    const f = await write("base");
+    files = { diffusionModel: f.diffusionModel.path, clipL: f.clipL.path, t5xxl: f.t5xxl.path, vae: f.vae.path };
+    ctx4096 = (await write("ctx4096", { contextWidth: 4096 })).diffusionModel.path;
+  });
+  afterAll(() => tmp.cleanup());
+
+  const refusal = async (load: Parameters<typeof checkDiffusionParts>[0], message: RegExp) => {
+    let engineLoads = 0;
+    const eng = fakeEngine(new FakeModel(1));
+    const counting = {
+      ...eng,
+      load: (...a: Parameters<typeof eng.load>) => {
+        engineLoads++;
+        return eng.load(...a);
+      },
+    };
+    await expect(DiffusionModel.load(load, counting)).rejects.toMatchObject({ code: "INVALID_MODEL", message: expect.stringMatching(message) });
+    expect(engineLoads).toBe(0);
+  };
+
+  it("matching parts pass: T5's width is the DiT's txt_in input; CLIP-L alone or T5 alone pass; no T5 passes when txt_in takes T5-XXL's 4096", async () => {
+    await expect(checkDiffusionParts(files)).resolves.toBeUndefined();
+    await expect(checkDiffusionParts({ ...files, clipL: undefined })).resolves.toBeUndefined();
+    await expect(checkDiffusionParts({ ...files, diffusionModel: ctx4096, t5xxl: undefined })).resolves.toBeUndefined();
+  });
+
+  it("a T5 of another width, no T5 for a DiT that does not take 4096 features, and no text encoder at all are INVALID_MODEL before the engine loads anything", async () => {
+    const wide = await write("t5-96", { t5Hidden: 96 });
+    await refusal({ ...files, t5xxl: wide.t5xxl.path }, /the T5 text encoder \(t5xxl\) is 96 wide, the diffusion model's txt_in takes 64/);
+    await refusal({ ...files, t5xxl: undefined }, /without t5xxl sd.cpp gives the diffusion model 4096-wide zeros as the prompt, its txt_in takes 64/);
+    await refusal({ diffusionModel: ctx4096, vae: files.vae }, /no text encoder: Flux 1 takes t5xxl/);
+    // a T5 of T5-XXL's width beside a DiT that takes 64
+    await refusal({ ...files, diffusionModel: ctx4096 }, /the T5 text encoder \(t5xxl\) is 64 wide, the diffusion model's txt_in takes 4096/);
   });
 });
 

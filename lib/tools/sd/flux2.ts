@@ -42,7 +42,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { GgmlType } from "../gguf/writer";
 import { type GeneratedPart, type PartTensorSpec, planner, writePart } from "./parts-writer";
-import { randomLoraTensor, writeLoraSafetensors } from "./lora";
+import { type DitLoraOptions, writeRandomDitLora } from "./lora";
 import { Z_IMAGE_TINY, zImageTextEncoderPlan, zImageVaePlan } from "./z-image";
 
 /** The sizes of the generated model (sd.cpp's FluxConfig / LLMConfig names). */
@@ -214,24 +214,12 @@ export function flux2LoraTargets(S: Flux2Sizes = FLUX2_KLEIN_TINY): [string, num
 /**
  * Writes a random LoRA for generateRandomFlux2KleinModel's DiT to `file`
  * (safetensors, f32), in the PEFT / ComfyUI naming that Flux LoRAs ship
- * with: "diffusion_model.<layer>.lora_A.weight" [rank, in] and
- * ".lora_B.weight" [out, rank], no alpha (src/name_conversion.cpp maps
- * "diffusion_model." to "model.diffusion_model." and lora_A / lora_B to
- * lora_down / lora_up; src/model/adapter/lora.hpp adds scale · B · A to the
- * layer's weight). Values are uniform in ±scale (default 0.5).
+ * with (./lora.ts writeRandomDitLora), on flux2LoraTargets' layers.
  * @throws RangeError for a rank outside [1, 1024]
  */
 export async function generateRandomFlux2Lora(
   file: string,
-  opts: { rank?: number; seed?: number; scale?: number; sizes?: Partial<Flux2Sizes> } = {},
+  opts: DitLoraOptions & { sizes?: Partial<Flux2Sizes> } = {},
 ): Promise<{ path: string; bytes: number; tensors: number }> {
-  const rank = opts.rank ?? 4;
-  if (!Number.isInteger(rank) || rank < 1 || rank > 1024) throw new RangeError(`rank must be an integer in [1, 1024], got ${rank}`);
-  const seed = (opts.seed ?? 1) >>> 0;
-  const scale = opts.scale ?? 0.5;
-  const tensors = flux2LoraTargets({ ...FLUX2_KLEIN_TINY, ...opts.sizes }).flatMap(([name, inF, outF]) => [
-    randomLoraTensor(`diffusion_model.${name}.lora_A.weight`, [rank, inF], seed, scale),
-    randomLoraTensor(`diffusion_model.${name}.lora_B.weight`, [outF, rank], seed, scale),
-  ]);
-  return writeLoraSafetensors(file, tensors, "genai-native random Flux 2 [klein] LoRA");
+  return writeRandomDitLora(file, flux2LoraTargets({ ...FLUX2_KLEIN_TINY, ...opts.sizes }), opts, "genai-native random Flux 2 [klein] LoRA");
 }

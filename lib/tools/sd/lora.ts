@@ -78,6 +78,43 @@ export function randomLoraTensor(name: string, shape: [number, number], seed: nu
   return { name, shape, data };
 }
 
+/** Options of a random DiT LoRA (./flux1.ts, ./flux2.ts). */
+export interface DitLoraOptions {
+  /** Default 4; an integer in [1, 1024]. */
+  rank?: number;
+  /** Default 1. */
+  seed?: number;
+  /** Values are uniform in ±scale. Default 0.5. */
+  scale?: number;
+}
+
+/**
+ * Writes a random LoRA for the DiT layers `targets` ([name, in, out]: PyTorch's
+ * Linear in/out features) to `file` (safetensors, f32), in the PEFT / ComfyUI
+ * naming Flux LoRAs ship with: "diffusion_model.<layer>.lora_A.weight"
+ * [rank, in] and ".lora_B.weight" [out, rank], no alpha (src/name_conversion.cpp
+ * maps "diffusion_model." to "model.diffusion_model." and lora_A / lora_B to
+ * lora_down / lora_up; src/model/adapter/lora.hpp adds scale · B · A to the
+ * layer's weight).
+ * @throws RangeError for a rank outside [1, 1024]
+ */
+export async function writeRandomDitLora(
+  file: string,
+  targets: readonly [string, number, number][],
+  opts: DitLoraOptions,
+  generator: string,
+): Promise<{ path: string; bytes: number; tensors: number }> {
+  const rank = opts.rank ?? 4;
+  if (!Number.isInteger(rank) || rank < 1 || rank > 1024) throw new RangeError(`rank must be an integer in [1, 1024], got ${rank}`);
+  const seed = (opts.seed ?? 1) >>> 0;
+  const scale = opts.scale ?? 0.5;
+  const tensors = targets.flatMap(([name, inF, outF]) => [
+    randomLoraTensor(`diffusion_model.${name}.lora_A.weight`, [rank, inF], seed, scale),
+    randomLoraTensor(`diffusion_model.${name}.lora_B.weight`, [outF, rank], seed, scale),
+  ]);
+  return writeLoraSafetensors(file, tensors, generator);
+}
+
 /** Writes LoRA tensors (f32) to a safetensors file. @returns the path, the file size in bytes and the number of tensors. */
 export async function writeLoraSafetensors(file: string, tensors: LoraTensor[], generator: string): Promise<{ path: string; bytes: number; tensors: number }> {
   const header: Record<string, unknown> = { __metadata__: { format: "pt", generator } };

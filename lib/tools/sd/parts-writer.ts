@@ -8,6 +8,7 @@ import path from "node:path";
 import { GgmlType, type GgufTensorEntry, GgufWriter } from "../gguf/writer";
 import { produceTensor } from "../llama/generate";
 import { CHUNK_BYTES, U32_TO_UNIT, f32ToF16Bits, mulberry32, tensorSeed } from "../random";
+import { type Kv, writeLongNameGguf } from "./header";
 
 /**
  * Random ±0.02 ("weight"), random with variance 1 / fan-in ("lecun":
@@ -112,7 +113,13 @@ export interface GeneratedPart {
   parameters: number;
 }
 
-/** Writes one GGUF file of `specs` (per-tensor seeds, so bytes do not depend on file order). */
+/**
+ * Writes one GGUF file of `specs` (per-tensor seeds, so bytes do not depend on
+ * file order). Tensor names of 64 bytes or more (past GgufWriter's
+ * GGML_MAX_NAME, e.g. T5's "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
+ * go through ./header.ts's writer instead; this project builds ggml with
+ * GGML_MAX_NAME=160.
+ */
 export async function writePart(
   file: string,
   name: string,
@@ -121,16 +128,27 @@ export async function writePart(
   arch: string | undefined,
   family: string,
 ): Promise<GeneratedPart> {
-  const w = new GgufWriter();
-  if (arch) w.setString("general.architecture", arch);
-  w.setString("general.name", name).setString("general.description", `${family} part with random weights (genai-native tools)`);
-  for (const t of specs) w.addTensor(t.name, t.shape, t.type);
+  const description = `${family} part with random weights (genai-native tools)`;
   const buf = new ArrayBuffer(CHUNK_BYTES);
-  let i = 0;
-  const layout = await w.writeFile(file, (t, write) => produceSpec(t, specs[i++].init, seed, buf, write));
+  let bytes: number;
+  if (specs.some((t) => Buffer.byteLength(t.name, "utf8") >= 64)) {
+    const kvs: Kv[] = [
+      ...(arch ? [{ key: "general.architecture", value: arch }] : []),
+      { key: "general.name", value: name },
+      { key: "general.description", value: description },
+    ];
+    bytes = await writeLongNameGguf(file, kvs, specs, (i, entry, write) => produceSpec(entry, specs[i].init, seed, buf, write));
+  } else {
+    const w = new GgufWriter();
+    if (arch) w.setString("general.architecture", arch);
+    w.setString("general.name", name).setString("general.description", description);
+    for (const t of specs) w.addTensor(t.name, t.shape, t.type);
+    let i = 0;
+    bytes = (await w.writeFile(file, (t, write) => produceSpec(t, specs[i++].init, seed, buf, write))).fileBytes;
+  }
   return {
     path: path.resolve(file),
-    bytes: layout.fileBytes,
+    bytes,
     tensors: specs.length,
     parameters: specs.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0),
   };
