@@ -1,5 +1,5 @@
 /**
- * The compute buffers of the DiT families (Z-Image, Flux 2 [klein],
+ * The compute buffers of the DiT families (Z-Image, Flux 1, Flux 2 [klein],
  * Qwen-Image) as a function of the image's size and the prompt's length,
  * fitted to stable-diffusion.cpp's own allocations: the DiT side of
  * ./memory.ts (estimateDiffusionMemory), which also holds the SD1 fit.
@@ -38,15 +38,15 @@ export function promptTokenBound(...prompts: (string | undefined)[]): number {
 }
 
 /** The DiT families with fitted compute buffers. */
-export type DitFamily = "zimage" | "flux2" | "qwenimage";
+export type DitFamily = "zimage" | "flux1" | "flux2" | "qwenimage";
 
 /** The widths a DiT family's compute buffers depend on (not its depth: ggml_gallocr reuses one layer's buffers for the next), read from the files' tensors. */
 export interface DitShape {
   family: DitFamily;
-  /** The DiT's hidden size and attention heads (Z-Image 3840 / 30; Flux 2 [klein] 4B and Qwen-Image 3072 / 24). */
+  /** The DiT's hidden size and attention heads (Z-Image 3840 / 30; Flux 1, Flux 2 [klein] 4B and Qwen-Image 3072 / 24). */
   ditHidden: number;
   ditHeads: number;
-  /** The LLM text encoder's hidden size and FFN width (Qwen3-4B 2560 / 9728; Qwen2.5-VL-7B 3584 / 18944). */
+  /** The text encoder's hidden size and FFN width (LLMs: Qwen3-4B 2560 / 9728, Qwen2.5-VL-7B 3584 / 18944; Flux 1's T5-XXL 4096 / 10240). */
   textHidden: number;
   textFfn: number;
   /** VAE decoder base channels (the Flux and Flux 2 VAEs 128, the Wan VAE 96). */
@@ -120,8 +120,8 @@ export const DEFAULT_PROMPT_TOKENS = 256;
  * reuses one layer's buffers for the next): the size sd.cpp logs at debug
  * level for each runner's ggml_gallocr reserve, "<runner> compute buffer
  * size: N MB(RAM)" (N in MiB, two decimals; runners z_image / flux /
- * qwen_image, qwen3 / qwen2.5vl, vae / wan_vae). L counts the DiT's tokens:
- * image tokens (16 × 16 pixels each in all three) + the text tokens of its
+ * qwen_image, qwen3 / qwen2.5vl / t5 + clip, vae / wan_vae). L counts the DiT's tokens:
+ * image tokens (16 × 16 pixels each in all four) + the text tokens of its
  * joint attention ({@link ditTokens}). Least squares on relative error, the
  * L² coefficient held at the graph's f32 attention scores (heads × 4 bytes).
  * A GPU backend's allocator sizes the same graphs, but was not measured here.
@@ -163,6 +163,38 @@ export const DIT_COMPUTE_FIT: Readonly<Record<DitFamily, DitFit>> = {
       flashConstant: 2_482_201,
     },
     textEncoder: { perToken: 115_920, constant: -17_117 },
+    vae: { perPixelChannel: 52, perLatentToken: 16, channels: [32, 128], encodePerPixel: 3394, encodeConstant: 0 },
+    vaeTilePixels: 256,
+    vaeEncodeTilePixels: 512,
+  },
+  /**
+   * Flux 1 [dev]: generateRandomFlux1Model (q4_0) with DiT hidden 3072 (24
+   * heads), 1 double + 1 single block, T5 width 4096 / FFN 10240 (T5-XXL's),
+   * 1 layer, CLIP-L, and a 32-channel VAE decoder. T5 runs on 256-token
+   * chunks, the prompt padded to a whole number of them; the DiT sees every
+   * chunk's tokens ({@link ditTokens}). At 128², 256², 512², 768², 1024² and
+   * 128×512 with "a lighthouse" (one chunk) and at 256² with a 400-word
+   * prompt (two chunks): DiT 60.96, 103.57, 341.50, 973.07, 2361.25, 103.57
+   * and 173.82 MiB; flash attention (128², 512², 128×512, 1024², the long
+   * prompt at 256²) 53.08, 230.50, 85.57, 780.25, 128.82. T5 68.25 MiB per
+   * chunk (one or two chunks alike) and CLIP-L 1.42, one after the other:
+   * the text-encoder part is their sum. The VAE is the Flux VAE as
+   * Z-Image's: 26.02 to 1665.00 MiB from 128² to 1024² at 32 channels,
+   * within 0.05 % of that fit. Largest error of the fit: DiT 0.33 % (1024²),
+   * flash attention 2.1 % (128×512).
+   */
+  flux1: {
+    shape: { ditHidden: 3072, ditHeads: 24, textHidden: 4096, textFfn: 10240, vaeDecoderChannels: 128 },
+    dit: {
+      scores: 96,
+      perImageToken: 151_693,
+      perTextToken: 165_335,
+      constant: 2_155_356,
+      flashPerImageToken: 190_120,
+      flashPerTextToken: 169_723,
+      flashConstant: -491_449,
+    },
+    textEncoder: { perToken: 0, constant: 73_054_290 },
     vae: { perPixelChannel: 52, perLatentToken: 16, channels: [32, 128], encodePerPixel: 3394, encodeConstant: 0 },
     vaeTilePixels: 256,
     vaeEncodeTilePixels: 512,
@@ -257,7 +289,9 @@ export const DIT_COMPUTE_FIT: Readonly<Record<DitFamily, DitFit>> = {
 };
 
 /** Tokens the chat templates add around the prompt (src/conditioning/conditioner.hpp; counted in sd.cpp's tokenizer log). */
-const TEMPLATE_TOKENS: Readonly<Record<DitFamily, number>> = { zimage: 8, flux2: 12, qwenimage: 39 };
+const TEMPLATE_TOKENS: Readonly<Record<DitFamily, number>> = { zimage: 8, flux1: 1, flux2: 12, qwenimage: 39 };
+/** Flux 1's T5 runs on chunks of this many tokens, the prompt's padded to a whole number of them (conditioner.hpp FluxCLIPEmbedder chunk_len). */
+const FLUX1_T5_CHUNK = 256;
 /** Qwen-Image drops its system prompt's tokens (prompt_template_encode_start_idx) from the DiT's context. */
 const QWEN_IMAGE_DROPPED_TOKENS = 34;
 /** Flux 2 [klein] pads the prompt to at least this many tokens. */
@@ -279,6 +313,9 @@ export function ditTokens(family: DitFamily, width: number, height: number, prom
   switch (family) {
     case "zimage":
       return { text, ditText: roundUp(text, Z_IMAGE_SEQ_MULTIPLE), image: roundUp(image, Z_IMAGE_SEQ_MULTIPLE) };
+    case "flux1":
+      // T5 runs once per 256-token chunk (its buffer is one chunk's); the DiT sees every chunk's tokens
+      return { text: FLUX1_T5_CHUNK, ditText: roundUp(text, FLUX1_T5_CHUNK), image };
     case "flux2": {
       const padded = Math.max(text, FLUX2_KLEIN_MIN_TOKENS);
       return { text: padded, ditText: padded, image };
@@ -358,13 +395,14 @@ type PartTensors = Record<keyof DiffusionParts, readonly TensorInfo[]>;
 export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitShape | string } | undefined {
   const d = parts.diffusion;
   const tag = ditFamilyOf(d);
-  if (!tag || tag === "flux1") return undefined; // Flux 1: not measured
+  if (!tag) return undefined;
   const family: DitFamily = tag === "flux2-klein" || tag === "flux2-dev" ? "flux2" : tag;
   let why = tag === "flux2-dev" ? "Flux 2 [dev] (48 single blocks, a Mistral text encoder) was not measured, only Flux 2 [klein] 4B" : undefined;
   // the DiT's hidden size (the image embedding's outputs; Z-Image: sd.cpp's or diffusers' name) and head width
   const embedIn = family === "zimage" ? findAny(d, "x_embedder.weight", "all_x_embedder.2-1.weight") : findTensor(d, "img_in.weight");
   const headNorm = {
     zimage: findAny(d, "layers.0.attention.q_norm.weight", "layers.0.attention.norm_q.weight"),
+    flux1: findTensor(d, "double_blocks.0.img_attn.norm.key_norm.scale"),
     flux2: findTensor(d, "double_blocks.0.img_attn.norm.key_norm.scale"),
     qwenimage: findTensor(d, "transformer_blocks.0.attn.norm_q.weight"),
   }[family];
@@ -373,8 +411,9 @@ export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitSha
   if (!why && !embedIn) why = "no image embedding (x_embedder / img_in) in the diffusion model";
   const ditHeads = headDim ? ditHidden / headDim : 0;
   const te = parts.textEncoder;
-  const textHidden = findAny(te, "token_embd.weight", "embed_tokens.weight")?.shape[0];
-  const textFfn = findAny(te, "blk.0.ffn_gate.weight", "layers.0.mlp.gate_proj.weight")?.shape[1];
+  // the LLM's (Hugging Face or llama.cpp names) or Flux 1's T5 (T5EncoderModel names or llama.cpp's: token_embd, enc.blk.N.ffn_gate)
+  const textHidden = findAny(te, "token_embd.weight", "embed_tokens.weight", "shared.weight")?.shape[0];
+  const textFfn = findAny(te, "blk.0.ffn_gate.weight", "layers.0.mlp.gate_proj.weight", "block.0.layer.1.DenseReluDense.wi_0.weight")?.shape[1];
   const v = parts.vae;
   const wan = findTensor(v, "decoder.head.2.weight");
   // sd.cpp's WanVAERunner: a conv2d kernel [3, 3, in, out] has ne[2] > 3, a CausalConv3d one is [3, 3, 3, in·out]
@@ -382,8 +421,8 @@ export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitSha
   // the decoder's last conv takes its base channels (the Wan VAE's head.2 → RGB: in·3 in the causal-3D layout)
   const vaeDecoderChannels = causal3d ? wan.shape[3] / 3 : (wan ?? findTensor(v, "decoder.conv_out.weight"))?.shape[2];
   const fit = DIT_COMPUTE_FIT[family];
-  const name = { zimage: "Z-Image", flux2: "Flux 2 [klein]", qwenimage: "Qwen-Image" }[family];
-  if (!why && !textHidden) why = "no LLM text encoder (load.llm) in the files";
+  const name = { zimage: "Z-Image", flux1: "Flux 1", flux2: "Flux 2 [klein]", qwenimage: "Qwen-Image" }[family];
+  if (!why && !textHidden) why = family === "flux1" ? "no T5 text encoder (load.t5xxl) in the files" : "no LLM text encoder (load.llm) in the files";
   if (!why && !vaeDecoderChannels) why = "no VAE decoder in the files";
   if (!why && family === "qwenimage" && !wan) why = "a Qwen-Image model without the Wan VAE was not measured";
   if (!why && family !== "qwenimage" && wan) why = `a ${name} model with the Wan VAE was not measured`;

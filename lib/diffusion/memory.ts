@@ -27,12 +27,12 @@ export interface DiffusionParts {
 
 /**
  * The model family the estimate recognised: "sd1" (Stable Diffusion 1.x of a
- * measured shape), "sdxl" (SDXL base of a measured shape), "zimage" (Z-Image), "flux2" (Flux 2; [klein] measured),
+ * measured shape), "sdxl" (SDXL base of a measured shape), "zimage" (Z-Image), "flux1" (Flux 1), "flux2" (Flux 2; [klein] measured),
  * "qwenimage" (Qwen-Image), else "unknown". The DiT families are named by
  * their tensors whatever their widths; `compute` is filled only for the
  * widths that were measured (see computeUnknownReason).
  */
-export type DiffusionFamily = "sd1" | "sdxl" | "zimage" | "flux2" | "qwenimage" | "unknown";
+export type DiffusionFamily = "sd1" | "sdxl" | "zimage" | "flux1" | "flux2" | "qwenimage" | "unknown";
 
 export interface DiffusionMemoryEstimate {
   /** The family of the files (DiffusionFamily); "unknown" for any other, and for SD1 / SDXL of an unmeasured shape. */
@@ -102,7 +102,7 @@ const BESIDE_FILES: readonly string[] = ["taesd", "controlNet", "ipAdapter", "ph
 export interface DiffusionFilesInfo {
   /**
    * "sd1" / "sdxl" when the tensors are an SD1 / SDXL base model's (of a measured shape); "zimage",
-   * "flux2" or "qwenimage" when the denoiser is one of those DiTs (of any
+   * "flux1", "flux2" or "qwenimage" when the denoiser is one of those DiTs (of any
    * widths); whatever else the load adds (TAESD, a ControlNet).
    */
   family: DiffusionFamily;

@@ -21,7 +21,7 @@
 // 1 layer each, q4_0) with its own VAE's causal-3D layout, at CFG 2.5 with a
 // negative prompt, at the same three sizes (about a minute). And SDXL (a fourth)
 // at its real widths and depths, one checkpoint with its own VAE, CFG 7, at the
-// same three sizes (about 1.5 minutes). And SD1 with a TAESD decoding in place of the VAE, text-to-image and
+// same three sizes (about 1.5 minutes). And Flux 1 [dev] at its real widths (about a minute). And SD1 with a TAESD decoding in place of the VAE, text-to-image and
 // img2img (TAESD_COMPUTE_FIT; about a minute).
 //
 // Part of `npm run test:diffusion`. A build without deps/stable-diffusion.cpp
@@ -34,6 +34,7 @@ import { capabilities, setLogger, setLogLevel } from "../../lib/index";
 import { DiffusionModel, estimateDiffusionMemory } from "../../lib/diffusion/index";
 import { ENGINE_HOWTO } from "../../lib/diffusion/native-engine";
 import {
+  generateRandomFlux1Model,
   generateRandomQwenImageModel,
   generateRandomSd15ControlNet,
   generateRandomSd15Model,
@@ -141,8 +142,8 @@ describe.skipIf(skipReason !== undefined)(title, () => {
  */
 function memorySuite(
   name: string,
-  family: "sd1" | "sdxl" | "zimage" | "qwenimage",
-  runners: readonly [textEncoder: string, diffusion: string | readonly string[], vae: string],
+  family: "sd1" | "sdxl" | "zimage" | "flux1" | "qwenimage",
+  runners: readonly [textEncoder: string | readonly string[], diffusion: string | readonly string[], vae: string],
   write: (dir: string) => Promise<Record<string, { path: string }>>,
   params: {
     prompt: string;
@@ -237,6 +238,29 @@ memorySuite(
       sizes: { ditHidden: 3840, ditLayers: 1, ditRefinerLayers: 1, ditFfn: 10240, teHidden: 2560, teLayers: 1, teFfn: 9728, vaeDecoderChannels: 32 },
     });
     return { diffusionModel, llm, vae };
+  },
+  { prompt: "a lighthouse", cfgScale: 1, promptTokens: 3 },
+  [
+    [128, 128],
+    [128, 256],
+    [256, 256],
+  ],
+);
+
+// Flux 1 [dev] at its real widths (DiT 3072, 24 heads; T5-XXL 4096 / FFN 10240, 1 layer each; q4_0, ~0.56 GB written in
+// about 20 s), its CLIP-L and a 32-channel VAE decoder; "a lighthouse" pads to one 256-token T5 chunk. The text encoder
+// part is CLIP-L's and T5's buffers together (sd.cpp runs them one after the other).
+memorySuite(
+  "Flux 1 (random weights at Flux 1 [dev]'s widths, 1 double + 1 single block, 1 T5 layer, CPU)",
+  "flux1",
+  [["clip", "t5"], "flux", "vae"],
+  async (dir) => {
+    const { diffusionModel, clipL, t5xxl, vae } = await generateRandomFlux1Model(path.join(dir, "f1"), {
+      seed: 5,
+      type: "q4_0",
+      sizes: { ditHidden: 3072, t5Hidden: 4096, t5Inner: 4096, t5Ffn: 10240, t5Layers: 1 },
+    });
+    return { diffusionModel, clipL, t5xxl, vae };
   },
   { prompt: "a lighthouse", cfgScale: 1, promptTokens: 3 },
   [

@@ -34,7 +34,11 @@ import {
   submitImageBatch,
 } from "../../lib/orchestrator/index";
 import {
+  FLUX1_TINY,
   FLUX2_KLEIN_TINY,
+  flux1DitPlan,
+  flux1T5Plan,
+  flux1VaePlan,
   flux2DitPlan,
   flux2TextEncoderPlan,
   flux2VaePlan,
@@ -219,7 +223,7 @@ describe("estimateDiffusionMemory", () => {
     const cases: [string, Record<string, number[]>, RegExp][] = [
       ["sd2", unetTensors(1024), /context of 1024/],
       ["ssd-1b", unetTensors(2048, { "model.diffusion_model.label_emb.0.0.weight": [1280, 2816] }), /without SDXL base's blocks/],
-      ["flux", { "double_blocks.0.img_attn.qkv.weight": [9216, 3072] }, /fitted on SD1, SDXL and those DiTs only/],
+      ["sd3", { "joint_blocks.0.context_block.attn.qkv.weight": [4608, 1536] }, /fitted on SD1, SDXL and those DiTs only/],
       ["narrow", { ...unetTensors(768), "model.diffusion_model.input_blocks.0.0.weight": [192, 4, 3, 3] }, /192 channels/],
     ];
     for (const [name, tensors, reason] of cases) {
@@ -457,7 +461,32 @@ describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 2 [klein], Qw
     await expect(estimateDiffusionMemory(flux.load, size(256, 256, [{ width: 16, height: 256 }]))).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
   });
 
+  it("Flux 1 [dev]'s widths (clipL + t5xxl beside the DiT): family flux1, T5 and CLIP-L as the text encoder, the fitted compute; narrow or without T5: the reason", async () => {
+    const F1 = { ...FLUX1_TINY, ditHidden: 3072, t5Hidden: 4096, t5Inner: 4096, t5Ffn: 10240, t5Layers: 1, vaeDecoderChannels: 128 };
+    const f = (p: string) => path.join(tmp.dir, `f1-${p}.safetensors`);
+    const bytes = {
+      diffusion: writePlanHeader(f("dit"), flux1DitPlan("f16", F1)),
+      textEncoder: writePlanHeader(f("t5"), flux1T5Plan("f16", F1)) + writePlanHeader(f("clip"), sdxlClipPlan("l", "f16")),
+      vae: writePlanHeader(f("vae"), flux1VaePlan("f16", F1)),
+    };
+    const load = { diffusionModel: f("dit"), t5xxl: f("t5"), clipL: f("clip"), vae: f("vae") };
+    const e = await estimateDiffusionMemory(load, { width: 1024, height: 1024 });
+    expect([e.family, e.computeUnknownReason]).toEqual(["flux1", undefined]);
+    expect(e.weights).toEqual({ ...bytes, total: bytes.diffusion + bytes.textEncoder + bytes.vae });
+    expect(e.compute).toEqual(ditComputeBytes({ family: "flux1", ...DIT_COMPUTE_FIT.flux1.shape }, { width: 1024, height: 1024 }));
+    const noT5 = await estimateDiffusionMemory({ ...load, t5xxl: undefined }, { width: 256, height: 256 });
+    expect([noT5.family, noT5.compute, noT5.computeUnknownReason]).toEqual(["flux1", undefined, "no T5 text encoder (load.t5xxl) in the files"]);
+    writePlanHeader(f("narrow-dit"), flux1DitPlan("f16", FLUX1_TINY));
+    const narrow = await estimateDiffusionMemory({ ...load, diffusionModel: f("narrow-dit") }, { width: 256, height: 256 });
+    expect([narrow.family, narrow.compute]).toEqual(["flux1", undefined]);
+    expect(narrow.computeUnknownReason).toMatch(/a Flux 1 model of DiT 128 wide .* only DiT 3072 \(24 heads\), text encoder 4096 \(FFN 10240\)/);
+  });
+
   it("token counts: Z-Image pads to 32, Flux 2 [klein] to 512 text tokens, Qwen-Image drops its 34 system-prompt tokens", () => {
+    // Flux 1: T5 runs per 256-token chunk (the prompt + its end token, padded); the DiT sees all the chunks' tokens
+    expect(ditTokens("flux1", 512, 512, 3)).toEqual({ text: 256, ditText: 256, image: 1024 });
+    expect(ditTokens("flux1", 512, 512, 300)).toEqual({ text: 256, ditText: 512, image: 1024 });
+    expect(ditTokens("flux1", 512, 512, 255)).toEqual({ text: 256, ditText: 256, image: 1024 });
     expect(ditTokens("zimage", 64, 64, 3)).toEqual({ text: 11, ditText: 32, image: 32 });
     expect(ditTokens("zimage", 1024, 1024, 139)).toEqual({ text: 147, ditText: 160, image: 4096 });
     expect(ditTokens("flux2", 512, 512, 3)).toEqual({ text: 512, ditText: 512, image: 1024 });
@@ -516,6 +545,14 @@ describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 2 [klein], Qw
     ["flux2", 1024, 1024, 3, "diffusion", 1056.69 + 2.06, true],
     ["flux2", 128, 128, 3, "textEncoder", 65.0, false],
     ["flux2", 256, 256, 3, "vae", 416.13, false],
+    // Flux 1 [dev]: a 400-word prompt is 401 T5 tokens, two chunks
+    ["flux1", 128, 128, 3, "diffusion", 60.96, false],
+    ["flux1", 1024, 1024, 3, "diffusion", 2361.25, false],
+    ["flux1", 256, 256, 400, "diffusion", 173.82, false],
+    ["flux1", 128, 512, 3, "diffusion", 85.57, true],
+    ["flux1", 1024, 1024, 3, "diffusion", 780.25, true],
+    ["flux1", 256, 256, 400, "diffusion", 128.82, true],
+    ["flux1", 128, 128, 3, "textEncoder", 68.25 + 1.42, false],
     ["qwenimage", 128, 128, 3, "diffusion", 8.61, false],
     ["qwenimage", 768, 768, 3, "diffusion", 681.69, false],
     ["qwenimage", 256, 256, 559, "diffusion", 104.96, false],

@@ -77,11 +77,22 @@ export type Flux1Sizes = { -readonly [K in keyof typeof FLUX1_TINY]: number } & 
   contextWidth?: number;
 };
 
+/** The storage types of the generated DiT and T5 (the VAE is f16 for q4_0). */
+export type Flux1Type = "f16" | "f32" | "q4_0";
+const LINEAR: Record<Flux1Type, GgmlType> = { f16: GgmlType.F16, f32: GgmlType.F32, q4_0: GgmlType.Q4_0 };
+/** q4_0 blocks hold 32 values of a row: a row of another length is written f16. */
+const blockRows = (specs: PartTensorSpec[]): PartTensorSpec[] =>
+  specs.map((t) => (t.type === GgmlType.Q4_0 && t.shape[0] % 32 !== 0 ? { ...t, type: GgmlType.F16 } : t));
+
 export interface GenerateFlux1Options {
   /** PRNG seed (uint32); same seed and type give byte-identical files. Default 1. */
   seed?: number;
-  /** Storage type of the DiT's and T5's linear weights and T5's embedding. Default "f16". */
-  type?: "f16" | "f32";
+  /**
+   * Storage type of the DiT's and T5's linear weights and T5's embedding.
+   * Default "f16"; "q4_0" (~0.56 bytes a weight) for the real widths
+   * (DiT 3072, T5-XXL 4096), as the memory fit was measured.
+   */
+  type?: Flux1Type;
   /** "dev" writes the guidance embedder (guidance-distilled, `guidance` applies), "schnell" does not. Default "dev". */
   variant?: "dev" | "schnell";
   /** Sizes other than FLUX1_TINY's, e.g. to write parts that do not fit together. */
@@ -98,13 +109,13 @@ export interface GenerateFlux1Result {
   /** DiffusionLoadOptions.vae */
   vae: GeneratedPart;
   seed: number;
-  type: "f16" | "f32";
+  type: Flux1Type;
   variant: "dev" | "schnell";
 }
 
 /** Flux 1 DiT tensors (flux.hpp names, without the "model.diffusion_model." prefix). */
-export function flux1DitPlan(type: "f16" | "f32" = "f16", S: Flux1Sizes = FLUX1_TINY, variant: "dev" | "schnell" = "dev"): PartTensorSpec[] {
-  const P = planner(type === "f32" ? GgmlType.F32 : GgmlType.F16, GgmlType.F16);
+export function flux1DitPlan(type: Flux1Type = "f16", S: Flux1Sizes = FLUX1_TINY, variant: "dev" | "schnell" = "dev"): PartTensorSpec[] {
+  const P = planner(LINEAR[type], GgmlType.F16);
   const h = S.ditHidden;
   const mlp = h * S.ditMlpRatio;
   const qk = (p: string): void => {
@@ -141,14 +152,14 @@ export function flux1DitPlan(type: "f16" | "f32" = "f16", S: Flux1Sizes = FLUX1_
   }
   P.linear("final_layer.linear", h, 4 * S.latentChannels);
   P.linear("final_layer.adaLN_modulation.1", h, 2 * h);
-  return P.specs;
+  return blockRows(P.specs);
 }
 
 /** T5 v1.1 encoder tensors (Hugging Face T5EncoderModel names, without "text_encoders.t5xxl.transformer."). */
-export function flux1T5Plan(type: "f16" | "f32" = "f16", S: Flux1Sizes = FLUX1_TINY): PartTensorSpec[] {
-  const P = planner(type === "f32" ? GgmlType.F32 : GgmlType.F16, GgmlType.F16);
+export function flux1T5Plan(type: Flux1Type = "f16", S: Flux1Sizes = FLUX1_TINY): PartTensorSpec[] {
+  const P = planner(LINEAR[type], GgmlType.F16);
   const h = S.t5Hidden;
-  P.add("shared.weight", [h, S.t5Vocab], type === "f32" ? GgmlType.F32 : GgmlType.F16, "weight");
+  P.add("shared.weight", [h, S.t5Vocab], LINEAR[type], "weight");
   for (let l = 0; l < S.t5Layers; l++) {
     const a = `encoder.block.${l}.layer.0`;
     for (const n of ["q", "k", "v"]) P.linear(`${a}.SelfAttention.${n}`, h, S.t5Inner, false);
@@ -163,12 +174,12 @@ export function flux1T5Plan(type: "f16" | "f32" = "f16", S: Flux1Sizes = FLUX1_T
     P.rms(`${f}.layer_norm`, h);
   }
   P.rms("encoder.final_layer_norm", h);
-  return P.specs;
+  return blockRows(P.specs);
 }
 
 /** The Flux VAE's tensors (LDM names as in Flux's ae.safetensors). */
-export function flux1VaePlan(type: "f16" | "f32" = "f16", S: Flux1Sizes = FLUX1_TINY): PartTensorSpec[] {
-  return zImageVaePlan(type, {
+export function flux1VaePlan(type: Flux1Type = "f16", S: Flux1Sizes = FLUX1_TINY): PartTensorSpec[] {
+  return zImageVaePlan(type === "f32" ? "f32" : "f16", {
     ...Z_IMAGE_TINY,
     latentChannels: S.latentChannels,
     vaeEncoderChannels: S.vaeEncoderChannels,
@@ -188,7 +199,7 @@ export function flux1VaePlan(type: "f16" | "f32" = "f16", S: Flux1Sizes = FLUX1_
  */
 export async function generateRandomFlux1Model(dir: string, opts: GenerateFlux1Options = {}): Promise<GenerateFlux1Result> {
   const type = opts.type ?? "f16";
-  if (type !== "f16" && type !== "f32") throw new RangeError(`type must be "f16" or "f32", got ${String(type)}`);
+  if (!Object.hasOwn(LINEAR, type)) throw new RangeError(`type must be one of ${Object.keys(LINEAR).join(", ")}, got ${String(type)}`);
   const variant = opts.variant ?? "dev";
   if (variant !== "dev" && variant !== "schnell") throw new RangeError(`variant must be "dev" or "schnell", got ${String(variant)}`);
   if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
