@@ -155,7 +155,7 @@ function checkFlux1(dit: Files, t5: TensorInfo[], model: TensorInfo[], load: Dif
   const t5Files = [t5, inModel];
   const width =
     dim(t5Files, "shared.weight", 0) ?? dim(t5Files, "token_embd.weight", 0) ?? dim(t5Files, "SelfAttention.q.weight", 0) ?? dim(t5Files, "attn_q.weight", 0);
-  const ctx = dim(dit, "txt_in.weight", 0);
+  const ctx = dim(dit, "txt_in.weight", 0) ?? dim(dit, "context_embedder.weight", 0); // original or diffusers' names
   const encoderInModel = model.some((t) => /t5xxl|clip_l|text_encoders\.|cond_stage_model\.|conditioner\.|text_model\./.test(t.name));
   if (!load.clipL && !load.t5xxl && !encoderInModel)
     fail("no text encoder: Flux 1 takes t5xxl (T5-XXL, the prompt's features) and clipL (CLIP-L, its pooled vector)");

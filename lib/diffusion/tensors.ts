@@ -89,7 +89,7 @@ export type DitFamilyTag = "zimage" | "flux2-klein" | "flux2-dev" | "qwenimage" 
  * single block, `single_blocks.47`, else [klein]); `transformer_blocks.0.img_mod.1` is
  * Qwen-Image unless img_in is 128 wide (MageFlow) or it has
  * `time_text_embed.addition_t_embedding` (Qwen-Image-Layered); other
- * `double_blocks.` are Flux 1 ("flux1": sd.cpp's VERSION_FLUX and its Fill,
+ * `double_blocks.` (diffusers' names: `single_transformer_blocks.`) are Flux 1 ("flux1": sd.cpp's VERSION_FLUX and its Fill,
  * Controls and Flex 2 variants, which take CLIP-L and T5: FluxCLIPEmbedder)
  * unless they are Chroma (`distilled_guidance_layer`, T5 only), Ovis-Image
  * (`img_mlp.gate_proj`, an LLM) or LongCat (a 3584-wide txt_in, an LLM).
@@ -103,11 +103,13 @@ export function ditFamilyOf(tensors: readonly TensorInfo[]): DitFamilyTag | unde
   const imgIn = tensors.find((t) => t.name.endsWith("img_in.weight"));
   if (has("transformer_blocks.0.img_mod.1.weight") && imgIn && imgIn.shape[0] !== 128 && !has("time_text_embed.addition_t_embedding.weight"))
     return "qwenimage";
+  // sd.cpp's is_flux: original names (double_blocks) or diffusers' (single_transformer_blocks, context_embedder for txt_in)
+  const txtIn = tensors.find((t) => t.name.endsWith("txt_in.weight") || t.name.endsWith("context_embedder.weight"));
   if (
-    tensors.some((t) => t.name.includes("double_blocks.")) &&
+    tensors.some((t) => t.name.includes("double_blocks.") || t.name.includes("single_transformer_blocks.")) &&
     !has("distilled_guidance_layer.in_proj.weight") &&
     !has("double_blocks.0.img_mlp.gate_proj.weight") &&
-    tensors.find((t) => t.name.endsWith("txt_in.weight"))?.shape[0] !== 3584
+    txtIn?.shape[0] !== 3584
   )
     return "flux1";
   return undefined;

@@ -233,7 +233,7 @@ void CheckFlux1(const std::vector<const Tensors*>& dit, const Tensors& t5, const
   std::optional<int64_t> width = DimAny(t5_files, {"shared.weight", "token_embd.weight", "SelfAttention.q.weight", "attn_q.weight"}, 0);
   if (f.clip_l.empty() && f.t5xxl.empty() && !encoder_in_model)
     Fail(kFamily, "no text encoder: Flux 1 takes t5xxl (T5-XXL, the prompt's features) and clipL (CLIP-L, its pooled vector)");
-  std::optional<int64_t> ctx = Dim(dit, "txt_in.weight", 0);
+  std::optional<int64_t> ctx = DimAny(dit, {"txt_in.weight", "context_embedder.weight"}, 0);  // original or diffusers' names
   if (!ctx) return;
   if (width && *width != *ctx)
     Fail(kFamily, "the T5 text encoder (t5xxl) is " + std::to_string(*width) + " wide, the diffusion model's txt_in takes " + std::to_string(*ctx) +
@@ -261,10 +261,12 @@ void CheckDiffusionParts(const DiffusionPartFiles& f) {
   if (Dim(dit, "transformer_blocks.0.img_mod.1.weight", 0) && img_in && *img_in != 128 && !Dim(dit, "time_text_embed.addition_t_embedding.weight", 0))
     return CheckQwenImage(dit, encoder, vision);
   // Flux 1 as lib/diffusion/tensors.ts ditFamilyOf tells it: not Chroma, Ovis-Image (an LLM) or LongCat (a 3584-wide txt_in)
-  bool double_blocks = false;
+  bool double_blocks = false;  // sd.cpp's is_flux: original names or diffusers' (single_transformer_blocks)
   for (const Tensors* t : dit)
-    for (const auto& entry : *t) double_blocks = double_blocks || entry.first.find("double_blocks.") != std::string::npos;
-  std::optional<int64_t> txt_in = Dim(dit, "txt_in.weight", 0);
+    for (const auto& entry : *t)
+      double_blocks =
+          double_blocks || entry.first.find("double_blocks.") != std::string::npos || entry.first.find("single_transformer_blocks.") != std::string::npos;
+  std::optional<int64_t> txt_in = DimAny(dit, {"txt_in.weight", "context_embedder.weight"}, 0);
   if (double_blocks && !Dim(dit, "distilled_guidance_layer.in_proj.weight", 0) && !Dim(dit, "double_blocks.0.img_mlp.gate_proj.weight", 0) &&
       txt_in.value_or(0) != 3584)
     CheckFlux1(dit, Read(f.t5xxl), m, f);

@@ -5,6 +5,7 @@
 // Flux 1 and Flux 2 [klein] parts (lib/tools/sd/z-image.ts, flux1.ts, flux2.ts; headers are
 // all that is read, so the VAE encoder is written narrow here) and the
 // engine's test double: no engine needed.
+import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionModel } from "../../lib/diffusion/index";
@@ -154,6 +155,24 @@ describe("Flux 1 parts that do not fit together", () => {
     await refusal({ diffusionModel: ctx4096, vae: files.vae }, /no text encoder: Flux 1 takes t5xxl/);
     // a T5 of T5-XXL's width beside a DiT that takes 64
     await refusal({ ...files, diffusionModel: ctx4096 }, /the T5 text encoder \(t5xxl\) is 64 wide, the diffusion model's txt_in takes 4096/);
+  });
+
+  it("a DiT in diffusers' names (single_transformer_blocks, context_embedder) is Flux 1 too", async () => {
+    // safetensors header only (row-major shapes): context_embedder takes 64 features, as the T5 written here gives
+    const file = path.join(tmp.dir, "diffusers-dit.safetensors");
+    const tensors: Record<string, number[]> = { "context_embedder.weight": [128, 64], "single_transformer_blocks.0.attn.to_q.weight": [128, 128] };
+    const header: Record<string, unknown> = {};
+    let at = 0;
+    for (const [name, shape] of Object.entries(tensors)) {
+      header[name] = { dtype: "F16", shape, data_offsets: [at, at + shape[0] * shape[1] * 2] };
+      at += shape[0] * shape[1] * 2;
+    }
+    const json = Buffer.from(JSON.stringify(header));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    fs.writeFileSync(file, Buffer.concat([len, json, Buffer.alloc(at)]));
+    await expect(checkDiffusionParts({ ...files, diffusionModel: file })).resolves.toBeUndefined();
+    await refusal({ ...files, diffusionModel: file, t5xxl: undefined }, /without t5xxl .* its txt_in takes 64/);
   });
 });
 
