@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench:image [-- --family sd1|sdxl|zimage|flux1|flux2|qwenimage | --model PATH] [--size 256] [--steps 6] [--reps 3] [--threads N]
+// npm run bench:image [-- --family sd1|sdxl|zimage|flux1|sd3|flux2|qwenimage | --model PATH] [--size 256] [--steps 6] [--reps 3] [--threads N]
 // Seconds per sampling step of genai-native's diffusion engine vs
 // stable-diffusion.cpp's own sd-cli built from the same deps/ sources and
 // flags (`--target sd-cli`), same model, size, steps, sampler, seed, threads;
@@ -13,7 +13,8 @@
 // checkpoint, euler_a, CFG 7; sdxl: one checkpoint with SDXL base's names, a
 // narrow UNet and the full-size CLIP-L + bigG, euler_a, CFG 7; zimage: DiT + Qwen3 + Flux VAE files, euler,
 // CFG 1 as Z-Image-Turbo runs; flux1: Flux 1 [dev] DiT + CLIP-L + T5 + Flux VAE,
-// euler with the flux scheduler, CFG 1 (guidance 3.5, sd.cpp's default); flux2: Flux 2 [klein] DiT + Qwen3 + Flux 2 VAE,
+// euler with the flux scheduler, CFG 1 (guidance 3.5, sd.cpp's default); sd3: SD3.5 MMDiT + CLIP-L + bigG + T5 +
+// 16-channel VAE, euler, discrete, CFG 4.5; flux2: Flux 2 [klein] DiT + Qwen3 + Flux 2 VAE,
 // euler with the flux2 scheduler, CFG 1; qwenimage: Qwen-Image DiT +
 // Qwen2.5-VL + Wan VAE (q4_0), euler, CFG 1); --model: any single checkpoint
 // sd.cpp loads.
@@ -59,6 +60,7 @@ const FAMILIES = {
   sdxl: { sampler: "euler_a", scheduler: "discrete", cfgScale: 7, checkpoint: "generateRandomSdxlModel", prefix: "sdxl" },
   zimage: { sampler: "euler", scheduler: "discrete", cfgScale: 1, generator: "generateRandomZImageModel", prefix: "z-image" },
   flux1: { sampler: "euler", scheduler: "flux", cfgScale: 1, generator: "generateRandomFlux1Model", prefix: "flux1-dev" },
+  sd3: { sampler: "euler", scheduler: "discrete", cfgScale: 4.5, generator: "generateRandomSd3Model", prefix: "sd3" },
   flux2: { sampler: "euler", scheduler: "flux2", cfgScale: 1, generator: "generateRandomFlux2KleinModel", prefix: "flux2-klein" },
   qwenimage: { sampler: "euler", scheduler: "discrete", cfgScale: 1, generator: "generateRandomQwenImageModel", prefix: "qwen-image" },
 };
@@ -93,7 +95,7 @@ else if (FAMILIES[family].checkpoint) {
   }
 }
 // sd-cli's flags for the same files (examples/common/common.cpp)
-const CLI_FLAGS = { model: "-m", diffusionModel: "--diffusion-model", llm: "--llm", vae: "--vae", clipL: "--clip_l", t5xxl: "--t5xxl" };
+const CLI_FLAGS = { model: "-m", diffusionModel: "--diffusion-model", llm: "--llm", vae: "--vae", clipL: "--clip_l", clipG: "--clip_g", t5xxl: "--t5xxl" };
 const cliFiles = Object.entries(load).flatMap(([k, f]) => [CLI_FLAGS[k], f]);
 const sdCli = path.join(root, "build", "Release", "sd-cli"); // beside the addon and its backend modules
 if (!fs.existsSync(sdCli))

@@ -21,6 +21,11 @@ const PATCH_AREA = 4;
 const QWEN_VISION_HEADS = 16;
 /** T5-XXL's width: the zeros sd.cpp's FluxCLIPEmbedder gives the DiT without a T5 (conditioner.hpp). */
 const FLUX1_T5_WIDTH = 4096;
+/** SD3's context width (T5-XXL's, to which CLIP's token states are padded) and pooled vector (CLIP-L 768 + bigG 1280). */
+const SD3_CONTEXT = 4096;
+const SD3_POOLED = 2048;
+/** A text encoder's tensors inside a single-file checkpoint (any of the prefixes sd.cpp's loader knows). */
+const ENCODER_IN_CHECKPOINT = /t5xxl|clip_l|clip_g|text_encoders\.|cond_stage_model\.|conditioner\.|text_model\./;
 /** The Qwen3 layers whose hidden states Flux 2 [klein] concatenates (sd.cpp's conditioner.hpp). */
 const FLUX2_KLEIN_LAYERS = [9, 18, 27];
 
@@ -138,32 +143,59 @@ function checkQwenImage(dit: Files, encoder: Files, vision: Files): void {
 }
 
 /**
+ * T5's width (its embedding's, or the first attention's input) in Hugging
+ * Face names ("shared.weight", "encoder.block.0.layer.0.SelfAttention.q.weight")
+ * or llama.cpp's ("token_embd.weight", "enc.blk.0.attn_q.weight"; sd.cpp's
+ * name_conversion.cpp t5_name_map): the t5xxl file's, or a single-file
+ * checkpoint's tensors under a "t5xxl" prefix.
+ */
+function t5Width(files: Files): number | undefined {
+  return dim(files, "shared.weight", 0) ?? dim(files, "token_embd.weight", 0) ?? dim(files, "SelfAttention.q.weight", 0) ?? dim(files, "attn_q.weight", 0);
+}
+
+/**
  * sd.cpp's FluxCLIPEmbedder (Flux 1 and its Fill / Controls / Flex 2
  * variants): T5's hidden states are the DiT's context (txt_in's input;
  * T5-XXL: 4096), CLIP-L's pooled output its vector. Without a T5 it feeds
  * 4096-wide zeros (so a DiT of another context width aborts in ggml_mul_mat
  * at the first generation), and without any text encoder it crashes
  * (a segmentation fault, no prompt condition at all).
- * T5 tensors: the t5xxl file in Hugging Face names ("shared.weight",
- * "encoder.block.0.layer.0.SelfAttention.q.weight") or llama.cpp's
- * ("token_embd.weight", "enc.blk.0.attn_q.weight"), or a single-file
- * checkpoint's under a "t5xxl" prefix.
  */
 function checkFlux1(dit: Files, t5: TensorInfo[], model: TensorInfo[], load: DiffusionLoadOptions): void {
   const fail = failer("Flux 1");
   const inModel = model.filter((t) => t.name.includes("t5xxl"));
-  const t5Files = [t5, inModel];
-  const width =
-    dim(t5Files, "shared.weight", 0) ?? dim(t5Files, "token_embd.weight", 0) ?? dim(t5Files, "SelfAttention.q.weight", 0) ?? dim(t5Files, "attn_q.weight", 0);
+  const width = t5Width([t5, inModel]);
   const ctx = dim(dit, "txt_in.weight", 0) ?? dim(dit, "context_embedder.weight", 0); // original or diffusers' names
-  const encoderInModel = model.some((t) => /t5xxl|clip_l|text_encoders\.|cond_stage_model\.|conditioner\.|text_model\./.test(t.name));
-  if (!load.clipL && !load.t5xxl && !encoderInModel)
+  if (!load.clipL && !load.t5xxl && !model.some((t) => ENCODER_IN_CHECKPOINT.test(t.name)))
     fail("no text encoder: Flux 1 takes t5xxl (T5-XXL, the prompt's features) and clipL (CLIP-L, its pooled vector)");
   if (ctx === undefined) return;
   if (width !== undefined && width !== ctx)
     fail(`the T5 text encoder (t5xxl) is ${width} wide, the diffusion model's txt_in takes ${ctx} (Flux 1's is T5-XXL, 4096)`);
   if (width === undefined && !load.t5xxl && inModel.length === 0 && ctx !== FLUX1_T5_WIDTH)
     fail(`without t5xxl sd.cpp gives the diffusion model ${FLUX1_T5_WIDTH}-wide zeros as the prompt, its txt_in takes ${ctx}: give the T5 it was trained with`);
+}
+
+/**
+ * sd.cpp's SD3CLIPEmbedder (SD3 / SD3.5, an MMDiT with `joint_blocks.`):
+ * CLIP-L's and bigG's token states (768 + 1280) are zero-padded to 4096 and
+ * joined with T5's over the tokens, so T5 must be 4096 wide (T5-XXL; another
+ * width aborts in the join) and the MMDiT's context_embedder takes 4096; the
+ * pooled vector is CLIP-L's + bigG's, 2048 wide (zeros for a missing one),
+ * the y_embedder's input. Without any text encoder sd.cpp crashes at the
+ * first generation.
+ */
+function checkSd3(dit: Files, t5: TensorInfo[], model: TensorInfo[], load: DiffusionLoadOptions): void {
+  const fail = failer("SD3");
+  const width = t5Width([t5, model.filter((t) => t.name.includes("t5xxl"))]);
+  if (!load.clipL && !load.clipG && !load.t5xxl && !model.some((t) => ENCODER_IN_CHECKPOINT.test(t.name)))
+    fail("no text encoder: SD3 takes clipL (CLIP-L), clipG (OpenCLIP bigG) and t5xxl (T5-XXL)");
+  if (width !== undefined && width !== SD3_CONTEXT)
+    fail(`the T5 text encoder (t5xxl) is ${width} wide; SD3 joins its token states with CLIP's padded to ${SD3_CONTEXT} (T5-XXL's width)`);
+  const ctx = dim(dit, "context_embedder.weight", 0);
+  if (ctx !== undefined && ctx !== SD3_CONTEXT) fail(`the diffusion model's context_embedder takes ${ctx} features, SD3's text encoders give ${SD3_CONTEXT}`);
+  const pooled = dim(dit, "y_embedder.mlp.0.weight", 0);
+  if (pooled !== undefined && pooled !== SD3_POOLED)
+    fail(`the diffusion model's y_embedder takes ${pooled} features, SD3's pooled vector (CLIP-L 768 + bigG 1280) is ${SD3_POOLED}`);
 }
 
 /** A ControlNet adds its outputs to the UNet's blocks (sd.cpp's unet.hpp): both must have the same model channels. */
@@ -229,6 +261,8 @@ function checkIpAdapter(ip: TensorInfo[], vision: TensorInfo[]): void {
  *  - Flux 1 (`double_blocks.` otherwise, as ditFamilyOf tells it): a text
  *    encoder at all (clipL, t5xxl or a single-file checkpoint); T5's width =
  *    the DiT's txt_in input, and without a T5 that input is 4096;
+ *  - SD3 (`joint_blocks.`): a text encoder at all; T5 4096 wide; the
+ *    MMDiT's context_embedder taking 4096 and its y_embedder 2048;
  *  - a ControlNet: its model channels = the UNet's (sd.cpp builds every
  *    ControlNet with SD1's 320; on a narrower UNet it aborts in ggml_add);
  *  - PhotoMaker: its fused embedding width = the UNet's context width (SDXL's 2048);
@@ -261,4 +295,5 @@ export async function checkDiffusionParts(load: DiffusionLoadOptions): Promise<v
     checkFlux2Klein(dit, encoder); // Flux 2 [dev] has a Mistral encoder: not checked
   else if (family === "qwenimage") checkQwenImage(dit, encoder, [lv, l, m]);
   else if (family === "flux1") checkFlux1(dit, t5, m, load);
+  else if (dit.some((ts) => ts.some((t) => t.name.includes("joint_blocks.")))) checkSd3(dit, t5, m, load); // get_sd_version's VERSION_SD3
 }

@@ -118,6 +118,18 @@ export {
   type GenerateFlux1Options,
   type GenerateFlux1Result,
 } from "./sd/flux1";
+// Stable Diffusion 3 / 3.5 (MMDiT + CLIP-L + bigG + T5 + 16-channel VAE, five files; a LoRA for its MMDiT)
+export {
+  SD3_TINY,
+  generateRandomSd3Lora,
+  generateRandomSd3Model,
+  sd3ClipGPlan,
+  sd3LoraTargets,
+  sd3MmditPlan,
+  type GenerateSd3Options,
+  type GenerateSd3Result,
+  type Sd3Sizes,
+} from "./sd/sd3";
 export type { GeneratedPart, PartInit, PartTensorSpec } from "./sd/parts-writer";
 // Qwen-Image (DiT + Qwen2.5-VL text encoder + Wan VAE, three files, q4_0 by default)
 export {

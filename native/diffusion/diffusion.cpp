@@ -197,15 +197,16 @@ constexpr FilePart kFileParts[] = {
     {"taesd", &sd_ctx_params_t::taesd_path},
     {"ipAdapter", &sd_ctx_params_t::ip_adapter_path},
 };
-constexpr size_t kModel = 0, kDiffusionModel = 1, kVae = 2, kClipL = 3, kT5xxl = 5, kLlm = 6, kLlmVision = 7, kClipVision = 8, kControlNet = 9,
+constexpr size_t kModel = 0, kDiffusionModel = 1, kVae = 2, kClipL = 3, kClipG = 4, kT5xxl = 5, kLlm = 6, kLlmVision = 7, kClipVision = 8, kControlNet = 9,
                  kPhotoMaker = 10, kTaesd = 11,
                  kIpAdapter = 12;  // indices into kFileParts
 static_assert(std::string_view(kFileParts[kModel].key) == "model" && std::string_view(kFileParts[kDiffusionModel].key) == "diffusionModel" &&
               std::string_view(kFileParts[kVae].key) == "vae" && std::string_view(kFileParts[kLlm].key) == "llm" &&
-              std::string_view(kFileParts[kClipL].key) == "clipL" && std::string_view(kFileParts[kT5xxl].key) == "t5xxl" &&
-              std::string_view(kFileParts[kLlmVision].key) == "llmVision" && std::string_view(kFileParts[kControlNet].key) == "controlNet" &&
-              std::string_view(kFileParts[kPhotoMaker].key) == "photoMaker" && std::string_view(kFileParts[kClipVision].key) == "clipVision" &&
-              std::string_view(kFileParts[kIpAdapter].key) == "ipAdapter" && std::string_view(kFileParts[kTaesd].key) == "taesd");
+              std::string_view(kFileParts[kClipL].key) == "clipL" && std::string_view(kFileParts[kClipG].key) == "clipG" &&
+              std::string_view(kFileParts[kT5xxl].key) == "t5xxl" && std::string_view(kFileParts[kLlmVision].key) == "llmVision" &&
+              std::string_view(kFileParts[kControlNet].key) == "controlNet" && std::string_view(kFileParts[kPhotoMaker].key) == "photoMaker" &&
+              std::string_view(kFileParts[kClipVision].key) == "clipVision" && std::string_view(kFileParts[kIpAdapter].key) == "ipAdapter" &&
+              std::string_view(kFileParts[kTaesd].key) == "taesd");
 }  // namespace
 
 Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
@@ -253,8 +254,8 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   auto work = [files, threads, fa, wtype, backend, params_backend, vae_tiling, graph_abort, taesd_preview_only](ThreadJob& job) -> ThreadJob::ValueMaker {
     for (size_t i = 0; i < files.size(); i++)
       if (!files[i].empty()) CheckModelFileExtent(files[i], kFileParts[i].key);
-    CheckDiffusionParts({files[kModel], files[kDiffusionModel], files[kVae], files[kClipL], files[kT5xxl], files[kLlm], files[kLlmVision], files[kControlNet],
-                         files[kPhotoMaker], files[kIpAdapter], files[kClipVision]});
+    CheckDiffusionParts({files[kModel], files[kDiffusionModel], files[kVae], files[kClipL], files[kClipG], files[kT5xxl], files[kLlm], files[kLlmVision],
+                         files[kControlNet], files[kPhotoMaker], files[kIpAdapter], files[kClipVision]});
     auto model = std::make_shared<SdModel>();
     model->vae_tiling = vae_tiling;
     model->graph_abort = graph_abort;

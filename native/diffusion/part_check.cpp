@@ -216,22 +216,37 @@ void CheckIpAdapter(const Tensors& ip, const Tensors& vision) {
   if (plus_takes && hidden && *plus_takes != *hidden) fail(*plus_takes, *hidden, "its hidden states");
 }
 
+constexpr int64_t kT5XxlWidth = 4096;
+
+// T5 in a single-file checkpoint: its tensors under a "t5xxl" prefix.
+Tensors T5InCheckpoint(const Tensors& model) {
+  Tensors in_model;
+  for (const auto& [name, ne] : model)
+    if (name.find("t5xxl") != std::string::npos) in_model.emplace_back(name, ne);
+  return in_model;
+}
+
+// T5's width (its embedding's, or the first attention's input) in Hugging Face names or llama.cpp's (sd.cpp's
+// name_conversion.cpp t5_name_map).
+std::optional<int64_t> T5Width(const std::vector<const Tensors*>& files) {
+  return DimAny(files, {"shared.weight", "token_embd.weight", "SelfAttention.q.weight", "attn_q.weight"}, 0);
+}
+
+// A text encoder's tensors inside a single-file checkpoint (any of the prefixes sd.cpp's loader knows).
+bool EncoderInCheckpoint(const Tensors& model) {
+  for (const auto& entry : model)
+    for (std::string_view key : {"t5xxl", "clip_l", "clip_g", "text_encoders.", "cond_stage_model.", "conditioner.", "text_model."})
+      if (entry.first.find(key) != std::string::npos) return true;
+  return false;
+}
+
 // sd.cpp's FluxCLIPEmbedder (conditioner.hpp): T5's hidden states are the DiT's context, 4096-wide zeros without a
-// T5; CLIP-L's pooled output its vector. T5 names: Hugging Face's or llama.cpp's (name_conversion.cpp t5_name_map),
-// in the t5xxl file or under a "t5xxl" prefix in a single-file checkpoint.
+// T5; CLIP-L's pooled output its vector.
 void CheckFlux1(const std::vector<const Tensors*>& dit, const Tensors& t5, const Tensors& model, const DiffusionPartFiles& f) {
   constexpr const char* kFamily = "Flux 1";
-  constexpr int64_t kT5XxlWidth = 4096;
-  Tensors in_model;
-  bool encoder_in_model = false;
-  for (const auto& [name, ne] : model) {
-    if (name.find("t5xxl") != std::string::npos) in_model.emplace_back(name, ne);
-    for (std::string_view key : {"t5xxl", "clip_l", "text_encoders.", "cond_stage_model.", "conditioner.", "text_model."})
-      if (name.find(key) != std::string::npos) encoder_in_model = true;
-  }
-  const std::vector<const Tensors*> t5_files{&t5, &in_model};
-  std::optional<int64_t> width = DimAny(t5_files, {"shared.weight", "token_embd.weight", "SelfAttention.q.weight", "attn_q.weight"}, 0);
-  if (f.clip_l.empty() && f.t5xxl.empty() && !encoder_in_model)
+  const Tensors in_model = T5InCheckpoint(model);
+  std::optional<int64_t> width = T5Width({&t5, &in_model});
+  if (f.clip_l.empty() && f.t5xxl.empty() && !EncoderInCheckpoint(model))
     Fail(kFamily, "no text encoder: Flux 1 takes t5xxl (T5-XXL, the prompt's features) and clipL (CLIP-L, its pooled vector)");
   std::optional<int64_t> ctx = DimAny(dit, {"txt_in.weight", "context_embedder.weight"}, 0);  // original or diffusers' names
   if (!ctx) return;
@@ -241,6 +256,27 @@ void CheckFlux1(const std::vector<const Tensors*>& dit, const Tensors& t5, const
   if (!width && f.t5xxl.empty() && in_model.empty() && *ctx != kT5XxlWidth)
     Fail(kFamily, "without t5xxl sd.cpp gives the diffusion model " + std::to_string(kT5XxlWidth) + "-wide zeros as the prompt, its txt_in takes " +
                       std::to_string(*ctx) + ": give the T5 it was trained with");
+}
+
+// sd.cpp's SD3CLIPEmbedder (SD3 / SD3.5): CLIP-L's and bigG's token states (768 + 1280) are zero-padded to 4096 and
+// joined with T5's over the tokens (another T5 width aborts in the join), the MMDiT's context_embedder takes 4096; the
+// pooled vector (y_embedder's input) is CLIP-L's + bigG's, 2048. Without any text encoder sd.cpp crashes.
+void CheckSd3(const std::vector<const Tensors*>& dit, const Tensors& t5, const Tensors& model, const DiffusionPartFiles& f) {
+  constexpr const char* kFamily = "SD3";
+  constexpr int64_t kPooled = 2048;
+  const Tensors in_model = T5InCheckpoint(model);
+  std::optional<int64_t> width = T5Width({&t5, &in_model});
+  if (f.clip_l.empty() && f.clip_g.empty() && f.t5xxl.empty() && !EncoderInCheckpoint(model))
+    Fail(kFamily, "no text encoder: SD3 takes clipL (CLIP-L), clipG (OpenCLIP bigG) and t5xxl (T5-XXL)");
+  if (width && *width != kT5XxlWidth)
+    Fail(kFamily, "the T5 text encoder (t5xxl) is " + std::to_string(*width) + " wide; SD3 joins its token states with CLIP's padded to " +
+                      std::to_string(kT5XxlWidth) + " (T5-XXL's width)");
+  if (std::optional<int64_t> ctx = Dim(dit, "context_embedder.weight", 0); ctx && *ctx != kT5XxlWidth)
+    Fail(kFamily,
+         "the diffusion model's context_embedder takes " + std::to_string(*ctx) + " features, SD3's text encoders give " + std::to_string(kT5XxlWidth));
+  if (std::optional<int64_t> pooled = Dim(dit, "y_embedder.mlp.0.weight", 0); pooled && *pooled != kPooled)
+    Fail(kFamily, "the diffusion model's y_embedder takes " + std::to_string(*pooled) + " features, SD3's pooled vector (CLIP-L 768 + bigG 1280) is " +
+                      std::to_string(kPooled));
 }
 
 }  // namespace
@@ -261,15 +297,18 @@ void CheckDiffusionParts(const DiffusionPartFiles& f) {
   if (Dim(dit, "transformer_blocks.0.img_mod.1.weight", 0) && img_in && *img_in != 128 && !Dim(dit, "time_text_embed.addition_t_embedding.weight", 0))
     return CheckQwenImage(dit, encoder, vision);
   // Flux 1 as lib/diffusion/tensors.ts ditFamilyOf tells it: not Chroma, Ovis-Image (an LLM) or LongCat (a 3584-wide txt_in)
-  bool double_blocks = false;  // sd.cpp's is_flux: original names or diffusers' (single_transformer_blocks)
+  bool double_blocks = false, joint_blocks = false;  // sd.cpp's is_flux (original names or diffusers') and VERSION_SD3
   for (const Tensors* t : dit)
-    for (const auto& entry : *t)
+    for (const auto& entry : *t) {
       double_blocks =
           double_blocks || entry.first.find("double_blocks.") != std::string::npos || entry.first.find("single_transformer_blocks.") != std::string::npos;
+      joint_blocks = joint_blocks || entry.first.find("joint_blocks.") != std::string::npos;
+    }
   std::optional<int64_t> txt_in = DimAny(dit, {"txt_in.weight", "context_embedder.weight"}, 0);
   if (double_blocks && !Dim(dit, "distilled_guidance_layer.in_proj.weight", 0) && !Dim(dit, "double_blocks.0.img_mlp.gate_proj.weight", 0) &&
       txt_in.value_or(0) != 3584)
-    CheckFlux1(dit, Read(f.t5xxl), m, f);
+    return CheckFlux1(dit, Read(f.t5xxl), m, f);
+  if (joint_blocks) CheckSd3(dit, Read(f.t5xxl), m, f);
 }
 
 }  // namespace genai

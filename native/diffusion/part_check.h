@@ -41,9 +41,13 @@ namespace genai {
 //    without any, sd.cpp crashes (a segmentation fault) at the first generation;
 //  - T5's width = the DiT's txt_in input; without a T5, sd.cpp feeds 4096-wide
 //    zeros (T5-XXL's width), so txt_in must take 4096 (else ggml_mul_mat aborts).
+// SD3 / SD3.5 (`joint_blocks.`, sd.cpp's SD3CLIPEmbedder): a text encoder at all
+// (else a segmentation fault); T5 4096 wide (CLIP's token states are padded to
+// 4096 and joined with T5's: another width aborts); the MMDiT's
+// context_embedder taking 4096 and its y_embedder 2048 (CLIP-L + bigG pooled).
 // A check whose tensors are not found is skipped. Throws CodedError INVALID_MODEL.
 struct DiffusionPartFiles {
-  std::string model, diffusion_model, vae, clip_l, t5xxl, llm, llm_vision, control_net, photo_maker, ip_adapter, clip_vision;
+  std::string model, diffusion_model, vae, clip_l, clip_g, t5xxl, llm, llm_vision, control_net, photo_maker, ip_adapter, clip_vision;
 };
 void CheckDiffusionParts(const DiffusionPartFiles& files);
 

@@ -10,9 +10,12 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionModel } from "../../lib/diffusion/index";
 import { checkDiffusionParts } from "../../lib/diffusion/parts";
+import { GgmlType } from "../../lib/tools/gguf/writer";
 import {
+  FLUX1_TINY,
   type Flux1Sizes,
   type Flux2Sizes,
+  flux1T5Plan,
   generateRandomFlux1Model,
   generateRandomFlux2KleinModel,
   generateRandomQwenImageModel,
@@ -20,6 +23,9 @@ import {
   generateRandomSd15ControlNet,
   generateRandomSd15Model,
   generateRandomZImageModel,
+  type PartTensorSpec,
+  SD3_TINY,
+  sd3MmditPlan,
   type ZImageSizes,
 } from "../../lib/tools";
 import { FakeModel, fakeEngine } from "../fakes/diffusion-engine";
@@ -173,6 +179,48 @@ describe("Flux 1 parts that do not fit together", () => {
     fs.writeFileSync(file, Buffer.concat([len, json, Buffer.alloc(at)]));
     await expect(checkDiffusionParts({ ...files, diffusionModel: file })).resolves.toBeUndefined();
     await refusal({ ...files, diffusionModel: file, t5xxl: undefined }, /without t5xxl .* its txt_in takes 64/);
+  });
+});
+
+/** A safetensors header for a generator's tensor plan (row-major shapes), data left sparse: the real widths cost no disk. */
+function writeHeader(file: string, specs: readonly PartTensorSpec[]): string {
+  const header: Record<string, unknown> = {};
+  let at = 0;
+  for (const t of specs) {
+    const n = t.shape.reduce((a, b) => a * b, 1) * (t.type === GgmlType.F32 ? 4 : 2);
+    header[t.name] = { dtype: t.type === GgmlType.F32 ? "F32" : "F16", shape: [...t.shape].reverse(), data_offsets: [at, at + n] };
+    at += n;
+  }
+  const json = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  fs.writeFileSync(file, Buffer.concat([len, json]));
+  fs.truncateSync(file, 8 + json.length + at);
+  return file;
+}
+
+describe("SD3 parts that do not fit together", () => {
+  const tmp = tempDir("genai-native-parts-sd3-");
+  const f = (n: string) => path.join(tmp.dir, n);
+  const t5 = (width: number) =>
+    writeHeader(f(`t5-${width}.safetensors`), flux1T5Plan("f16", { ...FLUX1_TINY, t5Hidden: width, t5Inner: 4096, t5Ffn: 10240, t5Layers: 1 }));
+  const mmdit = (name: string, sizes = {}) => writeHeader(f(`${name}.safetensors`), sd3MmditPlan({ ...SD3_TINY, ...sizes }));
+  afterAll(() => tmp.cleanup());
+
+  it("an MMDiT with its 4096-wide T5 passes, with or without the CLIPs; without T5 too", async () => {
+    const load = { diffusionModel: mmdit("mmdit"), t5xxl: t5(4096), clipL: f("clip-l.gguf"), clipG: f("clip-g.gguf") };
+    await expect(checkDiffusionParts(load)).resolves.toBeUndefined();
+    await expect(checkDiffusionParts({ ...load, clipL: undefined, clipG: undefined })).resolves.toBeUndefined();
+    await expect(checkDiffusionParts({ ...load, t5xxl: undefined })).resolves.toBeUndefined();
+  });
+
+  it.each([
+    ["a 64-wide T5", () => ({ diffusionModel: mmdit("mmdit"), t5xxl: t5(64) }), /the T5 text encoder \(t5xxl\) is 64 wide; SD3 joins/],
+    ["no text encoder", () => ({ diffusionModel: mmdit("mmdit") }), /no text encoder: SD3 takes clipL/],
+    ["a context_embedder taking 64", () => ({ diffusionModel: mmdit("ctx64", { contextSize: 64 }), t5xxl: t5(4096) }), /context_embedder takes 64 features/],
+    ["a y_embedder taking 1024", () => ({ diffusionModel: mmdit("adm1024", { admInChannels: 1024 }), t5xxl: t5(4096) }), /y_embedder takes 1024 features/],
+  ] as const)("%s is INVALID_MODEL before the engine loads anything", async (_, load, message) => {
+    await expect(checkDiffusionParts(load())).rejects.toMatchObject({ code: "INVALID_MODEL", message: expect.stringMatching(message) });
   });
 });
 
