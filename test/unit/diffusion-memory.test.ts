@@ -332,7 +332,7 @@ function writePlanHeader(file: string, specs: { name: string; shape: number[]; t
   return at;
 }
 
-describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 2 [klein], Qwen-Image)", () => {
+describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 1, Flux 2 [klein], Qwen-Image)", () => {
   let tmp: ReturnType<typeof tempDir>;
   /** Writes the three parts' headers; returns the load options and the bytes per part. */
   const parts = (
