@@ -189,7 +189,7 @@ export function flux1VaePlan(type: Flux1Type = "f16", S: Flux1Sizes = FLUX1_TINY
 
 /**
  * Writes flux1-<variant>-dit.gguf, flux1-clip-l.gguf, flux1-t5.gguf and
- * flux1-vae.gguf (sizes: FLUX1_TINY: 0.5 M DiT + 123 M CLIP-L (q4_0) +
+ * flux1-vae.gguf (sizes: FLUX1_TINY: 1.1 M DiT + 123 M CLIP-L (q4_0) +
  * 2.2 M T5 + 37 M VAE parameters, ~150 MB) into `dir`. Load them with
  * DiffusionModel.load({ diffusionModel, clipL, t5xxl, vae }); sample as
  * Flux 1 runs: cfgScale 1, `guidance` 3.5 for [dev], sd.cpp's default

@@ -144,8 +144,8 @@ export function sd3ClipGPlan(): PartTensorSpec[] {
 
 /**
  * Writes sd3-mmdit.gguf, sd3-clip-l.gguf, sd3-clip-g.gguf, sd3-t5.gguf and
- * sd3-vae.gguf (SD3_TINY: 2.2 M MMDiT + 123 M CLIP-L + 695 M bigG + 325 M
- * T5 + 37 M VAE parameters, ~700 MB with the encoders as q4_0) into `dir`.
+ * sd3-vae.gguf (SD3_TINY: 40 M MMDiT (7 M of it the 192² position grid) + 123 M CLIP-L + 695 M bigG + 325 M
+ * T5 + 37 M VAE parameters, ~820 MB with the encoders as q4_0) into `dir`.
  * Load them with DiffusionModel.load({ diffusionModel, clipL, clipG,
  * t5xxl, vae }); sample as SD3 runs (CFG > 1 with a negative prompt, sd.cpp's
  * defaults for SD3: euler, discrete with flow shift 3), width and height
