@@ -196,9 +196,9 @@ export function estimateFromFiles(
  * files' headers (GGUF or safetensors tensor sizes), compute buffers from
  * {@link SD1_COMPUTE_FIT} and {@link SDXL_COMPUTE_FIT} (SD1 and SDXL base
  * models of the measured shapes) and {@link DIT_COMPUTE_FIT} (Z-Image-Turbo,
- * Flux 2 [klein] 4B, Qwen-Image with its own or the 2D Wan VAE, at their
+ * Flux 1 [dev], Flux 2 [klein] 4B, Qwen-Image with its own or the 2D Wan VAE, at their
  * real widths); a decoding TAESD's buffers from {@link TAESD_COMPUTE_FIT}.
- * Any other family (SD2, SD3, Flux 1, …) or shape, a TAESD with vaeTiling or for Qwen-Image, and a ControlNet beside any other get
+ * Any other family (SD2, SD3, Flux 2 [dev], …) or shape, a TAESD with vaeTiling or for Qwen-Image, and a ControlNet beside any other get
  * `compute: undefined` with the reason in `computeUnknownReason`: nothing is
  * guessed for them. weightType (a conversion at load) is not applied:
  * weights are the files' bytes. A TAESD that decodes replaces the VAE's

@@ -143,14 +143,18 @@ function checkQwenImage(dit: Files, encoder: Files, vision: Files): void {
 }
 
 /**
- * T5's width (its embedding's, or the first attention's input) in Hugging
- * Face names ("shared.weight", "encoder.block.0.layer.0.SelfAttention.q.weight")
- * or llama.cpp's ("token_embd.weight", "enc.blk.0.attn_q.weight"; sd.cpp's
- * name_conversion.cpp t5_name_map): the t5xxl file's, or a single-file
- * checkpoint's tensors under a "t5xxl" prefix.
+ * The T5 of a load: the t5xxl file's tensors, or a single-file checkpoint's
+ * under a "t5xxl" prefix (`inCheckpoint`), and its width (its embedding's, or
+ * the first attention's input) in Hugging Face names ("shared.weight",
+ * "encoder.block.0.layer.0.SelfAttention.q.weight") or llama.cpp's
+ * ("token_embd.weight", "enc.blk.0.attn_q.weight"; sd.cpp's
+ * name_conversion.cpp t5_name_map).
  */
-function t5Width(files: Files): number | undefined {
-  return dim(files, "shared.weight", 0) ?? dim(files, "token_embd.weight", 0) ?? dim(files, "SelfAttention.q.weight", 0) ?? dim(files, "attn_q.weight", 0);
+function t5Of(t5: TensorInfo[], model: TensorInfo[]): { width?: number; inCheckpoint: boolean } {
+  const files = [t5, model.filter((t) => t.name.includes("t5xxl"))];
+  const width =
+    dim(files, "shared.weight", 0) ?? dim(files, "token_embd.weight", 0) ?? dim(files, "SelfAttention.q.weight", 0) ?? dim(files, "attn_q.weight", 0);
+  return { width, inCheckpoint: files[1].length > 0 };
 }
 
 /**
@@ -163,15 +167,14 @@ function t5Width(files: Files): number | undefined {
  */
 function checkFlux1(dit: Files, t5: TensorInfo[], model: TensorInfo[], load: DiffusionLoadOptions): void {
   const fail = failer("Flux 1");
-  const inModel = model.filter((t) => t.name.includes("t5xxl"));
-  const width = t5Width([t5, inModel]);
+  const { width, inCheckpoint } = t5Of(t5, model);
   const ctx = dim(dit, "txt_in.weight", 0) ?? dim(dit, "context_embedder.weight", 0); // original or diffusers' names
   if (!load.clipL && !load.t5xxl && !model.some((t) => ENCODER_IN_CHECKPOINT.test(t.name)))
     fail("no text encoder: Flux 1 takes t5xxl (T5-XXL, the prompt's features) and clipL (CLIP-L, its pooled vector)");
   if (ctx === undefined) return;
   if (width !== undefined && width !== ctx)
     fail(`the T5 text encoder (t5xxl) is ${width} wide, the diffusion model's txt_in takes ${ctx} (Flux 1's is T5-XXL, 4096)`);
-  if (width === undefined && !load.t5xxl && inModel.length === 0 && ctx !== FLUX1_T5_WIDTH)
+  if (width === undefined && !load.t5xxl && !inCheckpoint && ctx !== FLUX1_T5_WIDTH)
     fail(`without t5xxl sd.cpp gives the diffusion model ${FLUX1_T5_WIDTH}-wide zeros as the prompt, its txt_in takes ${ctx}: give the T5 it was trained with`);
 }
 
@@ -186,7 +189,7 @@ function checkFlux1(dit: Files, t5: TensorInfo[], model: TensorInfo[], load: Dif
  */
 function checkSd3(dit: Files, t5: TensorInfo[], model: TensorInfo[], load: DiffusionLoadOptions): void {
   const fail = failer("SD3");
-  const width = t5Width([t5, model.filter((t) => t.name.includes("t5xxl"))]);
+  const { width } = t5Of(t5, model);
   if (!load.clipL && !load.clipG && !load.t5xxl && !model.some((t) => ENCODER_IN_CHECKPOINT.test(t.name)))
     fail("no text encoder: SD3 takes clipL (CLIP-L), clipG (OpenCLIP bigG) and t5xxl (T5-XXL)");
   if (width !== undefined && width !== SD3_CONTEXT)

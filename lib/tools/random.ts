@@ -4,6 +4,15 @@
  * f32 → f16 conversion.
  */
 
+/**
+ * A generator's seed option: `seed` (default 1), checked.
+ * @throws RangeError for a seed that is not a uint32
+ */
+export function uint32Seed(seed: number | undefined): number {
+  if (seed !== undefined && (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)) throw new RangeError(`seed must be a uint32, got ${seed}`);
+  return (seed ?? 1) >>> 0;
+}
+
 /** mulberry32: a small, fast 32-bit PRNG. Returns uint32 values. */
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;

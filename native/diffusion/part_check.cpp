@@ -218,18 +218,18 @@ void CheckIpAdapter(const Tensors& ip, const Tensors& vision) {
 
 constexpr int64_t kT5XxlWidth = 4096;
 
-// T5 in a single-file checkpoint: its tensors under a "t5xxl" prefix.
-Tensors T5InCheckpoint(const Tensors& model) {
+// The T5 of a load: the t5xxl file's tensors, or a single-file checkpoint's under a "t5xxl" prefix (in_checkpoint), and
+// its width (its embedding's, or the first attention's input) in Hugging Face names or llama.cpp's (sd.cpp's
+// name_conversion.cpp t5_name_map).
+struct T5Part {
+  std::optional<int64_t> width;
+  bool in_checkpoint = false;
+};
+T5Part T5Of(const Tensors& t5, const Tensors& model) {
   Tensors in_model;
   for (const auto& [name, ne] : model)
     if (name.find("t5xxl") != std::string::npos) in_model.emplace_back(name, ne);
-  return in_model;
-}
-
-// T5's width (its embedding's, or the first attention's input) in Hugging Face names or llama.cpp's (sd.cpp's
-// name_conversion.cpp t5_name_map).
-std::optional<int64_t> T5Width(const std::vector<const Tensors*>& files) {
-  return DimAny(files, {"shared.weight", "token_embd.weight", "SelfAttention.q.weight", "attn_q.weight"}, 0);
+  return {DimAny({&t5, &in_model}, {"shared.weight", "token_embd.weight", "SelfAttention.q.weight", "attn_q.weight"}, 0), !in_model.empty()};
 }
 
 // A text encoder's tensors inside a single-file checkpoint (any of the prefixes sd.cpp's loader knows).
@@ -244,8 +244,7 @@ bool EncoderInCheckpoint(const Tensors& model) {
 // T5; CLIP-L's pooled output its vector.
 void CheckFlux1(const std::vector<const Tensors*>& dit, const Tensors& t5, const Tensors& model, const DiffusionPartFiles& f) {
   constexpr const char* kFamily = "Flux 1";
-  const Tensors in_model = T5InCheckpoint(model);
-  std::optional<int64_t> width = T5Width({&t5, &in_model});
+  const auto [width, t5_in_checkpoint] = T5Of(t5, model);
   if (f.clip_l.empty() && f.t5xxl.empty() && !EncoderInCheckpoint(model))
     Fail(kFamily, "no text encoder: Flux 1 takes t5xxl (T5-XXL, the prompt's features) and clipL (CLIP-L, its pooled vector)");
   std::optional<int64_t> ctx = DimAny(dit, {"txt_in.weight", "context_embedder.weight"}, 0);  // original or diffusers' names
@@ -253,7 +252,7 @@ void CheckFlux1(const std::vector<const Tensors*>& dit, const Tensors& t5, const
   if (width && *width != *ctx)
     Fail(kFamily, "the T5 text encoder (t5xxl) is " + std::to_string(*width) + " wide, the diffusion model's txt_in takes " + std::to_string(*ctx) +
                       " (Flux 1's is T5-XXL, 4096)");
-  if (!width && f.t5xxl.empty() && in_model.empty() && *ctx != kT5XxlWidth)
+  if (!width && f.t5xxl.empty() && !t5_in_checkpoint && *ctx != kT5XxlWidth)
     Fail(kFamily, "without t5xxl sd.cpp gives the diffusion model " + std::to_string(kT5XxlWidth) + "-wide zeros as the prompt, its txt_in takes " +
                       std::to_string(*ctx) + ": give the T5 it was trained with");
 }
@@ -264,8 +263,7 @@ void CheckFlux1(const std::vector<const Tensors*>& dit, const Tensors& t5, const
 void CheckSd3(const std::vector<const Tensors*>& dit, const Tensors& t5, const Tensors& model, const DiffusionPartFiles& f) {
   constexpr const char* kFamily = "SD3";
   constexpr int64_t kPooled = 2048;
-  const Tensors in_model = T5InCheckpoint(model);
-  std::optional<int64_t> width = T5Width({&t5, &in_model});
+  const std::optional<int64_t> width = T5Of(t5, model).width;
   if (f.clip_l.empty() && f.clip_g.empty() && f.t5xxl.empty() && !EncoderInCheckpoint(model))
     Fail(kFamily, "no text encoder: SD3 takes clipL (CLIP-L), clipG (OpenCLIP bigG) and t5xxl (T5-XXL)");
   if (width && *width != kT5XxlWidth)

@@ -15,7 +15,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { GgmlType, GgufWriter, type GgufLayout, type GgufTensorEntry } from "../gguf/writer";
-import { CHUNK_BYTES, U32_TO_UNIT, f32ToF16Bits, mulberry32, tensorSeed } from "../random";
+import { CHUNK_BYTES, U32_TO_UNIT, f32ToF16Bits, mulberry32, tensorSeed, uint32Seed } from "../random";
 import { CHATML_TEMPLATE, WEIGHT_TYPES, llamaParameterCount, llamaTensorPlan, validateShape, type LlamaShape, type WeightType } from "./shape";
 import { syntheticSpmVocab } from "./vocab";
 
@@ -156,10 +156,7 @@ function prepare(shape: LlamaShape, opts: GenerateOptions): Prepared {
   const tie = opts.tieEmbeddings ?? false;
   validateShape(shape, type, chat !== undefined, opts.userTokens?.length ?? 0);
   if (!(scale > 0 && scale < 1e3)) throw new RangeError(`scale must be positive, got ${scale}`);
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
-    throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
-  }
-  const seed = (opts.seed ?? 1) >>> 0;
+  const seed = uint32Seed(opts.seed);
 
   const { layers, embd, ff, heads, kvHeads, vocab, ctx } = shape;
   const vocabData = syntheticSpmVocab(vocab, { chatTokens: chat !== undefined, userTokens: opts.userTokens });

@@ -48,7 +48,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { GgmlType, GgufWriter } from "../gguf/writer";
-import { CHUNK_BYTES } from "../random";
+import { CHUNK_BYTES, uint32Seed } from "../random";
 import { produceTensor } from "./generate";
 
 export interface MmprojOptions {
@@ -109,10 +109,7 @@ export async function generateRandomMmproj(file: string, opts: MmprojOptions): P
   if (imageSize > 8192) throw new RangeError(`imageSize ${imageSize} is too large (clip.cpp: max 8192)`);
   if (hidden % heads !== 0) throw new RangeError(`hidden ${hidden} is not a multiple of heads ${heads}`);
   if (!(scale > 0 && scale < 1e3)) throw new RangeError(`scale must be positive, got ${scale}`);
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
-    throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
-  }
-  const seed = (opts.seed ?? 1) >>> 0;
+  const seed = uint32Seed(opts.seed);
   const side = imageSize / patchSize;
   const imageTokens = side * side;
   const projectorType = "mlp";

@@ -49,7 +49,7 @@
 import path from "node:path";
 import { GgmlType, type GgufTensorEntry } from "../gguf/writer";
 import { produceTensor } from "../llama/generate";
-import { CHUNK_BYTES, U32_TO_UNIT, f32ToF16Bits, mulberry32, tensorSeed } from "../random";
+import { CHUNK_BYTES, U32_TO_UNIT, f32ToF16Bits, mulberry32, tensorSeed, uint32Seed } from "../random";
 import { writeLongNameGguf } from "./header";
 import { LINEAR_TYPE, SD1_FIXED, SD_PRESETS, type SdPresetName, type SdWeightType } from "./shape";
 
@@ -269,10 +269,7 @@ async function produce(
 export async function generateRandomSd15ControlNet(file: string, opts: SdControlNetOptions = {}): Promise<SdControlNetResult> {
   const mc = modelChannels(opts);
   const type = opts.type ?? "f16";
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
-    throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
-  }
-  const seed = (opts.seed ?? 1) >>> 0;
+  const seed = uint32Seed(opts.seed);
   const prefix = "control_model.";
   const specs = sd15ControlNetTensorPlan(mc, type, opts.gain ?? 1);
   const kvs = [

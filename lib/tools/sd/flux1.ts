@@ -47,6 +47,7 @@ import { type GeneratedPart, type PartTensorSpec, planner, writePart } from "./p
 import { type DitLoraOptions, writeRandomDitLora } from "./lora";
 import { SDXL_TINY, sdxlClipPlan } from "./sdxl";
 import { Z_IMAGE_TINY, zImageVaePlan } from "./z-image";
+import { uint32Seed } from "../random";
 
 /** The sizes of the generated model (sd.cpp's FluxConfig / T5Config names). */
 export const FLUX1_TINY = {
@@ -202,10 +203,7 @@ export async function generateRandomFlux1Model(dir: string, opts: GenerateFlux1O
   if (!Object.hasOwn(LINEAR, type)) throw new RangeError(`type must be one of ${Object.keys(LINEAR).join(", ")}, got ${String(type)}`);
   const variant = opts.variant ?? "dev";
   if (variant !== "dev" && variant !== "schnell") throw new RangeError(`variant must be "dev" or "schnell", got ${String(variant)}`);
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
-    throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
-  }
-  const seed = (opts.seed ?? 1) >>> 0;
+  const seed = uint32Seed(opts.seed);
   const S: Flux1Sizes = { ...FLUX1_TINY, ...opts.sizes };
   if (S.t5Inner % 64 !== 0) throw new RangeError(`sizes.t5Inner must be a multiple of 64 (heads 64 wide), got ${S.t5Inner}`);
   fs.mkdirSync(dir, { recursive: true });

@@ -44,6 +44,7 @@ import { GgmlType } from "../gguf/writer";
 import { type GeneratedPart, type PartTensorSpec, planner, writePart } from "./parts-writer";
 import { type DitLoraOptions, writeRandomDitLora } from "./lora";
 import { Z_IMAGE_TINY, zImageTextEncoderPlan, zImageVaePlan } from "./z-image";
+import { uint32Seed } from "../random";
 
 /** The sizes of the generated model (sd.cpp's FluxConfig / LLMConfig names). */
 export const FLUX2_KLEIN_TINY = {
@@ -187,10 +188,7 @@ export function flux2VaePlan(type: "f16" | "f32" = "f16", S: Flux2Sizes = FLUX2_
 export async function generateRandomFlux2KleinModel(dir: string, opts: GenerateFlux2Options = {}): Promise<GenerateFlux2Result> {
   const type = opts.type ?? "f16";
   if (type !== "f16" && type !== "f32") throw new RangeError(`type must be "f16" or "f32", got ${String(type)}`);
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
-    throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
-  }
-  const seed = (opts.seed ?? 1) >>> 0;
+  const seed = uint32Seed(opts.seed);
   const S: Flux2Sizes = { ...FLUX2_KLEIN_TINY, ...opts.sizes };
   fs.mkdirSync(dir, { recursive: true });
   const family = "Flux 2 [klein]";

@@ -12,7 +12,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { GGUF_DEFAULT_ALIGNMENT, GgmlType, GgufDataSink, alignUp, tensorByteSize, type GgufTensorEntry } from "../gguf/writer";
-import { CHUNK_BYTES, U32_TO_UNIT, f32ToF16Bits, mulberry32, tensorSeed } from "../random";
+import { CHUNK_BYTES, U32_TO_UNIT, f32ToF16Bits, mulberry32, tensorSeed, uint32Seed } from "../random";
 import { ggufHeader, type Kv } from "./header";
 import { sd1TensorPlan, sdParameterCount } from "./plan";
 import { SD_PRESETS, type Sd1Shape, type SdInit, type SdPresetName, type SdTensorSpec, type SdWeightType } from "./shape";
@@ -127,10 +127,7 @@ function prepare(opts: GenerateSdOptions): Prepared {
   const custom = shape.unetChannels !== preset.unetChannels || shape.vaeDecoderChannels !== preset.vaeDecoderChannels;
   const scale = opts.scale ?? 0.02;
   if (!(scale > 0 && scale < 1e3)) throw new RangeError(`scale must be positive, got ${scale}`);
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
-    throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
-  }
-  const seed = (opts.seed ?? 1) >>> 0;
+  const seed = uint32Seed(opts.seed);
   const plan = sd1TensorPlan(shape, type);
   const entries: GgufTensorEntry[] = [];
   let offset = 0;

@@ -97,6 +97,7 @@ import path from "node:path";
 import { GgmlType } from "../gguf/writer";
 import { type GeneratedPart, type PartTensorSpec, planner, writePart } from "./parts-writer";
 import { SD1_FIXED, SD_PRESETS, type SdPresetName, sd1CrossAttentions } from "./shape";
+import { uint32Seed } from "../random";
 
 /** The fixed sizes of the OpenCLIP ViT-H/14 vision encoder sd.cpp builds for IP-Adapter (clip.hpp, OPEN_CLIP_VIT_H_14). */
 export const CLIP_VISION_H14 = {
@@ -222,10 +223,8 @@ export function clipVisionH14Plan(type: IpAdapterType = "q4_0"): PartTensorSpec[
 function checkSeedType(opts: { seed?: number; type?: IpAdapterType }): { seed: number; type: IpAdapterType } {
   const type = opts.type ?? "q4_0";
   linType(type);
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
-    throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
-  }
-  return { seed: (opts.seed ?? 1) >>> 0, type };
+  const seed = uint32Seed(opts.seed);
+  return { seed, type };
 }
 
 const FAMILY = "Stable Diffusion 1.x IP-Adapter";

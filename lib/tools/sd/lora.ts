@@ -14,7 +14,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { mulberry32, tensorSeed } from "../random";
+import { mulberry32, tensorSeed, uint32Seed } from "../random";
 import { SD1_FIXED, SD_PRESETS, type SdPresetName } from "./shape";
 
 /** The linear layers of a transformer block that can be adapted. */
@@ -96,7 +96,7 @@ export interface DitLoraOptions {
  * maps "diffusion_model." to "model.diffusion_model." and lora_A / lora_B to
  * lora_down / lora_up; src/model/adapter/lora.hpp adds scale · B · A to the
  * layer's weight).
- * @throws RangeError for a rank outside [1, 1024]
+ * @throws RangeError for a rank outside [1, 1024] or a seed that is not a uint32
  */
 export async function writeRandomDitLora(
   file: string,
@@ -106,7 +106,7 @@ export async function writeRandomDitLora(
 ): Promise<{ path: string; bytes: number; tensors: number }> {
   const rank = opts.rank ?? 4;
   if (!Number.isInteger(rank) || rank < 1 || rank > 1024) throw new RangeError(`rank must be an integer in [1, 1024], got ${rank}`);
-  const seed = (opts.seed ?? 1) >>> 0;
+  const seed = uint32Seed(opts.seed);
   const scale = opts.scale ?? 0.5;
   const tensors = targets.flatMap(([name, inF, outF]) => [
     randomLoraTensor(`diffusion_model.${name}.lora_A.weight`, [rank, inF], seed, scale),

@@ -53,6 +53,7 @@ import path from "node:path";
 import { GgmlType } from "../gguf/writer";
 import { type GeneratedPart, type PartTensorSpec, planner, writePart } from "./parts-writer";
 import { SDXL_TINY, type SdxlSizes, type SdxlType } from "./sdxl";
+import { uint32Seed } from "../random";
 
 /** The fixed sizes of PhotoMaker v1's ID encoder (sd.cpp's CLIPVisionModel / PhotoMakerIDEncoderBlock). */
 export const PHOTOMAKER_V1 = {
@@ -147,11 +148,9 @@ export function photoMakerPlan(
 export async function generateRandomPhotoMaker(file: string, opts: GeneratePhotoMakerOptions = {}): Promise<GeneratedPart> {
   const resolved = path.resolve(file);
   if (resolved.includes("v2")) throw new RangeError(`the path must not contain "v2" (sd.cpp would load it as PhotoMaker v2): ${resolved}`);
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
-    throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
-  }
+  const seed = uint32Seed(opts.seed);
   const S: SdxlSizes = { ...SDXL_TINY, ...opts.sdxlSizes };
   const specs = photoMakerPlan(opts.type ?? "q4_0", S, opts.loraRank ?? 4, opts.loraTargets ?? ["attn2.to_k", "attn2.to_v"]);
   fs.mkdirSync(path.dirname(resolved), { recursive: true });
-  return writePart(resolved, "random-photomaker-v1", specs, (opts.seed ?? 1) >>> 0, undefined, "PhotoMaker v1");
+  return writePart(resolved, "random-photomaker-v1", specs, seed, undefined, "PhotoMaker v1");
 }

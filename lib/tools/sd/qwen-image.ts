@@ -92,6 +92,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { GgmlType } from "../gguf/writer";
 import { type GeneratedPart, type PartTensorSpec, planner, writePart } from "./parts-writer";
+import { uint32Seed } from "../random";
 
 /** The sizes of the generated model (sd.cpp's QwenImageConfig / LLMConfig / WanVAE names). */
 export const QWEN_IMAGE_TINY = {
@@ -354,10 +355,7 @@ export async function generateRandomQwenImageVision(file: string, opts: Omit<Gen
 function checkOptions(opts: GenerateQwenImageOptions): { type: QwenImageType; seed: number; S: QwenImageSizes } {
   const type = opts.type ?? "q4_0";
   if (!Object.hasOwn(TYPES, type)) throw new RangeError(`type must be one of ${Object.keys(TYPES).join(", ")}, got ${String(type)}`);
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
-    throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
-  }
-  return { type, seed: (opts.seed ?? 1) >>> 0, S: { ...QWEN_IMAGE_TINY, ...opts.sizes } };
+  return { type, seed: uint32Seed(opts.seed), S: { ...QWEN_IMAGE_TINY, ...opts.sizes } };
 }
 
 /**

@@ -45,6 +45,7 @@ import { type DitLoraOptions, writeRandomDitLora } from "./lora";
 import { type GeneratedPart, type PartTensorSpec, planner, writePart } from "./parts-writer";
 import { SDXL_TINY, sdxlClipPlan } from "./sdxl";
 import { Z_IMAGE_TINY, zImageVaePlan } from "./z-image";
+import { uint32Seed } from "../random";
 
 /** The sizes of the generated model (sd.cpp's MMDiTConfig names). */
 export const SD3_TINY = {
@@ -155,10 +156,7 @@ export function sd3ClipGPlan(): PartTensorSpec[] {
 export async function generateRandomSd3Model(dir: string, opts: GenerateSd3Options = {}): Promise<GenerateSd3Result> {
   const variant = opts.variant ?? "sd3.5";
   if (variant !== "sd3" && variant !== "sd3.5") throw new RangeError(`variant must be "sd3" or "sd3.5", got ${String(variant)}`);
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
-    throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
-  }
-  const seed = (opts.seed ?? 1) >>> 0;
+  const seed = uint32Seed(opts.seed);
   const S: Sd3Sizes = { ...SD3_TINY, ...opts.sizes };
   if (S.depth < 24) throw new RangeError(`sizes.depth must be at least 24 (sd.cpp reads no fewer), got ${S.depth}`);
   if (S.hidden % S.depth !== 0) throw new RangeError(`sizes.hidden (${S.hidden}) must be a multiple of sizes.depth (${S.depth}): as many heads as blocks`);

@@ -109,7 +109,7 @@
  */
 import path from "node:path";
 import { GgmlType } from "../gguf/writer";
-import { CHUNK_BYTES } from "../random";
+import { CHUNK_BYTES, uint32Seed } from "../random";
 import { writeLongNameGguf } from "./header";
 import { type GeneratedPart, type PartTensorSpec, planner, produceSpec } from "./parts-writer";
 import { sd1TensorPlan } from "./plan";
@@ -337,14 +337,12 @@ export function sdxlVaePlan(type: SdxlType = "q4_0", S: SdxlSizes = SDXL_TINY): 
 function checkOptions(opts: GenerateSdxlOptions): { type: SdxlType; seed: number; S: SdxlSizes } {
   const type = opts.type ?? "q4_0";
   if (!Object.hasOwn(TYPES, type)) throw new RangeError(`type must be one of ${Object.keys(TYPES).join(", ")}, got ${String(type)}`);
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
-    throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
-  }
+  const seed = uint32Seed(opts.seed);
   const S: SdxlSizes = { ...SDXL_TINY, ...opts.sizes };
   for (const k of ["unetChannels", "vaeDecoderChannels"] as const) {
     if (!Number.isSafeInteger(S[k]) || S[k] <= 0 || S[k] % 32 !== 0) throw new RangeError(`${k} must be a positive multiple of 32, got ${S[k]}`);
   }
-  return { type, seed: (opts.seed ?? 1) >>> 0, S };
+  return { type, seed, S };
 }
 
 /** Every tensor of the checkpoint, under SDXL_PREFIXES: UNet, CLIP-L, bigG, VAE. */

@@ -42,6 +42,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { GgmlType } from "../gguf/writer";
 import { type GeneratedPart, type PartInit, type PartTensorSpec, planner, writePart } from "./parts-writer";
+import { uint32Seed } from "../random";
 
 /** Random ±0.02, 1.0 (norm weights), 0.0 (biases), or 0 / −30 for the VAE encoder's mean / log-variance halves. */
 export type ZImageInit = PartInit;
@@ -218,10 +219,7 @@ export function zImageVaePlan(type: "f16" | "f32" = "f16", S: ZImageSizes = Z_IM
 export async function generateRandomZImageModel(dir: string, opts: GenerateZImageOptions = {}): Promise<GenerateZImageResult> {
   const type = opts.type ?? "f16";
   if (type !== "f16" && type !== "f32") throw new RangeError(`type must be "f16" or "f32", got ${String(type)}`);
-  if (opts.seed !== undefined && (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)) {
-    throw new RangeError(`seed must be a uint32, got ${opts.seed}`);
-  }
-  const seed = (opts.seed ?? 1) >>> 0;
+  const seed = uint32Seed(opts.seed);
   const S: ZImageSizes = { ...Z_IMAGE_TINY, ...opts.sizes };
   fs.mkdirSync(dir, { recursive: true });
   const diffusionModel = await writePart(path.join(dir, "z-image-dit.gguf"), "random-z-image-dit", zImageDitPlan(type, S), seed, undefined, "Z-Image");
