@@ -12,6 +12,7 @@
  * (the class is handed to the addon by `Addon.init`).
  */
 import type { EngineGenerateParams } from "../diffusion/engine";
+import type { DenoiserReads } from "../diffusion/types";
 import type { ChatFormat, ChatMessage, CompletionResult, ContextInfo, DeviceMemory, ParsedChatReply } from "../llm/types";
 import type { ParsedHeader } from "../models/gguf-worker";
 import type { GenaiError, GenaiErrorCode } from "../errors";
@@ -298,6 +299,8 @@ export interface DiffusionHandle {
     ipAdapter: boolean;
     /** A TAESD was loaded, decoding or for previews only (a "tae" preview needs one). */
     taesd: boolean;
+    /** The generation inputs the model's denoiser reads (native/diffusion/part_check.h DenoiserInputs); generate refuses the others. */
+    reads: DenoiserReads;
   };
   generate(params: DiffusionGenerateParams, onEvent: (e: Record<string, unknown>) => void, cancel: CancelToken): Promise<(NativeImage & { data: Buffer })[]>;
   cancel(mode: "all" | "newLatents"): void;

@@ -3,7 +3,7 @@
  * native stable-diffusion.cpp adapter implements, and that tests implement
  * with doubles. The job layer (job.ts, model.ts) depends only on this.
  */
-import type { CacheOptions, DiffusionLoadOptions, HiresUpscaler, RawImage } from "./types";
+import type { CacheOptions, DenoiserReads, DiffusionLoadOptions, HiresUpscaler, RawImage } from "./types";
 
 export type { DiffusionLoadOptions, LoraSpec, RawImage } from "./types";
 
@@ -99,6 +99,12 @@ export interface EngineModel {
   readonly ipAdapter?: boolean;
   /** True when a TAESD was loaded with the model, decoding or for previews only (a "tae" preview needs one). */
   readonly taesd?: boolean;
+  /**
+   * The generation inputs the model's denoiser reads (guidance, flowShift,
+   * refImages); generate refuses the others with INVALID_ARGUMENT. Absent:
+   * not known, none refused.
+   */
+  readonly reads?: Readonly<DenoiserReads>;
   /** The sampler this model's family is run with (sd.cpp's sd_get_default_sample_method); absent: IMAGE_DEFAULTS.sampler. */
   readonly defaultSampler?: string;
   /** The scheduler for each sampler on this model (sd.cpp's sd_get_default_scheduler); absent: IMAGE_DEFAULTS.scheduler. */

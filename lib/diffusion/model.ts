@@ -23,7 +23,7 @@ import { checkDiffusionParts } from "./parts";
 import { encodePng, parametersText } from "./png";
 import { ProgressTracker } from "./progress";
 import { runExclusive } from "./turn";
-import type { DiffusionLoadOptions, GeneratedImage, ImageGenerateOptions, RawImage } from "./types";
+import type { DenoiserReads, DiffusionLoadOptions, GeneratedImage, ImageGenerateOptions, RawImage } from "./types";
 
 export class DiffusionModel implements AsyncDisposable {
   #engineModel: EngineModel | undefined;
@@ -97,6 +97,19 @@ export class DiffusionModel implements AsyncDisposable {
     const m = this.#model();
     if (!m.samplers.includes(sampler)) throw new GenaiError("INVALID_ARGUMENT", `unknown sampler "${sampler}"; the engine has: ${m.samplers.join(", ")}`);
     return m.defaultSchedulers?.[sampler] ?? IMAGE_DEFAULTS.scheduler;
+  }
+
+  /**
+   * The generation inputs this model's denoiser reads, told from its tensors
+   * at load (e.g. to show a guidance control only where it acts): `guidance`
+   * (a distilled-guidance embedder: Flux 1 [dev], Flux 2 [dev]), `flowShift`
+   * (not a SD1/SD2/SDXL UNet), `refImages` (the Flux, Flux 2, Qwen-Image and
+   * Z-Image DiTs, instruct-pix2pix UNets). generate throws INVALID_ARGUMENT
+   * for an input that is false here: stable-diffusion.cpp would leave it
+   * unread and make the same image.
+   */
+  get reads(): Readonly<DenoiserReads> {
+    return { guidance: true, flowShift: true, refImages: true, ...this.#model().reads };
   }
 
   /** Bytes the model holds per device. */

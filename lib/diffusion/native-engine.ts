@@ -67,6 +67,7 @@ async function load(addon: Addon, options: DiffusionLoadOptions, onProgress: (f:
     ...(info.photoMaker !== 0 && { photoMaker: info.photoMaker }),
     ipAdapter: info.ipAdapter,
     taesd: info.taesd,
+    reads: info.reads,
     defaultSampler: info.defaultSampler,
     defaultSchedulers: info.defaultSchedulers,
     memoryBytes: { [where]: bytes }, // the files' bytes, on the device sd.cpp computes on

@@ -180,12 +180,14 @@ export interface ImageGenerateOptions {
   cfgScale?: number;
   /**
    * Distilled guidance, 0..100, of the guidance-distilled models (Flux 1 dev,
-   * Flux Kontext: sd.cpp's --guidance; ignored by the others). Default: sd.cpp's (3.5).
+   * Flux Kontext, Flux 2 dev: sd.cpp's --guidance). Default: sd.cpp's (3.5).
+   * INVALID_ARGUMENT on a model without a guidance embedder (model.reads.guidance).
    */
   guidance?: number;
   /**
    * The flow-matching models' timestep shift, > 0 up to 100 (SD3, Flux,
    * Z-Image, Qwen-Image; sd.cpp's --flow-shift). Default: the model family's own.
+   * INVALID_ARGUMENT on a SD1/SD2/SDXL UNet (model.reads.flowShift).
    */
   flowShift?: number;
   /**
@@ -223,7 +225,8 @@ export interface ImageGenerateOptions {
    * Reference images for the edit models (Flux Kontext, Qwen-Image-Edit,
    * Flux 2): up to MAX_REF_IMAGES, any size with sides in [MIN_SIDE, MAX_SIDE]
    * and an aspect ratio up to MAX_REF_ASPECT, 3 or 4 channels; sd.cpp scales
-   * them for its VAE. Other models ignore them.
+   * them for its VAE. INVALID_ARGUMENT on a model that does not read them
+   * (SD1, SD2, SDXL, SD3: model.reads.refImages).
    */
   refImages?: RawImage[];
   /**
@@ -362,4 +365,20 @@ export interface UpscaledImage {
   /** Pixels: the input's × factor. */
   width: number;
   height: number;
+}
+
+/**
+ * The generation inputs a diffusion model's denoiser reads, told from its
+ * tensors at load as stable-diffusion.cpp (487de75c) uses them. An input it
+ * does not read leaves the image unchanged (tried with sd-cli on SD1, SD3 and
+ * Flux 1 [schnell]), so generate refuses it. All true when the tensors could
+ * not be read.
+ */
+export interface DenoiserReads {
+  /** A distilled-guidance embedder (`guidance_in`: Flux 1 [dev], Kontext, Flux 2 [dev]) takes ImageGenerateOptions.guidance. */
+  guidance: boolean;
+  /** Not a UNet: the UNet families (SD1, SD2, SDXL) are sampled without a flow schedule, so flowShift has none to shift. */
+  flowShift: boolean;
+  /** Reference images: read by the Flux-style, Qwen-Image and Z-Image DiTs and the instruct-pix2pix UNets; not by SD1/SD2/SDXL or SD3. */
+  refImages: boolean;
 }

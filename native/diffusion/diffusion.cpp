@@ -34,6 +34,7 @@ struct SdModel {
   int photo_maker = 0;                  // the PhotoMaker version loaded (1, 2: sd.cpp's rule, "v2" in the file's name), 0: none
   bool has_ip_adapter = false;          // an IP-Adapter was loaded (an ipAdapter image prompt needs one)
   bool has_taesd = false;               // a TAESD was loaded, decoding or for previews only (a "tae" preview needs one)
+  DenoiserInputs inputs;                // the generation inputs its denoiser reads (CheckDiffusionParts)
   bool graph_abort = false;             // runs on the CPU backend: cancel("all") stops sd.cpp's running graph (OpScope::EnableGraphAbort)
   std::atomic<bool> cancel_all{false};  // cancel("all") of the running generation (from the JS thread)
   ~SdModel() {
@@ -70,6 +71,11 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
     o.Set("photoMaker", m->photo_maker);
     o.Set("ipAdapter", m->has_ip_adapter);
     o.Set("taesd", m->has_taesd);
+    Napi::Object reads = Napi::Object::New(env);
+    reads.Set("guidance", m->inputs.guidance);
+    reads.Set("flowShift", m->inputs.flow_shift);
+    reads.Set("refImages", m->inputs.ref_images);
+    o.Set("reads", reads);
     return o;
   }
 
@@ -98,7 +104,7 @@ class DiffusionHandle : public Napi::ObjectWrap<DiffusionHandle> {
 Napi::Value DiffusionHandle::Generate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = Model(env);
-  GenRequest r = ReadGenRequest(ObjectArg(info, 0, "params"), ModelFeatures{m->has_control_net, m->photo_maker, m->has_ip_adapter, m->has_taesd});
+  GenRequest r = ReadGenRequest(ObjectArg(info, 0, "params"), ModelFeatures{m->has_control_net, m->photo_maker, m->has_ip_adapter, m->has_taesd, m->inputs});
   Napi::Function on_event = FunctionArg(info, 1, "onEvent");
   auto cancel = CancelToken::From(info.Length() > 2 ? info[2] : env.Undefined());
 
@@ -254,9 +260,11 @@ Napi::Value LoadDiffusionModel(const Napi::CallbackInfo& info) {
   auto work = [files, threads, fa, wtype, backend, params_backend, vae_tiling, graph_abort, taesd_preview_only](ThreadJob& job) -> ThreadJob::ValueMaker {
     for (size_t i = 0; i < files.size(); i++)
       if (!files[i].empty()) CheckModelFileExtent(files[i], kFileParts[i].key);
-    CheckDiffusionParts({files[kModel], files[kDiffusionModel], files[kVae], files[kClipL], files[kClipG], files[kT5xxl], files[kLlm], files[kLlmVision],
-                         files[kControlNet], files[kPhotoMaker], files[kIpAdapter], files[kClipVision]});
+    const DenoiserInputs inputs =
+        CheckDiffusionParts({files[kModel], files[kDiffusionModel], files[kVae], files[kClipL], files[kClipG], files[kT5xxl], files[kLlm], files[kLlmVision],
+                             files[kControlNet], files[kPhotoMaker], files[kIpAdapter], files[kClipVision]});
     auto model = std::make_shared<SdModel>();
+    model->inputs = inputs;
     model->vae_tiling = vae_tiling;
     model->graph_abort = graph_abort;
     std::string errors, part_failed;

@@ -217,9 +217,14 @@ GenRequest ReadGenRequest(Napi::Object o, const ModelFeatures& model) {
   r.steps = static_cast<int>(IntField(o, "steps", 1, 1000));
   r.count = static_cast<int>(IntField(o, "count", 1, 64));
   r.cfg = static_cast<float>(NumberField(o, "cfgScale", 0, 100));
-  if (auto g = OptNumberField(o, "guidance", 0, 100)) r.guidance = static_cast<float>(*g);
+  // inputs this model's denoiser would leave unread (DenoiserInputs, part_check.h): the image would be the same
+  if (auto g = OptNumberField(o, "guidance", 0, 100)) {
+    if (!model.inputs.guidance) Throw(env, code::INVALID_ARGUMENT, "guidance: this model has no distilled-guidance embedder (guidance_in); use cfgScale");
+    r.guidance = static_cast<float>(*g);
+  }
   if (auto fs = OptNumberField(o, "flowShift", 0, kMaxFlowShift)) {
     if (*fs <= 0) Throw(env, code::INVALID_ARGUMENT, "flowShift must be greater than 0");
+    if (!model.inputs.flow_shift) Throw(env, code::INVALID_ARGUMENT, "flowShift: this model is a UNet, sampled without a flow schedule");
     r.flow_shift = static_cast<float>(*fs);
   }
   if (auto st = OptNumberField(o, "strength", 0, 1)) r.strength = static_cast<float>(*st);
@@ -237,6 +242,8 @@ GenRequest ReadGenRequest(Napi::Object o, const ModelFeatures& model) {
   if (auto cs = OptNumberField(o, "controlStrength", 0, 1)) r.control_strength = static_cast<float>(*cs);
   Napi::Value refs = o.Get("refImages");
   if (!refs.IsUndefined()) ReadRefImages(o, r);
+  if (!r.refs.empty() && !model.inputs.ref_images)
+    Throw(env, code::INVALID_ARGUMENT, "refImages: this model does not read reference images (use initImage for img2img)");
   if (!o.Get("photoMaker").IsUndefined()) ReadPhotoMaker(o, r, model.photo_maker);
   if (!o.Get("ipAdapter").IsUndefined()) ReadIpAdapter(o, r, model.ip_adapter);
   ReadLoras(o, r);

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "diffusion/part_check.h"
 #include "diffusion/sd_ops.h"
 #include "stable-diffusion.h"
 
@@ -65,6 +66,7 @@ struct ModelFeatures {
   int photo_maker = 0;       // photoMaker needs PhotoMaker weights (their version, 1 or 2; 0: none)
   bool ip_adapter = false;   // ipAdapter needs an IP-Adapter
   bool taesd = false;        // a "tae" preview needs a TAESD, a "vae" preview none (sd.cpp decodes both with the TAESD when loaded)
+  DenoiserInputs inputs;     // guidance, flowShift and refImages need a denoiser that reads them
 };
 
 // Reads `o` (every key known, every value in range) for a model with

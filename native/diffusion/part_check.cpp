@@ -277,36 +277,64 @@ void CheckSd3(const std::vector<const Tensors*>& dit, const Tensors& t5, const T
                       std::to_string(kPooled));
 }
 
+bool Has(const std::vector<const Tensors*>& files, std::string_view part) {
+  for (const Tensors* t : files)
+    for (const auto& entry : *t)
+      if (entry.first.find(part) != std::string::npos) return true;
+  return false;
+}
+
+// DenoiserInputs (part_check.h). A UNet's first convolution: sd.cpp's input_blocks.0.0 (ggml [kw, kh, in, out]) or
+// diffusers' conv_in (in a diffusers checkpoint under "unet.").
+DenoiserInputs InputsOf(const std::vector<const Tensors*>& dit, const Tensors& diffusion_model) {
+  DenoiserInputs in;
+  if (std::none_of(dit.begin(), dit.end(), [](const Tensors* t) { return !t->empty(); })) return in;
+  in.guidance = Has(dit, "guidance_in.") || Has(dit, "guidance_embedder.");
+  std::optional<int64_t> unet_in = DimAny(dit, {"input_blocks.0.0.weight", "unet.conv_in.weight"}, 2);
+  if (!unet_in && Has(dit, "down_blocks."))
+    for (const auto& [name, ne] : diffusion_model)
+      if (name == "conv_in.weight" && ne.size() > 2) unet_in = ne[2];
+  if (unet_in) {
+    in.flow_shift = false;
+    in.ref_images = *unet_in == 8;  // get_sd_version's is_ip2p
+  }
+  if (Has(dit, "joint_blocks.")) in.ref_images = false;
+  return in;
+}
+
 }  // namespace
 
-void CheckDiffusionParts(const DiffusionPartFiles& f) {
+DenoiserInputs CheckDiffusionParts(const DiffusionPartFiles& f) {
   const Tensors m = Read(f.model), d = Read(f.diffusion_model), v = Read(f.vae), l = Read(f.llm), lv = Read(f.llm_vision);
   const std::vector<const Tensors*> dit{&d, &m}, encoder{&l, &m}, autoencoder{&v, &m}, vision{&lv, &l, &m};
   if (!f.control_net.empty()) CheckControlNet(dit, Read(f.control_net));
   if (!f.photo_maker.empty()) CheckPhotoMaker(dit, Read(f.photo_maker));
   if (!f.ip_adapter.empty()) CheckIpAdapter(Read(f.ip_adapter), Read(f.clip_vision));
+  const DenoiserInputs inputs = InputsOf(dit, d);
   // the families as src/model_loader.cpp get_sd_version tells them apart
-  if (Dim(dit, "cap_embedder.0.weight", 0)) return CheckZImage(dit, encoder, autoencoder);
+  if (Dim(dit, "cap_embedder.0.weight", 0)) {
+    CheckZImage(dit, encoder, autoencoder);
+    return inputs;
+  }
   if (Dim(dit, "double_stream_modulation_img.lin.weight", 0)) {
     if (!Dim(dit, "single_blocks.47.linear1.weight", 0)) CheckFlux2Klein(dit, encoder);  // Flux 2 [dev] has 48 single blocks and a Mistral encoder
-    return;
+    return inputs;
   }
   std::optional<int64_t> img_in = Dim(dit, "img_in.weight", 0);
-  if (Dim(dit, "transformer_blocks.0.img_mod.1.weight", 0) && img_in && *img_in != 128 && !Dim(dit, "time_text_embed.addition_t_embedding.weight", 0))
-    return CheckQwenImage(dit, encoder, vision);
+  if (Dim(dit, "transformer_blocks.0.img_mod.1.weight", 0) && img_in && *img_in != 128 && !Dim(dit, "time_text_embed.addition_t_embedding.weight", 0)) {
+    CheckQwenImage(dit, encoder, vision);
+    return inputs;
+  }
   // Flux 1 as lib/diffusion/tensors.ts ditFamilyOf tells it: not Chroma, Ovis-Image (an LLM) or LongCat (a 3584-wide txt_in)
-  bool double_blocks = false, joint_blocks = false;  // sd.cpp's is_flux (original names or diffusers') and VERSION_SD3
-  for (const Tensors* t : dit)
-    for (const auto& entry : *t) {
-      double_blocks =
-          double_blocks || entry.first.find("double_blocks.") != std::string::npos || entry.first.find("single_transformer_blocks.") != std::string::npos;
-      joint_blocks = joint_blocks || entry.first.find("joint_blocks.") != std::string::npos;
-    }
+  // (sd.cpp's is_flux: original names or diffusers'); then SD3 (VERSION_SD3)
+  const bool double_blocks = Has(dit, "double_blocks.") || Has(dit, "single_transformer_blocks.");
   std::optional<int64_t> txt_in = DimAny(dit, {"txt_in.weight", "context_embedder.weight"}, 0);
   if (double_blocks && !Dim(dit, "distilled_guidance_layer.in_proj.weight", 0) && !Dim(dit, "double_blocks.0.img_mlp.gate_proj.weight", 0) &&
       txt_in.value_or(0) != 3584)
-    return CheckFlux1(dit, Read(f.t5xxl), m, f);
-  if (joint_blocks) CheckSd3(dit, Read(f.t5xxl), m, f);
+    CheckFlux1(dit, Read(f.t5xxl), m, f);
+  else if (Has(dit, "joint_blocks."))
+    CheckSd3(dit, Read(f.t5xxl), m, f);
+  return inputs;
 }
 
 }  // namespace genai

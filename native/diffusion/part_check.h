@@ -49,6 +49,24 @@ namespace genai {
 struct DiffusionPartFiles {
   std::string model, diffusion_model, vae, clip_l, clip_g, t5xxl, llm, llm_vision, control_net, photo_maker, ip_adapter, clip_vision;
 };
-void CheckDiffusionParts(const DiffusionPartFiles& files);
+
+// The generation inputs the denoiser reads, told from its tensors as sd.cpp
+// (487de75c) uses them; each of these inputs left unread gives the same pixels
+// (tried with sd-cli on SD1, SD3 and Flux 1 [schnell]). All true when the
+// denoiser's tensors cannot be read (nothing is refused then).
+//  - guidance: a distilled-guidance embedder (`guidance_in.`, diffusers'
+//    `guidance_embedder.`; Flux 1 [dev], Kontext, Flux 2 [dev]): flux.hpp
+//    feeds sd_guidance_params_t.distilled_guidance only to that; Chroma zeroes it.
+//  - flow_shift: not a UNet. sd.cpp samples the UNet families (SD1, SD2,
+//    SDXL) as eps/v-prediction (no `prediction` option is passed), and
+//    set_flow_shift changes a flow denoiser's shift only.
+//  - ref_images: not a plain UNet nor SD3's MMDiT (joint_blocks). The DiTs
+//    with ref_latents (Flux, Flux 2, Qwen-Image, Z-Image, …) and the
+//    instruct-pix2pix UNets (8 input channels) read them; the others
+//    VAE-encode them and then leave them unused.
+struct DenoiserInputs {
+  bool guidance = true, flow_shift = true, ref_images = true;
+};
+DenoiserInputs CheckDiffusionParts(const DiffusionPartFiles& files);
 
 }  // namespace genai

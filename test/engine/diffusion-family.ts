@@ -8,6 +8,7 @@ import { capabilities } from "../../lib/index";
 import { native } from "../../lib/binding/load";
 import {
   DiffusionModel,
+  type DenoiserReads,
   type DiffusionLoadOptions,
   type GeneratedImage,
   type ImageGenerateOptions,
@@ -161,4 +162,25 @@ export async function expectRefusedAtLoad(load: DiffusionLoadOptions, message: R
   const addon = native();
   await expect(addon.loadDiffusionModel!(loadParams({ ...load, threads: THREADS }, "cpu"), undefined, new addon.CancelToken())).rejects.toMatchObject(refused);
   expect(await loaded.generate({ ...base, seed: 1 }).done).toHaveLength(1);
+}
+
+/**
+ * The inputs the model's denoiser reads as C++ reports them with TypeScript bypassed (DiffusionModel.reads mirrors
+ * them), and C++ refusing each input it does not read with INVALID_ARGUMENT "<input>: …".
+ */
+export async function expectNativeReads(load: DiffusionLoadOptions, reads: DenoiserReads): Promise<void> {
+  const addon = native();
+  const h = await addon.loadDiffusionModel!(loadParams({ ...load, threads: THREADS }, "cpu"), undefined, new addon.CancelToken());
+  try {
+    expect(h.info().reads).toEqual(reads);
+    const p = { prompt: "x", negativePrompt: "", width: 64, height: 64, steps: 1, cfgScale: 1, sampler: "euler", scheduler: "discrete", seed: 1, count: 1 };
+    const inputs = { guidance: { guidance: 3 }, flowShift: { flowShift: 2 }, refImages: { refImages: [testPicture(64, 64, 1)] } };
+    for (const key of ["guidance", "flowShift", "refImages"] as const) {
+      if (reads[key]) continue;
+      const g = () => h.generate({ ...p, loras: [], refImages: [], ...inputs[key] } as never, () => undefined, new addon.CancelToken());
+      expect(g).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(new RegExp(`^${key}: `)) }));
+    }
+  } finally {
+    h.dispose();
+  }
 }

@@ -90,11 +90,15 @@ describe.skipIf(!available)(title, () => {
     expect(bytes(await gen()).equals(bytes(plain))).toBe(true);
   });
 
-  it("flowShift and guidance are accepted (SD1 has neither a flow schedule nor distilled guidance); bad values are INVALID_ARGUMENT", async () => {
-    const img = await gen({ flowShift: 3, guidance: 2.5 });
-    expect(img).toMatchObject({ width: SIZE, height: SIZE });
+  it("flowShift, guidance and refImages: an SD1 UNet reads none of them, so each is INVALID_ARGUMENT naming it; bad values too", async () => {
+    const unread = (key: string) => expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(new RegExp(`^${key}: `)) });
+    expect(() => sd.generate({ ...base, flowShift: 3 })).toThrow(unread("flowShift"));
+    expect(() => sd.generate({ ...base, guidance: 2.5 })).toThrow(unread("guidance"));
+    expect(() => sd.generate({ ...base, refImages: [rgb(64, 128), rgb(96, 64, 4)] })).toThrow(unread("refImages"));
     for (const flowShift of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 101]) expect(() => sd.generate({ ...base, flowShift })).toThrow(invalid);
     for (const guidance of [-1, Number.NaN, 101]) expect(() => sd.generate({ ...base, guidance })).toThrow(invalid);
+    // no refImages (an empty list) is the plain image
+    expect(bytes(await gen({ refImages: [] })).equals(bytes(plain))).toBe(true);
   });
 
   it("controlImage without a ControlNet is INVALID_ARGUMENT; so are bad control and reference images", () => {
@@ -106,11 +110,6 @@ describe.skipIf(!available)(title, () => {
     expect(() => sd.generate({ ...base, refImages: [rgb(32, 32)] })).toThrow(invalid);
     expect(() => sd.generate({ ...base, refImages: [{ ...rgb(64, 64), channels: 1 } as RawImage] })).toThrow(invalid);
     expect(() => sd.generate({ ...base, refImages: Array.from({ length: 17 }, () => rgb(64, 64)) })).toThrow(invalid);
-  });
-
-  it("reference images reach the engine (an SD1 UNet has no use for them) and the job still makes its image", async () => {
-    const img = await gen({ refImages: [rgb(64, 128), rgb(96, 64, 4)] });
-    expect(img).toMatchObject({ width: SIZE, height: SIZE });
   });
 
   it("model parts at load: a missing part is MODEL_NOT_FOUND naming the option, a truncated one INVALID_MODEL", async () => {
@@ -193,6 +192,7 @@ describe.skipIf(!available)(title, () => {
     const h = await addon.loadDiffusionModel!(load, undefined, tok());
     try {
       expect(h.info().controlNet).toBe(false);
+      expect(h.info().reads).toEqual({ guidance: false, flowShift: false, refImages: false });
       const p = {
         prompt: "x",
         negativePrompt: "",
@@ -234,7 +234,11 @@ describe.skipIf(!available)(title, () => {
       );
       expect(() => g({ photoMaker: [] })).toThrow(invalid);
       await expect(g({ loras: [{ path: path.join(tmp.dir, "missing-lora.safetensors"), scale: 1 }] })).rejects.toMatchObject({ code: "MODEL_NOT_FOUND" });
-      expect(await g({ flowShift: 2, guidance: 3, loras: [{ path: loraFile, scale: 0.5 }], refImages: [rgb(64, 64)] })).toHaveLength(1);
+      const unread = (key: string) => expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(new RegExp(`^${key}: `)) });
+      expect(() => g({ flowShift: 2 })).toThrow(unread("flowShift"));
+      expect(() => g({ guidance: 3 })).toThrow(unread("guidance"));
+      expect(() => g({ refImages: [rgb(64, 64)] })).toThrow(unread("refImages"));
+      expect(await g({ loras: [{ path: loraFile, scale: 0.5 }] })).toHaveLength(1);
     } finally {
       h.dispose();
     }

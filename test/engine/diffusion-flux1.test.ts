@@ -24,6 +24,7 @@ import {
   engineAvailable,
   expectDeterministicParts,
   expectImg2ImgDepends,
+  expectNativeReads,
   expectOneImage,
   expectRefusedAtLoad,
   expectTaesdDecodes,
@@ -81,6 +82,13 @@ describe.skipIf(!engineAvailable)(familyTitle("Flux 1 (random-weight DiT + CLIP-
     expect(schnell.diffusionModel.tensors).toBe(parts.diffusionModel.tensors - 4);
     const s = await DiffusionModel.load({ ...partFiles(schnell), threads: THREADS });
     try {
+      expect(sd.reads).toEqual({ guidance: true, flowShift: true, refImages: true });
+      expect(s.reads).toEqual({ guidance: false, flowShift: true, refImages: true });
+      // sd.cpp would leave it unread: the same image
+      expect(() => s.generate({ ...base, guidance: 7 })).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/^guidance: /) }),
+      );
+      await expectNativeReads(partFiles(schnell), { guidance: false, flowShift: true, refImages: true });
       const [a] = await s.generate({ ...base, seed: 4 }).done;
       expect(new Set(raw(a).data).size).toBeGreaterThan(16);
       expect(same(a, plain)).toBe(false);

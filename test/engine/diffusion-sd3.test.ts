@@ -23,6 +23,7 @@ import { tempDir, THREADS } from "../helpers";
 import {
   engineAvailable,
   expectImg2ImgDepends,
+  expectNativeReads,
   expectOneImage,
   expectRefusedAtLoad,
   expectTaesdDecodes,
@@ -72,6 +73,17 @@ describe.skipIf(!engineAvailable)(familyTitle("SD3.5 (random-weight MMDiT + CLIP
   it("one image: a 64×64 PNG with varied pixels, reproducible for its seed; another seed or prompt differs", async () => {
     const img = await expectOneImage(sd, base, 77);
     expect(img.png!.toString("latin1")).toContain("Sampler: euler, Schedule type: discrete, CFG scale: 1, Seed: 77, Size: 64x64");
+  });
+
+  it("flowShift reaches the MMDiT's flow schedule; guidance and refImages, which it does not read, are INVALID_ARGUMENT (TS and C++)", async () => {
+    expect(sd.reads).toEqual({ guidance: false, flowShift: true, refImages: false });
+    const [plain] = await sd.generate({ ...base, seed: 6 }).done;
+    const [shifted] = await sd.generate({ ...base, seed: 6, flowShift: 6 }).done;
+    expect(same(plain, shifted)).toBe(false);
+    const unread = (key: string) => expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(new RegExp(`^${key}: `)) });
+    expect(() => sd.generate({ ...base, guidance: 3 })).toThrow(unread("guidance"));
+    expect(() => sd.generate({ ...base, refImages: [{ data: new Uint8Array(64 * 64 * 3), width: 64, height: 64, channels: 3 }] })).toThrow(unread("refImages"));
+    await expectNativeReads(files(), { guidance: false, flowShift: true, refImages: false });
   });
 
   it("CFG with a negative prompt: the negative prompt reaches the MMDiT", async () => {

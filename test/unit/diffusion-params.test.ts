@@ -30,6 +30,31 @@ describe("image generation options: LoRAs, flowShift, guidance, ControlNet, refe
     for (const k of ["controlImage", "controlStrength", "flowShift", "guidance"] as const) expect(p[k]).toBeUndefined();
   });
 
+  it("guidance, flowShift and refImages on a model whose denoiser does not read them (EngineModel.reads) are INVALID_ARGUMENT naming them", () => {
+    const opts = { guidance: { guidance: 3 }, flowShift: { flowShift: 2 }, refImages: { refImages: [img(64, 64)] } };
+    const unread = (key: string) => expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(new RegExp(`^${key}: `)) });
+    for (const key of ["guidance", "flowShift", "refImages"] as const) {
+      const reads = { guidance: true, flowShift: true, refImages: true, [key]: false };
+      expect(() => resolveGenerateParams({ ...base, ...opts[key] }, { ...model, reads })).toThrow(unread(key));
+      // the other two are read
+      const others = Object.fromEntries(
+        Object.entries(opts)
+          .filter(([k]) => k !== key)
+          .flatMap(([, v]) => Object.entries(v)),
+      );
+      expect(resolveGenerateParams({ ...base, ...others }, { ...model, reads })).toMatchObject(others);
+      // absent reads: not known, nothing refused
+      expect(resolveGenerateParams({ ...base, ...opts[key] }, model)).toMatchObject(opts[key]);
+    }
+    // an empty refImages list is no reference image; bad values are refused before the question of reading them
+    const none = { guidance: false, flowShift: false, refImages: false };
+    expect(resolveGenerateParams({ ...base, refImages: [] }, { ...model, reads: none }).refImages).toEqual([]);
+    expect(() => resolveGenerateParams({ ...base, guidance: -1 }, { ...model, reads: none })).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.not.stringMatching(/^guidance: /) }),
+    );
+    expect(() => resolveGenerateParams({ ...base, flowShift: 0 }, { ...model, reads: none })).toThrow(/greater than 0/);
+  });
+
   it("sampler and scheduler default to the model's (its family's, from sd.cpp), else IMAGE_DEFAULTS'; given ones win", () => {
     expect(resolveGenerateParams(base, model)).toMatchObject({ sampler: IMAGE_DEFAULTS.sampler, scheduler: IMAGE_DEFAULTS.scheduler });
     const flux2 = {
