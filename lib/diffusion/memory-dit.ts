@@ -1,6 +1,6 @@
 /**
  * The compute buffers of the DiT families (Z-Image, Flux 1, Flux 2 [klein],
- * Qwen-Image) as a function of the image's size and the prompt's length,
+ * Qwen-Image, SD3.5 Large) as a function of the image's size and the prompt's length,
  * fitted to stable-diffusion.cpp's own allocations: the DiT side of
  * ./memory.ts (estimateDiffusionMemory), which also holds the SD1 fit.
  */
@@ -38,12 +38,12 @@ export function promptTokenBound(...prompts: (string | undefined)[]): number {
 }
 
 /** The DiT families with fitted compute buffers. */
-export type DitFamily = "zimage" | "flux1" | "flux2" | "qwenimage";
+export type DitFamily = "zimage" | "flux1" | "flux2" | "qwenimage" | "sd3";
 
 /** The widths a DiT family's compute buffers depend on (not its depth: ggml_gallocr reuses one layer's buffers for the next), read from the files' tensors. */
 export interface DitShape {
   family: DitFamily;
-  /** The DiT's hidden size and attention heads (Z-Image 3840 / 30; Flux 1, Flux 2 [klein] 4B and Qwen-Image 3072 / 24). */
+  /** The DiT's hidden size and attention heads (Z-Image 3840 / 30; Flux 1, Flux 2 [klein] 4B and Qwen-Image 3072 / 24; SD3.5 Large 2432 / 38). */
   ditHidden: number;
   ditHeads: number;
   /** The text encoder's hidden size and FFN width (LLMs: Qwen3-4B 2560 / 9728, Qwen2.5-VL-7B 3584 / 18944; Flux 1's T5-XXL 4096 / 10240). */
@@ -81,6 +81,14 @@ export interface DitFit {
     flashPerTextToken: number;
     flashConstant: number;
     dualStream?: boolean;
+    /**
+     * SD3's MMDiT crops its 192 × 192 position grid before the blocks
+     * (mmdit.hpp cropped_pos_embed): an f32 copy of the grid's rows for each
+     * row of image patches (4 × hidden × 192 bytes) and two of the crop (8 ×
+     * hidden per image token), + K. The buffer is the larger of that stage and
+     * the blocks' (tall images with flash attention).
+     */
+    posEmbedCrop?: { perPatchRow: number; perImageToken: number; constant: number };
   };
   /**
    * The LLM text encoder over n tokens: T·n + K. Its FFN's activations are the
@@ -121,7 +129,7 @@ export const DEFAULT_PROMPT_TOKENS = 256;
  * level for each runner's ggml_gallocr reserve, "<runner> compute buffer
  * size: N MB(RAM)" (N in MiB, two decimals; runners z_image / flux /
  * qwen_image, qwen3 / qwen2.5vl / t5 + clip, vae / wan_vae). L counts the DiT's tokens:
- * image tokens (16 × 16 pixels each in all four) + the text tokens of its
+ * image tokens (16 × 16 pixels each in every family) + the text tokens of its
  * joint attention ({@link ditTokens}). Least squares on relative error, the
  * L² coefficient held at the graph's f32 attention scores (heads × 4 bytes).
  * A GPU backend's allocator sizes the same graphs, but was not measured here.
@@ -286,10 +294,55 @@ export const DIT_COMPUTE_FIT: Readonly<Record<DitFamily, DitFit>> = {
     vaeTilePixels: undefined,
     vaeEncodeTilePixels: undefined,
   },
+  /**
+   * SD3.5 Large: generateRandomSd3Model (type q4_0) with its MMDiT at SD3.5
+   * Large's widths and depth (sd.cpp gives the MMDiT as many heads as joint
+   * blocks: 38 blocks of hidden 2432, 38 heads, 8.1 G parameters, 4.9 GB
+   * written in a minute), RMS q/k norms, 192² position grid; CLIP-L and bigG
+   * at full size, T5 4096 / FFN 10240 with 1 layer. Text runs in 77-token
+   * chunks (CLIP-L, bigG and T5 each), the DiT sees 154 tokens per chunk
+   * ({@link ditTokens}). "a lighthouse" (one chunk) at 128², 256², 512²,
+   * 768², 1024², and 256² with 100 and 400 prompt tokens (2 and 6 chunks):
+   * DiT 27.41, 58.70, 277.97, 1022.75, 2865.44, 93.82, 300.62 MiB; flash
+   * attention (the same but 768²) 20.52, 35.73, 101.02, 356.84, 47.71, 107.36.
+   * Position-grid crop, flash attention, W × H 64×512, 128×512, 64×1024,
+   * 128×1024, 256×1024, 64×2048: 61.82, 64.23, 121.23, 126.04, 135.66,
+   * 240.04 MiB (without flash attention 128×512 is 64.23 too). Text
+   * encoders 1.42 (CLIP-L), 2.36 (bigG) and 9.65 (T5) MiB per chunk, all
+   * three held until the conditioner ends (runner_done): their sum. VAE:
+   * the Flux VAE's layout, as Flux 1's: measured with SD3's tiny VAE 26.02
+   * and 104.06 MiB at 128² and 256² (32 channels), encode 53.03 at 128²,
+   * 512² tiled 104.06. Largest error of the fit: DiT 2.4 % (256²), flash
+   * attention 4.6 % (100 tokens), the crop 0.13 %.
+   */
+  sd3: {
+    shape: { ditHidden: 2432, ditHeads: 38, textHidden: 4096, textFfn: 10240, vaeDecoderChannels: 128 },
+    dit: {
+      scores: 152,
+      perImageToken: 65_889,
+      perTextToken: 92_901,
+      constant: 3_341_806,
+      flashPerImageToken: 86_932,
+      flashPerTextToken: 94_088,
+      flashConstant: 1_073_759,
+      posEmbedCrop: { perPatchRow: 1_867_776, perImageToken: 19_456, constant: 2_646_781 },
+    },
+    textEncoder: { perToken: 0, constant: 14_082_376 },
+    vae: { perPixelChannel: 52, perLatentToken: 16, channels: [32, 128], encodePerPixel: 3394, encodeConstant: 0 },
+    vaeTilePixels: 256,
+    vaeEncodeTilePixels: 512,
+  },
 };
 
 /** Tokens the chat templates add around the prompt (src/conditioning/conditioner.hpp; counted in sd.cpp's tokenizer log). */
-const TEMPLATE_TOKENS: Readonly<Record<DitFamily, number>> = { zimage: 8, flux1: 1, flux2: 12, qwenimage: 39 };
+const TEMPLATE_TOKENS: Readonly<Record<DitFamily, number>> = { zimage: 8, flux1: 1, flux2: 12, qwenimage: 39, sd3: 0 };
+/**
+ * SD3 encodes the prompt in chunks of 77 tokens with each of CLIP-L, bigG and
+ * T5 (conditioner.hpp SD3CLIPEmbedder), 75 of the prompt's in CLIP's (BOS and
+ * EOS around them), and joins CLIP's and T5's states: 154 DiT tokens a chunk.
+ */
+const SD3_CHUNK = 77;
+const SD3_PROMPT_PER_CHUNK = 75;
 /** Flux 1's T5 runs on chunks of this many tokens, the prompt's padded to a whole number of them (conditioner.hpp FluxCLIPEmbedder chunk_len). */
 const FLUX1_T5_CHUNK = 256;
 /** Qwen-Image drops its system prompt's tokens (prompt_template_encode_start_idx) from the DiT's context. */
@@ -322,6 +375,8 @@ export function ditTokens(family: DitFamily, width: number, height: number, prom
     }
     case "qwenimage":
       return { text, ditText: text - QWEN_IMAGE_DROPPED_TOKENS, image };
+    case "sd3":
+      return { text: SD3_CHUNK, ditText: 2 * SD3_CHUNK * Math.max(1, Math.ceil(promptTokens / SD3_PROMPT_PER_CHUNK)), image };
   }
 }
 
@@ -384,6 +439,24 @@ const measuredWidths = (fit: DitFit, shape: DitShape) =>
 /** A tensor of `ts` whose name ends with one of `suffixes`. */
 const findAny = (ts: readonly TensorInfo[], ...suffixes: string[]) => ts.find((t) => suffixes.some((s) => t.name.endsWith(s)));
 
+/** SD3's joint blocks: 1 + the largest N of `joint_blocks.N.` (sd.cpp's MMDiTConfig depth, its head count too). */
+function sd3Depth(d: readonly TensorInfo[]): number {
+  let depth = 0;
+  for (const t of d) {
+    const m = /joint_blocks\.(\d+)\./.exec(t.name);
+    if (m) depth = Math.max(depth, Number(m[1]) + 1);
+  }
+  return depth;
+}
+
+/** Why an SD3 MMDiT is not one the fit holds for, beyond its widths: SD3.5 Medium's MMDiT-X blocks, another position grid. */
+function sd3Unmeasured(d: readonly TensorInfo[]): string | undefined {
+  if (d.some((t) => t.name.includes("x_block.attn2."))) return "SD3.5 Medium's MMDiT-X blocks (x_block.attn2) were not measured, only SD3.5 Large";
+  const grid = findTensor(d, "pos_embed");
+  if (grid && grid.shape[1] !== 192 * 192) return `a ${Math.round(Math.sqrt(grid.shape[1]))}² position grid was not measured, only SD3's 192²`;
+  return undefined;
+}
+
 /** What the files' parts hold, by part. */
 type PartTensors = Record<keyof DiffusionParts, readonly TensorInfo[]>;
 
@@ -399,17 +472,26 @@ export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitSha
   const family: DitFamily = tag === "flux2-klein" || tag === "flux2-dev" ? "flux2" : tag;
   let why = tag === "flux2-dev" ? "Flux 2 [dev] (48 single blocks, a Mistral text encoder) was not measured, only Flux 2 [klein] 4B" : undefined;
   // the DiT's hidden size (the image embedding's outputs; Z-Image: sd.cpp's or diffusers' name) and head width
-  const embedIn = family === "zimage" ? findAny(d, "x_embedder.weight", "all_x_embedder.2-1.weight") : findTensor(d, "img_in.weight");
+  const embedIn = {
+    zimage: findAny(d, "x_embedder.weight", "all_x_embedder.2-1.weight"),
+    flux1: findTensor(d, "img_in.weight"),
+    flux2: findTensor(d, "img_in.weight"),
+    qwenimage: findTensor(d, "img_in.weight"),
+    sd3: findTensor(d, "x_embedder.proj.weight"), // a patch conv [2, 2, latent, hidden]
+  }[family];
   const headNorm = {
     zimage: findAny(d, "layers.0.attention.q_norm.weight", "layers.0.attention.norm_q.weight"),
     flux1: findTensor(d, "double_blocks.0.img_attn.norm.key_norm.scale"),
     flux2: findTensor(d, "double_blocks.0.img_attn.norm.key_norm.scale"),
     qwenimage: findTensor(d, "transformer_blocks.0.attn.norm_q.weight"),
+    sd3: undefined,
   }[family];
-  const ditHidden = embedIn?.shape[1] ?? 0;
+  const ditHidden = (family === "sd3" ? embedIn?.shape[3] : embedIn?.shape[1]) ?? 0;
   const headDim = headNorm?.shape[0];
   if (!why && !embedIn) why = "no image embedding (x_embedder / img_in) in the diffusion model";
-  const ditHeads = headDim ? ditHidden / headDim : 0;
+  // sd.cpp's MMDiTConfig: as many heads as joint blocks
+  const ditHeads = family === "sd3" ? sd3Depth(d) : headDim ? ditHidden / headDim : 0;
+  if (!why && family === "sd3") why = sd3Unmeasured(d);
   const te = parts.textEncoder;
   // the LLM's (Hugging Face or llama.cpp names) or Flux 1's T5 (T5EncoderModel names or llama.cpp's: token_embd, enc.blk.N.ffn_gate)
   const textHidden = findAny(te, "token_embd.weight", "embed_tokens.weight", "shared.weight")?.shape[0];
@@ -421,11 +503,13 @@ export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitSha
   // the decoder's last conv takes its base channels (the Wan VAE's head.2 → RGB: in·3 in the causal-3D layout)
   const vaeDecoderChannels = causal3d ? wan.shape[3] / 3 : (wan ?? findTensor(v, "decoder.conv_out.weight"))?.shape[2];
   const fit = DIT_COMPUTE_FIT[family];
-  const name = { zimage: "Z-Image", flux1: "Flux 1", flux2: "Flux 2 [klein]", qwenimage: "Qwen-Image" }[family];
-  if (!why && !textHidden) why = family === "flux1" ? "no T5 text encoder (load.t5xxl) in the files" : "no LLM text encoder (load.llm) in the files";
+  const name = { zimage: "Z-Image", flux1: "Flux 1", flux2: "Flux 2 [klein]", qwenimage: "Qwen-Image", sd3: "SD3" }[family];
+  const aName = `${family === "sd3" ? "an" : "a"} ${name}`;
+  if (!why && !textHidden)
+    why = family === "flux1" || family === "sd3" ? "no T5 text encoder (load.t5xxl) in the files" : "no LLM text encoder (load.llm) in the files";
   if (!why && !vaeDecoderChannels) why = "no VAE decoder in the files";
   if (!why && family === "qwenimage" && !wan) why = "a Qwen-Image model without the Wan VAE was not measured";
-  if (!why && family !== "qwenimage" && wan) why = `a ${name} model with the Wan VAE was not measured`;
+  if (!why && family !== "qwenimage" && wan) why = `${aName} model with the Wan VAE was not measured`;
   const shape: DitShape = {
     family,
     ditHidden,
@@ -440,7 +524,7 @@ export function ditShape(parts: PartTensors): { family: DitFamily; shape: DitSha
     const m = fit.shape;
     if (!measuredWidths(fit, shape))
       why =
-        `a ${name} model of DiT ${shape.ditHidden} wide (${shape.ditHeads} heads), text encoder ${shape.textHidden} (FFN ${shape.textFfn}), VAE decoder ${shape.vaeDecoderChannels}: ` +
+        `${aName} model of DiT ${shape.ditHidden} wide (${shape.ditHeads} heads), text encoder ${shape.textHidden} (FFN ${shape.textFfn}), VAE decoder ${shape.vaeDecoderChannels}: ` +
         `only DiT ${m.ditHidden} (${m.ditHeads} heads), text encoder ${m.textHidden} (FFN ${m.textFfn}), VAE decoder ${fit.vae.channels.join(" or ")} were measured`;
   }
   return { family, shape: why ?? shape };
@@ -473,9 +557,11 @@ export function ditComputeBytes(
   const L = t.ditText + imageTokens;
   const d = f.dit;
   const linear = (a: number, b: number) => (d.dualStream ? Math.max(a, b) : a + b);
-  const diffusion = opts.flashAttention
+  const blocks = opts.flashAttention
     ? linear(d.flashPerImageToken * imageTokens, d.flashPerTextToken * t.ditText) + d.flashConstant
     : d.scores * L * L + linear(d.perImageToken * imageTokens, d.perTextToken * t.ditText) + d.constant;
+  const crop = d.posEmbedCrop;
+  const diffusion = crop ? Math.max(blocks, crop.perPatchRow * (h / 16) + crop.perImageToken * t.image + crop.constant) : blocks;
   const textEncoder = f.textEncoder.perToken * t.text + f.textEncoder.constant;
   if (opts.vaeTiling && f.vaeTilePixels === undefined) throw new GenaiError("INVALID_ARGUMENT", `vaeTiling was not measured for ${shape.family}`);
   const tile = f.vaeTilePixels ?? Math.max(w, h);

@@ -191,7 +191,7 @@ export function unetShape(tensors: readonly TensorInfo[], opts: { vaeFile?: bool
   if (sdxl && (!has(tensors, "middle_block.1.") || !has(tensors, "output_blocks.3.1.transformer_blocks.1.")))
     return "an SDXL UNet without SDXL base's blocks (SSD-1B, Vega): only SDXL base's layout was measured";
   if (!convIn || !toK)
-    return "not an LDM UNet (no input_blocks.0.0 / attn2 tensors) nor a Z-Image, Flux 1, Flux 2 or Qwen-Image DiT: the compute buffers were fitted on SD1, SDXL and those DiTs only";
+    return "not an LDM UNet (no input_blocks.0.0 / attn2 tensors) nor a Z-Image, Flux 1, Flux 2, Qwen-Image or SD3 DiT: the compute buffers were fitted on SD1, SDXL and those DiTs only";
   const name = sdxl ? "SDXL" : "SD1";
   const context = sdxl ? 2048 : 768;
   if (toK.shape[0] !== context)

@@ -28,11 +28,11 @@ export interface DiffusionParts {
 /**
  * The model family the estimate recognised: "sd1" (Stable Diffusion 1.x of a
  * measured shape), "sdxl" (SDXL base of a measured shape), "zimage" (Z-Image), "flux1" (Flux 1), "flux2" (Flux 2; [klein] measured),
- * "qwenimage" (Qwen-Image), else "unknown". The DiT families are named by
+ * "qwenimage" (Qwen-Image), "sd3" (SD3 / SD3.5; SD3.5 Large measured), else "unknown". The DiT families are named by
  * their tensors whatever their widths; `compute` is filled only for the
  * widths that were measured (see computeUnknownReason).
  */
-export type DiffusionFamily = "sd1" | "sdxl" | "zimage" | "flux1" | "flux2" | "qwenimage" | "unknown";
+export type DiffusionFamily = "sd1" | "sdxl" | "zimage" | "flux1" | "flux2" | "qwenimage" | "sd3" | "unknown";
 
 export interface DiffusionMemoryEstimate {
   /** The family of the files (DiffusionFamily); "unknown" for any other, and for SD1 / SDXL of an unmeasured shape. */
@@ -102,7 +102,7 @@ const BESIDE_FILES: readonly string[] = ["taesd", "controlNet", "ipAdapter", "ph
 export interface DiffusionFilesInfo {
   /**
    * "sd1" / "sdxl" when the tensors are an SD1 / SDXL base model's (of a measured shape); "zimage",
-   * "flux1", "flux2" or "qwenimage" when the denoiser is one of those DiTs (of any
+   * "flux1", "flux2", "qwenimage" or "sd3" when the denoiser is one of those DiTs (of any
    * widths); whatever else the load adds (TAESD, a ControlNet).
    */
   family: DiffusionFamily;
@@ -196,9 +196,9 @@ export function estimateFromFiles(
  * files' headers (GGUF or safetensors tensor sizes), compute buffers from
  * {@link SD1_COMPUTE_FIT} and {@link SDXL_COMPUTE_FIT} (SD1 and SDXL base
  * models of the measured shapes) and {@link DIT_COMPUTE_FIT} (Z-Image-Turbo,
- * Flux 1 [dev], Flux 2 [klein] 4B, Qwen-Image with its own or the 2D Wan VAE, at their
+ * Flux 1 [dev], Flux 2 [klein] 4B, Qwen-Image with its own or the 2D Wan VAE, SD3.5 Large, at their
  * real widths); a decoding TAESD's buffers from {@link TAESD_COMPUTE_FIT}.
- * Any other family (SD2, SD3, Flux 2 [dev], …) or shape, a TAESD with vaeTiling or for Qwen-Image, and a ControlNet beside any other get
+ * Any other family (SD2, SD3 Medium and SD3.5 Medium, Flux 2 [dev], …) or shape, a TAESD with vaeTiling or for Qwen-Image, and a ControlNet beside any other get
  * `compute: undefined` with the reason in `computeUnknownReason`: nothing is
  * guessed for them. weightType (a conversion at load) is not applied:
  * weights are the files' bytes. A TAESD that decodes replaces the VAE's

@@ -298,5 +298,5 @@ export async function checkDiffusionParts(load: DiffusionLoadOptions): Promise<v
     checkFlux2Klein(dit, encoder); // Flux 2 [dev] has a Mistral encoder: not checked
   else if (family === "qwenimage") checkQwenImage(dit, encoder, [lv, l, m]);
   else if (family === "flux1") checkFlux1(dit, t5, m, load);
-  else if (dit.some((ts) => ts.some((t) => t.name.includes("joint_blocks.")))) checkSd3(dit, t5, m, load); // get_sd_version's VERSION_SD3
+  else if (family === "sd3") checkSd3(dit, t5, m, load);
 }

@@ -80,7 +80,7 @@ async function readSafetensors(fh: fs.promises.FileHandle, path: string, size: n
 }
 
 /** The DiT families told apart by their tensors; "flux2-dev" has no text-encoder or memory checks here. */
-export type DitFamilyTag = "zimage" | "flux2-klein" | "flux2-dev" | "qwenimage" | "flux1";
+export type DitFamilyTag = "zimage" | "flux2-klein" | "flux2-dev" | "qwenimage" | "flux1" | "sd3";
 
 /**
  * The DiT family of a denoiser's tensors, by the rules of sd.cpp's
@@ -92,8 +92,9 @@ export type DitFamilyTag = "zimage" | "flux2-klein" | "flux2-dev" | "qwenimage" 
  * `double_blocks.` (diffusers' names: `single_transformer_blocks.`) are Flux 1 ("flux1": sd.cpp's VERSION_FLUX and its Fill,
  * Controls and Flex 2 variants, which take CLIP-L and T5: FluxCLIPEmbedder)
  * unless they are Chroma (`distilled_guidance_layer`, T5 only), Ovis-Image
- * (`img_mlp.gate_proj`, an LLM) or LongCat (a 3584-wide txt_in, an LLM).
- * Undefined for any other model (SD1/SDXL UNets, SD3, …).
+ * (`img_mlp.gate_proj`, an LLM) or LongCat (a 3584-wide txt_in, an LLM);
+ * then `joint_blocks.` is SD3's MMDiT ("sd3": SD3 Medium, SD3.5, VERSION_SD3).
+ * Undefined for any other model (SD1/SDXL UNets, …).
  */
 export function ditFamilyOf(tensors: readonly TensorInfo[]): DitFamilyTag | undefined {
   const has = (suffix: string) => tensors.some((t) => t.name.endsWith(suffix));
@@ -112,5 +113,6 @@ export function ditFamilyOf(tensors: readonly TensorInfo[]): DitFamilyTag | unde
     txtIn?.shape[0] !== 3584
   )
     return "flux1";
+  if (tensors.some((t) => t.name.includes("joint_blocks."))) return "sd3";
   return undefined;
 }

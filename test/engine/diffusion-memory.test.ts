@@ -21,7 +21,8 @@
 // 1 layer each, q4_0) with its own VAE's causal-3D layout, at CFG 2.5 with a
 // negative prompt, at the same three sizes (about a minute). And SDXL (a fourth)
 // at its real widths and depths, one checkpoint with its own VAE, CFG 7, at the
-// same three sizes (about 1.5 minutes). And Flux 1 [dev] at its real widths (about a minute). And SD1 with a TAESD decoding in place of the VAE, text-to-image and
+// same three sizes (about 1.5 minutes). And Flux 1 [dev] at its real widths (about a minute). And SD3.5 Large at its
+// real widths and depth (about 3 minutes). And SD1 with a TAESD decoding in place of the VAE, text-to-image and
 // img2img (TAESD_COMPUTE_FIT; about a minute).
 //
 // Part of `npm run test:diffusion`. A build without deps/stable-diffusion.cpp
@@ -38,6 +39,7 @@ import {
   generateRandomQwenImageModel,
   generateRandomSd15ControlNet,
   generateRandomSd15Model,
+  generateRandomSd3Model,
   generateRandomSdxlModel,
   generateRandomTaesd,
   generateRandomZImageModel,
@@ -142,7 +144,7 @@ describe.skipIf(skipReason !== undefined)(title, () => {
  */
 function memorySuite(
   name: string,
-  family: "sd1" | "sdxl" | "zimage" | "flux1" | "qwenimage",
+  family: "sd1" | "sdxl" | "zimage" | "flux1" | "qwenimage" | "sd3",
   runners: readonly [textEncoder: string | readonly string[], diffusion: string | readonly string[], vae: string],
   write: (dir: string) => Promise<Record<string, { path: string }>>,
   params: {
@@ -154,6 +156,11 @@ function memorySuite(
     refImage?: { width: number; height: number };
     /** img2img at strength 1: the init image is VAE-encoded */
     initImage?: boolean;
+    /**
+     * Runner names two models log under, both kept until the conditioner ends
+     * (SD3's CLIP-L and bigG, both "clip"): their distinct sizes add up.
+     */
+    sharedRunners?: readonly string[];
   },
   sizes: readonly (readonly [number, number])[],
 ): void {
@@ -187,7 +194,7 @@ function memorySuite(
 
     it.each(sizes)("%i×%i pixels: the estimated compute buffers are within 10 % of sd.cpp's (peak and each part)", async (width, height) => {
       lines.length = 0;
-      const { promptTokens, controlImage, refImage, initImage, ...gen } = params;
+      const { promptTokens, controlImage, refImage, initImage, sharedRunners, ...gen } = params;
       const picture = (w: number, h: number) => ({
         width: w,
         height: h,
@@ -202,10 +209,18 @@ function memorySuite(
       await sd.generate({ ...gen, ...extra, width, height, steps: 1, seed: 1, output: "raw" }).done;
       await new Promise((r) => setTimeout(r, 50));
       const byRunner = new Map<string, number>();
+      const sizes = new Map<string, Set<number>>();
       for (const l of lines) {
         const m = line.exec(l);
-        if (m) byRunner.set(m[1], Math.max(byRunner.get(m[1]) ?? 0, Number(m[2]) * MiB));
+        if (!m) continue;
+        byRunner.set(m[1], Math.max(byRunner.get(m[1]) ?? 0, Number(m[2]) * MiB));
+        sizes.set(m[1], (sizes.get(m[1]) ?? new Set()).add(Number(m[2]) * MiB));
       }
+      for (const name of sharedRunners ?? [])
+        byRunner.set(
+          name,
+          [...(sizes.get(name) ?? [])].reduce((a, b) => a + b, 0),
+        );
       const measured = { textEncoder: 0, diffusion: 0, vae: 0 };
       const keys = ["textEncoder", "diffusion", "vae"] as const;
       for (const [name, bytes] of byRunner) measured[keys[partOf.get(name) as number]] += bytes;
@@ -266,6 +281,32 @@ memorySuite(
   [
     [128, 128],
     [128, 256],
+    [256, 256],
+  ],
+);
+
+// SD3.5 Large at its real widths and depth (sd.cpp gives the MMDiT as many heads as joint blocks: 38 blocks 2432 wide,
+// 8.1 G parameters as q4_0, 4.9 GB written in about a minute), CLIP-L and bigG at full size, T5 4096 / FFN 10240 with
+// 1 layer, a 32-channel VAE decoder. "a lighthouse" is one 77-token chunk (154 DiT text tokens). CLIP-L's and bigG's
+// buffers (both logged as "clip") and T5's are all held until the conditioner ends: the text encoder part is their
+// sum. At 64×512 the position grid's crop, not the blocks, is the MMDiT's buffer. The slowest suite (8 G parameters on
+// 2 cores: about a minute a generation).
+memorySuite(
+  "SD3.5 Large (random weights at SD3.5 Large's widths and depth, q4_0, 1 T5 layer, CPU)",
+  "sd3",
+  [["clip", "t5"], "mmdit", "vae"],
+  async (dir) => {
+    const { diffusionModel, clipL, clipG, t5xxl, vae } = await generateRandomSd3Model(path.join(dir, "sd3"), {
+      seed: 5,
+      type: "q4_0",
+      sizes: { depth: 38, hidden: 2432 },
+    });
+    return { diffusionModel, clipL, clipG, t5xxl, vae };
+  },
+  { prompt: "a lighthouse", cfgScale: 1, promptTokens: 3, sharedRunners: ["clip"] },
+  [
+    [128, 128],
+    [64, 512],
     [256, 256],
   ],
 );

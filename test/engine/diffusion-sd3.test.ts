@@ -63,6 +63,7 @@ describe.skipIf(!engineAvailable)(familyTitle("SD3.5 (random-weight MMDiT + CLIP
     for (const k of ["diffusionModel", "clipL", "clipG", "t5xxl", "vae"] as const) expect(fs.statSync(parts[k].path).size).toBe(parts[k].bytes);
     await expect(generateRandomSd3Model(tmp.dir, { sizes: { depth: 12 } })).rejects.toThrow(RangeError);
     await expect(generateRandomSd3Model(tmp.dir, { variant: "sd4" as "sd3" })).rejects.toThrow(RangeError);
+    await expect(generateRandomSd3Model(tmp.dir, { type: "q8_0" as "f16" })).rejects.toThrow(RangeError);
   });
 
   it("the model's own sampler and scheduler are the defaults (euler, discrete), as sd-cli picks them for SD3", () => {

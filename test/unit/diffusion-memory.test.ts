@@ -45,6 +45,9 @@ import {
   GgmlType,
   generateRandomSd15Model,
   QWEN_IMAGE_TINY,
+  SD3_TINY,
+  sd3ClipGPlan,
+  sd3MmditPlan,
   SDXL_TINY,
   sdxlCheckpointPlan,
   sdxlClipPlan,
@@ -223,7 +226,12 @@ describe("estimateDiffusionMemory", () => {
     const cases: [string, Record<string, number[]>, RegExp][] = [
       ["sd2", unetTensors(1024), /context of 1024/],
       ["ssd-1b", unetTensors(2048, { "model.diffusion_model.label_emb.0.0.weight": [1280, 2816] }), /without SDXL base's blocks/],
-      ["sd3", { "joint_blocks.0.context_block.attn.qkv.weight": [4608, 1536] }, /fitted on SD1, SDXL and those DiTs only/],
+      // Chroma: Flux's double blocks with its distilled guidance layer, T5 only
+      [
+        "chroma",
+        { "double_blocks.0.img_attn.qkv.weight": [9216, 3072], "distilled_guidance_layer.in_proj.weight": [5120, 64] },
+        /fitted on SD1, SDXL and those DiTs only/,
+      ],
       ["narrow", { ...unetTensors(768), "model.diffusion_model.input_blocks.0.0.weight": [192, 4, 3, 3] }, /192 channels/],
     ];
     for (const [name, tensors, reason] of cases) {
@@ -332,7 +340,7 @@ function writePlanHeader(file: string, specs: { name: string; shape: number[]; t
   return at;
 }
 
-describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 1, Flux 2 [klein], Qwen-Image)", () => {
+describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 1, Flux 2 [klein], Qwen-Image, SD3.5 Large)", () => {
   let tmp: ReturnType<typeof tempDir>;
   /** Writes the three parts' headers; returns the load options and the bytes per part. */
   const parts = (
@@ -482,7 +490,50 @@ describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 1, Flux 2 [kl
     expect(narrow.computeUnknownReason).toMatch(/a Flux 1 model of DiT 128 wide .* only DiT 3072 \(24 heads\), text encoder 4096 \(FFN 10240\)/);
   });
 
+  it("SD3.5 Large's widths (clipL + clipG + t5xxl beside the MMDiT): family sd3, the fitted compute; other widths, MMDiT-X, another grid or no T5: the reason", async () => {
+    const L = { ...SD3_TINY, depth: 38, hidden: 2432, vaeDecoderChannels: 128 };
+    const T5 = { ...FLUX1_TINY, t5Hidden: 4096, t5Inner: 4096, t5Ffn: 10240, t5Layers: 1 };
+    const f = (p: string) => path.join(tmp.dir, `sd3-${p}.safetensors`);
+    writePlanHeader(f("mmdit"), sd3MmditPlan(L));
+    // the memory suite's q4_0 MMDiT: its linear weights quantized, the position grid and norms kept f32
+    const q4 = new Map(sd3MmditPlan(L, "sd3.5", "q4_0").map((t) => [t.name, t.type]));
+    expect([q4.get("joint_blocks.37.x_block.mlp.fc1.weight"), q4.get("pos_embed"), q4.get("joint_blocks.0.x_block.attn.ln_q.weight")]).toEqual([
+      GgmlType.Q4_0,
+      GgmlType.F32,
+      GgmlType.F32,
+    ]);
+    writePlanHeader(f("t5"), flux1T5Plan("f16", T5));
+    writePlanHeader(f("clip-l"), sdxlClipPlan("l", "f16"));
+    writePlanHeader(f("clip-g"), sd3ClipGPlan());
+    writePlanHeader(f("vae"), zImageVaePlan("f16", { ...Z_IMAGE_TINY, vaeDecoderChannels: 128 }));
+    const load = { diffusionModel: f("mmdit"), t5xxl: f("t5"), clipL: f("clip-l"), clipG: f("clip-g"), vae: f("vae") };
+    const shape = { family: "sd3" as const, ...DIT_COMPUTE_FIT.sd3.shape };
+    const e = await estimateDiffusionMemory(load, { width: 1024, height: 1024 });
+    expect([e.family, e.computeUnknownReason]).toEqual(["sd3", undefined]);
+    expect(e.compute).toEqual(ditComputeBytes(shape, { width: 1024, height: 1024 }));
+    const reason = async (diffusionModel: string, more: object = {}) =>
+      (await estimateDiffusionMemory({ ...load, diffusionModel, ...more }, { width: 256, height: 256 })).computeUnknownReason;
+    expect(await reason(f("mmdit"), { t5xxl: undefined })).toBe("no T5 text encoder (load.t5xxl) in the files");
+    writePlanHeader(f("medium"), sd3MmditPlan({ ...L, depth: 24, hidden: 1536 }, "sd3"));
+    expect(await reason(f("medium"))).toMatch(/an SD3 model of DiT 1536 wide \(24 heads\).* only DiT 2432 \(38 heads\)/);
+    // SD3.5 Medium: MMDiT-X blocks (a second attention in the first x_blocks) and a 384² position grid
+    const mmditX = sd3MmditPlan({ ...L, depth: 24, hidden: 1536, posEmbedMaxSize: 384 });
+    writePlanHeader(f("x"), [...mmditX, { name: "joint_blocks.0.x_block.attn2.qkv.weight", shape: [1536, 4608], type: GgmlType.F16 }]);
+    expect(await reason(f("x"))).toMatch(/SD3.5 Medium's MMDiT-X blocks/);
+    writePlanHeader(f("grid"), sd3MmditPlan({ ...L, posEmbedMaxSize: 384 }));
+    expect(await reason(f("grid"))).toMatch(/a 384² position grid was not measured/);
+    // the position-grid crop is the buffer of a tall image with flash attention: rows of patches, not the area
+    const tall = ditComputeBytes(shape, { width: 64, height: 2048 }, { flashAttention: true }).diffusion;
+    const wide = ditComputeBytes(shape, { width: 2048, height: 64 }, { flashAttention: true }).diffusion;
+    expect(tall).toBeGreaterThan(2 * wide);
+  });
+
   it("token counts: Z-Image pads to 32, Flux 2 [klein] to 512 text tokens, Qwen-Image drops its 34 system-prompt tokens", () => {
+    // SD3: 77-token chunks of 75 prompt tokens; the DiT sees CLIP's and T5's states of each, 154 tokens
+    expect(ditTokens("sd3", 512, 512, 3)).toEqual({ text: 77, ditText: 154, image: 1024 });
+    expect(ditTokens("sd3", 512, 512, 75)).toEqual({ text: 77, ditText: 154, image: 1024 });
+    expect(ditTokens("sd3", 512, 512, 76)).toEqual({ text: 77, ditText: 308, image: 1024 });
+    expect(ditTokens("sd3", 256, 256, 400)).toEqual({ text: 77, ditText: 924, image: 256 });
     // Flux 1: T5 runs per 256-token chunk (the prompt + its end token, padded); the DiT sees all the chunks' tokens
     expect(ditTokens("flux1", 512, 512, 3)).toEqual({ text: 256, ditText: 256, image: 1024 });
     expect(ditTokens("flux1", 512, 512, 300)).toEqual({ text: 256, ditText: 512, image: 1024 });
@@ -553,6 +604,15 @@ describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 1, Flux 2 [kl
     ["flux1", 1024, 1024, 3, "diffusion", 780.25, true],
     ["flux1", 256, 256, 400, "diffusion", 128.82, true],
     ["flux1", 128, 128, 3, "textEncoder", 68.25 + 1.42, false],
+    // SD3.5 Large: 100 and 400 prompt tokens are 2 and 6 chunks; W × H 64×2048 and 128×512: the position-grid crop
+    ["sd3", 128, 128, 3, "diffusion", 27.41, false],
+    ["sd3", 1024, 1024, 3, "diffusion", 2865.44, false],
+    ["sd3", 256, 256, 400, "diffusion", 300.62, false],
+    ["sd3", 128, 512, 3, "diffusion", 64.23, false],
+    ["sd3", 1024, 1024, 3, "diffusion", 356.84, true],
+    ["sd3", 256, 256, 100, "diffusion", 47.71, true],
+    ["sd3", 64, 2048, 3, "diffusion", 240.04, true],
+    ["sd3", 128, 128, 3, "textEncoder", 1.42 + 2.36 + 9.65, false],
     ["qwenimage", 128, 128, 3, "diffusion", 8.61, false],
     ["qwenimage", 768, 768, 3, "diffusion", 681.69, false],
     ["qwenimage", 256, 256, 559, "diffusion", 104.96, false],

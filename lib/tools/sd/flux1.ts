@@ -43,7 +43,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { GgmlType } from "../gguf/writer";
-import { type GeneratedPart, type PartTensorSpec, planner, writePart } from "./parts-writer";
+import { blockRows, type GeneratedPart, type PartTensorSpec, planner, writePart } from "./parts-writer";
 import { type DitLoraOptions, writeRandomDitLora } from "./lora";
 import { SDXL_TINY, sdxlClipPlan } from "./sdxl";
 import { Z_IMAGE_TINY, zImageVaePlan } from "./z-image";
@@ -81,9 +81,6 @@ export type Flux1Sizes = { -readonly [K in keyof typeof FLUX1_TINY]: number } & 
 /** The storage types of the generated DiT and T5 (the VAE is f16 for q4_0). */
 export type Flux1Type = "f16" | "f32" | "q4_0";
 const LINEAR: Record<Flux1Type, GgmlType> = { f16: GgmlType.F16, f32: GgmlType.F32, q4_0: GgmlType.Q4_0 };
-/** q4_0 blocks hold 32 values of a row: a row of another length is written f16. */
-const blockRows = (specs: PartTensorSpec[]): PartTensorSpec[] =>
-  specs.map((t) => (t.type === GgmlType.Q4_0 && t.shape[0] % 32 !== 0 ? { ...t, type: GgmlType.F16 } : t));
 
 export interface GenerateFlux1Options {
   /** PRNG seed (uint32); same seed and type give byte-identical files. Default 1. */

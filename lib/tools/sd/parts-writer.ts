@@ -29,6 +29,10 @@ export interface PartTensorSpec {
 }
 
 /** Collects a tensor plan; `lin` is the type of linear weights, `conv` of conv kernels. */
+/** q4_0 blocks hold 32 values of a row: a q4_0 tensor whose rows have another length is written f16. */
+export const blockRows = (specs: PartTensorSpec[]): PartTensorSpec[] =>
+  specs.map((t) => (t.type === GgmlType.Q4_0 && t.shape[0] % 32 !== 0 ? { ...t, type: GgmlType.F16 } : t));
+
 export function planner(lin: GgmlType, conv: GgmlType) {
   const specs: PartTensorSpec[] = [];
   const add = (name: string, shape: number[], type: GgmlType, init: PartInit): void => void specs.push({ name, shape, type, init });

@@ -42,7 +42,7 @@ import path from "node:path";
 import { GgmlType } from "../gguf/writer";
 import { FLUX1_TINY, flux1T5Plan } from "./flux1";
 import { type DitLoraOptions, writeRandomDitLora } from "./lora";
-import { type GeneratedPart, type PartTensorSpec, planner, writePart } from "./parts-writer";
+import { blockRows, type GeneratedPart, type PartTensorSpec, planner, writePart } from "./parts-writer";
 import { SDXL_TINY, sdxlClipPlan } from "./sdxl";
 import { Z_IMAGE_TINY, zImageVaePlan } from "./z-image";
 import { uint32Seed } from "../random";
@@ -85,6 +85,12 @@ export interface GenerateSd3Options {
   sizes?: Partial<Sd3Sizes>;
   /** T5's width (default 4096, the only one SD3CLIPEmbedder takes): another writes a T5 that does not fit. */
   t5Width?: number;
+  /**
+   * Storage type of the MMDiT's linear weights. Default "f16"; "q4_0" (~0.56
+   * bytes a weight) for the real widths (SD3.5 Large: depth 38, hidden 2432,
+   * 8.1 G parameters, ~4.6 GB), as the memory fit was measured.
+   */
+  type?: "f16" | "q4_0";
 }
 
 export interface GenerateSd3Result {
@@ -97,9 +103,9 @@ export interface GenerateSd3Result {
   variant: "sd3" | "sd3.5";
 }
 
-/** MMDiT tensors (mmdit.hpp names, without the "model.diffusion_model." prefix); f16 linear weights. */
-export function sd3MmditPlan(S: Sd3Sizes = SD3_TINY, variant: "sd3" | "sd3.5" = "sd3.5"): PartTensorSpec[] {
-  const P = planner(GgmlType.F16, GgmlType.F16);
+/** MMDiT tensors (mmdit.hpp names, without the "model.diffusion_model." prefix); linear weights of `type` (q4_0: rows of 32). */
+export function sd3MmditPlan(S: Sd3Sizes = SD3_TINY, variant: "sd3" | "sd3.5" = "sd3.5", type: "f16" | "q4_0" = "f16"): PartTensorSpec[] {
+  const P = planner(type === "q4_0" ? GgmlType.Q4_0 : GgmlType.F16, GgmlType.F16);
   const h = S.hidden;
   const headDim = h / S.depth;
   P.conv("x_embedder.proj", S.latentChannels, h, S.patchSize);
@@ -128,7 +134,7 @@ export function sd3MmditPlan(S: Sd3Sizes = SD3_TINY, variant: "sd3" | "sd3.5" = 
   }
   P.linear("final_layer.linear", h, S.patchSize * S.patchSize * S.latentChannels);
   P.linear("final_layer.adaLN_modulation.1", h, 2 * h);
-  return P.specs;
+  return blockRows(P.specs);
 }
 
 /** OpenCLIP ViT-bigG/14's text tower in Hugging Face CLIPTextModelWithProjection names (as SD3's clip_g file ships), q4_0. */
@@ -151,11 +157,13 @@ export function sd3ClipGPlan(): PartTensorSpec[] {
  * t5xxl, vae }); sample as SD3 runs (CFG > 1 with a negative prompt, sd.cpp's
  * defaults for SD3: euler, discrete with flow shift 3), width and height
  * multiples of 16.
- * @throws RangeError for a seed that is not a uint32, an unknown variant, a depth under 24 or a hidden size not divisible by it
+ * @throws RangeError for a seed that is not a uint32, an unknown variant or type, a depth under 24 or a hidden size not divisible by it
  */
 export async function generateRandomSd3Model(dir: string, opts: GenerateSd3Options = {}): Promise<GenerateSd3Result> {
   const variant = opts.variant ?? "sd3.5";
   if (variant !== "sd3" && variant !== "sd3.5") throw new RangeError(`variant must be "sd3" or "sd3.5", got ${String(variant)}`);
+  const type = opts.type ?? "f16";
+  if (type !== "f16" && type !== "q4_0") throw new RangeError(`type must be "f16" or "q4_0", got ${String(type)}`);
   const seed = uint32Seed(opts.seed);
   const S: Sd3Sizes = { ...SD3_TINY, ...opts.sizes };
   if (S.depth < 24) throw new RangeError(`sizes.depth must be at least 24 (sd.cpp reads no fewer), got ${S.depth}`);
@@ -164,7 +172,7 @@ export async function generateRandomSd3Model(dir: string, opts: GenerateSd3Optio
   fs.mkdirSync(dir, { recursive: true });
   const family = variant === "sd3" ? "Stable Diffusion 3" : "Stable Diffusion 3.5";
   const file = (n: string) => path.join(dir, n);
-  const diffusionModel = await writePart(file("sd3-mmdit.gguf"), `random-${variant}-mmdit`, sd3MmditPlan(S, variant), seed, undefined, family);
+  const diffusionModel = await writePart(file("sd3-mmdit.gguf"), `random-${variant}-mmdit`, sd3MmditPlan(S, variant, type), seed, undefined, family);
   const clipL = await writePart(file("sd3-clip-l.gguf"), "random-sd3-clip-l", sdxlClipPlan("l", "q4_0", SDXL_TINY), seed, undefined, family);
   const clipG = await writePart(file("sd3-clip-g.gguf"), "random-sd3-clip-g", sd3ClipGPlan(), seed, undefined, family);
   const t5Plan = flux1T5Plan("q4_0", { ...FLUX1_TINY, t5Hidden: t5, t5Inner: 4096, t5Ffn: 10240, t5Layers: 1 });
