@@ -188,7 +188,11 @@ export const DIT_COMPUTE_FIT: Readonly<Record<DitFamily, DitFit>> = {
    * chunk (one or two chunks alike) and CLIP-L 1.42, one after the other:
    * the text-encoder part is their sum. The VAE is the Flux VAE as
    * Z-Image's: 26.02 to 1665.00 MiB from 128² to 1024² at 32 channels,
-   * within 0.05 % of that fit. Largest error of the fit: DiT 0.33 % (1024²),
+   * within 0.05 % of that fit; vaeTiling 104.06 MiB at 512² and 768² (256²
+   * tiles). Reference images (Kontext's path) join the image's tokens as
+   * Flux 2's do ({@link refImagePixels}): a 256² reference at a 256² target
+   * 172.88 MiB, the DiT of 256×512; a 512×256 one, encoded at 368×176
+   * (209.64 MiB), 172.00. Largest error of the fit: DiT 0.33 % (1024²),
    * flash attention 2.1 % (128×512).
    */
   flux1: {

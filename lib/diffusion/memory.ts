@@ -173,8 +173,8 @@ export function estimateFromFiles(
     optInt(`refImages[${i}].width`, r?.width, 0, MIN_SIDE, MAX_SIDE);
     optInt(`refImages[${i}].height`, r?.height, 0, MIN_SIDE, MAX_SIDE);
   }
-  if (!reason && refs.length > 0 && dit && !(dit.family === "flux2" || (dit.family === "qwenimage" && load.llmVision === undefined)))
-    reason = "reference images were measured for Flux 2 [klein] and for Qwen-Image without llmVision only (SD1 and SDXL: their VAE encodes)";
+  if (!reason && refs.length > 0 && dit && !(dit.family === "flux1" || dit.family === "flux2" || (dit.family === "qwenimage" && load.llmVision === undefined)))
+    reason = "reference images were measured for Flux 1, Flux 2 [klein] and for Qwen-Image without llmVision only (SD1 and SDXL: their VAE encodes)";
   if (!reason && dit && opts.vaeTiling && !files.taesd && DIT_COMPUTE_FIT[dit.family].vaeTilePixels === undefined)
     reason = `vaeTiling was not measured for ${dit.family}`;
   if (!reason && files.taesd && (opts.vaeTiling || dit?.family === "qwenimage"))

@@ -367,6 +367,28 @@ memorySuite(
   ],
 );
 
+// Flux 1 with a reference image (Kontext's path), at Flux 1 [dev]'s widths as above: the 512×256 reference is resized
+// to the target's area and VAE-encoded; its tokens join the image's in the DiT.
+memorySuite(
+  "Flux 1 with a reference image (random weights at Flux 1 [dev]'s widths, 1 double + 1 single block, 1 T5 layer, CPU)",
+  "flux1",
+  [["clip", "t5"], "flux", "vae"],
+  async (dir) => {
+    const { diffusionModel, clipL, t5xxl, vae } = await generateRandomFlux1Model(path.join(dir, "f1"), {
+      seed: 5,
+      type: "q4_0",
+      sizes: { ditHidden: 3072, t5Hidden: 4096, t5Inner: 4096, t5Ffn: 10240, t5Layers: 1 },
+    });
+    return { diffusionModel, clipL, t5xxl, vae };
+  },
+  { prompt: "a lighthouse", cfgScale: 1, promptTokens: 3, refImage: { width: 512, height: 256 } },
+  [
+    [128, 128],
+    [128, 256],
+    [256, 256],
+  ],
+);
+
 // Qwen-Image editing without the vision tower: a 512×256 reference image, which sd.cpp resizes to the target's area
 // (refImagePixels) and VAE-encodes; its tokens join the image's in the DiT.
 memorySuite(

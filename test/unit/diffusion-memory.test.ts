@@ -71,7 +71,7 @@ const SD15: UnetShape = { family: "sd1", unetChannels: 320, vaeDecoderChannels: 
 const SDXL: UnetShape = { family: "sdxl", unetChannels: 320, vaeDecoderChannels: 128, vaeConvScale: true };
 const SDXL_VAE_FILE: UnetShape = { ...SDXL, vaeConvScale: false };
 /** A DiT family's measured widths (DIT_COMPUTE_FIT), with `extra` fields changed. */
-const DIT_SHAPE = (family: "flux2" | "qwenimage", extra: Partial<DitShape> = {}): DitShape => ({ family, ...DIT_COMPUTE_FIT[family].shape, ...extra });
+const DIT_SHAPE = (family: DitShape["family"], extra: Partial<DitShape> = {}): DitShape => ({ family, ...DIT_COMPUTE_FIT[family].shape, ...extra });
 
 /** A safetensors file with these tensors (ggml-order shapes given row-major here, as the format stores them), f16, zero data. */
 function writeSafetensors(file: string, tensors: Record<string, number[]>): number {
@@ -438,6 +438,7 @@ describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 1, Flux 2 [kl
     expect(refImagePixels("flux2", 2048, 2048, { width: 1024, height: 1024 })).toEqual([1024, 1024]); // at most 1024²
     const fx = DIT_SHAPE("flux2");
     const qi = DIT_SHAPE("qwenimage");
+    const f1 = DIT_SHAPE("flux1");
     const size = (w: number, h: number, refs: { width: number; height: number }[] = []) => ({ width: w, height: h, promptTokens: 3, refImages: refs });
     const sq = { width: 256, height: 256 };
     // two references at a 256² target: the DiT of a 256×768 image
@@ -447,12 +448,16 @@ describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 1, Flux 2 [kl
       [fx, size(256, 256, [sq, { width: 512, height: 512 }]), 367.81],
       [fx, size(256, 256, [sq]), 271.44],
       [fx, size(512, 512, [{ width: 512, height: 256 }]), 1054.68],
+      // Flux 1 (Kontext's path) at Flux 1 [dev]'s widths: the 512×256 reference is encoded at 368×176 (209.64 MiB logged)
+      [f1, size(256, 256, [sq]), 172.88],
+      [f1, size(256, 256, [{ width: 512, height: 256 }]), 172.0],
       [qi, size(256, 256, [sq]), 68.0],
       [qi, size(512, 512, [{ width: 512, height: 256 }]), 552.99],
     ];
     for (const [shape, s, mib] of MEASURED_REFS) expect(Math.abs(ditComputeBytes(shape, s).diffusion / (mib * MiB) - 1)).toBeLessThan(0.03);
     // the reference's encode (720×368: 857.61 MiB logged) outweighs a 32-channel decoder's 512² decode
     expect(ditComputeBytes({ ...fx, vaeDecoderChannels: 32 }, size(512, 512, [{ width: 512, height: 256 }])).vae).toBe(3394 * 720 * 368);
+    expect(ditComputeBytes({ ...f1, vaeDecoderChannels: 32 }, size(256, 256, [{ width: 512, height: 256 }])).vae).toBe(3394 * 368 * 176);
     // through estimateDiffusionMemory: Flux 2 and Qwen-Image without the vision tower; not Z-Image, not Qwen-Image-Edit's vision tower
     const flux = parts("fx-ref", flux2DitPlan("f16", FX), flux2TextEncoderPlan("f16", FX), flux2VaePlan("f16", FX));
     const withRefs = await estimateDiffusionMemory(flux.load, size(256, 256, [sq]));
@@ -461,7 +466,7 @@ describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 1, Flux 2 [kl
     const z = await estimateDiffusionMemory(zi.load, size(256, 256, [sq]));
     expect([z.compute, z.computeUnknownReason]).toEqual([
       undefined,
-      expect.stringMatching(/reference images were measured for Flux 2 \[klein\] and for Qwen-Image without llmVision only/),
+      expect.stringMatching(/reference images were measured for Flux 1, Flux 2 \[klein\] and for Qwen-Image without llmVision only/),
     ]);
     const q = parts("qi-ref", qwenImageDitPlan("f16", QI), qwenImageTextEncoderPlan("f16", QI), qwenImageVaePlan("f16", QI));
     expect((await estimateDiffusionMemory(q.load, size(256, 256, [sq]))).compute).toEqual(ditComputeBytes(qi, size(256, 256, [sq])));
