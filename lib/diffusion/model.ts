@@ -103,7 +103,7 @@ export class DiffusionModel implements AsyncDisposable {
    * The generation inputs this model's denoiser reads, told from its tensors
    * at load (e.g. to show a guidance control only where it acts): `guidance`
    * (a distilled-guidance embedder: Flux 1 [dev], Flux 2 [dev]), `flowShift`
-   * (not a SD1/SD2/SDXL UNet), `refImages` (the Flux, Flux 2, Qwen-Image and
+   * (not an SD1/SD2/SDXL UNet), `refImages` (the Flux, Flux 2, Qwen-Image and
    * Z-Image DiTs, instruct-pix2pix UNets). generate throws INVALID_ARGUMENT
    * for an input that is false here: stable-diffusion.cpp would leave it
    * unread and make the same image.

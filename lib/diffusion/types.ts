@@ -187,7 +187,7 @@ export interface ImageGenerateOptions {
   /**
    * The flow-matching models' timestep shift, > 0 up to 100 (SD3, Flux,
    * Z-Image, Qwen-Image; sd.cpp's --flow-shift). Default: the model family's own.
-   * INVALID_ARGUMENT on a SD1/SD2/SDXL UNet (model.reads.flowShift).
+   * INVALID_ARGUMENT on an SD1/SD2/SDXL UNet (model.reads.flowShift).
    */
   flowShift?: number;
   /**

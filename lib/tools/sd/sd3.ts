@@ -88,7 +88,7 @@ export interface GenerateSd3Options {
   /**
    * Storage type of the MMDiT's linear weights. Default "f16"; "q4_0" (~0.56
    * bytes a weight) for the real widths (SD3.5 Large: depth 38, hidden 2432,
-   * 8.1 G parameters, ~4.6 GB), as the memory fit was measured.
+   * 8.1 G parameters, 4.9 GB), as the memory fit was measured.
    */
   type?: "f16" | "q4_0";
 }
