@@ -15,8 +15,10 @@ import type { DiffusionLoadParams } from "../../lib/binding/types";
 import { capabilities } from "../../lib/index";
 import { DiffusionModel, type GeneratedImage, type ImageProgress, type RawImage } from "../../lib/diffusion/index";
 import { ENGINE_HOWTO, loadParams } from "../../lib/diffusion/native-engine";
-import { generateRandomSd15Model, generateRandomSdLora } from "../../lib/tools";
+import { generateRandomSd15Model, generateRandomSdLora, SD_PRESETS, sd1TensorPlan } from "../../lib/tools";
+import { writePart } from "../../lib/tools/sd/parts-writer";
 import { tempDir, THREADS } from "../helpers";
+import { expectNativeReads } from "./diffusion-family";
 
 const available = capabilities().diffusion;
 const title = available
@@ -99,6 +101,28 @@ describe.skipIf(!available)(title, () => {
     for (const guidance of [-1, Number.NaN, 101]) expect(() => sd.generate({ ...base, guidance })).toThrow(invalid);
     // no refImages (an empty list) is the plain image
     expect(bytes(await gen({ refImages: [] })).equals(bytes(plain))).toBe(true);
+  });
+
+  it("an instruct-pix2pix UNet (8 input channels: the latent and the reference's) reads refImages, which change its image; flowShift and guidance stay refused", async () => {
+    // the tiny SD1 checkpoint with input_blocks.0.0 taking 8 channels: sd.cpp's VERSION_SD1_PIX2PIX (get_sd_version's is_ip2p)
+    const file = path.join(tmp.dir, "random-sd1-pix2pix.gguf");
+    const plan = sd1TensorPlan(SD_PRESETS.tiny, "f16").map((t) => (t.name.endsWith("input_blocks.0.0.weight") ? { ...t, shape: [3, 3, 8, t.shape[3]] } : t));
+    await writePart(file, "random-sd1-pix2pix", plan, 7, undefined, "Stable Diffusion 1.5 instruct-pix2pix");
+    const p2p = await DiffusionModel.load({ model: file, threads: THREADS });
+    try {
+      expect(p2p.reads).toEqual({ guidance: false, flowShift: false, refImages: true });
+      const edit = (ref: RawImage) => p2p.generate({ ...base, refImages: [ref] }).done.then((r) => r[0]);
+      const a = await edit(rgb(64, 64));
+      const again = await edit(rgb(64, 64));
+      const b = await edit({ ...rgb(64, 64), data: new Uint8Array(64 * 64 * 3).fill(200) });
+      expect(bytes(a).equals(bytes(again))).toBe(true);
+      // the random first conv mixes the reference's latent in with small weights: a small but real difference
+      expect(meanDiff(a, b)).toBeGreaterThan(0.1);
+      expect(() => p2p.generate({ ...base, guidance: 3 })).toThrow(invalid);
+      await expectNativeReads({ model: file }, { guidance: false, flowShift: false, refImages: true });
+    } finally {
+      await p2p.dispose();
+    }
   });
 
   it("controlImage without a ControlNet is INVALID_ARGUMENT; so are bad control and reference images", () => {
