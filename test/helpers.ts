@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { PNG } from "pngjs";
 import { resolveModel } from "../lib/models/resolver";
+import { GgmlType } from "../lib/tools/gguf/writer";
 
 /** stories260K through the project's resolver (no downloads in tests). */
 export function storiesPath(): Promise<string> {
@@ -68,4 +69,26 @@ export function writeTestPng(file: string, width: number, height: number, seed =
   const bytes = PNG.sync.write(png);
   fs.writeFileSync(file, bytes);
   return bytes;
+}
+
+/**
+ * A safetensors header for a generator's tensor plan (ggml shapes, reversed
+ * into row-major), F32 / F16 (any other type written as F16): a sparse file
+ * of the full size, so the real widths cost no disk. Returns the tensor data's bytes.
+ */
+export function writePlanHeader(file: string, specs: readonly { name: string; shape: number[]; type: GgmlType }[], prefix = ""): number {
+  const header: Record<string, unknown> = {};
+  let at = 0;
+  for (const t of specs) {
+    const f32 = t.type === GgmlType.F32;
+    const n = t.shape.reduce((a, b) => a * b, 1) * (f32 ? 4 : 2);
+    header[prefix + t.name] = { dtype: f32 ? "F32" : "F16", shape: [...t.shape].reverse(), data_offsets: [at, at + n] };
+    at += n;
+  }
+  const json = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  fs.writeFileSync(file, Buffer.concat([len, json]));
+  fs.truncateSync(file, 8 + json.length + at);
+  return at;
 }

@@ -216,6 +216,14 @@ void CheckIpAdapter(const Tensors& ip, const Tensors& vision) {
   if (plus_takes && hidden && *plus_takes != *hidden) fail(*plus_takes, *hidden, "its hidden states");
 }
 
+// Whether a tensor of `files` has `part` in its name.
+bool Has(const std::vector<const Tensors*>& files, std::string_view part) {
+  for (const Tensors* t : files)
+    for (const auto& entry : *t)
+      if (entry.first.find(part) != std::string::npos) return true;
+  return false;
+}
+
 constexpr int64_t kT5XxlWidth = 4096;
 
 // The T5 of a load: the t5xxl file's tensors, or a single-file checkpoint's under a "t5xxl" prefix (in_checkpoint), and
@@ -234,9 +242,8 @@ T5Part T5Of(const Tensors& t5, const Tensors& model) {
 
 // A text encoder's tensors inside a single-file checkpoint (any of the prefixes sd.cpp's loader knows).
 bool EncoderInCheckpoint(const Tensors& model) {
-  for (const auto& entry : model)
-    for (std::string_view key : {"t5xxl", "clip_l", "clip_g", "text_encoders.", "cond_stage_model.", "conditioner.", "text_model."})
-      if (entry.first.find(key) != std::string::npos) return true;
+  for (std::string_view key : {"t5xxl", "clip_l", "clip_g", "text_encoders.", "cond_stage_model.", "conditioner.", "text_model."})
+    if (Has({&model}, key)) return true;
   return false;
 }
 
@@ -277,13 +284,6 @@ void CheckSd3(const std::vector<const Tensors*>& dit, const Tensors& t5, const T
                       std::to_string(kPooled));
 }
 
-bool Has(const std::vector<const Tensors*>& files, std::string_view part) {
-  for (const Tensors* t : files)
-    for (const auto& entry : *t)
-      if (entry.first.find(part) != std::string::npos) return true;
-  return false;
-}
-
 // DenoiserInputs (part_check.h). A UNet's first convolution: sd.cpp's input_blocks.0.0 (ggml [kw, kh, in, out]) or
 // diffusers' conv_in (in a diffusers checkpoint under "unet.").
 DenoiserInputs InputsOf(const std::vector<const Tensors*>& dit, const Tensors& diffusion_model) {
@@ -302,6 +302,27 @@ DenoiserInputs InputsOf(const std::vector<const Tensors*>& dit, const Tensors& d
   return in;
 }
 
+// The family's checks, the families told apart as src/model_loader.cpp get_sd_version does.
+void CheckFamily(const DiffusionPartFiles& f, const Tensors& m, const std::vector<const Tensors*>& dit, const std::vector<const Tensors*>& encoder,
+                 const std::vector<const Tensors*>& autoencoder, const std::vector<const Tensors*>& vision) {
+  if (Dim(dit, "cap_embedder.0.weight", 0)) return CheckZImage(dit, encoder, autoencoder);
+  if (Dim(dit, "double_stream_modulation_img.lin.weight", 0)) {
+    if (!Dim(dit, "single_blocks.47.linear1.weight", 0)) CheckFlux2Klein(dit, encoder);  // Flux 2 [dev] has 48 single blocks and a Mistral encoder
+    return;
+  }
+  std::optional<int64_t> img_in = Dim(dit, "img_in.weight", 0);
+  if (Dim(dit, "transformer_blocks.0.img_mod.1.weight", 0) && img_in && *img_in != 128 && !Dim(dit, "time_text_embed.addition_t_embedding.weight", 0))
+    return CheckQwenImage(dit, encoder, vision);
+  // Flux 1 as lib/diffusion/tensors.ts ditFamilyOf tells it (sd.cpp's is_flux: original names or diffusers'): not Chroma,
+  // Ovis-Image (an LLM) or LongCat (a 3584-wide txt_in); then SD3 (VERSION_SD3)
+  const bool double_blocks = Has(dit, "double_blocks.") || Has(dit, "single_transformer_blocks.");
+  std::optional<int64_t> txt_in = DimAny(dit, {"txt_in.weight", "context_embedder.weight"}, 0);
+  if (double_blocks && !Dim(dit, "distilled_guidance_layer.in_proj.weight", 0) && !Dim(dit, "double_blocks.0.img_mlp.gate_proj.weight", 0) &&
+      txt_in.value_or(0) != 3584)
+    return CheckFlux1(dit, Read(f.t5xxl), m, f);
+  if (Has(dit, "joint_blocks.")) CheckSd3(dit, Read(f.t5xxl), m, f);
+}
+
 }  // namespace
 
 DenoiserInputs CheckDiffusionParts(const DiffusionPartFiles& f) {
@@ -310,31 +331,8 @@ DenoiserInputs CheckDiffusionParts(const DiffusionPartFiles& f) {
   if (!f.control_net.empty()) CheckControlNet(dit, Read(f.control_net));
   if (!f.photo_maker.empty()) CheckPhotoMaker(dit, Read(f.photo_maker));
   if (!f.ip_adapter.empty()) CheckIpAdapter(Read(f.ip_adapter), Read(f.clip_vision));
-  const DenoiserInputs inputs = InputsOf(dit, d);
-  // the families as src/model_loader.cpp get_sd_version tells them apart
-  if (Dim(dit, "cap_embedder.0.weight", 0)) {
-    CheckZImage(dit, encoder, autoencoder);
-    return inputs;
-  }
-  if (Dim(dit, "double_stream_modulation_img.lin.weight", 0)) {
-    if (!Dim(dit, "single_blocks.47.linear1.weight", 0)) CheckFlux2Klein(dit, encoder);  // Flux 2 [dev] has 48 single blocks and a Mistral encoder
-    return inputs;
-  }
-  std::optional<int64_t> img_in = Dim(dit, "img_in.weight", 0);
-  if (Dim(dit, "transformer_blocks.0.img_mod.1.weight", 0) && img_in && *img_in != 128 && !Dim(dit, "time_text_embed.addition_t_embedding.weight", 0)) {
-    CheckQwenImage(dit, encoder, vision);
-    return inputs;
-  }
-  // Flux 1 as lib/diffusion/tensors.ts ditFamilyOf tells it: not Chroma, Ovis-Image (an LLM) or LongCat (a 3584-wide txt_in)
-  // (sd.cpp's is_flux: original names or diffusers'); then SD3 (VERSION_SD3)
-  const bool double_blocks = Has(dit, "double_blocks.") || Has(dit, "single_transformer_blocks.");
-  std::optional<int64_t> txt_in = DimAny(dit, {"txt_in.weight", "context_embedder.weight"}, 0);
-  if (double_blocks && !Dim(dit, "distilled_guidance_layer.in_proj.weight", 0) && !Dim(dit, "double_blocks.0.img_mlp.gate_proj.weight", 0) &&
-      txt_in.value_or(0) != 3584)
-    CheckFlux1(dit, Read(f.t5xxl), m, f);
-  else if (Has(dit, "joint_blocks."))
-    CheckSd3(dit, Read(f.t5xxl), m, f);
-  return inputs;
+  CheckFamily(f, m, dit, encoder, autoencoder, vision);
+  return InputsOf(dit, d);
 }
 
 }  // namespace genai

@@ -164,6 +164,10 @@ export async function expectRefusedAtLoad(load: DiffusionLoadOptions, message: R
   expect(await loaded.generate({ ...base, seed: 1 }).done).toHaveLength(1);
 }
 
+/** The error generate throws for an input the model's denoiser does not read (DiffusionModel.reads): INVALID_ARGUMENT "<input>: …". */
+export const unreadInput = (key: keyof DenoiserReads) =>
+  expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(new RegExp(`^${key}: `)) });
+
 /**
  * The inputs the model's denoiser reads as C++ reports them with TypeScript bypassed (DiffusionModel.reads mirrors
  * them), and C++ refusing each input it does not read with INVALID_ARGUMENT "<input>: …".
@@ -178,7 +182,7 @@ export async function expectNativeReads(load: DiffusionLoadOptions, reads: Denoi
     for (const key of ["guidance", "flowShift", "refImages"] as const) {
       if (reads[key]) continue;
       const g = () => h.generate({ ...p, loras: [], refImages: [], ...inputs[key] } as never, () => undefined, new addon.CancelToken());
-      expect(g).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(new RegExp(`^${key}: `)) }));
+      expect(g).toThrow(unreadInput(key));
     }
   } finally {
     h.dispose();

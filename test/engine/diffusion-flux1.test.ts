@@ -32,6 +32,7 @@ import {
   raw,
   sameImage as same,
   testPicture as picture,
+  unreadInput,
 } from "./diffusion-family";
 
 const SIZE = 64;
@@ -85,9 +86,7 @@ describe.skipIf(!engineAvailable)(familyTitle("Flux 1 (random-weight DiT + CLIP-
       expect(sd.reads).toEqual({ guidance: true, flowShift: true, refImages: true });
       expect(s.reads).toEqual({ guidance: false, flowShift: true, refImages: true });
       // sd.cpp would leave it unread: the same image
-      expect(() => s.generate({ ...base, guidance: 7 })).toThrow(
-        expect.objectContaining({ code: "INVALID_ARGUMENT", message: expect.stringMatching(/^guidance: /) }),
-      );
+      expect(() => s.generate({ ...base, guidance: 7 })).toThrow(unreadInput("guidance"));
       await expectNativeReads(partFiles(schnell), { guidance: false, flowShift: true, refImages: true });
       const [a] = await s.generate({ ...base, seed: 4 }).done;
       expect(new Set(raw(a).data).size).toBeGreaterThan(16);

@@ -62,7 +62,7 @@ import {
   zImageVaePlan,
 } from "../../lib/tools";
 import { fakeEngine } from "../fakes/diffusion-engine";
-import { tempDir } from "../helpers";
+import { tempDir, writePlanHeader } from "../helpers";
 
 const MiB = 2 ** 20;
 const TINY: UnetShape = { family: "sd1", unetChannels: 32, vaeDecoderChannels: 32, vaeConvScale: false };
@@ -317,28 +317,6 @@ describe("estimateDiffusionMemory", () => {
     expect(() => unetComputeBytes({ ...TINY, unetChannels: 64 }, { width: 64, height: 64 })).toThrow(/no fitted coefficients/);
   });
 });
-
-/**
- * A safetensors header for a generator's tensor plan (ggml shapes, reversed
- * into row-major), F32 / F16 (any other type written as F16): a sparse file
- * of the full size, so the real widths cost no disk.
- */
-function writePlanHeader(file: string, specs: { name: string; shape: number[]; type: GgmlType }[], prefix = ""): number {
-  const header: Record<string, unknown> = {};
-  let at = 0;
-  for (const t of specs) {
-    const f32 = t.type === GgmlType.F32;
-    const n = t.shape.reduce((a, b) => a * b, 1) * (f32 ? 4 : 2);
-    header[prefix + t.name] = { dtype: f32 ? "F32" : "F16", shape: [...t.shape].reverse(), data_offsets: [at, at + n] };
-    at += n;
-  }
-  const json = Buffer.from(JSON.stringify(header));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  fs.writeFileSync(file, Buffer.concat([len, json]));
-  fs.truncateSync(file, 8 + json.length + at);
-  return at;
-}
 
 describe("estimateDiffusionMemory: the DiT families (Z-Image, Flux 1, Flux 2 [klein], Qwen-Image, SD3.5 Large)", () => {
   let tmp: ReturnType<typeof tempDir>;

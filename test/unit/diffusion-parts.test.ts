@@ -10,7 +10,6 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DiffusionModel } from "../../lib/diffusion/index";
 import { checkDiffusionParts } from "../../lib/diffusion/parts";
-import { GgmlType } from "../../lib/tools/gguf/writer";
 import {
   FLUX1_TINY,
   type Flux1Sizes,
@@ -29,7 +28,7 @@ import {
   type ZImageSizes,
 } from "../../lib/tools";
 import { FakeModel, fakeEngine } from "../fakes/diffusion-engine";
-import { tempDir } from "../helpers";
+import { tempDir, writePlanHeader } from "../helpers";
 
 describe("diffusion model parts that do not fit together", () => {
   const tmp = tempDir("genai-native-parts-");
@@ -182,20 +181,9 @@ describe("Flux 1 parts that do not fit together", () => {
   });
 });
 
-/** A safetensors header for a generator's tensor plan (row-major shapes), data left sparse: the real widths cost no disk. */
+/** writePlanHeader's sparse safetensors header for a tensor plan; returns the file. */
 function writeHeader(file: string, specs: readonly PartTensorSpec[]): string {
-  const header: Record<string, unknown> = {};
-  let at = 0;
-  for (const t of specs) {
-    const n = t.shape.reduce((a, b) => a * b, 1) * (t.type === GgmlType.F32 ? 4 : 2);
-    header[t.name] = { dtype: t.type === GgmlType.F32 ? "F32" : "F16", shape: [...t.shape].reverse(), data_offsets: [at, at + n] };
-    at += n;
-  }
-  const json = Buffer.from(JSON.stringify(header));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  fs.writeFileSync(file, Buffer.concat([len, json]));
-  fs.truncateSync(file, 8 + json.length + at);
+  writePlanHeader(file, specs);
   return file;
 }
 
